@@ -1,0 +1,148 @@
+//! Hosted domains: the first thing an operator adds, and what every other rule hangs off.
+
+use serde::Serialize;
+
+use crate::{DomainName, DomainSettings, Error, Hosting, Result, Timestamp};
+
+/// One hosted domain as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Domain {
+    /// The IDNA ASCII form, the domain's identity.
+    pub name: DomainName,
+    pub settings: DomainSettings,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Domain {
+    /// The name as people write it (U-labels).
+    pub fn unicode_name(&self) -> String {
+        self.name.to_unicode()
+    }
+}
+
+impl Serialize for DomainName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl Hosting {
+    /// Starts hosting `name` with default settings.
+    pub fn add_domain(&self, name: &str) -> Result<Domain> {
+        self.add_domain_with(name, DomainSettings::default())
+    }
+
+    /// Starts hosting `name` with the given settings.
+    pub fn add_domain_with(&self, name: &str, settings: DomainSettings) -> Result<Domain> {
+        let name = DomainName::parse(name)?;
+        let now = self.now();
+        if !self.store().insert_domain(&name, &settings, now)? {
+            return Err(Error::AlreadyExists { what: "domain", key: name.to_string() });
+        }
+        Ok(Domain { name, settings, created_at: now, updated_at: now })
+    }
+
+    /// The domain called `name`, if it is hosted.
+    pub fn domain(&self, name: &str) -> Result<Option<Domain>> {
+        self.store().select_domain(&DomainName::parse(name)?)
+    }
+
+    /// Like [`Hosting::domain`], but a missing domain is an error.
+    pub fn require_domain(&self, name: &str) -> Result<Domain> {
+        let parsed = DomainName::parse(name)?;
+        self.store().select_domain(&parsed)?.ok_or_else(|| Error::not_found("domain", parsed.as_str()))
+    }
+
+    /// Every hosted domain, ordered by name.
+    pub fn domains(&self) -> Result<Vec<Domain>> {
+        self.store().select_domains()
+    }
+
+    /// Replaces the settings of a hosted domain.
+    pub fn set_domain_settings(&self, name: &str, settings: DomainSettings) -> Result<Domain> {
+        let parsed = DomainName::parse(name)?;
+        if !self.store().update_domain_settings(&parsed, &settings, self.now())? {
+            return Err(Error::not_found("domain", parsed.as_str()));
+        }
+        self.require_domain(parsed.as_str())
+    }
+
+    /// Stops hosting a domain and forgets everything stored for it.
+    pub fn remove_domain(&self, name: &str) -> Result<()> {
+        let parsed = DomainName::parse(name)?;
+        if !self.store().delete_domain(&parsed)? {
+            return Err(Error::not_found("domain", parsed.as_str()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Error, Hosting, ManualClock};
+
+    fn hosting() -> (Hosting, ManualClock) {
+        let clock = ManualClock::new(1_700_000_000);
+        (Hosting::open_in_memory().unwrap().with_clock(clock.clone()), clock)
+    }
+
+    #[test]
+    fn add_get_list_remove() {
+        let (h, clock) = hosting();
+        let d = h.add_domain("Example.org").unwrap();
+        assert_eq!(d.name.as_str(), "example.org");
+        assert_eq!(d.created_at, 1_700_000_000);
+        clock.advance(10);
+        h.add_domain("bücher.example").unwrap();
+        let names: Vec<_> = h.domains().unwrap().into_iter().map(|d| d.name.to_string()).collect();
+        assert_eq!(names, ["example.org", "xn--bcher-kva.example"]);
+        assert_eq!(h.domain("EXAMPLE.org.").unwrap().unwrap(), d);
+        h.remove_domain("example.org").unwrap();
+        assert!(h.domain("example.org").unwrap().is_none());
+        assert!(matches!(h.remove_domain("example.org"), Err(Error::NotFound { .. })));
+    }
+
+    #[test]
+    fn unicode_and_ascii_forms_collide() {
+        let (h, _) = hosting();
+        h.add_domain("xn--bcher-kva.example").unwrap();
+        let e = h.add_domain("Bücher.example").unwrap_err();
+        assert_eq!(e.code(), "already-exists");
+        assert_eq!(e.to_string(), "domain already exists: xn--bcher-kva.example");
+    }
+
+    #[test]
+    fn invalid_names_are_refused_and_nothing_is_stored() {
+        let (h, _) = hosting();
+        for bad in ["", "127.0.0.1", "a..b", "x'; DROP TABLE domains; --.example"] {
+            assert_eq!(h.add_domain(bad).unwrap_err().code(), "invalid-domain", "{bad}");
+        }
+        assert!(h.domains().unwrap().is_empty());
+    }
+
+    #[test]
+    fn settings_update_is_stored() {
+        let (h, clock) = hosting();
+        h.add_domain("example.org").unwrap();
+        clock.advance(60);
+        let mut s = h.require_domain("example.org").unwrap().settings;
+        s.owner = Some("alice@example.net".into());
+        let d = h.set_domain_settings("example.org", s.clone()).unwrap();
+        assert_eq!(d.settings, s);
+        assert_eq!(d.updated_at, 1_700_000_060);
+        assert_eq!(h.set_domain_settings("nope.example", s).unwrap_err().code(), "not-found");
+    }
+
+    #[test]
+    fn two_handles_on_one_file_see_each_other() {
+        let dir = std::env::temp_dir().join(format!("xh-domains-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("shared.db");
+        let a = Hosting::open(&path).unwrap();
+        let b = Hosting::open(&path).unwrap();
+        a.add_domain("one.example").unwrap();
+        assert!(b.domain("one.example").unwrap().is_some());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,74 @@
+//! The errors of the core, one enum for every binding to map once.
+//!
+//! Each variant has a stable [`Error::code`] (a short kebab-case word) that the bindings hand to
+//! scripts: Lua gets `nil, message, code`, Erlang `{error, {Code, Message}}`, C a status number,
+//! the CLI a one-line message. Messages are for people and may change; codes may not.
+
+use crate::domain_name::DomainNameError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A domain name that cannot be hosted; the inner error says which rule it breaks.
+    #[error("invalid domain name: {0}")]
+    InvalidDomain(#[from] DomainNameError),
+
+    /// An argument that is well-typed but unacceptable (an empty username, a negative count...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// The thing asked for does not exist.
+    #[error("{what} not found: {key}")]
+    NotFound { what: &'static str, key: String },
+
+    /// The thing to create exists already.
+    #[error("{what} already exists: {key}")]
+    AlreadyExists { what: &'static str, key: String },
+
+    /// The database file could not be used (locked past the busy timeout, corrupt, unwritable...).
+    #[error("store error: {0}")]
+    Store(#[from] rusqlite::Error),
+
+    /// The database schema could not be brought to this version of the library.
+    #[error("store migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+
+    /// Stored data that this version cannot read (for example settings written by a newer one).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+impl Error {
+    /// The stable machine-readable name of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidDomain(_) => "invalid-domain",
+            Error::InvalidArgument(_) => "invalid-argument",
+            Error::NotFound { .. } => "not-found",
+            Error::AlreadyExists { .. } => "already-exists",
+            Error::Store(_) => "store",
+            Error::Migration(_) => "store",
+            Error::Corrupt(_) => "corrupt",
+        }
+    }
+
+    pub(crate) fn not_found(what: &'static str, key: impl Into<String>) -> Self {
+        Error::NotFound { what, key: key.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable_words() {
+        let e = Error::not_found("domain", "example.org");
+        assert_eq!(e.code(), "not-found");
+        assert_eq!(e.to_string(), "domain not found: example.org");
+        let e: Error = DomainNameError::Empty.into();
+        assert_eq!(e.code(), "invalid-domain");
+    }
+}

@@ -1,0 +1,74 @@
+//! The handle every binding holds.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::store::Store;
+use crate::Result;
+
+/// How to open a store file.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// How long a call waits for another process's write lock before failing with a store error.
+    /// Kept short by default: the calling thread may be a server's event loop.
+    pub busy_timeout: Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { busy_timeout: Duration::from_secs(2) }
+    }
+}
+
+/// An open xmpp-hosting store and the rules over it. Cheap to clone; clones share the store.
+#[derive(Clone)]
+pub struct Hosting {
+    inner: Arc<Inner>,
+    clock: Arc<dyn Clock>,
+}
+
+struct Inner {
+    store: Store,
+}
+
+impl std::fmt::Debug for Hosting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hosting").field("clock", &self.clock).finish_non_exhaustive()
+    }
+}
+
+impl Hosting {
+    /// Opens (creating if needed) the store file at `path` and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, &OpenOptions::default())
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
+        Ok(Self::from_store(Store::open(path.as_ref(), options.busy_timeout)?))
+    }
+
+    /// A private store that vanishes with the handle, for tests.
+    pub fn open_in_memory() -> Result<Self> {
+        Ok(Self::from_store(Store::open_in_memory()?))
+    }
+
+    fn from_store(store: Store) -> Self {
+        Hosting { inner: Arc::new(Inner { store }), clock: Arc::new(SystemClock) }
+    }
+
+    /// The same store seen through another clock (tests move time with a [`crate::ManualClock`]).
+    pub fn with_clock(self, clock: impl Clock + 'static) -> Self {
+        Hosting { inner: self.inner, clock: Arc::new(clock) }
+    }
+
+    /// The current time as the rules see it.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+}

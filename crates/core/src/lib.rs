@@ -1,0 +1,26 @@
+//! The one place where xmpp-hosting's rules live.
+//!
+//! Every binding (Lua for Prosody, the NIF for ejabberd, the C ABI, the CLI) is a thin layer over
+//! [`Hosting`]: a rule written in a binding instead of here would be written twice.
+//!
+//! The store is one SQLite file shared by every process of a deployment (the XMPP server and the
+//! admin CLI), so all state goes through [`Hosting`] and nothing is cached across calls that
+//! another process could change.
+
+pub mod clock;
+pub mod domain_name;
+pub mod domains;
+pub mod error;
+mod hosting;
+pub mod settings;
+mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use domain_name::{DomainName, DomainNameError};
+pub use domains::Domain;
+pub use error::{Error, Result};
+pub use hosting::{Hosting, OpenOptions};
+pub use settings::DomainSettings;
+
+/// The library version, as the bindings report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

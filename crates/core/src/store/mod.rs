@@ -1,0 +1,111 @@
+//! The SQLite store: the only module that speaks SQL.
+//!
+//! Rules elsewhere in the core call typed methods defined here (one file per concept under
+//! `store/`), so a PostgreSQL backend for clustered ejabberd can later implement the same methods
+//! without touching a rule.
+//!
+//! One file is shared by every process of a deployment (the XMPP server and the CLI), hence WAL
+//! (readers never block the writer), a busy timeout instead of immediate `SQLITE_BUSY`, and
+//! `BEGIN IMMEDIATE` for read-modify-write transactions so two processes cannot both read the
+//! old value before either writes.
+
+mod domains;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use once_cell::sync::Lazy;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite_migration::{Migrations, M};
+
+use crate::Result;
+
+static MIGRATIONS: Lazy<Migrations<'static>> =
+    Lazy::new(|| Migrations::new(vec![M::up(include_str!("../../migrations/0001_domains.sql"))]));
+
+pub(crate) struct Store {
+    // rusqlite connections are not Sync; one connection per handle keeps the cost of opening a
+    // store small. SQLite serialises writers anyway.
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(busy_timeout)?;
+        // WAL is a property of the file: set it once and every process sees it.
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Self::prepare(conn)
+    }
+
+    pub(crate) fn open_in_memory() -> Result<Self> {
+        Self::prepare(Connection::open_in_memory()?)
+    }
+
+    fn prepare(mut conn: Connection) -> Result<Self> {
+        conn.pragma_update(None, "foreign_keys", true)?;
+        MIGRATIONS.to_latest(&mut conn)?;
+        Ok(Store { conn: Mutex::new(conn) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave the connection half-changed: any open
+        // transaction was rolled back when it was dropped. So a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` with the connection, outside any explicit transaction.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        f(&self.lock())
+    }
+
+    /// Runs `f` in an immediate (write-locked) transaction, committed if `f` returns `Ok`.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        MIGRATIONS.validate().unwrap();
+    }
+
+    #[test]
+    fn file_store_uses_wal_and_foreign_keys() {
+        let dir = std::env::temp_dir().join(format!("xh-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("t.db"), Duration::from_secs(1)).unwrap();
+        store
+            .read(|c| {
+                let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+                let fk: i64 = c.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+                assert_eq!(mode, "wal");
+                assert_eq!(fk, 1);
+                Ok(())
+            })
+            .unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn failed_write_rolls_back() {
+        let store = Store::open_in_memory().unwrap();
+        let r: Result<()> = store.write(|tx| {
+            tx.execute("INSERT INTO domains (name, created_at, updated_at) VALUES ('a.example', 0, 0)", [])?;
+            Err(crate::Error::InvalidArgument("stop".into()))
+        });
+        assert!(r.is_err());
+        let n: i64 = store.read(|c| Ok(c.query_row("SELECT count(*) FROM domains", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(n, 0);
+    }
+}

@@ -1,0 +1,1 @@
+//! Lua binding: see crates/lua/Cargo.toml. (Being written.)

@@ -1,0 +1,1 @@
+//! NIF binding. (Being written.)

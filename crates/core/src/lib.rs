@@ -12,8 +12,11 @@ pub mod domain_name;
 pub mod domains;
 pub mod error;
 mod hosting;
+pub mod invites;
+pub mod quotas;
 pub mod settings;
 mod store;
+pub mod verification;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use domain_name::{DomainName, DomainNameError};

@@ -1,0 +1,1 @@
+-- Tables for invites: written with that feature (empty until then).

@@ -1,0 +1,1 @@
+-- Tables for quotas: written with that feature (empty until then).

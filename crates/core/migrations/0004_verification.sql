@@ -1,0 +1,1 @@
+-- Tables for verification: written with that feature (empty until then).

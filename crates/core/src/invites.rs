@@ -1,0 +1,1 @@
+//! Registration invites and per-domain registration policy (issue 3).

@@ -1,0 +1,1 @@
+//! Upload quotas: per-domain limits and the usage ledger (issue 4).

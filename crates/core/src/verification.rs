@@ -1,0 +1,1 @@
+//! Domain ownership verification and the DNS tester (issue 5).

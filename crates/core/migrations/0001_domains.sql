@@ -6,3 +6,11 @@ CREATE TABLE domains (
     created_at  INTEGER NOT NULL,            -- unix seconds
     updated_at  INTEGER NOT NULL
 ) STRICT;
+
+-- Provider-wide settings (one row): ProviderSettings as JSON, for what is not per domain
+-- (global caps, the provider's DNS values).
+CREATE TABLE provider_settings (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    settings    TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL
+) STRICT;

@@ -23,7 +23,7 @@ pub use domain_name::{DomainName, DomainNameError};
 pub use domains::Domain;
 pub use error::{Error, Result};
 pub use hosting::{Hosting, OpenOptions};
-pub use settings::DomainSettings;
+pub use settings::{DomainSettings, ProviderSettings};
 
 /// The library version, as the bindings report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -15,14 +15,41 @@ pub struct DomainSettings {
     pub owner: Option<String>,
 }
 
-impl DomainSettings {
-    pub(crate) fn from_json(text: &str) -> crate::Result<Self> {
-        serde_json::from_str(text).map_err(|e| crate::Error::Corrupt(format!("domain settings: {e}")))
+/// Settings of the whole service, not of one domain (global caps, the provider's own DNS values).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProviderSettings {}
+
+/// Both settings types live in the store as JSON text.
+pub(crate) trait JsonSettings: Serialize + serde::de::DeserializeOwned {
+    const WHAT: &'static str;
+
+    fn from_json(text: &str) -> crate::Result<Self> {
+        serde_json::from_str(text).map_err(|e| crate::Error::Corrupt(format!("{}: {e}", Self::WHAT)))
     }
 
-    pub(crate) fn to_json(&self) -> String {
+    fn to_json(&self) -> String {
         // Serialising plain data to a String cannot fail.
         serde_json::to_string(self).expect("settings serialise")
+    }
+}
+
+impl JsonSettings for DomainSettings {
+    const WHAT: &'static str = "domain settings";
+}
+
+impl JsonSettings for ProviderSettings {
+    const WHAT: &'static str = "provider settings";
+}
+
+impl crate::Hosting {
+    /// The provider-wide settings (defaults until an admin sets them).
+    pub fn provider_settings(&self) -> crate::Result<ProviderSettings> {
+        self.store().select_provider_settings()
+    }
+
+    pub fn set_provider_settings(&self, settings: &ProviderSettings) -> crate::Result<()> {
+        self.store().upsert_provider_settings(settings, self.now())
     }
 }
 
@@ -39,6 +66,14 @@ mod tests {
     fn unreadable_settings_are_corrupt_not_a_panic() {
         let e = DomainSettings::from_json("not json").unwrap_err();
         assert_eq!(e.code(), "corrupt");
+    }
+
+    #[test]
+    fn provider_settings_default_then_stored() {
+        let h = crate::Hosting::open_in_memory().unwrap();
+        assert_eq!(h.provider_settings().unwrap(), ProviderSettings::default());
+        h.set_provider_settings(&ProviderSettings::default()).unwrap();
+        assert_eq!(h.provider_settings().unwrap(), ProviderSettings::default());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::Store;
+use crate::settings::{JsonSettings, ProviderSettings};
 use crate::{Domain, DomainName, DomainSettings, Result, Timestamp};
 
 fn domain_from_row(row: &Row<'_>) -> rusqlite::Result<(String, String, Timestamp, Timestamp)> {
@@ -51,7 +52,12 @@ impl Store {
     }
 
     /// Replaces a domain's settings; `false` if there is no such domain.
-    pub(crate) fn update_domain_settings(&self, name: &DomainName, settings: &DomainSettings, now: Timestamp) -> Result<bool> {
+    pub(crate) fn update_domain_settings(
+        &self,
+        name: &DomainName,
+        settings: &DomainSettings,
+        now: Timestamp,
+    ) -> Result<bool> {
         self.write(|tx| {
             let n = tx.execute(
                 "UPDATE domains SET settings = ?2, updated_at = ?3 WHERE name = ?1",
@@ -64,5 +70,25 @@ impl Store {
     /// Deletes a domain and (by foreign keys) everything that hangs off it; `false` if absent.
     pub(crate) fn delete_domain(&self, name: &DomainName) -> Result<bool> {
         self.write(|tx| Ok(tx.execute("DELETE FROM domains WHERE name = ?1", [name.as_str()])? == 1))
+    }
+}
+
+impl Store {
+    pub(crate) fn select_provider_settings(&self) -> Result<ProviderSettings> {
+        let text: Option<String> = self.read(|c| {
+            Ok(c.query_row("SELECT settings FROM provider_settings WHERE id = 1", [], |r| r.get(0)).optional()?)
+        })?;
+        text.map_or_else(|| Ok(ProviderSettings::default()), |t| ProviderSettings::from_json(&t))
+    }
+
+    pub(crate) fn upsert_provider_settings(&self, settings: &ProviderSettings, now: Timestamp) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO provider_settings (id, settings, updated_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+                params![settings.to_json(), now],
+            )?;
+            Ok(())
+        })
     }
 }

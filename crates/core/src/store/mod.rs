@@ -24,15 +24,14 @@ use rusqlite_migration::{Migrations, M};
 
 use crate::Result;
 
-static MIGRATIONS: Lazy<Migrations<'static>> =
-    Lazy::new(|| {
-        Migrations::new(vec![
-            M::up(include_str!("../../migrations/0001_domains.sql")),
-            M::up(include_str!("../../migrations/0002_invites.sql")),
-            M::up(include_str!("../../migrations/0003_quotas.sql")),
-            M::up(include_str!("../../migrations/0004_verification.sql")),
-        ])
-    });
+static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/0001_domains.sql")),
+        M::up(include_str!("../../migrations/0002_invites.sql")),
+        M::up(include_str!("../../migrations/0003_quotas.sql")),
+        M::up(include_str!("../../migrations/0004_verification.sql")),
+    ])
+});
 
 pub(crate) struct Store {
     // rusqlite connections are not Sync; one connection per handle keeps the cost of opening a

@@ -27,6 +27,10 @@ pub enum Error {
     #[error("{what} already exists: {key}")]
     AlreadyExists { what: &'static str, key: String },
 
+    /// The caller may not do this (a user creating invites where only admins may, ...).
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+
     /// The database file could not be used (locked past the busy timeout, corrupt, unwritable...).
     #[error("store error: {0}")]
     Store(#[from] rusqlite::Error),
@@ -48,6 +52,7 @@ impl Error {
             Error::InvalidArgument(_) => "invalid-argument",
             Error::NotFound { .. } => "not-found",
             Error::AlreadyExists { .. } => "already-exists",
+            Error::NotAllowed(_) => "not-allowed",
             Error::Store(_) => "store",
             Error::Migration(_) => "store",
             Error::Corrupt(_) => "corrupt",

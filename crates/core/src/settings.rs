@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub struct DomainSettings {
     /// The customer account that owns the domain (free text: an account id or a JID), if any.
     pub owner: Option<String>,
+    /// Who may register, and the rules for invites.
+    pub registration: crate::invites::RegistrationSettings,
 }
 
 /// Settings of the whole service, not of one domain (global caps, the provider's own DNS values).
@@ -78,7 +80,7 @@ mod tests {
 
     #[test]
     fn settings_round_trip() {
-        let s = DomainSettings { owner: Some("alice".into()) };
+        let s = DomainSettings { owner: Some("alice".into()), ..Default::default() };
         assert_eq!(DomainSettings::from_json(&s.to_json()).unwrap(), s);
     }
 }

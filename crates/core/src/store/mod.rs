@@ -10,7 +10,7 @@
 //! old value before either writes.
 
 mod domains;
-mod invites;
+pub(crate) mod invites;
 mod quotas;
 mod verification;
 

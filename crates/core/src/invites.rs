@@ -1,1 +1,0 @@
-//! Registration invites and per-domain registration policy (issue 3).

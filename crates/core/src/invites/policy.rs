@@ -1,0 +1,197 @@
+//! Who may register on a domain: the per-domain policy and the refusals it gives.
+//!
+//! Both servers map a [`Refusal`] to the stanza error it names, so the wording and the XMPP
+//! condition of every refusal are decided here once, not in Lua and again in Erlang.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+
+/// How accounts come to exist on a domain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationPolicy {
+    /// Only with a valid invite. The default: open registration invites spam and fake accounts.
+    #[default]
+    Invite,
+    /// Anyone, within the per-IP abuse limits; an invite still works.
+    Open,
+    /// Nobody registers in-band, not even with an invite (admins create accounts).
+    Closed,
+}
+
+impl std::str::FromStr for RegistrationPolicy {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "invite" => Ok(Self::Invite),
+            "open" => Ok(Self::Open),
+            "closed" => Ok(Self::Closed),
+            other => Err(crate::Error::InvalidArgument(format!(
+                "registration policy must be invite, open or closed, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Seven days, as Prosody's mod_invites (`invite_expiry`).
+pub const DEFAULT_INVITE_TTL: u64 = 7 * 24 * 3600;
+
+/// The registration section of a domain's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegistrationSettings {
+    pub policy: RegistrationPolicy,
+    /// `open` only: minimum seconds between two registrations from one IP address.
+    pub min_seconds_between_per_ip: Option<u64>,
+    /// `open` only: at most this many registrations from one IP address in 24 hours.
+    pub max_per_ip_per_day: Option<u32>,
+    /// Usernames nobody may take by registering (admin, postmaster...), compared case-insensitively.
+    pub reserved_usernames: Vec<String>,
+    /// Usernames refused outright, even with an invite.
+    pub blocked_usernames: Vec<String>,
+    /// Whether users of the domain may create invites themselves.
+    pub users_may_invite: bool,
+    /// Lifetime of a new invite in seconds when the creator names none; `None` never expires.
+    pub invite_ttl: Option<u64>,
+    /// Landing page for invite links, e.g. `https://{domain}/invite/{token}/`.
+    pub landing_url: Option<String>,
+}
+
+impl Default for RegistrationSettings {
+    fn default() -> Self {
+        RegistrationSettings {
+            policy: RegistrationPolicy::Invite,
+            min_seconds_between_per_ip: None,
+            max_per_ip_per_day: None,
+            reserved_usernames: Vec::new(),
+            blocked_usernames: Vec::new(),
+            users_may_invite: false,
+            invite_ttl: Some(DEFAULT_INVITE_TTL),
+            landing_url: None,
+        }
+    }
+}
+
+impl RegistrationSettings {
+    pub(crate) fn is_reserved(&self, username: &str) -> bool {
+        self.reserved_usernames.iter().any(|u| u.eq_ignore_ascii_case(username))
+    }
+
+    pub(crate) fn is_blocked(&self, username: &str) -> bool {
+        self.blocked_usernames.iter().any(|u| u.eq_ignore_ascii_case(username))
+    }
+}
+
+/// Why a registration is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum Refusal {
+    /// The domain is invite-only and no token came with the request.
+    InviteRequired,
+    /// The token is unknown, expired, used up, revoked, or for another domain.
+    InvalidInvite,
+    /// The domain does not allow in-band registration at all.
+    RegistrationClosed,
+    /// Not a username we accept (empty, too long, forbidden characters).
+    InvalidUsername,
+    /// Reserved, or held for someone's invite.
+    UsernameReserved,
+    /// On the blocked list.
+    UsernameBlocked,
+    /// The invite is for another username.
+    UsernameMismatch,
+    /// Too soon after the last registration from this address.
+    TooSoon { retry_at: Timestamp },
+    /// This address used up its registrations for the day.
+    TooMany { retry_at: Timestamp },
+}
+
+impl Refusal {
+    /// The stanza error type and condition (RFC 6120 §8.3) both servers answer with.
+    pub fn condition(&self) -> (&'static str, &'static str) {
+        match self {
+            Refusal::InviteRequired | Refusal::RegistrationClosed => ("cancel", "not-allowed"),
+            Refusal::InvalidInvite => ("cancel", "forbidden"),
+            Refusal::InvalidUsername => ("modify", "not-acceptable"),
+            Refusal::UsernameReserved | Refusal::UsernameBlocked => ("cancel", "conflict"),
+            Refusal::UsernameMismatch => ("modify", "not-acceptable"),
+            Refusal::TooSoon { .. } | Refusal::TooMany { .. } => ("wait", "policy-violation"),
+        }
+    }
+
+    /// The human text sent with the error.
+    pub fn text(&self) -> String {
+        match self {
+            Refusal::InviteRequired => "Registration on this server requires an invite".into(),
+            Refusal::InvalidInvite => "The invite is not valid (unknown, expired or already used)".into(),
+            Refusal::RegistrationClosed => "Registration on this server is closed".into(),
+            Refusal::InvalidUsername => "The username is not valid".into(),
+            Refusal::UsernameReserved => "The username is reserved".into(),
+            Refusal::UsernameBlocked => "The username is not available".into(),
+            Refusal::UsernameMismatch => "The invite is for a different username".into(),
+            Refusal::TooSoon { .. } => "Too many registrations from your address; try again later".into(),
+            Refusal::TooMany { .. } => "Too many registrations from your address today".into(),
+        }
+    }
+
+    /// A short stable name for logs and scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::InviteRequired => "invite-required",
+            Refusal::InvalidInvite => "invalid-invite",
+            Refusal::RegistrationClosed => "registration-closed",
+            Refusal::InvalidUsername => "invalid-username",
+            Refusal::UsernameReserved => "username-reserved",
+            Refusal::UsernameBlocked => "username-blocked",
+            Refusal::UsernameMismatch => "username-mismatch",
+            Refusal::TooSoon { .. } => "too-soon",
+            Refusal::TooMany { .. } => "too-many",
+        }
+    }
+}
+
+/// The longest localpart RFC 7622 allows, in bytes.
+pub const MAX_USERNAME_LEN: usize = 1023;
+
+/// Normalises a username for comparison and storage: XMPP localparts are case-insensitive.
+/// Returns `None` for names no server would create.
+pub fn normalize_username(username: &str) -> Option<String> {
+    let u = username.trim();
+    let forbidden = |c: char| c.is_whitespace() || c.is_control() || "\"&'/:<>@".contains(c);
+    if u.is_empty() || u.len() > MAX_USERNAME_LEN || u.chars().any(forbidden) {
+        return None;
+    }
+    Some(u.to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_case_folded_and_checked() {
+        assert_eq!(normalize_username("Alice").as_deref(), Some("alice"));
+        assert_eq!(normalize_username(""), None);
+        assert_eq!(normalize_username("a b"), None);
+        assert_eq!(normalize_username("a@b"), None);
+        assert_eq!(normalize_username(&"x".repeat(2000)), None);
+    }
+
+    #[test]
+    fn settings_default_to_invite_only_with_a_week_of_validity() {
+        let s: RegistrationSettings = serde_json::from_str("{}").unwrap();
+        assert_eq!(s.policy, RegistrationPolicy::Invite);
+        assert_eq!(s.invite_ttl, Some(DEFAULT_INVITE_TTL));
+        let s: RegistrationSettings = serde_json::from_str(r#"{"policy":"open","invite_ttl":null}"#).unwrap();
+        assert_eq!(s.policy, RegistrationPolicy::Open);
+        assert_eq!(s.invite_ttl, None);
+    }
+
+    #[test]
+    fn refusals_name_their_stanza_error() {
+        assert_eq!(Refusal::InviteRequired.condition(), ("cancel", "not-allowed"));
+        assert_eq!(Refusal::TooSoon { retry_at: 5 }.condition().0, "wait");
+        assert_eq!(serde_json::to_value(Refusal::TooMany { retry_at: 9 }).unwrap()["reason"], "too-many");
+    }
+}

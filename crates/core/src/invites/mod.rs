@@ -11,7 +11,7 @@ mod registration;
 mod token;
 mod uri;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use policy::{normalize_username, Refusal, RegistrationPolicy, RegistrationSettings, DEFAULT_INVITE_TTL};
 pub use registration::{RegistrationDecision, RegistrationRequest, RegistrationTicket};
@@ -22,7 +22,7 @@ use crate::store::invites as sql;
 use crate::{DomainName, Error, Hosting, Result, Timestamp};
 
 /// What redeeming an invite does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InviteKind {
     /// Create an account (any username, or the one the invite names).
@@ -57,8 +57,10 @@ impl std::str::FromStr for InviteKind {
     }
 }
 
-/// When a new invite stops working.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// When a new invite stops working. In data (JSON, Lua tables, Erlang maps): `"default"`,
+/// `"never"`, or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(untagged, into = "ExpiryRepr", try_from = "ExpiryRepr")]
 pub enum Expiry {
     /// The domain's `invite_ttl` setting (7 days unless changed).
     #[default]
@@ -68,12 +70,60 @@ pub enum Expiry {
     After(u64),
 }
 
-/// Who creates an invite; users may only when their domain allows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ExpiryRepr {
+    Word(String),
+    Seconds(u64),
+}
+
+impl From<Expiry> for ExpiryRepr {
+    fn from(e: Expiry) -> Self {
+        match e {
+            Expiry::Default => ExpiryRepr::Word("default".into()),
+            Expiry::Never => ExpiryRepr::Word("never".into()),
+            Expiry::After(s) => ExpiryRepr::Seconds(s),
+        }
+    }
+}
+
+impl TryFrom<ExpiryRepr> for Expiry {
+    type Error = String;
+    fn try_from(r: ExpiryRepr) -> std::result::Result<Self, String> {
+        match r {
+            ExpiryRepr::Word(w) if w == "default" => Ok(Expiry::Default),
+            ExpiryRepr::Word(w) if w == "never" => Ok(Expiry::Never),
+            ExpiryRepr::Word(w) => Err(format!("expiry must be \"default\", \"never\" or seconds, not {w:?}")),
+            ExpiryRepr::Seconds(s) => Ok(Expiry::After(s)),
+        }
+    }
+}
+
+/// Who creates an invite; users may only when their domain allows it. In data: `"admin"` or the
+/// user's bare JID.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
 pub enum Creator {
+    #[default]
     Admin,
     /// A user's bare JID.
     User(String),
+}
+
+impl From<String> for Creator {
+    fn from(s: String) -> Self {
+        if s == "admin" {
+            Creator::Admin
+        } else {
+            Creator::User(s)
+        }
+    }
+}
+
+impl From<Creator> for String {
+    fn from(c: Creator) -> Self {
+        c.as_str().to_string()
+    }
 }
 
 impl Creator {
@@ -90,10 +140,13 @@ pub const MAX_NOTE_LEN: usize = 1000;
 /// The most uses one invite may have.
 pub const MAX_USES: u32 = 100_000;
 
-/// What to create.
-#[derive(Debug, Clone)]
+/// What to create. Deserialisable, so every binding reads it from its own data the same way:
+/// only `domain` is required; the rest defaults to a single-use account invite made by an admin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewInvite {
     pub domain: String,
+    #[serde(default = "default_kind")]
     pub kind: InviteKind,
     /// For `Account`: the only username the invite registers (reserved until it expires).
     /// For `Reset`: the account whose password it resets (required).
@@ -101,10 +154,21 @@ pub struct NewInvite {
     /// For `Roster`: the bare JID the new account is subscribed with; defaults to the creating user.
     pub inviter: Option<String>,
     /// How many accounts it creates (a group invite has more than one).
+    #[serde(default = "default_uses")]
     pub uses: u32,
+    #[serde(default)]
     pub expiry: Expiry,
     pub note: Option<String>,
+    #[serde(default)]
     pub created_by: Creator,
+}
+
+fn default_kind() -> InviteKind {
+    InviteKind::Account
+}
+
+fn default_uses() -> u32 {
+    1
 }
 
 impl NewInvite {

@@ -317,3 +317,26 @@ fn racing_redemptions_of_a_single_use_invite_have_one_winner() {
     assert_eq!(admin.invites("example.org").unwrap()[0].uses_left, 0);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn new_invite_reads_from_data_with_defaults() {
+    let n: NewInvite = serde_json::from_str(r#"{"domain":"example.org"}"#).unwrap();
+    assert_eq!((n.kind, n.uses, n.expiry, n.created_by), (InviteKind::Account, 1, Expiry::Default, Creator::Admin));
+    let n: NewInvite = serde_json::from_str(
+        r#"{"domain":"e.org","kind":"roster","uses":3,"expiry":3600,"created_by":"alice@e.org","note":"hi"}"#,
+    )
+    .unwrap();
+    assert_eq!(n.kind, InviteKind::Roster);
+    assert_eq!(n.expiry, Expiry::After(3600));
+    assert_eq!(n.created_by, Creator::User("alice@e.org".into()));
+    let n: NewInvite = serde_json::from_str(r#"{"domain":"e.org","expiry":"never"}"#).unwrap();
+    assert_eq!(n.expiry, Expiry::Never);
+    for bad in [
+        r#"{"domain":"e.org","expiry":"soon"}"#,
+        r#"{"domain":"e.org","kind":"x"}"#,
+        r#"{"domain":"e.org","usez":2}"#,
+        "{}",
+    ] {
+        assert!(serde_json::from_str::<NewInvite>(bad).is_err(), "{bad}");
+    }
+}

@@ -1,0 +1,261 @@
+%%% ejabberd module for xmpp-hosting: opens the shared store and adds the admin commands.
+%%%
+%%% All rules live in the Rust core (loaded through xmpp_hosting_nif); this module only wires
+%%% the store into ejabberd. The store is one SQLite file per deployment, shared with the
+%%% `xmpp-hosting` CLI, so whatever the commands write the CLI sees, and the other way round.
+%%%
+%%% ejabberdctl commands (registered while the module runs on at least one host):
+%%%   xmpp_hosting_domain_add DOMAIN      start hosting DOMAIN
+%%%   xmpp_hosting_domain_list            the hosted domains, one ASCII name per line
+%%%   xmpp_hosting_domain_show DOMAIN     name, unicode_name, created_at, updated_at, settings JSON
+%%%   xmpp_hosting_domain_remove DOMAIN   stop hosting DOMAIN
+%%% Failures use ejabberd's extended error form {error, Type, 1, Message}: ejabberdctl prints
+%%% "Error: Type: Message" and exits 1; Type is the core's error code (invalid_domain, store,
+%%% ...), except that already_exists and not_found become ejabberd's conflict and not_exists,
+%%% which mod_http_api turns into 409 and 404.
+-module(mod_xmpp_hosting).
+
+-behaviour(gen_mod).
+
+-export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
+%% For other modules (hooks added later) and tests.
+-export([store/1]).
+%% Command callbacks.
+-export([domain_add/1, domain_list/0, domain_show/1, domain_remove/1]).
+
+-include("logger.hrl").
+-include("translate.hrl").
+-include("ejabberd_commands.hrl").
+
+-define(DB_FILE, "xmpp_hosting.db").
+
+%%%===================================================================
+%%% gen_mod
+%%%===================================================================
+
+start(Host, Opts) ->
+    Path = database_path(gen_mod:get_opt(database, Opts)),
+    case open_store(Path) of
+        {ok, Handle} ->
+            persistent_term:put(key(Host), {Path, Handle}),
+            warn_if_other_database(Host, Path),
+            %% Registering again when another host already did is harmless: the records are equal.
+            ejabberd_commands:register_commands(get_commands_spec()),
+            ?INFO_MSG("xmpp_hosting ~ts: store ~ts (core ~ts)",
+                      [Host, Path, xmpp_hosting_nif:version()]),
+            ok;
+        {error, Reason} ->
+            ?ERROR_MSG("xmpp_hosting ~ts: cannot open store ~ts: ~ts",
+                       [Host, Path, format_reason(Reason)]),
+            {error, Reason}
+    end.
+
+stop(Host) ->
+    case gen_mod:is_loaded_elsewhere(Host, ?MODULE) of
+        false -> ejabberd_commands:unregister_commands(get_commands_spec());
+        true -> ok
+    end,
+    %% The handle closes when the last process holding it drops it.
+    _ = persistent_term:erase(key(Host)),
+    ok.
+
+reload(Host, NewOpts, _OldOpts) ->
+    NewPath = database_path(gen_mod:get_opt(database, NewOpts)),
+    case persistent_term:get(key(Host), undefined) of
+        {NewPath, _} -> ok;
+        _ -> start(Host, NewOpts)
+    end.
+
+depends(_Host, _Opts) ->
+    [].
+
+mod_opt_type(database) ->
+    econf:either(econf:enum([undefined]), econf:binary()).
+
+mod_options(_Host) ->
+    [{database, undefined}].
+
+mod_doc() ->
+    #{desc =>
+          ?T("Hosting chores for XMPP providers (hosted domains first) from the "
+             "xmpp-hosting store, a SQLite file shared with the 'xmpp-hosting' "
+             "command line tool. Adds the ejabberdctl commands "
+             "'xmpp_hosting_domain_add', 'xmpp_hosting_domain_list', "
+             "'xmpp_hosting_domain_show' and 'xmpp_hosting_domain_remove'."),
+      opts =>
+          [{database,
+            #{value => ?T("Path"),
+              desc =>
+                  ?T("The store file. Every host (and the command line tool) should use "
+                     "the same file. The default is 'xmpp_hosting.db' in the spool "
+                     "directory (SPOOL_DIR of ejabberdctl.cfg).")}}]}.
+
+%%%===================================================================
+%%% API
+%%%===================================================================
+
+%% @doc The store handle of a host where the module runs, for calls into xmpp_hosting_nif.
+-spec store(binary()) -> {ok, xmpp_hosting_nif:handle()} | {error, not_started}.
+store(Host) ->
+    case persistent_term:get(key(Host), undefined) of
+        {_Path, Handle} -> {ok, Handle};
+        undefined -> {error, not_started}
+    end.
+
+%%%===================================================================
+%%% Commands
+%%%===================================================================
+
+get_commands_spec() ->
+    [#ejabberd_commands{name = xmpp_hosting_domain_add, tags = [xmpp_hosting],
+                        desc = "Start hosting a domain",
+                        longdesc = "Unicode names are stored in their IDNA ASCII form.",
+                        policy = admin,
+                        module = ?MODULE, function = domain_add,
+                        args = [{domain, binary}],
+                        args_desc = ["Domain name"],
+                        args_example = [<<"customer.example">>],
+                        result = {res, restuple},
+                        result_desc = "The stored (ASCII) name",
+                        result_example = {ok, <<"Added domain customer.example">>}},
+     #ejabberd_commands{name = xmpp_hosting_domain_list, tags = [xmpp_hosting],
+                        desc = "List the hosted domains",
+                        policy = admin,
+                        module = ?MODULE, function = domain_list,
+                        args = [],
+                        result = {domains, {list, {domain, string}}},
+                        result_desc = "ASCII names, ordered",
+                        result_example = [<<"customer.example">>, <<"xn--bcher-kva.example">>]},
+     #ejabberd_commands{name = xmpp_hosting_domain_show, tags = [xmpp_hosting],
+                        desc = "Show a hosted domain",
+                        policy = admin,
+                        module = ?MODULE, function = domain_show,
+                        args = [{domain, binary}],
+                        args_desc = ["Domain name"],
+                        args_example = [<<"customer.example">>],
+                        result = {domain, {tuple, [{name, string},
+                                                   {unicode_name, string},
+                                                   {created_at, integer},
+                                                   {updated_at, integer},
+                                                   {settings, string}]}},
+                        result_desc = "Name, Unicode name, Unix times of creation and last "
+                                      "change, settings as JSON"},
+     #ejabberd_commands{name = xmpp_hosting_domain_remove, tags = [xmpp_hosting],
+                        desc = "Stop hosting a domain and forget what is stored for it",
+                        policy = admin,
+                        module = ?MODULE, function = domain_remove,
+                        args = [{domain, binary}],
+                        args_desc = ["Domain name"],
+                        args_example = [<<"customer.example">>],
+                        result = {res, restuple},
+                        result_example = {ok, <<"Removed domain customer.example">>}}].
+
+domain_add(Name) ->
+    with_store(
+      fun(H) ->
+              case xmpp_hosting_nif:add_domain(H, Name) of
+                  {ok, #{name := Ascii}} -> {ok, <<"Added domain ", Ascii/binary>>};
+                  {error, Err} -> command_error(Err)
+              end
+      end).
+
+domain_list() ->
+    with_store(
+      fun(H) ->
+              case xmpp_hosting_nif:domains(H) of
+                  {ok, Domains} -> [N || #{name := N} <- Domains];
+                  {error, Err} -> command_error(Err)
+              end
+      end).
+
+domain_show(Name) ->
+    with_store(
+      fun(H) ->
+              case xmpp_hosting_nif:domain(H, Name) of
+                  {ok, #{name := N, unicode_name := U, created_at := C, updated_at := M,
+                         settings := S}} ->
+                      {N, U, C, M, jiffy:encode(S)};
+                  {ok, undefined} ->
+                      command_error({not_found, <<"domain not found: ", Name/binary>>});
+                  {error, Err} -> command_error(Err)
+              end
+      end).
+
+domain_remove(Name) ->
+    with_store(
+      fun(H) ->
+              case xmpp_hosting_nif:remove_domain(H, Name) of
+                  ok -> {ok, <<"Removed domain ", Name/binary>>};
+                  {error, Err} -> command_error(Err)
+              end
+      end).
+
+%%%===================================================================
+%%% Internal
+%%%===================================================================
+
+key(Host) ->
+    {?MODULE, Host}.
+
+%% Commands are global while stores are per host: use the first host that has one. Hosts are
+%% meant to share one store file (start/2 warns when they do not).
+with_store(Fun) ->
+    Stores = [S || Host <- ejabberd_option:hosts(), {ok, S} <- [store(Host)]],
+    case Stores of
+        [Handle | _] -> Fun(Handle);
+        [] -> {error, not_started, 1, "mod_xmpp_hosting is not running on any host"}
+    end.
+
+command_error({Code, Message}) ->
+    {error, ejabberd_error_type(Code), 1, binary_to_list(Message)}.
+
+ejabberd_error_type(already_exists) -> conflict;
+ejabberd_error_type(not_found) -> not_exists;
+ejabberd_error_type(Code) -> Code.
+
+database_path(undefined) ->
+    filename:join(spool_dir(), ?DB_FILE);
+database_path(Path) when is_binary(Path) ->
+    binary_to_list(Path).
+
+%% ejabberdctl passes SPOOL_DIR to the VM as the Mnesia directory.
+spool_dir() ->
+    case mnesia:system_info(directory) of
+        Dir when is_list(Dir) -> Dir;
+        _ -> "."
+    end.
+
+open_store(Path) ->
+    case code:ensure_loaded(xmpp_hosting_nif) of
+        {module, _} ->
+            xmpp_hosting_nif:open(unicode:characters_to_binary(Path));
+        {error, Why} ->
+            {error, {nif_not_loaded, Why, xmpp_hosting_nif_so_path()}}
+    end.
+
+%% When on_load failed, xmpp_hosting_nif is not loaded, so its so_path/0 is not callable:
+%% say where the library was expected from this module's own location.
+xmpp_hosting_nif_so_path() ->
+    Priv = case code:priv_dir(?MODULE) of
+               {error, _} -> filename:join(filename:dirname(filename:dirname(code:which(?MODULE))),
+                                           "priv");
+               Dir -> Dir
+           end,
+    filename:join([Priv, "lib", "xmpp_hosting_nif.so"]).
+
+warn_if_other_database(Host, Path) ->
+    Others = [{H, P} || H <- ejabberd_option:hosts(), H /= Host,
+                        {P, _} <- [persistent_term:get(key(H), undefined)], P /= Path],
+    case Others of
+        [] -> ok;
+        _ -> ?WARNING_MSG("xmpp_hosting ~ts uses store ~ts, but other hosts use ~p; "
+                          "the ejabberdctl commands act on one of them only",
+                          [Host, Path, Others])
+    end.
+
+format_reason({nif_not_loaded, Why, SoPath}) ->
+    io_lib:format("the NIF library ~ts did not load (~p); see the error logged above", [SoPath, Why]);
+format_reason({Code, Message}) when is_atom(Code), is_binary(Message) ->
+    io_lib:format("~ts (~p)", [Message, Code]);
+format_reason(Other) ->
+    io_lib:format("~p", [Other]).

@@ -1,0 +1,388 @@
+"""A real Debian ejabberd 23.01 on loopback, in a temporary directory, for one test or module.
+
+The system `ejabberdctl` refuses to run unless root or the `ejabberd` user and would use
+/etc/ejabberd and epmd. We run a copy with `INSTALLUSER=` and our own config dir:
+`ejabberdctl.cfg` pins the node name, spool, logs, contrib modules path and a free distribution
+port (`ERL_DIST_PORT`, so no epmd is started and ejabberdctl connects straight to that port on
+127.0.0.1). HOME is the temporary directory too, so the Erlang cookie is private.
+
+mod_xmpp_hosting is either installed the way an admin does it (`ejabberdctl module_install`
+from CONTRIB_MODULES_PATH/sources, the default), or compiled with erlc and listed under
+`modules:` (install="config"). Everything started is stopped in `stop()`, also after failures.
+
+    with Ejabberd(tmp_path) as ej:
+        ej.ctl("xmpp_hosting_domain_add", "customer.example")
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .common import ERLANG_DIR, LOOPBACK, free_port, stop_process_group, tail, wait_for_port
+
+EJABBERDCTL = Path("/usr/sbin/ejabberdctl")
+EJABBERD_LIB = Path("/usr/lib/x86_64-linux-gnu/ejabberd-23.01")
+MODULE = "mod_xmpp_hosting"
+MODULE_SRC = ERLANG_DIR / MODULE
+NIF_SO = MODULE_SRC / "priv" / "lib" / "xmpp_hosting_nif.so"
+
+
+class Ejabberd:
+    """One ejabberd node. Use as a context manager, or call start() and stop() yourself."""
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        host: str = "test.example",
+        install: str = "module_install",
+        module_options: dict | None = None,
+        extra_modules: str = "",
+        extra_config: str = "",
+    ):
+        if install not in ("module_install", "config", "none"):
+            raise ValueError(f"unknown install mode {install!r}")
+        self._own_tmp = workdir is None
+        self.dir = Path(tempfile.mkdtemp(prefix="xh-ejabberd-")) if workdir is None else Path(workdir)
+        self.host = host
+        self.install = install
+        self.module_options = module_options or {}
+        self.extra_modules = extra_modules
+        self.extra_config = extra_config
+        self.node = f"xh{secrets.token_hex(4)}@localhost"
+        self.c2s_port = free_port()
+        self.http_port = free_port()
+        self.dist_port = free_port()
+        self.conf_dir = self.dir / "conf"
+        self.spool = self.dir / "spool"
+        self.logs = self.dir / "logs"
+        self.contrib = self.dir / "contrib"
+        self.ebin = self.dir / "ebin"
+        self.ctl_script = self.dir / "ejabberdctl"
+        self.console_log = self.dir / "console.log"
+        self.proc: subprocess.Popen | None = None
+        self._priv_copies: list[Path] = []
+
+    # ---- paths and environment -------------------------------------------------------------
+
+    @property
+    def log_file(self) -> Path:
+        return self.logs / "ejabberd.log"
+
+    @property
+    def database(self) -> Path:
+        """The store file the module uses: the `database` option, else the spool default."""
+        return Path(self.module_options.get("database", self.spool / "xmpp_hosting.db"))
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        home = os.environ.get("HOME", "/root")
+        # cargo (run by c_src/Makefile under module_install) still finds its toolchain.
+        env.setdefault("CARGO_HOME", os.path.join(home, ".cargo"))
+        env.setdefault("RUSTUP_HOME", os.path.join(home, ".rustup"))
+        env["HOME"] = str(self.dir)
+        env["EJABBERD_BYPASS_WARNINGS"] = "true"
+        return env
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> "Ejabberd":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self, timeout: float = 60.0):
+        if self.install != "none" and not NIF_SO.exists():
+            raise FileNotFoundError(f"{NIF_SO} is missing: run scripts/build first")
+        for d in (self.conf_dir, self.spool, self.logs, self.contrib / "sources"):
+            d.mkdir(parents=True, exist_ok=True)
+        self._write_ctl_script()
+        self._write_ctl_cfg()
+        if self.install == "config":
+            self._compile_module()
+        self._write_config()
+        self.proc = subprocess.Popen(
+            [str(self.ctl_script), "--config-dir", str(self.conf_dir), "foreground"],
+            cwd=self.dir,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=self.console_log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for_port(self.c2s_port, self.proc, timeout=timeout, log=self.log_file)
+        self.wait_started(timeout)
+        if self.install == "module_install":
+            self.module_install()
+
+    def wait_started(self, timeout: float = 60.0):
+        """Waits until ejabberdctl reports the node started (listeners come up before that)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.ctl("status", check=False)
+            if r.returncode == 0:
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"ejabberd exited with {self.proc.returncode}\n{self.logs_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"ejabberd did not report started: {r.stdout}{r.stderr}\n{self.logs_tail()}")
+            time.sleep(0.5)
+
+    def stop(self):
+        """Stops the node and everything it started; safe to call twice or after a failed start."""
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                # A clean stop first (flushes Mnesia), then the process group.
+                try:
+                    self.ctl("stop", check=False, timeout=20)
+                    self.proc.wait(timeout=20)
+                except (subprocess.TimeoutExpired, OSError):
+                    pass
+                stop_process_group(self.proc)
+            self._kill_strays()
+        finally:
+            self._remove_priv_copies()
+            if self._own_tmp:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _kill_strays(self):
+        """Any process still carrying our node name (an ejabberdctl client left behind)."""
+        r = subprocess.run(["pgrep", "-f", self.node], capture_output=True, text=True)
+        for pid in r.stdout.split():
+            try:
+                os.kill(int(pid), 9)
+            except (ProcessLookupError, ValueError):
+                pass
+
+    def stray_processes(self) -> list[str]:
+        r = subprocess.run(["pgrep", "-af", self.node], capture_output=True, text=True)
+        return [line for line in r.stdout.splitlines() if line.strip()]
+
+    # ---- commands ----------------------------------------------------------------------------
+
+    def ctl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Runs an ejabberdctl command against this node."""
+        r = subprocess.run(
+            [str(self.ctl_script), "--config-dir", str(self.conf_dir), *args],
+            cwd=self.dir,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and r.returncode != 0:
+            raise RuntimeError(
+                f"ejabberdctl {' '.join(args)} exited {r.returncode}\n{r.stdout}{r.stderr}\n{self.logs_tail()}"
+            )
+        return r
+
+    def register(self, user: str, password: str, host: str | None = None):
+        """Creates an account."""
+        self.ctl("register", user, host or self.host, password)
+
+    def eval(self, expr: str, timeout: float = 60) -> str:
+        """Evaluates Erlang expressions inside the node; returns the last value printed with ~p.
+
+        The expressions are parsed here and evaluated there by erl_eval through rpc, from a hidden
+        node that reaches ours on its distribution port (no epmd). A {badrpc, _} answer is returned
+        as text like any other value.
+        """
+        probe = (
+            'Src = os:getenv("XH_EVAL"), '
+            "{ok, Toks, _} = erl_scan:string(Src), "
+            "{ok, Exprs} = erl_parse:parse_exprs(Toks), "
+            'Node = list_to_atom(os:getenv("XH_NODE")), '
+            "Out = case rpc:call(Node, erl_eval, exprs, [Exprs, []], 30000) of "
+            "{value, V, _} -> V; Other -> Other end, "
+            'io:format("~p~n", [Out]), halt().'
+        )
+        env = self.env()
+        env["XH_EVAL"] = expr
+        env["XH_NODE"] = self.node
+        r = subprocess.run(
+            [
+                "erl", "-noshell", "-hidden",
+                "-sname", f"probe{secrets.token_hex(3)}@localhost",
+                "-erl_epmd_port", str(self.dist_port), "-start_epmd", "false", "-dist_listen", "false",
+                "-eval", probe,
+            ],
+            cwd=self.dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"probe failed ({r.returncode}): {r.stdout}{r.stderr}")
+        return r.stdout.strip()
+
+    def module_install(self):
+        """Installs mod_xmpp_hosting from sources the way ejabberd-contrib modules are installed.
+
+        The layout is CONTRIB_MODULES_PATH/sources/<repository>/<module>/<module>.spec. The
+        installer also copies priv/ into ejabberd's own lib dir (ext_mod:copy_priv_files); copies
+        that did not exist before are removed again in stop().
+        """
+        dest = self.contrib / "sources" / "xmpp-hosting" / MODULE
+        shutil.copytree(MODULE_SRC, dest, ignore=shutil.ignore_patterns("ebin"))
+        # Deepest first, so that removing them in order empties directories before removing them.
+        for f in sorted((MODULE_SRC / "priv").rglob("*"), key=lambda p: -len(p.parts)):
+            target = EJABBERD_LIB / f.relative_to(MODULE_SRC)
+            if not target.exists() and not target.is_symlink():
+                self._priv_copies.append(target)
+        if self.module_options:
+            # The installer loads conf/*.yml of installed modules: put the options there.
+            (dest / "conf" / f"{MODULE}.yml").write_text(
+                f"modules:\n  {MODULE}:\n{_yaml_options(self.module_options, 4)}"
+            )
+        r = self.ctl("module_install", MODULE, check=False, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"module_install failed: {r.returncode}\n{r.stdout}{r.stderr}\n{self.logs_tail()}")
+
+    def module_loaded(self, host: str | None = None) -> bool:
+        return self.eval(f'gen_mod:is_loaded(<<"{host or self.host}">>, {MODULE}).') == "true"
+
+    def logs_tail(self, lines: int = 60) -> str:
+        return f"--- ejabberd.log\n{tail(self.log_file, lines)}\n--- console\n{tail(self.console_log, lines)}"
+
+    # ---- files -------------------------------------------------------------------------------
+
+    def _write_ctl_script(self):
+        text = EJABBERDCTL.read_text()
+        if "\nINSTALLUSER=ejabberd\n" not in text:
+            raise RuntimeError(f"{EJABBERDCTL} changed: no INSTALLUSER=ejabberd line")
+        self.ctl_script.write_text(text.replace("\nINSTALLUSER=ejabberd\n", "\nINSTALLUSER=\n"))
+        self.ctl_script.chmod(0o755)
+
+    def _write_ctl_cfg(self):
+        (self.conf_dir / "ejabberdctl.cfg").write_text(
+            f"ERLANG_NODE={self.node}\n"
+            f"SPOOL_DIR={self.spool}\n"
+            f"LOGS_DIR={self.logs}\n"
+            f"CONTRIB_MODULES_PATH={self.contrib}\n"
+            f"ERL_DIST_PORT={self.dist_port}\n"
+            f"INET_DIST_INTERFACE={LOOPBACK}\n"
+            "EJABBERD_BYPASS_WARNINGS=true\n"
+            + (f'ERL_OPTIONS="-pa {self.ebin}"\n' if self.install == "config" else "")
+        )
+        shutil.copy("/etc/ejabberd/inetrc", self.conf_dir / "inetrc")
+
+    def _compile_module(self):
+        self.ebin.mkdir(exist_ok=True)
+        # priv/ beside ebin/, as the NIF stub's code:which fallback expects.
+        shutil.copytree(MODULE_SRC / "priv", self.dir / "priv", dirs_exist_ok=True)
+        subprocess.run(
+            [
+                "erlc", "-o", str(self.ebin),
+                "-I", str(EJABBERD_LIB / "include"),
+                "-pa", str(EJABBERD_LIB / "ebin"),
+                *map(str, sorted((MODULE_SRC / "src").glob("*.erl"))),
+            ],
+            check=True, capture_output=True, text=True,
+        )
+
+    def _write_config(self):
+        modules = ""
+        if self.install == "config":
+            modules += f"  {MODULE}:\n{_yaml_options(self.module_options, 4)}"
+        modules += self.extra_modules
+        (self.conf_dir / "ejabberd.yml").write_text(
+            f"""hosts:
+  - "{self.host}"
+loglevel: info
+log_rotate_count: 0
+certfiles: []
+acme:
+  auto: false
+listen:
+  -
+    port: {self.c2s_port}
+    ip: "{LOOPBACK}"
+    module: ejabberd_c2s
+    max_stanza_size: 262144
+    shaper: c2s_shaper
+    access: c2s
+    starttls_required: false
+  -
+    port: {self.http_port}
+    ip: "{LOOPBACK}"
+    module: ejabberd_http
+    request_handlers:
+      /api: mod_http_api
+acl:
+  local:
+    user_regexp: ""
+  loopback:
+    ip:
+      - 127.0.0.0/8
+access_rules:
+  local:
+    allow: local
+  c2s:
+    deny: blocked
+    allow: all
+  register:
+    allow: all
+api_permissions:
+  "console commands":
+    from:
+      - ejabberd_ctl
+    who: all
+    what: "*"
+  "loopback admin":
+    who:
+      ip: 127.0.0.1/8
+    what: "*"
+shaper:
+  normal:
+    rate: 3000
+    burst_size: 20000
+  fast: 100000
+shaper_rules:
+  c2s_shaper:
+    fast: all
+modules:
+  mod_http_api: {{}}
+{modules}{self.extra_config}"""
+        )
+
+    def _remove_priv_copies(self):
+        for p in self._priv_copies:
+            try:
+                p.rmdir() if p.is_dir() else p.unlink()
+            except OSError:
+                pass
+        self._priv_copies.clear()
+
+
+def _yaml_options(options: dict, indent: int) -> str:
+    """Module options as a YAML block; values are written as quoted strings or plain scalars."""
+    pad = " " * indent
+    if not options:
+        return f"{pad}{{}}\n"
+    lines = []
+    for key, value in options.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            text = str(value)
+        else:
+            text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        lines.append(f"{pad}{key}: {text}\n")
+    return "".join(lines)

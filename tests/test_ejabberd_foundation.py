@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from harness.common import run_cli
+from harness.common import TARGET, run_cli
 from harness.ejabberd import EJABBERD_LIB, MODULE_SRC, Ejabberd
 
 HOST = "test.example"
@@ -313,3 +313,28 @@ def test_stop_leaves_no_processes_and_no_installer_copies(tmp_path):
     assert group == []
     assert subprocess.run(["pgrep", "-x", "epmd"], capture_output=True, text=True).stdout.split() == epmd_before
     assert so_in_ejabberd.exists() == existed
+
+
+def test_module_install_builds_the_nif_with_cargo_when_it_is_not_prebuilt(tmp_path):
+    """The sources carry no .so: module_install runs c_src/Makefile, which runs cargo."""
+    with Ejabberd(tmp_path / "node", nif_from="make") as node:
+        built = node.contrib / "sources" / "xmpp-hosting" / "mod_xmpp_hosting" / "priv" / "lib"
+        # The copy of the sources had no priv/lib: the Makefile put cargo's output there.
+        assert (built / "xmpp_hosting_nif.so").read_bytes() == (TARGET / "libxmpp_hosting_nif.so").read_bytes()
+        assert (node.contrib / "mod_xmpp_hosting" / "priv" / "lib" / "xmpp_hosting_nif.so").is_file()
+        assert node.module_loaded()
+        assert node.ctl("xmpp_hosting_domain_add", "built.example").returncode == 0
+
+
+def test_module_uninstall_stops_the_module_and_removes_its_commands(tmp_path):
+    with Ejabberd(tmp_path / "node") as node:
+        node.ctl("xmpp_hosting_domain_add", "kept.example")
+        node.ctl("module_uninstall", "mod_xmpp_hosting")
+        assert not node.module_loaded()
+        r = node.ctl("xmpp_hosting_domain_list", check=False)
+        assert r.returncode != 0 and "unknown command" in r.stdout
+        assert_alive(node)
+        assert node.eval("persistent_term:get({mod_xmpp_hosting, <<\"test.example\">>}, gone).") == "gone"
+        # The store outlives the module: reinstalling finds the domain again.
+        node.module_install()
+        assert node.ctl("xmpp_hosting_domain_list").stdout.split() == ["kept.example"]

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import ERLANG_DIR, LOOPBACK, free_port, stop_process_group, tail, wait_for_port
+from .common import ERLANG_DIR, LOOPBACK, PROFILE, free_port, stop_process_group, tail, wait_for_port
 
 EJABBERDCTL = Path("/usr/sbin/ejabberdctl")
 EJABBERD_LIB = Path("/usr/lib/x86_64-linux-gnu/ejabberd-23.01")
@@ -44,7 +44,10 @@ class Ejabberd:
         module_options: dict | None = None,
         extra_modules: str = "",
         extra_config: str = "",
+        nif_from: str = "prebuilt",
     ):
+        if nif_from not in ("prebuilt", "make"):
+            raise ValueError(f"unknown NIF source {nif_from!r}")
         if install not in ("module_install", "config", "none"):
             raise ValueError(f"unknown install mode {install!r}")
         self._own_tmp = workdir is None
@@ -54,6 +57,8 @@ class Ejabberd:
         self.module_options = module_options or {}
         self.extra_modules = extra_modules
         self.extra_config = extra_config
+        # "make": module_install builds the NIF itself through c_src/Makefile (cargo).
+        self.nif_from = nif_from
         self.node = f"xh{secrets.token_hex(4)}@localhost"
         self.c2s_port = free_port()
         self.http_port = free_port()
@@ -87,6 +92,9 @@ class Ejabberd:
         env.setdefault("RUSTUP_HOME", os.path.join(home, ".rustup"))
         env["HOME"] = str(self.dir)
         env["EJABBERD_BYPASS_WARNINGS"] = "true"
+        if self.nif_from == "make":
+            env["XMPP_HOSTING_SRC"] = str(ERLANG_DIR.parent)
+            env["PROFILE"] = PROFILE
         return env
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -103,7 +111,7 @@ class Ejabberd:
         self.stop()
 
     def start(self, timeout: float = 60.0):
-        if self.install != "none" and not NIF_SO.exists():
+        if self.install != "none" and self.nif_from == "prebuilt" and not NIF_SO.exists():
             raise FileNotFoundError(f"{NIF_SO} is missing: run scripts/build first")
         for d in (self.conf_dir, self.spool, self.logs, self.contrib / "sources"):
             d.mkdir(parents=True, exist_ok=True)
@@ -174,10 +182,14 @@ class Ejabberd:
 
     # ---- commands ----------------------------------------------------------------------------
 
-    def ctl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-        """Runs an ejabberdctl command against this node."""
+    def ctl(
+        self, *args: str, check: bool = True, timeout: float = 60, no_timeout: bool = False
+    ) -> subprocess.CompletedProcess:
+        """Runs an ejabberdctl command against this node (ejabberdctl's own limit is 60 s unless
+        no_timeout)."""
+        opts = ["--no-timeout"] if no_timeout else []
         r = subprocess.run(
-            [str(self.ctl_script), "--config-dir", str(self.conf_dir), *args],
+            [str(self.ctl_script), "--config-dir", str(self.conf_dir), *opts, *args],
             cwd=self.dir,
             env=self.env(),
             stdin=subprocess.DEVNULL,
@@ -240,10 +252,13 @@ class Ejabberd:
         that did not exist before are removed again in stop().
         """
         dest = self.contrib / "sources" / "xmpp-hosting" / MODULE
-        shutil.copytree(MODULE_SRC, dest, ignore=shutil.ignore_patterns("ebin"))
-        # Deepest first, so that removing them in order empties directories before removing them.
-        for f in sorted((MODULE_SRC / "priv").rglob("*"), key=lambda p: -len(p.parts)):
-            target = EJABBERD_LIB / f.relative_to(MODULE_SRC)
+        skip = ["ebin"] + (["xmpp_hosting_nif.so"] if self.nif_from == "make" else [])
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(MODULE_SRC, dest, ignore=shutil.ignore_patterns(*skip))
+        # What the installer will add to ejabberd's priv/, deepest first so that removing them in
+        # order empties a directory before removing it.
+        for rel in ("priv/lib/xmpp_hosting_nif.so", "priv/lib"):
+            target = EJABBERD_LIB / rel
             if not target.exists() and not target.is_symlink():
                 self._priv_copies.append(target)
         if self.module_options:
@@ -251,7 +266,7 @@ class Ejabberd:
             (dest / "conf" / f"{MODULE}.yml").write_text(
                 f"modules:\n  {MODULE}:\n{_yaml_options(self.module_options, 4)}"
             )
-        r = self.ctl("module_install", MODULE, check=False, timeout=120)
+        r = self.ctl("module_install", MODULE, check=False, timeout=900, no_timeout=True)
         if r.returncode != 0:
             raise RuntimeError(f"module_install failed: {r.returncode}\n{r.stdout}{r.stderr}\n{self.logs_tail()}")
 

@@ -338,3 +338,27 @@ def test_module_uninstall_stops_the_module_and_removes_its_commands(tmp_path):
         # The store outlives the module: reinstalling finds the domain again.
         node.module_install()
         assert node.ctl("xmpp_hosting_domain_list").stdout.split() == ["kept.example"]
+
+
+def test_unopenable_store_aborts_startup_with_a_clear_log_line(tmp_path):
+    """ejabberd's rule for a module that cannot start at boot: log it and stop the node."""
+    bad = tmp_path / "missing-dir" / "hosting.db"
+    node = Ejabberd(tmp_path / "node", install="config", module_options={"database": bad})
+    with pytest.raises((RuntimeError, TimeoutError)):
+        with node:
+            pass
+    log = node.log_file.read_text()
+    assert f"xmpp_hosting test.example: cannot open store {bad}: store error: unable to open database file" in log
+    assert node.stray_processes() == []
+
+
+def test_reload_config_with_another_database_switches_store(tmp_path):
+    first, second = tmp_path / "first.db", tmp_path / "second.db"
+    with Ejabberd(tmp_path / "node", install="config", module_options={"database": first}) as node:
+        node.ctl("xmpp_hosting_domain_add", "one.example")
+        node.module_options["database"] = second
+        node.write_config()
+        node.ctl("reload_config")
+        node.ctl("xmpp_hosting_domain_add", "two.example")
+        assert node.ctl("xmpp_hosting_domain_list").stdout.split() == ["two.example"]
+    assert [d["name"] for d in json.loads(run_cli(first, "domain", "list", "--json").stdout)] == ["one.example"]

@@ -119,7 +119,7 @@ class Ejabberd:
         self._write_ctl_cfg()
         if self.install == "config":
             self._compile_module()
-        self._write_config()
+        self.write_config()
         self.proc = subprocess.Popen(
             [str(self.ctl_script), "--config-dir", str(self.conf_dir), "foreground"],
             cwd=self.dir,
@@ -312,7 +312,8 @@ class Ejabberd:
             check=True, capture_output=True, text=True,
         )
 
-    def _write_config(self):
+    def write_config(self):
+        """(Re)writes ejabberd.yml from the current settings; `ctl("reload_config")` applies it."""
         modules = ""
         if self.install == "config":
             modules += f"  {MODULE}:\n{_yaml_options(self.module_options, 4)}"

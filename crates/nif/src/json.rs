@@ -20,7 +20,8 @@ pub fn to_term<'a>(env: Env<'a>, value: &Value) -> NifResult<Term<'a>> {
             } else if let Some(i) = n.as_i64() {
                 i.encode(env)
             } else {
-                n.as_f64().unwrap_or(f64::NAN).encode(env)
+                // JSON has no NaN or infinity, so every other number is a finite f64.
+                n.as_f64().unwrap_or_default().encode(env)
             }
         }
         Value::String(s) => s.encode(env),

@@ -362,3 +362,33 @@ def test_reload_config_with_another_database_switches_store(tmp_path):
         node.ctl("xmpp_hosting_domain_add", "two.example")
         assert node.ctl("xmpp_hosting_domain_list").stdout.split() == ["two.example"]
     assert [d["name"] for d in json.loads(run_cli(first, "domain", "list", "--json").stdout)] == ["one.example"]
+
+
+def test_harness_accounts_can_log_in_over_c2s(ej):
+    """The harness is reused by later features' tests: a created account logs in on the c2s port."""
+    import asyncio
+
+    import slixmpp
+
+    ej.register("alice", "s3cret-pass")
+    assert ej.ctl("check_account", "alice", HOST, check=False).returncode == 0
+
+    async def login():
+        client = slixmpp.ClientXMPP(f"alice@{HOST}", "s3cret-pass")
+        # Loopback without certificates: plain TCP and PLAIN are what the test node offers.
+        client.plugin["feature_mechanisms"].unencrypted_plain = True
+        client.enable_starttls = False
+        client.enable_direct_tls = False
+        client.enable_plaintext = True
+        client.use_ipv6 = False
+        ok = asyncio.get_running_loop().create_future()
+        client.add_event_handler("session_start", lambda _: ok.done() or ok.set_result(True))
+        client.add_event_handler("failed_auth", lambda _: ok.done() or ok.set_result(False))
+        client.connect(host="127.0.0.1", port=ej.c2s_port)
+        try:
+            return await asyncio.wait_for(ok, 20)
+        finally:
+            client.disconnect()
+            await asyncio.sleep(0.2)
+
+    assert asyncio.run(login()) is True

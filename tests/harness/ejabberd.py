@@ -375,6 +375,7 @@ shaper_rules:
     fast: all
 modules:
   mod_http_api: {{}}
+  mod_admin_extra: {{}}
 {modules}{self.extra_config}"""
         )
 

@@ -41,6 +41,8 @@ def assert_alive(ej):
 def test_module_install_compiles_installs_and_starts_the_module(ej):
     installed = ej.ctl("modules_installed").stdout
     assert "mod_xmpp_hosting" in installed
+    # The contrib repository's own compliance check (README.txt, COPYING, spec metadata).
+    assert ej.ctl("module_check", "mod_xmpp_hosting", check=False).returncode == 0
     lib = ej.contrib / "mod_xmpp_hosting"
     assert (lib / "ebin" / "mod_xmpp_hosting.beam").is_file()
     assert (lib / "ebin" / "xmpp_hosting_nif.beam").is_file()

@@ -1,1 +1,61 @@
-fn main() {}
+//! `xmpp-hosting`: the admin command line over the same store the servers use.
+//!
+//! Human output by default, `--json` for scripts; on error one line on stderr and exit 1
+//! (usage errors exit 2, as clap does).
+
+mod domain;
+mod invite;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use xmpp_hosting_core::Hosting;
+
+#[derive(Parser)]
+#[command(name = "xmpp-hosting", version = xmpp_hosting_core::VERSION, about = "Administer an xmpp-hosting store")]
+struct Cli {
+    /// The store file (the one the Prosody or ejabberd module opens).
+    #[arg(long, env = "XMPP_HOSTING_DB", global = true)]
+    db: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Hosted domains: add, list, show, remove.
+    #[command(subcommand)]
+    Domain(domain::DomainCommand),
+    /// Registration invites: create, list, show, revoke, purge, audit.
+    #[command(subcommand)]
+    Invite(invite::InviteCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xmpp-hosting: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let db = cli.db.ok_or("no store given: pass --db PATH or set XMPP_HOSTING_DB")?;
+    let hosting = Hosting::open(&db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+    let out = output::Output { json: cli.json };
+    let result = match cli.command {
+        Command::Domain(cmd) => domain::run(&hosting, &out, cmd),
+        Command::Invite(cmd) => invite::run(&hosting, &out, cmd),
+    };
+    result.map_err(|e| e.to_string())
+}

@@ -1,0 +1,96 @@
+"""The admin CLI against a real store file: round trips, JSON output, IDNA, and one-line errors."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from harness.common import CLI, run_cli
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "store.sqlite"
+
+
+def test_domain_round_trip(db):
+    assert run_cli(db, "domain", "add", "Bücher.example").stdout.strip() == "added xn--bcher-kva.example (bücher.example)"
+    run_cli(db, "domain", "add", "example.org")
+    names = [d["name"] for d in json.loads(run_cli(db, "--json", "domain", "list").stdout)]
+    assert names == ["example.org", "xn--bcher-kva.example"]
+    shown = json.loads(run_cli(db, "--json", "domain", "show", "XN--BCHER-KVA.example.").stdout)
+    assert shown["name"] == "xn--bcher-kva.example"
+    assert shown["settings"]["registration"]["policy"] == "invite"
+    run_cli(db, "domain", "remove", "bücher.example")
+    assert [d["name"] for d in json.loads(run_cli(db, "domain", "list", "--json").stdout)] == ["example.org"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["domain", "add", "127.0.0.1"], "invalid domain name: \"127.0.0.1\" is an IP address"),
+        (["domain", "add", "a..b"], "invalid domain name: the name has an empty label"),
+        (["domain", "add", "x" * 300 + ".example"], "invalid domain name"),
+        (["domain", "show", "missing.example"], "domain not found: missing.example"),
+        (["domain", "remove", "missing.example"], "domain not found: missing.example"),
+        (["invite", "create", "missing.example"], "domain not found: missing.example"),
+        (["invite", "create", "example.org", "--uses", "0"], "invalid argument: uses must be between"),
+        (["invite", "create", "example.org", "--expires-in", "soon"], "--expires-in takes seconds"),
+    ],
+)
+def test_errors_are_one_line_and_exit_1(db, args, message):
+    run_cli(db, "domain", "add", "example.org")
+    r = run_cli(db, *args, check=False)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xmpp-hosting: ")
+    assert message in lines[0]
+    assert r.stdout == ""
+    # Nothing was lost: the domain added first is still there.
+    assert [d["name"] for d in json.loads(run_cli(db, "--json", "domain", "list").stdout)] == ["example.org"]
+
+
+def test_duplicate_domain_is_refused(db):
+    run_cli(db, "domain", "add", "xn--bcher-kva.example")
+    r = run_cli(db, "domain", "add", "Bücher.example", check=False)
+    assert (r.returncode, r.stderr.strip()) == (1, "xmpp-hosting: domain already exists: xn--bcher-kva.example")
+
+
+def test_unwritable_store_and_missing_db_flag(tmp_path):
+    r = run_cli(tmp_path / "no" / "such" / "dir.sqlite", "domain", "list", check=False)
+    assert r.returncode == 1 and "cannot open" in r.stderr
+    env = {k: v for k, v in os.environ.items() if k != "XMPP_HOSTING_DB"}
+    r = subprocess.run([str(CLI), "domain", "list"], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "pass --db PATH or set XMPP_HOSTING_DB" in r.stderr
+    r = subprocess.run([str(CLI), "domain", "frobnicate"], capture_output=True, text=True)
+    assert r.returncode == 2
+
+
+def test_db_from_environment(db):
+    env = dict(os.environ, XMPP_HOSTING_DB=str(db))
+    subprocess.run([str(CLI), "domain", "add", "env.example"], check=True, env=env, capture_output=True)
+    assert [d["name"] for d in json.loads(run_cli(db, "--json", "domain", "list").stdout)] == ["env.example"]
+
+
+def test_invite_create_list_revoke_audit(db):
+    run_cli(db, "domain", "add", "example.org")
+    created = json.loads(run_cli(db, "--json", "invite", "create", "example.org", "--uses", "3", "--note", "family").stdout)
+    token = created["token"]
+    assert len(token) >= 22
+    assert created["uri"] == f"xmpp:example.org?register;preauth={token}"
+    listed = json.loads(run_cli(db, "--json", "invite", "list", "example.org").stdout)
+    assert [(i["id"], i["uses_left"], i["note"]) for i in listed] == [(created["invite"]["id"], 3, "family")]
+    # The token is shown once and never stored or listed.
+    assert token not in run_cli(db, "--json", "invite", "list", "example.org").stdout
+    for f in db.parent.glob(db.name + "*"):  # the database and its WAL
+        assert token.encode() not in f.read_bytes()
+    roster = json.loads(
+        run_cli(db, "--json", "invite", "create", "example.org", "--kind", "roster", "--inviter", "alice@example.org").stdout
+    )
+    assert roster["uri"] == f"xmpp:alice@example.org?roster;preauth={roster['token']};ibr=y"
+    revoked = json.loads(run_cli(db, "--json", "invite", "revoke", "example.org", str(created["invite"]["id"])).stdout)
+    assert revoked["revoked_at"] is not None
+    assert json.loads(run_cli(db, "--json", "invite", "purge").stdout)["invites_removed"] == 1
+    actions = [e["action"] for e in json.loads(run_cli(db, "--json", "invite", "audit", "example.org").stdout)]
+    assert actions == ["purged", "revoked", "created", "created"]

@@ -76,6 +76,15 @@ def test_domain_added_through_ejabberd_is_listed_by_the_cli(ej):
     assert "customer.example" in ej.ctl("xmpp_hosting_domain_list").stdout.split()
 
 
+def test_domain_added_by_the_cli_is_seen_by_the_running_module(ej):
+    run_cli(ej.database, "domain", "add", "from-cli.example")
+    assert "from-cli.example" in ej.ctl("xmpp_hosting_domain_list").stdout.split()
+    assert ej.ctl("xmpp_hosting_domain_show", "from-cli.example").stdout.startswith("from-cli.example\t")
+    ej.ctl("xmpp_hosting_domain_remove", "from-cli.example")
+    listed = json.loads(run_cli(ej.database, "domain", "list", "--json").stdout)
+    assert "from-cli.example" not in [d["name"] for d in listed]
+
+
 def test_unicode_domain_is_stored_in_ascii_and_shown_in_both_forms(ej):
     r = ej.ctl("xmpp_hosting_domain_add", "Bücher.Example")
     assert r.stdout.strip() == "Added domain xn--bcher-kva.example"

@@ -49,10 +49,9 @@ pub fn run(h: &Hosting, out: &Output, cmd: DomainCommand) -> Result<()> {
 
 /// The ASCII name, with the Unicode form beside it when they differ.
 fn label(d: &Domain) -> String {
-    let unicode = d.unicode_name();
-    if unicode == d.name.as_str() {
-        unicode
+    if d.unicode_name == d.name.as_str() {
+        d.unicode_name.clone()
     } else {
-        format!("{} ({unicode})", d.name)
+        format!("{} ({})", d.name, d.unicode_name)
     }
 }

@@ -9,15 +9,17 @@ use crate::{DomainName, DomainSettings, Error, Hosting, Result, Timestamp};
 pub struct Domain {
     /// The IDNA ASCII form, the domain's identity.
     pub name: DomainName,
+    /// The same name as people write it (U-labels); equal to `name` for ASCII names.
+    pub unicode_name: String,
     pub settings: DomainSettings,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
 impl Domain {
-    /// The name as people write it (U-labels).
-    pub fn unicode_name(&self) -> String {
-        self.name.to_unicode()
+    /// The name as people write it; see the `unicode_name` field.
+    pub fn unicode_name(&self) -> &str {
+        &self.unicode_name
     }
 }
 
@@ -40,7 +42,7 @@ impl Hosting {
         if !self.store().insert_domain(&name, &settings, now)? {
             return Err(Error::AlreadyExists { what: "domain", key: name.to_string() });
         }
-        Ok(Domain { name, settings, created_at: now, updated_at: now })
+        Ok(Domain { unicode_name: name.to_unicode(), name, settings, created_at: now, updated_at: now })
     }
 
     /// The domain called `name`, if it is hosted.

@@ -1,1 +1,27 @@
-//! Lua binding: see crates/lua/Cargo.toml. (Being written.)
+//! `require "xmpp_hosting"`: the core as a Lua 5.4 module for Prosody.
+//!
+//! Conventions, the same for every function: a result on success, or `nil, message, code` on
+//! failure, where `code` is the core's stable error code ("invalid-domain", "not-found", ...),
+//! so `assert(h:add_domain(name))` reads naturally. Arguments of the wrong type raise a Lua
+//! error ("bad argument"), as Lua's own library functions do. A Rust panic never reaches Lua:
+//! it is turned into `nil, message, "internal"`.
+//!
+//! Every call is a short SQLite transaction on the calling thread; nothing here starts threads
+//! or touches Lua from another thread.
+
+mod convert;
+mod domains;
+mod handle;
+mod invites;
+
+use mlua::prelude::*;
+
+use crate::handle::Handle;
+
+#[mlua::lua_module(name = "xmpp_hosting")]
+fn xmpp_hosting(lua: &Lua) -> LuaResult<LuaTable> {
+    let m = lua.create_table()?;
+    m.set("version", xmpp_hosting_core::VERSION)?;
+    m.set("open", lua.create_function(|lua, path: String| convert::outcome(lua, || Handle::open(&path)))?)?;
+    Ok(m)
+}

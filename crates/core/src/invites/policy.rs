@@ -83,9 +83,9 @@ impl RegistrationSettings {
     }
 }
 
-/// Why a registration is refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "reason", rename_all = "kebab-case")]
+/// Why a registration is refused. Serialises with everything a server needs to answer:
+/// `{reason, type, condition, text, retry_at?}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// The domain is invite-only and no token came with the request.
     InviteRequired,
@@ -151,6 +151,26 @@ impl Refusal {
     }
 }
 
+impl Serialize for Refusal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (kind, condition) = self.condition();
+        let retry_at = match self {
+            Refusal::TooSoon { retry_at } | Refusal::TooMany { retry_at } => Some(*retry_at),
+            _ => None,
+        };
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("reason", self.code())?;
+        m.serialize_entry("type", kind)?;
+        m.serialize_entry("condition", condition)?;
+        m.serialize_entry("text", &self.text())?;
+        if let Some(t) = retry_at {
+            m.serialize_entry("retry_at", &t)?;
+        }
+        m.end()
+    }
+}
+
 /// The longest localpart RFC 7622 allows, in bytes.
 pub const MAX_USERNAME_LEN: usize = 1023;
 
@@ -192,6 +212,11 @@ mod tests {
     fn refusals_name_their_stanza_error() {
         assert_eq!(Refusal::InviteRequired.condition(), ("cancel", "not-allowed"));
         assert_eq!(Refusal::TooSoon { retry_at: 5 }.condition().0, "wait");
-        assert_eq!(serde_json::to_value(Refusal::TooMany { retry_at: 9 }).unwrap()["reason"], "too-many");
+        let v = serde_json::to_value(Refusal::TooMany { retry_at: 9 }).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"reason": "too-many", "type": "wait", "condition": "policy-violation",
+            "text": "Too many registrations from your address today", "retry_at": 9})
+        );
     }
 }

@@ -11,8 +11,10 @@ fn domain_from_row(row: &Row<'_>) -> rusqlite::Result<(String, String, Timestamp
 }
 
 fn into_domain((name, settings, created_at, updated_at): (String, String, Timestamp, Timestamp)) -> Result<Domain> {
+    let name = DomainName::from_stored(name);
     Ok(Domain {
-        name: DomainName::from_stored(name),
+        unicode_name: name.to_unicode(),
+        name,
         settings: DomainSettings::from_json(&settings)?,
         created_at,
         updated_at,

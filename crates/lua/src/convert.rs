@@ -1,0 +1,53 @@
+//! The one place where core results become Lua values: `value` or `nil, message, code`.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use mlua::prelude::*;
+use mlua::serde::SerializeOptions;
+use serde::Serialize;
+use xmpp_hosting_core::Error;
+
+/// Runs `f` and turns its outcome into Lua return values: the value, or `nil, message, code`
+/// for a core error, or `nil, message, "internal"` for a panic (which must not unwind into Lua).
+fn returns<T>(
+    lua: &Lua,
+    f: impl FnOnce() -> Result<T, Error>,
+    to_lua: impl FnOnce(&Lua, T) -> LuaResult<LuaMultiValue>,
+) -> LuaResult<LuaMultiValue> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => to_lua(lua, value),
+        Ok(Err(e)) => (LuaNil, e.to_string(), e.code()).into_lua_multi(lua),
+        Err(panic) => (LuaNil, format!("internal error: {}", panic_message(&*panic)), "internal").into_lua_multi(lua),
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// For results that are Lua values already (userdata handles).
+pub fn outcome<T: IntoLua>(lua: &Lua, f: impl FnOnce() -> Result<T, Error>) -> LuaResult<LuaMultiValue> {
+    returns(lua, f, |lua, v| v.into_lua_multi(lua))
+}
+
+/// For core values: they become plain Lua tables.
+pub fn serialized<T: Serialize>(lua: &Lua, f: impl FnOnce() -> Result<T, Error>) -> LuaResult<LuaMultiValue> {
+    returns(lua, f, |lua, v| to_lua(lua, &v)?.into_lua_multi(lua))
+}
+
+/// A core value as a plain Lua table; absent optional fields are `nil`, not a null sentinel.
+pub fn to_lua<T: Serialize>(lua: &Lua, value: &T) -> LuaResult<LuaValue> {
+    let opts =
+        SerializeOptions::new().serialize_none_to_null(false).serialize_unit_to_null(false).set_array_metatable(false);
+    lua.to_value_with(value, opts)
+}
+
+/// Reads a Lua table into a core value that knows its own defaults (e.g. `NewInvite`).
+pub fn from_lua<T: serde::de::DeserializeOwned>(lua: &Lua, value: LuaValue) -> Result<T, Error> {
+    lua.from_value(value).map_err(|e| Error::InvalidArgument(e.to_string()))
+}

@@ -1,0 +1,14 @@
+//! Hosted domains: `h:add_domain(name)`, `h:domain(name)`, `h:domains()`, `h:remove_domain(name)`.
+
+use mlua::prelude::*;
+
+use crate::convert::serialized;
+use crate::handle::Handle;
+
+pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
+    m.add_method("add_domain", |lua, h, name: String| serialized(lua, || h.0.add_domain(&name)));
+    // A domain that is not hosted is `nil` with no error, so `if h:domain(x)` reads naturally.
+    m.add_method("domain", |lua, h, name: String| serialized(lua, || h.0.domain(&name)));
+    m.add_method("domains", |lua, h, ()| serialized(lua, || h.0.domains()));
+    m.add_method("remove_domain", |lua, h, name: String| serialized(lua, || h.0.remove_domain(&name).map(|()| true)));
+}

@@ -1,0 +1,57 @@
+//! Invites and the registration gate, as methods of the store handle.
+//!
+//! `h:create_invite{domain=..., kind=..., uses=..., expiry=..., ...}` takes the same fields as the
+//! core's `NewInvite` (and the CLI's flags); `h:begin_registration{domain, username, ip, token}`
+//! returns `{decision = "allowed", id = ..., ...}` or `{decision = "refused", reason, type,
+//! condition, text}`, so the Prosody module answers with the stanza error the core chose.
+
+use mlua::prelude::*;
+use serde::Deserialize;
+use xmpp_hosting_core::invites::{Creator, NewInvite, RegistrationRequest};
+
+use crate::convert::{from_lua, serialized};
+use crate::handle::Handle;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Registration {
+    domain: String,
+    username: String,
+    ip: Option<String>,
+    token: Option<String>,
+}
+
+pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
+    m.add_method("create_invite", |lua, h, spec: LuaTable| {
+        serialized(lua, || h.0.create_invite(&from_lua::<NewInvite>(lua, LuaValue::Table(spec))?))
+    });
+    // An unusable token is `nil` with no error: clients get one answer for every bad token.
+    m.add_method("check_invite", |lua, h, (domain, token): (String, LuaString)| {
+        serialized(lua, || match token.to_str() {
+            Ok(t) => h.0.check_invite(&domain, &t),
+            Err(_) => Ok(None),
+        })
+    });
+    m.add_method("invites", |lua, h, domain: String| serialized(lua, || h.0.invites(&domain)));
+    m.add_method("revoke_invite", |lua, h, (domain, id, by): (String, i64, Option<String>)| {
+        serialized(lua, || h.0.revoke_invite(&domain, id, &by.map_or(Creator::Admin, Creator::from)))
+    });
+    m.add_method("purge_invites", |lua, h, ()| serialized(lua, || h.0.purge_invites()));
+    m.add_method("invite_audit", |lua, h, (domain, limit): (String, Option<u32>)| {
+        serialized(lua, || h.0.invite_audit(&domain, limit.unwrap_or(50)))
+    });
+    m.add_method("begin_registration", |lua, h, spec: LuaTable| {
+        serialized(lua, || {
+            let r: Registration = from_lua(lua, LuaValue::Table(spec))?;
+            h.0.begin_registration(&RegistrationRequest {
+                domain: &r.domain,
+                username: &r.username,
+                ip: r.ip.as_deref(),
+                token: r.token.as_deref(),
+            })
+        })
+    });
+    m.add_method("finish_registration", |lua, h, (id, created): (i64, bool)| {
+        serialized(lua, || h.0.finish_registration(id, created).map(|()| true))
+    });
+}

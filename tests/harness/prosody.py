@@ -1,0 +1,189 @@
+"""Runs the real Prosody (Debian 0.12, Lua 5.4) on loopback with our modules, for tests and the demo.
+
+One config generator serves both: `Prosody(dir).start()` in tests (free ports, always stopped), and
+`python3 tests/harness/prosody.py demo DIR` behind scripts/demo (fixed ports, foreground).
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from harness.common import LOOPBACK, LUA_CPATH_DIR, REPO, free_port, stop_process_group, tail, wait_for_port
+else:
+    from .common import LOOPBACK, LUA_CPATH_DIR, REPO, free_port, stop_process_group, tail, wait_for_port
+
+BASE_MODULES = ["roster", "saslauth", "tls", "disco", "ping", "register", "admin_shell", "posix"]
+
+
+def lua_string(s: str) -> str:
+    return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def lua_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "{ " + ", ".join(lua_value(x) for x in v) + " }"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"[{lua_string(k)}] = {lua_value(x)}" for k, x in v.items()) + " }"
+    return lua_string(v)
+
+
+class Prosody:
+    """A Prosody in `workdir` with its own config, data and log; a context manager that always stops it."""
+
+    def __init__(self, workdir: Path, host: str = "localhost", c2s_port: int | None = None,
+                 http_port: int | None = None, global_modules=(), host_modules=(), options=None, host_options=None):
+        self.dir = Path(workdir)
+        self.host = host
+        self.c2s_port = c2s_port or free_port()
+        self.http_port = http_port or free_port()
+        self.global_modules = ["xmpp_hosting", *global_modules]
+        self.host_modules = list(host_modules)
+        self.options = dict(options or {})
+        self.host_options = dict(host_options or {})
+        self.config = self.dir / "prosody.cfg.lua"
+        self.data = self.dir / "data"
+        self.log = self.dir / "prosody.log"
+        self.database = self.dir / "xmpp_hosting.sqlite"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict:
+        return dict(os.environ, LUA_CPATH_5_4=f"{LUA_CPATH_DIR}/?.so;;")
+
+    def write_config(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.data.mkdir(exist_ok=True)
+        (self.dir / "certs").mkdir(exist_ok=True)
+        opts = {
+            "pidfile": str(self.dir / "prosody.pid"),
+            "certificates": str(self.dir / "certs"),
+            "data_path": str(self.data),
+            "plugin_paths": [str(REPO / "lua")],
+            "run_as_root": True,
+            "c2s_ports": [self.c2s_port],
+            "c2s_interfaces": [LOOPBACK],
+            "s2s_ports": [],
+            "http_ports": [self.http_port],
+            "http_interfaces": [LOOPBACK],
+            "https_ports": [],
+            "c2s_require_encryption": False,
+            "allow_unencrypted_plain_auth": True,
+            "authentication": "internal_hashed",
+            "admin_socket": str(self.dir / "prosody.sock"),
+            "xmpp_hosting_database": str(self.database),
+            "modules_enabled": BASE_MODULES + self.global_modules,
+            **self.options,
+        }
+        lines = [f"{k} = {lua_value(v)}" for k, v in opts.items()]
+        lines.append(f'log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = {lua_string(self.log)} }} }}')
+        lines.append(f"VirtualHost {lua_string(self.host)}")
+        if self.host_modules:
+            lines.append(f"  modules_enabled = {lua_value(self.host_modules)}")
+        lines += [f"  {k} = {lua_value(v)}" for k, v in self.host_options.items()]
+        self.config.write_text("\n".join(lines) + "\n")
+        return self.config
+
+    def start(self, timeout: float = 30.0):
+        self.write_config()
+        self.log.touch()
+        self.proc = subprocess.Popen(
+            ["prosody", "-F", "--config", str(self.config)],
+            env=self.env, stdout=open(self.dir / "stdout.log", "wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(self.c2s_port, self.proc, timeout, self.log)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process_group(self.proc)
+            self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ctl(self, *args: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Runs prosodyctl against this config (works with or without the server running)."""
+        if not self.config.exists():
+            self.write_config()
+        return subprocess.run(["prosodyctl", "--config", str(self.config), *args], env=self.env,
+                              capture_output=True, text=True, check=check, timeout=timeout)
+
+    def shell(self, command: str) -> subprocess.CompletedProcess:
+        """Runs one admin shell command in the running server."""
+        return self.ctl("shell", command)
+
+    def create_user(self, username: str, password: str):
+        r = self.ctl("register", username, self.host, password)
+        if r.returncode != 0:
+            raise RuntimeError(f"prosodyctl register failed: {r.stdout}{r.stderr}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait_for_log(self, needle: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_text()
+            if needle in text:
+                return text
+            time.sleep(0.1)
+        raise TimeoutError(f"{needle!r} not in the Prosody log\n{tail(self.log)}")
+
+
+def demo(workdir: str):
+    """The README's main job: a local Prosody on loopback with the modules, in the foreground."""
+    c2s = int(os.environ.get("DEMO_C2S_PORT", "5222"))
+    http = int(os.environ.get("DEMO_HTTP_PORT", "5280"))
+    # A two-label name: a hosted domain needs one (RFC 6761 keeps *.localhost on loopback).
+    host = "demo.localhost"
+    server = Prosody(Path(workdir), host=host, c2s_port=c2s, http_port=http)
+    server.write_config()
+    password = os.environ.get("DEMO_PASSWORD", "demo-password")
+    server.create_user("admin", password)
+    listed = server.ctl("mod_xmpp_hosting", "domain", "list").stdout
+    if host not in listed:
+        server.ctl("mod_xmpp_hosting", "domain", "add", host, check=True)
+    server.start()
+    print(f"""
+Prosody is running on {LOOPBACK} with xmpp-hosting loaded (store: {server.database}).
+
+  Connect:   JID admin@{host}  password {password}  server {LOOPBACK} port {c2s} (plain, loopback only)
+  Domains:   prosodyctl --config {server.config} mod_xmpp_hosting domain list
+  CLI:       target/debug/xmpp-hosting --db {server.database} domain list
+  Log:       {server.log}
+
+Ctrl-C stops it.""", flush=True)
+    try:
+        while server.running():
+            time.sleep(0.5)
+        print(f"Prosody stopped:\n{tail(server.log)}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "demo":
+        sys.exit("usage: prosody.py demo WORKDIR")
+    demo(sys.argv[2])

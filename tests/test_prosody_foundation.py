@@ -1,0 +1,117 @@
+"""Prosody 0.12 loads our Lua module and writes the store that the CLI reads."""
+
+import json
+import subprocess
+
+import pytest
+
+from harness.common import LUA_CPATH_DIR, run_cli
+from harness.prosody import Prosody
+
+
+@pytest.fixture
+def prosody(tmp_path):
+    with Prosody(tmp_path) as server:
+        yield server
+
+
+def domain_names(db):
+    return [d["name"] for d in json.loads(run_cli(db, "--json", "domain", "list").stdout)]
+
+
+def test_prosody_loads_the_module_and_opens_the_store(prosody):
+    log = prosody.wait_for_log("mod_xmpp_hosting")
+    assert f"xmpp-hosting 0.1.0: store {prosody.database}" in log
+    assert prosody.database.exists()
+
+
+def test_prosodyctl_command_writes_the_store_the_cli_reads(prosody):
+    r = prosody.ctl("mod_xmpp_hosting", "domain", "add", "Customer.example")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Added customer.example" in r.stdout
+    assert domain_names(prosody.database) == ["customer.example"]
+    r = prosody.ctl("mod_xmpp_hosting", "domain", "add", "bücher.example")
+    assert "Added xn--bcher-kva.example (bücher.example)" in r.stdout
+    r = prosody.ctl("mod_xmpp_hosting", "domain", "remove", "customer.example")
+    assert r.returncode == 0
+    assert domain_names(prosody.database) == ["xn--bcher-kva.example"]
+
+
+def test_admin_shell_commands_in_the_running_server(prosody):
+    r = prosody.shell('xmpp_hosting:domain_add("shell.example")')
+    assert "OK: Added shell.example" in r.stdout, r.stdout + r.stderr
+    run_cli(prosody.database, "domain", "add", "cli.example")
+    r = prosody.shell("xmpp_hosting:domain_list()")
+    assert "cli.example" in r.stdout and "shell.example" in r.stdout and "2 domain(s)" in r.stdout
+    r = prosody.shell('xmpp_hosting:domain_show("nope.example")')
+    assert (r.returncode, r.stderr.strip()) == (1, "Error: Domain not hosted: nope.example")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["domain", "add", "1.2.3.4"], 'invalid domain name: "1.2.3.4" is an IP address'),
+        (["domain", "add", "a..b"], "empty label"),
+        (["domain", "remove", "missing.example"], "domain not found: missing.example"),
+        (["domain", "add"], "Usage: domain add NAME"),
+        (["domain", "frob", "x"], "Unknown command: domain frob"),
+    ],
+)
+def test_bad_input_through_prosodyctl_is_a_clear_error(prosody, args, message):
+    r = prosody.ctl("mod_xmpp_hosting", *args)
+    assert r.returncode == 1
+    assert message in r.stderr
+    assert prosody.running()
+    # The server keeps serving: the shell still answers.
+    assert "OK:" in prosody.shell("xmpp_hosting:domain_list()").stdout
+
+
+LUA_BAD_INPUT = r"""
+local xh = require "xmpp_hosting"
+local h = assert(xh.open(arg[1]))
+local function check(label, ok, ...)
+  print(label, ok, ...)
+end
+-- Wrong types raise a Lua error; bad values give nil, message, code.
+check("nil", pcall(h.add_domain, h, nil))
+check("table", pcall(h.add_domain, h, {}))
+check("nonutf8", pcall(h.add_domain, h, "\255\254.example"))
+check("huge", true, h:add_domain(string.rep("a", 10 * 1024 * 1024)))
+check("nul", true, h:add_domain("a\0b.example"))
+check("ip", true, h:add_domain("[::1]"))
+check("missing", true, h:domain("missing.example"))
+check("remove-missing", true, h:remove_domain("missing.example"))
+check("invite-garbage", true, h:create_invite{domain = "missing.example", uses = "many"})
+check("invite-unknown-field", true, h:create_invite{domain = "x.example", bogus = 1})
+check("check-nonutf8", true, h:check_invite("x.example", "\255"))
+check("open-empty", true, xh.open(""))
+check("open-bad-path", true, xh.open("/nonexistent/dir/db.sqlite"))
+check("method-on-nonhandle", pcall(h.domains, {}))
+assert(h:add_domain("still-works.example"))
+print("survived")
+"""
+
+
+def test_lua_module_bad_input_never_crashes(tmp_path):
+    script = tmp_path / "bad.lua"
+    script.write_text(LUA_BAD_INPUT)
+    r = subprocess.run(["lua5.4", str(script), str(tmp_path / "db.sqlite")], capture_output=True, text=True,
+                       env={"LUA_CPATH_5_4": f"{LUA_CPATH_DIR}/?.so;;", "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = dict(line.split("\t", 1) for line in r.stdout.splitlines() if "\t" in line)
+    assert lines["nil"].startswith("false\tbad argument #2")
+    assert lines["table"].startswith("false\tbad argument #2")
+    assert lines["nonutf8"].startswith("false\tbad argument #2") and "utf-8" in lines["nonutf8"]
+    assert lines["huge"].endswith("at most 253 are allowed\tinvalid-domain")
+    assert lines["nul"].endswith("invalid-domain")
+    assert lines["ip"].endswith("invalid-domain")
+    assert lines["missing"] == "true\tnil"
+    assert lines["remove-missing"] == "true\tnil\tdomain not found: missing.example\tnot-found"
+    assert lines["invite-garbage"].endswith("invalid-argument")
+    assert "unknown field `bogus`" in lines["invite-unknown-field"]
+    assert lines["check-nonutf8"] == "true\tnil"
+    assert lines["open-empty"].endswith("invalid-argument")
+    assert lines["open-bad-path"].endswith("store")
+    assert lines["method-on-nonhandle"].startswith("false")
+    assert r.stdout.rstrip().endswith("survived")
+    assert run_cli(tmp_path / "db.sqlite", "domain", "list").stdout.count("still-works.example") == 1

@@ -255,18 +255,18 @@ class Ejabberd:
         skip = ["ebin"] + (["xmpp_hosting_nif.so"] if self.nif_from == "make" else [])
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(MODULE_SRC, dest, ignore=shutil.ignore_patterns(*skip))
-        # What the installer will add to ejabberd's priv/, deepest first so that removing them in
-        # order empties a directory before removing it.
-        for rel in ("priv/lib/xmpp_hosting_nif.so", "priv/lib"):
-            target = EJABBERD_LIB / rel
-            if not target.exists() and not target.is_symlink():
-                self._priv_copies.append(target)
+        before = set((EJABBERD_LIB / "priv").rglob("*"))
         if self.module_options:
             # The installer loads conf/*.yml of installed modules: put the options there.
             (dest / "conf" / f"{MODULE}.yml").write_text(
                 f"modules:\n  {MODULE}:\n{_yaml_options(self.module_options, 4)}"
             )
-        r = self.ctl("module_install", MODULE, check=False, timeout=900, no_timeout=True)
+        try:
+            r = self.ctl("module_install", MODULE, check=False, timeout=900, no_timeout=True)
+        finally:
+            # Deepest first, so that removing them in order empties a directory before removing it.
+            added = set((EJABBERD_LIB / "priv").rglob("*")) - before
+            self._priv_copies += sorted(added, key=lambda p: -len(p.parts))
         if r.returncode != 0:
             raise RuntimeError(f"module_install failed: {r.returncode}\n{r.stdout}{r.stderr}\n{self.logs_tail()}")
 

@@ -4,7 +4,14 @@
 -- (default: xmpp_hosting.sqlite in Prosody's data directory) and offers:
 --
 --   prosodyctl mod_xmpp_hosting domain add|list|show|remove [NAME]
---   prosodyctl shell:  xmpp_hosting:domain_add("example.org")  (domain_list, domain_show, domain_remove)
+--   prosodyctl mod_xmpp_hosting domain set NAME SETTING VALUE   (e.g. registration.policy open)
+--   prosodyctl mod_xmpp_hosting invite create DOMAIN [--uses N] [--kind account|roster|reset]
+--                                [--username U] [--inviter JID] [--expires-in SECONDS|never] [--note TEXT]
+--   prosodyctl mod_xmpp_hosting invite list DOMAIN | revoke DOMAIN ID | purge
+--   prosodyctl shell:  xmpp_hosting:domain_add("example.org")  (domain_list, domain_show, domain_remove,
+--                      invite_create(domain, {uses = 3}), invite_list(domain), invite_revoke(domain, id))
+--
+-- In the server it also purges unusable invites once an hour.
 --
 -- The rules live in the Rust core (require "xmpp_hosting"); this file only wires them into
 -- Prosody. Other xmpp-hosting modules get the open store with module:depends("xmpp_hosting").
@@ -31,11 +38,22 @@ function get_store() -- luacheck: ignore 131 (exported to dependent modules)
 	return store;
 end
 
+local purge_interval = module:get_option_number("xmpp_hosting_purge_interval", 3600);
+
 function module.load()
+	if prosody.process_type ~= "prosody" then return; end
 	-- Open at start in the server so a broken store shows in the log right away.
-	if prosody.process_type == "prosody" then
-		get_store();
-	end
+	get_store();
+	module:add_timer(purge_interval, function()
+		local s = get_store();
+		local report, err = s and s:purge_invites();
+		if report then
+			module:log("debug", "Purged %d invite(s), %d stale registration(s)", report.invites_removed, report.stale_registrations_failed);
+		else
+			module:log("warn", "Invite purge failed: %s", tostring(err));
+		end
+		return purge_interval;
+	end);
 end
 
 -- Admin commands, shared by prosodyctl and the admin shell. Each returns ok, text.
@@ -78,35 +96,128 @@ function domain_commands.show(s, name)
 	}, "\n");
 end
 
+function domain_commands.set(s, name, setting, value)
+	if not setting or not value then return false, "Usage: domain set NAME SETTING VALUE"; end
+	local d, err = s:set_domain_setting(name, setting, value);
+	if not d then return false, err; end
+	return true, ("%s: %s = %s"):format(d.name, setting, value);
+end
+
 function domain_commands.remove(s, name)
 	local ok, err = s:remove_domain(name);
 	if not ok then return false, err; end
 	return true, "Removed " .. name;
 end
 
-local needs_name = { add = true, show = true, remove = true };
+local function format_time(t)
+	return t and os.date("!%Y-%m-%d %H:%M UTC", t) or "never";
+end
 
-local function run_domain_command(verb, name)
-	local command = domain_commands[verb];
-	if not command then
-		return false, "Unknown command: domain " .. tostring(verb) .. " (add, list, show, remove)";
+local invite_commands = {};
+
+function invite_commands.create(s, domain, spec)
+	spec = spec or {};
+	spec.domain = domain;
+	local created, err = s:create_invite(spec);
+	if not created then return false, err; end
+	local lines = {
+		("Invite %d created on %s (%d use(s), expires %s)"):format(created.invite.id, created.invite.domain,
+			created.invite.uses_total, format_time(created.invite.expires_at)),
+		"URI: " .. created.uri,
+	};
+	if created.landing_url then lines[#lines + 1] = "Link: " .. created.landing_url; end
+	return true, table.concat(lines, "\n");
+end
+
+function invite_commands.list(s, domain)
+	local list, err = s:invites(domain);
+	if not list then return false, err; end
+	local now, lines = os.time(), {};
+	for _, i in ipairs(list) do
+		local status = i.revoked_at and "revoked" or (i.expires_at and i.expires_at <= now and "expired")
+			or (i.uses_left == 0 and "used-up") or "active";
+		lines[#lines + 1] = ("%d  %s  %s  %d/%d left  expires %s  by %s%s"):format(i.id, i.kind, status, i.uses_left,
+			i.uses_total, format_time(i.expires_at), i.created_by, i.note and ("  " .. i.note) or "");
 	end
-	if needs_name[verb] and type(name) ~= "string" then
-		return false, "Usage: domain " .. verb .. " NAME";
+	lines[#lines + 1] = ("%d invite(s)"):format(#list);
+	return true, table.concat(lines, "\n");
+end
+
+function invite_commands.revoke(s, domain, id)
+	local n = tonumber(id);
+	if not n then return false, "Usage: invite revoke DOMAIN ID"; end
+	local invite, err = s:revoke_invite(domain, math.tointeger(n) or n);
+	if not invite then return false, err; end
+	return true, ("Revoked invite %d"):format(invite.id);
+end
+
+function invite_commands.purge(s)
+	local report, err = s:purge_invites();
+	if not report then return false, err; end
+	return true, ("Removed %d invite(s)"):format(report.invites_removed);
+end
+
+local groups = {
+	domain = { commands = domain_commands, needs_arg = { add = true, show = true, remove = true, set = true }, arg = "NAME" },
+	invite = { commands = invite_commands, needs_arg = { create = true, list = true, revoke = true }, arg = "DOMAIN" },
+};
+
+local function run_command(group_name, verb, ...)
+	local group = groups[group_name];
+	local command = group and group.commands[verb];
+	if not command then
+		return false, ("Unknown command: %s %s"):format(tostring(group_name), tostring(verb));
+	end
+	if group.needs_arg[verb] and type((...)) ~= "string" then
+		return false, ("Usage: %s %s %s"):format(group_name, verb, group.arg);
 	end
 	local s, err = get_store();
 	if not s then return false, err; end
-	return command(s, name);
+	return command(s, ...);
 end
+
+-- "--uses 3 --expires-in never" into the fields of a new invite.
+local function parse_invite_options(args, first)
+	local spec = {};
+	for i = first, #args, 2 do
+		local key, value = args[i]:match("^%-%-(.+)$"), args[i + 1];
+		if not key or value == nil then return nil, "Options are --name value pairs, not " .. args[i]; end
+		key = key:gsub("%-", "_");
+		if key == "expires_in" then
+			key, value = "expiry", tonumber(value) or value;
+		elseif key == "uses" then
+			value = tonumber(value) or value;
+		end
+		spec[key] = value;
+	end
+	return spec;
+end
+
+local usage = [[
+Usage: prosodyctl mod_xmpp_hosting domain add|list|show|remove [NAME]
+       prosodyctl mod_xmpp_hosting domain set NAME SETTING VALUE   (e.g. registration.policy open)
+       prosodyctl mod_xmpp_hosting invite create DOMAIN [--uses N] [--kind account|roster|reset]
+                  [--username U] [--inviter JID] [--expires-in SECONDS|never] [--note TEXT]
+       prosodyctl mod_xmpp_hosting invite list DOMAIN | revoke DOMAIN ID | purge]];
 
 -- prosodyctl mod_xmpp_hosting …
 function module.command(arg)
-	local group, verb, name = arg[1], arg[2], arg[3];
-	if group ~= "domain" or not verb then
-		print("Usage: prosodyctl mod_" .. module.name .. " domain add|list|show|remove [NAME]");
+	local group, verb = arg[1], arg[2];
+	if not groups[group] or not verb then
+		print(usage);
 		return 2;
 	end
-	local ok, text = run_domain_command(verb, name);
+	local ok, text;
+	if group == "invite" and verb == "create" then
+		local spec, err = parse_invite_options(arg, 4);
+		if spec then
+			ok, text = run_command(group, verb, arg[3], spec);
+		else
+			ok, text = false, err;
+		end
+	else
+		ok, text = run_command(group, verb, arg[3], arg[4], arg[5]);
+	end
 	if not ok then
 		io.stderr:write("Error: ", tostring(text), "\n");
 		return 1;
@@ -115,12 +226,14 @@ function module.command(arg)
 	return 0;
 end
 
--- prosodyctl shell: xmpp_hosting:domain_add("example.org") …
+-- prosodyctl shell: xmpp_hosting:domain_add("example.org"), xmpp_hosting:invite_create("example.org", {uses = 3}) …
 local shell_env = module:shared("/*/admin_shell/env");
 shell_env.xmpp_hosting = {};
-for verb in pairs(domain_commands) do
-	shell_env.xmpp_hosting["domain_" .. verb] = function(_, name)
-		return run_domain_command(verb, name);
+for group_name, group in pairs(groups) do
+	for verb in pairs(group.commands) do
+		shell_env.xmpp_hosting[group_name .. "_" .. verb] = function(_, ...)
+			return run_command(group_name, verb, ...);
+		end
 	end
 end
 

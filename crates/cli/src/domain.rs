@@ -15,6 +15,9 @@ pub enum DomainCommand {
     Show { name: String },
     /// Stop hosting a domain and delete everything stored for it.
     Remove { name: String },
+    /// Change one setting: `domain set example.org registration.policy open`
+    /// (VALUE is JSON such as 3, true, ["a","b"], null, or else a plain string).
+    Set { name: String, setting: String, value: String },
 }
 
 pub fn run(h: &Hosting, out: &Output, cmd: DomainCommand) -> Result<()> {
@@ -39,6 +42,9 @@ pub fn run(h: &Hosting, out: &Output, cmd: DomainCommand) -> Result<()> {
             println!("updated:  {}", time(Some(d.updated_at)));
             println!("settings: {}", serde_json::to_string_pretty(&d.settings).expect("serialisable"));
         }),
+        DomainCommand::Set { name, setting, value } => {
+            out.show(&h.set_domain_setting(&name, &setting, &value)?, |d| println!("{} {setting} = {value}", d.name))
+        }
         DomainCommand::Remove { name } => {
             h.remove_domain(&name)?;
             out.show(&serde_json::json!({ "removed": name }), |_| println!("removed {name}"));

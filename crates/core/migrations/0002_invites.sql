@@ -27,6 +27,7 @@ CREATE TABLE registrations (
     username    TEXT NOT NULL,
     ip          TEXT,
     invite_id   INTEGER REFERENCES invites(id) ON DELETE SET NULL,
+    by_invite   INTEGER NOT NULL CHECK (by_invite IN (0, 1)),  -- kept when the invite is purged
     state       TEXT NOT NULL CHECK (state IN ('pending', 'created', 'failed')),
     started_at  INTEGER NOT NULL,
     finished_at INTEGER

@@ -44,7 +44,39 @@ impl JsonSettings for ProviderSettings {
     const WHAT: &'static str = "provider settings";
 }
 
+/// Sets one setting by its dotted path (`registration.policy`) in a settings struct, going
+/// through JSON so that every field, present and future, can be set the same way and the result
+/// is checked by the same types that read it. `value` is JSON (`3`, `true`, `["a"]`, `null`) or,
+/// when it does not parse as JSON, a plain string.
+fn set_by_path<T: JsonSettings>(settings: &T, path: &str, value: &str) -> crate::Result<T> {
+    let bad = |why: String| crate::Error::InvalidArgument(format!("cannot set {path:?}: {why}"));
+    let mut doc = serde_json::to_value(settings).map_err(|e| bad(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+    let mut slot = &mut doc;
+    for key in path.split('.') {
+        let obj = slot.as_object_mut().ok_or_else(|| bad(format!("{key:?} is not inside a section")))?;
+        slot = obj.get_mut(key).ok_or_else(|| bad(format!("there is no setting {key:?}")))?;
+    }
+    *slot = value;
+    serde_json::from_value(doc).map_err(|e| bad(e.to_string()))
+}
+
 impl crate::Hosting {
+    /// Changes one setting of a hosted domain, e.g. `("example.org", "registration.policy", "open")`.
+    pub fn set_domain_setting(&self, domain: &str, path: &str, value: &str) -> crate::Result<crate::Domain> {
+        let current = self.require_domain(domain)?;
+        let updated = set_by_path(&current.settings, path, value)?;
+        self.set_domain_settings(current.name.as_str(), updated)
+    }
+
+    /// Changes one provider-wide setting by its dotted path.
+    pub fn set_provider_setting(&self, path: &str, value: &str) -> crate::Result<ProviderSettings> {
+        let updated = set_by_path(&self.provider_settings()?, path, value)?;
+        self.set_provider_settings(&updated)?;
+        Ok(updated)
+    }
+
     /// The provider-wide settings (defaults until an admin sets them).
     pub fn provider_settings(&self) -> crate::Result<ProviderSettings> {
         self.store().select_provider_settings()
@@ -76,6 +108,35 @@ mod tests {
         assert_eq!(h.provider_settings().unwrap(), ProviderSettings::default());
         h.set_provider_settings(&ProviderSettings::default()).unwrap();
         assert_eq!(h.provider_settings().unwrap(), ProviderSettings::default());
+    }
+
+    #[test]
+    fn one_setting_by_path_is_checked_by_its_type() {
+        let h = crate::Hosting::open_in_memory().unwrap();
+        h.add_domain("example.org").unwrap();
+        let d = h.set_domain_setting("example.org", "registration.policy", "open").unwrap();
+        assert_eq!(d.settings.registration.policy, crate::invites::RegistrationPolicy::Open);
+        let d = h.set_domain_setting("example.org", "registration.max_per_ip_per_day", "3").unwrap();
+        assert_eq!(d.settings.registration.max_per_ip_per_day, Some(3));
+        let d = h.set_domain_setting("example.org", "registration.reserved_usernames", r#"["admin"]"#).unwrap();
+        assert_eq!(d.settings.registration.reserved_usernames, ["admin"]);
+        h.set_domain_setting("example.org", "owner", "alice").unwrap();
+        for (path, value) in [
+            ("registration.policy", "sometimes"),
+            ("registration.nope", "1"),
+            ("registration.max_per_ip_per_day", "-1"),
+            ("owner.x", "1"),
+        ] {
+            assert_eq!(
+                h.set_domain_setting("example.org", path, value).unwrap_err().code(),
+                "invalid-argument",
+                "{path}"
+            );
+        }
+        let d = h.require_domain("example.org").unwrap();
+        assert_eq!(d.settings.registration.policy, crate::invites::RegistrationPolicy::Open);
+        assert_eq!(d.settings.owner.as_deref(), Some("alice"));
+        assert_eq!(h.set_domain_setting("nope.example", "owner", "x").unwrap_err().code(), "not-found");
     }
 
     #[test]

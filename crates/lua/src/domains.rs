@@ -1,4 +1,5 @@
-//! Hosted domains: `h:add_domain(name)`, `h:domain(name)`, `h:domains()`, `h:remove_domain(name)`.
+//! Hosted domains: `h:add_domain(name)`, `h:domain(name)`, `h:domains()`, `h:remove_domain(name)`,
+//! `h:set_domain_setting(name, "registration.policy", "open")`.
 
 use mlua::prelude::*;
 
@@ -10,5 +11,8 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     // A domain that is not hosted is `nil` with no error, so `if h:domain(x)` reads naturally.
     m.add_method("domain", |lua, h, name: String| serialized(lua, || h.0.domain(&name)));
     m.add_method("domains", |lua, h, ()| serialized(lua, || h.0.domains()));
+    m.add_method("set_domain_setting", |lua, h, (name, path, value): (String, String, String)| {
+        serialized(lua, || h.0.set_domain_setting(&name, &path, &value))
+    });
     m.add_method("remove_domain", |lua, h, name: String| serialized(lua, || h.0.remove_domain(&name).map(|()| true)));
 }

@@ -217,6 +217,18 @@ fn open_obeys_per_ip_limits() {
 }
 
 #[test]
+fn invited_registrations_do_not_count_against_the_address() {
+    let (h, _) = hosting_with(RegistrationPolicy::Open);
+    let mut s = h.require_domain("example.org").unwrap().settings;
+    s.registration.min_seconds_between_per_ip = Some(300);
+    h.set_domain_settings("example.org", s).unwrap();
+    let inv = h.create_invite(&NewInvite::account("example.org")).unwrap();
+    let t = allowed(h.begin_registration(&req("u1", Some(&inv.token), Some("192.0.2.9"))).unwrap());
+    h.finish_registration(t.id, true).unwrap();
+    allowed(h.begin_registration(&req("u2", None, Some("192.0.2.9"))).unwrap());
+}
+
+#[test]
 fn failed_attempts_do_not_count_against_the_address() {
     let (h, _) = hosting_with(RegistrationPolicy::Open);
     let mut s = h.require_domain("example.org").unwrap().settings;

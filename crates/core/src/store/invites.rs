@@ -157,8 +157,8 @@ pub(crate) fn insert_registration(
     now: Timestamp,
 ) -> Result<i64> {
     c.execute(
-        "INSERT INTO registrations (domain, username, ip, invite_id, state, started_at)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+        "INSERT INTO registrations (domain, username, ip, invite_id, by_invite, state, started_at)
+         VALUES (?1, ?2, ?3, ?4, ?4 IS NOT NULL, 'pending', ?5)",
         params![domain.as_str(), username, ip, invite_id, now],
     )?;
     Ok(c.last_insert_rowid())
@@ -189,8 +189,9 @@ pub(crate) fn stale_registrations(c: &Connection, before: Timestamp) -> Result<V
     Ok(rows)
 }
 
-/// Start times of the registrations from `ip` on `domain` after `since`, oldest first; failed
-/// attempts do not count against anyone.
+/// Start times of the registrations without an invite from `ip` on `domain` after `since`,
+/// oldest first. Failed attempts do not count against anyone, and invited ones are outside the
+/// limits of open registration both ways.
 pub(crate) fn registrations_from_ip(
     c: &Connection,
     domain: &DomainName,
@@ -199,7 +200,8 @@ pub(crate) fn registrations_from_ip(
 ) -> Result<Vec<Timestamp>> {
     let mut stmt = c.prepare_cached(
         "SELECT started_at FROM registrations
-         WHERE domain = ?1 AND ip = ?2 AND started_at > ?3 AND state != 'failed' ORDER BY started_at",
+         WHERE domain = ?1 AND ip = ?2 AND started_at > ?3 AND state != 'failed' AND by_invite = 0
+         ORDER BY started_at",
     )?;
     let rows =
         stmt.query_map(params![domain.as_str(), ip, since], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?;

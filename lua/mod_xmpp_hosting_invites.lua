@@ -1,0 +1,220 @@
+-- mod_xmpp_hosting_invites: invite-only registration on a VirtualHost, decided by xmpp-hosting.
+--
+-- Load it on a VirtualHost (with mod_xmpp_hosting in the global modules_enabled). It replaces
+-- Prosody's mod_invites_register and mod_invites_adhoc; do not load those as well, or
+-- registration would be gated twice by two invite stores.
+--
+-- The client flow is the one current clients use (XEP-0401, XEP-0445):
+--   1. stream features announce urn:xmpp:invite and urn:xmpp:ibr-token:0;
+--   2. <iq type='set'><preauth xmlns='urn:xmpp:pars:0' token='…'/></iq> is answered with a
+--      result, or cancel/item-not-found for any unusable token;
+--   3. XEP-0077 registration, which the domain's policy (invite, open, closed) decides.
+-- A roster invite ends with the new account and the inviter subscribed to each other.
+-- Ad-hoc commands: urn:xmpp:invite#invite (users, when the domain lets them) and
+-- urn:xmpp:invite#create-account (admins).
+
+local st = require "util.stanza";
+local jid_split = require "util.jid".split;
+local datetime = require "util.datetime";
+local dataforms = require "util.dataforms";
+local rostermanager = require "core.rostermanager";
+
+local xmpp_hosting = module:depends("xmpp_hosting");
+local get_store = xmpp_hosting.get_store;
+local host = module.host;
+
+local require_encryption = module:get_option_boolean("c2s_require_encryption",
+	module:get_option_boolean("require_encryption", true));
+
+if prosody.process_type == "prosody" then
+	-- In-band registration itself is mod_register_ibr's; this module only decides who may use it.
+	module:depends("register_ibr");
+	module:depends("adhoc");
+end
+
+function module.load()
+	if prosody.process_type ~= "prosody" then return; end
+	local modulemanager = require "core.modulemanager";
+	for _, other in ipairs({ "invites_register", "invites_adhoc" }) do
+		if modulemanager.is_loaded(host, other) then
+			module:log("warn", "mod_%s is loaded too: unload it, registration must be gated by one module", other);
+		end
+	end
+	-- A host that loads this module is hosted: make sure the store knows it, with the default
+	-- (invite-only) policy until an admin changes it.
+	local store = get_store();
+	if store and not store:domain(host) then
+		local ok, err = store:add_domain(host);
+		if ok then
+			module:log("info", "Added %s to the xmpp-hosting store (registration: invite only)", host);
+		else
+			module:log("error", "Cannot add %s to the xmpp-hosting store: %s", host, err);
+		end
+	end
+end
+
+-- 1. Stream features, for clients that have not logged in yet.
+local invite_feature = st.stanza("register", { xmlns = "urn:xmpp:invite" }):up();
+local ibr_token_feature = st.stanza("register", { xmlns = "urn:xmpp:ibr-token:0" }):up();
+
+module:hook("stream-features", function(event)
+	local session, features = event.origin, event.features;
+	if session.type ~= "c2s_unauthed" or (require_encryption and not session.secure) then
+		return;
+	end
+	features:add_child(invite_feature);
+	features:add_child(ibr_token_feature);
+end);
+
+-- 2. The token, presented before registering.
+module:hook("stanza/iq/urn:xmpp:pars:0:preauth", function(event)
+	local origin, stanza = event.origin, event.stanza;
+	if stanza.attr.type ~= "set" then return; end
+	local token = stanza.tags[1].attr.token;
+	if not token or token == "" then
+		origin.send(st.error_reply(stanza, "modify", "bad-request", "The preauth element needs a token"));
+		return true;
+	end
+	local store = get_store();
+	local invite = store and store:check_invite(host, token);
+	if not invite then
+		origin.send(st.error_reply(stanza, "cancel", "item-not-found", "The invite is not valid (unknown, expired or already used)"));
+		return true;
+	end
+	origin.xmpp_hosting_token = token;
+	origin.send(st.reply(stanza));
+	return true;
+end);
+
+-- 3. The registration gate. A begun registration holds the invite's use until we know whether
+-- the account was created: user-registered (or user-password-reset) finishes it; if neither
+-- fires in the same turn of the event loop (the name was taken, another module refused, the
+-- storage failed), the timer gives the use back.
+local pending = {};
+
+local function finish(ticket_id, created)
+	if not pending[ticket_id] then return; end
+	pending[ticket_id] = nil;
+	local store = get_store();
+	local ok, err = store and store:finish_registration(ticket_id, created);
+	if not ok then
+		module:log("error", "Cannot finish registration %d: %s", ticket_id, tostring(err));
+	end
+end
+
+module:hook("user-registering", function(event)
+	local session = event.session;
+	local token = session and session.xmpp_hosting_token or nil;
+	local store, err = get_store();
+	local decision;
+	if store then
+		decision, err = store:begin_registration({ domain = host, username = event.username, ip = event.ip, token = token });
+	end
+	if not decision then
+		module:log("error", "Registration of %s refused, the store failed: %s", event.username, tostring(err));
+		event.allowed = false;
+		event.error = { type = "wait", condition = "internal-server-error", text = "Registration is unavailable, try again later" };
+		return;
+	end
+	if decision.decision == "refused" then
+		module:log("info", "Registration of %s@%s from %s refused: %s", event.username, host, tostring(event.ip), decision.reason);
+		event.allowed = false;
+		event.error = { type = decision.type, condition = decision.condition, text = decision.text };
+		return;
+	end
+	pending[decision.id] = decision;
+	if session then session.xmpp_hosting_registration = decision; end
+	if decision.reset then
+		event.allow_reset = decision.username;
+	end
+	module:add_timer(0, function() finish(decision.id, false); end);
+end);
+
+-- Subscribes a and b to each other (both local users of this host), as if each had asked and
+-- the other approved.
+local function subscribe_both(a, b)
+	for _, pair in ipairs({ { a, b }, { b, a } }) do
+		local user, contact = pair[1], pair[2];
+		local user_jid, contact_jid = user .. "@" .. host, contact .. "@" .. host;
+		rostermanager.set_contact_pending_out(user, host, contact_jid);
+		rostermanager.set_contact_pending_in(contact, host, user_jid);
+		rostermanager.subscribed(contact, host, user_jid);
+		rostermanager.process_inbound_subscription_approval(user, host, contact_jid);
+	end
+	rostermanager.roster_push(a, host, b .. "@" .. host);
+	rostermanager.roster_push(b, host, a .. "@" .. host);
+end
+
+local function registration_of(event)
+	local session = event.session;
+	local decision = session and session.xmpp_hosting_registration;
+	if decision and decision.username == event.username and pending[decision.id] then
+		session.xmpp_hosting_registration, session.xmpp_hosting_token = nil, nil;
+		return decision;
+	end
+end
+
+module:hook("user-registered", function(event)
+	local decision = registration_of(event);
+	if not decision then return; end
+	finish(decision.id, true);
+	if decision.roster_with then
+		local inviter = jid_split(decision.roster_with);
+		module:log("info", "Subscribing %s@%s and %s to each other (roster invite)", event.username, host, decision.roster_with);
+		subscribe_both(inviter, event.username);
+	end
+end);
+
+module:hook("user-password-reset", function(event)
+	local decision = registration_of(event);
+	if decision then finish(decision.id, true); end
+end);
+
+-- Ad-hoc commands (XEP-0401).
+local new_adhoc = module:require("adhoc").new;
+
+local invite_result_form = dataforms.new({
+	title = "Your invite has been created";
+	{ name = "url"; var = "landing-url"; label = "Invite web page"; desc = "Share this link" };
+	{ name = "uri"; label = "Invite URI"; desc = "This alternative link can be opened with some XMPP clients" };
+	{ name = "expire"; label = "Invite valid until" };
+});
+
+local function invite_result(created, err)
+	if not created then
+		return { status = "completed"; error = { message = err } };
+	end
+	return {
+		status = "completed";
+		form = {
+			layout = invite_result_form;
+			values = {
+				uri = created.uri;
+				url = created.landing_url;
+				expire = created.invite.expires_at and datetime.datetime(created.invite.expires_at) or nil;
+			};
+		};
+	};
+end
+
+local function create(spec)
+	local store, err = get_store();
+	if not store then return nil, err; end
+	return store:create_invite(spec);
+end
+
+-- Any local user: an invite to register and join their roster (the domain must let users invite).
+module:provides("adhoc", new_adhoc("Create new contact invite", "urn:xmpp:invite#invite", function(_, data)
+	local username, from_host = jid_split(data.from);
+	if from_host ~= host or not username then
+		return { status = "completed"; error = { message = "This command is only available to users of " .. host } };
+	end
+	local bare = username .. "@" .. host;
+	return invite_result(create({ domain = host, kind = "roster", created_by = bare, inviter = bare }));
+end, "local_user"));
+
+-- Admins: an invite to create an account.
+module:provides("adhoc", new_adhoc("Create new account invite", "urn:xmpp:invite#create-account", function(_, data)
+	module:log("info", "%s creates an account invite", data.from);
+	return invite_result(create({ domain = host, kind = "account" }));
+end, "admin"));

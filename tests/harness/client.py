@@ -1,0 +1,226 @@
+"""A real XMPP client (slixmpp) for the integration tests, plus a raw stream for malformed input.
+
+The servers under test listen on loopback without certificates, so the client speaks plain TCP
+with PLAIN authentication; nothing here leaves 127.0.0.1.
+"""
+
+import asyncio
+import re
+import socket
+from dataclasses import dataclass, field
+from xml.etree import ElementTree as ET
+
+import slixmpp
+import slixmpp.exceptions
+from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.stanza.error import Error as _ErrorStanza
+
+# slixmpp 1.17 knows the RFC 3920 conditions only; servers answer abuse limits with RFC 6120's
+# policy-violation, which it would otherwise refuse to parse.
+_ErrorStanza.conditions = set(_ErrorStanza.conditions) | {"policy-violation"}
+slixmpp.exceptions._DEFAULT_ERROR_TYPES.setdefault("policy-violation", "modify")
+
+LOOPBACK = "127.0.0.1"
+STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+
+def _plain(client: slixmpp.ClientXMPP):
+    client.plugin["feature_mechanisms"].unencrypted_plain = True
+    client.enable_starttls = False
+    client.enable_direct_tls = False
+    client.enable_plaintext = True
+    client.use_ipv6 = False
+
+
+def _error(e: IqError) -> tuple:
+    err = e.iq["error"]
+    return (err["type"], err["condition"], err["text"])
+
+
+@dataclass
+class Registration:
+    ok: bool = False
+    preauth: object = None  # None (not sent), "result", or (type, condition, text)
+    error: tuple | None = None  # (type, condition, text) when the registration was refused
+    notes: list = field(default_factory=list)
+
+
+class _Registrar(slixmpp.ClientXMPP):
+    def __init__(self, jid, password, preauth_xml, outcome, done):
+        super().__init__(jid, password)
+        _plain(self)
+        # slixmpp holds back stanzas other than registration before login; <preauth/> must go first.
+        self._always_send_everything = True
+        for p in ("xep_0030", "xep_0004", "xep_0066", "xep_0077"):
+            self.register_plugin(p)
+        self.preauth_xml, self.outcome, self.done = preauth_xml, outcome, done
+        self.add_event_handler("register", self.on_register)
+        self.add_event_handler("disconnected", lambda _: done.done() or done.set_result(None))
+
+    async def on_register(self, _form):
+        try:
+            if self.preauth_xml is not None:
+                iq = self.Iq()
+                iq["type"] = "set"
+                iq.append(ET.fromstring(self.preauth_xml))
+                try:
+                    await iq.send(timeout=10)
+                    self.outcome.preauth = "result"
+                except IqError as e:
+                    self.outcome.preauth = _error(e)
+            resp = self.Iq()
+            resp["type"] = "set"
+            resp["register"]["username"] = self.boundjid.user
+            resp["register"]["password"] = self.password
+            try:
+                await resp.send(timeout=10)
+                self.outcome.ok = True
+            except IqError as e:
+                self.outcome.error = _error(e)
+        except IqTimeout:
+            self.outcome.notes.append("timeout")
+        finally:
+            self.disconnect()
+
+
+def preauth_element(token: str) -> str:
+    return f"<preauth xmlns='urn:xmpp:pars:0' token='{token}'/>"
+
+
+async def _register(port, jid, password, preauth_xml, timeout):
+    outcome = Registration()
+    done = asyncio.get_running_loop().create_future()
+    client = _Registrar(jid, password, preauth_xml, outcome, done)
+    client.connect(host=LOOPBACK, port=port)
+    try:
+        await asyncio.wait_for(done, timeout)
+    finally:
+        client.disconnect()
+        await asyncio.sleep(0.1)
+    return outcome
+
+
+def register(port: int, jid: str, password: str, token: str | None = None, preauth_xml: str | None = None,
+             timeout: float = 20) -> Registration:
+    """Registers `jid` in-band (XEP-0077), presenting `token` first as XEP-0401 `<preauth/>`."""
+    if token is not None and preauth_xml is None:
+        preauth_xml = preauth_element(token)
+    return asyncio.run(_register(port, jid, password, preauth_xml, timeout))
+
+
+async def _session(port, jid, password, action, timeout):
+    client = slixmpp.ClientXMPP(jid, password)
+    _plain(client)
+    result = asyncio.get_running_loop().create_future()
+
+    async def start(_):
+        try:
+            value = await action(client)
+            result.done() or result.set_result(value)
+        except Exception as e:  # reported to the caller below
+            result.done() or result.set_exception(e)
+
+    client.add_event_handler("session_start", start)
+    client.add_event_handler("failed_auth", lambda _: result.done() or result.set_exception(PermissionError(jid)))
+    client.add_event_handler("disconnected", lambda _: result.done() or result.set_exception(ConnectionError(jid)))
+    client.connect(host=LOOPBACK, port=port)
+    try:
+        return await asyncio.wait_for(result, timeout)
+    finally:
+        client.disconnect()
+        await asyncio.sleep(0.1)
+
+
+def login(port: int, jid: str, password: str, timeout: float = 20) -> bool:
+    """Whether `jid` can log in with `password`."""
+    async def nothing(_client):
+        return True
+    try:
+        return asyncio.run(_session(port, jid, password, nothing, timeout))
+    except (PermissionError, ConnectionError):
+        return False
+
+
+def roster(port: int, jid: str, password: str, timeout: float = 20) -> dict:
+    """The user's roster as {contact bare JID: subscription}."""
+    async def fetch(client):
+        await client.get_roster()
+        own = client.client_roster
+        return {str(j): own[j]["subscription"] for j in own if str(j) != client.boundjid.bare}
+    return asyncio.run(_session(port, jid, password, fetch, timeout))
+
+
+def adhoc(port: int, jid: str, password: str, node: str, to: str, timeout: float = 20) -> dict:
+    """Runs a single-stage ad-hoc command and returns its result form fields (or {'error': note})."""
+    async def run(client):
+        iq = client.Iq()
+        iq["type"] = "set"
+        iq["to"] = to
+        iq.append(ET.fromstring(f"<command xmlns='http://jabber.org/protocol/commands' node='{node}' action='execute'/>"))
+        reply = await iq.send(timeout=10)
+        cmd = reply.xml.find("{http://jabber.org/protocol/commands}command")
+        note = cmd.find("{http://jabber.org/protocol/commands}note")
+        fields = {}
+        for f in cmd.iter("{jabber:x:data}field"):
+            v = f.find("{jabber:x:data}value")
+            fields[f.get("var")] = v.text if v is not None else None
+        if note is not None and note.get("type") == "error":
+            fields["error"] = note.text
+        return fields
+    return asyncio.run(_session(port, jid, password, run, timeout))
+
+
+class RawStream:
+    """A hand-driven c2s stream for input no library would send (oversized, malformed, non-UTF-8)."""
+
+    def __init__(self, port: int, host: str, timeout: float = 10):
+        self.sock = socket.create_connection((LOOPBACK, port), timeout=timeout)
+        self.host = host
+        self.buffer = b""
+        self.send(f"<?xml version='1.0'?><stream:stream to='{host}' xmlns='jabber:client' "
+                  "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>".encode())
+        self.features = self.read_until(b"</stream:features>")
+
+    def send(self, data: bytes):
+        self.sock.sendall(data)
+
+    def read_until(self, marker: bytes) -> str:
+        while marker not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"stream closed before {marker!r}; got {self.buffer[-500:]!r}")
+            self.buffer += chunk
+        head, _, self.buffer = self.buffer.partition(marker)
+        return (head + marker).decode(errors="replace")
+
+    def iq(self, iq_id: str, payload: str, type_: str = "set") -> str:
+        """Sends an IQ and returns the reply with the same id, as text."""
+        self.send(f"<iq type='{type_}' id='{iq_id}'>{payload}</iq>".encode())
+        while True:
+            text = self.read_until(b"</iq>")
+            if f"id='{iq_id}'" in text or f'id="{iq_id}"' in text:
+                return text
+
+    def closed_by_server(self) -> bool:
+        """Reads until the server closes the stream (after a stream error, say)."""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except socket.timeout:
+            return False
+
+    def close(self):
+        try:
+            self.send(b"</stream:stream>")
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def error_condition(reply: str) -> str | None:
+    """The defined condition of an IQ error reply, e.g. 'item-not-found'."""
+    m = re.search(r"<(?:\w+:)?([a-z-]+) xmlns=['\"]" + re.escape(STANZAS), reply)
+    return m.group(1) if m else None

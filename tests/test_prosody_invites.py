@@ -211,3 +211,17 @@ def test_prosodyctl_invite_commands(prosody):
     assert r.returncode == 1 and "invalid argument" in r.stderr
     r = prosody.shell(f'xmpp_hosting:invite_create("{HOST}", {{uses = 1}})')
     assert "OK: Invite" in r.stdout
+
+
+def test_password_reset_invite_sets_a_new_password(prosody):
+    prosody.create_user("forgetful", "old-pass")
+    inv = invite(prosody, "--kind", "reset", "--username", "forgetful")
+    # Without the invite, the name is simply taken.
+    assert register(prosody.c2s_port, jid("forgetful"), "new-pass", token=invite(prosody)["token"]).error[:2] == (
+        "cancel", "conflict")
+    r = register(prosody.c2s_port, jid("forgetful"), "new-pass", token=inv["token"])
+    assert r.ok, r
+    assert client.login(prosody.c2s_port, jid("forgetful"), "new-pass")
+    assert not client.login(prosody.c2s_port, jid("forgetful"), "old-pass")
+    # Spent: a second reset with the same token is refused.
+    assert not register(prosody.c2s_port, jid("forgetful"), "third-pass", token=inv["token"]).ok

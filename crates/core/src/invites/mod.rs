@@ -252,6 +252,49 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
+/// What happened to an invite, as the audit trail names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuditAction {
+    Created,
+    Redeemed,
+    Returned,
+    Revoked,
+    Purged,
+}
+
+impl AuditAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Created => "created",
+            AuditAction::Redeemed => "redeemed",
+            AuditAction::Returned => "returned",
+            AuditAction::Revoked => "revoked",
+            AuditAction::Purged => "purged",
+        }
+    }
+}
+
+/// Appends one line to the invite history.
+fn audit(
+    tx: &rusqlite::Connection,
+    at: Timestamp,
+    domain: &str,
+    invite_id: i64,
+    action: AuditAction,
+    actor: Option<&str>,
+    detail: Option<&str>,
+) -> Result<()> {
+    let entry = AuditEntry {
+        at,
+        domain: domain.to_string(),
+        invite_id,
+        action: action.as_str().to_string(),
+        actor: actor.map(str::to_string),
+        detail: detail.map(str::to_string),
+    };
+    sql::audit(tx, &entry)
+}
+
 /// What [`Hosting::purge_invites`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PurgeReport {
@@ -348,17 +391,8 @@ impl Hosting {
         };
         let invite = self.store().write(|tx| {
             let id = sql::insert_invite(tx, &row)?;
-            sql::audit(
-                tx,
-                &AuditEntry {
-                    at: now,
-                    domain: name.to_string(),
-                    invite_id: id,
-                    action: "created".into(),
-                    actor: Some(created_by.clone()),
-                    detail: Some(format!("{} invite, {} use(s)", new.kind.as_str(), new.uses)),
-                },
-            )?;
+            let detail = format!("{} invite, {} use(s)", new.kind.as_str(), new.uses);
+            audit(tx, now, name.as_str(), id, AuditAction::Created, Some(&created_by), Some(&detail))?;
             sql::invite_by_id(tx, name, id)?.ok_or_else(|| Error::not_found("invite", id.to_string()))
         })?;
         let uri = match (&invite.kind, &invite.inviter) {
@@ -408,17 +442,7 @@ impl Hosting {
             }
             if invite.revoked_at.is_none() {
                 sql::revoke(tx, id, now, by.as_str())?;
-                sql::audit(
-                    tx,
-                    &AuditEntry {
-                        at: now,
-                        domain: domain.to_string(),
-                        invite_id: id,
-                        action: "revoked".into(),
-                        actor: Some(by.as_str().to_string()),
-                        detail: None,
-                    },
-                )?;
+                audit(tx, now, domain.as_str(), id, AuditAction::Revoked, Some(by.as_str()), None)?;
             }
             sql::invite_by_id(tx, &domain, id)?.ok_or_else(|| Error::not_found("invite", id.to_string()))
         })
@@ -431,15 +455,12 @@ impl Hosting {
         self.store().write(|tx| {
             let mut report = PurgeReport::default();
             for id in sql::stale_registrations(tx, now - STALE_REGISTRATION_SECS)? {
-                registration::fail_pending(tx, id, now, "never finished")?;
+                registration::settle(tx, id, false, now, "never finished")?;
                 report.stale_registrations_failed += 1;
             }
             for (id, domain) in sql::inactive_invite_ids(tx, now)? {
                 sql::delete_invite(tx, id)?;
-                sql::audit(
-                    tx,
-                    &AuditEntry { at: now, domain, invite_id: id, action: "purged".into(), actor: None, detail: None },
-                )?;
+                audit(tx, now, &domain, id, AuditAction::Purged, None, None)?;
                 report.invites_removed += 1;
             }
             Ok(report)

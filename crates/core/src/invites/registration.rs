@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use super::policy::{normalize_username, Refusal, RegistrationPolicy};
-use super::{token, AuditEntry, InviteKind, InviteStatus};
+use super::{audit, token, AuditAction, InviteKind, InviteStatus};
 use crate::store::invites as sql;
 use crate::{DomainName, Error, Hosting, Result, Timestamp};
 
@@ -117,52 +117,24 @@ impl Hosting {
     /// given back and the attempt no longer counts against the address.
     pub fn finish_registration(&self, ticket_id: i64, created: bool) -> Result<()> {
         let now = self.now();
-        self.store().write(|tx| {
-            let (domain, username, invite_id) = sql::pending_registration(tx, ticket_id)?
-                .ok_or_else(|| Error::not_found("pending registration", ticket_id.to_string()))?;
-            if !created {
-                return fail_pending(tx, ticket_id, now, "registration failed");
-            }
-            sql::finish_registration(tx, ticket_id, true, now)?;
-            if let Some(invite_id) = invite_id {
-                let jid = format!("{username}@{domain}");
-                sql::audit(
-                    tx,
-                    &AuditEntry {
-                        at: now,
-                        domain,
-                        invite_id,
-                        action: "redeemed".into(),
-                        actor: Some(jid),
-                        detail: None,
-                    },
-                )?;
-            }
-            Ok(())
-        })
+        self.store().write(|tx| settle(tx, ticket_id, created, now, "registration failed"))
     }
 }
 
-/// Marks a pending registration failed and gives its invite use back.
-pub(super) fn fail_pending(tx: &Connection, id: i64, now: Timestamp, why: &str) -> Result<()> {
-    if let Some((domain, username, invite_id)) = sql::pending_registration(tx, id)? {
-        sql::finish_registration(tx, id, false, now)?;
-        if let Some(invite_id) = invite_id {
-            sql::return_use(tx, invite_id)?;
-            sql::audit(
-                tx,
-                &AuditEntry {
-                    at: now,
-                    domain,
-                    invite_id,
-                    action: "returned".into(),
-                    actor: Some(username),
-                    detail: Some(why.into()),
-                },
-            )?;
-        }
+/// Records the outcome of a pending registration: a created account redeems the invite's use,
+/// a failed one gives it back.
+pub(super) fn settle(tx: &Connection, id: i64, created: bool, now: Timestamp, why: &str) -> Result<()> {
+    let (domain, username, invite_id) =
+        sql::pending_registration(tx, id)?.ok_or_else(|| Error::not_found("pending registration", id.to_string()))?;
+    sql::finish_registration(tx, id, created, now)?;
+    let Some(invite_id) = invite_id else { return Ok(()) };
+    if created {
+        let jid = format!("{username}@{domain}");
+        audit(tx, now, &domain, invite_id, AuditAction::Redeemed, Some(&jid), None)
+    } else {
+        sql::return_use(tx, invite_id)?;
+        audit(tx, now, &domain, invite_id, AuditAction::Returned, Some(&username), Some(why))
     }
-    Ok(())
 }
 
 /// The per-IP abuse limits of `open` registration.

@@ -1,0 +1,71 @@
+//! Crossing the boundary: arguments in, JSON out, panics caught.
+
+use std::any::Any;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use serde::Serialize;
+
+use crate::error::{record, xh_status, Failure};
+
+/// Runs the body of an entry point: its outcome becomes the status and the thread's last error,
+/// and a panic becomes `XH_ERR_PANIC` instead of unwinding into C.
+pub(crate) fn guard(body: impl FnOnce() -> Result<(), Failure>) -> xh_status {
+    let result = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|p| Err(Failure::Panic(panic_message(&*p))));
+    record(result)
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// A required string argument.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string that outlives the call.
+pub(crate) unsafe fn text<'a>(p: *const c_char, name: &'static str) -> Result<&'a str, Failure> {
+    if p.is_null() {
+        return Err(Failure::Null(name));
+    }
+    CStr::from_ptr(p).to_str().map_err(|_| Failure::Utf8(name))
+}
+
+/// An optional string argument: NULL means absent.
+///
+/// # Safety
+/// As for [`text`].
+pub(crate) unsafe fn optional_text<'a>(p: *const c_char, name: &'static str) -> Result<Option<&'a str>, Failure> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        text(p, name).map(Some)
+    }
+}
+
+/// Writes `value` as a JSON string to `*out`, unless `out` is NULL.
+///
+/// # Safety
+/// `out` is NULL or points to writable storage for one pointer.
+pub(crate) unsafe fn write_json<T: Serialize>(out: *mut *mut c_char, value: &T) -> Result<(), Failure> {
+    if !out.is_null() {
+        let json = serde_json::to_string(value).map_err(|e| Failure::Panic(e.to_string()))?;
+        // serde_json escapes NUL as \u0000, so the text has no interior NUL.
+        *out = CString::new(json).map_err(|e| Failure::Panic(e.to_string()))?.into_raw();
+    }
+    Ok(())
+}
+
+/// Frees a string returned by this library. NULL is ignored.
+///
+/// # Safety
+/// `s` is NULL or a string this library returned and that has not been freed yet.
+#[no_mangle]
+pub unsafe extern "C" fn xh_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        drop(CString::from_raw(s));
+    }
+}

@@ -1,0 +1,47 @@
+//! Opening and closing a store.
+
+use std::ffi::c_char;
+
+use xmpp_hosting_core::Hosting;
+
+use crate::error::{xh_status, Failure};
+use crate::ffi::{guard, text};
+
+/// An open store. Opaque to C: created by [`xh_open`], freed by [`xh_close`]. One handle may be
+/// used from several threads; calls on it are serialised.
+pub struct xh_hosting(pub(crate) Hosting);
+
+/// Opens (creating if needed) the store file at `path` and writes the handle to `*out`.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `out` points to storage for one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn xh_open(path: *const c_char, out: *mut *mut xh_hosting) -> xh_status {
+    guard(|| {
+        if out.is_null() {
+            return Err(Failure::Null("out"));
+        }
+        let path = text(path, "path")?;
+        *out = Box::into_raw(Box::new(xh_hosting(Hosting::open(path)?)));
+        Ok(())
+    })
+}
+
+/// Closes a store handle. NULL is ignored.
+///
+/// # Safety
+/// `h` is NULL or a handle from [`xh_open`] that has not been closed.
+#[no_mangle]
+pub unsafe extern "C" fn xh_close(h: *mut xh_hosting) {
+    if !h.is_null() {
+        drop(Box::from_raw(h));
+    }
+}
+
+/// The hosting behind a handle argument.
+///
+/// # Safety
+/// `h` is NULL or a live handle from [`xh_open`].
+pub(crate) unsafe fn hosting<'a>(h: *const xh_hosting) -> Result<&'a Hosting, Failure> {
+    h.as_ref().map(|h| &h.0).ok_or(Failure::Null("h"))
+}

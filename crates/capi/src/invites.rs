@@ -1,0 +1,121 @@
+//! Invites and the registration gate.
+
+use std::ffi::c_char;
+
+use xmpp_hosting_core::invites::{Creator, NewInvite, RegistrationRequest};
+use xmpp_hosting_core::Error;
+
+use crate::error::xh_status;
+use crate::ffi::{guard, optional_text, text, write_json};
+use crate::handle::{hosting, xh_hosting};
+
+/// Creates an invite from JSON (`{"domain": "example.org", "uses": 3, "expiry": 86400}`; only
+/// `domain` is required) and writes `{token, uri, landing_url, invite}`. The token is shown only
+/// here.
+///
+/// # Safety
+/// `h` is a live handle; `spec_json` a NUL-terminated string; `out_json` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn xh_invite_create(
+    h: *mut xh_hosting,
+    spec_json: *const c_char,
+    out_json: *mut *mut c_char,
+) -> xh_status {
+    guard(|| {
+        let spec: NewInvite = serde_json::from_str(text(spec_json, "spec_json")?)
+            .map_err(|e| Error::InvalidArgument(format!("invite spec: {e}")))?;
+        write_json(out_json, &hosting(h)?.create_invite(&spec)?)
+    })
+}
+
+/// Writes the invite a token stands for if it can be used now; `XH_ERR_NOT_FOUND` otherwise.
+///
+/// # Safety
+/// `h` is a live handle; `domain`, `token` NUL-terminated strings; `out_json` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn xh_invite_check(
+    h: *mut xh_hosting,
+    domain: *const c_char,
+    token: *const c_char,
+    out_json: *mut *mut c_char,
+) -> xh_status {
+    guard(|| {
+        let invite = hosting(h)?.check_invite(text(domain, "domain")?, text(token, "token")?)?;
+        let invite = invite.ok_or_else(|| Error::NotFound { what: "usable invite", key: "token".into() })?;
+        write_json(out_json, &invite)
+    })
+}
+
+/// Writes a domain's invites (active or not, until purged) as a JSON array.
+///
+/// # Safety
+/// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn xh_invite_list(
+    h: *mut xh_hosting,
+    domain: *const c_char,
+    out_json: *mut *mut c_char,
+) -> xh_status {
+    guard(|| write_json(out_json, &hosting(h)?.invites(text(domain, "domain")?)?))
+}
+
+/// Revokes an invite (as the admin) and writes it.
+///
+/// # Safety
+/// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn xh_invite_revoke(
+    h: *mut xh_hosting,
+    domain: *const c_char,
+    id: i64,
+    out_json: *mut *mut c_char,
+) -> xh_status {
+    guard(|| write_json(out_json, &hosting(h)?.revoke_invite(text(domain, "domain")?, id, &Creator::Admin)?))
+}
+
+/// Deletes unusable invites and gives back uses held by registrations that never finished;
+/// writes `{invites_removed, stale_registrations_failed}`.
+///
+/// # Safety
+/// `h` is a live handle; `out_json` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn xh_invite_purge(h: *mut xh_hosting, out_json: *mut *mut c_char) -> xh_status {
+    guard(|| write_json(out_json, &hosting(h)?.purge_invites()?))
+}
+
+/// Decides a registration and writes the decision: `{"decision": "allowed", "id": …}` (finish it
+/// with [`xh_registration_finish`]) or `{"decision": "refused", "reason", "type", "condition",
+/// "text"}`. `ip` and `token` may be NULL.
+///
+/// # Safety
+/// `h` is a live handle; string arguments NUL-terminated or (ip, token) NULL; `out_json` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn xh_registration_begin(
+    h: *mut xh_hosting,
+    domain: *const c_char,
+    username: *const c_char,
+    ip: *const c_char,
+    token: *const c_char,
+    out_json: *mut *mut c_char,
+) -> xh_status {
+    guard(|| {
+        let request = RegistrationRequest {
+            domain: text(domain, "domain")?,
+            username: text(username, "username")?,
+            ip: optional_text(ip, "ip")?,
+            token: optional_text(token, "token")?,
+        };
+        write_json(out_json, &hosting(h)?.begin_registration(&request)?)
+    })
+}
+
+/// Reports whether the account of an allowed registration was created; a failure gives the
+/// invite's use back.
+///
+/// # Safety
+/// `h` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn xh_registration_finish(h: *mut xh_hosting, ticket: i64, created: bool) -> xh_status {
+    guard(|| Ok(hosting(h)?.finish_registration(ticket, created)?))
+}

@@ -1,0 +1,29 @@
+//! The committed header must be what cbindgen makes of the code, so C users never compile
+//! against a stale declaration. `XH_BLESS=1 cargo test -p xmpp-hosting-capi --test header`
+//! rewrites it after a deliberate change.
+
+use std::path::PathBuf;
+
+#[test]
+fn header_matches_the_code() {
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let header = crate_dir.join("../../include/xmpp_hosting.h");
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
+    let mut generated = Vec::new();
+    cbindgen::Builder::new()
+        .with_crate(&crate_dir)
+        .with_config(config)
+        .generate()
+        .expect("cbindgen understands the crate")
+        .write(&mut generated);
+    if std::env::var_os("XH_BLESS").is_some() {
+        std::fs::write(&header, &generated).expect("write include/xmpp_hosting.h");
+        return;
+    }
+    let committed = std::fs::read(&header).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "include/xmpp_hosting.h differs from the code; run `XH_BLESS=1 cargo test -p xmpp-hosting-capi --test header` \
+         and commit the header"
+    );
+}

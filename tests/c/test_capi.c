@@ -1,0 +1,188 @@
+/* Exercises every function of the xmpp-hosting C ABI, error paths included.
+ * Built with -std=c11 -Wall -Wextra -Werror -pedantic by tests/c/Makefile; prints one line per
+ * check and "N passed, N failed"; exits non-zero on any failure. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xmpp_hosting.h"
+
+static int passed, failed;
+
+static void check(int ok, const char *what) {
+    if (ok) {
+        passed++;
+        printf("ok %d - %s\n", passed + failed, what);
+    } else {
+        failed++;
+        printf("not ok %d - %s (last error: %s)\n", passed + failed, what, xh_last_error_message());
+    }
+}
+
+/* The status is as expected and, for failures, the message is set and contains `needle`. */
+static void expect(xh_status got, xh_status want, const char *needle, const char *what) {
+    int ok = got == want && xh_last_error_code() == want;
+    if (ok && want != XH_OK) ok = needle == NULL || strstr(xh_last_error_message(), needle) != NULL;
+    if (ok && want == XH_OK) ok = xh_last_error_message()[0] == '\0';
+    check(ok, what);
+}
+
+static int contains(const char *haystack, const char *needle) {
+    return haystack != NULL && strstr(haystack, needle) != NULL;
+}
+
+/* Pulls the value of "key":"…" out of a JSON text into buf (enough for tokens and ids). */
+static int json_string(const char *json, const char *key, char *buf, size_t len) {
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\":\"", key);
+    const char *start = strstr(json, pattern);
+    if (!start) return 0;
+    start += strlen(pattern);
+    const char *end = strchr(start, '"');
+    if (!end || (size_t)(end - start) >= len) return 0;
+    memcpy(buf, start, (size_t)(end - start));
+    buf[end - start] = '\0';
+    return 1;
+}
+
+static long long json_int(const char *json, const char *key) {
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\":", key);
+    const char *start = strstr(json, pattern);
+    return start ? atoll(start + strlen(pattern)) : -1;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s STORE_PATH\n", argv[0]);
+        return 2;
+    }
+    char *json = NULL;
+    xh_hosting *h = NULL;
+
+    check(strcmp(xh_version(), "0.1.0") == 0, "xh_version is the crate version");
+
+    /* Opening */
+    expect(xh_open(NULL, &h), XH_ERR_NULL_POINTER, "path must not be NULL", "xh_open(NULL path)");
+    expect(xh_open(argv[1], NULL), XH_ERR_NULL_POINTER, "out must not be NULL", "xh_open(NULL out)");
+    expect(xh_open("/nonexistent/dir/store.db", &h), XH_ERR_STORE, "unable to open", "xh_open(bad path)");
+    check(h == NULL, "a failed open leaves *out untouched");
+    expect(xh_open(argv[1], &h), XH_OK, NULL, "xh_open");
+    check(h != NULL, "xh_open gives a handle");
+
+    /* Domains */
+    expect(xh_domain_add(h, "Bücher.example", &json), XH_OK, NULL, "xh_domain_add(unicode)");
+    check(contains(json, "\"name\":\"xn--bcher-kva.example\"") && contains(json, "\"unicode_name\":\"bücher.example\""),
+          "xh_domain_add returns the domain as JSON");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_domain_add(h, "example.org", NULL), XH_OK, NULL, "xh_domain_add with NULL out_json");
+    expect(xh_domain_add(h, "xn--bcher-kva.example", NULL), XH_ERR_ALREADY_EXISTS, "already exists",
+           "xh_domain_add(duplicate in ASCII form)");
+    expect(xh_domain_add(h, "127.0.0.1", NULL), XH_ERR_INVALID_DOMAIN, "IP address", "xh_domain_add(IP literal)");
+    expect(xh_domain_add(h, "a..b", NULL), XH_ERR_INVALID_DOMAIN, "empty label", "xh_domain_add(empty label)");
+    expect(xh_domain_add(h, "\xff\xfe.example", NULL), XH_ERR_INVALID_UTF8, "name is not valid UTF-8",
+           "xh_domain_add(non-UTF-8)");
+    expect(xh_domain_add(h, NULL, NULL), XH_ERR_NULL_POINTER, "name must not be NULL", "xh_domain_add(NULL name)");
+    expect(xh_domain_add(NULL, "x.example", NULL), XH_ERR_NULL_POINTER, "h must not be NULL", "xh_domain_add(NULL h)");
+    {
+        size_t n = 1 << 20;
+        char *huge = malloc(n + 1);
+        memset(huge, 'a', n);
+        huge[n] = '\0';
+        expect(xh_domain_add(h, huge, NULL), XH_ERR_INVALID_DOMAIN, "at most 253", "xh_domain_add(1 MiB name)");
+        free(huge);
+    }
+    expect(xh_domain_get(h, "EXAMPLE.org.", &json), XH_OK, NULL, "xh_domain_get");
+    check(contains(json, "\"name\":\"example.org\""), "xh_domain_get finds the case-folded name");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_domain_get(h, "missing.example", &json), XH_ERR_NOT_FOUND, "domain not found", "xh_domain_get(missing)");
+    check(json == NULL, "a failed get writes no JSON");
+    expect(xh_domain_list(h, &json), XH_OK, NULL, "xh_domain_list");
+    check(json && json[0] == '[' && strstr(json, "example.org") < strstr(json, "xn--bcher-kva.example"),
+          "xh_domain_list is a JSON array ordered by name");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_domain_list(NULL, &json), XH_ERR_NULL_POINTER, NULL, "xh_domain_list(NULL h)");
+    expect(xh_domain_set(h, "example.org", "registration.policy", "open", &json), XH_OK, NULL, "xh_domain_set");
+    check(contains(json, "\"policy\":\"open\""), "xh_domain_set returns the updated domain");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_domain_set(h, "example.org", "registration.policy", "sometimes", NULL), XH_ERR_INVALID_ARGUMENT,
+           "cannot set", "xh_domain_set(bad value)");
+    expect(xh_domain_set(h, "example.org", "registration.policy", "invite", NULL), XH_OK, NULL, "xh_domain_set back");
+    expect(xh_domain_set(h, "example.org", NULL, "x", NULL), XH_ERR_NULL_POINTER, "setting", "xh_domain_set(NULL)");
+    expect(xh_domain_remove(h, "bücher.example"), XH_OK, NULL, "xh_domain_remove");
+    expect(xh_domain_remove(h, "bücher.example"), XH_ERR_NOT_FOUND, "not found", "xh_domain_remove(again)");
+
+    /* Invites and the registration gate */
+    char token[128] = "", ticket_json[512] = "";
+    expect(xh_invite_create(h, "{\"domain\":\"example.org\",\"uses\":1,\"note\":\"c test\"}", &json), XH_OK, NULL,
+           "xh_invite_create");
+    check(json_string(json, "token", token, sizeof token) && strlen(token) >= 22, "the invite has a long token");
+    check(contains(json, "\"uri\":\"xmpp:example.org?register;preauth="), "the invite has its XEP-0401 URI");
+    long long invite_id = json_int(strstr(json, "\"invite\""), "id");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_invite_create(h, "{\"domain\":\"example.org\",\"usez\":1}", NULL), XH_ERR_INVALID_ARGUMENT,
+           "unknown field", "xh_invite_create(unknown field)");
+    expect(xh_invite_create(h, "not json", NULL), XH_ERR_INVALID_ARGUMENT, "invite spec", "xh_invite_create(not JSON)");
+    expect(xh_invite_create(h, "{\"domain\":\"missing.example\"}", NULL), XH_ERR_NOT_FOUND, "domain not found",
+           "xh_invite_create(missing domain)");
+    expect(xh_invite_check(h, "example.org", token, &json), XH_OK, NULL, "xh_invite_check(valid)");
+    check(contains(json, "\"uses_left\":1"), "xh_invite_check returns the invite");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_invite_check(h, "example.org", "garbage'; DROP TABLE invites; --", NULL), XH_ERR_NOT_FOUND, NULL,
+           "xh_invite_check(garbage)");
+    expect(xh_invite_list(h, "example.org", &json), XH_OK, NULL, "xh_invite_list");
+    check(contains(json, "\"note\":\"c test\"") && !contains(json, token), "xh_invite_list lists without the token");
+    xh_string_free(json);
+    json = NULL;
+
+    expect(xh_registration_begin(h, "example.org", "mallory", NULL, NULL, &json), XH_OK, NULL,
+           "xh_registration_begin(no token)");
+    check(contains(json, "\"decision\":\"refused\"") && contains(json, "\"condition\":\"not-allowed\""),
+          "registration without a token is refused with not-allowed");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_registration_begin(h, "example.org", "alice", "192.0.2.1", token, &json), XH_OK, NULL,
+           "xh_registration_begin(with token)");
+    check(contains(json, "\"decision\":\"allowed\""), "registration with the token is allowed");
+    snprintf(ticket_json, sizeof ticket_json, "%s", json ? json : "");
+    xh_string_free(json);
+    json = NULL;
+    long long ticket = json_int(ticket_json, "id");
+    expect(xh_registration_finish(h, ticket, true), XH_OK, NULL, "xh_registration_finish(created)");
+    expect(xh_registration_finish(h, ticket, true), XH_ERR_NOT_FOUND, "pending registration",
+           "xh_registration_finish(twice)");
+    expect(xh_invite_check(h, "example.org", token, NULL), XH_ERR_NOT_FOUND, NULL, "a used invite no longer checks");
+    expect(xh_registration_begin(h, "example.org", NULL, NULL, NULL, NULL), XH_ERR_NULL_POINTER, "username",
+           "xh_registration_begin(NULL username)");
+    expect(xh_invite_revoke(h, "example.org", invite_id, &json), XH_OK, NULL, "xh_invite_revoke");
+    check(contains(json, "\"revoked_by\":\"admin\""), "xh_invite_revoke returns the revoked invite");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_invite_revoke(h, "example.org", 999999, NULL), XH_ERR_NOT_FOUND, "invite not found",
+           "xh_invite_revoke(missing)");
+    expect(xh_invite_purge(h, &json), XH_OK, NULL, "xh_invite_purge");
+    check(contains(json, "\"invites_removed\":1"), "xh_invite_purge removes the used invite");
+    xh_string_free(json);
+    json = NULL;
+
+    xh_string_free(NULL);
+    check(1, "xh_string_free(NULL) is harmless");
+    xh_close(h);
+    xh_close(NULL);
+    check(1, "xh_close and xh_close(NULL)");
+
+    /* The store outlives the handle. */
+    h = NULL;
+    expect(xh_open(argv[1], &h), XH_OK, NULL, "xh_open again");
+    expect(xh_domain_get(h, "example.org", NULL), XH_OK, NULL, "the domain was stored");
+    xh_close(h);
+
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}

@@ -306,6 +306,8 @@ class Ejabberd:
             [
                 "erlc", "-o", str(self.ebin),
                 "-I", str(EJABBERD_LIB / "include"),
+                # xmpp.hrl and fxml.hrl, as module_install finds them among ejabberd's deps.
+                *[arg for inc in sorted(Path("/usr/lib/erlang/lib").glob("p1_xm*/include")) for arg in ("-I", str(inc))],
                 "-pa", str(EJABBERD_LIB / "ebin"),
                 *map(str, sorted((MODULE_SRC / "src").glob("*.erl"))),
             ],

@@ -41,7 +41,7 @@ fn remove_domain<'a>(env: Env<'a>, handle: Handle, name: Binary<'a>) -> NifResul
     reply_unit(env, handle.hosting.remove_domain(name))
 }
 
-fn domain_term(env: Env<'_>, d: Domain) -> NifResult<Term<'_>> {
+pub(crate) fn domain_term(env: Env<'_>, d: Domain) -> NifResult<Term<'_>> {
     // Serialising plain settings data cannot fail; should a core bug make it fail, the caller
     // sees `null` settings instead of a panic inside the VM.
     let settings = serde_json::to_value(&d.settings).unwrap_or(serde_json::Value::Null);

@@ -4,9 +4,13 @@
 //! binding free of a copy of every settings field. Objects become maps with atom keys (the keys
 //! are field names of the core's types, a fixed set, never user data), strings become binaries,
 //! `null` becomes the atom `null` so the map round-trips through jiffy/`json` encoders unchanged.
+//!
+//! The way back ([`from_term`]) lets Erlang hand the core a map where the core takes a serde
+//! type (a new invite, say): the core's own types check the fields, so no binding repeats them.
 
-use rustler::{Atom, Encoder, Env, NifResult, Term};
-use serde_json::Value;
+use rustler::types::map::MapIterator;
+use rustler::{Atom, Binary, Encoder, Env, Error, ListIterator, NifResult, Term, TermType};
+use serde_json::{Map, Number, Value};
 
 use crate::atoms;
 
@@ -36,4 +40,57 @@ pub fn to_term<'a>(env: Env<'a>, value: &Value) -> NifResult<Term<'a>> {
             Term::map_from_term_arrays(env, &keys, &values)?
         }
     })
+}
+
+/// Nesting deeper than this is refused: the inputs are small maps built by our Erlang code.
+const MAX_DEPTH: usize = 16;
+
+/// An Erlang term as JSON: maps with atom or binary keys become objects, UTF-8 binaries strings,
+/// `true`/`false` booleans, `null`/`undefined` null, other atoms strings (enum values such as
+/// `roster`), lists arrays. Anything else (tuples, pids, non-UTF-8 binaries) is `badarg`.
+pub fn from_term(term: Term<'_>) -> NifResult<Value> {
+    from_term_at(term, 0)
+}
+
+fn from_term_at(term: Term<'_>, depth: usize) -> NifResult<Value> {
+    if depth > MAX_DEPTH {
+        return Err(Error::BadArg);
+    }
+    Ok(match term.get_type() {
+        TermType::Atom => match term.atom_to_string()?.as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            "null" | "undefined" => Value::Null,
+            other => Value::String(other.to_string()),
+        },
+        TermType::Binary => Value::String(crate::args::text(&term.decode::<Binary<'_>>()?)?.to_string()),
+        TermType::Integer => match term.decode::<i64>() {
+            Ok(i) => Value::Number(i.into()),
+            Err(_) => Value::Number(term.decode::<u64>()?.into()),
+        },
+        TermType::Float => Number::from_f64(term.decode::<f64>()?).map(Value::Number).ok_or(Error::BadArg)?,
+        TermType::List => Value::Array(
+            term.decode::<ListIterator<'_>>()?.map(|t| from_term_at(t, depth + 1)).collect::<NifResult<_>>()?,
+        ),
+        TermType::Map => {
+            let mut object = Map::new();
+            for (k, v) in MapIterator::new(term).ok_or(Error::BadArg)? {
+                let key = match k.get_type() {
+                    TermType::Atom => k.atom_to_string()?,
+                    TermType::Binary => crate::args::text(&k.decode::<Binary<'_>>()?)?.to_string(),
+                    _ => return Err(Error::BadArg),
+                };
+                object.insert(key, from_term_at(v, depth + 1)?);
+            }
+            Value::Object(object)
+        }
+        _ => return Err(Error::BadArg),
+    })
+}
+
+/// Any core value as the JSON-shaped term above.
+pub fn serialized<'a, T: serde::Serialize>(env: Env<'a>, value: T) -> NifResult<Term<'a>> {
+    // Core types serialise plain data; a failure would be a core bug, reported as badarg
+    // rather than a panic inside the VM.
+    to_term(env, &serde_json::to_value(value).map_err(|_| Error::BadArg)?)
 }

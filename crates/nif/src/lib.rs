@@ -12,6 +12,7 @@ mod atoms;
 mod domains;
 mod error;
 mod handle;
+mod invites;
 mod json;
 
 /// The core library's version, so ejabberd can log which store rules it runs.

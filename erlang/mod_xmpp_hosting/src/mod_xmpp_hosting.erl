@@ -9,6 +9,12 @@
 %%%   xmpp_hosting_domain_list            the hosted domains, one ASCII name per line
 %%%   xmpp_hosting_domain_show DOMAIN     name, unicode_name, created_at, updated_at, settings JSON
 %%%   xmpp_hosting_domain_remove DOMAIN   stop hosting DOMAIN
+%%%   xmpp_hosting_domain_set DOMAIN SETTING VALUE   e.g. registration.policy open
+%%%   xmpp_hosting_invite_create DOMAIN USES EXPIRES_IN   an account invite (EXPIRES_IN seconds,
+%%%                                        0 for the domain's default); prints token and URI
+%%%   xmpp_hosting_invite_list DOMAIN     one line per invite
+%%%   xmpp_hosting_invite_revoke DOMAIN ID
+%%%   xmpp_hosting_invite_purge           delete unusable invites
 %%% Failures use ejabberd's extended error form {error, Type, 1, Message}: ejabberdctl prints
 %%% "Error: Type: Message" and exits 1; Type is the core's error code (invalid_domain, store,
 %%% ...), except that already_exists and not_found become ejabberd's conflict and not_exists,
@@ -21,7 +27,8 @@
 %% For other modules (hooks added later) and tests.
 -export([store/1]).
 %% Command callbacks.
--export([domain_add/1, domain_list/0, domain_show/1, domain_remove/1]).
+-export([domain_add/1, domain_list/0, domain_show/1, domain_remove/1, domain_set/3,
+         invite_create/3, invite_list/1, invite_revoke/2, invite_purge/0]).
 
 -include("logger.hrl").
 -include("translate.hrl").
@@ -148,7 +155,50 @@ get_commands_spec() ->
                         args_desc = ["Domain name"],
                         args_example = [<<"customer.example">>],
                         result = {res, restuple},
-                        result_example = {ok, <<"Removed domain customer.example">>}}].
+                        result_example = {ok, <<"Removed domain customer.example">>}},
+     #ejabberd_commands{name = xmpp_hosting_domain_set, tags = [xmpp_hosting],
+                        desc = "Change one setting of a hosted domain",
+                        longdesc = "SETTING is a dotted path such as registration.policy (invite, "
+                                   "open or closed); VALUE is JSON (3, true, [\"a\"]) or a plain string.",
+                        policy = admin,
+                        module = ?MODULE, function = domain_set,
+                        args = [{domain, binary}, {setting, binary}, {value, binary}],
+                        args_example = [<<"customer.example">>, <<"registration.policy">>, <<"open">>],
+                        result = {res, restuple},
+                        result_example = {ok, <<"customer.example: registration.policy = open">>}},
+     #ejabberd_commands{name = xmpp_hosting_invite_create, tags = [xmpp_hosting],
+                        desc = "Create an account invite; prints its token and URI",
+                        longdesc = "USES accounts may register with it; it expires after EXPIRES_IN "
+                                   "seconds (0: the domain's default, 7 days). The token is shown only now.",
+                        policy = admin,
+                        module = ?MODULE, function = invite_create,
+                        args = [{domain, binary}, {uses, integer}, {expires_in, integer}],
+                        args_example = [<<"customer.example">>, 1, 0],
+                        result = {res, restuple},
+                        result_example = {ok, <<"Invite 1 token Xy... uri xmpp:customer.example?register;preauth=Xy...">>}},
+     #ejabberd_commands{name = xmpp_hosting_invite_list, tags = [xmpp_hosting],
+                        desc = "List a domain's invites",
+                        policy = admin,
+                        module = ?MODULE, function = invite_list,
+                        args = [{domain, binary}],
+                        args_example = [<<"customer.example">>],
+                        result = {invites, {list, {invite, string}}},
+                        result_desc = "One line per invite: id, kind, uses left/total, expiry, creator"},
+     #ejabberd_commands{name = xmpp_hosting_invite_revoke, tags = [xmpp_hosting],
+                        desc = "Revoke an invite",
+                        policy = admin,
+                        module = ?MODULE, function = invite_revoke,
+                        args = [{domain, binary}, {id, integer}],
+                        args_example = [<<"customer.example">>, 1],
+                        result = {res, restuple},
+                        result_example = {ok, <<"Revoked invite 1">>}},
+     #ejabberd_commands{name = xmpp_hosting_invite_purge, tags = [xmpp_hosting],
+                        desc = "Delete invites nobody can use any more",
+                        policy = admin,
+                        module = ?MODULE, function = invite_purge,
+                        args = [],
+                        result = {res, restuple},
+                        result_example = {ok, <<"Removed 2 invite(s)">>}}].
 
 domain_add(Name) ->
     with_store(
@@ -186,6 +236,64 @@ domain_remove(Name) ->
       fun(H) ->
               case xmpp_hosting_nif:remove_domain(H, Name) of
                   ok -> {ok, <<"Removed domain ", Name/binary>>};
+                  {error, Err} -> command_error(Err)
+              end
+      end).
+
+domain_set(Name, Setting, Value) ->
+    with_store(
+      fun(H) ->
+              case xmpp_hosting_nif:set_domain_setting(H, Name, Setting, Value) of
+                  {ok, #{name := N}} -> {ok, <<N/binary, ": ", Setting/binary, " = ", Value/binary>>};
+                  {error, Err} -> command_error(Err)
+              end
+      end).
+
+invite_create(Domain, Uses, ExpiresIn) ->
+    Expiry = case ExpiresIn of
+                 0 -> default;
+                 _ -> ExpiresIn
+             end,
+    with_store(
+      fun(H) ->
+              case xmpp_hosting_nif:create_invite(H, #{domain => Domain, uses => Uses, expiry => Expiry}) of
+                  {ok, #{token := Token, uri := Uri, invite := #{id := Id}}} ->
+                      {ok, iolist_to_binary(io_lib:format("Invite ~B token ~ts uri ~ts", [Id, Token, Uri]))};
+                  {error, Err} -> command_error(Err)
+              end
+      end).
+
+invite_list(Domain) ->
+    with_store(
+      fun(H) ->
+              case xmpp_hosting_nif:invites(H, Domain) of
+                  {ok, Invites} -> [invite_line(I) || I <- Invites];
+                  {error, Err} -> command_error(Err)
+              end
+      end).
+
+invite_line(#{id := Id, kind := Kind, uses_left := Left, uses_total := Total,
+              expires_at := Expires, created_by := By, revoked_at := Revoked}) ->
+    Status = case Revoked of null -> <<"">>; _ -> <<" revoked">> end,
+    Expiry = case Expires of null -> <<"never">>; T -> integer_to_binary(T) end,
+    iolist_to_binary(io_lib:format("~B ~ts ~B/~B left, expires ~ts, by ~ts~ts",
+                                   [Id, Kind, Left, Total, Expiry, By, Status])).
+
+invite_revoke(Domain, Id) ->
+    with_store(
+      fun(H) ->
+              case xmpp_hosting_nif:revoke_invite(H, Domain, Id) of
+                  {ok, _} -> {ok, iolist_to_binary(io_lib:format("Revoked invite ~B", [Id]))};
+                  {error, Err} -> command_error(Err)
+              end
+      end).
+
+invite_purge() ->
+    with_store(
+      fun(H) ->
+              case xmpp_hosting_nif:purge_invites(H) of
+                  {ok, #{invites_removed := N}} ->
+                      {ok, iolist_to_binary(io_lib:format("Removed ~B invite(s)", [N]))};
                   {error, Err} -> command_error(Err)
               end
       end).

@@ -16,7 +16,10 @@
 %%% not_allowed, store, corrupt.
 -module(xmpp_hosting_nif).
 
--export([version/0, open/1, add_domain/2, domain/2, domains/1, remove_domain/2]).
+-export([version/0, open/1, add_domain/2, domain/2, domains/1, remove_domain/2,
+         set_domain_setting/4]).
+-export([create_invite/2, check_invite/3, invites/2, revoke_invite/3, purge_invites/1,
+         invite_audit/3, begin_registration/5, finish_registration/3]).
 -export([so_path/0]).
 
 -on_load(load/0).
@@ -79,6 +82,40 @@ domains(_H) -> not_loaded(?LINE).
 
 -spec remove_domain(handle(), binary()) -> ok | error().
 remove_domain(_H, _Name) -> not_loaded(?LINE).
+
+%% Changes one setting by its dotted path: set_domain_setting(H, <<"example.org">>,
+%% <<"registration.policy">>, <<"open">>). The value is JSON or a plain string.
+-spec set_domain_setting(handle(), binary(), binary(), binary()) -> {ok, domain()} | error().
+set_domain_setting(_H, _Name, _Path, _Value) -> not_loaded(?LINE).
+
+%% Invites. Specs and results are the core's shapes as maps with atom keys; a spec needs only
+%% `domain` (kind, username, inviter, uses, expiry, note, created_by are optional).
+-spec create_invite(handle(), map()) -> {ok, map()} | error().
+create_invite(_H, _Spec) -> not_loaded(?LINE).
+
+-spec check_invite(handle(), binary(), binary()) -> {ok, map() | undefined} | error().
+check_invite(_H, _Domain, _Token) -> not_loaded(?LINE).
+
+-spec invites(handle(), binary()) -> {ok, [map()]} | error().
+invites(_H, _Domain) -> not_loaded(?LINE).
+
+-spec revoke_invite(handle(), binary(), integer()) -> {ok, map()} | error().
+revoke_invite(_H, _Domain, _Id) -> not_loaded(?LINE).
+
+-spec purge_invites(handle()) -> {ok, map()} | error().
+purge_invites(_H) -> not_loaded(?LINE).
+
+-spec invite_audit(handle(), binary(), non_neg_integer()) -> {ok, [map()]} | error().
+invite_audit(_H, _Domain, _Limit) -> not_loaded(?LINE).
+
+%% The registration gate: {ok, #{decision := <<"allowed">>, id := Ticket, ...}} or
+%% {ok, #{decision := <<"refused">>, type, condition, text, ...}}. Ip and Token may be undefined.
+-spec begin_registration(handle(), binary(), binary(), binary() | undefined, binary() | undefined) ->
+          {ok, map()} | error().
+begin_registration(_H, _Domain, _User, _Ip, _Token) -> not_loaded(?LINE).
+
+-spec finish_registration(handle(), integer(), boolean()) -> ok | error().
+finish_registration(_H, _Ticket, _Created) -> not_loaded(?LINE).
 
 not_loaded(Line) ->
     erlang:nif_error({not_loaded, [{module, ?MODULE}, {line, Line}, {library, so_path()}]}).

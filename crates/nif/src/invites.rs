@@ -1,0 +1,99 @@
+//! Invites and the registration gate, for mod_xmpp_hosting_invites and the ejabberdctl commands.
+//!
+//! Results are the core's serde shapes as maps with atom keys (see [`crate::json`]): an invite
+//! is `#{id, domain, kind, uses_left, ...}`, a decision `#{decision := <<"allowed">>, id, ...}` or
+//! `#{decision := <<"refused">>, reason, type, condition, text}` — the stanza error is chosen by
+//! the core, so the Erlang side only sends it.
+
+use rustler::{Binary, Encoder, Env, NifResult, Term};
+use xmpp_hosting_core::invites::{Creator, NewInvite, RegistrationRequest};
+use xmpp_hosting_core::Error;
+
+use crate::args::{optional_text, text};
+use crate::atoms;
+use crate::error::{reply, reply_unit};
+use crate::handle::Handle;
+use crate::json::{from_term, serialized};
+
+/// `create_invite(H, #{domain => <<"example.org">>, uses => 3, expiry => 86400 | never, ...})`.
+#[rustler::nif(schedule = "DirtyIo")]
+fn create_invite<'a>(env: Env<'a>, handle: Handle, spec: Term<'a>) -> NifResult<Term<'a>> {
+    let spec = serde_json::from_value::<NewInvite>(from_term(spec)?)
+        .map_err(|e| Error::InvalidArgument(format!("invite spec: {e}")));
+    reply(env, spec.and_then(|spec| handle.hosting.create_invite(&spec)), serialized)
+}
+
+/// `{ok, Invite}` when the token can be used now, `{ok, undefined}` for any other token.
+#[rustler::nif(schedule = "DirtyIo")]
+fn check_invite<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, token: Binary<'a>) -> NifResult<Term<'a>> {
+    // A token that is not even UTF-8 is simply not one of ours.
+    let result = match std::str::from_utf8(token.as_slice()) {
+        Ok(token) => handle.hosting.check_invite(text(&domain)?, token),
+        Err(_) => Ok(None),
+    };
+    reply(env, result, |env, found| match found {
+        Some(invite) => serialized(env, invite),
+        None => Ok(atoms::undefined().encode(env)),
+    })
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn invites<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>) -> NifResult<Term<'a>> {
+    reply(env, handle.hosting.invites(text(&domain)?), serialized)
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn revoke_invite<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, id: i64) -> NifResult<Term<'a>> {
+    reply(env, handle.hosting.revoke_invite(text(&domain)?, id, &Creator::Admin), serialized)
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn purge_invites(env: Env<'_>, handle: Handle) -> NifResult<Term<'_>> {
+    reply(env, handle.hosting.purge_invites(), serialized)
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn invite_audit<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, limit: u32) -> NifResult<Term<'a>> {
+    reply(env, handle.hosting.invite_audit(text(&domain)?, limit), serialized)
+}
+
+/// `begin_registration(H, Domain, Username, Ip | undefined, Token | undefined)`.
+#[rustler::nif(schedule = "DirtyIo")]
+fn begin_registration<'a>(
+    env: Env<'a>,
+    handle: Handle,
+    domain: Binary<'a>,
+    username: Binary<'a>,
+    ip: Term<'a>,
+    token: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let request = RegistrationRequest {
+        domain: text(&domain)?,
+        username: text(&username)?,
+        ip: optional_text(ip)?,
+        token: optional_text(token)?,
+    };
+    reply(env, handle.hosting.begin_registration(&request), serialized)
+}
+
+/// `finish_registration(H, Ticket, Created)`: `ok`; a failure gives the invite's use back.
+#[rustler::nif(schedule = "DirtyIo")]
+fn finish_registration(env: Env<'_>, handle: Handle, ticket: i64, created: bool) -> NifResult<Term<'_>> {
+    reply_unit(env, handle.hosting.finish_registration(ticket, created))
+}
+
+/// `set_domain_setting(H, Domain, <<"registration.policy">>, <<"open">>)` -> `{ok, Domain}`.
+#[rustler::nif(schedule = "DirtyIo")]
+fn set_domain_setting<'a>(
+    env: Env<'a>,
+    handle: Handle,
+    domain: Binary<'a>,
+    path: Binary<'a>,
+    value: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    reply(
+        env,
+        handle.hosting.set_domain_setting(text(&domain)?, text(&path)?, text(&value)?),
+        crate::domains::domain_term,
+    )
+}

@@ -15,12 +15,17 @@ pub struct DomainSettings {
     pub owner: Option<String>,
     /// Who may register, and the rules for invites.
     pub registration: crate::invites::RegistrationSettings,
+    /// What users may upload and keep.
+    pub uploads: crate::quotas::UploadLimits,
 }
 
 /// Settings of the whole service, not of one domain (global caps, the provider's own DNS values).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct ProviderSettings {}
+pub struct ProviderSettings {
+    /// Limits across all domains.
+    pub uploads: crate::quotas::GlobalUploadLimits,
+}
 
 /// Both settings types live in the store as JSON text.
 pub(crate) trait JsonSettings: Serialize + serde::de::DeserializeOwned {

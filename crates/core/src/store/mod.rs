@@ -11,7 +11,7 @@
 
 mod domains;
 pub(crate) mod invites;
-mod quotas;
+pub(crate) mod quotas;
 mod verification;
 
 use std::path::Path;

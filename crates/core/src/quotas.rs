@@ -1,1 +1,0 @@
-//! Upload quotas: per-domain limits and the usage ledger (issue 4).

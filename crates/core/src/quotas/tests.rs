@@ -1,0 +1,257 @@
+use std::sync::{Arc, Barrier};
+
+use super::*;
+use crate::{DomainSettings, Hosting, ManualClock};
+
+/// On an hour boundary, so bucket arithmetic in the expectations stays readable.
+const T0: i64 = 1_700_002_800;
+
+fn hosting(limits: UploadLimits) -> (Hosting, ManualClock) {
+    let clock = ManualClock::new(T0);
+    let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
+    h.add_domain_with("example.org", DomainSettings { uploads: limits, ..Default::default() }).unwrap();
+    (h, clock)
+}
+
+fn granted(d: UploadDecision) -> Reservation {
+    match d {
+        UploadDecision::Granted(r) => r,
+        UploadDecision::Denied(d) => panic!("denied: {d:?}"),
+    }
+}
+
+fn denied(d: UploadDecision) -> Denial {
+    match d {
+        UploadDecision::Denied(d) => d,
+        UploadDecision::Granted(r) => panic!("granted: {r:?}"),
+    }
+}
+
+/// Authorizes and commits one upload; returns its file id.
+fn upload(h: &Hosting, user: &str, size: i64) -> String {
+    let r = granted(h.authorize_upload("example.org", user, size).unwrap());
+    let id = format!("file-{}", r.id);
+    h.commit_upload(r.id, size, &id).unwrap();
+    id
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_with_the_limit() {
+    let (h, _) = hosting(UploadLimits { max_file_size: Some(1000), ..Default::default() });
+    let d = denied(h.authorize_upload("example.org", "alice", 1001).unwrap());
+    assert_eq!((d.limit, d.limit_value, d.requested, d.retry_at), (UploadLimit::FileSize, 1000, 1001, None));
+    assert_eq!(d.condition(), ("modify", "not-acceptable"));
+    granted(h.authorize_upload("example.org", "alice", 1000).unwrap());
+}
+
+#[test]
+fn the_daily_limit_refuses_until_the_hour_leaves_the_window() {
+    let (h, clock) = hosting(UploadLimits { user_daily: Some(1000), ..Default::default() });
+    upload(&h, "alice", 600);
+    clock.advance(2 * HOUR + 30);
+    upload(&h, "alice", 300);
+    let d = denied(h.authorize_upload("example.org", "alice", 200).unwrap());
+    assert_eq!((d.limit, d.usage, d.limit_value), (UploadLimit::UserDaily, 900, 1000));
+    assert_eq!(d.condition(), ("wait", "resource-constraint"));
+    // The 600 bytes were uploaded in the hour starting at T0: they leave the window one day
+    // after that hour ends. Only then does the 200-byte file fit.
+    assert_eq!(d.retry_at, Some(T0 + HOUR + DAY));
+    clock.set(T0 + HOUR + DAY - 1);
+    denied(h.authorize_upload("example.org", "alice", 200).unwrap());
+    clock.set(T0 + HOUR + DAY);
+    granted(h.authorize_upload("example.org", "alice", 200).unwrap());
+    // Another user is not affected by alice's volume.
+    granted(h.authorize_upload("example.org", "bob", 1000).unwrap());
+}
+
+#[test]
+fn weekly_monthly_and_domain_windows() {
+    let limits = UploadLimits { user_weekly: Some(500), domain_monthly: Some(800), ..Default::default() };
+    let (h, clock) = hosting(limits);
+    upload(&h, "alice", 500);
+    clock.advance(3 * DAY);
+    let d = denied(h.authorize_upload("example.org", "alice", 1).unwrap());
+    assert_eq!((d.limit, d.retry_at), (UploadLimit::UserWeekly, Some(T0 + HOUR + 7 * DAY)));
+    upload(&h, "bob", 300);
+    let d = denied(h.authorize_upload("example.org", "carol", 1).unwrap());
+    assert_eq!((d.limit, d.usage), (UploadLimit::DomainMonthly, 800));
+    assert_eq!(d.retry_at, Some(T0 + HOUR + 30 * DAY));
+}
+
+#[test]
+fn a_file_larger_than_a_window_limit_is_told_waiting_will_not_help() {
+    let (h, _) = hosting(UploadLimits { user_daily: Some(100), ..Default::default() });
+    assert_eq!(denied(h.authorize_upload("example.org", "alice", 101).unwrap()).retry_at, None);
+}
+
+#[test]
+fn deleting_a_file_frees_storage_but_not_volume() {
+    let limits = UploadLimits { user_storage: Some(1000), user_daily: Some(1500), ..Default::default() };
+    let (h, _) = hosting(limits);
+    let first = upload(&h, "alice", 800);
+    let d = denied(h.authorize_upload("example.org", "alice", 300).unwrap());
+    assert_eq!((d.limit, d.usage, d.retry_at), (UploadLimit::UserStorage, 800, None));
+    assert!(h.forget_file(&first).unwrap());
+    assert!(!h.forget_file(&first).unwrap());
+    upload(&h, "alice", 700);
+    // Storage has room again (700 of 1000) but 1500 bytes went through today.
+    let d = denied(h.authorize_upload("example.org", "alice", 100).unwrap());
+    assert_eq!((d.limit, d.usage), (UploadLimit::UserDaily, 1500));
+    let usage = h.upload_usage("example.org", Some("alice")).unwrap();
+    assert_eq!(usage, UploadUsage { stored: 700, reserved: 0, daily: 1500, weekly: 1500, monthly: 1500 });
+}
+
+#[test]
+fn reservations_count_until_released_or_expired() {
+    let (h, clock) = hosting(UploadLimits { domain_storage: Some(1000), slot_lifetime: 60, ..Default::default() });
+    let a = granted(h.authorize_upload("example.org", "alice", 600).unwrap());
+    assert_eq!(a.expires_at, T0 + 60);
+    assert_eq!(denied(h.authorize_upload("example.org", "bob", 600).unwrap()).limit, UploadLimit::DomainStorage);
+    h.release_upload(a.id).unwrap();
+    let b = granted(h.authorize_upload("example.org", "bob", 600).unwrap());
+    denied(h.authorize_upload("example.org", "carol", 600).unwrap());
+    clock.advance(61);
+    // b expired unused: the next decision releases it.
+    let c = granted(h.authorize_upload("example.org", "carol", 600).unwrap());
+    // An upload that completes after its slot expired is still recorded.
+    h.commit_upload(b.id, 600, "late-file").unwrap();
+    assert_eq!(h.upload_usage("example.org", None).unwrap().stored, 600);
+    assert_eq!(h.upload_usage("example.org", None).unwrap().reserved, 600);
+    h.commit_upload(c.id, 500, "c-file").unwrap();
+    assert_eq!(
+        h.upload_usage("example.org", None).unwrap(),
+        UploadUsage { stored: 1100, reserved: 0, daily: 1100, weekly: 1100, monthly: 1100 }
+    );
+    assert_eq!(h.commit_upload(c.id, 500, "again").unwrap_err().code(), "not-found");
+    assert_eq!(h.release_upload(12345).unwrap_err().code(), "not-found");
+    // Ids are never reused, so a stale id cannot reach a newer slot.
+    h.add_domain("other.example").unwrap();
+    let d = granted(h.authorize_upload("other.example", "dave", 1).unwrap());
+    assert!(d.id > c.id);
+}
+
+#[test]
+fn a_user_override_beats_the_domain_policy() {
+    let (h, _) = hosting(UploadLimits { max_file_size: Some(100), user_storage: Some(100), ..Default::default() });
+    let vip = UserUploadLimits { max_file_size: Some(10_000), storage: Some(10_000), ..Default::default() };
+    h.set_user_upload_limits("example.org", "VIP", Some(&vip)).unwrap();
+    assert_eq!(h.user_upload_limits("example.org", "vip").unwrap(), Some(vip));
+    upload(&h, "vip", 5000);
+    assert_eq!(denied(h.authorize_upload("example.org", "other", 5000).unwrap()).limit, UploadLimit::FileSize);
+    h.set_user_upload_limits("example.org", "vip", None).unwrap();
+    assert_eq!(denied(h.authorize_upload("example.org", "vip", 50).unwrap()).limit, UploadLimit::UserStorage);
+}
+
+#[test]
+fn the_global_cap_spans_domains() {
+    let (h, _) = hosting(UploadLimits::default());
+    h.add_domain("other.example").unwrap();
+    h.set_provider_setting("uploads.storage", "1000").unwrap();
+    upload(&h, "alice", 700);
+    let d = denied(h.authorize_upload("other.example", "bob", 400).unwrap());
+    assert_eq!((d.limit, d.usage), (UploadLimit::GlobalStorage, 700));
+    assert_eq!(h.global_upload_usage().unwrap().stored, 700);
+}
+
+#[test]
+fn bad_sizes_and_names_are_refused() {
+    let (h, _) = hosting(UploadLimits::default());
+    for size in [0, -1, i64::MIN] {
+        assert_eq!(h.authorize_upload("example.org", "alice", size).unwrap_err().code(), "invalid-argument");
+    }
+    assert_eq!(h.authorize_upload("example.org", "a@b", 1).unwrap_err().code(), "invalid-argument");
+    assert_eq!(h.authorize_upload("missing.example", "alice", 1).unwrap_err().code(), "not-found");
+    for text in ["", "0", "-1", "+5", "1e3", "abc", "12 34", "9223372036854775808", "99999999999999999999"] {
+        assert_eq!(parse_upload_size(text).unwrap_err().code(), "invalid-argument", "{text:?}");
+    }
+    assert_eq!(parse_upload_size("9223372036854775807").unwrap(), i64::MAX);
+    assert_eq!(parse_upload_size(" 42 ").unwrap(), 42);
+    let r = granted(h.authorize_upload("example.org", "alice", 10).unwrap());
+    assert_eq!(h.commit_upload(r.id, -5, "f").unwrap_err().code(), "invalid-argument");
+    assert_eq!(h.commit_upload(r.id, 5, "").unwrap_err().code(), "invalid-argument");
+}
+
+#[test]
+fn denials_serialise_with_their_stanza_error() {
+    let d = Denial { limit: UploadLimit::UserDaily, limit_value: 10, usage: 9, requested: 5, retry_at: Some(77) };
+    let v = serde_json::to_value(UploadDecision::Denied(d)).unwrap();
+    assert_eq!(v["decision"], "denied");
+    assert_eq!(v["limit"], "user-daily");
+    assert_eq!(
+        (v["type"].as_str(), v["condition"].as_str(), v["retry_at"].as_i64()),
+        (Some("wait"), Some("resource-constraint"), Some(77))
+    );
+}
+
+#[test]
+fn twenty_parallel_requests_never_overshoot_a_cap() {
+    let dir = std::env::temp_dir().join(format!("xh-quota-race-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("quota.db");
+    let opts = crate::OpenOptions { busy_timeout: std::time::Duration::from_secs(30) };
+    let admin = Hosting::open_with(&path, &opts).unwrap();
+    admin
+        .add_domain_with(
+            "example.org",
+            DomainSettings {
+                uploads: UploadLimits { user_storage: Some(1000), ..Default::default() },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(20));
+    let grants: usize = (0..20)
+        .map(|_| {
+            let h = Hosting::open_with(&path, &opts).unwrap();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                matches!(h.authorize_upload("example.org", "alice", 300).unwrap(), UploadDecision::Granted(_))
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap() as usize)
+        .sum();
+    assert_eq!(grants, 3);
+    assert_eq!(admin.upload_usage("example.org", Some("alice")).unwrap().reserved, 900);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn counts_survive_a_restart_exactly() {
+    let dir = std::env::temp_dir().join(format!("xh-quota-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("quota.db");
+    let clock = ManualClock::new(T0);
+    let pending;
+    {
+        let h = Hosting::open(&path).unwrap().with_clock(clock.clone());
+        h.add_domain("example.org").unwrap();
+        let kept = upload(&h, "alice", 100);
+        let gone = upload(&h, "alice", 50);
+        h.forget_file(&gone).unwrap();
+        pending = granted(h.authorize_upload("example.org", "alice", 25).unwrap()).id;
+        let _ = kept;
+    }
+    let h = Hosting::open(&path).unwrap().with_clock(clock);
+    assert_eq!(
+        h.upload_usage("example.org", Some("alice")).unwrap(),
+        UploadUsage { stored: 100, reserved: 25, daily: 150, weekly: 150, monthly: 150 }
+    );
+    h.commit_upload(pending, 25, "after-restart").unwrap();
+    assert_eq!(h.global_upload_usage().unwrap(), UploadUsage { stored: 125, ..Default::default() });
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn maintenance_releases_and_prunes() {
+    let (h, clock) = hosting(UploadLimits { slot_lifetime: 10, ..Default::default() });
+    upload(&h, "alice", 10);
+    granted(h.authorize_upload("example.org", "alice", 10).unwrap());
+    clock.advance(40 * DAY);
+    // The expired reservation is released and, being long past, forgotten; the old volume
+    // bucket of the user and of the domain are pruned.
+    assert_eq!(h.purge_upload_ledger().unwrap(), 1 + 1 + 2);
+    assert_eq!(h.upload_usage("example.org", Some("alice")).unwrap(), UploadUsage { stored: 10, ..Default::default() });
+}

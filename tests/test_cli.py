@@ -94,3 +94,24 @@ def test_invite_create_list_revoke_audit(db):
     assert json.loads(run_cli(db, "--json", "invite", "purge").stdout)["invites_removed"] == 1
     actions = [e["action"] for e in json.loads(run_cli(db, "--json", "invite", "audit", "example.org").stdout)]
     assert actions == ["purged", "revoked", "created", "created"]
+
+
+def test_quota_set_show_and_user_exceptions(db):
+    run_cli(db, "domain", "add", "example.org")
+    run_cli(db, "quota", "set", "example.org", "user_daily", "1000000")
+    run_cli(db, "quota", "set", "example.org", "max_file_size", "5000000")
+    run_cli(db, "quota", "set", "example.org", "--user", "Alice", "daily", "5")
+    shown = json.loads(run_cli(db, "--json", "quota", "show", "example.org", "--user", "alice").stdout)
+    assert shown["limits"]["user_daily"] == 1000000 and shown["limits"]["max_file_size"] == 5000000
+    assert shown["user_limits"]["daily"] == 5
+    assert shown["usage"] == {"stored": 0, "reserved": 0, "daily": 0, "weekly": 0, "monthly": 0}
+    for args, message in [
+        (["quota", "set", "example.org", "bogus", "1"], 'there is no setting "bogus"'),
+        (["quota", "set", "example.org", "user_daily", "lots"], "cannot set"),
+        (["quota", "set", "example.org", "--user", "alice", "hourly", "1"], "no per-user limit"),
+        (["quota", "show", "missing.example"], "domain not found"),
+    ]:
+        r = run_cli(db, *args, check=False)
+        assert r.returncode == 1 and message in r.stderr, (args, r.stderr)
+    run_cli(db, "quota", "clear", "example.org", "alice")
+    assert json.loads(run_cli(db, "--json", "quota", "show", "example.org", "--user", "alice").stdout)["user_limits"] is None

@@ -6,6 +6,7 @@
 mod domain;
 mod invite;
 mod output;
+mod quota;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,9 @@ enum Command {
     /// Registration invites: create, list, show, revoke, purge, audit.
     #[command(subcommand)]
     Invite(invite::InviteCommand),
+    /// Upload limits and usage: show, set, clear, global.
+    #[command(subcommand)]
+    Quota(quota::QuotaCommand),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn run(cli: Cli) -> Result<(), String> {
     let result = match cli.command {
         Command::Domain(cmd) => domain::run(&hosting, &out, cmd),
         Command::Invite(cmd) => invite::run(&hosting, &out, cmd),
+        Command::Quota(cmd) => quota::run(&hosting, &out, cmd),
     };
     result.map_err(|e| e.to_string())
 }

@@ -1,0 +1,122 @@
+//! `xmpp-hosting quota …`: upload limits and usage.
+
+use clap::Subcommand;
+use serde::Serialize;
+use xmpp_hosting_core::quotas::{UploadLimits, UploadUsage, UserUploadLimits};
+use xmpp_hosting_core::{Error, Hosting, Result};
+
+use crate::output::{table, Output};
+
+#[derive(Subcommand)]
+pub enum QuotaCommand {
+    /// Show a domain's (or one user's) limits and usage.
+    Show {
+        domain: String,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Set one limit: `quota set example.org user_daily 100000000` (bytes; `null` removes it).
+    /// With --user, set that user's exception (max_file_size, storage, daily, weekly, monthly).
+    Set {
+        domain: String,
+        limit: String,
+        value: String,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Remove one user's exceptions.
+    Clear { domain: String, user: String },
+    /// Storage used by all domains together.
+    Global,
+}
+
+#[derive(Serialize)]
+struct Report {
+    domain: String,
+    user: Option<String>,
+    limits: UploadLimits,
+    user_limits: Option<UserUploadLimits>,
+    usage: UploadUsage,
+}
+
+pub fn run(h: &Hosting, out: &Output, cmd: QuotaCommand) -> Result<()> {
+    match cmd {
+        QuotaCommand::Show { domain, user } => {
+            let d = h.require_domain(&domain)?;
+            let user_limits = match &user {
+                Some(u) => h.user_upload_limits(&domain, u)?,
+                None => None,
+            };
+            let report = Report {
+                usage: h.upload_usage(&domain, user.as_deref())?,
+                domain: d.name.to_string(),
+                user,
+                limits: d.settings.uploads,
+                user_limits,
+            };
+            out.show(&report, print_report);
+        }
+        QuotaCommand::Set { domain, limit, value, user: None } => {
+            let d = h.set_domain_setting(&domain, &format!("uploads.{limit}"), &value)?;
+            out.show(&d.settings.uploads, |_| println!("{}: uploads.{limit} = {value}", d.name));
+        }
+        QuotaCommand::Set { domain, limit, value, user: Some(user) } => {
+            let mut doc = serde_json::to_value(h.user_upload_limits(&domain, &user)?.unwrap_or_default())
+                .expect("limits serialise");
+            let slot = doc
+                .get_mut(&limit)
+                .ok_or_else(|| Error::InvalidArgument(format!("there is no per-user limit {limit:?}")))?;
+            *slot = serde_json::from_str(&value)
+                .map_err(|_| Error::InvalidArgument(format!("{value:?} is not a number")))?;
+            let limits: UserUploadLimits = serde_json::from_value(doc)
+                .map_err(|e| Error::InvalidArgument(format!("cannot set {limit:?}: {e}")))?;
+            h.set_user_upload_limits(&domain, &user, Some(&limits))?;
+            out.show(&limits, |_| println!("{user}@{domain}: {limit} = {value}"));
+        }
+        QuotaCommand::Clear { domain, user } => {
+            h.set_user_upload_limits(&domain, &user, None)?;
+            out.show(&serde_json::json!({ "cleared": user }), |_| println!("{user}@{domain}: exceptions removed"));
+        }
+        QuotaCommand::Global => {
+            let limit = h.provider_settings()?.uploads.storage;
+            let usage = h.global_upload_usage()?;
+            out.show(&serde_json::json!({ "storage_limit": limit, "usage": usage }), |_| {
+                println!("stored {} bytes, reserved {} bytes, limit {}", usage.stored, usage.reserved, bytes(limit))
+            });
+        }
+    }
+    Ok(())
+}
+
+fn bytes(limit: Option<u64>) -> String {
+    limit.map_or_else(|| "none".into(), |b| b.to_string())
+}
+
+fn print_report(r: &Report) {
+    let who = r.user.as_ref().map_or_else(|| r.domain.clone(), |u| format!("{u}@{}", r.domain));
+    println!("{who}");
+    let l = &r.limits;
+    let u = r.user_limits.clone().unwrap_or_default();
+    let user_rows = [
+        ("max file size", u.max_file_size.or(l.max_file_size), None),
+        ("storage", u.storage.or(l.user_storage), Some(r.usage.stored)),
+        ("daily", u.daily.or(l.user_daily), Some(r.usage.daily)),
+        ("weekly", u.weekly.or(l.user_weekly), Some(r.usage.weekly)),
+        ("monthly", u.monthly.or(l.user_monthly), Some(r.usage.monthly)),
+    ];
+    let domain_rows = [
+        ("max file size", l.max_file_size, None),
+        ("storage", l.domain_storage, Some(r.usage.stored)),
+        ("daily", l.domain_daily, Some(r.usage.daily)),
+        ("weekly", l.domain_weekly, Some(r.usage.weekly)),
+        ("monthly", l.domain_monthly, Some(r.usage.monthly)),
+    ];
+    let rows: Vec<Vec<String>> = if r.user.is_some() { &user_rows } else { &domain_rows }
+        .iter()
+        .map(|(name, limit, used)| {
+            vec![name.to_string(), bytes(*limit), used.map_or_else(String::new, |u| u.to_string())]
+        })
+        .collect();
+    table(&["LIMIT", "BYTES", "USED"], &rows);
+    println!("reserved by open slots: {} bytes", r.usage.reserved);
+}

@@ -7,11 +7,10 @@ use crate::{Result, Timestamp};
 
 /// A scope's running totals: (stored, reserved).
 pub(crate) fn usage(c: &Connection, scope: &str, domain: &str, username: &str) -> Result<(i64, i64)> {
-    Ok(c.query_row(
+    Ok(c.prepare_cached(
         "SELECT stored_bytes, reserved_bytes FROM upload_usage WHERE scope = ?1 AND domain = ?2 AND username = ?3",
-        params![scope, domain, username],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
+    )?
+    .query_row(params![scope, domain, username], |r| Ok((r.get(0)?, r.get(1)?)))
     .optional()?
     .unwrap_or((0, 0)))
 }
@@ -25,13 +24,13 @@ pub(crate) fn add_usage(
     stored: i64,
     reserved: i64,
 ) -> Result<()> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO upload_usage (scope, domain, username, stored_bytes, reserved_bytes)
          VALUES (?1, ?2, ?3, max(?4, 0), max(?5, 0))
          ON CONFLICT (scope, domain, username) DO UPDATE SET
            stored_bytes = max(stored_bytes + ?4, 0), reserved_bytes = max(reserved_bytes + ?5, 0)",
-        params![scope, domain, username, stored, reserved],
-    )?;
+    )?
+    .execute(params![scope, domain, username, stored, reserved])?;
     Ok(())
 }
 
@@ -46,21 +45,21 @@ pub(crate) fn volume_buckets(c: &Connection, domain: &str, username: &str, since
 }
 
 pub(crate) fn add_volume(c: &Connection, domain: &str, username: &str, hour: i64, bytes: i64) -> Result<()> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO upload_volume (domain, username, hour, bytes) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (domain, username, hour) DO UPDATE SET bytes = bytes + ?4",
-        params![domain, username, hour, bytes],
-    )?;
+    )?
+    .execute(params![domain, username, hour, bytes])?;
     Ok(())
 }
 
 /// Deletes at most `limit` buckets older than `before_hour`; returns how many.
 pub(crate) fn prune_volume(c: &Connection, before_hour: i64, limit: i64) -> Result<usize> {
-    Ok(c.execute(
+    Ok(c.prepare_cached(
         "DELETE FROM upload_volume WHERE (domain, username, hour) IN
            (SELECT domain, username, hour FROM upload_volume WHERE hour < ?1 LIMIT ?2)",
-        params![before_hour, limit],
-    )?)
+    )?
+    .execute(params![before_hour, limit])?)
 }
 
 /// A reservation: (domain, username, size, released).
@@ -74,27 +73,26 @@ pub(crate) fn insert_reservation(
     now: Timestamp,
     expires_at: Timestamp,
 ) -> Result<i64> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO upload_reservations (domain, username, size, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![domain, username, size, now, expires_at],
-    )?;
+    )?
+    .execute(params![domain, username, size, now, expires_at])?;
     Ok(c.last_insert_rowid())
 }
 
 pub(crate) fn reservation(c: &Connection, id: i64) -> Result<Option<ReservationRow>> {
-    Ok(c.query_row("SELECT domain, username, size, released FROM upload_reservations WHERE id = ?1", [id], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? == 1))
-    })
-    .optional()?)
+    Ok(c.prepare_cached("SELECT domain, username, size, released FROM upload_reservations WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? == 1)))
+        .optional()?)
 }
 
 pub(crate) fn delete_reservation(c: &Connection, id: i64) -> Result<()> {
-    c.execute("DELETE FROM upload_reservations WHERE id = ?1", [id])?;
+    c.prepare_cached("DELETE FROM upload_reservations WHERE id = ?1")?.execute([id])?;
     Ok(())
 }
 
 pub(crate) fn mark_released(c: &Connection, id: i64) -> Result<()> {
-    c.execute("UPDATE upload_reservations SET released = 1 WHERE id = ?1", [id])?;
+    c.prepare_cached("UPDATE upload_reservations SET released = 1 WHERE id = ?1")?.execute([id])?;
     Ok(())
 }
 
@@ -109,7 +107,7 @@ pub(crate) fn expired_reservations(c: &Connection, now: Timestamp, limit: i64) -
 
 /// Forgets released reservations that expired before `before`; returns how many.
 pub(crate) fn delete_released(c: &Connection, before: Timestamp) -> Result<usize> {
-    Ok(c.execute("DELETE FROM upload_reservations WHERE released = 1 AND expires_at < ?1", [before])?)
+    Ok(c.prepare_cached("DELETE FROM upload_reservations WHERE released = 1 AND expires_at < ?1")?.execute([before])?)
 }
 
 /// Records a stored file; `false` if the id is known already.
@@ -121,11 +119,12 @@ pub(crate) fn insert_file(
     size: i64,
     now: Timestamp,
 ) -> Result<bool> {
-    Ok(c.execute(
+    Ok(c.prepare_cached(
         "INSERT INTO upload_files (file_id, domain, username, size, stored_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (file_id) DO NOTHING",
-        params![file_id, domain, username, size, now],
-    )? == 1)
+    )?
+    .execute(params![file_id, domain, username, size, now])?
+        == 1)
 }
 
 /// Removes a file's record and returns (domain, username, size).
@@ -136,30 +135,28 @@ pub(crate) fn take_file(c: &Connection, file_id: &str) -> Result<Option<(String,
         })
         .optional()?;
     if row.is_some() {
-        c.execute("DELETE FROM upload_files WHERE file_id = ?1", [file_id])?;
+        c.prepare_cached("DELETE FROM upload_files WHERE file_id = ?1")?.execute([file_id])?;
     }
     Ok(row)
 }
 
 pub(crate) fn user_limits(c: &Connection, domain: &str, username: &str) -> Result<Option<String>> {
-    Ok(c.query_row(
-        "SELECT limits FROM upload_user_limits WHERE domain = ?1 AND username = ?2",
-        params![domain, username],
-        |r| r.get(0),
-    )
-    .optional()?)
+    Ok(c.prepare_cached("SELECT limits FROM upload_user_limits WHERE domain = ?1 AND username = ?2")?
+        .query_row(params![domain, username], |r| r.get(0))
+        .optional()?)
 }
 
 pub(crate) fn set_user_limits(c: &Connection, domain: &str, username: &str, limits: Option<&str>) -> Result<()> {
     match limits {
-        Some(json) => c.execute(
-            "INSERT INTO upload_user_limits (domain, username, limits) VALUES (?1, ?2, ?3)
+        Some(json) => c
+            .prepare_cached(
+                "INSERT INTO upload_user_limits (domain, username, limits) VALUES (?1, ?2, ?3)
              ON CONFLICT (domain, username) DO UPDATE SET limits = excluded.limits",
-            params![domain, username, json],
-        )?,
-        None => {
-            c.execute("DELETE FROM upload_user_limits WHERE domain = ?1 AND username = ?2", params![domain, username])?
-        }
+            )?
+            .execute(params![domain, username, json])?,
+        None => c
+            .prepare_cached("DELETE FROM upload_user_limits WHERE domain = ?1 AND username = ?2")?
+            .execute(params![domain, username])?,
     };
     Ok(())
 }

@@ -21,7 +21,9 @@ fn seed(path: &std::path::Path, uploads: usize, measured_history: usize) {
     let tx = c.transaction().unwrap();
     {
         let mut file = tx
-            .prepare("INSERT INTO upload_files (file_id, domain, username, size, stored_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .prepare(
+                "INSERT INTO upload_files (file_id, domain, username, size, stored_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
             .unwrap();
         let mut volume = tx
             .prepare(
@@ -38,7 +40,9 @@ fn seed(path: &std::path::Path, uploads: usize, measured_history: usize) {
             volume.execute(params!["bench.example", "", at.div_euclid(3600), 1000]).unwrap();
         }
         let total = uploads as i64 * 1000;
-        for (scope, user, bytes) in [("global", "", total), ("domain", "", total), ("user", "measured", measured_history as i64 * 1000)] {
+        for (scope, user, bytes) in
+            [("global", "", total), ("domain", "", total), ("user", "measured", measured_history as i64 * 1000)]
+        {
             let domain = if scope == "global" { "" } else { "bench.example" };
             tx.execute(
                 "INSERT INTO upload_usage (scope, domain, username, stored_bytes, reserved_bytes) VALUES (?1, ?2, ?3, ?4, 0)",

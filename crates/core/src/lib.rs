@@ -8,6 +8,7 @@
 //! another process could change.
 
 pub mod clock;
+pub mod dns;
 pub mod domain_name;
 pub mod domains;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod quotas;
 pub mod settings;
 mod store;
 pub mod verification;
+mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use domain_name::{DomainName, DomainNameError};
@@ -24,6 +26,7 @@ pub use domains::Domain;
 pub use error::{Error, Result};
 pub use hosting::{Hosting, OpenOptions};
 pub use settings::{DomainSettings, ProviderSettings};
+pub use worker::Pending;
 
 /// The library version, as the bindings report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -25,6 +25,8 @@ pub struct DomainSettings {
 pub struct ProviderSettings {
     /// Limits across all domains.
     pub uploads: crate::quotas::GlobalUploadLimits,
+    /// Where to ask DNS, and what customers' zones must say.
+    pub dns: crate::dns::DnsSettings,
 }
 
 /// Both settings types live in the store as JSON text.

@@ -12,7 +12,7 @@
 mod domains;
 pub(crate) mod invites;
 pub(crate) mod quotas;
-mod verification;
+pub(crate) mod verification;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};

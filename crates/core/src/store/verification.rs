@@ -1,1 +1,121 @@
-//! SQL for domain verification.
+//! SQL for domain claims and their history.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::verification::{Claim, ClaimEvent, ClaimState};
+use crate::{Result, Timestamp};
+
+const COLUMNS: &str =
+    "domain, account, token, state, created_at, verified_at, lost_since, last_checked_at, next_check_at, last_error";
+
+fn claim_from_row(r: &Row<'_>) -> rusqlite::Result<Claim> {
+    let state: String = r.get(3)?;
+    Ok(Claim {
+        domain: r.get(0)?,
+        account: r.get(1)?,
+        token: r.get(2)?,
+        state: ClaimState::from_stored(&state),
+        created_at: r.get(4)?,
+        verified_at: r.get(5)?,
+        lost_since: r.get(6)?,
+        last_checked_at: r.get(7)?,
+        next_check_at: r.get(8)?,
+        last_error: r.get(9)?,
+    })
+}
+
+pub(crate) fn claim(c: &Connection, domain: &str, account: &str) -> Result<Option<Claim>> {
+    Ok(c.query_row(
+        &format!("SELECT {COLUMNS} FROM domain_claims WHERE domain = ?1 AND account = ?2"),
+        params![domain, account],
+        claim_from_row,
+    )
+    .optional()?)
+}
+
+pub(crate) fn insert_claim(c: &Connection, claim: &Claim) -> Result<()> {
+    c.execute(
+        &format!("INSERT INTO domain_claims ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        params![
+            claim.domain,
+            claim.account,
+            claim.token,
+            claim.state.as_str(),
+            claim.created_at,
+            claim.verified_at,
+            claim.lost_since,
+            claim.last_checked_at,
+            claim.next_check_at,
+            claim.last_error
+        ],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn update_claim(c: &Connection, claim: &Claim) -> Result<()> {
+    c.execute(
+        "UPDATE domain_claims SET state = ?3, verified_at = ?4, lost_since = ?5, last_checked_at = ?6,
+                next_check_at = ?7, last_error = ?8
+         WHERE domain = ?1 AND account = ?2",
+        params![
+            claim.domain,
+            claim.account,
+            claim.state.as_str(),
+            claim.verified_at,
+            claim.lost_since,
+            claim.last_checked_at,
+            claim.next_check_at,
+            claim.last_error
+        ],
+    )?;
+    Ok(())
+}
+
+/// Claims of a domain (all domains when `None`), ordered.
+pub(crate) fn claims(c: &Connection, domain: Option<&str>) -> Result<Vec<Claim>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {COLUMNS} FROM domain_claims WHERE ?1 IS NULL OR domain = ?1 ORDER BY domain, account"
+    ))?;
+    let rows = stmt.query_map([domain], claim_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Verified or lost claims whose re-check is due, oldest first.
+pub(crate) fn due_claims(c: &Connection, now: Timestamp, limit: i64) -> Result<Vec<(String, String)>> {
+    let mut stmt = c.prepare(
+        "SELECT domain, account FROM domain_claims WHERE state IN ('verified', 'lost') AND next_check_at <= ?1
+         ORDER BY next_check_at LIMIT ?2",
+    )?;
+    let rows =
+        stmt.query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub(crate) fn insert_event(c: &Connection, e: &ClaimEvent) -> Result<()> {
+    c.execute(
+        "INSERT INTO domain_claim_events (domain, account, at, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![e.domain, e.account, e.at, e.from.map(ClaimState::as_str), e.to.as_str(), e.reason],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn events(c: &Connection, domain: &str) -> Result<Vec<ClaimEvent>> {
+    let mut stmt = c.prepare(
+        "SELECT domain, account, at, from_state, to_state, reason FROM domain_claim_events WHERE domain = ?1 ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map([domain], |r| {
+            let from: Option<String> = r.get(3)?;
+            let to: String = r.get(4)?;
+            Ok(ClaimEvent {
+                domain: r.get(0)?,
+                account: r.get(1)?,
+                at: r.get(2)?,
+                from: from.as_deref().map(ClaimState::from_stored),
+                to: ClaimState::from_stored(&to),
+                reason: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

@@ -1,1 +1,0 @@
-//! Domain ownership verification and the DNS tester (issue 5).

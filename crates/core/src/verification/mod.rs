@@ -1,0 +1,356 @@
+//! Proving that a customer owns a domain before hosting it, and keeping the proof checked.
+//!
+//! A customer claims a domain for an account and publishes the challenge: a TXT record
+//! `verify=<token>` at `xmpp-hosting-verification.<domain>`, or a CNAME there to
+//! `<token>.v.<provider zone>`. A check finds it (pending → verified: the domain becomes hosted
+//! for that account), loses it (verified → lost, hosting continues through the grace period),
+//! or gives up (lost → suspended). Another account takes a domain only with its own proof, which
+//! suspends the previous owner's claim. Every change is recorded with its reason.
+//!
+//! Checks run on the core's worker; callers get a [`Pending`] and are never blocked by DNS.
+
+mod dns_test;
+mod proof;
+mod state;
+
+use serde::Serialize;
+
+pub use dns_test::{DnsReport, DnsRow, RowStatus};
+pub use proof::Instructions;
+pub use state::ClaimState;
+
+use crate::dns::{DnsClient, DnsProblem, DnsSettings};
+use crate::store::verification as sql;
+use crate::{DomainName, Error, Hosting, Pending, Result, Timestamp};
+use state::Evidence;
+
+/// One account's claim on one domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Claim {
+    pub domain: String,
+    pub account: String,
+    pub token: String,
+    pub state: ClaimState,
+    pub created_at: Timestamp,
+    pub verified_at: Option<Timestamp>,
+    pub lost_since: Option<Timestamp>,
+    pub last_checked_at: Option<Timestamp>,
+    pub next_check_at: Option<Timestamp>,
+    /// Why the last check could not conclude (a DNS timeout, say).
+    pub last_error: Option<String>,
+}
+
+/// A recorded state change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimEvent {
+    pub domain: String,
+    pub account: String,
+    pub at: Timestamp,
+    pub from: Option<ClaimState>,
+    pub to: ClaimState,
+    pub reason: String,
+}
+
+/// The longest account identifier we keep.
+pub const MAX_ACCOUNT_LEN: usize = 256;
+
+/// A name a customer may claim: a valid domain that is not itself a public suffix.
+pub fn claimable(domain: &str) -> Result<DomainName> {
+    let name = DomainName::parse(domain)?;
+    if psl::suffix_str(name.as_str()) == Some(name.as_str()) {
+        return Err(Error::InvalidArgument(format!(
+            "{name} is a public suffix: nobody can own it, only names below it"
+        )));
+    }
+    Ok(name)
+}
+
+fn check_account(account: &str) -> Result<&str> {
+    let a = account.trim();
+    if a.is_empty() || a.len() > MAX_ACCOUNT_LEN || a.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!("an account is 1 to {MAX_ACCOUNT_LEN} printable characters")));
+    }
+    Ok(a)
+}
+
+impl Hosting {
+    /// Starts (or returns the existing) claim of `account` on `domain`, with its challenge.
+    pub fn claim_domain(&self, domain: &str, account: &str) -> Result<Claim> {
+        let name = claimable(domain)?;
+        let account = check_account(account)?;
+        let now = self.now();
+        let token = proof::new_token()?;
+        self.store().write(|tx| {
+            if let Some(existing) = sql::claim(tx, name.as_str(), account)? {
+                return Ok(existing);
+            }
+            let claim = Claim {
+                domain: name.to_string(),
+                account: account.to_string(),
+                token,
+                state: ClaimState::Pending,
+                created_at: now,
+                verified_at: None,
+                lost_since: None,
+                last_checked_at: None,
+                next_check_at: None,
+                last_error: None,
+            };
+            sql::insert_claim(tx, &claim)?;
+            sql::insert_event(
+                tx,
+                &ClaimEvent {
+                    domain: claim.domain.clone(),
+                    account: claim.account.clone(),
+                    at: now,
+                    from: None,
+                    to: ClaimState::Pending,
+                    reason: "claimed".into(),
+                },
+            )?;
+            Ok(claim)
+        })
+    }
+
+    /// The records the customer must create to prove a claim.
+    pub fn verification_instructions(&self, domain: &str, account: &str) -> Result<Instructions> {
+        let claim = self.require_claim(domain, account)?;
+        let dns = self.provider_settings()?.dns;
+        Ok(proof::instructions(&claim.domain, &claim.token, &dns.verification_label, dns.provider_zone.as_deref()))
+    }
+
+    fn require_claim(&self, domain: &str, account: &str) -> Result<Claim> {
+        let name = claimable(domain)?;
+        let account = check_account(account)?;
+        self.store()
+            .read(|c| sql::claim(c, name.as_str(), account))?
+            .ok_or_else(|| Error::not_found("claim", format!("{name} for {account}")))
+    }
+
+    /// Claims on a domain, or on every domain.
+    pub fn claims(&self, domain: Option<&str>) -> Result<Vec<Claim>> {
+        let name = domain.map(claimable).transpose()?;
+        self.store().read(|c| sql::claims(c, name.as_ref().map(|n| n.as_str())))
+    }
+
+    /// The recorded state changes of a domain's claims, oldest first.
+    pub fn claim_history(&self, domain: &str) -> Result<Vec<ClaimEvent>> {
+        let name = claimable(domain)?;
+        self.store().read(|c| sql::events(c, name.as_str()))
+    }
+
+    /// Looks for the proof of a claim on the worker and records the outcome.
+    pub fn verify_domain(&self, domain: &str, account: &str) -> Result<Pending<Result<Claim>>> {
+        let claim = self.require_claim(domain, account)?;
+        let dns = self.provider_settings()?.dns;
+        let hosting = self.clone();
+        Pending::spawn(async move {
+            let client = DnsClient::new(&dns)?;
+            let evidence = look_for_proof(&client, &dns, &claim).await;
+            hosting.record_check(&claim.domain, &claim.account, evidence, &dns)
+        })
+        .map_err(|e| Error::InvalidArgument(format!("cannot start the DNS worker: {e}")))
+    }
+
+    /// Re-checks up to `limit` verified or lost claims whose time has come, at most
+    /// `settings.concurrency` at once. Returns the claims as they are after the checks.
+    pub fn recheck_due(&self, limit: u32) -> Result<Pending<Result<Vec<Claim>>>> {
+        let dns = self.provider_settings()?.dns;
+        let due = self.store().read(|c| sql::due_claims(c, self.now(), i64::from(limit)))?;
+        let hosting = self.clone();
+        Pending::spawn(async move {
+            let client = std::sync::Arc::new(DnsClient::new(&dns)?);
+            let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(dns.concurrency.max(1)));
+            let mut tasks = tokio::task::JoinSet::new();
+            for (domain, account) in due {
+                let (client, permits, dns, hosting) = (client.clone(), permits.clone(), dns.clone(), hosting.clone());
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let claim = hosting.require_claim(&domain, &account)?;
+                    let evidence = look_for_proof(&client, &dns, &claim).await;
+                    hosting.record_check(&domain, &account, evidence, &dns)
+                });
+            }
+            let mut out = Vec::new();
+            while let Some(done) = tasks.join_next().await {
+                out.push(done.map_err(|e| Error::InvalidArgument(format!("check task failed: {e}")))??);
+            }
+            Ok(out)
+        })
+        .map_err(|e| Error::InvalidArgument(format!("cannot start the DNS worker: {e}")))
+    }
+
+    /// Runs the DNS tester for a domain on the worker.
+    pub fn dns_test(&self, domain: &str) -> Result<Pending<Result<DnsReport>>> {
+        let name = claimable(domain)?;
+        let dns = self.provider_settings()?.dns;
+        Pending::spawn(async move {
+            let client = DnsClient::new(&dns)?;
+            Ok(dns_test::run(&client, &dns, name.as_str()).await)
+        })
+        .map_err(|e| Error::InvalidArgument(format!("cannot start the DNS worker: {e}")))
+    }
+
+    /// Applies a check's evidence to a claim in one transaction: state, history, and the
+    /// hosted domain's owner.
+    fn record_check(
+        &self,
+        domain: &str,
+        account: &str,
+        evidence: (Evidence, Option<DnsProblem>),
+        dns: &DnsSettings,
+    ) -> Result<Claim> {
+        let now = self.now();
+        let (evidence, problem) = evidence;
+        let grace = dns.grace_period.min(i64::MAX as u64) as i64;
+        let recheck = dns.recheck_interval.clamp(60, i64::MAX as u64 / 2) as i64;
+        let became_verified = self.store().write(|tx| {
+            let mut claim = sql::claim(tx, domain, account)?
+                .ok_or_else(|| Error::not_found("claim", format!("{domain} for {account}")))?;
+            claim.last_checked_at = Some(now);
+            claim.last_error = problem.as_ref().map(|p| format!("{p:?}"));
+            let change = state::next(claim.state, claim.lost_since, evidence, now, grace);
+            if let Some((to, reason)) = change {
+                sql::insert_event(
+                    tx,
+                    &ClaimEvent {
+                        domain: domain.into(),
+                        account: account.into(),
+                        at: now,
+                        from: Some(claim.state),
+                        to,
+                        reason: reason.into(),
+                    },
+                )?;
+                claim.state = to;
+                match to {
+                    ClaimState::Verified => {
+                        claim.verified_at = Some(now);
+                        claim.lost_since = None;
+                    }
+                    ClaimState::Lost => claim.lost_since = Some(now),
+                    _ => {}
+                }
+            }
+            claim.next_check_at = match claim.state {
+                ClaimState::Verified => Some(now + recheck),
+                // While lost, check often enough to notice a fix, and the end of the grace period.
+                ClaimState::Lost => Some(now + recheck.min(grace.max(60))),
+                _ => None,
+            };
+            sql::update_claim(tx, &claim)?;
+            let verified_now = matches!(change, Some((ClaimState::Verified, _)));
+            if verified_now {
+                // The domain is this account's now: the others' claims stop counting.
+                for mut other in sql::claims(tx, Some(domain))? {
+                    if other.account != account && matches!(other.state, ClaimState::Verified | ClaimState::Lost) {
+                        sql::insert_event(
+                            tx,
+                            &ClaimEvent {
+                                domain: domain.into(),
+                                account: other.account.clone(),
+                                at: now,
+                                from: Some(other.state),
+                                to: ClaimState::Suspended,
+                                reason: format!("proved by another account ({account})"),
+                            },
+                        )?;
+                        other.state = ClaimState::Suspended;
+                        other.next_check_at = None;
+                        sql::update_claim(tx, &other)?;
+                    }
+                }
+            }
+            Ok(verified_now)
+        })?;
+        if became_verified {
+            self.host_for(domain, account)?;
+        }
+        self.require_claim(domain, account)
+    }
+
+    /// Makes a verified domain hosted, owned by `account`.
+    fn host_for(&self, domain: &str, account: &str) -> Result<()> {
+        let mut settings = match self.domain(domain)? {
+            Some(d) => d.settings,
+            None => {
+                self.add_domain(domain)?;
+                crate::DomainSettings::default()
+            }
+        };
+        settings.owner = Some(account.to_string());
+        self.set_domain_settings(domain, settings).map(|_| ())
+    }
+}
+
+async fn look_for_proof(client: &DnsClient, dns: &DnsSettings, claim: &Claim) -> (Evidence, Option<DnsProblem>) {
+    let i = proof::instructions(&claim.domain, &claim.token, &dns.verification_label, dns.provider_zone.as_deref());
+    let txt = client.txt(&i.name).await;
+    let cname = client.cname(&i.name).await;
+    match (txt, cname) {
+        (Ok(t), Ok(c)) if proof::proves(&i, &t, c.as_deref()) => (Evidence::Found, None),
+        (Ok(t), _) if proof::proves(&i, &t, None) => (Evidence::Found, None),
+        (_, Ok(c)) if proof::proves(&i, &[], c.as_deref()) => (Evidence::Found, None),
+        (Ok(_), Ok(_)) => (Evidence::Absent, None),
+        (Err(p), _) | (_, Err(p)) => (Evidence::Unknown, Some(p)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_suffixes_and_bad_names_cannot_be_claimed() {
+        let h = Hosting::open_in_memory().unwrap();
+        for bad in ["co.uk", "com.", "github.io", "127.0.0.1", "a..b", &"x".repeat(300)] {
+            assert!(h.claim_domain(bad, "acct").is_err(), "{bad}");
+        }
+        assert_eq!(h.claim_domain("co.uk", "acct").unwrap_err().code(), "invalid-argument");
+        assert!(h.claim_domain("example.co.uk", "acct").is_ok());
+        assert_eq!(h.claim_domain("example.org", "").unwrap_err().code(), "invalid-argument");
+    }
+
+    #[test]
+    fn a_claim_keeps_its_token_and_gives_instructions() {
+        let h = Hosting::open_in_memory().unwrap();
+        h.set_provider_setting("dns.provider_zone", "provider.example").unwrap();
+        let a = h.claim_domain("Bücher.example", "alice").unwrap();
+        assert_eq!(a.domain, "xn--bcher-kva.example");
+        assert_eq!(h.claim_domain("xn--bcher-kva.example", "alice").unwrap().token, a.token);
+        assert_ne!(h.claim_domain("xn--bcher-kva.example", "bob").unwrap().token, a.token);
+        let i = h.verification_instructions("bücher.example", "alice").unwrap();
+        assert_eq!(i.name, "xmpp-hosting-verification.xn--bcher-kva.example");
+        assert_eq!(i.txt, format!("verify={}", a.token));
+        assert_eq!(i.cname, Some(format!("{}.v.provider.example", a.token)));
+        assert_eq!(h.claim_history("bücher.example").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn checks_move_claims_and_ownership() {
+        let clock = crate::ManualClock::new(1_700_000_000);
+        let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
+        let dns = DnsSettings { grace_period: 1000, ..Default::default() };
+        h.claim_domain("example.org", "alice").unwrap();
+        h.claim_domain("example.org", "bob").unwrap();
+        let found = (Evidence::Found, None);
+        let absent = (Evidence::Absent, None);
+        assert_eq!(h.record_check("example.org", "alice", found.clone(), &dns).unwrap().state, ClaimState::Verified);
+        assert_eq!(h.require_domain("example.org").unwrap().settings.owner.as_deref(), Some("alice"));
+        // Bob's proof takes the domain; alice's claim is suspended.
+        assert_eq!(h.record_check("example.org", "bob", found.clone(), &dns).unwrap().state, ClaimState::Verified);
+        assert_eq!(h.require_claim("example.org", "alice").unwrap().state, ClaimState::Suspended);
+        assert_eq!(h.require_domain("example.org").unwrap().settings.owner.as_deref(), Some("bob"));
+        assert_eq!(h.record_check("example.org", "bob", absent.clone(), &dns).unwrap().state, ClaimState::Lost);
+        clock.advance(999);
+        let timeout = (Evidence::Unknown, Some(DnsProblem::Timeout));
+        let c = h.record_check("example.org", "bob", timeout, &dns).unwrap();
+        assert_eq!((c.state, c.last_error.as_deref()), (ClaimState::Lost, Some("Timeout")));
+        clock.advance(1);
+        assert_eq!(h.record_check("example.org", "bob", absent, &dns).unwrap().state, ClaimState::Suspended);
+        assert_eq!(h.record_check("example.org", "bob", found, &dns).unwrap().state, ClaimState::Verified);
+        let reasons: Vec<_> = h.claim_history("example.org").unwrap().into_iter().map(|e| e.reason).collect();
+        assert!(reasons.contains(&"proved by another account (bob)".to_string()), "{reasons:?}");
+        assert!(reasons.contains(&"proof missing past the grace period".to_string()));
+    }
+}

@@ -58,16 +58,7 @@ impl Knot {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             let out = Command::new("kdig")
-                .args([
-                    &format!("@127.0.0.1"),
-                    "-p",
-                    &self.port.to_string(),
-                    "+short",
-                    "+time=1",
-                    "+tries=1",
-                    "SOA",
-                    zone,
-                ])
+                .args(["@127.0.0.1", "-p", &self.port.to_string(), "+short", "+time=1", "+tries=1", "SOA", zone])
                 .output()
                 .unwrap();
             if !out.stdout.is_empty() {

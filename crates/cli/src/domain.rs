@@ -15,6 +15,22 @@ pub enum DomainCommand {
     Show { name: String },
     /// Stop hosting a domain and delete everything stored for it.
     Remove { name: String },
+    /// Start a customer's claim on a domain and print the DNS record that proves it.
+    Claim {
+        name: String,
+        #[arg(long)]
+        account: String,
+    },
+    /// Look for the proof now and record the outcome.
+    Verify {
+        name: String,
+        #[arg(long)]
+        account: String,
+    },
+    /// List claims (of one domain, or all) with their verification state.
+    Claims { name: Option<String> },
+    /// Show the recorded verification state changes of a domain.
+    History { name: String },
     /// Change one setting: `domain set example.org registration.policy open`
     /// (VALUE is JSON such as 3, true, ["a","b"], null, or else a plain string).
     Set { name: String, setting: String, value: String },
@@ -41,6 +57,50 @@ pub fn run(h: &Hosting, out: &Output, cmd: DomainCommand) -> Result<()> {
             println!("added:    {}", time(Some(d.created_at)));
             println!("updated:  {}", time(Some(d.updated_at)));
             println!("settings: {}", serde_json::to_string_pretty(&d.settings).expect("serialisable"));
+        }),
+        DomainCommand::Claim { name, account } => {
+            let claim = h.claim_domain(&name, &account)?;
+            let how = h.verification_instructions(&claim.domain, &account)?;
+            out.show(&serde_json::json!({ "claim": claim, "instructions": how }), |_| {
+                println!("{} claimed for {account} ({:?})", claim.domain, claim.state);
+                println!("Create one of these records, then run `domain verify`:");
+                println!("  {}  TXT    \"{}\"", how.name, how.txt);
+                if let Some(target) = &how.cname {
+                    println!("  {}  CNAME  {target}.", how.name);
+                }
+            })
+        }
+        DomainCommand::Verify { name, account } => {
+            let claim = h.verify_domain(&name, &account)?.wait()?;
+            out.show(&claim, |c| {
+                let why = c.last_error.as_deref().map(|e| format!(" (DNS: {e})")).unwrap_or_default();
+                println!("{} for {}: {}{why}", c.domain, c.account, c.state.as_str());
+            })
+        }
+        DomainCommand::Claims { name } => out.show(&h.claims(name.as_deref())?, |claims| {
+            let rows: Vec<Vec<String>> = claims
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.domain.clone(),
+                        c.account.clone(),
+                        c.state.as_str().into(),
+                        time(c.last_checked_at),
+                        c.last_error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table(&["DOMAIN", "ACCOUNT", "STATE", "CHECKED", "ERROR"], &rows);
+        }),
+        DomainCommand::History { name } => out.show(&h.claim_history(&name)?, |events| {
+            let rows: Vec<Vec<String>> = events
+                .iter()
+                .map(|e| {
+                    let from = e.from.map_or("-", |s| s.as_str());
+                    vec![time(Some(e.at)), e.account.clone(), format!("{from} -> {}", e.to.as_str()), e.reason.clone()]
+                })
+                .collect();
+            table(&["AT", "ACCOUNT", "CHANGE", "REASON"], &rows);
         }),
         DomainCommand::Set { name, setting, value } => {
             out.show(&h.set_domain_setting(&name, &setting, &value)?, |d| println!("{} {setting} = {value}", d.name))

@@ -3,9 +3,11 @@
 //! Human output by default, `--json` for scripts; on error one line on stderr and exit 1
 //! (usage errors exit 2, as clap does).
 
+mod dns;
 mod domain;
 mod invite;
 mod output;
+mod provider;
 mod quota;
 
 use std::path::PathBuf;
@@ -31,7 +33,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Hosted domains: add, list, show, remove.
+    /// Hosted domains: add, list, show, set, remove; customers' claims: claim, verify, claims, history.
     #[command(subcommand)]
     Domain(domain::DomainCommand),
     /// Registration invites: create, list, show, revoke, purge, audit.
@@ -40,12 +42,20 @@ enum Command {
     /// Upload limits and usage: show, set, clear, global.
     #[command(subcommand)]
     Quota(quota::QuotaCommand),
+    /// The DNS tester and re-verification: check, recheck.
+    #[command(subcommand)]
+    Dns(dns::DnsCommand),
+    /// Settings of the whole service: show, set.
+    #[command(subcommand)]
+    Provider(provider::ProviderCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        // The command worked and its answer is "no" (a DNS check found problems).
+        Ok(false) => ExitCode::from(3),
         Err(message) => {
             eprintln!("xmpp-hosting: {message}");
             ExitCode::FAILURE
@@ -53,14 +63,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<bool, String> {
     let db = cli.db.ok_or("no store given: pass --db PATH or set XMPP_HOSTING_DB")?;
     let hosting = Hosting::open(&db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
     let out = output::Output { json: cli.json };
     let result = match cli.command {
-        Command::Domain(cmd) => domain::run(&hosting, &out, cmd),
-        Command::Invite(cmd) => invite::run(&hosting, &out, cmd),
-        Command::Quota(cmd) => quota::run(&hosting, &out, cmd),
+        Command::Domain(cmd) => domain::run(&hosting, &out, cmd).map(|()| true),
+        Command::Invite(cmd) => invite::run(&hosting, &out, cmd).map(|()| true),
+        Command::Quota(cmd) => quota::run(&hosting, &out, cmd).map(|()| true),
+        Command::Dns(cmd) => dns::run(&hosting, &out, cmd),
+        Command::Provider(cmd) => provider::run(&hosting, &out, cmd).map(|()| true),
     };
     result.map_err(|e| e.to_string())
 }

@@ -1,0 +1,57 @@
+//! `xmpp-hosting dns …`: the DNS tester and re-verification.
+
+use clap::Subcommand;
+use xmpp_hosting_core::{Hosting, Result};
+
+use crate::output::{table, Output};
+
+#[derive(Subcommand)]
+pub enum DnsCommand {
+    /// Check the records a customer's domain needs (SRV, CNAME) and print the table.
+    Check { domain: String },
+    /// Re-check verified and lost domains whose time has come (what the servers' timers run).
+    Recheck {
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+}
+
+pub fn run(h: &Hosting, out: &Output, cmd: DnsCommand) -> Result<bool> {
+    match cmd {
+        DnsCommand::Check { domain } => {
+            let report = h.dns_test(&domain)?.wait()?;
+            out.show(&report, |r| {
+                let rows: Vec<Vec<String>> = r
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        let found = match &row.problem {
+                            Some(p) => format!("DNS error: {p:?}"),
+                            None => row.found.join(", "),
+                        };
+                        vec![
+                            row.name.clone(),
+                            row.rtype.into(),
+                            format!("{:?}", row.status).to_lowercase(),
+                            row.expected.clone(),
+                            found,
+                        ]
+                    })
+                    .collect();
+                table(&["NAME", "TYPE", "RESULT", "EXPECTED", "FOUND"], &rows);
+            });
+            // Scripts can tell a correct zone from the exit status.
+            Ok(report.all_ok())
+        }
+        DnsCommand::Recheck { limit } => {
+            let claims = h.recheck_due(limit)?.wait()?;
+            out.show(&claims, |cs| {
+                for c in cs {
+                    println!("{} for {}: {}", c.domain, c.account, c.state.as_str());
+                }
+                println!("{} claim(s) checked", cs.len());
+            });
+            Ok(true)
+        }
+    }
+}

@@ -1,0 +1,67 @@
+"""A real Knot DNS on loopback serving test zones, for the DNS integration tests."""
+
+import subprocess
+import time
+from pathlib import Path
+
+from .common import LOOPBACK, free_port, stop_process_group, tail
+
+
+def zone_text(origin: str, serial: int, body: str) -> str:
+    return (f"$ORIGIN {origin}.\n$TTL 60\n@ SOA ns.{origin}. hostmaster.{origin}. {serial} 3600 600 86400 60\n"
+            f"@ NS ns.{origin}.\nns A 127.0.0.1\n{body}\n")
+
+
+class Knot:
+    """knotd with a generated config and zone files in `workdir`; a context manager."""
+
+    def __init__(self, workdir: Path, zones: dict[str, str]):
+        self.dir = Path(workdir)
+        self.zones = zones
+        self.port = free_port()
+        self.conf = self.dir / "knot.conf"
+        self.log = self.dir / "knot.log"
+        self.proc = None
+
+    @property
+    def nameserver(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def __enter__(self):
+        (self.dir / "db").mkdir(parents=True, exist_ok=True)
+        lines = [
+            "server:", f"  listen: {LOOPBACK}@{self.port}", f"  rundir: {self.dir}",
+            "control:", f"  listen: {self.dir}/knot.sock",
+            "database:", f"  storage: {self.dir}/db",
+            "log:", f"  - target: {self.log}", "    any: info",
+            "template:", "  - id: default", f"    storage: {self.dir}", '    file: "%s.zone"',
+            "    zonefile-load: whole", "    journal-content: none",
+            "zone:",
+        ]
+        for name, text in self.zones.items():
+            (self.dir / f"{name}.zone").write_text(text)
+            lines.append(f"  - domain: {name}")
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc = subprocess.Popen(["knotd", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self._wait(next(iter(self.zones)))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _wait(self, zone: str, timeout: float = 20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run(["kdig", f"@{LOOPBACK}", "-p", str(self.port), "+short", "+time=1", "+tries=1", "SOA", zone],
+                                 capture_output=True, text=True)
+            if out.stdout.strip():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"knotd does not serve {zone}\n{tail(self.log)}")
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            stop_process_group(self.proc)
+            self.proc = None

@@ -224,3 +224,61 @@ def error_condition(reply: str) -> str | None:
     """The defined condition of an IQ error reply, e.g. 'item-not-found'."""
     m = re.search(r"<(?:\w+:)?([a-z-]+) xmlns=['\"]" + re.escape(STANZAS), reply)
     return m.group(1) if m else None
+
+
+UPLOAD_NS = "urn:xmpp:http:upload:0"
+
+
+@dataclass
+class SlotAnswer:
+    ok: bool
+    put_url: str | None = None
+    headers: dict = field(default_factory=dict)
+    error: tuple | None = None  # (type, condition, text)
+    error_el: object = None  # the <error/> element, for XEP-0363 children
+
+    def upload_child(self, name: str):
+        """A XEP-0363 child of the error: file-too-large, retry."""
+        return None if self.error_el is None else self.error_el.find(f"{{{UPLOAD_NS}}}{name}")
+
+
+def _slot_answer(reply) -> SlotAnswer:
+    if reply["type"] == "result":
+        slot = reply.xml.find(f"{{{UPLOAD_NS}}}slot")
+        put = slot.find(f"{{{UPLOAD_NS}}}put")
+        headers = {h.get("name"): h.text for h in put.findall(f"{{{UPLOAD_NS}}}header")}
+        return SlotAnswer(ok=True, put_url=put.get("url"), headers=headers)
+    err = reply.xml.find("{jabber:client}error")
+    return SlotAnswer(ok=False, error=(reply["error"]["type"], reply["error"]["condition"], reply["error"]["text"]),
+                      error_el=err)
+
+
+def request_slots(port: int, jid: str, password: str, service: str, requests: list[dict], timeout: float = 30):
+    """Sends slot requests (attribute dicts, e.g. {"filename": "a.txt", "size": "10"}) at once, in one session."""
+    async def ask(client):
+        async def one(attrs):
+            iq = client.Iq()
+            iq["type"] = "get"
+            iq["to"] = service
+            el = ET.Element(f"{{{UPLOAD_NS}}}request", {k: str(v) for k, v in attrs.items()})
+            iq.append(el)
+            try:
+                return _slot_answer(await iq.send(timeout=10))
+            except IqError as e:
+                return _slot_answer(e.iq)
+        return await asyncio.gather(*(one(r) for r in requests))
+    return asyncio.run(_session(port, jid, password, ask, timeout))
+
+
+def http_put(http_port: int, url: str, headers: dict, body: bytes) -> int:
+    """PUTs to a slot URL through loopback, keeping the URL's host as the Host header."""
+    import http.client
+    from urllib.parse import urlsplit
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(LOOPBACK, http_port, timeout=30)
+    try:
+        conn.request("PUT", u.path, body=body, headers={**headers, "Host": u.netloc,
+                                                        "Content-Type": "application/octet-stream"})
+        return conn.getresponse().status
+    finally:
+        conn.close()

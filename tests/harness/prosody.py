@@ -39,7 +39,8 @@ class Prosody:
     """A Prosody in `workdir` with its own config, data and log; a context manager that always stops it."""
 
     def __init__(self, workdir: Path, host: str = "localhost", c2s_port: int | None = None,
-                 http_port: int | None = None, global_modules=(), host_modules=(), options=None, host_options=None):
+                 http_port: int | None = None, global_modules=(), host_modules=(), options=None, host_options=None,
+                 extra_config: str = ""):
         self.dir = Path(workdir)
         self.host = host
         self.c2s_port = c2s_port or free_port()
@@ -48,6 +49,7 @@ class Prosody:
         self.host_modules = list(host_modules)
         self.options = dict(options or {})
         self.host_options = dict(host_options or {})
+        self.extra_config = extra_config  # appended as is: components, more hosts
         self.config = self.dir / "prosody.cfg.lua"
         self.data = self.dir / "data"
         self.log = self.dir / "prosody.log"
@@ -88,7 +90,7 @@ class Prosody:
         if self.host_modules:
             lines.append(f"  modules_enabled = {lua_value(self.host_modules)}")
         lines += [f"  {k} = {lua_value(v)}" for k, v in self.host_options.items()]
-        self.config.write_text("\n".join(lines) + "\n")
+        self.config.write_text("\n".join(lines) + "\n" + self.extra_config)
         return self.config
 
     def start(self, timeout: float = 30.0):

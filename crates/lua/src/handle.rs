@@ -18,5 +18,6 @@ impl LuaUserData for Handle {
     fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
         crate::domains::add_methods(methods);
         crate::invites::add_methods(methods);
+        crate::quotas::add_methods(methods);
     }
 }

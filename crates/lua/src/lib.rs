@@ -13,6 +13,7 @@ mod convert;
 mod domains;
 mod handle;
 mod invites;
+mod quotas;
 
 use mlua::prelude::*;
 

@@ -1,0 +1,36 @@
+//! Upload quotas, as methods of the store handle, for the upload component's slot hook.
+//!
+//! `h:authorize_upload(domain, username, size)` takes the size as the request carried it (the
+//! attribute's text, or an integer): the core parses it, so both servers refuse the same bad
+//! sizes. It returns `{decision = "granted", id, size, expires_at}` or `{decision = "denied",
+//! limit, limit_value, usage, retry_at, type, condition, text}`.
+
+use mlua::prelude::*;
+use xmpp_hosting_core::quotas::parse_upload_size;
+use xmpp_hosting_core::Error;
+
+use crate::convert::serialized;
+use crate::handle::Handle;
+
+fn size_of(value: &LuaValue) -> Result<i64, Error> {
+    match value {
+        LuaValue::Integer(n) => Ok(*n),
+        LuaValue::String(s) => parse_upload_size(&s.to_string_lossy()),
+        LuaValue::Nil => Err(Error::InvalidArgument("the request has no size".into())),
+        other => Err(Error::InvalidArgument(format!("a size cannot be a {}", other.type_name()))),
+    }
+}
+
+pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
+    m.add_method("authorize_upload", |lua, h, (domain, username, size): (String, String, LuaValue)| {
+        serialized(lua, || h.0.authorize_upload(&domain, &username, size_of(&size)?))
+    });
+    m.add_method("commit_upload", |lua, h, (id, bytes, file_id): (i64, i64, String)| {
+        serialized(lua, || h.0.commit_upload(id, bytes, &file_id).map(|()| true))
+    });
+    m.add_method("release_upload", |lua, h, id: i64| serialized(lua, || h.0.release_upload(id).map(|()| true)));
+    m.add_method("forget_file", |lua, h, file_id: String| serialized(lua, || h.0.forget_file(&file_id)));
+    m.add_method("upload_usage", |lua, h, (domain, username): (String, Option<String>)| {
+        serialized(lua, || h.0.upload_usage(&domain, username.as_deref()))
+    });
+}

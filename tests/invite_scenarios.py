@@ -1,0 +1,186 @@
+"""Invite-only registration scenarios, run against every server (see test_*_invites.py).
+
+Both servers take their decisions from the one core, so a client must see the same answers from
+each; one list of scenarios keeps that promise checked. A test module subclasses InviteScenarios,
+provides a `server` fixture (a ServerUnderTest) and imports `invite_only`, which resets the
+domain to the default policy before each of its tests.
+"""
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from harness import client
+from harness.client import RawStream, error_condition, preauth_element, register
+from harness.common import run_cli
+
+
+@dataclass
+class ServerUnderTest:
+    """What the scenarios need from a server."""
+
+    host: str
+    c2s_port: int
+    database: Path
+    add_user: Callable[[str, str], None]
+    running: Callable[[], bool]
+
+    def jid(self, user: str) -> str:
+        return f"{user}@{self.host}"
+
+
+@pytest.fixture(autouse=True)
+def invite_only(server):
+    """Every test starts on the default policy: invite only."""
+    run_cli(server.database, "domain", "set", server.host, "registration", json.dumps({}))
+
+
+class InviteScenarios:
+    @staticmethod
+    def cli(server, *args):
+        return run_cli(server.database, *args)
+
+    def invite(self, server, *args) -> dict:
+        return json.loads(self.cli(server, "--json", "invite", "create", server.host, *args).stdout)
+
+    def uses_left(self, server, invite_id):
+        listed = json.loads(self.cli(server, "--json", "invite", "list", server.host).stdout)
+        return [i["uses_left"] for i in listed if i["id"] == invite_id]
+
+    def test_module_added_its_host_to_the_store(self, server):
+        names = [d["name"] for d in json.loads(self.cli(server, "--json", "domain", "list").stdout)]
+        assert server.host in names
+
+    def test_stream_features_announce_invites(self, server):
+        s = RawStream(server.c2s_port, server.host)
+        try:
+            assert "urn:xmpp:invite" in s.features and "urn:xmpp:ibr-token:0" in s.features
+        finally:
+            s.close()
+
+    def test_registration_without_a_token_is_refused(self, server):
+        r = register(server.c2s_port, server.jid("noinvite"), "pw-123456")
+        assert r.error[:2] == ("cancel", "not-allowed")
+        assert "requires an invite" in r.error[2]
+
+    def test_valid_token_registers_once(self, server):
+        inv = self.invite(server)
+        r = register(server.c2s_port, server.jid("alice"), "alice-pass", token=inv["token"])
+        assert (r.preauth, r.ok) == ("result", True), r
+        assert client.login(server.c2s_port, server.jid("alice"), "alice-pass")
+        again = register(server.c2s_port, server.jid("alice2"), "pw-123456", token=inv["token"])
+        assert again.preauth[:2] == ("cancel", "item-not-found")
+        assert again.error[:2] == ("cancel", "not-allowed")
+        assert self.uses_left(server, inv["invite"]["id"]) == [0]
+        audit = json.loads(self.cli(server, "--json", "invite", "audit", server.host).stdout)
+        assert {"action": "redeemed", "actor": server.jid("alice")}.items() <= audit[0].items()
+
+    def test_failed_registration_gives_the_use_back(self, server):
+        server.add_user("taken", "pw-123456")
+        inv = self.invite(server)
+        r = register(server.c2s_port, server.jid("taken"), "other-pass", token=inv["token"])
+        assert r.error[:2] == ("cancel", "conflict")
+        deadline = time.monotonic() + 5
+        while self.uses_left(server, inv["invite"]["id"]) != [1] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert self.uses_left(server, inv["invite"]["id"]) == [1]
+        assert register(server.c2s_port, server.jid("nottaken"), "pw-123456", token=inv["token"]).ok
+
+    def test_expired_token_is_refused(self, server):
+        inv = self.invite(server, "--expires-in", "1")
+        time.sleep(1.2)
+        r = register(server.c2s_port, server.jid("late"), "pw-123456", token=inv["token"])
+        assert r.preauth[:2] == ("cancel", "item-not-found")
+        assert not r.ok
+
+    def test_reserved_username_only_with_its_invite(self, server):
+        self.cli(server, "domain", "set", server.host, "registration.policy", "open")
+        inv = self.invite(server, "--username", "carol")
+        assert inv["uri"] == f"xmpp:carol@{server.host}?register;preauth={inv['token']}"
+        assert register(server.c2s_port, server.jid("carol"), "pw-123456").error[:2] == ("cancel", "conflict")
+        other = self.invite(server)
+        r = register(server.c2s_port, server.jid("carol"), "pw-123456", token=other["token"])
+        assert r.error[:2] == ("cancel", "conflict")
+        assert register(server.c2s_port, server.jid("carol"), "pw-123456", token=inv["token"]).ok
+
+    def test_roster_invite_ends_with_mutual_subscription(self, server):
+        server.add_user("inviter", "inviter-pass")
+        inv = self.invite(server, "--kind", "roster", "--inviter", server.jid("inviter"))
+        assert inv["uri"] == f"xmpp:{server.jid('inviter')}?roster;preauth={inv['token']};ibr=y"
+        assert register(server.c2s_port, server.jid("friend"), "friend-pass", token=inv["token"]).ok
+        assert client.roster(server.c2s_port, server.jid("friend"), "friend-pass") == {server.jid("inviter"): "both"}
+        assert client.roster(server.c2s_port, server.jid("inviter"), "inviter-pass") == {server.jid("friend"): "both"}
+
+    def test_group_invite_admits_exactly_its_uses(self, server):
+        inv = self.invite(server, "--uses", "3")
+        results = [register(server.c2s_port, server.jid(f"group{i}"), "pw-123456", token=inv["token"]).ok
+                   for i in range(4)]
+        assert results == [True, True, True, False]
+
+    def test_closed_refuses_everything(self, server):
+        inv = self.invite(server)
+        self.cli(server, "domain", "set", server.host, "registration.policy", "closed")
+        r = register(server.c2s_port, server.jid("closed1"), "pw-123456", token=inv["token"])
+        assert r.error[:2] == ("cancel", "not-allowed") and "closed" in r.error[2]
+        assert register(server.c2s_port, server.jid("closed2"), "pw-123456").error[:2] == ("cancel", "not-allowed")
+
+    def test_open_obeys_the_per_ip_limits(self, server):
+        self.cli(server, "domain", "set", server.host, "registration.policy", "open")
+        self.cli(server, "domain", "set", server.host, "registration.min_seconds_between_per_ip", "3600")
+        assert register(server.c2s_port, server.jid("open1"), "pw-123456").ok
+        assert register(server.c2s_port, server.jid("open2"), "pw-123456").error[:2] == ("wait", "policy-violation")
+        # An invite is not subject to the per-IP limits of open registration.
+        assert register(server.c2s_port, server.jid("open3"), "pw-123456", token=self.invite(server)["token"]).ok
+
+    def test_password_reset_invite_sets_a_new_password(self, server):
+        server.add_user("forgetful", "old-pass")
+        inv = self.invite(server, "--kind", "reset", "--username", "forgetful")
+        # Without the reset invite, the name is simply taken.
+        r = register(server.c2s_port, server.jid("forgetful"), "new-pass", token=self.invite(server)["token"])
+        assert r.error[:2] == ("cancel", "conflict")
+        assert register(server.c2s_port, server.jid("forgetful"), "new-pass", token=inv["token"]).ok
+        assert client.login(server.c2s_port, server.jid("forgetful"), "new-pass")
+        assert not client.login(server.c2s_port, server.jid("forgetful"), "old-pass")
+        assert not register(server.c2s_port, server.jid("forgetful"), "third-pass", token=inv["token"]).ok
+
+    def test_racing_clients_with_one_single_use_token_create_one_account(self, server):
+        inv = self.invite(server)
+
+        async def race():
+            return await asyncio.gather(*(client._register(server.c2s_port, server.jid(f"racer{i}"), "pw-123456",
+                                                           preauth_element(inv["token"]), 60) for i in range(32)))
+
+        results = asyncio.run(race())
+        assert sum(r.ok for r in results) == 1
+        winner = next(i for i, r in enumerate(results) if r.ok)
+        assert client.login(server.c2s_port, server.jid(f"racer{winner}"), "pw-123456")
+
+    @pytest.mark.parametrize("token", ["garbage", "A" * 10_240, "' OR 1=1; DROP TABLE invites; --", "&lt;x&gt;"])
+    def test_bad_tokens_are_refused_cleanly(self, server, token):
+        r = register(server.c2s_port, server.jid("badtoken"), "pw-123456",
+                     preauth_xml=f"<preauth xmlns='urn:xmpp:pars:0' token=\"{token}\"/>")
+        assert r.preauth[:2] == ("cancel", "item-not-found")
+        assert r.error[:2] == ("cancel", "not-allowed")
+        assert server.running()
+
+    def test_missing_token_attribute_is_a_bad_request(self, server):
+        s = RawStream(server.c2s_port, server.host)
+        try:
+            assert error_condition(s.iq("p1", "<preauth xmlns='urn:xmpp:pars:0'/>")) == "bad-request"
+        finally:
+            s.close()
+
+    def test_non_utf8_bytes_close_only_that_stream(self, server):
+        s = RawStream(server.c2s_port, server.host)
+        s.send(b"<iq type='set' id='x'><preauth xmlns='urn:xmpp:pars:0' token='\xff\xfe\xfd'/></iq>")
+        assert s.closed_by_server()
+        s.close()
+        # Other clients are still served.
+        server.add_user("survivor", "pw-123456")
+        assert client.login(server.c2s_port, server.jid("survivor"), "pw-123456")
+        assert server.running()

@@ -36,7 +36,8 @@ typedef enum {
   XH_ERR_NULL_POINTER = 8,
   // A string argument was not UTF-8.
   XH_ERR_INVALID_UTF8 = 9,
-  // A bug in the library; the call did nothing it could not undo.
+  // A bug in the library or a failure of the machine (no randomness, no worker thread); the
+  // call did nothing it could not undo.
   XH_ERR_PANIC = 10,
   XH_ERR_UNKNOWN = 11,
 } xh_status;

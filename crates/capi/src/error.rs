@@ -25,7 +25,8 @@ pub enum xh_status {
     XH_ERR_NULL_POINTER = 8,
     /// A string argument was not UTF-8.
     XH_ERR_INVALID_UTF8 = 9,
-    /// A bug in the library; the call did nothing it could not undo.
+    /// A bug in the library or a failure of the machine (no randomness, no worker thread); the
+    /// call did nothing it could not undo.
     XH_ERR_PANIC = 10,
     XH_ERR_UNKNOWN = 11,
 }
@@ -55,6 +56,7 @@ impl Failure {
                 "not-allowed" => xh_status::XH_ERR_NOT_ALLOWED,
                 "store" => xh_status::XH_ERR_STORE,
                 "corrupt" => xh_status::XH_ERR_CORRUPT,
+                "internal" => xh_status::XH_ERR_PANIC,
                 _ => xh_status::XH_ERR_UNKNOWN,
             },
             Failure::Null(_) => xh_status::XH_ERR_NULL_POINTER,

@@ -39,6 +39,10 @@ pub enum Error {
     #[error("store migration failed: {0}")]
     Migration(#[from] rusqlite_migration::Error),
 
+    /// The machine failed us (no OS randomness, no thread for the worker): not the caller's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// Stored data that this version cannot read (for example settings written by a newer one).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -56,6 +60,7 @@ impl Error {
             Error::Store(_) => "store",
             Error::Migration(_) => "store",
             Error::Corrupt(_) => "corrupt",
+            Error::Internal(_) => "internal",
         }
     }
 

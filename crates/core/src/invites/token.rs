@@ -13,7 +13,7 @@ pub const MAX_TOKEN_LEN: usize = 128;
 
 pub(crate) fn generate() -> crate::Result<String> {
     let mut bytes = [0u8; TOKEN_BYTES];
-    getrandom::fill(&mut bytes).map_err(|e| crate::Error::InvalidArgument(format!("no OS randomness: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| crate::Error::Internal(format!("no OS randomness: {e}")))?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 

@@ -149,7 +149,7 @@ impl Hosting {
             let evidence = look_for_proof(&client, &dns, &claim).await;
             hosting.record_check(&claim.domain, &claim.account, evidence, &dns)
         })
-        .map_err(|e| Error::InvalidArgument(format!("cannot start the DNS worker: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot start the DNS worker: {e}")))
     }
 
     /// Re-checks up to `limit` verified or lost claims whose time has come, at most
@@ -173,11 +173,11 @@ impl Hosting {
             }
             let mut out = Vec::new();
             while let Some(done) = tasks.join_next().await {
-                out.push(done.map_err(|e| Error::InvalidArgument(format!("check task failed: {e}")))??);
+                out.push(done.map_err(|e| Error::Internal(format!("check task failed: {e}")))??);
             }
             Ok(out)
         })
-        .map_err(|e| Error::InvalidArgument(format!("cannot start the DNS worker: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot start the DNS worker: {e}")))
     }
 
     /// Runs the DNS tester for a domain on the worker.
@@ -188,7 +188,7 @@ impl Hosting {
             let client = DnsClient::new(&dns)?;
             Ok(dns_test::run(&client, &dns, name.as_str()).await)
         })
-        .map_err(|e| Error::InvalidArgument(format!("cannot start the DNS worker: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot start the DNS worker: {e}")))
     }
 
     /// Applies a check's evidence to a claim in one transaction: state, history, and the

@@ -10,7 +10,7 @@ const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 /// case changes and registrars that refuse `_` or upper case in CNAME targets.
 pub(crate) fn new_token() -> crate::Result<String> {
     let mut bytes = [0u8; 20];
-    getrandom::fill(&mut bytes).map_err(|e| crate::Error::InvalidArgument(format!("no OS randomness: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| crate::Error::Internal(format!("no OS randomness: {e}")))?;
     let mut out = String::with_capacity(32);
     let (mut acc, mut bits) = (0u32, 0u32);
     for b in bytes {

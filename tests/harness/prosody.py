@@ -157,7 +157,8 @@ def demo(workdir: str):
     http = int(os.environ.get("DEMO_HTTP_PORT", "5280"))
     # A two-label name: a hosted domain needs one (RFC 6761 keeps *.localhost on loopback).
     host = "demo.localhost"
-    server = Prosody(Path(workdir), host=host, c2s_port=c2s, http_port=http)
+    server = Prosody(Path(workdir), host=host, c2s_port=c2s, http_port=http,
+                     host_modules=["xmpp_hosting_invites"], options={"admins": [f"admin@{host}"]})
     server.write_config()
     password = os.environ.get("DEMO_PASSWORD", "demo-password")
     server.create_user("admin", password)
@@ -170,6 +171,8 @@ Prosody is running on {LOOPBACK} with xmpp-hosting loaded (store: {server.databa
 
   Connect:   JID admin@{host}  password {password}  server {LOOPBACK} port {c2s} (plain, loopback only)
   Domains:   prosodyctl --config {server.config} mod_xmpp_hosting domain list
+  Invite:    prosodyctl --config {server.config} mod_xmpp_hosting invite create {host}
+             (registration on {host} is invite-only; open it with `domain set {host} registration.policy open`)
   CLI:       target/debug/xmpp-hosting --db {server.database} domain list
   Log:       {server.log}
 

@@ -11,7 +11,8 @@
 --   prosodyctl shell:  xmpp_hosting:domain_add("example.org")  (domain_list, domain_show, domain_remove,
 --                      invite_create(domain, {uses = 3}), invite_list(domain), invite_revoke(domain, id))
 --
--- In the server it also purges unusable invites once an hour.
+-- In the server it also purges unusable invites once an hour, and checkpoints the store's
+-- write-ahead log every few seconds (xmpp_hosting_checkpoint_interval).
 --
 -- The rules live in the Rust core (require "xmpp_hosting"); this file only wires them into
 -- Prosody. Other xmpp-hosting modules get the open store with module:depends("xmpp_hosting").
@@ -39,6 +40,9 @@ function get_store() -- luacheck: ignore 131 (exported to dependent modules)
 end
 
 local purge_interval = module:get_option_number("xmpp_hosting_purge_interval", 3600);
+-- Seconds between checkpoints of the store's write-ahead log: done here, on a timer, so that no
+-- request (a registration, an upload slot) pays for it.
+local checkpoint_interval = module:get_option_number("xmpp_hosting_checkpoint_interval", 5);
 
 function module.load()
 	if prosody.process_type ~= "prosody" then return; end
@@ -53,6 +57,12 @@ function module.load()
 			module:log("warn", "Invite purge failed: %s", tostring(err));
 		end
 		return purge_interval;
+	end);
+	module:add_timer(checkpoint_interval, function()
+		local s = get_store();
+		local ok, err = s and s:checkpoint();
+		if s and not ok then module:log("warn", "Store checkpoint failed: %s", tostring(err)); end
+		return checkpoint_interval;
 	end);
 end
 

@@ -11,14 +11,16 @@ CREATE TABLE upload_usage (
     PRIMARY KEY (scope, domain, username)
 ) STRICT, WITHOUT ROWID;
 
--- Uploaded volume per hour, per user and per domain (username ''), for the day/week/month
--- windows. At most 720 rows per scope are read for a month.
+-- Uploaded volume per user and per domain (username ''), for the day/week/month windows: per
+-- hour (span 3600, for the daily window) and per day (span 86400, for week and month), so a
+-- check reads at most 24 + 30 rows per scope however busy it is.
 CREATE TABLE upload_volume (
     domain      TEXT NOT NULL,
     username    TEXT NOT NULL,
-    hour        INTEGER NOT NULL,   -- unix seconds / 3600
+    span        INTEGER NOT NULL CHECK (span IN (3600, 86400)),
+    start       INTEGER NOT NULL,   -- unix seconds / span
     bytes       INTEGER NOT NULL CHECK (bytes >= 0),
-    PRIMARY KEY (domain, username, hour)
+    PRIMARY KEY (domain, username, span, start)
 ) STRICT, WITHOUT ROWID;
 
 -- Granted slots not yet completed; they count against every limit until committed, released

@@ -68,6 +68,13 @@ impl Hosting {
         self.clock.now()
     }
 
+    /// Moves the write-ahead log into the database file. Servers call this from a timer (every
+    /// few seconds) so that no request pays for it; it never blocks other writers. Returns the
+    /// number of WAL pages and how many of them were copied back.
+    pub fn checkpoint(&self) -> Result<(i64, i64)> {
+        self.store().checkpoint()
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
     }

@@ -41,6 +41,13 @@ fn remove_domain<'a>(env: Env<'a>, handle: Handle, name: Binary<'a>) -> NifResul
     reply_unit(env, handle.hosting.remove_domain(name))
 }
 
+/// Moves the store's write-ahead log into the database; mod_xmpp_hosting runs it on a timer so
+/// that no request pays for it.
+#[rustler::nif(schedule = "DirtyIo")]
+fn checkpoint(env: Env<'_>, handle: Handle) -> NifResult<Term<'_>> {
+    reply_unit(env, handle.hosting.checkpoint().map(|_| ()))
+}
+
 pub(crate) fn domain_term(env: Env<'_>, d: Domain) -> NifResult<Term<'_>> {
     // Serialising plain settings data cannot fail; should a core bug make it fail, the caller
     // sees `null` settings instead of a panic inside the VM.

@@ -25,7 +25,7 @@
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 %% For other modules (hooks added later) and tests.
--export([store/1]).
+-export([store/1, checkpoint/1]).
 %% Command callbacks.
 -export([domain_add/1, domain_list/0, domain_show/1, domain_remove/1, domain_set/3,
          invite_create/3, invite_list/1, invite_revoke/2, invite_purge/0]).
@@ -35,6 +35,7 @@
 -include("ejabberd_commands.hrl").
 
 -define(DB_FILE, "xmpp_hosting.db").
+-define(CHECKPOINT_MS, 5000).
 
 %%%===================================================================
 %%% gen_mod
@@ -44,6 +45,11 @@ start(Host, Opts) ->
     Path = database_path(gen_mod:get_opt(database, Opts)),
     case open_store(Path) of
         {ok, Handle} ->
+            stop_timer(Host),
+            %% Checkpoints of the store's write-ahead log run here, every few seconds, so that
+            %% no request (a registration, an upload slot) pays for one.
+            {ok, Timer} = timer:apply_interval(?CHECKPOINT_MS, ?MODULE, checkpoint, [Host]),
+            persistent_term:put(timer_key(Host), Timer),
             persistent_term:put(key(Host), {Path, Handle}),
             warn_if_other_database(Host, Path),
             %% Registering again when another host already did is harmless: the records are equal.
@@ -62,9 +68,30 @@ stop(Host) ->
         false -> ejabberd_commands:unregister_commands(get_commands_spec());
         true -> ok
     end,
+    stop_timer(Host),
     %% The handle closes when the last process holding it drops it.
     _ = persistent_term:erase(key(Host)),
     ok.
+
+stop_timer(Host) ->
+    case persistent_term:get(timer_key(Host), undefined) of
+        undefined -> ok;
+        Timer ->
+            _ = timer:cancel(Timer),
+            _ = persistent_term:erase(timer_key(Host)),
+            ok
+    end.
+
+%% @doc Called by the interval timer started in start/2.
+checkpoint(Host) ->
+    case store(Host) of
+        {ok, H} ->
+            case xmpp_hosting_nif:checkpoint(H) of
+                ok -> ok;
+                {error, Err} -> ?WARNING_MSG("xmpp_hosting ~ts: store checkpoint failed: ~p", [Host, Err])
+            end;
+        {error, _} -> ok
+    end.
 
 reload(Host, NewOpts, _OldOpts) ->
     NewPath = database_path(gen_mod:get_opt(database, NewOpts)),
@@ -304,6 +331,9 @@ invite_purge() ->
 
 key(Host) ->
     {?MODULE, Host}.
+
+timer_key(Host) ->
+    {?MODULE, checkpoint_timer, Host}.
 
 %% Commands are global while stores are per host: use the first host that has one. Hosts are
 %% meant to share one store file (start/2 warns when they do not).

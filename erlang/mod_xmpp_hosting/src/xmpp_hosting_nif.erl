@@ -17,7 +17,7 @@
 -module(xmpp_hosting_nif).
 
 -export([version/0, open/1, add_domain/2, domain/2, domains/1, remove_domain/2,
-         set_domain_setting/4]).
+         set_domain_setting/4, checkpoint/1]).
 -export([create_invite/2, check_invite/3, invites/2, revoke_invite/3, purge_invites/1,
          invite_audit/3, begin_registration/5, finish_registration/3]).
 -export([so_path/0]).
@@ -87,6 +87,10 @@ remove_domain(_H, _Name) -> not_loaded(?LINE).
 %% <<"registration.policy">>, <<"open">>). The value is JSON or a plain string.
 -spec set_domain_setting(handle(), binary(), binary(), binary()) -> {ok, domain()} | error().
 set_domain_setting(_H, _Name, _Path, _Value) -> not_loaded(?LINE).
+
+%% Moves the write-ahead log into the database file (mod_xmpp_hosting's timer calls it).
+-spec checkpoint(handle()) -> ok | error().
+checkpoint(_H) -> not_loaded(?LINE).
 
 %% Invites. Specs and results are the core's shapes as maps with atom keys; a spec needs only
 %% `domain` (kind, username, inviter, uses, expiry, note, created_by are optional).

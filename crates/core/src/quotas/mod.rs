@@ -9,8 +9,10 @@
 //! [`Hosting::release_upload`] when it fails; [`Hosting::forget_file`] when the file is deleted
 //! (storage comes back, volume already uploaded in a window does not).
 //!
-//! Windows roll by the hour: bytes uploaded during an hour count until that whole hour has left
-//! the window, so a `retry_at` is exact to the hour and never too early.
+//! Windows roll by whole buckets: bytes count until their whole bucket has left the window, so a
+//! `retry_at` is never too early. The daily window uses hourly buckets (exact to the hour), the
+//! weekly and monthly windows daily buckets (exact to the day), so a check reads at most 24 + 30
+//! rows per scope.
 
 mod policy;
 
@@ -27,6 +29,8 @@ const HOUR: i64 = 3600;
 const DAY: i64 = 24 * HOUR;
 /// The rolling windows: a day, a week, a month of 30 days.
 const WINDOWS: [i64; 3] = [DAY, 7 * DAY, 30 * DAY];
+/// The bucket each window is counted in.
+const SPANS: [i64; 3] = [HOUR, DAY, DAY];
 /// Expired reservations released per decision: bounded work on the hot path.
 const EXPIRE_PER_CALL: i64 = 16;
 
@@ -166,38 +170,51 @@ fn as_i64(limit: u64) -> i64 {
     limit.min(i64::MAX as u64) as i64
 }
 
-/// Checks the three windows of one scope; the bytes it has reserved count in every window.
+/// The first bucket of window `i` at `now`: the oldest bucket any part of which is in the window.
+fn window_start(i: usize, now: Timestamp) -> i64 {
+    (now - WINDOWS[i]).div_euclid(SPANS[i])
+}
+
+/// Bytes a scope uploaded in window `i` (committed uploads; reservations are counted apart).
+fn window_volume(tx: &rusqlite::Connection, domain: &str, username: &str, i: usize, now: Timestamp) -> Result<i64> {
+    sql::volume_sum(tx, domain, username, SPANS[i], window_start(i, now))
+}
+
+/// Checks the three windows of one scope; the bytes the scope has reserved count in every
+/// window. Only a refusal reads the buckets, to find when room frees up.
+#[allow(clippy::too_many_arguments)]
 fn check_windows(
-    buckets: &[(i64, i64)],
+    tx: &rusqlite::Connection,
+    domain: &str,
+    username: &str,
     reserved: i64,
     size: i64,
     now: Timestamp,
     limits: [Option<u64>; 3],
     kinds: [UploadLimit; 3],
-) -> Option<Denial> {
+) -> Result<Option<Denial>> {
     for i in 0..3 {
         let Some(limit) = limits[i] else { continue };
-        let cutoff = (now - WINDOWS[i]).div_euclid(HOUR);
-        let in_window = buckets.iter().filter(|(h, _)| *h >= cutoff);
-        let used = in_window.clone().map(|(_, b)| b).sum::<i64>() + reserved;
+        let used = window_volume(tx, domain, username, i, now)? + reserved;
         if used.saturating_add(size) <= as_i64(limit) {
             continue;
         }
-        // Room frees up as the oldest hours leave the window.
+        // Room frees up as the oldest buckets leave the window.
         let mut remaining = used;
-        let retry_at = in_window.into_iter().find_map(|(h, b)| {
+        let buckets = sql::volume_buckets(tx, domain, username, SPANS[i], window_start(i, now))?;
+        let retry_at = buckets.into_iter().find_map(|(start, b)| {
             remaining -= b;
-            (remaining + size <= as_i64(limit)).then_some((h + 1) * HOUR + WINDOWS[i])
+            (remaining + size <= as_i64(limit)).then_some((start + 1) * SPANS[i] + WINDOWS[i])
         });
-        return Some(Denial {
+        return Ok(Some(Denial {
             limit: kinds[i],
             limit_value: limit,
             usage: used as u64,
             requested: size as u64,
             retry_at,
-        });
+        }));
     }
-    None
+    Ok(None)
 }
 
 fn storage_denial(limit: Option<u64>, stored: i64, reserved: i64, size: i64, kind: UploadLimit) -> Option<Denial> {
@@ -270,17 +287,15 @@ impl Hosting {
             if let Some(d) = storage.into_iter().find_map(|(l, s, r, k)| storage_denial(l, s, r, size, k)) {
                 return deny(d);
             }
-            let since = (now - WINDOWS[2]).div_euclid(HOUR);
             if limits.user_windows.iter().any(Option::is_some) {
-                let buckets = sql::volume_buckets(tx, name, &user, since)?;
-                if let Some(d) = check_windows(&buckets, user_reserved, size, now, limits.user_windows, USER_WINDOWS) {
+                let windows = limits.user_windows;
+                if let Some(d) = check_windows(tx, name, &user, user_reserved, size, now, windows, USER_WINDOWS)? {
                     return deny(d);
                 }
             }
             if limits.domain_windows.iter().any(Option::is_some) {
-                let buckets = sql::volume_buckets(tx, name, "", since)?;
                 let windows = limits.domain_windows;
-                if let Some(d) = check_windows(&buckets, domain_reserved, size, now, windows, DOMAIN_WINDOWS) {
+                if let Some(d) = check_windows(tx, name, "", domain_reserved, size, now, windows, DOMAIN_WINDOWS)? {
                     return deny(d);
                 }
             }
@@ -311,9 +326,12 @@ impl Hosting {
                 return Err(Error::AlreadyExists { what: "uploaded file", key: file_id.to_string() });
             }
             add_reserved(tx, &domain, &user, bytes, if released { 0 } else { -size })?;
-            let hour = now.div_euclid(HOUR);
-            sql::add_volume(tx, &domain, &user, hour, bytes)?;
-            sql::add_volume(tx, &domain, "", hour, bytes)
+            for span in [HOUR, DAY] {
+                let start = now.div_euclid(span);
+                sql::add_volume(tx, &domain, &user, span, start, bytes)?;
+                sql::add_volume(tx, &domain, "", span, start, bytes)?;
+            }
+            Ok(())
         })
     }
 
@@ -350,17 +368,14 @@ impl Hosting {
                 None => ("domain", ""),
             };
             let (stored, reserved) = sql::usage(c, scope, name, who)?;
-            let buckets = sql::volume_buckets(c, name, who, (now - WINDOWS[2]).div_euclid(HOUR))?;
-            let window = |w: i64| {
-                let cutoff = (now - w).div_euclid(HOUR);
-                buckets.iter().filter(|(h, _)| *h >= cutoff).map(|(_, b)| *b).sum::<i64>() as u64
-            };
+            let [daily, weekly, monthly] = [0, 1, 2].map(|i| window_volume(c, name, who, i, now));
+            let (daily, weekly, monthly) = (daily?, weekly?, monthly?);
             Ok(UploadUsage {
                 stored: stored as u64,
                 reserved: reserved as u64,
-                daily: window(WINDOWS[0]),
-                weekly: window(WINDOWS[1]),
-                monthly: window(WINDOWS[2]),
+                daily: daily as u64,
+                weekly: weekly as u64,
+                monthly: monthly as u64,
             })
         })
     }
@@ -400,7 +415,7 @@ impl Hosting {
         self.store().write(|tx| {
             let expired = expire(tx, now, 1000)?;
             let forgotten = sql::delete_released(tx, now - DAY)?;
-            let pruned = sql::prune_volume(tx, (now - WINDOWS[2]).div_euclid(HOUR) - 1, 10_000)?;
+            let pruned = sql::prune_volume(tx, now - WINDOWS[2] - DAY, 10_000)?;
             Ok(expired + forgotten + pruned)
         })
     }

@@ -250,8 +250,8 @@ fn maintenance_releases_and_prunes() {
     upload(&h, "alice", 10);
     granted(h.authorize_upload("example.org", "alice", 10).unwrap());
     clock.advance(40 * DAY);
-    // The expired reservation is released and, being long past, forgotten; the old volume
-    // bucket of the user and of the domain are pruned.
-    assert_eq!(h.purge_upload_ledger().unwrap(), 1 + 1 + 2);
+    // The expired reservation is released and, being long past, forgotten; the old hourly and
+    // daily volume buckets of the user and of the domain are pruned.
+    assert_eq!(h.purge_upload_ledger().unwrap(), 1 + 1 + 4);
     assert_eq!(h.upload_usage("example.org", Some("alice")).unwrap(), UploadUsage { stored: 10, ..Default::default() });
 }

@@ -34,32 +34,55 @@ pub(crate) fn add_usage(
     Ok(())
 }
 
-/// Volume uploaded by a scope (username '' for the domain) in buckets from `since_hour` on,
-/// oldest first: (hour, bytes).
-pub(crate) fn volume_buckets(c: &Connection, domain: &str, username: &str, since_hour: i64) -> Result<Vec<(i64, i64)>> {
+/// Buckets of one span uploaded by a scope (username '' for the domain) from bucket `since` on,
+/// oldest first: (bucket, bytes).
+pub(crate) fn volume_buckets(
+    c: &Connection,
+    domain: &str,
+    username: &str,
+    span: i64,
+    since: i64,
+) -> Result<Vec<(i64, i64)>> {
     let mut stmt = c.prepare_cached(
-        "SELECT hour, bytes FROM upload_volume WHERE domain = ?1 AND username = ?2 AND hour >= ?3 ORDER BY hour",
+        "SELECT start, bytes FROM upload_volume WHERE domain = ?1 AND username = ?2 AND span = ?3 AND start >= ?4
+         ORDER BY start",
     )?;
-    let rows = stmt.query_map(params![domain, username, since_hour], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map(params![domain, username, span, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-pub(crate) fn add_volume(c: &Connection, domain: &str, username: &str, hour: i64, bytes: i64) -> Result<()> {
-    c.prepare_cached(
-        "INSERT INTO upload_volume (domain, username, hour, bytes) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (domain, username, hour) DO UPDATE SET bytes = bytes + ?4",
+/// The sum of a scope's buckets of one span from bucket `since` on.
+pub(crate) fn volume_sum(c: &Connection, domain: &str, username: &str, span: i64, since: i64) -> Result<i64> {
+    Ok(c.prepare_cached(
+        "SELECT COALESCE(SUM(bytes), 0) FROM upload_volume
+         WHERE domain = ?1 AND username = ?2 AND span = ?3 AND start >= ?4",
     )?
-    .execute(params![domain, username, hour, bytes])?;
+    .query_row(params![domain, username, span, since], |r| r.get(0))?)
+}
+
+pub(crate) fn add_volume(
+    c: &Connection,
+    domain: &str,
+    username: &str,
+    span: i64,
+    start: i64,
+    bytes: i64,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO upload_volume (domain, username, span, start, bytes) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (domain, username, span, start) DO UPDATE SET bytes = bytes + ?5",
+    )?
+    .execute(params![domain, username, span, start, bytes])?;
     Ok(())
 }
 
-/// Deletes at most `limit` buckets older than `before_hour`; returns how many.
-pub(crate) fn prune_volume(c: &Connection, before_hour: i64, limit: i64) -> Result<usize> {
+/// Deletes at most `limit` buckets that ended before `before` (unix seconds); returns how many.
+pub(crate) fn prune_volume(c: &Connection, before: i64, limit: i64) -> Result<usize> {
     Ok(c.prepare_cached(
-        "DELETE FROM upload_volume WHERE (domain, username, hour) IN
-           (SELECT domain, username, hour FROM upload_volume WHERE hour < ?1 LIMIT ?2)",
+        "DELETE FROM upload_volume WHERE (domain, username, span, start) IN
+           (SELECT domain, username, span, start FROM upload_volume WHERE (start + 1) * span <= ?1 LIMIT ?2)",
     )?
-    .execute(params![before_hour, limit])?)
+    .execute(params![before, limit])?)
 }
 
 /// A reservation: (domain, username, size, released).

@@ -8,11 +8,15 @@
 --   prosodyctl mod_xmpp_hosting invite create DOMAIN [--uses N] [--kind account|roster|reset]
 --                                [--username U] [--inviter JID] [--expires-in SECONDS|never] [--note TEXT]
 --   prosodyctl mod_xmpp_hosting invite list DOMAIN | revoke DOMAIN ID | purge
+--   prosodyctl mod_xmpp_hosting domain claim|verify NAME ACCOUNT   (customers' own domains)
+--   prosodyctl mod_xmpp_hosting dns check NAME                      (the DNS tester's table)
 --   prosodyctl shell:  xmpp_hosting:domain_add("example.org")  (domain_list, domain_show, domain_remove,
 --                      invite_create(domain, {uses = 3}), invite_list(domain), invite_revoke(domain, id))
 --
--- In the server it also purges unusable invites once an hour, and checkpoints the store's
--- write-ahead log every few seconds (xmpp_hosting_checkpoint_interval).
+-- In the server it also purges unusable invites once an hour, re-checks customers' verified
+-- domains (logging a warning and firing xmpp-hosting/domain-lost when a record is gone), and
+-- checkpoints the store's write-ahead log every few seconds (xmpp_hosting_checkpoint_interval).
+-- DNS work runs on the core's worker thread; the loop only watches for its result.
 --
 -- The rules live in the Rust core (require "xmpp_hosting"); this file only wires them into
 -- Prosody. Other xmpp-hosting modules get the open store with module:depends("xmpp_hosting").
@@ -20,6 +24,8 @@
 module:set_global();
 
 local xh = require "xmpp_hosting";
+local async = require "util.async";
+local server = require "net.server";
 
 local database_path = module:get_option_path("xmpp_hosting_database", "xmpp_hosting.sqlite", "data");
 
@@ -39,7 +45,25 @@ function get_store() -- luacheck: ignore 131 (exported to dependent modules)
 	return store;
 end
 
+-- Waits for a result computed on the core's worker thread (DNS) without blocking the event loop:
+-- the loop watches the result's descriptor and wakes this runner when it is readable. Works in
+-- the server (admin shell) and in prosodyctl, whose commands both run in util.async runners.
+local function await(pending, err, code)
+	if not pending then return nil, err, code; end
+	if not pending:ready() then
+		local wait, done = async.waiter();
+		local watch = server.watchfd(pending:getfd(), function()
+			if pending:ready() then done(); end
+		end);
+		wait();
+		watch:close();
+	end
+	return pending:result();
+end
+
 local purge_interval = module:get_option_number("xmpp_hosting_purge_interval", 3600);
+-- Seconds between re-checks of customers' verified domains (each is checked when due).
+local recheck_interval = module:get_option_number("xmpp_hosting_recheck_interval", 600);
 -- Seconds between checkpoints of the store's write-ahead log: done here, on a timer, so that no
 -- request (a registration, an upload slot) pays for it.
 local checkpoint_interval = module:get_option_number("xmpp_hosting_checkpoint_interval", 5);
@@ -57,6 +81,28 @@ function module.load()
 			module:log("warn", "Invite purge failed: %s", tostring(err));
 		end
 		return purge_interval;
+	end);
+	module:add_timer(recheck_interval, function()
+		local s = get_store();
+		local pending = s and s:recheck_due(1000);
+		if pending then
+			-- The timer must not wait: a runner picks the result up when the worker is done.
+			async.runner(function()
+				local claims, err = await(pending);
+				if not claims then
+					module:log("warn", "Domain re-verification failed: %s", tostring(err));
+					return;
+				end
+				for _, c in ipairs(claims) do
+					if c.state == "lost" or c.state == "suspended" then
+						module:log("warn", "Domain %s of %s is %s: its verification record is gone%s", c.domain,
+							c.account, c.state, c.state == "lost" and " (grace period running)" or "");
+						module:fire_event("xmpp-hosting/domain-" .. c.state, { claim = c });
+					end
+				end
+			end):run(true);
+		end
+		return recheck_interval;
 	end);
 	module:add_timer(checkpoint_interval, function()
 		local s = get_store();
@@ -119,6 +165,41 @@ function domain_commands.remove(s, name)
 	return true, "Removed " .. name;
 end
 
+function domain_commands.claim(s, name, account)
+	if not account then return false, "Usage: domain claim NAME ACCOUNT"; end
+	local c, err = s:claim_domain(name, account);
+	if not c then return false, err; end
+	local i = c.instructions;
+	local lines = {
+		("%s claimed for %s (%s). Create one of these records, then run `domain verify`:"):format(c.claim.domain, account, c.claim.state),
+		("  %s  TXT    \"%s\""):format(i.name, i.txt),
+	};
+	if i.cname then lines[#lines + 1] = ("  %s  CNAME  %s."):format(i.name, i.cname); end
+	return true, table.concat(lines, "\n");
+end
+
+function domain_commands.verify(s, name, account)
+	if not account then return false, "Usage: domain verify NAME ACCOUNT"; end
+	local c, err = await(s:verify_domain(name, account));
+	if not c then return false, err; end
+	return true, ("%s for %s: %s%s"):format(c.domain, c.account, c.state,
+		c.last_error and (" (DNS: " .. c.last_error .. ")") or "");
+end
+
+local dns_commands = {};
+
+function dns_commands.check(s, name)
+	local report, err = await(s:dns_test(name));
+	if not report then return false, err; end
+	local lines = {};
+	for _, row in ipairs(report.rows) do
+		local found = row.problem and ("DNS error: " .. tostring(row.problem.kind)) or table.concat(row.found, ", ");
+		lines[#lines + 1] = ("%-40s %-5s %-7s expected %s, found %s"):format(row.name, row.type, row.status,
+			row.expected, found ~= "" and found or "nothing");
+	end
+	return true, table.concat(lines, "\n");
+end
+
 local function format_time(t)
 	return t and os.date("!%Y-%m-%d %H:%M UTC", t) or "never";
 end
@@ -168,8 +249,10 @@ function invite_commands.purge(s)
 end
 
 local groups = {
-	domain = { commands = domain_commands, needs_arg = { add = true, show = true, remove = true, set = true }, arg = "NAME" },
+	domain = { commands = domain_commands, arg = "NAME",
+		needs_arg = { add = true, show = true, remove = true, set = true, claim = true, verify = true } },
 	invite = { commands = invite_commands, needs_arg = { create = true, list = true, revoke = true }, arg = "DOMAIN" },
+	dns = { commands = dns_commands, needs_arg = { check = true }, arg = "DOMAIN" },
 };
 
 local function run_command(group_name, verb, ...)
@@ -208,7 +291,9 @@ Usage: prosodyctl mod_xmpp_hosting domain add|list|show|remove [NAME]
        prosodyctl mod_xmpp_hosting domain set NAME SETTING VALUE   (e.g. registration.policy open)
        prosodyctl mod_xmpp_hosting invite create DOMAIN [--uses N] [--kind account|roster|reset]
                   [--username U] [--inviter JID] [--expires-in SECONDS|never] [--note TEXT]
-       prosodyctl mod_xmpp_hosting invite list DOMAIN | revoke DOMAIN ID | purge]];
+       prosodyctl mod_xmpp_hosting invite list DOMAIN | revoke DOMAIN ID | purge
+       prosodyctl mod_xmpp_hosting domain claim|verify NAME ACCOUNT
+       prosodyctl mod_xmpp_hosting dns check NAME]];
 
 -- prosodyctl mod_xmpp_hosting …
 function module.command(arg)

@@ -19,5 +19,6 @@ impl LuaUserData for Handle {
         crate::domains::add_methods(methods);
         crate::invites::add_methods(methods);
         crate::quotas::add_methods(methods);
+        crate::verification::add_methods(methods);
     }
 }

@@ -13,7 +13,9 @@ mod convert;
 mod domains;
 mod handle;
 mod invites;
+mod pending;
 mod quotas;
+mod verification;
 
 use mlua::prelude::*;
 

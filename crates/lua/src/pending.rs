@@ -1,0 +1,63 @@
+//! Results the core computes on its worker thread (DNS checks), handed to Lua as a userdata
+//! that Prosody's event loop can watch: `p:getfd()` becomes readable when the result is in
+//! (for `server.watchfd`), `p:ready()` says whether it is, `p:result()` gives it (value, or
+//! `nil, message, code`). Lua is only ever touched from Prosody's own thread.
+
+use std::cell::RefCell;
+
+use mlua::prelude::*;
+use serde::Serialize;
+use xmpp_hosting_core::{Error, Pending};
+
+use crate::convert::to_lua;
+
+/// A pending core result of any serialisable type, seen as JSON.
+trait JsonPending {
+    fn fd(&self) -> i32;
+    fn take(&self) -> Option<Result<serde_json::Value, Error>>;
+}
+
+impl<T: Serialize + Send + 'static> JsonPending for Pending<Result<T, Error>> {
+    fn fd(&self) -> i32 {
+        Pending::fd(self)
+    }
+
+    fn take(&self) -> Option<Result<serde_json::Value, Error>> {
+        self.try_take().map(|r| r.map(|v| serde_json::to_value(v).expect("core values serialise")))
+    }
+}
+
+pub struct LuaPending {
+    inner: Box<dyn JsonPending>,
+    result: RefCell<Option<Result<serde_json::Value, Error>>>,
+}
+
+impl LuaPending {
+    pub fn new<T: Serialize + Send + 'static>(p: Pending<Result<T, Error>>) -> Self {
+        LuaPending { inner: Box::new(p), result: RefCell::new(None) }
+    }
+
+    fn poll(&self) -> bool {
+        let mut slot = self.result.borrow_mut();
+        if slot.is_none() {
+            *slot = self.inner.take();
+        }
+        slot.is_some()
+    }
+}
+
+impl LuaUserData for LuaPending {
+    fn add_methods<M: LuaUserDataMethods<Self>>(m: &mut M) {
+        m.add_method("getfd", |_, p, ()| Ok(p.inner.fd()));
+        m.add_method("ready", |_, p, ()| Ok(p.poll()));
+        m.add_method("result", |lua, p, ()| {
+            if !p.poll() {
+                return (LuaNil, "the result is not ready yet", "pending").into_lua_multi(lua);
+            }
+            match p.result.borrow().as_ref().expect("polled") {
+                Ok(v) => to_lua(lua, v)?.into_lua_multi(lua),
+                Err(e) => (LuaNil, e.to_string(), e.code()).into_lua_multi(lua),
+            }
+        });
+    }
+}

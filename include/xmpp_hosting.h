@@ -36,10 +36,13 @@ typedef enum {
   XH_ERR_NULL_POINTER = 8,
   // A string argument was not UTF-8.
   XH_ERR_INVALID_UTF8 = 9,
-  // A bug in the library or a failure of the machine (no randomness, no worker thread); the
-  // call did nothing it could not undo.
+  // A bug in the library, caught before it could unwind into C; the call did nothing it could
+  // not undo.
   XH_ERR_PANIC = 10,
+  // An error code newer than this ABI: the message still says what went wrong.
   XH_ERR_UNKNOWN = 11,
+  // The machine failed (no OS randomness, no worker thread): not the caller's fault.
+  XH_ERR_INTERNAL = 12,
 } xh_status;
 
 // An open store. Opaque to C: created by [`xh_open`], freed by [`xh_close`]. One handle may be
@@ -95,12 +98,6 @@ const char *xh_last_error_message(void);
 // The status of the last call on this thread.
 xh_status xh_last_error_code(void);
 
-// Frees a string returned by this library. NULL is ignored.
-//
-// # Safety
-// `s` is NULL or a string this library returned and that has not been freed yet.
-void xh_string_free(char *s);
-
 // Opens (creating if needed) the store file at `path` and writes the handle to `*out`.
 //
 // # Safety
@@ -118,8 +115,8 @@ void xh_close(xh_hosting *h);
 // here.
 //
 // # Safety
-// `h` is a live handle; `spec_json` a NUL-terminated string; `out_json` NULL or writable.
-xh_status xh_invite_create(xh_hosting *h, const char *spec_json, char **out_json);
+// `h` is a live handle; `new_invite_json` a NUL-terminated string; `out_json` NULL or writable.
+xh_status xh_invite_create(xh_hosting *h, const char *new_invite_json, char **out_json);
 
 // Writes the invite a token stands for if it can be used now; `XH_ERR_NOT_FOUND` otherwise.
 //
@@ -133,11 +130,11 @@ xh_status xh_invite_check(xh_hosting *h, const char *domain, const char *token, 
 // `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
 xh_status xh_invite_list(xh_hosting *h, const char *domain, char **out_json);
 
-// Revokes an invite (as the admin) and writes it.
+// Revokes an invite as the admin; `XH_ERR_NOT_FOUND` when the domain has no invite `id`.
 //
 // # Safety
-// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
-xh_status xh_invite_revoke(xh_hosting *h, const char *domain, int64_t id, char **out_json);
+// `h` is a live handle; `domain` a NUL-terminated string.
+xh_status xh_invite_revoke(xh_hosting *h, const char *domain, int64_t id);
 
 // Deletes unusable invites and gives back uses held by registrations that never finished;
 // writes `{invites_removed, stale_registrations_failed}`.
@@ -166,6 +163,12 @@ xh_status xh_registration_begin(xh_hosting *h,
 // # Safety
 // `h` is a live handle.
 xh_status xh_registration_finish(xh_hosting *h, int64_t ticket, bool created);
+
+// Frees a string returned by this library. NULL is ignored.
+//
+// # Safety
+// `s` is NULL or a string this library returned and that has not been freed yet.
+void xh_string_free(char *s);
 
 #ifdef __cplusplus
 }  // extern "C"

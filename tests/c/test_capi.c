@@ -35,7 +35,7 @@ static int contains(const char *haystack, const char *needle) {
 static int json_string(const char *json, const char *key, char *buf, size_t len) {
     char pattern[64];
     snprintf(pattern, sizeof pattern, "\"%s\":\"", key);
-    const char *start = strstr(json, pattern);
+    const char *start = json ? strstr(json, pattern) : NULL;
     if (!start) return 0;
     start += strlen(pattern);
     const char *end = strchr(start, '"');
@@ -48,7 +48,7 @@ static int json_string(const char *json, const char *key, char *buf, size_t len)
 static long long json_int(const char *json, const char *key) {
     char pattern[64];
     snprintf(pattern, sizeof pattern, "\"%s\":", key);
-    const char *start = strstr(json, pattern);
+    const char *start = json ? strstr(json, pattern) : NULL;
     return start ? atoll(start + strlen(pattern)) : -1;
 }
 
@@ -57,6 +57,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s STORE_PATH\n", argv[0]);
         return 2;
     }
+    /* Line-buffered, so the checks before a crash still show. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     char *json = NULL;
     xh_hosting *h = NULL;
 
@@ -122,12 +124,12 @@ int main(int argc, char **argv) {
            "xh_invite_create");
     check(json_string(json, "token", token, sizeof token) && strlen(token) >= 22, "the invite has a long token");
     check(contains(json, "\"uri\":\"xmpp:example.org?register;preauth="), "the invite has its XEP-0401 URI");
-    long long invite_id = json_int(strstr(json, "\"invite\""), "id");
+    long long invite_id = json_int(json ? strstr(json, "\"invite\"") : NULL, "id");
     xh_string_free(json);
     json = NULL;
     expect(xh_invite_create(h, "{\"domain\":\"example.org\",\"usez\":1}", NULL), XH_ERR_INVALID_ARGUMENT,
            "unknown field", "xh_invite_create(unknown field)");
-    expect(xh_invite_create(h, "not json", NULL), XH_ERR_INVALID_ARGUMENT, "invite spec", "xh_invite_create(not JSON)");
+    expect(xh_invite_create(h, "not json", NULL), XH_ERR_INVALID_ARGUMENT, "new invite JSON", "xh_invite_create(not JSON)");
     expect(xh_invite_create(h, "{\"domain\":\"missing.example\"}", NULL), XH_ERR_NOT_FOUND, "domain not found",
            "xh_invite_create(missing domain)");
     expect(xh_invite_check(h, "example.org", token, &json), XH_OK, NULL, "xh_invite_check(valid)");
@@ -160,12 +162,84 @@ int main(int argc, char **argv) {
     expect(xh_invite_check(h, "example.org", token, NULL), XH_ERR_NOT_FOUND, NULL, "a used invite no longer checks");
     expect(xh_registration_begin(h, "example.org", NULL, NULL, NULL, NULL), XH_ERR_NULL_POINTER, "username",
            "xh_registration_begin(NULL username)");
-    expect(xh_invite_revoke(h, "example.org", invite_id, &json), XH_OK, NULL, "xh_invite_revoke");
-    check(contains(json, "\"revoked_by\":\"admin\""), "xh_invite_revoke returns the revoked invite");
+    expect(xh_invite_revoke(h, "example.org", invite_id), XH_OK, NULL, "xh_invite_revoke");
+    expect(xh_invite_list(h, "example.org", &json), XH_OK, NULL, "xh_invite_list after revoke");
+    check(contains(json, "\"revoked_by\":\"admin\""), "the revoked invite is listed as revoked by the admin");
     xh_string_free(json);
     json = NULL;
-    expect(xh_invite_revoke(h, "example.org", 999999, NULL), XH_ERR_NOT_FOUND, "invite not found",
+    expect(xh_invite_revoke(h, "example.org", 999999), XH_ERR_NOT_FOUND, "invite not found",
            "xh_invite_revoke(missing)");
+    expect(xh_invite_revoke(h, "bad..domain", invite_id), XH_ERR_INVALID_DOMAIN, NULL, "xh_invite_revoke(bad domain)");
+
+    /* Every entry point refuses NULL and non-UTF-8 arguments instead of crashing. */
+    expect(xh_domain_get(NULL, "example.org", NULL), XH_ERR_NULL_POINTER, "h must not be NULL", "xh_domain_get(NULL h)");
+    expect(xh_domain_get(h, NULL, NULL), XH_ERR_NULL_POINTER, "name", "xh_domain_get(NULL name)");
+    expect(xh_domain_get(h, "\xc3\x28.example", NULL), XH_ERR_INVALID_UTF8, "name", "xh_domain_get(non-UTF-8)");
+    expect(xh_domain_remove(NULL, "example.org"), XH_ERR_NULL_POINTER, "h", "xh_domain_remove(NULL h)");
+    expect(xh_domain_remove(h, NULL), XH_ERR_NULL_POINTER, "name", "xh_domain_remove(NULL name)");
+    expect(xh_domain_remove(h, "\x80"), XH_ERR_INVALID_UTF8, "name", "xh_domain_remove(non-UTF-8)");
+    expect(xh_domain_remove(h, "-bad-.example"), XH_ERR_INVALID_DOMAIN, NULL, "xh_domain_remove(invalid domain)");
+    expect(xh_invite_create(NULL, "{\"domain\":\"example.org\"}", NULL), XH_ERR_NULL_POINTER, "h",
+           "xh_invite_create(NULL h)");
+    expect(xh_invite_create(h, NULL, NULL), XH_ERR_NULL_POINTER, "new_invite_json", "xh_invite_create(NULL JSON)");
+    expect(xh_invite_create(h, "{\"domain\":\"\xff\"}", NULL), XH_ERR_INVALID_UTF8, "new_invite_json",
+           "xh_invite_create(non-UTF-8)");
+    expect(xh_invite_create(h, "{\"domain\":\"example.org\",\"uses\":-1}", NULL), XH_ERR_INVALID_ARGUMENT, NULL,
+           "xh_invite_create(negative uses)");
+    expect(xh_invite_list(NULL, "example.org", NULL), XH_ERR_NULL_POINTER, "h", "xh_invite_list(NULL h)");
+    expect(xh_invite_list(h, NULL, NULL), XH_ERR_NULL_POINTER, "domain", "xh_invite_list(NULL domain)");
+    expect(xh_invite_list(h, "\xfe", NULL), XH_ERR_INVALID_UTF8, "domain", "xh_invite_list(non-UTF-8)");
+    expect(xh_invite_list(h, "a..b", NULL), XH_ERR_INVALID_DOMAIN, NULL, "xh_invite_list(invalid domain)");
+    expect(xh_invite_revoke(NULL, "example.org", 1), XH_ERR_NULL_POINTER, "h", "xh_invite_revoke(NULL h)");
+    expect(xh_invite_revoke(h, NULL, 1), XH_ERR_NULL_POINTER, "domain", "xh_invite_revoke(NULL domain)");
+    expect(xh_invite_revoke(h, "\xfe", 1), XH_ERR_INVALID_UTF8, "domain", "xh_invite_revoke(non-UTF-8)");
+    expect(xh_invite_check(NULL, "example.org", token, NULL), XH_ERR_NULL_POINTER, "h", "xh_invite_check(NULL h)");
+    expect(xh_invite_check(h, "example.org", NULL, NULL), XH_ERR_NULL_POINTER, "token", "xh_invite_check(NULL token)");
+    expect(xh_invite_check(h, NULL, token, NULL), XH_ERR_NULL_POINTER, "domain", "xh_invite_check(NULL domain)");
+    expect(xh_invite_check(h, "example.org", "\xff\xff", NULL), XH_ERR_INVALID_UTF8, "token",
+           "xh_invite_check(non-UTF-8 token)");
+    expect(xh_registration_begin(NULL, "example.org", "bob", NULL, NULL, NULL), XH_ERR_NULL_POINTER, "h",
+           "xh_registration_begin(NULL h)");
+    expect(xh_registration_begin(h, NULL, "bob", NULL, NULL, NULL), XH_ERR_NULL_POINTER, "domain",
+           "xh_registration_begin(NULL domain)");
+    expect(xh_registration_begin(h, "example.org", "b\xff" "b", NULL, NULL, NULL), XH_ERR_INVALID_UTF8, "username",
+           "xh_registration_begin(non-UTF-8 username)");
+    expect(xh_registration_begin(h, "example.org", "bob", "\xff", NULL, NULL), XH_ERR_INVALID_UTF8, "ip",
+           "xh_registration_begin(non-UTF-8 ip)");
+    expect(xh_registration_begin(h, "example.org", "bob", NULL, "\xff", NULL), XH_ERR_INVALID_UTF8, "token",
+           "xh_registration_begin(non-UTF-8 token)");
+    expect(xh_registration_begin(h, "missing.example", "bob", NULL, NULL, NULL), XH_ERR_NOT_FOUND, "not found",
+           "xh_registration_begin(unhosted domain)");
+    {
+        size_t n = 1 << 20;
+        char *huge = malloc(n + 1);
+        memset(huge, 'u', n);
+        huge[n] = '\0';
+        xh_status s = xh_registration_begin(h, "example.org", huge, NULL, NULL, &json);
+        check(s != XH_OK ? json == NULL : contains(json, "\"decision\":\"refused\""),
+              "xh_registration_begin(1 MiB username) is refused or an error");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_invite_check(h, "example.org", huge, NULL), XH_ERR_NOT_FOUND, NULL, "xh_invite_check(1 MiB token)");
+        free(huge);
+    }
+    expect(xh_registration_finish(NULL, 1, false), XH_ERR_NULL_POINTER, "h", "xh_registration_finish(NULL h)");
+    expect(xh_registration_finish(h, -5, false), XH_ERR_NOT_FOUND, NULL, "xh_registration_finish(unknown ticket)");
+    expect(xh_invite_purge(NULL, NULL), XH_ERR_NULL_POINTER, "h", "xh_invite_purge(NULL h)");
+
+    /* An aborted registration gives the invite's use back. */
+    expect(xh_invite_create(h, "{\"domain\":\"example.org\",\"uses\":1}", &json), XH_OK, NULL,
+           "xh_invite_create(second)");
+    check(json_string(json, "token", token, sizeof token), "the second invite has a token");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_registration_begin(h, "example.org", "carol", NULL, token, &json), XH_OK, NULL,
+           "xh_registration_begin(carol)");
+    ticket = json_int(json, "id");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_registration_finish(h, ticket, false), XH_OK, NULL, "xh_registration_finish(not created)");
+    expect(xh_invite_check(h, "example.org", token, NULL), XH_OK, NULL, "the invite is usable again");
     expect(xh_invite_purge(h, &json), XH_OK, NULL, "xh_invite_purge");
     check(contains(json, "\"invites_removed\":1"), "xh_invite_purge removes the used invite");
     xh_string_free(json);

@@ -2,9 +2,9 @@
 
 use std::ffi::c_char;
 
-use crate::error::xh_status;
-use crate::ffi::{guard, text, write_json};
+use crate::error::{guard, xh_status};
 use crate::handle::{hosting, xh_hosting};
+use crate::strings::{text, write_json};
 
 /// Starts hosting `name` (Unicode or ASCII form); writes the domain as JSON to `*out_json`.
 ///

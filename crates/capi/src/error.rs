@@ -1,7 +1,9 @@
 //! Status codes and the thread's last error: core errors are mapped to C here and only here.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use xmpp_hosting_core::Error;
 
@@ -25,10 +27,13 @@ pub enum xh_status {
     XH_ERR_NULL_POINTER = 8,
     /// A string argument was not UTF-8.
     XH_ERR_INVALID_UTF8 = 9,
-    /// A bug in the library or a failure of the machine (no randomness, no worker thread); the
-    /// call did nothing it could not undo.
+    /// A bug in the library, caught before it could unwind into C; the call did nothing it could
+    /// not undo.
     XH_ERR_PANIC = 10,
+    /// An error code newer than this ABI: the message still says what went wrong.
     XH_ERR_UNKNOWN = 11,
+    /// The machine failed (no OS randomness, no worker thread): not the caller's fault.
+    XH_ERR_INTERNAL = 12,
 }
 
 /// Why a call failed, before it becomes a status and a message.
@@ -56,7 +61,7 @@ impl Failure {
                 "not-allowed" => xh_status::XH_ERR_NOT_ALLOWED,
                 "store" => xh_status::XH_ERR_STORE,
                 "corrupt" => xh_status::XH_ERR_CORRUPT,
-                "internal" => xh_status::XH_ERR_PANIC,
+                "internal" => xh_status::XH_ERR_INTERNAL,
                 _ => xh_status::XH_ERR_UNKNOWN,
             },
             Failure::Null(_) => xh_status::XH_ERR_NULL_POINTER,
@@ -79,8 +84,23 @@ thread_local! {
     static LAST_ERROR: RefCell<(xh_status, CString)> = RefCell::new((xh_status::XH_OK, CString::default()));
 }
 
+/// Runs the body of an entry point: its outcome becomes the status and the thread's last error,
+/// and a panic becomes `XH_ERR_PANIC` instead of unwinding into C.
+pub(crate) fn guard(body: impl FnOnce() -> Result<(), Failure>) -> xh_status {
+    let result = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|p| Err(Failure::Panic(panic_message(&*p))));
+    record(result)
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 /// Records the outcome of a call for this thread and returns its status.
-pub(crate) fn record(result: Result<(), Failure>) -> xh_status {
+fn record(result: Result<(), Failure>) -> xh_status {
     let (status, message) = match result {
         Ok(()) => (xh_status::XH_OK, String::new()),
         Err(f) => (f.status(), f.message()),
@@ -102,4 +122,48 @@ pub extern "C" fn xh_last_error_message() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn xh_last_error_code() -> xh_status {
     LAST_ERROR.with(|e| e.borrow().0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+
+    use xmpp_hosting_core::DomainNameError;
+
+    use super::*;
+
+    fn last_message() -> String {
+        unsafe { CStr::from_ptr(xh_last_error_message()) }.to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_not_an_unwind() {
+        assert_eq!(guard(|| panic!("boom")), xh_status::XH_ERR_PANIC);
+        assert_eq!(xh_last_error_code(), xh_status::XH_ERR_PANIC);
+        assert_eq!(last_message(), "internal error: boom");
+        assert_eq!(guard(|| Ok(())), xh_status::XH_OK);
+        assert_eq!(last_message(), "");
+    }
+
+    #[test]
+    fn core_errors_keep_their_kind_and_message() {
+        let cases = [
+            (Error::from(DomainNameError::Empty), xh_status::XH_ERR_INVALID_DOMAIN),
+            (Error::InvalidArgument("x".into()), xh_status::XH_ERR_INVALID_ARGUMENT),
+            (Error::NotAllowed("x".into()), xh_status::XH_ERR_NOT_ALLOWED),
+            (Error::Corrupt("x".into()), xh_status::XH_ERR_CORRUPT),
+            (Error::Internal("x".into()), xh_status::XH_ERR_INTERNAL),
+        ];
+        for (error, status) in cases {
+            let message = error.to_string();
+            assert_eq!(guard(|| Err(error.into())), status);
+            assert_eq!(last_message(), message);
+        }
+    }
+
+    #[test]
+    fn a_nul_in_a_message_does_not_lose_it() {
+        guard(|| Err(Error::InvalidArgument("a\0b".into()).into()));
+        assert_eq!(last_message(), "invalid argument: ab");
+    }
 }

@@ -4,8 +4,8 @@ use std::ffi::c_char;
 
 use xmpp_hosting_core::Hosting;
 
-use crate::error::{xh_status, Failure};
-use crate::ffi::{guard, text};
+use crate::error::{guard, xh_status, Failure};
+use crate::strings::text;
 
 /// An open store. Opaque to C: created by [`xh_open`], freed by [`xh_close`]. One handle may be
 /// used from several threads; calls on it are serialised.

@@ -5,25 +5,25 @@ use std::ffi::c_char;
 use xmpp_hosting_core::invites::{Creator, NewInvite, RegistrationRequest};
 use xmpp_hosting_core::Error;
 
-use crate::error::xh_status;
-use crate::ffi::{guard, optional_text, text, write_json};
+use crate::error::{guard, xh_status};
 use crate::handle::{hosting, xh_hosting};
+use crate::strings::{optional_text, text, write_json};
 
 /// Creates an invite from JSON (`{"domain": "example.org", "uses": 3, "expiry": 86400}`; only
 /// `domain` is required) and writes `{token, uri, landing_url, invite}`. The token is shown only
 /// here.
 ///
 /// # Safety
-/// `h` is a live handle; `spec_json` a NUL-terminated string; `out_json` NULL or writable.
+/// `h` is a live handle; `new_invite_json` a NUL-terminated string; `out_json` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn xh_invite_create(
     h: *mut xh_hosting,
-    spec_json: *const c_char,
+    new_invite_json: *const c_char,
     out_json: *mut *mut c_char,
 ) -> xh_status {
     guard(|| {
-        let spec: NewInvite = serde_json::from_str(text(spec_json, "spec_json")?)
-            .map_err(|e| Error::InvalidArgument(format!("invite spec: {e}")))?;
+        let spec: NewInvite = serde_json::from_str(text(new_invite_json, "new_invite_json")?)
+            .map_err(|e| Error::InvalidArgument(format!("new invite JSON: {e}")))?;
         write_json(out_json, &hosting(h)?.create_invite(&spec)?)
     })
 }
@@ -59,18 +59,16 @@ pub unsafe extern "C" fn xh_invite_list(
     guard(|| write_json(out_json, &hosting(h)?.invites(text(domain, "domain")?)?))
 }
 
-/// Revokes an invite (as the admin) and writes it.
+/// Revokes an invite as the admin; `XH_ERR_NOT_FOUND` when the domain has no invite `id`.
 ///
 /// # Safety
-/// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
+/// `h` is a live handle; `domain` a NUL-terminated string.
 #[no_mangle]
-pub unsafe extern "C" fn xh_invite_revoke(
-    h: *mut xh_hosting,
-    domain: *const c_char,
-    id: i64,
-    out_json: *mut *mut c_char,
-) -> xh_status {
-    guard(|| write_json(out_json, &hosting(h)?.revoke_invite(text(domain, "domain")?, id, &Creator::Admin)?))
+pub unsafe extern "C" fn xh_invite_revoke(h: *mut xh_hosting, domain: *const c_char, id: i64) -> xh_status {
+    guard(|| {
+        hosting(h)?.revoke_invite(text(domain, "domain")?, id, &Creator::Admin)?;
+        Ok(())
+    })
 }
 
 /// Deletes unusable invites and gives back uses held by registrations that never finished;

@@ -9,15 +9,19 @@
 
 mod domains;
 mod error;
-mod ffi;
 mod handle;
 mod invites;
+mod quotas;
+mod strings;
+mod verification;
 
 pub use domains::*;
 pub use error::{xh_last_error_code, xh_last_error_message, xh_status};
-pub use ffi::xh_string_free;
 pub use handle::*;
 pub use invites::*;
+pub use quotas::*;
+pub use strings::xh_string_free;
+pub use verification::*;
 
 /// The library version, a static string the caller must not free.
 #[no_mangle]

@@ -20,10 +20,18 @@ fn header_matches_the_code() {
         std::fs::write(&header, &generated).expect("write include/xmpp_hosting.h");
         return;
     }
-    let committed = std::fs::read(&header).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "include/xmpp_hosting.h differs from the code; run `XH_BLESS=1 cargo test -p xmpp-hosting-capi --test header` \
-         and commit the header"
-    );
+    let committed = std::fs::read_to_string(&header).unwrap_or_default();
+    let generated = String::from_utf8(generated).expect("cbindgen writes UTF-8");
+    if committed != generated {
+        let line = committed.lines().zip(generated.lines()).position(|(a, b)| a != b);
+        let line = line.unwrap_or_else(|| committed.lines().count().min(generated.lines().count()));
+        panic!(
+            "include/xmpp_hosting.h differs from the code (first difference at line {}:\n  committed: {:?}\n  \
+             generated: {:?}).\nRegenerate it with `XH_BLESS=1 cargo test -p xmpp-hosting-capi --test header` and \
+             commit the header.",
+            line + 1,
+            committed.lines().nth(line).unwrap_or("<end of file>"),
+            generated.lines().nth(line).unwrap_or("<end of file>"),
+        );
+    }
 }

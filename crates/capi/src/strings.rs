@@ -1,27 +1,10 @@
-//! Crossing the boundary: arguments in, JSON out, panics caught.
+//! Strings across the boundary: C strings in, JSON strings out, and freeing what went out.
 
-use std::any::Any;
 use std::ffi::{c_char, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde::Serialize;
 
-use crate::error::{record, xh_status, Failure};
-
-/// Runs the body of an entry point: its outcome becomes the status and the thread's last error,
-/// and a panic becomes `XH_ERR_PANIC` instead of unwinding into C.
-pub(crate) fn guard(body: impl FnOnce() -> Result<(), Failure>) -> xh_status {
-    let result = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|p| Err(Failure::Panic(panic_message(&*p))));
-    record(result)
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default()
-}
+use crate::error::Failure;
 
 /// A required string argument.
 ///

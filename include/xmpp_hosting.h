@@ -164,11 +164,70 @@ xh_status xh_registration_begin(xh_hosting *h,
 // `h` is a live handle.
 xh_status xh_registration_finish(xh_hosting *h, int64_t ticket, bool created);
 
+// Decides a slot request for `size` bytes and writes `{"decision": "granted", "id", ...}` or
+// `{"decision": "denied", "limit", "limit_value", "usage", "retry_at"?, "type", "condition",
+// "text"}`. A size of zero or less is `XH_ERR_INVALID_ARGUMENT` (answer `bad-request`).
+//
+// # Safety
+// `h` is a live handle; `domain`, `username` NUL-terminated strings; `out_json` NULL or writable.
+xh_status xh_upload_authorize(xh_hosting *h,
+                              const char *domain,
+                              const char *username,
+                              int64_t size,
+                              char **out_json);
+
+// Records a completed upload of `bytes` under the server's `file_id`.
+//
+// # Safety
+// `h` is a live handle; `file_id` a NUL-terminated string.
+xh_status xh_upload_commit(xh_hosting *h, int64_t reservation, int64_t bytes, const char *file_id);
+
+// Gives a granted slot's bytes back (the upload failed or never came).
+//
+// # Safety
+// `h` is a live handle.
+xh_status xh_upload_release(xh_hosting *h, int64_t reservation);
+
+// A stored file was deleted: its bytes leave storage. `*out_known` (may be NULL) tells whether
+// the ledger knew the file.
+//
+// # Safety
+// `h` is a live handle; `file_id` a NUL-terminated string; `out_known` NULL or writable.
+xh_status xh_file_forget(xh_hosting *h, const char *file_id, bool *out_known);
+
+// Writes `{stored, reserved, daily, weekly, monthly}` for a user, or for the domain when
+// `username` is NULL.
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `username` NULL or one; `out_json`
+// NULL or writable.
+xh_status xh_upload_usage(xh_hosting *h, const char *domain, const char *username, char **out_json);
+
 // Frees a string returned by this library. NULL is ignored.
 //
 // # Safety
 // `s` is NULL or a string this library returned and that has not been freed yet.
 void xh_string_free(char *s);
+
+// Starts (or returns) `account`'s claim on `domain`; writes `{claim, instructions}` with the
+// TXT and CNAME records that prove it.
+//
+// # Safety
+// `h` is a live handle; `domain`, `account` NUL-terminated strings; `out_json` NULL or writable.
+xh_status xh_domain_claim(xh_hosting *h, const char *domain, const char *account, char **out_json);
+
+// Looks for the proof now (blocking on DNS) and writes the claim as it is afterwards.
+//
+// # Safety
+// As for [`xh_domain_claim`].
+xh_status xh_domain_verify(xh_hosting *h, const char *domain, const char *account, char **out_json);
+
+// Runs the DNS tester (blocking on DNS) and writes `{domain, rows: [{name, type, expected,
+// found, status, problem}]}`.
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
+xh_status xh_dns_check(xh_hosting *h, const char *domain, char **out_json);
 
 #ifdef __cplusplus
 }  // extern "C"

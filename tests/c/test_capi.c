@@ -245,6 +245,52 @@ int main(int argc, char **argv) {
     xh_string_free(json);
     json = NULL;
 
+    /* Upload quotas */
+    expect(xh_domain_set(h, "example.org", "uploads.max_file_size", "100", NULL), XH_OK, NULL, "set max_file_size");
+    expect(xh_upload_authorize(h, "example.org", "alice", 101, &json), XH_OK, NULL, "xh_upload_authorize(too large)");
+    check(contains(json, "\"decision\":\"denied\"") && contains(json, "\"limit\":\"file-size\"") &&
+              contains(json, "\"limit_value\":100"),
+          "a file over the limit is denied with the limit");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_upload_authorize(h, "example.org", "alice", 0, NULL), XH_ERR_INVALID_ARGUMENT, "larger than zero",
+           "xh_upload_authorize(0)");
+    expect(xh_upload_authorize(h, "example.org", "alice", 40, &json), XH_OK, NULL, "xh_upload_authorize");
+    check(contains(json, "\"decision\":\"granted\""), "a small file is granted");
+    long long reservation = json_int(json, "id");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_upload_commit(h, reservation, 40, "file-1"), XH_OK, NULL, "xh_upload_commit");
+    expect(xh_upload_commit(h, reservation, 40, "file-1"), XH_ERR_NOT_FOUND, "reservation", "xh_upload_commit(again)");
+    expect(xh_upload_usage(h, "example.org", "alice", &json), XH_OK, NULL, "xh_upload_usage");
+    check(contains(json, "\"stored\":40") && contains(json, "\"daily\":40"), "the upload is counted");
+    xh_string_free(json);
+    json = NULL;
+    bool known = false;
+    expect(xh_file_forget(h, "file-1", &known), XH_OK, NULL, "xh_file_forget");
+    check(known, "the ledger knew the file");
+    expect(xh_upload_usage(h, "example.org", NULL, &json), XH_OK, NULL, "xh_upload_usage(domain)");
+    check(contains(json, "\"stored\":0") && contains(json, "\"daily\":40"), "storage is freed, volume is not");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_upload_authorize(h, "example.org", "alice", 10, &json), XH_OK, NULL, "xh_upload_authorize(to release)");
+    reservation = json_int(json, "id");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_upload_release(h, reservation), XH_OK, NULL, "xh_upload_release");
+    expect(xh_upload_release(h, reservation), XH_ERR_NOT_FOUND, NULL, "xh_upload_release(again)");
+
+    /* Customer domains (no DNS needed to claim) */
+    expect(xh_domain_claim(h, "her-name.example", "alice", &json), XH_OK, NULL, "xh_domain_claim");
+    check(contains(json, "\"txt\":\"verify=") && contains(json, "\"state\":\"pending\""),
+          "the claim gives the TXT record to create");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_domain_claim(h, "co.uk", "alice", NULL), XH_ERR_INVALID_ARGUMENT, "public suffix", "xh_domain_claim(co.uk)");
+    expect(xh_domain_verify(h, "unclaimed.example", "alice", NULL), XH_ERR_NOT_FOUND, "claim not found",
+           "xh_domain_verify(no claim)");
+    expect(xh_dns_check(h, NULL, NULL), XH_ERR_NULL_POINTER, "domain", "xh_dns_check(NULL)");
+
     xh_string_free(NULL);
     check(1, "xh_string_free(NULL) is harmless");
     xh_close(h);

@@ -2,9 +2,9 @@
 
 use std::ffi::c_char;
 
-use crate::error::xh_status;
-use crate::ffi::{guard, optional_text, text, write_json};
+use crate::error::{guard, xh_status};
 use crate::handle::{hosting, xh_hosting};
+use crate::strings::{optional_text, text, write_json};
 
 /// Decides a slot request for `size` bytes and writes `{"decision": "granted", "id", ...}` or
 /// `{"decision": "denied", "limit", "limit_value", "usage", "retry_at"?, "type", "condition",

@@ -7,9 +7,9 @@ use std::ffi::c_char;
 
 use serde_json::json;
 
-use crate::error::xh_status;
-use crate::ffi::{guard, text, write_json};
+use crate::error::{guard, xh_status};
 use crate::handle::{hosting, xh_hosting};
+use crate::strings::{text, write_json};
 
 /// Starts (or returns) `account`'s claim on `domain`; writes `{claim, instructions}` with the
 /// TXT and CNAME records that prove it.

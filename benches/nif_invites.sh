@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Redeem latency through the NIF, as ejabberd calls it, with N invites stored (default 100000).
 #   PROFILE=release scripts/build && benches/nif_invites.sh [N] [REDEEMS]
+# or, building only the NIF:
+#   cargo build -p xmpp-hosting-nif --release && LIB=target/release/libxmpp_hosting_nif.so benches/nif_invites.sh
 # Runs a bare Erlang VM (OTP 25, as ejabberd 23.01) with xmpp_hosting_nif; prints figures only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +10,7 @@ N="${1:-100000}"; REDEEMS="${2:-10000}"
 work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/ebin" "$work/priv/lib"
 erlc -o "$work/ebin" erlang/mod_xmpp_hosting/src/xmpp_hosting_nif.erl
-cp erlang/mod_xmpp_hosting/priv/lib/xmpp_hosting_nif.so "$work/priv/lib/"
+cp "${LIB:-erlang/mod_xmpp_hosting/priv/lib/xmpp_hosting_nif.so}" "$work/priv/lib/xmpp_hosting_nif.so"
 cat > "$work/bench.erl" <<'ERL'
 -module(bench).
 -export([run/3]).
@@ -28,8 +30,8 @@ run(Db, N, Redeems) ->
                S = erlang:monotonic_time(microsecond),
                User = <<"user", (integer_to_binary(I))/binary>>,
                {ok, #{decision := <<"allowed">>, id := Id}} =
-                   xmpp_hosting_nif:begin_registration(H, <<"bench.example">>, User, undefined,
-                                                      element(I * Step, Tokens)),
+                   xmpp_hosting_nif:begin_registration(H, #{domain => <<"bench.example">>, username => User,
+                                                            token => element(I * Step, Tokens)}),
                ok = xmpp_hosting_nif:finish_registration(H, Id, true),
                erlang:monotonic_time(microsecond) - S
            end || I <- lists:seq(1, Redeems)],

@@ -39,15 +39,55 @@ def jid(user):
     return f"{user}@{HOST}"
 
 def test_ejabberdctl_invite_commands(ej):
-    r = ej.ctl("xmpp_hosting_invite_create", HOST, "2", "0")
+    r = ej.ctl("xmpp_hosting_invite_create", HOST, "2", "0", "for the Smiths")
     assert r.returncode == 0, r.stdout + r.stderr
     token = r.stdout.split(" token ")[1].split()[0]
     assert f"uri xmpp:{HOST}?register;preauth={token}" in r.stdout
     invite_id = r.stdout.split()[1]
-    assert f"{invite_id} account 2/2 left" in ej.ctl("xmpp_hosting_invite_list", HOST).stdout
+    listed = ej.ctl("xmpp_hosting_invite_list", HOST).stdout
+    assert f"{invite_id} account 2/2 left" in listed and "note: for the Smiths" in listed
     assert register(ej.c2s_port, jid("viactl"), "pw-123456", token=token).ok
     assert ej.ctl("xmpp_hosting_invite_revoke", HOST, invite_id).returncode == 0
     assert not register(ej.c2s_port, jid("viactl2"), "pw-123456", token=token).ok
     r = ej.ctl("xmpp_hosting_domain_set", HOST, "registration.policy", "sometimes", check=False)
     assert r.returncode == 1 and "invalid_argument" in r.stdout + r.stderr
     assert ej.ctl("xmpp_hosting_invite_purge").returncode == 0
+
+
+# ---- the invite NIF inside the running node ---------------------------------------------------
+
+H = f'{{ok, H}} = mod_xmpp_hosting:store(<<"{HOST}">>), '
+
+
+def test_nif_invite_api_shapes(ej):
+    created = ej.eval(H + f'xmpp_hosting_nif:create_invite(H, #{{domain => <<"{HOST}">>, uses => 2, '
+                      'expiry => 3600, note => <<"nif">>}).')
+    assert created.startswith("{ok,#{") and "token =>" in created and "uri =>" in created
+    token = created.split("token => <<\"")[1].split('"')[0]
+    checked = ej.eval(H + f'xmpp_hosting_nif:check_invite(H, <<"{HOST}">>, <<"{token}">>).')
+    assert "uses_left => 2" in checked and 'note => <<"nif">>' in checked
+    assert ej.eval(H + f'xmpp_hosting_nif:check_invite(H, <<"{HOST}">>, <<255,0>>).') == "{ok,undefined}"
+    # A bad spec is the core's invalid_argument, not a crash.
+    bad = ej.eval(H + f'xmpp_hosting_nif:create_invite(H, #{{domain => <<"{HOST}">>, uses => 0}}).')
+    assert bad.startswith("{error,{invalid_argument,"), bad
+
+    begin = (H + f'{{ok, D}} = xmpp_hosting_nif:begin_registration(H, #{{domain => <<"{HOST}">>, '
+             f'username => <<"nifuser">>, ip => <<"192.0.2.1">>, token => <<"{token}">>}}), ')
+    allowed = ej.eval(begin + "D.")
+    assert 'decision => <<"allowed">>' in allowed
+    # A failed registration gives the use back (the first begin above holds the other use).
+    assert ej.eval(begin + "#{id := T} = D, xmpp_hosting_nif:finish_registration(H, T, false).") == "ok"
+    refused = ej.eval(H + f'xmpp_hosting_nif:begin_registration(H, #{{domain => <<"{HOST}">>, '
+                      'username => <<"nifuser2">>}).')
+    for part in ('decision => <<"refused">>', 'type => <<"cancel">>', 'condition => <<"not-allowed">>', "text =>"):
+        assert part in refused
+    # Keys other than domain/username/ip/token, or a non-binary value, are the caller's bug: badarg.
+    for spec in (f'#{{domain => <<"{HOST}">>, username => <<"x">>, tokn => <<"t">>}}',
+                 f'#{{domain => <<"{HOST}">>, username => 42}}', f'#{{domain => <<"{HOST}">>}}'):
+        out = ej.eval(H + f"catch xmpp_hosting_nif:begin_registration(H, {spec}).")
+        assert "badarg" in out, out
+    listed = ej.eval(H + f'{{ok, L}} = xmpp_hosting_nif:invites(H, <<"{HOST}">>), length(L) > 0.')
+    assert listed == "true"
+    audit = ej.eval(H + f'xmpp_hosting_nif:invite_audit(H, <<"{HOST}">>, 5).')
+    assert audit.startswith("{ok,[") and "action =>" in audit
+    assert ej.eval(H + "element(1, xmpp_hosting_nif:purge_invites(H)).") == "ok"

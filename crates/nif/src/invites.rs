@@ -5,6 +5,7 @@
 //! `#{decision := <<"refused">>, reason, type, condition, text}` — the stanza error is chosen by
 //! the core, so the Erlang side only sends it.
 
+use rustler::types::map::MapIterator;
 use rustler::{Binary, Encoder, Env, NifResult, Term};
 use xmpp_hosting_core::invites::{Creator, NewInvite, RegistrationRequest};
 use xmpp_hosting_core::Error;
@@ -57,23 +58,31 @@ fn invite_audit<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, limit: u32
     reply(env, handle.hosting.invite_audit(text(&domain)?, limit), serialized)
 }
 
-/// `begin_registration(H, Domain, Username, Ip | undefined, Token | undefined)`.
+/// `begin_registration(H, #{domain => D, username => U, ip => Ip, token => T})`, the same fields
+/// as the Lua binding's table; `ip` and `token` may be missing or `undefined`. A map with another
+/// key or a non-binary value is a caller bug: `badarg`.
 #[rustler::nif(schedule = "DirtyIo")]
-fn begin_registration<'a>(
-    env: Env<'a>,
-    handle: Handle,
-    domain: Binary<'a>,
-    username: Binary<'a>,
-    ip: Term<'a>,
-    token: Term<'a>,
-) -> NifResult<Term<'a>> {
-    let request = RegistrationRequest {
-        domain: text(&domain)?,
-        username: text(&username)?,
-        ip: optional_text(ip)?,
-        token: optional_text(token)?,
-    };
+fn begin_registration<'a>(env: Env<'a>, handle: Handle, spec: Term<'a>) -> NifResult<Term<'a>> {
+    let request = registration_request(spec)?;
     reply(env, handle.hosting.begin_registration(&request), serialized)
+}
+
+const REGISTRATION_FIELDS: [&str; 4] = ["domain", "username", "ip", "token"];
+
+fn registration_request(spec: Term<'_>) -> NifResult<RegistrationRequest<'_>> {
+    let mut fields: [Option<&str>; 4] = [None; 4];
+    for (key, value) in MapIterator::new(spec).ok_or(rustler::Error::BadArg)? {
+        let key = key.atom_to_string()?;
+        let slot = REGISTRATION_FIELDS.iter().position(|f| *f == key).ok_or(rustler::Error::BadArg)?;
+        fields[slot] = optional_text(value)?;
+    }
+    let [domain, username, ip, token] = fields;
+    Ok(RegistrationRequest {
+        domain: domain.ok_or(rustler::Error::BadArg)?,
+        username: username.ok_or(rustler::Error::BadArg)?,
+        ip,
+        token,
+    })
 }
 
 /// `finish_registration(H, Ticket, Created)`: `ok`; a failure gives the invite's use back.

@@ -10,8 +10,9 @@
 %%%   xmpp_hosting_domain_show DOMAIN     name, unicode_name, created_at, updated_at, settings JSON
 %%%   xmpp_hosting_domain_remove DOMAIN   stop hosting DOMAIN
 %%%   xmpp_hosting_domain_set DOMAIN SETTING VALUE   e.g. registration.policy open
-%%%   xmpp_hosting_invite_create DOMAIN USES EXPIRES_IN   an account invite (EXPIRES_IN seconds,
-%%%                                        0 for the domain's default); prints token and URI
+%%%   xmpp_hosting_invite_create DOMAIN USES EXPIRES_IN NOTE   an account invite (EXPIRES_IN
+%%%                                        seconds, 0 for the domain's default; NOTE may be "");
+%%%                                        prints token and URI
 %%%   xmpp_hosting_invite_list DOMAIN     one line per invite
 %%%   xmpp_hosting_invite_revoke DOMAIN ID
 %%%   xmpp_hosting_invite_purge           delete unusable invites
@@ -28,7 +29,7 @@
 -export([store/1, checkpoint/1]).
 %% Command callbacks.
 -export([domain_add/1, domain_list/0, domain_show/1, domain_remove/1, domain_set/3,
-         invite_create/3, invite_list/1, invite_revoke/2, invite_purge/0]).
+         invite_create/4, invite_list/1, invite_revoke/2, invite_purge/0]).
 
 -include("logger.hrl").
 -include("translate.hrl").
@@ -196,11 +197,13 @@ get_commands_spec() ->
      #ejabberd_commands{name = xmpp_hosting_invite_create, tags = [xmpp_hosting],
                         desc = "Create an account invite; prints its token and URI",
                         longdesc = "USES accounts may register with it; it expires after EXPIRES_IN "
-                                   "seconds (0: the domain's default, 7 days). The token is shown only now.",
+                                   "seconds (0: the domain's default, 7 days). NOTE is kept with the "
+                                   "invite for the admins (\"\" for none). The token is shown only now. "
+                                   "Roster, reserved-username and reset invites: `xmpp-hosting invite create`.",
                         policy = admin,
                         module = ?MODULE, function = invite_create,
-                        args = [{domain, binary}, {uses, integer}, {expires_in, integer}],
-                        args_example = [<<"customer.example">>, 1, 0],
+                        args = [{domain, binary}, {uses, integer}, {expires_in, integer}, {note, binary}],
+                        args_example = [<<"customer.example">>, 1, 0, <<"for Alice">>],
                         result = {res, restuple},
                         result_example = {ok, <<"Invite 1 token Xy... uri xmpp:customer.example?register;preauth=Xy...">>}},
      #ejabberd_commands{name = xmpp_hosting_invite_list, tags = [xmpp_hosting],
@@ -276,14 +279,16 @@ domain_set(Name, Setting, Value) ->
               end
       end).
 
-invite_create(Domain, Uses, ExpiresIn) ->
+invite_create(Domain, Uses, ExpiresIn, Note) ->
     Expiry = case ExpiresIn of
                  0 -> default;
                  _ -> ExpiresIn
              end,
     with_store(
       fun(H) ->
-              case xmpp_hosting_nif:create_invite(H, #{domain => Domain, uses => Uses, expiry => Expiry}) of
+              Spec = #{domain => Domain, uses => Uses, expiry => Expiry,
+                       note => case Note of <<>> -> undefined; _ -> Note end},
+              case xmpp_hosting_nif:create_invite(H, Spec) of
                   {ok, #{token := Token, uri := Uri, invite := #{id := Id}}} ->
                       {ok, iolist_to_binary(io_lib:format("Invite ~B token ~ts uri ~ts", [Id, Token, Uri]))};
                   {error, Err} -> command_error(Err)
@@ -300,11 +305,12 @@ invite_list(Domain) ->
       end).
 
 invite_line(#{id := Id, kind := Kind, uses_left := Left, uses_total := Total,
-              expires_at := Expires, created_by := By, revoked_at := Revoked}) ->
+              expires_at := Expires, created_by := By, revoked_at := Revoked} = Invite) ->
     Status = case Revoked of null -> <<"">>; _ -> <<" revoked">> end,
     Expiry = case Expires of null -> <<"never">>; T -> integer_to_binary(T) end,
-    iolist_to_binary(io_lib:format("~B ~ts ~B/~B left, expires ~ts, by ~ts~ts",
-                                   [Id, Kind, Left, Total, Expiry, By, Status])).
+    Note = case maps:get(note, Invite, null) of null -> <<"">>; N -> [<<", note: ">>, N] end,
+    iolist_to_binary(io_lib:format("~B ~ts ~B/~B left, expires ~ts, by ~ts~ts~ts",
+                                   [Id, Kind, Left, Total, Expiry, By, Status, Note])).
 
 invite_revoke(Domain, Id) ->
     with_store(

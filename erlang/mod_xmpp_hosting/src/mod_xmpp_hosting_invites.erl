@@ -112,7 +112,8 @@ preauth(#{server := Server, lang := Lang} = State, IQ, Token) ->
 register(#{server := Server, lang := Lang, ip := {Address, _}} = State, IQ, User, Password) ->
     Token = maps:get(xmpp_hosting_token, State, undefined),
     Ip = list_to_binary(inet:ntoa(Address)),
-    Begin = fun(H) -> xmpp_hosting_nif:begin_registration(H, Server, User, Ip, Token) end,
+    Request = #{domain => Server, username => User, ip => Ip, token => Token},
+    Begin = fun(H) -> xmpp_hosting_nif:begin_registration(H, Request) end,
     case with_store(Server, Begin) of
         {ok, #{decision := <<"refused">>, type := Type, condition := Cond, text := Text, reason := Why}} ->
             ?INFO_MSG("xmpp_hosting_invites: registration of ~ts@~ts from ~ts refused: ~ts",

@@ -19,7 +19,7 @@
 -export([version/0, open/1, add_domain/2, domain/2, domains/1, remove_domain/2,
          set_domain_setting/4, checkpoint/1]).
 -export([create_invite/2, check_invite/3, invites/2, revoke_invite/3, purge_invites/1,
-         invite_audit/3, begin_registration/5, finish_registration/3]).
+         invite_audit/3, begin_registration/2, finish_registration/3]).
 -export([so_path/0]).
 
 -on_load(load/0).
@@ -112,11 +112,14 @@ purge_invites(_H) -> not_loaded(?LINE).
 -spec invite_audit(handle(), binary(), non_neg_integer()) -> {ok, [map()]} | error().
 invite_audit(_H, _Domain, _Limit) -> not_loaded(?LINE).
 
-%% The registration gate: {ok, #{decision := <<"allowed">>, id := Ticket, ...}} or
-%% {ok, #{decision := <<"refused">>, type, condition, text, ...}}. Ip and Token may be undefined.
--spec begin_registration(handle(), binary(), binary(), binary() | undefined, binary() | undefined) ->
+%% The registration gate, with the Lua binding's fields: begin_registration(H, #{domain => D,
+%% username => U, ip => Ip, token => T}) (ip and token may be left out or undefined) ->
+%% {ok, #{decision := <<"allowed">>, id := Ticket, ...}} or
+%% {ok, #{decision := <<"refused">>, reason, type, condition, text}}; any other key is badarg.
+-spec begin_registration(handle(), #{domain := binary(), username := binary(),
+                                     ip => binary() | undefined, token => binary() | undefined}) ->
           {ok, map()} | error().
-begin_registration(_H, _Domain, _User, _Ip, _Token) -> not_loaded(?LINE).
+begin_registration(_H, _Spec) -> not_loaded(?LINE).
 
 -spec finish_registration(handle(), integer(), boolean()) -> ok | error().
 finish_registration(_H, _Ticket, _Created) -> not_loaded(?LINE).

@@ -40,7 +40,7 @@ function get_store() -- luacheck: ignore 131 (exported to dependent modules)
 			module:log("error", "Cannot open the xmpp-hosting store %s: %s (%s)", database_path, err, code);
 			return nil, err, code;
 		end
-		module:log("info", "xmpp-hosting %s: store %s", xh.version, database_path);
+		module:log("info", "xmpp-hosting %s: store %s", xh.version(), database_path);
 	end
 	return store;
 end

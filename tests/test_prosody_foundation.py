@@ -23,6 +23,8 @@ def test_prosody_loads_the_module_and_opens_the_store(prosody):
     log = prosody.wait_for_log("mod_xmpp_hosting")
     assert f"xmpp-hosting 0.1.0: store {prosody.database}" in log
     assert prosody.database.exists()
+    modules = prosody.shell("module:list()").stdout
+    assert "Global:" in modules and "    xmpp_hosting\n" in modules.split("Global:")[1].split(":\n")[0]
 
 
 def test_prosodyctl_command_writes_the_store_the_cli_reads(prosody):
@@ -55,11 +57,14 @@ def test_admin_shell_commands_in_the_running_server(prosody):
         (["domain", "remove", "missing.example"], "domain not found: missing.example"),
         (["domain", "add"], "Usage: domain add NAME"),
         (["domain", "frob", "x"], "Unknown command: domain frob"),
+        # A name that is not UTF-8 (as a shell may pass it) is a value error, not a traceback.
+        (["domain", "add", b"\xff.example".decode("utf-8", "surrogateescape")], "the domain name is not valid UTF-8"),
     ],
 )
 def test_bad_input_through_prosodyctl_is_a_clear_error(prosody, args, message):
     r = prosody.ctl("mod_xmpp_hosting", *args)
     assert r.returncode == 1
+    assert r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1, r.stderr  # one line, no traceback
     assert message in r.stderr
     assert prosody.running()
     # The server keeps serving: the shell still answers.
@@ -75,7 +80,16 @@ end
 -- Wrong types raise a Lua error; bad values give nil, message, code.
 check("nil", pcall(h.add_domain, h, nil))
 check("table", pcall(h.add_domain, h, {}))
-check("nonutf8", pcall(h.add_domain, h, "\255\254.example"))
+check("nonutf8", true, h:add_domain("\255\254.example"))
+check("nonutf8-show", true, h:domain("\255"))
+check("nonutf8-remove", true, h:remove_domain("\255"))
+check("number", true, h:add_domain(42))
+check("remove-nil", pcall(h.remove_domain, h))
+check("show-table", pcall(h.domain, h, {}))
+check("version", true, xh.version())
+check("open-nil", pcall(xh.open, nil))
+check("open-nonutf8", true, xh.open("/tmp/\255.sqlite"))
+check("open-huge", true, xh.open(string.rep("d", 10 * 1024 * 1024)))
 check("huge", true, h:add_domain(string.rep("a", 10 * 1024 * 1024)))
 check("nul", true, h:add_domain("a\0b.example"))
 check("ip", true, h:add_domain("[::1]"))
@@ -101,7 +115,16 @@ def test_lua_module_bad_input_never_crashes(tmp_path):
     lines = dict(line.split("\t", 1) for line in r.stdout.splitlines() if "\t" in line)
     assert lines["nil"].startswith("false\tbad argument #2")
     assert lines["table"].startswith("false\tbad argument #2")
-    assert lines["nonutf8"].startswith("false\tbad argument #2") and "utf-8" in lines["nonutf8"]
+    assert lines["nonutf8"] == "true\tnil\tinvalid argument: the domain name is not valid UTF-8\tinvalid-argument"
+    assert lines["nonutf8-show"].endswith("not valid UTF-8\tinvalid-argument")
+    assert lines["nonutf8-remove"].endswith("not valid UTF-8\tinvalid-argument")
+    assert lines["number"].endswith("invalid-domain")
+    assert lines["remove-nil"].startswith("false\tbad argument #2")
+    assert lines["show-table"].startswith("false\tbad argument #2")
+    assert lines["version"] == "true\t0.1.0"
+    assert lines["open-nil"].startswith("false\tbad argument #1")
+    assert lines["open-nonutf8"].endswith("invalid-argument")
+    assert lines["open-huge"].startswith("true\tnil\t") and lines["open-huge"].endswith("\tstore")
     assert lines["huge"].endswith("at most 253 are allowed\tinvalid-domain")
     assert lines["nul"].endswith("invalid-domain")
     assert lines["ip"].endswith("invalid-domain")

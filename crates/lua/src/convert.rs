@@ -47,6 +47,16 @@ pub fn to_lua<T: Serialize>(lua: &Lua, value: &T) -> LuaResult<LuaValue> {
     lua.to_value_with(value, opts)
 }
 
+/// A string argument as text. Bytes that are not UTF-8 are a bad value, not a wrong type: they
+/// give `nil, message, "invalid-argument"` like any other bad value, so an admin command can
+/// print one clear line instead of a traceback.
+pub fn text(value: &LuaString, what: &str) -> Result<String, Error> {
+    value
+        .to_str()
+        .map(|s| (*s).to_owned())
+        .map_err(|_| Error::InvalidArgument(format!("the {what} is not valid UTF-8")))
+}
+
 /// Reads a Lua table into a core value that knows its own defaults (e.g. `NewInvite`).
 pub fn from_lua<T: serde::de::DeserializeOwned>(lua: &Lua, value: LuaValue) -> Result<T, Error> {
     lua.from_value(value).map_err(|e| Error::InvalidArgument(e.to_string()))

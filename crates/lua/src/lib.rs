@@ -3,8 +3,10 @@
 //! Conventions, the same for every function: a result on success, or `nil, message, code` on
 //! failure, where `code` is the core's stable error code ("invalid-domain", "not-found", ...),
 //! so `assert(h:add_domain(name))` reads naturally. Arguments of the wrong type raise a Lua
-//! error ("bad argument"), as Lua's own library functions do. A Rust panic never reaches Lua:
-//! it is turned into `nil, message, "internal"`.
+//! error ("bad argument"), as Lua's own library functions do; text that is not UTF-8 is a bad
+//! value (`nil, message, "invalid-argument"`), not a wrong type. A Rust panic never unwinds into
+//! Lua: inside a core call it becomes `nil, message, "internal"` (convert.rs), anywhere else in a
+//! callback mlua's own catch_unwind turns it into a Lua error.
 //!
 //! Every call is a short SQLite transaction on the calling thread; nothing here starts threads
 //! or touches Lua from another thread.
@@ -24,7 +26,12 @@ use crate::handle::Handle;
 #[mlua::lua_module(name = "xmpp_hosting")]
 fn xmpp_hosting(lua: &Lua) -> LuaResult<LuaTable> {
     let m = lua.create_table()?;
-    m.set("version", xmpp_hosting_core::VERSION)?;
-    m.set("open", lua.create_function(|lua, path: String| convert::outcome(lua, || Handle::open(&path)))?)?;
+    m.set("version", lua.create_function(|_, ()| Ok(xmpp_hosting_core::VERSION))?)?;
+    m.set(
+        "open",
+        lua.create_function(|lua, path: LuaString| {
+            convert::outcome(lua, || Handle::open(&convert::text(&path, "store path")?))
+        })?,
+    )?;
     Ok(m)
 }

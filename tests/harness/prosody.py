@@ -5,6 +5,7 @@ One config generator serves both: `Prosody(dir).start()` in tests (free ports, a
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -151,8 +152,20 @@ class Prosody:
         raise TimeoutError(f"{needle!r} not in the Prosody log\n{tail(self.log)}")
 
 
+def _stop_on_signals():
+    """Ctrl-C, `kill` and a closed terminal all end in the `finally` that stops Prosody: it runs in its
+    own session, so nothing else would stop it. SIGINT is set explicitly because a shell starts
+    background jobs with it ignored, and Python then keeps it ignored."""
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+
 def demo(workdir: str):
     """The README's main job: a local Prosody on loopback with the modules, in the foreground."""
+    _stop_on_signals()
     c2s = int(os.environ.get("DEMO_C2S_PORT", "5222"))
     http = int(os.environ.get("DEMO_HTTP_PORT", "5280"))
     # A two-label name: a hosted domain needs one (RFC 6761 keeps *.localhost on loopback).

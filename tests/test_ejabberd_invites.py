@@ -5,6 +5,10 @@ the one core, so a client must see the same answers. ejabberdctl's commands are 
 """
 
 import pytest
+from slixmpp.exceptions import IqError
+
+from harness import client
+from harness.common import run_cli
 
 from harness.client import register
 from harness.ejabberd import Ejabberd
@@ -12,10 +16,14 @@ from invite_scenarios import InviteScenarios, ServerUnderTest, invite_only  # no
 
 HOST = "invites.example"
 
-MODULES = """  mod_roster: {}
+MODULES = f"""  mod_roster: {{}}
+  mod_adhoc: {{}}
   mod_register:
     allow_modules: [mod_xmpp_hosting_invites]
-  mod_xmpp_hosting_invites: {}
+  mod_xmpp_hosting_invites:
+    access_create_account:
+      allow:
+        user: "boss@{HOST}"
 """
 
 
@@ -91,3 +99,32 @@ def test_nif_invite_api_shapes(ej):
     audit = ej.eval(H + f'xmpp_hosting_nif:invite_audit(H, <<"{HOST}">>, 5).')
     assert audit.startswith("{ok,[") and "action =>" in audit
     assert ej.eval(H + "element(1, xmpp_hosting_nif:purge_invites(H)).") == "ok"
+
+
+# ---- XEP-0401 ad-hoc commands -----------------------------------------------------------------
+
+
+def test_adhoc_create_account_invite_only_for_access_create_account(ej):
+    ej.register("boss", "boss-pass")
+    fields = client.adhoc(ej.c2s_port, jid("boss"), "boss-pass", "urn:xmpp:invite#create-account", HOST)
+    assert fields["uri"].startswith(f"xmpp:{HOST}?register;preauth="), fields
+    assert fields["expire"].endswith("Z")
+    token = fields["uri"].rsplit("=", 1)[1]
+    assert register(ej.c2s_port, jid("viaadhoc"), "pw-123456", token=token).ok
+    # Anyone else is refused by the access rule (the default rule is `configure`).
+    ej.register("plainuser", "plain-pass")
+    with pytest.raises(IqError) as refused:
+        client.adhoc(ej.c2s_port, jid("plainuser"), "plain-pass", "urn:xmpp:invite#create-account", HOST)
+    assert refused.value.condition == "forbidden"
+
+
+def test_adhoc_contact_invite_needs_the_domain_to_allow_users(ej):
+    ej.register("user1", "user1-pass")
+    fields = client.adhoc(ej.c2s_port, jid("user1"), "user1-pass", "urn:xmpp:invite#invite", HOST)
+    assert "may not create invites" in fields.get("error", ""), fields
+    run_cli(ej.database, "domain", "set", HOST, "registration.users_may_invite", "true")
+    fields = client.adhoc(ej.c2s_port, jid("user1"), "user1-pass", "urn:xmpp:invite#invite", HOST)
+    assert fields["uri"].startswith(f"xmpp:{jid('user1')}?roster;preauth="), fields
+    token = fields["uri"].split("preauth=")[1].split(";")[0]
+    assert register(ej.c2s_port, jid("user1friend"), "pw-123456", token=token).ok
+    assert client.roster(ej.c2s_port, jid("user1"), "user1-pass") == {jid("user1friend"): "both"}

@@ -21,6 +21,7 @@
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 -export([c2s_unauthenticated_packet/2, c2s_pre_auth_features/2]).
+-export([adhoc_local_items/4, adhoc_local_commands/4]).
 
 -include("xmpp.hrl").
 -include("logger.hrl").
@@ -38,24 +39,30 @@ start(Host, _Opts) ->
     ensure_hosted(Host),
     ejabberd_hooks:add(c2s_pre_auth_features, Host, ?MODULE, c2s_pre_auth_features, 50),
     ejabberd_hooks:add(c2s_unauthenticated_packet, Host, ?MODULE, c2s_unauthenticated_packet, 40),
+    ejabberd_hooks:add(adhoc_local_items, Host, ?MODULE, adhoc_local_items, 50),
+    ejabberd_hooks:add(adhoc_local_commands, Host, ?MODULE, adhoc_local_commands, 50),
     ok.
 
 stop(Host) ->
     ejabberd_hooks:delete(c2s_pre_auth_features, Host, ?MODULE, c2s_pre_auth_features, 50),
     ejabberd_hooks:delete(c2s_unauthenticated_packet, Host, ?MODULE, c2s_unauthenticated_packet, 40),
+    ejabberd_hooks:delete(adhoc_local_items, Host, ?MODULE, adhoc_local_items, 50),
+    ejabberd_hooks:delete(adhoc_local_commands, Host, ?MODULE, adhoc_local_commands, 50),
     ok.
 
 reload(_Host, _NewOpts, _OldOpts) ->
     ok.
 
 depends(_Host, _Opts) ->
-    [{mod_xmpp_hosting, hard}, {mod_register, hard}, {mod_roster, hard}].
+    [{mod_xmpp_hosting, hard}, {mod_register, hard}, {mod_roster, hard}, {mod_adhoc, soft}].
 
-mod_opt_type(_) ->
-    econf:any().
+%% Who may run urn:xmpp:invite#create-account; `configure` is the rule ejabberd's own admin
+%% commands (mod_configure) use.
+mod_opt_type(access_create_account) ->
+    econf:acl().
 
 mod_options(_Host) ->
-    [].
+    [{access_create_account, configure}].
 
 mod_doc() ->
     #{desc =>
@@ -63,7 +70,14 @@ mod_doc() ->
              "store: the domain's registration policy (invite, open or closed), invites "
              "created with the 'xmpp_hosting_invite_create' command or the 'xmpp-hosting' "
              "command line tool, and mutual subscriptions for roster invites. Set "
-             "mod_register's 'allow_modules' to [mod_xmpp_hosting_invites].")}.
+             "mod_register's 'allow_modules' to [mod_xmpp_hosting_invites]. Ad-hoc commands "
+             "(XEP-0401): urn:xmpp:invite#invite for local users when the domain lets users "
+             "invite, urn:xmpp:invite#create-account for 'access_create_account'."),
+      opts =>
+          [{access_create_account,
+            #{value => ?T("AccessName"),
+              desc => ?T("Who may create account invites with the ad-hoc command. "
+                         "The default is 'configure'.")}}]}.
 
 %%%===================================================================
 %%% Hooks
@@ -89,6 +103,72 @@ c2s_unauthenticated_packet(State, #iq{type = set, sub_els = [_]} = IQ) ->
     end;
 c2s_unauthenticated_packet(State, _) ->
     State.
+
+-define(NODE_INVITE, <<"urn:xmpp:invite#invite">>).
+-define(NODE_CREATE_ACCOUNT, <<"urn:xmpp:invite#create-account">>).
+
+%% The commands, listed under the server's commands node (mod_adhoc).
+adhoc_local_items(Acc, From, #jid{lserver = Server} = To, Lang) ->
+    Items = case Acc of {result, I} -> I; _ -> [] end,
+    Mine = [#disco_item{jid = To, node = Node, name = translate:translate(Lang, Name)}
+            || {Node, Name} <- [{?NODE_INVITE, ?T("Create new contact invite")},
+                                {?NODE_CREATE_ACCOUNT, ?T("Create new account invite")}],
+               may_run(Node, From, Server)],
+    {result, Items ++ Mine}.
+
+%% Single-stage commands: executing one creates the invite and answers with its URI.
+adhoc_local_commands(_Acc, From, #jid{lserver = Server}, #adhoc_command{node = Node} = Request)
+  when Node == ?NODE_INVITE; Node == ?NODE_CREATE_ACCOUNT ->
+    #adhoc_command{action = Action, lang = Lang} = Request,
+    case {Action, may_run(Node, From, Server)} of
+        {execute, true} -> adhoc_create(Node, From, Server, Request);
+        {execute, false} -> {error, xmpp:err_forbidden(?T("Access denied by service policy"), Lang)};
+        _ -> {error, xmpp:err_bad_request(?T("Incorrect value of 'action' attribute"), Lang)}
+    end;
+adhoc_local_commands(Acc, _From, _To, _Request) ->
+    Acc.
+
+%% Contact invites are for the domain's own users (the core checks users_may_invite).
+may_run(?NODE_INVITE, #jid{luser = User, lserver = Server}, Server) -> User /= <<>>;
+may_run(?NODE_CREATE_ACCOUNT, From, Server) ->
+    Access = gen_mod:get_module_opt(Server, ?MODULE, access_create_account),
+    acl:match_rule(Server, Access, From) == allow;
+may_run(_Node, _From, _Server) -> false.
+
+adhoc_create(Node, From, Server, #adhoc_command{lang = Lang} = Request) ->
+    Spec = case Node of
+               ?NODE_INVITE ->
+                   Bare = jid:encode(jid:remove_resource(From)),
+                   #{domain => Server, kind => roster, created_by => Bare, inviter => Bare};
+               ?NODE_CREATE_ACCOUNT ->
+                   ?INFO_MSG("xmpp_hosting_invites: ~ts creates an account invite", [jid:encode(From)]),
+                   #{domain => Server, kind => account}
+           end,
+    Response = case with_store(Server, fun(H) -> xmpp_hosting_nif:create_invite(H, Spec) end) of
+                   {ok, #{uri := Uri, invite := Invite} = Created} ->
+                       #adhoc_command{status = completed, xdata = invite_form(Uri, Created, Invite, Lang)};
+                   {error, {_Code, Msg}} ->
+                       #adhoc_command{status = completed, notes = [#adhoc_note{type = error, data = Msg}]};
+                   {error, Other} ->
+                       ?ERROR_MSG("xmpp_hosting_invites ~ts: cannot create an invite: ~p", [Server, Other]),
+                       #adhoc_command{status = completed,
+                                      notes = [#adhoc_note{type = error, data = <<"Internal error">>}]}
+               end,
+    xmpp_util:make_adhoc_response(Request, Response).
+
+%% The result form of XEP-0401 (and Prosody's mod_invites_adhoc): uri, landing-url, expire.
+invite_form(Uri, Created, Invite, Lang) ->
+    Url = [#xdata_field{var = <<"landing-url">>, type = 'text-single', values = [U],
+                        label = translate:translate(Lang, ?T("Invite web page"))}
+           || U <- [maps:get(landing_url, Created, null)], is_binary(U)],
+    Expire = [#xdata_field{var = <<"expire">>, type = 'text-single',
+                           label = translate:translate(Lang, ?T("Invite valid until")),
+                           values = [xmpp_util:encode_timestamp({T div 1000000, T rem 1000000, 0})]}
+              || T <- [maps:get(expires_at, Invite, null)], is_integer(T)],
+    #xdata{type = result, title = translate:translate(Lang, ?T("Your invite has been created")),
+           fields = [#xdata_field{var = <<"uri">>, type = 'text-single', values = [Uri],
+                                  label = translate:translate(Lang, ?T("Invite URI"))}
+                     | Url ++ Expire]}.
 
 %%%===================================================================
 %%% Internal

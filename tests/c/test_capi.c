@@ -1,9 +1,11 @@
 /* Exercises every function of the xmpp-hosting C ABI, error paths included.
  * Built with -std=c11 -Wall -Wextra -Werror -pedantic by tests/c/Makefile; prints one line per
  * check and "N passed, N failed"; exits non-zero on any failure. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <threads.h>
 
 #include "xmpp_hosting.h"
 
@@ -50,6 +52,24 @@ static long long json_int(const char *json, const char *key) {
     snprintf(pattern, sizeof pattern, "\"%s\":", key);
     const char *start = json ? strstr(json, pattern) : NULL;
     return start ? atoll(start + strlen(pattern)) : -1;
+}
+
+/* One thread's share of the concurrency check: adds its own domains on the shared handle and
+ * checks that its failures land in its own last error. Returns the number of problems. */
+enum { THREADS = 4, DOMAINS_PER_THREAD = 25 };
+
+static int worker(void *arg) {
+    xh_hosting *h = arg;
+    static atomic_int next_id;
+    int id = atomic_fetch_add(&next_id, 1), problems = 0;
+    char name[64];
+    for (int i = 0; i < DOMAINS_PER_THREAD; i++) {
+        snprintf(name, sizeof name, "t%d-%d.threads.example", id, i);
+        if (xh_domain_add(h, name, NULL) != XH_OK) problems++;
+        if (xh_domain_get(h, "missing.threads.example", NULL) != XH_ERR_NOT_FOUND) problems++;
+        if (xh_last_error_code() != XH_ERR_NOT_FOUND || !strstr(xh_last_error_message(), "missing.threads")) problems++;
+    }
+    return problems;
 }
 
 int main(int argc, char **argv) {
@@ -290,6 +310,29 @@ int main(int argc, char **argv) {
     expect(xh_domain_verify(h, "unclaimed.example", "alice", NULL), XH_ERR_NOT_FOUND, "claim not found",
            "xh_domain_verify(no claim)");
     expect(xh_dns_check(h, NULL, NULL), XH_ERR_NULL_POINTER, "domain", "xh_dns_check(NULL)");
+
+    /* One handle shared by several threads; each thread keeps its own last error. */
+    {
+        thrd_t threads[THREADS];
+        int started = 0, problems = 0;
+        expect(xh_domain_get(h, "example.org", NULL), XH_OK, NULL, "the main thread's last call succeeded");
+        for (int i = 0; i < THREADS; i++) started += thrd_create(&threads[i], worker, h) == thrd_success;
+        check(started == THREADS, "worker threads started");
+        for (int i = 0; i < started; i++) {
+            int r = 1;
+            thrd_join(threads[i], &r);
+            problems += r;
+        }
+        check(problems == 0, "threads add domains on one handle and see only their own errors");
+        check(xh_last_error_code() == XH_OK && xh_last_error_message()[0] == '\0',
+              "the threads' failures did not touch the main thread's last error");
+        expect(xh_domain_list(h, &json), XH_OK, NULL, "xh_domain_list after the threads");
+        int found = 0;
+        for (const char *p = json; p && (p = strstr(p, "{\"name\":\"t")) != NULL; p++) found++;
+        check(found == THREADS * DOMAINS_PER_THREAD, "every domain the threads added is listed once");
+        xh_string_free(json);
+        json = NULL;
+    }
 
     xh_string_free(NULL);
     check(1, "xh_string_free(NULL) is harmless");

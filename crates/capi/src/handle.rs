@@ -11,6 +11,12 @@ use crate::strings::text;
 /// used from several threads; calls on it are serialised.
 pub struct xh_hosting(pub(crate) Hosting);
 
+// The header promises that one handle may be shared between threads: keep that true at compile time.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<xh_hosting>();
+};
+
 /// Opens (creating if needed) the store file at `path` and writes the handle to `*out`.
 ///
 /// # Safety

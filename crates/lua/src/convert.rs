@@ -17,9 +17,14 @@ fn returns<T>(
 ) -> LuaResult<LuaMultiValue> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => to_lua(lua, value),
-        Ok(Err(e)) => (LuaNil, e.to_string(), e.code()).into_lua_multi(lua),
+        Ok(Err(e)) => failure(lua, &e),
         Err(panic) => (LuaNil, format!("internal error: {}", panic_message(&*panic)), "internal").into_lua_multi(lua),
     }
+}
+
+/// `nil, message, code` for a core error: the one mapping every binding function uses.
+pub fn failure(lua: &Lua, e: &Error) -> LuaResult<LuaMultiValue> {
+    (LuaNil, e.to_string(), e.code()).into_lua_multi(lua)
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {

@@ -9,7 +9,7 @@ use mlua::prelude::*;
 use serde::Serialize;
 use xmpp_hosting_core::{Error, Pending};
 
-use crate::convert::to_lua;
+use crate::convert::{failure, to_lua};
 
 /// A pending core result of any serialisable type, seen as JSON.
 trait JsonPending {
@@ -23,7 +23,7 @@ impl<T: Serialize + Send + 'static> JsonPending for Pending<Result<T, Error>> {
     }
 
     fn take(&self) -> Option<Result<serde_json::Value, Error>> {
-        self.try_take().map(|r| r.map(|v| serde_json::to_value(v).expect("core values serialise")))
+        self.try_take().map(|r| r.and_then(|v| serde_json::to_value(v).map_err(|e| Error::Internal(e.to_string()))))
     }
 }
 
@@ -56,7 +56,7 @@ impl LuaUserData for LuaPending {
             }
             match p.result.borrow().as_ref().expect("polled") {
                 Ok(v) => to_lua(lua, v)?.into_lua_multi(lua),
-                Err(e) => (LuaNil, e.to_string(), e.code()).into_lua_multi(lua),
+                Err(e) => failure(lua, e),
             }
         });
     }

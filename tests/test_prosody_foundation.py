@@ -39,6 +39,14 @@ def test_prosodyctl_command_writes_the_store_the_cli_reads(prosody):
     assert domain_names(prosody.database) == ["xn--bcher-kva.example"]
 
 
+def test_the_store_defaults_to_the_data_directory(tmp_path):
+    server = Prosody(tmp_path, options={"xmpp_hosting_database": None})
+    r = server.ctl("mod_xmpp_hosting", "domain", "add", "default.example")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert domain_names(server.data / "xmpp_hosting.sqlite") == ["default.example"]
+    assert not server.database.exists()
+
+
 def test_admin_shell_commands_in_the_running_server(prosody):
     r = prosody.shell('xmpp_hosting:domain_add("shell.example")')
     assert "OK: Added shell.example" in r.stdout, r.stdout + r.stderr

@@ -85,7 +85,8 @@ class Prosody:
             "modules_enabled": BASE_MODULES + self.global_modules,
             **self.options,
         }
-        lines = [f"{k} = {lua_value(v)}" for k, v in opts.items()]
+        # An option given as None is left out, so a test can see Prosody's or our module's default.
+        lines = [f"{k} = {lua_value(v)}" for k, v in opts.items() if v is not None]
         lines.append(f'log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = {lua_string(self.log)} }} }}')
         lines.append(f"VirtualHost {lua_string(self.host)}")
         if self.host_modules:

@@ -115,3 +115,38 @@ def test_quota_set_show_and_user_exceptions(db):
         assert r.returncode == 1 and message in r.stderr, (args, r.stderr)
     run_cli(db, "quota", "clear", "example.org", "alice")
     assert json.loads(run_cli(db, "--json", "quota", "show", "example.org", "--user", "alice").stdout)["user_limits"] is None
+
+
+def test_human_output_is_a_table_with_unicode_names(db):
+    run_cli(db, "domain", "add", "Bücher.example")
+    run_cli(db, "domain", "add", "example.org")
+    lines = run_cli(db, "domain", "list").stdout.splitlines()
+    assert lines[0].split() == ["DOMAIN", "REGISTRATION", "ADDED"]
+    assert [line.split("  ")[0] for line in lines[1:]] == ["example.org", "xn--bcher-kva.example (bücher.example)"]
+    column = lines[0].index("REGISTRATION")
+    assert all(line[column:].startswith("invite ") for line in lines[1:]), lines
+    shown = run_cli(db, "domain", "show", "xn--bcher-kva.example").stdout
+    assert "domain:   xn--bcher-kva.example (bücher.example)" in shown
+    removed = run_cli(db, "domain", "remove", "BÜCHER.example").stdout
+    assert removed == "removed xn--bcher-kva.example (bücher.example)\n"
+
+
+def test_json_add_show_remove_are_objects(db):
+    added = json.loads(run_cli(db, "--json", "domain", "add", "Bücher.example").stdout)
+    assert added["name"] == "xn--bcher-kva.example" and added["unicode_name"] == "bücher.example"
+    assert {"settings", "created_at", "updated_at"} <= set(added)
+    assert json.loads(run_cli(db, "--json", "domain", "show", "bücher.example").stdout) == added
+    assert json.loads(run_cli(db, "--json", "domain", "list").stdout) == [added]
+    # The flag is global: it may come after the subcommand too.
+    removed = json.loads(run_cli(db, "domain", "remove", "Bücher.example", "--json").stdout)
+    assert removed == {"removed": "xn--bcher-kva.example"}
+    assert json.loads(run_cli(db, "--json", "domain", "list").stdout) == []
+
+
+@pytest.mark.parametrize("where", ["parent is a file", "a directory"])
+def test_unusable_store_path_is_one_line(tmp_path, where):
+    (tmp_path / "file").write_text("not a directory")
+    path = tmp_path / "file" / "store.sqlite" if where == "parent is a file" else tmp_path
+    r = run_cli(path, "--json", "domain", "add", "example.org", check=False)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"xmpp-hosting: cannot open {path}: "), r.stderr

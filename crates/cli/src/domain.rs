@@ -1,7 +1,7 @@
 //! `xmpp-hosting domain …`
 
 use clap::Subcommand;
-use xmpp_hosting_core::{Domain, Hosting, Result};
+use xmpp_hosting_core::{Domain, DomainName, Hosting, Result};
 
 use crate::output::{table, time, Output};
 
@@ -107,7 +107,11 @@ pub fn run(h: &Hosting, out: &Output, cmd: DomainCommand) -> Result<()> {
         }
         DomainCommand::Remove { name } => {
             h.remove_domain(&name)?;
-            out.show(&serde_json::json!({ "removed": name }), |_| println!("removed {name}"));
+            // Report the name as it was stored, whichever form was typed.
+            let removed = DomainName::parse(&name)?;
+            out.show(&serde_json::json!({ "removed": removed.as_str() }), |_| {
+                println!("removed {}", name_with_unicode(removed.as_str(), &removed.to_unicode()))
+            });
         }
     }
     Ok(())
@@ -115,9 +119,13 @@ pub fn run(h: &Hosting, out: &Output, cmd: DomainCommand) -> Result<()> {
 
 /// The ASCII name, with the Unicode form beside it when they differ.
 fn label(d: &Domain) -> String {
-    if d.unicode_name == d.name.as_str() {
-        d.unicode_name.clone()
+    name_with_unicode(d.name.as_str(), &d.unicode_name)
+}
+
+fn name_with_unicode(ascii: &str, unicode: &str) -> String {
+    if ascii == unicode {
+        ascii.to_owned()
     } else {
-        format!("{} ({})", d.name, d.unicode_name)
+        format!("{ascii} ({unicode})")
     }
 }

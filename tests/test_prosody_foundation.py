@@ -56,6 +56,18 @@ def test_admin_shell_commands_in_the_running_server(prosody):
     r = prosody.shell('xmpp_hosting:domain_show("nope.example")')
     assert (r.returncode, r.stderr.strip()) == (1, "Error: Domain not hosted: nope.example")
 
+    # Bad values built inside the server reach the module as they are: each is one error line.
+    for command, message in [
+        ('xmpp_hosting:domain_add(("a"):rep(10 * 1024 * 1024))', "the name is 10485760 characters long"),
+        ('xmpp_hosting:domain_add("\\255.example")', "the domain name is not valid UTF-8"),
+        ('xmpp_hosting:domain_add("a\\0b.example")', "invalid domain name"),
+        ("xmpp_hosting:domain_add({})", "Usage: domain add NAME"),
+    ]:
+        r = prosody.shell(command)
+        assert r.returncode == 1 and r.stderr.startswith("Error: ") and message in r.stderr, (command, r.stderr)
+    assert prosody.running()
+    assert "2 domain(s)" in prosody.shell("xmpp_hosting:domain_list()").stdout
+
 
 @pytest.mark.parametrize(
     "args, message",

@@ -76,3 +76,31 @@ fn run(cli: Cli) -> Result<bool, String> {
     };
     result.map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// clap checks conflicting names, bad defaults and globals only when asked: ask once here
+    /// rather than at a user's first odd invocation.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = Cli::try_parse_from(["xmpp-hosting", "domain", "list", "--json", "--db", "s.db"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.db.as_deref(), Some(std::path::Path::new("s.db")));
+        assert!(matches!(cli.command, Command::Domain(domain::DomainCommand::List)));
+    }
+
+    #[test]
+    fn usage_errors_are_clap_errors_not_ours() {
+        let err = Cli::try_parse_from(["xmpp-hosting", "domain", "add"]).err().expect("NAME is required");
+        assert_eq!(err.exit_code(), 2);
+    }
+}

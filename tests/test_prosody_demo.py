@@ -38,7 +38,7 @@ def test_demo_serves_the_printed_account_and_stops_on_signal(tmp_path, stop_sign
         assert f"JID admin@demo.localhost  password pw-for-test  server 127.0.0.1 port {c2s}" in text
         assert "mod_xmpp_hosting domain list" in text
         assert login(c2s, "admin@demo.localhost", "pw-for-test")
-        names = [line.split()[0] for line in run_cli(tmp_path / "demo/xmpp_hosting.sqlite", "domain", "list")
+        names = [line.split()[0] for line in run_cli(tmp_path / "demo/data/xmpp_hosting.sqlite", "domain", "list")
                  .stdout.splitlines()[1:]]
         assert names == ["demo.localhost"]
         server = prosody_pid(tmp_path / "demo")

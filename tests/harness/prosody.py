@@ -173,6 +173,7 @@ def demo(workdir: str):
     host = "demo.localhost"
     server = Prosody(Path(workdir), host=host, c2s_port=c2s, http_port=http,
                      host_modules=["xmpp_hosting_invites"], options={"admins": [f"admin@{host}"]})
+    server.database = server.data / "xmpp_hosting.sqlite"  # all of the demo's data in one directory
     server.write_config()
     password = os.environ.get("DEMO_PASSWORD", "demo-password")
     server.create_user("admin", password)

@@ -104,7 +104,8 @@ xh_status xh_last_error_code(void);
 // `path` is a NUL-terminated string; `out` points to storage for one pointer.
 xh_status xh_open(const char *path, xh_hosting **out);
 
-// Closes a store handle. NULL is ignored.
+// Closes a store handle. NULL is ignored. A failure while closing (reported by
+// `xh_last_error_code`) still frees the handle.
 //
 // # Safety
 // `h` is NULL or a handle from [`xh_open`] that has not been closed.

@@ -33,15 +33,20 @@ pub unsafe extern "C" fn xh_open(path: *const c_char, out: *mut *mut xh_hosting)
     })
 }
 
-/// Closes a store handle. NULL is ignored.
+/// Closes a store handle. NULL is ignored. A failure while closing (reported by
+/// `xh_last_error_code`) still frees the handle.
 ///
 /// # Safety
 /// `h` is NULL or a handle from [`xh_open`] that has not been closed.
 #[no_mangle]
 pub unsafe extern "C" fn xh_close(h: *mut xh_hosting) {
-    if !h.is_null() {
-        drop(Box::from_raw(h));
-    }
+    // Dropping stops the core's worker and closes SQLite: guarded like every other entry point.
+    guard(|| {
+        if !h.is_null() {
+            drop(Box::from_raw(h));
+        }
+        Ok(())
+    });
 }
 
 /// The hosting behind a handle argument.

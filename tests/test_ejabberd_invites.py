@@ -4,13 +4,14 @@ The scenarios are those of Prosody (invite_scenarios.py): both servers take thei
 the one core, so a client must see the same answers. ejabberdctl's commands are tested here.
 """
 
+import json
+
 import pytest
 from slixmpp.exceptions import IqError
 
 from harness import client
-from harness.common import run_cli
-
 from harness.client import register
+from harness.common import run_cli
 from harness.ejabberd import Ejabberd
 from invite_scenarios import InviteScenarios, ServerUnderTest, invite_only  # noqa: F401 (autouse fixture)
 
@@ -20,6 +21,7 @@ MODULES = f"""  mod_roster: {{}}
   mod_adhoc: {{}}
   mod_register:
     allow_modules: [mod_xmpp_hosting_invites]
+    password_strength: 32
   mod_xmpp_hosting_invites:
     access_create_account:
       allow:
@@ -128,3 +130,17 @@ def test_adhoc_contact_invite_needs_the_domain_to_allow_users(ej):
     token = fields["uri"].split("preauth=")[1].split(";")[0]
     assert register(ej.c2s_port, jid("user1friend"), "pw-123456", token=token).ok
     assert client.roster(ej.c2s_port, jid("user1"), "user1-pass") == {jid("user1friend"): "both"}
+
+
+def test_weak_passwords_are_refused_for_new_accounts_and_resets_alike(ej):
+    run_cli(ej.database, "domain", "set", HOST, "registration.policy", "open")
+    r = register(ej.c2s_port, jid("weakling"), "abc")
+    assert r.error[:2] == ("modify", "not-acceptable"), r
+    ej.register("resetweak", "old-strong-pass")
+    inv = json.loads(run_cli(ej.database, "--json", "invite", "create", HOST, "--kind", "reset",
+                             "--username", "resetweak").stdout)
+    r = register(ej.c2s_port, jid("resetweak"), "abc", token=inv["token"])
+    assert r.error[:2] == ("modify", "not-acceptable"), r
+    # The refused reset gave its use back: a strong password goes through.
+    assert register(ej.c2s_port, jid("resetweak"), "new-strong-pass", token=inv["token"]).ok
+    assert client.login(ej.c2s_port, jid("resetweak"), "new-strong-pass")

@@ -222,12 +222,28 @@ register(#{server := Server, lang := Lang, ip := {Address, _}} = State, IQ, User
 
 %% A reset invite sets the password of its existing account; any other creates the account.
 create(#{reset := true}, User, Server, Password, _Address) ->
-    case ejabberd_auth:user_exists(User, Server) of
-        true -> ejabberd_auth:set_password(User, Server, Password);
-        false -> {error, not_exists}
+    case {ejabberd_auth:user_exists(User, Server), password_check(Server, Password)} of
+        {false, _} -> {error, not_exists};
+        {true, ok} -> ejabberd_auth:set_password(User, Server, Password);
+        {true, Err} -> Err
     end;
 create(_Ticket, User, Server, Password, Address) ->
     mod_register:try_register(User, Server, Password, Address, ?MODULE).
+
+%% The checks mod_register makes on a new account's password (its own are not exported), so
+%% that a reset cannot set a password a registration would refuse.
+password_check(Server, Password) ->
+    case jid:resourceprep(Password) of
+        error -> {error, invalid_password};
+        _ ->
+            case mod_register_opt:password_strength(Server) of
+                0 -> ok;
+                Min -> case ejabberd_auth:entropy(Password) >= Min of
+                           true -> ok;
+                           false -> {error, weak_password}
+                       end
+            end
+    end.
 
 subscribe_both(#{roster_with := Inviter}, User, Server) when is_binary(Inviter) ->
     case jid:decode(Inviter) of

@@ -262,11 +262,17 @@ both(Owner, Contact) ->
     Item = #roster_item{jid = Contact, subscription = both},
     mod_roster:set_item_and_notify_clients(Owner, Item, true).
 
-%% The stanza error the core chose for a refusal.
+%% The stanza error the core chose for a refusal. Its type and condition are RFC 6120 names,
+%% all atoms of the xmpp library; should a newer core send one this ejabberd does not know, the
+%% client still gets a refusal (not-allowed) rather than a crashed session.
 stanza_error(Type, Cond, Text, Lang) ->
-    #stanza_error{type = binary_to_existing_atom(Type, utf8),
-                  reason = binary_to_existing_atom(Cond, utf8),
-                  text = xmpp:mk_text(Text, Lang)}.
+    try #stanza_error{type = binary_to_existing_atom(Type, utf8),
+                      reason = binary_to_existing_atom(Cond, utf8),
+                      text = xmpp:mk_text(Text, Lang)}
+    catch error:badarg ->
+            ?WARNING_MSG("xmpp_hosting_invites: unknown stanza error ~ts/~ts", [Type, Cond]),
+            xmpp:err_not_allowed(Text, Lang)
+    end.
 
 %% mod_register's reasons, answered as mod_register answers them.
 registration_error(Why, Lang) ->

@@ -246,14 +246,19 @@ password_check(Server, Password) ->
     end.
 
 subscribe_both(#{roster_with := Inviter}, User, Server) when is_binary(Inviter) ->
-    case jid:decode(Inviter) of
-        #jid{} = InviterJID ->
-            NewJID = jid:make(User, Server),
+    %% The core stored the inviter as a bare JID on this domain; the account may have been
+    %% removed since the invite was made, and a roster for a missing account would linger.
+    #jid{luser = IUser, lserver = IServer} = InviterJID = jid:decode(Inviter),
+    NewJID = jid:make(User, Server),
+    case ejabberd_auth:user_exists(IUser, IServer) of
+        true ->
             ?INFO_MSG("xmpp_hosting_invites: subscribing ~ts and ~ts to each other (roster invite)",
                       [jid:encode(NewJID), Inviter]),
             both(InviterJID, NewJID),
             both(NewJID, InviterJID);
-        _ -> ok
+        false ->
+            ?WARNING_MSG("xmpp_hosting_invites: ~ts registered with a roster invite from ~ts, "
+                         "which no longer exists: no subscription", [jid:encode(NewJID), Inviter])
     end;
 subscribe_both(_Ticket, _User, _Server) ->
     ok.

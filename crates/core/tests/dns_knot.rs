@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use xmpp_hosting_core::dns::{DnsProblem, DnssecStatus};
 use xmpp_hosting_core::verification::{ClaimState, RowStatus};
 use xmpp_hosting_core::{Hosting, ManualClock};
 
@@ -24,7 +25,8 @@ fn free_udp_port() -> u16 {
 }
 
 impl Knot {
-    fn start(zones: &[(&str, String)]) -> Option<Knot> {
+    /// Starts knotd serving `zones` (name, zone file text); the names in `signed` are signed by knotd.
+    fn start(zones: &[(&str, String)], signed: &[&str]) -> Option<Knot> {
         if Command::new("knotd").arg("--version").output().is_err() {
             eprintln!("knotd is not installed (apt-get install knot): skipping the real-DNS test");
             return None;
@@ -32,17 +34,11 @@ impl Knot {
         let dir = std::env::temp_dir().join(format!("xh-knot-{}-{}", std::process::id(), free_udp_port()));
         std::fs::create_dir_all(dir.join("db")).unwrap();
         let port = free_udp_port();
-        let mut conf = format!(
-            "server:\n  listen: 127.0.0.1@{port}\n  rundir: {d}\ncontrol:\n  listen: {d}/knot.sock\n\
-             database:\n  storage: {d}/db\nlog:\n  - target: {d}/knot.log\n    any: info\n\
-             template:\n  - id: default\n    storage: {d}\n    file: \"%s.zone\"\n    zonefile-load: whole\n    journal-content: none\nzone:\n",
-            d = dir.display()
-        );
         for (name, text) in zones {
             std::fs::write(dir.join(format!("{name}.zone")), text).unwrap();
-            conf.push_str(&format!("  - domain: {name}\n"));
         }
-        std::fs::write(dir.join("knot.conf"), conf).unwrap();
+        let names: Vec<&str> = zones.iter().map(|(n, _)| *n).collect();
+        std::fs::write(dir.join("knot.conf"), knot_conf(&dir, port, &names, signed)).unwrap();
         let child = Command::new("knotd")
             .args(["-c", dir.join("knot.conf").to_str().unwrap()])
             .stdout(Stdio::null())
@@ -50,18 +46,42 @@ impl Knot {
             .spawn()
             .unwrap();
         let knot = Knot { dir, port, child };
-        knot.wait_serving(zones[0].0);
+        for name in names {
+            knot.wait_serving(name);
+        }
+        // knotd opens its control socket only after loading the zones.
+        eventually("knotd's control socket", || {
+            if knot.dir.join("knot.sock").exists() {
+                "ok".into()
+            } else {
+                String::new()
+            }
+        });
         Some(knot)
+    }
+
+    fn knotc(&self, args: &[&str]) {
+        let out = Command::new("knotc")
+            .args(["-c", self.dir.join("knot.conf").to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "knotc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn dig(&self, args: &[&str]) -> String {
+        let out = Command::new("kdig")
+            .args(["@127.0.0.1", "-p", &self.port.to_string(), "+time=1", "+retry=0"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
     }
 
     fn wait_serving(&self, zone: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            let out = Command::new("kdig")
-                .args(["@127.0.0.1", "-p", &self.port.to_string(), "+short", "+time=1", "+tries=1", "SOA", zone])
-                .output()
-                .unwrap();
-            if !out.stdout.is_empty() {
+            if !self.dig(&["+short", "SOA", zone]).is_empty() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -79,12 +99,7 @@ impl Knot {
     /// Replaces a zone's file and makes knotd load it.
     fn replace(&self, zone: &str, text: String) {
         std::fs::write(self.dir.join(format!("{zone}.zone")), text).unwrap();
-        let status = Command::new("knotc")
-            .args(["-c", self.dir.join("knot.conf").to_str().unwrap(), "zone-reload", zone])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.knotc(&["zone-reload", zone]);
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -97,10 +112,32 @@ impl Drop for Knot {
     }
 }
 
-fn zone(serial: u32, body: &str) -> String {
+/// knot.conf for `zones` served from `dir`; the `signed` ones are signed by knotd (ECDSA P-256, NSEC).
+fn knot_conf(dir: &Path, port: u16, zones: &[&str], signed: &[&str]) -> String {
+    let d = dir.display();
+    let mut conf = format!(
+        "server:\n  listen: 127.0.0.1@{port}\n  rundir: {d}\ncontrol:\n  listen: {d}/knot.sock\n\
+         database:\n  storage: {d}/db\nlog:\n  - target: {d}/knot.log\n    any: info\n\
+         policy:\n  - id: lab\n    algorithm: ecdsap256sha256\n\
+         template:\n  - id: default\n    storage: {d}\n    file: \"%s.zone\"\n    zonefile-load: whole\n    journal-content: none\n\
+         \x20 - id: signed\n    storage: {d}\n    file: \"%s.zone\"\n    zonefile-load: whole\n    journal-content: none\n\
+         \x20   dnssec-signing: on\n    dnssec-policy: lab\nzone:\n"
+    );
+    for name in zones {
+        let template = if signed.contains(name) { "signed" } else { "default" };
+        conf.push_str(&format!("  - domain: {name}\n    template: {template}\n"));
+    }
+    conf
+}
+
+fn zone_of(origin: &str, serial: u32, body: &str) -> String {
     format!(
-        "$ORIGIN {ZONE}.\n$TTL 60\n@ SOA ns.{ZONE}. hostmaster.{ZONE}. {serial} 3600 600 86400 60\n@ NS ns.{ZONE}.\nns A 127.0.0.1\n{body}\n"
+        "$ORIGIN {origin}.\n$TTL 60\n@ SOA ns.{origin}. hostmaster.{origin}. {serial} 3600 600 86400 60\n@ NS ns.{origin}.\nns A 127.0.0.1\n{body}\n"
     )
+}
+
+fn zone(serial: u32, body: &str) -> String {
+    zone_of(ZONE, serial, body)
 }
 
 fn hosting(db: &Path, ns: &str, clock: &ManualClock) -> Hosting {
@@ -146,7 +183,7 @@ fn verification_and_dns_test_against_knot() {
          conference CNAME xmpp.provider.example.\n",
         carol.token
     );
-    let Some(knot) = Knot::start(&[(ZONE, zone(1, &records))]) else { return };
+    let Some(knot) = Knot::start(&[(ZONE, zone(1, &records))], &[]) else { return };
     let h = hosting(&dir.join("store.db"), &knot.nameserver(), &clock);
 
     // The TXT proof, split in two strings, verifies alice; bob's token is not there.
@@ -198,12 +235,135 @@ fn a_dead_nameserver_is_a_timeout_not_a_hang() {
     std::fs::create_dir_all(&dir).unwrap();
     let h = hosting(&dir.join("store.db"), &sink.local_addr().unwrap().to_string(), &clock);
     h.claim_domain(ZONE, "alice").unwrap();
+    // timeout_ms is 1500 with one attempt: TXT and CNAME are asked at once, so ~1.5 s, not 3.
     let started = Instant::now();
-    let claim = h.verify_domain(ZONE, "alice").unwrap().wait().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    let pending = h.verify_domain(ZONE, "alice").unwrap();
+    assert!(started.elapsed() < Duration::from_millis(200), "the caller was blocked");
+    let claim = pending.wait().unwrap();
+    assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
     assert_eq!(claim.state, ClaimState::Pending);
     assert_eq!(claim.last_error.as_deref(), Some("Timeout"));
+    let started = Instant::now();
     let report = h.dns_test(ZONE).unwrap().wait().unwrap();
-    assert!(report.rows.iter().all(|r| r.status == RowStatus::Error), "{report:?}");
+    assert!(started.elapsed() < Duration::from_millis(2500), "six rows in {:?}", started.elapsed());
+    assert_eq!(report.rows.len(), 6);
+    assert!(report.rows.iter().all(|r| r.status == RowStatus::Error && r.problem == Some(DnsProblem::Timeout)));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Waits until `probe` gives a non-empty answer (knotd signs and reloads in the background).
+fn eventually(what: &str, probe: impl Fn() -> String) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = probe();
+        if !out.trim().is_empty() {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "{what} never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn dnssec_secure_answers_and_a_forged_proof_reported_bogus() {
+    const SECURE: &str = "secure.example";
+    const FORGED: &str = "forged.example";
+    let clock = ManualClock::new(1_700_000_000);
+    let dir = std::env::temp_dir().join(format!("xh-knot-dnssec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pre = Hosting::open(dir.join("store.db")).unwrap().with_clock(clock.clone());
+    let good = pre.claim_domain(SECURE, "alice").unwrap();
+    let victim = pre.claim_domain(FORGED, "mallory").unwrap();
+    let decoy = "x".repeat(victim.token.len());
+    let secure_body = format!(
+        "xmpp-hosting-verification TXT \"verify={}\"\n_xmpp-client._tcp SRV 5 1 5222 xmpp.provider.example.\n\
+         share CNAME xmpp.provider.example.\n",
+        good.token
+    );
+    let forged_body = format!("xmpp-hosting-verification TXT \"verify={decoy}\"\n");
+    let zones = [(SECURE, zone_of(SECURE, 1, &secure_body)), (FORGED, zone_of(FORGED, 1, &forged_body))];
+    let Some(knot) = Knot::start(&zones, &[SECURE, FORGED]) else { return };
+    let mut anchors = String::new();
+    for z in [SECURE, FORGED] {
+        anchors += &eventually(&format!("{z} DNSKEY"), || knot.dig(&["+noall", "+answer", "DNSKEY", z]));
+    }
+    std::fs::write(dir.join("anchors.key"), &anchors).unwrap();
+
+    // Forge the proof: take knotd's signed zone, put mallory's token under the decoy's
+    // signature, and serve that file as it is (signing off for this zone).
+    let flushed = knot.dir.join("flushed");
+    knot.knotc(&["zone-flush", FORGED, "+outdir", flushed.to_str().unwrap()]);
+    let signed = std::fs::read_dir(&flushed).unwrap().next().unwrap().unwrap().path();
+    let signed = std::fs::read_to_string(signed).unwrap();
+    assert!(signed.contains("RRSIG") && signed.contains(&decoy), "{signed}");
+    std::fs::write(knot.dir.join(format!("{FORGED}.zone")), signed.replace(&decoy, &victim.token)).unwrap();
+    std::fs::write(knot.dir.join("knot.conf"), knot_conf(&knot.dir, knot.port, &[SECURE, FORGED], &[SECURE])).unwrap();
+    knot.knotc(&["reload"]);
+    knot.knotc(&["zone-reload", FORGED]);
+    let name = format!("xmpp-hosting-verification.{FORGED}");
+    eventually("the forged TXT", || {
+        let txt = knot.dig(&["+short", "TXT", &name]);
+        if txt.contains(&victim.token) {
+            txt
+        } else {
+            String::new()
+        }
+    });
+
+    let h = hosting(&dir.join("store.db"), &knot.nameserver(), &clock);
+    h.set_provider_setting("dns.dnssec", "true").unwrap();
+    h.set_provider_setting("dns.dnssec_trust_anchor", dir.join("anchors.key").to_str().unwrap()).unwrap();
+
+    let c = h.verify_domain(SECURE, "alice").unwrap().wait().unwrap();
+    assert_eq!(c.state, ClaimState::Verified, "{c:?}");
+    let report = h.dns_test(SECURE).unwrap().wait().unwrap();
+    let rows: Vec<_> = report.rows.iter().map(|r| (r.name.as_str(), r.status, r.dnssec)).collect();
+    let secure = Some(DnssecStatus::Secure);
+    assert_eq!(
+        rows,
+        [
+            ("_xmpp-client._tcp.secure.example", RowStatus::Ok, secure),
+            ("_xmpps-client._tcp.secure.example", RowStatus::Missing, secure),
+            ("_xmpp-server._tcp.secure.example", RowStatus::Missing, secure),
+            ("share.secure.example", RowStatus::Ok, secure),
+            ("proxy.secure.example", RowStatus::Missing, secure),
+            ("conference.secure.example", RowStatus::Missing, secure),
+        ]
+    );
+
+    // The forged TXT carries mallory's token, but its signature fails: bogus, and no proof.
+    let claim = h.verify_domain(FORGED, "mallory").unwrap().wait().unwrap();
+    assert_eq!((claim.state, claim.last_error.as_deref()), (ClaimState::Pending, Some("Bogus")));
+    // Without validation the same answer would have been taken as the proof.
+    h.set_provider_setting("dns.dnssec", "false").unwrap();
+    assert_eq!(h.verify_domain(FORGED, "mallory").unwrap().wait().unwrap().state, ClaimState::Verified);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_names_are_refused_before_any_lookup() {
+    let h = Hosting::open_in_memory().unwrap();
+    // A nameserver nobody listens on: a lookup would show up as a timeout, not as these errors.
+    h.set_provider_setting("dns.nameservers", r#"["127.0.0.1:9"]"#).unwrap();
+    let long_label = format!("{}.example", "a".repeat(64));
+    let long_name = format!("{}example", "abcdefghi.".repeat(26));
+    for (name, code) in [
+        ("", "invalid-domain"),
+        ("exa mple.org", "invalid-domain"),
+        ("a..b", "invalid-domain"),
+        (long_label.as_str(), "invalid-domain"),
+        (long_name.as_str(), "invalid-domain"),
+        ("127.0.0.1", "invalid-domain"),
+        ("[::1]", "invalid-domain"),
+        ("co.uk", "invalid-argument"),
+        ("com", "invalid-domain"),
+        ("github.io", "invalid-argument"),
+    ] {
+        let claim = h.claim_domain(name, "alice").unwrap_err();
+        assert_eq!(claim.code(), code, "claim {name:?}: {claim}");
+        let test = h.dns_test(name).err().unwrap_or_else(|| panic!("dns_test accepted {name:?}"));
+        assert_eq!(test.code(), code, "dns_test {name:?}: {test}");
+    }
+    assert!(h.claim_domain("co.uk", "alice").unwrap_err().to_string().contains("public suffix"));
+    assert!(h.claims(None).unwrap().is_empty());
 }

@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::DnsError;
 use hickory_resolver::net::NetError;
+use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 use serde::Serialize;
@@ -26,7 +28,57 @@ pub enum DnsProblem {
     Timeout,
     /// An answer that is an error (SERVFAIL, REFUSED, a broken response...).
     Failure(String),
+    /// DNSSEC validation says the answer was forged or broken: it proves nothing either way.
+    Bogus,
 }
+
+/// What DNSSEC validation says of an answer (only reported when validation is on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnssecStatus {
+    /// Signed, with a chain of trust from a trust anchor.
+    Secure,
+    /// Provably unsigned (or no chain of trust is expected).
+    Insecure,
+    /// Signatures that fail, or missing DNSSEC data that should be there.
+    Bogus,
+    /// The validator could not tell (the DNSSEC records could not be fetched).
+    Indeterminate,
+}
+
+impl From<Proof> for DnssecStatus {
+    fn from(p: Proof) -> Self {
+        match p {
+            Proof::Secure => DnssecStatus::Secure,
+            Proof::Insecure => DnssecStatus::Insecure,
+            Proof::Bogus => DnssecStatus::Bogus,
+            _ => DnssecStatus::Indeterminate,
+        }
+    }
+}
+
+/// The weakest status of a set of records: one bogus record makes the answer bogus.
+fn weakest(proofs: impl Iterator<Item = Proof>) -> DnssecStatus {
+    let mut status = DnssecStatus::Secure;
+    for p in proofs {
+        status = match (status, DnssecStatus::from(p)) {
+            (DnssecStatus::Bogus, _) | (_, DnssecStatus::Bogus) => DnssecStatus::Bogus,
+            (DnssecStatus::Indeterminate, _) | (_, DnssecStatus::Indeterminate) => DnssecStatus::Indeterminate,
+            (DnssecStatus::Insecure, _) | (_, DnssecStatus::Insecure) => DnssecStatus::Insecure,
+            _ => DnssecStatus::Secure,
+        };
+    }
+    status
+}
+
+/// A looked-up value with its DNSSEC status (`None` when validation is off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer<T> {
+    pub value: T,
+    pub dnssec: Option<DnssecStatus>,
+}
+
+pub(crate) type Lookup<T> = std::result::Result<Answer<T>, DnsProblem>;
 
 /// An SRV record as found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,9 +89,14 @@ pub struct Srv {
     pub weight: u16,
 }
 
-/// A resolver configured from the provider's settings.
+/// A resolver configured from the provider's settings. Cheap to clone (the resolver is shared),
+/// so each lookup of a check run can be its own task.
+#[derive(Clone)]
 pub(crate) struct DnsClient {
     resolver: TokioResolver,
+    validate: bool,
+    /// The most a lookup may take, retries and TCP fallback included: `timeout_ms` × `attempts`.
+    deadline: Duration,
 }
 
 /// A name in absolute form, lower case, without the trailing dot.
@@ -73,46 +130,87 @@ impl DnsClient {
             }
             TokioResolver::builder_with_config(ResolverConfig::from_parts(None, vec![], servers), provider)
         };
-        let resolver =
-            builder.with_options(opts).build().map_err(|e| Error::InvalidArgument(format!("DNS resolver: {e}")))?;
-        Ok(DnsClient { resolver })
+        let mut builder = builder.with_options(opts);
+        // Our own anchor (a file of DNSKEY records) for a zone signed below an unsigned parent,
+        // or a lab; without one, hickory trusts the root's keys. (The stub resolver ignores
+        // `ResolverOpts::trust_anchor`, so the file is read here.)
+        if let Some(path) = settings.dnssec_trust_anchor.as_deref().filter(|_| settings.dnssec) {
+            let anchors = TrustAnchors::from_file(std::path::Path::new(path))
+                .map_err(|e| Error::InvalidArgument(format!("DNSSEC trust anchor {path:?}: {e}")))?;
+            builder = builder.with_trust_anchor(std::sync::Arc::new(anchors));
+        }
+        let resolver = builder.build().map_err(|e| Error::InvalidArgument(format!("DNS resolver: {e}")))?;
+        let deadline =
+            Duration::from_millis(settings.timeout_ms.max(1).saturating_mul(settings.attempts.max(1) as u64));
+        Ok(DnsClient { resolver, validate: settings.dnssec, deadline })
     }
 
-    async fn records(&self, name: &str, rtype: RecordType) -> std::result::Result<Vec<RData>, DnsProblem> {
+    /// The answer's records of type `rtype` (RRSIGs and CNAME chains left out). A bogus answer
+    /// is an error: it must neither prove a claim nor disprove it.
+    async fn records(&self, name: &str, rtype: RecordType) -> Lookup<Vec<RData>> {
         let fqdn = format!("{}.", plain(name));
-        match self.resolver.lookup(fqdn.as_str(), rtype).await {
-            Ok(lookup) => Ok(lookup.answers().iter().map(|r| r.data.clone()).collect()),
-            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(Vec::new()),
+        let validated = |status: DnssecStatus| self.validate.then_some(status);
+        let Ok(result) = tokio::time::timeout(self.deadline, self.resolver.lookup(fqdn.as_str(), rtype)).await else {
+            return Err(DnsProblem::Timeout);
+        };
+        match result {
+            Ok(lookup) => {
+                let records: Vec<_> = lookup.answers().iter().filter(|r| r.record_type() == rtype).collect();
+                let status = weakest(records.iter().map(|r| r.proof));
+                if self.validate && status == DnssecStatus::Bogus {
+                    return Err(DnsProblem::Bogus);
+                }
+                Ok(Answer { value: records.into_iter().map(|r| r.data.clone()).collect(), dnssec: validated(status) })
+            }
+            Err(NetError::Dns(DnsError::Nsec { proof, .. })) => match DnssecStatus::from(proof) {
+                DnssecStatus::Bogus => Err(DnsProblem::Bogus),
+                status => Ok(Answer { value: Vec::new(), dnssec: validated(status) }),
+            },
+            Err(NetError::Dns(DnsError::DnssecBogus)) => Err(DnsProblem::Bogus),
+            // "No such record" is as trustworthy as the NSEC and SOA records that say so.
+            Err(NetError::Dns(DnsError::NoRecordsFound(none))) => {
+                let status = match none.authorities.as_deref() {
+                    Some(proof) if !proof.is_empty() => weakest(proof.iter().map(|r| r.proof)),
+                    _ => DnssecStatus::Indeterminate,
+                };
+                if self.validate && status == DnssecStatus::Bogus {
+                    return Err(DnsProblem::Bogus);
+                }
+                Ok(Answer { value: Vec::new(), dnssec: validated(status) })
+            }
             Err(NetError::Timeout) => Err(DnsProblem::Timeout),
             Err(e) => Err(DnsProblem::Failure(e.to_string())),
         }
     }
 
     /// TXT values at `name`, each with its strings joined (a long value is often split).
-    pub(crate) async fn txt(&self, name: &str) -> std::result::Result<Vec<String>, DnsProblem> {
-        Ok(self
-            .records(name, RecordType::TXT)
-            .await?
+    pub(crate) async fn txt(&self, name: &str) -> Lookup<Vec<String>> {
+        let a = self.records(name, RecordType::TXT).await?;
+        let value = a
+            .value
             .into_iter()
             .filter_map(|d| match d {
                 RData::TXT(t) => Some(t.txt_data.iter().map(|s| String::from_utf8_lossy(s)).collect()),
                 _ => None,
             })
-            .collect())
+            .collect();
+        Ok(Answer { value, dnssec: a.dnssec })
     }
 
     /// The CNAME target at `name`, if there is one.
-    pub(crate) async fn cname(&self, name: &str) -> std::result::Result<Option<String>, DnsProblem> {
-        Ok(self.records(name, RecordType::CNAME).await?.into_iter().find_map(|d| match d {
+    pub(crate) async fn cname(&self, name: &str) -> Lookup<Option<String>> {
+        let a = self.records(name, RecordType::CNAME).await?;
+        let value = a.value.into_iter().find_map(|d| match d {
             RData::CNAME(c) => Some(plain(&c.0.to_ascii())),
             _ => None,
-        }))
+        });
+        Ok(Answer { value, dnssec: a.dnssec })
     }
 
-    pub(crate) async fn srv(&self, name: &str) -> std::result::Result<Vec<Srv>, DnsProblem> {
-        Ok(self
-            .records(name, RecordType::SRV)
-            .await?
+    pub(crate) async fn srv(&self, name: &str) -> Lookup<Vec<Srv>> {
+        let a = self.records(name, RecordType::SRV).await?;
+        let value = a
+            .value
             .into_iter()
             .filter_map(|d| match d {
                 RData::SRV(s) => Some(Srv {
@@ -123,6 +221,7 @@ impl DnsClient {
                 }),
                 _ => None,
             })
-            .collect())
+            .collect();
+        Ok(Answer { value, dnssec: a.dnssec })
     }
 }

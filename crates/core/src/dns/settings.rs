@@ -38,6 +38,9 @@ pub struct DnsSettings {
     pub attempts: usize,
     /// Validate DNSSEC and report each answer's status.
     pub dnssec: bool,
+    /// A file of DNSKEY records to trust (zone file syntax), when the root's keys are not the
+    /// anchor: a private zone, a lab, the tests. Only used when `dnssec` is on.
+    pub dnssec_trust_anchor: Option<String>,
     /// Seconds between re-checks of a verified domain.
     pub recheck_interval: u64,
     /// Seconds a domain may stay `lost` before it is `suspended`.
@@ -61,6 +64,7 @@ impl Default for DnsSettings {
             timeout_ms: 3000,
             attempts: 2,
             dnssec: false,
+            dnssec_trust_anchor: None,
             recheck_interval: 24 * 3600,
             grace_period: 7 * 24 * 3600,
             concurrency: 64,

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::dns::{plain, DnsClient, DnsProblem, DnsSettings, ExpectedSrv, Srv};
+use crate::dns::{plain, DnsClient, DnsProblem, DnsSettings, DnssecStatus, ExpectedSrv, Lookup, Srv};
 
 /// How one expected record compares with what DNS says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,6 +26,15 @@ pub struct DnsRow {
     pub found: Vec<String>,
     pub status: RowStatus,
     pub problem: Option<DnsProblem>,
+    /// The answer's DNSSEC status, when the provider validates.
+    pub dnssec: Option<DnssecStatus>,
+}
+
+impl DnsRow {
+    fn failed(name: String, rtype: &'static str, expected: String, problem: DnsProblem) -> Self {
+        let dnssec = (problem == DnsProblem::Bogus).then_some(DnssecStatus::Bogus);
+        DnsRow { name, rtype, expected, found: vec![], status: RowStatus::Error, problem: Some(problem), dnssec }
+    }
 }
 
 /// The table for one domain.
@@ -45,13 +54,12 @@ fn srv_text(target: &str, port: u16, priority: u16, weight: u16) -> String {
     format!("{priority} {weight} {port} {}", plain(target))
 }
 
-fn srv_row(name: String, want: &ExpectedSrv, found: Result<Vec<Srv>, DnsProblem>) -> DnsRow {
+fn srv_row(name: String, want: &ExpectedSrv, found: Lookup<Vec<Srv>>) -> DnsRow {
     let expected = srv_text(&want.target, want.port, want.priority, want.weight);
     match found {
-        Err(problem) => {
-            DnsRow { name, rtype: "SRV", expected, found: vec![], status: RowStatus::Error, problem: Some(problem) }
-        }
-        Ok(records) => {
+        Err(problem) => DnsRow::failed(name, "SRV", expected, problem),
+        Ok(answer) => {
+            let records = answer.value;
             let ok = records.iter().any(|s| s.target == plain(&want.target) && s.port == want.port);
             let status = match (ok, records.is_empty()) {
                 (true, _) => RowStatus::Ok,
@@ -59,44 +67,49 @@ fn srv_row(name: String, want: &ExpectedSrv, found: Result<Vec<Srv>, DnsProblem>
                 (false, false) => RowStatus::Wrong,
             };
             let found = records.iter().map(|s| srv_text(&s.target, s.port, s.priority, s.weight)).collect();
-            DnsRow { name, rtype: "SRV", expected, found, status, problem: None }
+            DnsRow { name, rtype: "SRV", expected, found, status, problem: None, dnssec: answer.dnssec }
         }
     }
 }
 
-fn cname_row(name: String, want: &str, found: Result<Option<String>, DnsProblem>) -> DnsRow {
+fn cname_row(name: String, want: &str, found: Lookup<Option<String>>) -> DnsRow {
     let expected = plain(want);
     match found {
-        Err(problem) => {
-            DnsRow { name, rtype: "CNAME", expected, found: vec![], status: RowStatus::Error, problem: Some(problem) }
-        }
-        Ok(None) => DnsRow { name, rtype: "CNAME", expected, found: vec![], status: RowStatus::Missing, problem: None },
-        Ok(Some(target)) => {
-            let status = if target == expected { RowStatus::Ok } else { RowStatus::Wrong };
-            DnsRow { name, rtype: "CNAME", expected, found: vec![target], status, problem: None }
+        Err(problem) => DnsRow::failed(name, "CNAME", expected, problem),
+        Ok(answer) => {
+            let (status, found) = match answer.value {
+                None => (RowStatus::Missing, vec![]),
+                Some(target) if target == expected => (RowStatus::Ok, vec![target]),
+                Some(target) => (RowStatus::Wrong, vec![target]),
+            };
+            DnsRow { name, rtype: "CNAME", expected, found, status, problem: None, dnssec: answer.dnssec }
         }
     }
 }
 
-/// Looks up every expected record of `domain`.
+/// Looks up every expected record of `domain`, all at once: a dead nameserver costs one
+/// timeout per report, not one per row.
 pub(crate) async fn run(client: &DnsClient, settings: &DnsSettings, domain: &str) -> DnsReport {
-    let mut rows = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     let srvs = [
         ("_xmpp-client._tcp", &settings.xmpp_client),
         ("_xmpps-client._tcp", &settings.xmpps_client),
         ("_xmpp-server._tcp", &settings.xmpp_server),
     ];
+    let mut index = 0;
     for (label, want) in srvs {
-        if let Some(want) = want {
-            let name = format!("{label}.{domain}");
-            let found = client.srv(&name).await;
-            rows.push(srv_row(name, want, found));
+        if let Some(want) = want.clone() {
+            let (name, client) = (format!("{label}.{domain}"), client.clone());
+            tasks.spawn(async move { (index, srv_row(name.clone(), &want, client.srv(&name).await)) });
+            index += 1;
         }
     }
-    for c in &settings.cnames {
-        let name = format!("{}.{domain}", c.label);
-        let found = client.cname(&name).await;
-        rows.push(cname_row(name, &c.target, found));
+    for c in settings.cnames.clone() {
+        let (name, client) = (format!("{}.{domain}", c.label), client.clone());
+        tasks.spawn(async move { (index, cname_row(name.clone(), &c.target, client.cname(&name).await)) });
+        index += 1;
     }
-    DnsReport { domain: domain.to_string(), rows }
+    let mut rows: Vec<(usize, DnsRow)> = tasks.join_all().await;
+    rows.sort_by_key(|(i, _)| *i);
+    DnsReport { domain: domain.to_string(), rows: rows.into_iter().map(|(_, r)| r).collect() }
 }

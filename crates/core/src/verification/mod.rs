@@ -155,27 +155,51 @@ impl Hosting {
     /// Re-checks up to `limit` verified or lost claims whose time has come, at most
     /// `settings.concurrency` at once. Returns the claims as they are after the checks.
     pub fn recheck_due(&self, limit: u32) -> Result<Pending<Result<Vec<Claim>>>> {
-        let dns = self.provider_settings()?.dns;
         let due = self.store().read(|c| sql::due_claims(c, self.now(), i64::from(limit)))?;
+        self.check_claims(due)
+    }
+
+    /// Looks for the proofs of many claims (`(domain, account)` pairs), at most
+    /// `settings.concurrency` at once: a bulk import, or an admin's "verify all pending".
+    pub fn verify_domains(&self, claims: &[(String, String)]) -> Result<Pending<Result<Vec<Claim>>>> {
+        let mut checked = Vec::with_capacity(claims.len());
+        for (domain, account) in claims {
+            checked.push((claimable(domain)?.to_string(), check_account(account)?.to_string()));
+        }
+        self.check_claims(checked)
+    }
+
+    fn check_claims(&self, claims: Vec<(String, String)>) -> Result<Pending<Result<Vec<Claim>>>> {
+        let dns = self.provider_settings()?.dns;
         let hosting = self.clone();
         Pending::spawn(async move {
-            let client = std::sync::Arc::new(DnsClient::new(&dns)?);
-            let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(dns.concurrency.max(1)));
-            let mut tasks = tokio::task::JoinSet::new();
-            for (domain, account) in due {
-                let (client, permits, dns, hosting) = (client.clone(), permits.clone(), dns.clone(), hosting.clone());
-                tasks.spawn(async move {
-                    let _permit = permits.acquire_owned().await;
+            let client = DnsClient::new(&dns)?;
+            let dns = std::sync::Arc::new(dns);
+            let checks = claims.into_iter().map(|(domain, account)| {
+                let (client, dns, hosting) = (client.clone(), dns.clone(), hosting.clone());
+                async move {
                     let claim = hosting.require_claim(&domain, &account)?;
                     let evidence = look_for_proof(&client, &dns, &claim).await;
                     hosting.record_check(&domain, &account, evidence, &dns)
-                });
-            }
-            let mut out = Vec::new();
-            while let Some(done) = tasks.join_next().await {
-                out.push(done.map_err(|e| Error::Internal(format!("check task failed: {e}")))??);
-            }
-            Ok(out)
+                }
+            });
+            bounded(checks, dns.concurrency).await.into_iter().collect()
+        })
+        .map_err(|e| Error::Internal(format!("cannot start the DNS worker: {e}")))
+    }
+
+    /// Runs the DNS tester for many domains, at most `settings.concurrency` at once; the reports
+    /// come back in the order of `domains`.
+    pub fn dns_test_many(&self, domains: &[String]) -> Result<Pending<Result<Vec<DnsReport>>>> {
+        let names = domains.iter().map(|d| claimable(d).map(|n| n.to_string())).collect::<Result<Vec<_>>>()?;
+        let dns = std::sync::Arc::new(self.provider_settings()?.dns);
+        Pending::spawn(async move {
+            let client = DnsClient::new(&dns)?;
+            let tests = names.into_iter().map(|name| {
+                let (client, dns) = (client.clone(), dns.clone());
+                async move { dns_test::run(&client, &dns, &name).await }
+            });
+            Ok(bounded(tests, dns.concurrency).await)
         })
         .map_err(|e| Error::Internal(format!("cannot start the DNS worker: {e}")))
     }
@@ -283,10 +307,36 @@ impl Hosting {
     }
 }
 
+/// Runs `jobs` as tasks of the worker, at most `limit` at a time, and gives their outputs in the
+/// order of `jobs`. Bounded so that ten thousand domains do not mean ten thousand sockets.
+async fn bounded<F>(jobs: impl IntoIterator<Item = F>, limit: usize) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, job) in jobs.into_iter().enumerate() {
+        // Never closed, so acquiring cannot fail.
+        let permit = permits.clone().acquire_owned().await.expect("the semaphore stays open");
+        tasks.spawn(async move {
+            let out = job.await;
+            drop(permit);
+            (i, out)
+        });
+    }
+    let mut done = tasks.join_all().await;
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, out)| out).collect()
+}
+
+/// Looks for the proof by TXT and CNAME at once. A found proof wins over a failed lookup of the
+/// other type; a failure with no proof found concludes nothing.
 async fn look_for_proof(client: &DnsClient, dns: &DnsSettings, claim: &Claim) -> (Evidence, Option<DnsProblem>) {
     let i = proof::instructions(&claim.domain, &claim.token, &dns.verification_label, dns.provider_zone.as_deref());
-    let txt = client.txt(&i.name).await;
-    let cname = client.cname(&i.name).await;
+    let (txt, cname) = tokio::join!(client.txt(&i.name), client.cname(&i.name));
+    let txt = txt.map(|a| a.value);
+    let cname = cname.map(|a| a.value);
     match (txt, cname) {
         (Ok(t), Ok(c)) if proof::proves(&i, &t, c.as_deref()) => (Evidence::Found, None),
         (Ok(t), _) if proof::proves(&i, &t, None) => (Evidence::Found, None),

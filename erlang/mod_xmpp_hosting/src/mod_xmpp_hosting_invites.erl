@@ -191,7 +191,7 @@ preauth(#{server := Server, lang := Lang} = State, IQ, Token) ->
 
 register(#{server := Server, lang := Lang, ip := {Address, _}} = State, IQ, User, Password) ->
     Token = maps:get(xmpp_hosting_token, State, undefined),
-    Ip = list_to_binary(inet:ntoa(Address)),
+    Ip = ip_text(Address),
     Request = #{domain => Server, username => User, ip => Ip, token => Token},
     Begin = fun(H) -> xmpp_hosting_nif:begin_registration(H, Request) end,
     case with_store(Server, Begin) of
@@ -299,6 +299,13 @@ format_error(Why) -> mod_register:format_error(Why).
 
 send(#{server := Server} = State, Reply) ->
     ejabberd_c2s:send(State, xmpp:set_from_to(Reply, jid:make(Server), undefined)).
+
+%% The client's address as the store counts it. A dual-stack listener shows IPv4 clients as
+%% ::ffff:a.b.c.d; the per-IP limits must count them as the a.b.c.d that Prosody and the CLI see.
+ip_text({0, 0, 0, 0, 0, 16#ffff, AB, CD}) ->
+    ip_text({AB bsr 8, AB band 255, CD bsr 8, CD band 255});
+ip_text(Address) ->
+    list_to_binary(inet:ntoa(Address)).
 
 with_store(Host, Fun) ->
     case mod_xmpp_hosting:store(Host) of

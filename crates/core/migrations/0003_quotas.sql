@@ -22,6 +22,9 @@ CREATE TABLE upload_volume (
     bytes       INTEGER NOT NULL CHECK (bytes >= 0),
     PRIMARY KEY (domain, username, span, start)
 ) STRICT, WITHOUT ROWID;
+-- For the maintenance purge of scopes that stopped uploading (active scopes prune their own
+-- buckets by primary key on every commit). New rows land at its right edge: one page a commit.
+CREATE INDEX upload_volume_by_age ON upload_volume (span, start);
 
 -- Granted slots not yet completed; they count against every limit until committed, released
 -- or expired.

@@ -2,6 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::username_of;
+use crate::store::quotas as sql;
+use crate::{Error, Hosting, Result};
+
 /// A domain's upload limits (`DomainSettings::uploads`); `None` means no limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -87,5 +91,38 @@ impl EffectiveLimits {
             domain_storage: domain.domain_storage,
             domain_windows: [domain.domain_daily, domain.domain_weekly, domain.domain_monthly],
         }
+    }
+}
+
+/// A user's stored exceptions (none when the table has no row for them).
+pub(crate) fn user_overrides(c: &rusqlite::Connection, domain: &str, user: &str) -> Result<UserUploadLimits> {
+    sql::user_limits(c, domain, user)?.map_or(Ok(UserUploadLimits::default()), |json| parse_overrides(&json))
+}
+
+fn parse_overrides(json: &str) -> Result<UserUploadLimits> {
+    serde_json::from_str(json).map_err(|e| Error::Corrupt(format!("user upload limits: {e}")))
+}
+
+impl Hosting {
+    /// Sets (or with `None` removes) one user's exceptions to the domain's limits.
+    pub fn set_user_upload_limits(
+        &self,
+        domain: &str,
+        username: &str,
+        limits: Option<&UserUploadLimits>,
+    ) -> Result<()> {
+        let d = self.require_domain(domain)?;
+        let user = username_of(username)?;
+        // Plain data of options and numbers: serialising it cannot fail.
+        let json = limits.map(|l| serde_json::to_string(l).expect("limits serialise"));
+        self.store().write(|tx| sql::set_user_limits(tx, d.name.as_str(), &user, json.as_deref()))
+    }
+
+    /// One user's exceptions, if any.
+    pub fn user_upload_limits(&self, domain: &str, username: &str) -> Result<Option<UserUploadLimits>> {
+        let d = self.require_domain(domain)?;
+        let user = username_of(username)?;
+        let json = self.store().read(|c| sql::user_limits(c, d.name.as_str(), &user))?;
+        json.as_deref().map(parse_overrides).transpose()
     }
 }

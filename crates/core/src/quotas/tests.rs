@@ -1,5 +1,6 @@
 use std::sync::{Arc, Barrier};
 
+use super::windows::{DAY, HOUR};
 use super::*;
 use crate::{DomainSettings, Hosting, ManualClock};
 
@@ -254,4 +255,114 @@ fn maintenance_releases_and_prunes() {
     // daily volume buckets of the user and of the domain are pruned.
     assert_eq!(h.purge_upload_ledger().unwrap(), 1 + 1 + 4);
     assert_eq!(h.upload_usage("example.org", Some("alice")).unwrap(), UploadUsage { stored: 10, ..Default::default() });
+}
+
+fn volume_rows(h: &Hosting) -> i64 {
+    h.store().read(|c| Ok(c.query_row("SELECT count(*) FROM upload_volume", [], |r| r.get(0))?)).unwrap()
+}
+
+#[test]
+fn commits_prune_their_own_old_buckets() {
+    let (h, clock) = hosting(UploadLimits { user_daily: Some(1_000_000), ..Default::default() });
+    // An upload every hour for 40 days: without pruning that is 960 hourly and 40 daily rows
+    // per scope; each commit drops what no window reaches, so a scope keeps about one window.
+    for _ in 0..40 * 24 {
+        upload(&h, "alice", 10);
+        clock.advance(HOUR);
+    }
+    let per_scope = volume_rows(&h) / 2;
+    assert!(per_scope <= 25 + 31, "{per_scope} buckets per scope");
+    let usage = h.upload_usage("example.org", Some("alice")).unwrap();
+    // The windows still count exactly their buckets: 24 hours, 7 and 30 days (plus the
+    // current partial day), each hour holding 10 bytes.
+    assert_eq!(usage.daily, 24 * 10);
+    assert_eq!(
+        (usage.weekly, usage.monthly),
+        ((7 * 24 + (T0 % DAY) / HOUR) as u64 * 10, (30 * 24 + (T0 % DAY) / HOUR) as u64 * 10)
+    );
+}
+
+#[test]
+fn the_purge_drops_buckets_of_scopes_that_stopped() {
+    let (h, clock) = hosting(UploadLimits::default());
+    upload(&h, "alice", 10);
+    upload(&h, "bob", 10);
+    // alice, bob and the domain, each with an hourly and a daily bucket.
+    assert_eq!(volume_rows(&h), 3 * 2);
+    clock.advance(29 * DAY);
+    // Hourly buckets have left the daily window; daily ones are still in the month.
+    assert_eq!(h.purge_upload_ledger().unwrap(), 3);
+    clock.advance(2 * DAY);
+    assert_eq!(h.purge_upload_ledger().unwrap(), 3);
+    assert_eq!((volume_rows(&h), h.purge_upload_ledger().unwrap()), (0, 0));
+}
+
+#[test]
+fn reports_show_usage_beside_the_limits_that_apply() {
+    let limits = UploadLimits {
+        max_file_size: Some(100),
+        user_storage: Some(1000),
+        user_daily: Some(500),
+        domain_storage: Some(5000),
+        domain_monthly: Some(9000),
+        ..Default::default()
+    };
+    let (h, _) = hosting(limits);
+    h.set_provider_setting("uploads.storage", "20000").unwrap();
+    let vip = UserUploadLimits { daily: Some(800), ..Default::default() };
+    h.set_user_upload_limits("example.org", "vip", Some(&vip)).unwrap();
+    upload(&h, "vip", 60);
+    granted(h.authorize_upload("example.org", "alice", 40).unwrap());
+    let r = h.upload_report("example.org", Some("vip")).unwrap();
+    assert_eq!(r.usage, UploadUsage { stored: 60, reserved: 0, daily: 60, weekly: 60, monthly: 60 });
+    assert_eq!(
+        r.limits,
+        ScopeLimits { max_file_size: Some(100), storage: Some(1000), daily: Some(800), weekly: None, monthly: None }
+    );
+    let r = h.upload_report("example.org", None).unwrap();
+    assert_eq!((r.usage.stored, r.usage.reserved, r.usage.monthly), (60, 40, 60));
+    assert_eq!((r.limits.storage, r.limits.daily, r.limits.monthly), (Some(5000), None, Some(9000)));
+    let g = h.global_upload_report().unwrap();
+    assert_eq!((g.usage.stored, g.usage.reserved, g.limits.storage), (60, 40, Some(20000)));
+    assert_eq!(h.upload_report("missing.example", None).unwrap_err().code(), "not-found");
+}
+
+#[test]
+fn reservations_alone_give_no_retry_time() {
+    // What stands in the way is a slot in flight, not volume that will age out: the client
+    // learns to wait (resource-constraint) but no stamp is promised.
+    let (h, _) = hosting(UploadLimits { user_daily: Some(1000), ..Default::default() });
+    granted(h.authorize_upload("example.org", "alice", 900).unwrap());
+    let d = denied(h.authorize_upload("example.org", "alice", 200).unwrap());
+    assert_eq!((d.limit, d.usage, d.retry_at), (UploadLimit::UserDaily, 900, None));
+}
+
+#[test]
+fn a_late_upload_is_recorded_until_its_slot_is_forgotten() {
+    let (h, clock) = hosting(UploadLimits { slot_lifetime: 60, ..Default::default() });
+    let late = granted(h.authorize_upload("example.org", "alice", 10).unwrap());
+    let lost = granted(h.authorize_upload("example.org", "alice", 10).unwrap());
+    clock.advance(61);
+    granted(h.authorize_upload("example.org", "bob", 1).unwrap());
+    h.commit_upload(late.id, 10, "late").unwrap();
+    clock.advance(DAY);
+    granted(h.authorize_upload("example.org", "bob", 1).unwrap());
+    assert_eq!(h.commit_upload(lost.id, 10, "too-late").unwrap_err().code(), "not-found");
+    assert_eq!(h.upload_usage("example.org", Some("alice")).unwrap().stored, 10);
+}
+
+#[test]
+fn the_same_file_cannot_be_committed_twice() {
+    let (h, _) = hosting(UploadLimits::default());
+    let a = granted(h.authorize_upload("example.org", "alice", 10).unwrap());
+    let b = granted(h.authorize_upload("example.org", "alice", 10).unwrap());
+    h.commit_upload(a.id, 10, "same").unwrap();
+    assert_eq!(h.commit_upload(b.id, 10, "same").unwrap_err().code(), "already-exists");
+    // The failed commit changed nothing: b still holds its reservation.
+    assert_eq!(h.upload_usage("example.org", Some("alice")).unwrap().reserved, 10);
+    h.release_upload(b.id).unwrap();
+    assert_eq!(
+        h.upload_usage("example.org", Some("alice")).unwrap(),
+        UploadUsage { stored: 10, daily: 10, weekly: 10, monthly: 10, ..Default::default() }
+    );
 }

@@ -76,13 +76,23 @@ pub(crate) fn add_volume(
     Ok(())
 }
 
-/// Deletes at most `limit` buckets that ended before `before` (unix seconds); returns how many.
-pub(crate) fn prune_volume(c: &Connection, before: i64, limit: i64) -> Result<usize> {
+/// Deletes a scope's buckets of one span older than bucket `before`. A primary-key range, so it
+/// costs one seek when there is nothing to delete; called on every commit, it keeps each active
+/// scope at about one window of buckets.
+pub(crate) fn prune_scope_volume(c: &Connection, domain: &str, username: &str, span: i64, before: i64) -> Result<()> {
+    c.prepare_cached("DELETE FROM upload_volume WHERE domain = ?1 AND username = ?2 AND span = ?3 AND start < ?4")?
+        .execute(params![domain, username, span, before])?;
+    Ok(())
+}
+
+/// Deletes at most `limit` buckets of one span older than bucket `before`, whoever they belong
+/// to (scopes that stopped uploading); returns how many. Uses the age index.
+pub(crate) fn prune_volume(c: &Connection, span: i64, before: i64, limit: i64) -> Result<usize> {
     Ok(c.prepare_cached(
         "DELETE FROM upload_volume WHERE (domain, username, span, start) IN
-           (SELECT domain, username, span, start FROM upload_volume WHERE (start + 1) * span <= ?1 LIMIT ?2)",
+           (SELECT domain, username, span, start FROM upload_volume WHERE span = ?1 AND start < ?2 LIMIT ?3)",
     )?
-    .execute(params![before, limit])?)
+    .execute(params![span, before, limit])?)
 }
 
 /// A reservation: (domain, username, size, released).
@@ -128,9 +138,14 @@ pub(crate) fn expired_reservations(c: &Connection, now: Timestamp, limit: i64) -
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Forgets released reservations that expired before `before`; returns how many.
-pub(crate) fn delete_released(c: &Connection, before: Timestamp) -> Result<usize> {
-    Ok(c.prepare_cached("DELETE FROM upload_reservations WHERE released = 1 AND expires_at < ?1")?.execute([before])?)
+/// Forgets at most `limit` released reservations that expired before `before` (kept until then
+/// so that a late upload still finds its slot); returns how many.
+pub(crate) fn delete_released(c: &Connection, before: Timestamp, limit: i64) -> Result<usize> {
+    Ok(c.prepare_cached(
+        "DELETE FROM upload_reservations WHERE id IN
+           (SELECT id FROM upload_reservations WHERE released = 1 AND expires_at < ?1 LIMIT ?2)",
+    )?
+    .execute(params![before, limit])?)
 }
 
 /// Records a stored file; `false` if the id is known already.
@@ -153,9 +168,8 @@ pub(crate) fn insert_file(
 /// Removes a file's record and returns (domain, username, size).
 pub(crate) fn take_file(c: &Connection, file_id: &str) -> Result<Option<(String, String, i64)>> {
     let row = c
-        .query_row("SELECT domain, username, size FROM upload_files WHERE file_id = ?1", [file_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .prepare_cached("SELECT domain, username, size FROM upload_files WHERE file_id = ?1")?
+        .query_row([file_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     if row.is_some() {
         c.prepare_cached("DELETE FROM upload_files WHERE file_id = ?1")?.execute([file_id])?;

@@ -1,0 +1,124 @@
+//! What a slot request gets back: a grant holding a reservation, or a denial that says which
+//! limit refused it and when trying again can help. Both servers turn a denial into the same
+//! XEP-0363 error, so the mapping lives here, once.
+
+use serde::{Serialize, Serializer};
+
+use crate::{Error, Result, Timestamp};
+
+/// Which limit a denial is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UploadLimit {
+    FileSize,
+    UserStorage,
+    DomainStorage,
+    GlobalStorage,
+    UserDaily,
+    UserWeekly,
+    UserMonthly,
+    DomainDaily,
+    DomainWeekly,
+    DomainMonthly,
+}
+
+pub(crate) const USER_WINDOWS: [UploadLimit; 3] =
+    [UploadLimit::UserDaily, UploadLimit::UserWeekly, UploadLimit::UserMonthly];
+pub(crate) const DOMAIN_WINDOWS: [UploadLimit; 3] =
+    [UploadLimit::DomainDaily, UploadLimit::DomainWeekly, UploadLimit::DomainMonthly];
+
+/// A refused slot: which limit, its value, the usage it counts, and when enough room frees up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub limit: UploadLimit,
+    pub limit_value: u64,
+    /// Bytes counted against the limit, reservations included (0 for the file size limit).
+    pub usage: u64,
+    pub requested: u64,
+    /// For windowed limits, when the window will have room for this file; `None` when waiting
+    /// does not help (the file is larger than the limit, or storage must be freed first) or when
+    /// only reservations stand in the way (they end within a slot's lifetime).
+    pub retry_at: Option<Timestamp>,
+}
+
+impl Denial {
+    /// The XEP-0363 error both servers answer with: a file over the size limit is
+    /// `modify/not-acceptable` with `<file-too-large>`; a quota is `wait/resource-constraint`,
+    /// with `<retry stamp/>` when `retry_at` is known.
+    pub fn condition(&self) -> (&'static str, &'static str) {
+        match self.limit {
+            UploadLimit::FileSize => ("modify", "not-acceptable"),
+            _ => ("wait", "resource-constraint"),
+        }
+    }
+
+    /// The stanza error's text, for the user who asked.
+    pub fn text(&self) -> String {
+        let what = match self.limit {
+            UploadLimit::FileSize => return format!("File too large: the maximum is {} bytes", self.limit_value),
+            UploadLimit::UserStorage => "your storage",
+            UploadLimit::DomainStorage => "this domain's storage",
+            UploadLimit::GlobalStorage => "the server's storage",
+            UploadLimit::UserDaily => "your daily upload limit",
+            UploadLimit::UserWeekly => "your weekly upload limit",
+            UploadLimit::UserMonthly => "your monthly upload limit",
+            UploadLimit::DomainDaily => "this domain's daily upload limit",
+            UploadLimit::DomainWeekly => "this domain's weekly upload limit",
+            UploadLimit::DomainMonthly => "this domain's monthly upload limit",
+        };
+        format!("Quota reached: {what} ({} of {} bytes used)", self.usage, self.limit_value)
+    }
+}
+
+/// Bindings hand the decision to Lua, Erlang and C as JSON: the denial carries its stanza error
+/// type, condition and text so that no binding maps limits to errors itself.
+impl Serialize for Denial {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (kind, condition) = self.condition();
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("limit", &self.limit)?;
+        m.serialize_entry("limit_value", &self.limit_value)?;
+        m.serialize_entry("usage", &self.usage)?;
+        m.serialize_entry("requested", &self.requested)?;
+        if let Some(t) = self.retry_at {
+            m.serialize_entry("retry_at", &t)?;
+        }
+        m.serialize_entry("type", kind)?;
+        m.serialize_entry("condition", condition)?;
+        m.serialize_entry("text", &self.text())?;
+        m.end()
+    }
+}
+
+/// A granted slot: its bytes are reserved until committed, released or expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reservation {
+    pub id: i64,
+    pub size: u64,
+    pub expires_at: Timestamp,
+}
+
+/// The answer to a slot request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "lowercase")]
+pub enum UploadDecision {
+    Granted(Reservation),
+    Denied(Denial),
+}
+
+/// Reads a slot request's size attribute: a positive decimal integer up to 2^63-1. Both
+/// servers call this on the raw attribute, so `-1`, `0`, `1e3`, `abc` and `2^63` are refused
+/// alike (as `bad-request`).
+pub fn parse_upload_size(text: &str) -> Result<i64> {
+    let bad = |why: &str| Err(Error::InvalidArgument(format!("file size {text:?} {why}")));
+    let t = text.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return bad("is not a whole number of bytes");
+    }
+    match t.parse::<i64>() {
+        Ok(0) => bad("must be larger than zero"),
+        Ok(n) => Ok(n),
+        Err(_) => bad("is too large"),
+    }
+}

@@ -1,0 +1,182 @@
+//! The ledger's life cycle: authorize (reserve), commit, release, forget, and maintenance.
+//!
+//! Every call is one short `BEGIN IMMEDIATE` transaction of key lookups on running totals and
+//! time buckets: its cost does not depend on how many files are stored. Writers of every
+//! process are serialised by SQLite, so two slot requests (threads, or Prosody and the CLI)
+//! can never both see the same room.
+
+use rusqlite::Connection;
+
+use super::decision::{Denial, Reservation, UploadDecision, UploadLimit, DOMAIN_WINDOWS, USER_WINDOWS};
+use super::policy::{user_overrides, EffectiveLimits};
+use super::username_of;
+use super::windows::{self, as_i64, Scope, DAY};
+use crate::store::quotas as sql;
+use crate::{Error, Hosting, Result, Timestamp};
+
+/// Expired reservations released, and long-released ones forgotten, per decision: bounded work
+/// on the hot path that still keeps up with any rate of abandoned slots.
+const EXPIRE_PER_CALL: i64 = 16;
+/// How long a released reservation is kept so that an upload completing late is still recorded.
+const KEEP_RELEASED: i64 = DAY;
+/// The longest a slot may hold its reservation, whatever the settings say.
+const MAX_SLOT_LIFETIME: u64 = 7 * DAY as u64;
+
+fn check_size(size: i64) -> Result<u64> {
+    if size <= 0 {
+        return Err(Error::InvalidArgument(format!("file size must be larger than zero, not {size}")));
+    }
+    Ok(size as u64)
+}
+
+fn storage_denial(limit: Option<u64>, stored: i64, reserved: i64, size: i64, kind: UploadLimit) -> Option<Denial> {
+    let limit = limit?;
+    let used = stored + reserved;
+    (used.saturating_add(size) > as_i64(limit)).then_some(Denial {
+        limit: kind,
+        limit_value: limit,
+        usage: used as u64,
+        requested: size as u64,
+        retry_at: None,
+    })
+}
+
+/// Moves stored and reserved bytes of a (domain, user) in all three scopes.
+fn add_totals(tx: &Connection, domain: &str, user: &str, stored: i64, reserved: i64) -> Result<()> {
+    sql::add_usage(tx, "user", domain, user, stored, reserved)?;
+    sql::add_usage(tx, "domain", domain, "", stored, reserved)?;
+    sql::add_usage(tx, "global", "", "", stored, reserved)
+}
+
+/// Releases up to `limit` expired reservations and forgets as many long-released ones.
+fn expire(tx: &Connection, now: Timestamp, limit: i64) -> Result<usize> {
+    let ids = sql::expired_reservations(tx, now, limit)?;
+    for &id in &ids {
+        if let Some((domain, user, size, false)) = sql::reservation(tx, id)? {
+            add_totals(tx, &domain, &user, 0, -size)?;
+            sql::mark_released(tx, id)?;
+        }
+    }
+    Ok(ids.len() + sql::delete_released(tx, now - KEEP_RELEASED, limit)?)
+}
+
+impl Hosting {
+    /// Decides a slot request for `size` bytes by `username` on `domain`: a grant reserves the
+    /// bytes against every limit until [`Hosting::commit_upload`], [`Hosting::release_upload`]
+    /// or the slot's expiry; a denial names the first limit that refused. Checks run from the
+    /// cheapest and least waitable (file size, storage) to the windows.
+    ///
+    /// A size of zero or less is `invalid-argument` (the servers answer `bad-request`; text from
+    /// the wire goes through [`super::parse_upload_size`] first); an unknown domain `not-found`.
+    pub fn authorize_upload(&self, domain: &str, username: &str, size: i64) -> Result<UploadDecision> {
+        let size_u = check_size(size)?;
+        let user = username_of(username)?;
+        let d = self.require_domain(domain)?;
+        let global = self.provider_settings()?.uploads;
+        let name = d.name.as_str();
+        let now = self.now();
+        self.store().write(|tx| {
+            expire(tx, now, EXPIRE_PER_CALL)?;
+            let limits = EffectiveLimits::new(&d.settings.uploads, &user_overrides(tx, name, &user)?);
+            let deny = |denial| Ok(UploadDecision::Denied(denial));
+            if let Some(max) = limits.max_file_size.filter(|&max| size_u > max) {
+                let limit = UploadLimit::FileSize;
+                return deny(Denial { limit, limit_value: max, usage: 0, requested: size_u, retry_at: None });
+            }
+            let (user_stored, user_reserved) = sql::usage(tx, "user", name, &user)?;
+            let (domain_stored, domain_reserved) = sql::usage(tx, "domain", name, "")?;
+            let (global_stored, global_reserved) = sql::usage(tx, "global", "", "")?;
+            let storage = [
+                (limits.user_storage, user_stored, user_reserved, UploadLimit::UserStorage),
+                (limits.domain_storage, domain_stored, domain_reserved, UploadLimit::DomainStorage),
+                (global.storage, global_stored, global_reserved, UploadLimit::GlobalStorage),
+            ];
+            if let Some(d) = storage.into_iter().find_map(|(l, s, r, k)| storage_denial(l, s, r, size, k)) {
+                return deny(d);
+            }
+            let scopes = [
+                Scope {
+                    domain: name,
+                    username: &user,
+                    reserved: user_reserved,
+                    limits: limits.user_windows,
+                    kinds: USER_WINDOWS,
+                },
+                Scope {
+                    domain: name,
+                    username: "",
+                    reserved: domain_reserved,
+                    limits: limits.domain_windows,
+                    kinds: DOMAIN_WINDOWS,
+                },
+            ];
+            for scope in scopes.iter().filter(|s| s.limits.iter().any(Option::is_some)) {
+                if let Some(d) = windows::check(tx, scope, size, now)? {
+                    return deny(d);
+                }
+            }
+            let lifetime = d.settings.uploads.slot_lifetime.clamp(1, MAX_SLOT_LIFETIME) as i64;
+            let expires_at = now + lifetime;
+            let id = sql::insert_reservation(tx, name, &user, size, now, expires_at)?;
+            add_totals(tx, name, &user, 0, size)?;
+            Ok(UploadDecision::Granted(Reservation { id, size: size_u, expires_at }))
+        })
+    }
+
+    /// Records a completed upload of `bytes` as file `file_id` (the server's name for it, used
+    /// again by [`Hosting::forget_file`]). The bytes the server measured are recorded, not the
+    /// size asked for, so the ledger matches the disk. An expired reservation still records the
+    /// file (for a day after expiry), so a slow upload that completes is never lost from it.
+    pub fn commit_upload(&self, reservation: i64, bytes: i64, file_id: &str) -> Result<()> {
+        if bytes < 0 {
+            return Err(Error::InvalidArgument(format!("an upload cannot have {bytes} bytes")));
+        }
+        if file_id.is_empty() || file_id.len() > 1024 {
+            return Err(Error::InvalidArgument("a file id has 1 to 1024 bytes".into()));
+        }
+        let now = self.now();
+        self.store().write(|tx| {
+            let (domain, user, size, released) = sql::reservation(tx, reservation)?
+                .ok_or_else(|| Error::not_found("upload reservation", reservation.to_string()))?;
+            sql::delete_reservation(tx, reservation)?;
+            if !sql::insert_file(tx, file_id, &domain, &user, bytes, now)? {
+                return Err(Error::AlreadyExists { what: "uploaded file", key: file_id.to_string() });
+            }
+            add_totals(tx, &domain, &user, bytes, if released { 0 } else { -size })?;
+            windows::record(tx, &domain, &user, bytes, now)?;
+            windows::record(tx, &domain, "", bytes, now)
+        })
+    }
+
+    /// Gives a granted slot's bytes back (the upload failed or was never made). Releasing a slot
+    /// that already expired is fine; an unknown (or committed) one is `not-found`.
+    pub fn release_upload(&self, reservation: i64) -> Result<()> {
+        self.store().write(|tx| {
+            let (domain, user, size, released) = sql::reservation(tx, reservation)?
+                .ok_or_else(|| Error::not_found("upload reservation", reservation.to_string()))?;
+            if !released {
+                add_totals(tx, &domain, &user, 0, -size)?;
+            }
+            sql::delete_reservation(tx, reservation)
+        })
+    }
+
+    /// A stored file was deleted: its bytes leave storage (not the windows: that volume was
+    /// uploaded). `false` when the ledger does not know the file, so deleting twice is harmless.
+    pub fn forget_file(&self, file_id: &str) -> Result<bool> {
+        self.store().write(|tx| match sql::take_file(tx, file_id)? {
+            Some((domain, user, size)) => add_totals(tx, &domain, &user, -size, 0).map(|()| true),
+            None => Ok(false),
+        })
+    }
+
+    /// Maintenance for a background worker (decisions already do a bounded share of it):
+    /// releases expired reservations, forgets long-released ones, and drops volume buckets no
+    /// window reaches, of scopes that stopped uploading. Bounded per call (a few thousand rows,
+    /// all found by index); returns how many rows it changed, so a caller may repeat while it
+    /// is not zero.
+    pub fn purge_upload_ledger(&self) -> Result<usize> {
+        let now = self.now();
+        self.store().write(|tx| Ok(expire(tx, now, 1000)? + windows::prune_all(tx, now, 2000)?))
+    }
+}

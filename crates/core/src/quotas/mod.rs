@@ -13,12 +13,14 @@
 //! `retry_at` is never too early. The daily window uses hourly buckets (exact to the hour), the
 //! weekly and monthly windows daily buckets (exact to the day).
 
+mod audit;
 mod decision;
 mod ledger;
 mod policy;
 mod report;
 mod windows;
 
+pub use audit::LedgerDrift;
 pub use decision::{parse_upload_size, Denial, Reservation, UploadDecision, UploadLimit};
 pub use policy::{GlobalUploadLimits, UploadLimits, UserUploadLimits, DEFAULT_SLOT_LIFETIME};
 pub use report::{ScopeLimits, UploadReport, UploadUsage};

@@ -366,3 +366,74 @@ fn the_same_file_cannot_be_committed_twice() {
         UploadUsage { stored: 10, daily: 10, weekly: 10, monthly: 10, ..Default::default() }
     );
 }
+
+#[test]
+fn the_audit_finds_and_repairs_drift() {
+    let (h, _) = hosting(UploadLimits::default());
+    let gone = upload(&h, "alice", 100);
+    upload(&h, "bob", 30);
+    h.forget_file(&gone).unwrap();
+    granted(h.authorize_upload("example.org", "bob", 7).unwrap());
+    assert_eq!(h.audit_upload_ledger(false).unwrap(), []);
+    // Simulate a bug that lost a decrement.
+    h.store()
+        .write(|tx| Ok(tx.execute("UPDATE upload_usage SET stored_bytes = 100 WHERE username = 'alice'", [])?))
+        .unwrap();
+    let drift = h.audit_upload_ledger(false).unwrap();
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert_eq!((drift[0].username.as_str(), drift[0].stored, drift[0].counted_stored), ("alice", 100, 0));
+    assert_eq!(h.audit_upload_ledger(true).unwrap(), drift);
+    assert_eq!(h.audit_upload_ledger(false).unwrap(), []);
+    assert_eq!(h.upload_usage("example.org", Some("bob")).unwrap().reserved, 7);
+}
+
+#[test]
+fn twenty_threads_uploading_and_failing_never_overshoot_and_never_drift() {
+    let dir = std::env::temp_dir().join(format!("xh-quota-mixed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("quota.db");
+    let opts = crate::OpenOptions { busy_timeout: std::time::Duration::from_secs(30) };
+    let admin = Hosting::open_with(&path, &opts).unwrap();
+    let limits = UploadLimits { domain_storage: Some(10_000), domain_daily: Some(12_000), ..Default::default() };
+    admin.add_domain_with("example.org", DomainSettings { uploads: limits, ..Default::default() }).unwrap();
+    let barrier = Arc::new(Barrier::new(20));
+    let threads: Vec<_> = (0..20)
+        .map(|t| {
+            let h = Hosting::open_with(&path, &opts).unwrap();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let (mut committed, mut forgotten) = (0, 0);
+                for round in 0..15 {
+                    let user = format!("user{t}");
+                    if let UploadDecision::Granted(r) = h.authorize_upload("example.org", &user, 250).unwrap() {
+                        // Every third upload fails; every fifth file is deleted again.
+                        if round % 3 == 0 {
+                            h.release_upload(r.id).unwrap();
+                        } else {
+                            let id = format!("t{t}-r{round}");
+                            h.commit_upload(r.id, 250, &id).unwrap();
+                            committed += 250;
+                            if round % 5 == 0 {
+                                assert!(h.forget_file(&id).unwrap());
+                                forgotten += 250;
+                            }
+                        }
+                    }
+                    let u = h.upload_usage("example.org", None).unwrap();
+                    assert!(u.stored + u.reserved <= 10_000, "{u:?}");
+                    assert!(u.daily + u.reserved <= 12_000, "{u:?}");
+                }
+                (committed, forgotten)
+            })
+        })
+        .collect();
+    let (committed, forgotten) =
+        threads.into_iter().map(|t| t.join().unwrap()).fold((0, 0), |(c, f), (tc, tf)| (c + tc, f + tf));
+    let u = admin.upload_usage("example.org", None).unwrap();
+    // Every byte committed is in today's window; deleted files left storage, not the window.
+    assert_eq!((u.daily, u.stored, u.reserved), (committed, committed - forgotten, 0));
+    assert!(committed <= 12_000 && committed >= 10_000 - 250 * 20, "{committed}");
+    assert_eq!(admin.audit_upload_ledger(false).unwrap(), []);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -197,3 +197,47 @@ pub(crate) fn set_user_limits(c: &Connection, domain: &str, username: &str, limi
     };
     Ok(())
 }
+
+/// Totals recomputed from the files and open reservations, per scope: (scope, domain, username,
+/// stored, reserved). A full scan: for audits, never for decisions.
+pub(crate) type ScopeTotals = (String, String, String, i64, i64);
+
+pub(crate) fn recomputed_totals(c: &Connection) -> Result<Vec<ScopeTotals>> {
+    let mut stmt = c.prepare(
+        "WITH items (domain, username, stored, reserved) AS (
+             SELECT domain, username, size, 0 FROM upload_files
+             UNION ALL
+             SELECT domain, username, 0, size FROM upload_reservations WHERE released = 0),
+         scopes (scope, domain, username, stored, reserved) AS (
+             SELECT 'user', domain, username, stored, reserved FROM items
+             UNION ALL SELECT 'domain', domain, '', stored, reserved FROM items
+             UNION ALL SELECT 'global', '', '', stored, reserved FROM items),
+         actual AS (SELECT scope, domain, username, sum(stored) AS stored, sum(reserved) AS reserved
+                    FROM scopes GROUP BY scope, domain, username)
+         SELECT scope, domain, username, stored, reserved FROM actual
+         UNION ALL
+         SELECT scope, domain, username, 0, 0 FROM upload_usage u
+         WHERE (u.stored_bytes, u.reserved_bytes) != (0, 0)
+           AND NOT EXISTS (SELECT 1 FROM actual a
+                           WHERE (a.scope, a.domain, a.username) = (u.scope, u.domain, u.username))",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Sets a scope's totals outright (an audit's repair).
+pub(crate) fn set_usage(
+    c: &Connection,
+    scope: &str,
+    domain: &str,
+    username: &str,
+    stored: i64,
+    reserved: i64,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO upload_usage (scope, domain, username, stored_bytes, reserved_bytes) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (scope, domain, username) DO UPDATE SET stored_bytes = ?4, reserved_bytes = ?5",
+    )?
+    .execute(params![scope, domain, username, stored, reserved])?;
+    Ok(())
+}

@@ -433,7 +433,7 @@ fn twenty_threads_uploading_and_failing_never_overshoot_and_never_drift() {
     let u = admin.upload_usage("example.org", None).unwrap();
     // Every byte committed is in today's window; deleted files left storage, not the window.
     assert_eq!((u.daily, u.stored, u.reserved), (committed, committed - forgotten, 0));
-    assert!(committed <= 12_000 && committed >= 10_000 - 250 * 20, "{committed}");
+    assert!((10_000 - 250 * 20..=12_000).contains(&committed), "{committed}");
     assert_eq!(admin.audit_upload_ledger(false).unwrap(), []);
     std::fs::remove_dir_all(&dir).ok();
 }

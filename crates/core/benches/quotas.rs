@@ -3,7 +3,8 @@
 //! `cargo bench -p xmpp-hosting-core --bench quotas` (SIZES=1000,100000 to choose,
 //! DECISIONS=5000 per size). A thread checkpoints the WAL every 100 ms, as the servers' timers do
 //! every few seconds at a lower request rate (NO_CHECKPOINT=1 leaves it to SQLite's inline
-//! backstop; with it, WAL_PAGES=1 and DECISIONS below ~900 prints the WAL pages written).
+//! backstop; with it, WAL_PAGES=1 and DECISIONS below ~900 prints the WAL pages written; PARTS=1
+//! times the domain and provider settings lookups that precede the decision's transaction).
 //! The store is filled in one transaction straight into the ledger tables (creating a million
 //! uploads through the API would take minutes and measure nothing new). The measured user has the
 //! same month of history in every run — 100 uploads — so the figures show whether a decision
@@ -114,6 +115,18 @@ fn run(label: &str, uploads: usize, measured_history: usize, results: &mut Vec<(
         both.push(t2 - t0);
         auth.push(t1 - t0);
         commit.push(t2 - t1);
+    }
+    if std::env::var_os("PARTS").is_some() {
+        let t = Instant::now();
+        for _ in 0..decisions {
+            h.require_domain("bench.example").unwrap();
+        }
+        let domain = t.elapsed() / decisions as u32;
+        let t = Instant::now();
+        for _ in 0..decisions {
+            h.provider_settings().unwrap();
+        }
+        println!("per decision: domain lookup {domain:?}, provider settings {:?}", t.elapsed() / decisions as u32);
     }
     if std::env::var_os("WAL_PAGES").is_some() {
         let (pages, _) = h.checkpoint().unwrap();

@@ -2,8 +2,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use crate::settings::JsonSettings;
 use crate::verification::{Claim, ClaimEvent, ClaimState};
-use crate::{Result, Timestamp};
+use crate::{DomainSettings, Result, Timestamp};
 
 const COLUMNS: &str =
     "domain, account, token, state, created_at, verified_at, lost_since, last_checked_at, next_check_at, last_error";
@@ -25,64 +26,68 @@ fn claim_from_row(r: &Row<'_>) -> rusqlite::Result<Claim> {
 }
 
 pub(crate) fn claim(c: &Connection, domain: &str, account: &str) -> Result<Option<Claim>> {
-    Ok(c.query_row(
-        &format!("SELECT {COLUMNS} FROM domain_claims WHERE domain = ?1 AND account = ?2"),
-        params![domain, account],
-        claim_from_row,
-    )
-    .optional()?)
+    Ok(c.prepare_cached(&format!("SELECT {COLUMNS} FROM domain_claims WHERE domain = ?1 AND account = ?2"))?
+        .query_row(params![domain, account], claim_from_row)
+        .optional()?)
 }
 
 pub(crate) fn insert_claim(c: &Connection, claim: &Claim) -> Result<()> {
-    c.execute(
-        &format!("INSERT INTO domain_claims ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-        params![
-            claim.domain,
-            claim.account,
-            claim.token,
-            claim.state.as_str(),
-            claim.created_at,
-            claim.verified_at,
-            claim.lost_since,
-            claim.last_checked_at,
-            claim.next_check_at,
-            claim.last_error
-        ],
-    )?;
+    c.prepare_cached(&format!(
+        "INSERT INTO domain_claims ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ))?
+    .execute(params![
+        claim.domain,
+        claim.account,
+        claim.token,
+        claim.state.as_str(),
+        claim.created_at,
+        claim.verified_at,
+        claim.lost_since,
+        claim.last_checked_at,
+        claim.next_check_at,
+        claim.last_error
+    ])?;
     Ok(())
 }
 
 pub(crate) fn update_claim(c: &Connection, claim: &Claim) -> Result<()> {
-    c.execute(
+    c.prepare_cached(
         "UPDATE domain_claims SET state = ?3, verified_at = ?4, lost_since = ?5, last_checked_at = ?6,
                 next_check_at = ?7, last_error = ?8
          WHERE domain = ?1 AND account = ?2",
-        params![
-            claim.domain,
-            claim.account,
-            claim.state.as_str(),
-            claim.verified_at,
-            claim.lost_since,
-            claim.last_checked_at,
-            claim.next_check_at,
-            claim.last_error
-        ],
-    )?;
+    )?
+    .execute(params![
+        claim.domain,
+        claim.account,
+        claim.state.as_str(),
+        claim.verified_at,
+        claim.lost_since,
+        claim.last_checked_at,
+        claim.next_check_at,
+        claim.last_error
+    ])?;
     Ok(())
 }
 
-/// Claims of a domain (all domains when `None`), ordered.
+/// Claims of a domain (all domains when `None`), ordered. Two statements, not `?1 IS NULL OR`:
+/// that form cannot use the primary key and made every verification scan all claims.
 pub(crate) fn claims(c: &Connection, domain: Option<&str>) -> Result<Vec<Claim>> {
-    let mut stmt = c.prepare(&format!(
-        "SELECT {COLUMNS} FROM domain_claims WHERE ?1 IS NULL OR domain = ?1 ORDER BY domain, account"
-    ))?;
-    let rows = stmt.query_map([domain], claim_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = match domain {
+        Some(d) => c
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM domain_claims WHERE domain = ?1 ORDER BY account"))?
+            .query_map([d], claim_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => c
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM domain_claims ORDER BY domain, account"))?
+            .query_map([], claim_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    };
     Ok(rows)
 }
 
 /// Verified or lost claims whose re-check is due, oldest first.
 pub(crate) fn due_claims(c: &Connection, now: Timestamp, limit: i64) -> Result<Vec<(String, String)>> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT domain, account FROM domain_claims WHERE state IN ('verified', 'lost') AND next_check_at <= ?1
          ORDER BY next_check_at LIMIT ?2",
     )?;
@@ -92,15 +97,16 @@ pub(crate) fn due_claims(c: &Connection, now: Timestamp, limit: i64) -> Result<V
 }
 
 pub(crate) fn insert_event(c: &Connection, e: &ClaimEvent) -> Result<()> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO domain_claim_events (domain, account, at, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![e.domain, e.account, e.at, e.from.map(ClaimState::as_str), e.to.as_str(), e.reason],
+    )?
+    .execute(params![e.domain, e.account, e.at, e.from.map(ClaimState::as_str), e.to.as_str(), e.reason],
     )?;
     Ok(())
 }
 
 pub(crate) fn events(c: &Connection, domain: &str) -> Result<Vec<ClaimEvent>> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT domain, account, at, from_state, to_state, reason FROM domain_claim_events WHERE domain = ?1 ORDER BY id",
     )?;
     let rows = stmt
@@ -118,4 +124,24 @@ pub(crate) fn events(c: &Connection, domain: &str) -> Result<Vec<ClaimEvent>> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
+}
+
+/// Makes a proved domain hosted and owned by `account`, in the transaction that records the
+/// proof: a crash between the two cannot leave a verified claim on an unhosted domain.
+pub(crate) fn host_for(c: &Connection, domain: &str, account: &str, now: Timestamp) -> Result<()> {
+    let current: Option<String> = c
+        .prepare_cached("SELECT settings FROM domains WHERE name = ?1")?
+        .query_row([domain], |r| r.get(0))
+        .optional()?;
+    let mut settings = match current {
+        Some(text) => DomainSettings::from_json(&text)?,
+        None => DomainSettings::default(),
+    };
+    settings.owner = Some(account.to_string());
+    c.prepare_cached(
+        "INSERT INTO domains (name, settings, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT (name) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+    )?
+    .execute(params![domain, settings.to_json(), now])?;
+    Ok(())
 }

@@ -169,21 +169,28 @@ impl Hosting {
         self.check_claims(checked)
     }
 
+    /// Looks up the proofs (bounded, on the worker), then records every outcome in batched
+    /// transactions on a blocking thread, so the store never stalls the DNS tasks.
     fn check_claims(&self, claims: Vec<(String, String)>) -> Result<Pending<Result<Vec<Claim>>>> {
-        let dns = self.provider_settings()?.dns;
+        let dns = std::sync::Arc::new(self.provider_settings()?.dns);
         let hosting = self.clone();
         Pending::spawn(async move {
             let client = DnsClient::new(&dns)?;
-            let dns = std::sync::Arc::new(dns);
             let checks = claims.into_iter().map(|(domain, account)| {
                 let (client, dns, hosting) = (client.clone(), dns.clone(), hosting.clone());
                 async move {
-                    let claim = hosting.require_claim(&domain, &account)?;
-                    let evidence = look_for_proof(&client, &dns, &claim).await;
-                    hosting.record_check(&domain, &account, evidence, &dns)
+                    let evidence = match hosting.store().read(|c| sql::claim(c, &domain, &account)) {
+                        Ok(Some(claim)) => Ok(look_for_proof(&client, &dns, &claim).await),
+                        Ok(None) => Err(ErrorText("not-found", format!("{domain} for {account}"))),
+                        Err(e) => Err(ErrorText("internal", e.to_string())),
+                    };
+                    (domain, account, evidence)
                 }
             });
-            bounded(checks, dns.concurrency).await.into_iter().collect()
+            let outcomes = bounded(checks, dns.concurrency).await;
+            tokio::task::spawn_blocking(move || hosting.record_checks(outcomes, &dns).into_iter().collect())
+                .await
+                .map_err(|e| Error::Internal(format!("recording checks failed: {e}")))?
         })
         .map_err(|e| Error::Internal(format!("cannot start the DNS worker: {e}")))
     }
@@ -225,86 +232,131 @@ impl Hosting {
         dns: &DnsSettings,
     ) -> Result<Claim> {
         let now = self.now();
-        let (evidence, problem) = evidence;
-        let grace = dns.grace_period.min(i64::MAX as u64) as i64;
-        let recheck = dns.recheck_interval.clamp(60, i64::MAX as u64 / 2) as i64;
-        let became_verified = self.store().write(|tx| {
-            let mut claim = sql::claim(tx, domain, account)?
-                .ok_or_else(|| Error::not_found("claim", format!("{domain} for {account}")))?;
-            claim.last_checked_at = Some(now);
-            claim.last_error = problem.as_ref().map(|p| format!("{p:?}"));
-            let change = state::next(claim.state, claim.lost_since, evidence, now, grace);
-            if let Some((to, reason)) = change {
+        self.store().write(|tx| apply_check(tx, domain, account, evidence, dns, now))
+    }
+
+    /// Applies many checks' outcomes, `WRITE_BATCH` per transaction: one commit per domain was
+    /// most of the time of a bulk verification. A failing claim (removed meanwhile, say) gets
+    /// its own error without undoing the others.
+    fn record_checks(&self, outcomes: Vec<Outcome>, dns: &DnsSettings) -> Vec<Result<Claim>> {
+        const WRITE_BATCH: usize = 500;
+        let now = self.now();
+        let mut out = Vec::with_capacity(outcomes.len());
+        for chunk in outcomes.chunks(WRITE_BATCH) {
+            let written = self.store().write(|tx| {
+                Ok(chunk
+                    .iter()
+                    .map(|(domain, account, evidence)| {
+                        let evidence = evidence.clone()?;
+                        tx.execute_batch("SAVEPOINT one_check")?;
+                        let applied = apply_check(tx, domain, account, evidence, dns, now);
+                        let end = if applied.is_ok() {
+                            "RELEASE one_check"
+                        } else {
+                            "ROLLBACK TO one_check; RELEASE one_check"
+                        };
+                        tx.execute_batch(end)?;
+                        applied
+                    })
+                    .collect::<Vec<_>>())
+            });
+            match written {
+                Ok(results) => out.extend(results),
+                Err(e) => {
+                    let why = e.to_string();
+                    out.extend(chunk.iter().map(|_| Err(Error::Internal(format!("store write failed: {why}")))));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A claim, with what its DNS check found (or why it could not start).
+type Outcome = (String, String, std::result::Result<(Evidence, Option<DnsProblem>), ErrorText>);
+
+/// An error carried from a check task to the batched write; `Error` itself is not `Clone`.
+#[derive(Debug, Clone)]
+struct ErrorText(&'static str, String);
+
+impl From<ErrorText> for Error {
+    fn from(e: ErrorText) -> Self {
+        match e.0 {
+            "not-found" => Error::NotFound { what: "claim", key: e.1 },
+            _ => Error::Internal(e.1),
+        }
+    }
+}
+
+/// What a check does to the store, inside the caller's transaction.
+fn apply_check(
+    tx: &rusqlite::Transaction<'_>,
+    domain: &str,
+    account: &str,
+    evidence: (Evidence, Option<DnsProblem>),
+    dns: &DnsSettings,
+    now: Timestamp,
+) -> Result<Claim> {
+    let (evidence, problem) = evidence;
+    let grace = dns.grace_period.min(i64::MAX as u64) as i64;
+    let recheck = dns.recheck_interval.clamp(60, i64::MAX as u64 / 2) as i64;
+    let mut claim =
+        sql::claim(tx, domain, account)?.ok_or_else(|| Error::not_found("claim", format!("{domain} for {account}")))?;
+    claim.last_checked_at = Some(now);
+    claim.last_error = problem.as_ref().map(|p| format!("{p:?}"));
+    let change = state::next(claim.state, claim.lost_since, evidence, now, grace);
+    if let Some((to, reason)) = change {
+        sql::insert_event(
+            tx,
+            &ClaimEvent {
+                domain: domain.into(),
+                account: account.into(),
+                at: now,
+                from: Some(claim.state),
+                to,
+                reason: reason.into(),
+            },
+        )?;
+        claim.state = to;
+        match to {
+            ClaimState::Verified => {
+                claim.verified_at = Some(now);
+                claim.lost_since = None;
+            }
+            ClaimState::Lost => claim.lost_since = Some(now),
+            _ => {}
+        }
+    }
+    claim.next_check_at = match claim.state {
+        ClaimState::Verified => Some(now + recheck),
+        // While lost, check often enough to notice a fix, and the end of the grace period.
+        ClaimState::Lost => Some(now + recheck.min(grace.max(60))),
+        _ => None,
+    };
+    sql::update_claim(tx, &claim)?;
+    if matches!(change, Some((ClaimState::Verified, _))) {
+        // The domain is this account's now: the others' claims stop counting.
+        for mut other in sql::claims(tx, Some(domain))? {
+            if other.account != account && matches!(other.state, ClaimState::Verified | ClaimState::Lost) {
                 sql::insert_event(
                     tx,
                     &ClaimEvent {
                         domain: domain.into(),
-                        account: account.into(),
+                        account: other.account.clone(),
                         at: now,
-                        from: Some(claim.state),
-                        to,
-                        reason: reason.into(),
+                        from: Some(other.state),
+                        to: ClaimState::Suspended,
+                        reason: format!("proved by another account ({account})"),
                     },
                 )?;
-                claim.state = to;
-                match to {
-                    ClaimState::Verified => {
-                        claim.verified_at = Some(now);
-                        claim.lost_since = None;
-                    }
-                    ClaimState::Lost => claim.lost_since = Some(now),
-                    _ => {}
-                }
+                other.state = ClaimState::Suspended;
+                other.next_check_at = None;
+                sql::update_claim(tx, &other)?;
             }
-            claim.next_check_at = match claim.state {
-                ClaimState::Verified => Some(now + recheck),
-                // While lost, check often enough to notice a fix, and the end of the grace period.
-                ClaimState::Lost => Some(now + recheck.min(grace.max(60))),
-                _ => None,
-            };
-            sql::update_claim(tx, &claim)?;
-            let verified_now = matches!(change, Some((ClaimState::Verified, _)));
-            if verified_now {
-                // The domain is this account's now: the others' claims stop counting.
-                for mut other in sql::claims(tx, Some(domain))? {
-                    if other.account != account && matches!(other.state, ClaimState::Verified | ClaimState::Lost) {
-                        sql::insert_event(
-                            tx,
-                            &ClaimEvent {
-                                domain: domain.into(),
-                                account: other.account.clone(),
-                                at: now,
-                                from: Some(other.state),
-                                to: ClaimState::Suspended,
-                                reason: format!("proved by another account ({account})"),
-                            },
-                        )?;
-                        other.state = ClaimState::Suspended;
-                        other.next_check_at = None;
-                        sql::update_claim(tx, &other)?;
-                    }
-                }
-            }
-            Ok(verified_now)
-        })?;
-        if became_verified {
-            self.host_for(domain, account)?;
         }
-        self.require_claim(domain, account)
+        sql::host_for(tx, domain, account, now)?;
     }
-
-    /// Makes a verified domain hosted, owned by `account`.
-    fn host_for(&self, domain: &str, account: &str) -> Result<()> {
-        let mut settings = match self.domain(domain)? {
-            Some(d) => d.settings,
-            None => {
-                self.add_domain(domain)?;
-                crate::DomainSettings::default()
-            }
-        };
-        settings.owner = Some(account.to_string());
-        self.set_domain_settings(domain, settings).map(|_| ())
-    }
+    Ok(claim)
 }
 
 /// Runs `jobs` as tasks of the worker, at most `limit` at a time, and gives their outputs in the

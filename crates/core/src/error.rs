@@ -15,6 +15,11 @@ pub enum Error {
     #[error("invalid domain name: {0}")]
     InvalidDomain(#[from] DomainNameError),
 
+    /// A public suffix (`co.uk`, `github.io`): a valid name that nobody can own, so nobody may
+    /// claim or host it. Same code as other unhostable names; its own variant so callers can tell.
+    #[error("invalid domain name: {0} is a public suffix: nobody can own it, only names below it")]
+    PublicSuffix(String),
+
     /// An argument that is well-typed but unacceptable (an empty username, a negative count...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -52,7 +57,7 @@ impl Error {
     /// The stable machine-readable name of this error.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::InvalidDomain(_) => "invalid-domain",
+            Error::InvalidDomain(_) | Error::PublicSuffix(_) => "invalid-domain",
             Error::InvalidArgument(_) => "invalid-argument",
             Error::NotFound { .. } => "not-found",
             Error::AlreadyExists { .. } => "already-exists",

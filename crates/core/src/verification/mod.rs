@@ -58,9 +58,7 @@ pub const MAX_ACCOUNT_LEN: usize = 256;
 pub fn claimable(domain: &str) -> Result<DomainName> {
     let name = DomainName::parse(domain)?;
     if psl::suffix_str(name.as_str()) == Some(name.as_str()) {
-        return Err(Error::InvalidArgument(format!(
-            "{name} is a public suffix: nobody can own it, only names below it"
-        )));
+        return Err(Error::PublicSuffix(name.to_string()));
     }
     Ok(name)
 }
@@ -408,7 +406,8 @@ mod tests {
         for bad in ["co.uk", "com.", "github.io", "127.0.0.1", "a..b", &"x".repeat(300)] {
             assert!(h.claim_domain(bad, "acct").is_err(), "{bad}");
         }
-        assert_eq!(h.claim_domain("co.uk", "acct").unwrap_err().code(), "invalid-argument");
+        assert!(matches!(h.claim_domain("co.uk", "acct").unwrap_err(), Error::PublicSuffix(s) if s == "co.uk"));
+        assert_eq!(h.claim_domain("github.io", "acct").unwrap_err().code(), "invalid-domain");
         assert!(h.claim_domain("example.co.uk", "acct").is_ok());
         assert_eq!(h.claim_domain("example.org", "").unwrap_err().code(), "invalid-argument");
     }

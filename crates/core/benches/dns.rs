@@ -118,7 +118,7 @@ fn main() {
     let _knot = start_knot(&dir.join("knot"), port, &zone);
     println!("setup: knotd serving {} records in {:.2?}", 7 * n, t.elapsed());
 
-    let concurrency = std::env::var("CONCURRENCY").unwrap_or_else(|_| "256".into());
+    let concurrency = std::env::var("CONCURRENCY").unwrap_or_else(|_| "64".into());
     for (k, v) in [
         ("dns.nameservers", format!("[\"127.0.0.1:{port}\"]")),
         ("dns.timeout_ms", "2000".into()),

@@ -25,9 +25,16 @@ static RUNTIME: Lazy<Runtime> = Lazy::new(|| {
         .expect("the worker runtime starts")
 });
 
+/// The result, or who wants it.
 struct Slot<T> {
-    value: Mutex<Option<T>>,
+    value: Mutex<State<T>>,
     done: Condvar,
+}
+
+/// A result is kept until taken, or handed straight to a registered callback.
+struct State<T> {
+    value: Option<T>,
+    callback: Option<Box<dyn FnOnce(T) + Send>>,
 }
 
 /// A result that the worker is still computing.
@@ -55,12 +62,19 @@ impl<T: Send + 'static> Pending<T> {
     {
         let (signal, mut notify) = UnixStream::pair()?;
         signal.set_nonblocking(true)?;
-        let slot = Arc::new(Slot { value: Mutex::new(None), done: Condvar::new() });
+        let slot = Arc::new(Slot { value: Mutex::new(State { value: None, callback: None }), done: Condvar::new() });
         let filled = slot.clone();
         RUNTIME.spawn(async move {
             let value = fut.await;
             then(&value);
-            *filled.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+            let mut state = filled.value.lock().unwrap_or_else(|p| p.into_inner());
+            match state.callback.take() {
+                Some(callback) => {
+                    drop(state);
+                    callback(value);
+                }
+                None => state.value = Some(value),
+            }
             filled.done.notify_all();
             // The reader may have gone away; nobody is left to tell then.
             let _ = notify.write_all(b"!");
@@ -76,7 +90,7 @@ impl<T: Send + 'static> Pending<T> {
     /// The result, if it is in; never blocks. Drains the descriptor so a level-triggered
     /// watcher stops firing.
     pub fn try_take(&self) -> Option<T> {
-        let value = self.slot.value.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let value = self.slot.value.lock().unwrap_or_else(|p| p.into_inner()).value.take();
         if value.is_some() {
             let mut buf = [0u8; 8];
             let _ = (&self.signal).read(&mut buf);
@@ -84,11 +98,26 @@ impl<T: Send + 'static> Pending<T> {
         value
     }
 
+    /// Hands the result to `callback` instead: on the worker thread when the result comes in
+    /// later, or at once on this thread when it is already in. For hosts that are told rather
+    /// than ask (the NIF sends the calling Erlang process a message from the callback). The
+    /// callback must not block: it runs on one of the worker's few threads.
+    pub fn on_done(self, callback: impl FnOnce(T) + Send + 'static) {
+        let mut state = self.slot.value.lock().unwrap_or_else(|p| p.into_inner());
+        match state.value.take() {
+            Some(value) => {
+                drop(state);
+                callback(value);
+            }
+            None => state.callback = Some(Box::new(callback)),
+        }
+    }
+
     /// Blocks until the result is in.
     pub fn wait(self) -> T {
         let mut value = self.slot.value.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some(v) = value.take() {
+            if let Some(v) = value.value.take() {
                 return v;
             }
             value = self.slot.done.wait(value).unwrap_or_else(|p| p.into_inner());
@@ -119,6 +148,26 @@ mod tests {
         assert_eq!(rx.recv().unwrap(), 42);
         assert_eq!(p.try_take(), Some(42));
         assert_eq!(Pending::spawn(async { "done" }).unwrap().wait(), "done");
+    }
+
+    #[test]
+    fn a_callback_gets_the_result_whether_it_is_in_yet_or_not() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let later = Pending::spawn(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            "later"
+        })
+        .unwrap();
+        let tx2 = tx.clone();
+        later.on_done(move |v| tx2.send((v, std::thread::current().name().map(String::from))).unwrap());
+        let already = Pending::spawn(async { "already" }).unwrap();
+        let mut fds = [libc_pollfd(already.fd())];
+        assert_eq!(poll_fds(&mut fds, 5000), 1);
+        already.on_done(move |v| tx.send((v, std::thread::current().name().map(String::from))).unwrap());
+        let first = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(first.0, "already");
+        let second = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(second, ("later", Some("xmpp-hosting-worker".to_string())));
     }
 
     // A minimal poll(2) for the test, without a libc dependency.

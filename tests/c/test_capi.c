@@ -306,7 +306,7 @@ int main(int argc, char **argv) {
           "the claim gives the TXT record to create");
     xh_string_free(json);
     json = NULL;
-    expect(xh_domain_claim(h, "co.uk", "alice", NULL), XH_ERR_INVALID_ARGUMENT, "public suffix", "xh_domain_claim(co.uk)");
+    expect(xh_domain_claim(h, "co.uk", "alice", NULL), XH_ERR_INVALID_DOMAIN, "public suffix", "xh_domain_claim(co.uk)");
     expect(xh_domain_verify(h, "unclaimed.example", "alice", NULL), XH_ERR_NOT_FOUND, "claim not found",
            "xh_domain_verify(no claim)");
     expect(xh_dns_check(h, NULL, NULL), XH_ERR_NULL_POINTER, "domain", "xh_dns_check(NULL)");

@@ -10,4 +10,5 @@ rustler::atoms! {
     settings,
     created_at,
     updated_at,
+    xmpp_hosting_result,
 }

@@ -14,6 +14,7 @@ mod error;
 mod handle;
 mod invites;
 mod json;
+mod verification;
 
 /// The core library's version, so ejabberd can log which store rules it runs.
 #[rustler::nif]

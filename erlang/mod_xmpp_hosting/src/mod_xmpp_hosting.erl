@@ -26,10 +26,11 @@
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 %% For other modules (hooks added later) and tests.
--export([store/1, checkpoint/1]).
+-export([store/1, checkpoint/1, recheck/1]).
 %% Command callbacks.
 -export([domain_add/1, domain_list/0, domain_show/1, domain_remove/1, domain_set/3,
-         invite_create/4, invite_list/1, invite_revoke/2, invite_purge/0]).
+         invite_create/4, invite_list/1, invite_revoke/2, invite_purge/0,
+         domain_claim/2, domain_verify/2, domain_claims/0, dns_check/1]).
 
 -include("logger.hrl").
 -include("translate.hrl").
@@ -37,6 +38,8 @@
 
 -define(DB_FILE, "xmpp_hosting.db").
 -define(CHECKPOINT_MS, 5000).
+-define(RECHECK_MS, 600000).
+-define(DNS_WAIT_MS, 120000).
 
 %%%===================================================================
 %%% gen_mod
@@ -49,8 +52,11 @@ start(Host, Opts) ->
             stop_timer(Host),
             %% Checkpoints of the store's write-ahead log run here, every few seconds, so that
             %% no request (a registration, an upload slot) pays for one.
-            {ok, Timer} = timer:apply_interval(?CHECKPOINT_MS, ?MODULE, checkpoint, [Host]),
-            persistent_term:put(timer_key(Host), Timer),
+            {ok, Checkpoints} = timer:apply_interval(?CHECKPOINT_MS, ?MODULE, checkpoint, [Host]),
+            %% Customers' verified domains are re-checked in the background (DNS runs on the
+            %% core's worker, the answer comes back as a message).
+            {ok, Rechecks} = timer:apply_interval(?RECHECK_MS, ?MODULE, recheck, [Host]),
+            persistent_term:put(timer_key(Host), [Checkpoints, Rechecks]),
             persistent_term:put(key(Host), {Path, Handle}),
             warn_if_other_database(Host, Path),
             %% Registering again when another host already did is harmless: the records are equal.
@@ -77,10 +83,46 @@ stop(Host) ->
 stop_timer(Host) ->
     case persistent_term:get(timer_key(Host), undefined) of
         undefined -> ok;
-        Timer ->
-            _ = timer:cancel(Timer),
+        Timers ->
+            _ = [timer:cancel(T) || T <- Timers],
             _ = persistent_term:erase(timer_key(Host)),
             ok
+    end.
+
+%% @doc Called by the interval timer started in start/2: re-checks the claims whose time has
+%% come (once per store: only the first host with one does it), and warns about lost domains.
+recheck(Host) ->
+    case [H || H <- ejabberd_option:hosts(), {ok, _} <- [store(H)]] of
+        [Host | _] ->
+            spawn(fun() ->
+                          case dns_call(Host, fun(H, Tag) -> xmpp_hosting_nif:recheck_due(H, 1000, Tag) end) of
+                              {ok, Claims} ->
+                                  [?WARNING_MSG("xmpp_hosting: domain ~ts of ~ts is ~ts: its verification record is gone",
+                                                [D, A, S])
+                                   || #{domain := D, account := A, state := S} <- Claims,
+                                      S == <<"lost">> orelse S == <<"suspended">>];
+                              {error, Err} ->
+                                  ?WARNING_MSG("xmpp_hosting: domain re-verification failed: ~p", [Err])
+                          end
+                  end),
+            ok;
+        _ -> ok
+    end.
+
+%% Starts a DNS call on the core's worker and waits, in this process only, for its answer.
+dns_call(Host, Start) ->
+    case store(Host) of
+        {ok, H} ->
+            Tag = erlang:unique_integer([positive]),
+            case Start(H, Tag) of
+                ok ->
+                    receive
+                        {xmpp_hosting_result, Tag, Result} -> Result
+                    after ?DNS_WAIT_MS -> {error, {timeout, <<"no answer from the DNS worker">>}}
+                    end;
+                {error, _} = Err -> Err
+            end;
+        {error, not_started} -> {error, {not_started, <<"mod_xmpp_hosting is not running">>}}
     end.
 
 %% @doc Called by the interval timer started in start/2.
@@ -228,7 +270,38 @@ get_commands_spec() ->
                         module = ?MODULE, function = invite_purge,
                         args = [],
                         result = {res, restuple},
-                        result_example = {ok, <<"Removed 2 invite(s)">>}}].
+                        result_example = {ok, <<"Removed 2 invite(s)">>}},
+     #ejabberd_commands{name = xmpp_hosting_domain_claim, tags = [xmpp_hosting],
+                        desc = "Start a customer's claim on a domain; prints the DNS record that proves it",
+                        policy = admin,
+                        module = ?MODULE, function = domain_claim,
+                        args = [{domain, binary}, {account, binary}],
+                        args_example = [<<"her-name.org">>, <<"alice">>],
+                        result = {res, restuple},
+                        result_example = {ok, <<"her-name.org claimed for alice (pending). Create ...">>}},
+     #ejabberd_commands{name = xmpp_hosting_domain_verify, tags = [xmpp_hosting],
+                        desc = "Look for a claim's proof in DNS now and record the outcome",
+                        policy = admin,
+                        module = ?MODULE, function = domain_verify,
+                        args = [{domain, binary}, {account, binary}],
+                        args_example = [<<"her-name.org">>, <<"alice">>],
+                        result = {res, restuple},
+                        result_example = {ok, <<"her-name.org for alice: verified">>}},
+     #ejabberd_commands{name = xmpp_hosting_domain_claims, tags = [xmpp_hosting],
+                        desc = "List customers' claims with their verification state",
+                        policy = admin,
+                        module = ?MODULE, function = domain_claims,
+                        args = [],
+                        result = {claims, {list, {claim, string}}},
+                        result_desc = "One line per claim: domain, account, state"},
+     #ejabberd_commands{name = xmpp_hosting_dns_check, tags = [xmpp_hosting],
+                        desc = "Check the DNS records a customer's domain needs",
+                        policy = admin,
+                        module = ?MODULE, function = dns_check,
+                        args = [{domain, binary}],
+                        args_example = [<<"her-name.org">>],
+                        result = {rows, {list, {row, string}}},
+                        result_desc = "One line per record: name, type, result, expected, found"}].
 
 domain_add(Name) ->
     with_store(
@@ -331,9 +404,71 @@ invite_purge() ->
               end
       end).
 
+domain_claim(Domain, Account) ->
+    with_store(
+      fun(H) ->
+              case xmpp_hosting_nif:claim_domain(H, Domain, Account) of
+                  {ok, #{claim := #{domain := D, state := State}, instructions := #{name := N, txt := Txt} = I}} ->
+                      Cname = case maps:get(cname, I, null) of
+                                  null -> <<>>;
+                                  Target -> <<"; or CNAME ", Target/binary, ".">>
+                              end,
+                      {ok, <<D/binary, " claimed for ", Account/binary, " (", State/binary, "). Create ",
+                             N/binary, " TXT \"", Txt/binary, "\"", Cname/binary>>};
+                  {error, Err} -> command_error(Err)
+              end
+      end).
+
+domain_verify(Domain, Account) ->
+    with_host(
+      fun(Host) ->
+              case dns_call(Host, fun(H, Tag) -> xmpp_hosting_nif:verify_domain(H, Domain, Account, Tag) end) of
+                  {ok, #{domain := D, account := A, state := S} = C} ->
+                      Why = case maps:get(last_error, C, null) of
+                                null -> <<>>;
+                                E -> <<" (DNS: ", E/binary, ")">>
+                            end,
+                      {ok, <<D/binary, " for ", A/binary, ": ", S/binary, Why/binary>>};
+                  {error, Err} -> command_error(Err)
+              end
+      end).
+
+domain_claims() ->
+    with_store(
+      fun(H) ->
+              case xmpp_hosting_nif:claims(H, undefined) of
+                  {ok, Claims} -> [<<D/binary, " ", A/binary, " ", S/binary>>
+                                   || #{domain := D, account := A, state := S} <- Claims];
+                  {error, Err} -> command_error(Err)
+              end
+      end).
+
+dns_check(Domain) ->
+    with_host(
+      fun(Host) ->
+              case dns_call(Host, fun(H, Tag) -> xmpp_hosting_nif:dns_test(H, Domain, Tag) end) of
+                  {ok, #{rows := Rows}} -> [row_line(R) || R <- Rows];
+                  {error, Err} -> command_error(Err)
+              end
+      end).
+
+row_line(#{name := N, type := T, status := S, expected := E, found := F}) ->
+    Found = case F of
+                [] -> <<"nothing">>;
+                _ -> lists:join(<<", ">>, F)
+            end,
+    iolist_to_binary([N, " ", T, " ", S, " expected ", E, ", found ", Found]).
+
 %%%===================================================================
 %%% Internal
 %%%===================================================================
+
+%% Like with_store/1, for calls that need the host (DNS calls wait for a message).
+with_host(Fun) ->
+    case [Host || Host <- ejabberd_option:hosts(), {ok, _} <- [store(Host)]] of
+        [Host | _] -> Fun(Host);
+        [] -> {error, not_started, 1, "mod_xmpp_hosting is not running on any host"}
+    end.
 
 key(Host) ->
     {?MODULE, Host}.

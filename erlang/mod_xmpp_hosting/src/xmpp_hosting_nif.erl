@@ -18,6 +18,7 @@
 
 -export([version/0, open/1, add_domain/2, domain/2, domains/1, remove_domain/2,
          set_domain_setting/4, checkpoint/1]).
+-export([claim_domain/3, claims/2, verify_domain/4, dns_test/3, recheck_due/3]).
 -export([create_invite/2, check_invite/3, invites/2, revoke_invite/3, purge_invites/1,
          invite_audit/3, begin_registration/2, finish_registration/3]).
 -export([so_path/0]).
@@ -91,6 +92,24 @@ set_domain_setting(_H, _Name, _Path, _Value) -> not_loaded(?LINE).
 %% Moves the write-ahead log into the database file (mod_xmpp_hosting's timer calls it).
 -spec checkpoint(handle()) -> ok | error().
 checkpoint(_H) -> not_loaded(?LINE).
+
+%% Customers' domains. DNS work runs on the core's worker thread: verify_domain/4, dns_test/3
+%% and recheck_due/3 return ok at once, and the calling process later receives
+%% {xmpp_hosting_result, Tag, {ok, Result} | error()}.
+-spec claim_domain(handle(), binary(), binary()) -> {ok, map()} | error().
+claim_domain(_H, _Domain, _Account) -> not_loaded(?LINE).
+
+-spec claims(handle(), binary() | undefined) -> {ok, [map()]} | error().
+claims(_H, _Domain) -> not_loaded(?LINE).
+
+-spec verify_domain(handle(), binary(), binary(), integer()) -> ok | error().
+verify_domain(_H, _Domain, _Account, _Tag) -> not_loaded(?LINE).
+
+-spec dns_test(handle(), binary(), integer()) -> ok | error().
+dns_test(_H, _Domain, _Tag) -> not_loaded(?LINE).
+
+-spec recheck_due(handle(), non_neg_integer(), integer()) -> ok | error().
+recheck_due(_H, _Limit, _Tag) -> not_loaded(?LINE).
 
 %% Invites. Specs and results are the core's shapes as maps with atom keys; a spec needs only
 %% `domain` (kind, username, inviter, uses, expiry, note, created_by are optional).

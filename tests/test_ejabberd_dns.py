@@ -1,0 +1,89 @@
+"""Domain verification from inside the real ejabberd: DNS runs on the core's worker and the answer
+comes back as a message, so no scheduler waits while a slow nameserver is asked."""
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from harness import client
+from harness.common import run_cli
+from harness.ejabberd import Ejabberd
+from harness.knot import Knot, zone_text
+
+ZONE = "customer.example"
+
+
+def provider(db, nameserver, timeout_ms=1500):
+    for key, value in [
+        ("dns.nameservers", json.dumps([nameserver])),
+        ("dns.timeout_ms", str(timeout_ms)),
+        ("dns.attempts", "1"),
+        ("dns.xmpp_client", json.dumps({"target": "xmpp.provider.example", "port": 5222})),
+        ("dns.cnames", json.dumps([{"label": "share", "target": "xmpp.provider.example"}])),
+    ]:
+        run_cli(db, "provider", "set", key, value)
+
+
+@pytest.fixture(scope="module")
+def ej(tmp_path_factory):
+    with Ejabberd(tmp_path_factory.mktemp("ejabberd-dns"), install="config") as node:
+        node.register("pinger", "pw-123456")
+        yield node
+
+
+def test_claim_verify_list_and_dns_check_with_ejabberdctl(ej, tmp_path):
+    r = ej.ctl("xmpp_hosting_domain_claim", ZONE, "alice")
+    assert r.returncode == 0, r.stdout + r.stderr
+    token = r.stdout.split('"verify=')[1].split('"')[0]
+    body = f'xmpp-hosting-verification TXT "verify={token}"\n_xmpp-client._tcp SRV 1 1 5222 xmpp.provider.example.\n'
+    with Knot(tmp_path / "knot", {ZONE: zone_text(ZONE, 1, body)}) as knot:
+        provider(ej.database, knot.nameserver)
+        r = ej.ctl("xmpp_hosting_domain_verify", ZONE, "alice")
+        assert r.stdout.strip() == f"{ZONE} for alice: verified", r.stdout + r.stderr
+        assert f"{ZONE} alice verified" in ej.ctl("xmpp_hosting_domain_claims").stdout
+        rows = ej.ctl("xmpp_hosting_dns_check", ZONE).stdout.splitlines()
+        assert f"_xmpp-client._tcp.{ZONE} SRV ok expected 1 1 5222 xmpp.provider.example, found 1 1 5222 xmpp.provider.example" in rows
+        assert f"share.{ZONE} CNAME missing expected xmpp.provider.example, found nothing" in rows
+    hosted = json.loads(run_cli(ej.database, "--json", "domain", "show", ZONE).stdout)
+    assert hosted["settings"]["owner"] == "alice"
+
+
+def test_a_dead_nameserver_does_not_stall_the_node(ej):
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # answers nothing, ever
+    sink.bind(("127.0.0.1", 0))
+    provider(ej.database, f"127.0.0.1:{sink.getsockname()[1]}", timeout_ms=3000)
+    ej.ctl("xmpp_hosting_domain_claim", "slow.example", "bob")
+    result = {}
+
+    def verify():
+        started = time.monotonic()
+        result["out"] = ej.ctl("xmpp_hosting_domain_verify", "slow.example", "bob")
+        result["seconds"] = time.monotonic() - started
+
+    worker = threading.Thread(target=verify)
+    worker.start()
+    try:
+        time.sleep(0.5)
+        # While the verification waits for DNS, the node serves commands and clients at once.
+        t0 = time.monotonic()
+        assert ej.ctl("xmpp_hosting_domain_claims").returncode == 0
+        assert client.login(ej.c2s_port, f"pinger@{ej.host}", "pw-123456")
+        served_in = time.monotonic() - t0
+        assert "out" not in result, "the DNS check should still be waiting"
+    finally:
+        worker.join(60)
+        sink.close()
+    assert result["seconds"] >= 2.5, result
+    assert "slow.example for bob: pending (DNS: Timeout)" in result["out"].stdout, result
+    assert served_in < 2.5, served_in
+
+
+def test_bad_names_are_clear_errors(ej):
+    r = ej.ctl("xmpp_hosting_domain_claim", "co.uk", "alice", check=False)
+    assert r.returncode == 1 and "public suffix" in r.stdout + r.stderr
+    r = ej.ctl("xmpp_hosting_domain_verify", "unclaimed.example", "alice", check=False)
+    assert r.returncode == 1 and "not found" in r.stdout + r.stderr
+    assert ej.is_running()

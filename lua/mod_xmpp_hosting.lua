@@ -9,6 +9,7 @@
 --                                [--username U] [--inviter JID] [--expires-in SECONDS|never] [--note TEXT]
 --   prosodyctl mod_xmpp_hosting invite list DOMAIN | revoke DOMAIN ID | purge
 --   prosodyctl mod_xmpp_hosting domain claim|verify NAME ACCOUNT   (customers' own domains)
+--   prosodyctl mod_xmpp_hosting domain claims [NAME]               (claims and their states)
 --   prosodyctl mod_xmpp_hosting dns check NAME                      (the DNS tester's table)
 --   prosodyctl shell:  xmpp_hosting:domain_add("example.org")  (domain_list, domain_show, domain_remove,
 --                      invite_create(domain, {uses = 3}), invite_list(domain), invite_revoke(domain, id))
@@ -26,6 +27,8 @@ module:set_global();
 local xh = require "xmpp_hosting";
 local async = require "util.async";
 local server = require "net.server";
+local st = require "util.stanza";
+local jid_split = require "util.jid".split;
 
 local database_path = module:get_option_path("xmpp_hosting_database", "xmpp_hosting.sqlite", "data");
 
@@ -95,8 +98,16 @@ function module.load()
 				end
 				for _, c in ipairs(claims) do
 					if c.state == "lost" or c.state == "suspended" then
-						module:log("warn", "Domain %s of %s is %s: its verification record is gone%s", c.domain,
+						local text = ("Domain %s of %s is %s: its verification record is gone%s"):format(c.domain,
 							c.account, c.state, c.state == "lost" and " (grace period running)" or "");
+						module:log("warn", "%s", text);
+						-- Tell the admins (the global `admins` option), from their own host.
+						for admin in module:get_option_set("admins", {}) do
+							local _, host = jid_split(admin);
+							if host and prosody.hosts[host] then
+								module:send(st.message({ to = admin, from = host, type = "chat" }):text_tag("body", text));
+							end
+						end
 						module:fire_event("xmpp-hosting/domain-" .. c.state, { claim = c });
 					end
 				end
@@ -184,6 +195,18 @@ function domain_commands.verify(s, name, account)
 	if not c then return false, err; end
 	return true, ("%s for %s: %s%s"):format(c.domain, c.account, c.state,
 		c.last_error and (" (DNS: " .. c.last_error .. ")") or "");
+end
+
+function domain_commands.claims(s, name)
+	local list, err = s:claims(name);
+	if not list then return false, err; end
+	local lines = {};
+	for _, c in ipairs(list) do
+		lines[#lines + 1] = ("%s  %s  %s%s"):format(c.domain, c.account, c.state,
+			c.last_error and ("  (DNS: " .. c.last_error .. ")") or "");
+	end
+	lines[#lines + 1] = ("%d claim(s)"):format(#list);
+	return true, table.concat(lines, "\n");
 end
 
 local dns_commands = {};
@@ -292,7 +315,7 @@ Usage: prosodyctl mod_xmpp_hosting domain add|list|show|remove [NAME]
        prosodyctl mod_xmpp_hosting invite create DOMAIN [--uses N] [--kind account|roster|reset]
                   [--username U] [--inviter JID] [--expires-in SECONDS|never] [--note TEXT]
        prosodyctl mod_xmpp_hosting invite list DOMAIN | revoke DOMAIN ID | purge
-       prosodyctl mod_xmpp_hosting domain claim|verify NAME ACCOUNT
+       prosodyctl mod_xmpp_hosting domain claim|verify NAME ACCOUNT | domain claims [NAME]
        prosodyctl mod_xmpp_hosting dns check NAME]];
 
 -- prosodyctl mod_xmpp_hosting …

@@ -48,6 +48,8 @@ def test_verify_in_the_admin_shell_and_dns_check_with_prosodyctl(prosody, tmp_pa
         assert rows == {f"_xmpp-client._tcp.{ZONE}": "ok", f"share.{ZONE}": "missing"}
         r = prosody.shell(f'xmpp_hosting:domain_claim("{ZONE}", "bob")')
         assert "xmpp-hosting-verification.customer.example  TXT" in r.stdout
+        r = prosody.ctl("mod_xmpp_hosting", "domain", "claims")
+        assert f"{ZONE}  alice  verified" in r.stdout and f"{ZONE}  bob  pending" in r.stdout, r.stdout
 
 
 def test_a_dead_nameserver_does_not_stall_the_server(prosody):
@@ -83,8 +85,8 @@ def test_a_dead_nameserver_does_not_stall_the_server(prosody):
     finally:
         worker.join(60)
         sink.close()
-    # The DNS check took seconds (two lookups timing out) ...
-    assert shell["seconds"] >= 3.5, shell
+    # The DNS check took the whole timeout (the TXT and CNAME lookups run at once, 2 s each) ...
+    assert shell["seconds"] >= 1.8, shell
     assert "pending (DNS: Timeout)" in shell["result"].stdout, shell["result"].stdout + shell["result"].stderr
     # ... while the server answered every ping promptly.
     assert len(rtts) >= 10, rtts

@@ -197,6 +197,18 @@ function domain_commands.verify(s, name, account)
 		c.last_error and (" (DNS: " .. c.last_error .. ")") or "");
 end
 
+-- Checks every claim now (bounded concurrency on the core's worker) and sums up the states.
+function domain_commands.verify_all(s)
+	local summary, verify_err = await(s:verify_all_claims());
+	if not summary then return false, verify_err; end
+	local parts = {};
+	for state, n in pairs(summary.states) do parts[#parts + 1] = ("%d %s"):format(n, state); end
+	table.sort(parts);
+	local text = ("%d claim(s) checked: %s"):format(summary.checked, table.concat(parts, ", "));
+	if #summary.not_verified > 0 then text = text .. "\nNot verified: " .. table.concat(summary.not_verified, " "); end
+	return true, text;
+end
+
 function domain_commands.claims(s, name)
 	local list, err = s:claims(name);
 	if not list then return false, err; end
@@ -221,6 +233,17 @@ function dns_commands.check(s, name)
 			row.expected, found ~= "" and found or "nothing");
 	end
 	return true, table.concat(lines, "\n");
+end
+
+-- The DNS tester for every claimed domain, summed up.
+function dns_commands.check_all(s)
+	local summary, test_err = await(s:dns_test_all_claims());
+	if not summary then return false, test_err; end
+	local text = ("%d domain(s) tested: %d with every record right"):format(summary.tested, summary.all_ok);
+	if #summary.with_problems > 0 then
+		text = text .. "\nWith problems (see `dns check NAME`): " .. table.concat(summary.with_problems, " ");
+	end
+	return true, text;
 end
 
 local function format_time(t)

@@ -50,6 +50,11 @@ def test_verify_in_the_admin_shell_and_dns_check_with_prosodyctl(prosody, tmp_pa
         assert "xmpp-hosting-verification.customer.example  TXT" in r.stdout
         r = prosody.ctl("mod_xmpp_hosting", "domain", "claims")
         assert f"{ZONE}  alice  verified" in r.stdout and f"{ZONE}  bob  pending" in r.stdout, r.stdout
+        # The bulk commands answer with summaries (Lua never receives thousands of tables).
+        r = prosody.shell("xmpp_hosting:domain_verify_all()")
+        assert "2 claim(s) checked: 1 pending, 1 verified" in r.stdout and f"Not verified: {ZONE}" in r.stdout, r.stdout
+        r = prosody.ctl("mod_xmpp_hosting", "dns", "check_all")
+        assert "1 domain(s) tested: 0 with every record right" in r.stdout and ZONE in r.stdout, r.stdout
 
 
 def test_a_dead_nameserver_does_not_stall_the_server(prosody):

@@ -27,6 +27,23 @@ impl<T: Serialize + Send + 'static> JsonPending for Pending<Result<T, Error>> {
     }
 }
 
+/// A pending result shown to Lua through `view`: bulk operations hand Lua a summary, because
+/// turning ten thousand reports into Lua tables would stall Prosody's loop for most of a second.
+struct Viewed<T, F> {
+    pending: Pending<Result<T, Error>>,
+    view: F,
+}
+
+impl<T: Send + 'static, F: Fn(T) -> serde_json::Value> JsonPending for Viewed<T, F> {
+    fn fd(&self) -> i32 {
+        self.pending.fd()
+    }
+
+    fn take(&self) -> Option<Result<serde_json::Value, Error>> {
+        self.pending.try_take().map(|r| r.map(&self.view))
+    }
+}
+
 pub struct LuaPending {
     inner: Box<dyn JsonPending>,
     result: RefCell<Option<Result<serde_json::Value, Error>>>,
@@ -35,6 +52,14 @@ pub struct LuaPending {
 impl LuaPending {
     pub fn new<T: Serialize + Send + 'static>(p: Pending<Result<T, Error>>) -> Self {
         LuaPending { inner: Box::new(p), result: RefCell::new(None) }
+    }
+
+    /// Like [`LuaPending::new`], showing the result through `view`.
+    pub fn viewed<T: Send + 'static>(
+        p: Pending<Result<T, Error>>,
+        view: impl Fn(T) -> serde_json::Value + 'static,
+    ) -> Self {
+        LuaPending { inner: Box::new(Viewed { pending: p, view }), result: RefCell::new(None) }
     }
 
     fn poll(&self) -> bool {

@@ -80,14 +80,7 @@ def main():
                 results["done"] = True
 
             async def pings(c):
-                c.register_plugin("xep_0199")
-                rtts = []
-                while "done" not in results:
-                    t0 = time.monotonic()
-                    await c.plugin["xep_0199"].send_ping(c.boundjid.host, timeout=10)
-                    rtts.append(time.monotonic() - t0)
-                    await asyncio.sleep(0.02)
-                return rtts
+                return await client.ping_until(c, lambda: "done" in results, interval=0.02)
 
             worker = threading.Thread(target=admin)
             worker.start()

@@ -11,20 +11,11 @@ import pytest
 from harness import client
 from harness.common import run_cli
 from harness.ejabberd import Ejabberd
-from harness.knot import Knot, zone_text
+from harness.knot import Knot, point_store_at, zone_text
 
 ZONE = "customer.example"
 
 
-def provider(db, nameserver, timeout_ms=1500):
-    for key, value in [
-        ("dns.nameservers", json.dumps([nameserver])),
-        ("dns.timeout_ms", str(timeout_ms)),
-        ("dns.attempts", "1"),
-        ("dns.xmpp_client", json.dumps({"target": "xmpp.provider.example", "port": 5222})),
-        ("dns.cnames", json.dumps([{"label": "share", "target": "xmpp.provider.example"}])),
-    ]:
-        run_cli(db, "provider", "set", key, value)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +31,7 @@ def test_claim_verify_list_and_dns_check_with_ejabberdctl(ej, tmp_path):
     token = r.stdout.split('"verify=')[1].split('"')[0]
     body = f'xmpp-hosting-verification TXT "verify={token}"\n_xmpp-client._tcp SRV 1 1 5222 xmpp.provider.example.\n'
     with Knot(tmp_path / "knot", {ZONE: zone_text(ZONE, 1, body)}) as knot:
-        provider(ej.database, knot.nameserver)
+        point_store_at(ej.database, knot.nameserver)
         r = ej.ctl("xmpp_hosting_domain_verify", ZONE, "alice")
         assert r.stdout.strip() == f"{ZONE} for alice: verified", r.stdout + r.stderr
         assert f"{ZONE} alice verified" in ej.ctl("xmpp_hosting_domain_claims").stdout
@@ -54,7 +45,7 @@ def test_claim_verify_list_and_dns_check_with_ejabberdctl(ej, tmp_path):
 def test_a_dead_nameserver_does_not_stall_the_node(ej):
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # answers nothing, ever
     sink.bind(("127.0.0.1", 0))
-    provider(ej.database, f"127.0.0.1:{sink.getsockname()[1]}", timeout_ms=3000)
+    point_store_at(ej.database, f"127.0.0.1:{sink.getsockname()[1]}", timeout_ms=3000)
     ej.ctl("xmpp_hosting_domain_claim", "slow.example", "bob")
     result = {}
 

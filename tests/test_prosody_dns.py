@@ -11,21 +11,12 @@ import pytest
 
 from harness import client
 from harness.common import run_cli
-from harness.knot import Knot, zone_text
+from harness.knot import Knot, point_store_at, zone_text
 from harness.prosody import Prosody
 
 ZONE = "customer.example"
 
 
-def provider(db, nameserver, timeout_ms=1500):
-    for key, value in [
-        ("dns.nameservers", json.dumps([nameserver])),
-        ("dns.timeout_ms", str(timeout_ms)),
-        ("dns.attempts", "1"),
-        ("dns.xmpp_client", json.dumps({"target": "xmpp.provider.example", "port": 5222})),
-        ("dns.cnames", json.dumps([{"label": "share", "target": "xmpp.provider.example"}])),
-    ]:
-        run_cli(db, "provider", "set", key, value)
 
 
 @pytest.fixture
@@ -39,7 +30,7 @@ def test_verify_in_the_admin_shell_and_dns_check_with_prosodyctl(prosody, tmp_pa
     token = json.loads(run_cli(prosody.database, "--json", "domain", "claim", ZONE, "--account", "alice").stdout)["claim"]["token"]
     body = f'xmpp-hosting-verification TXT "verify={token}"\n_xmpp-client._tcp SRV 1 1 5222 xmpp.provider.example.\n'
     with Knot(tmp_path / "knot", {ZONE: zone_text(ZONE, 1, body)}) as knot:
-        provider(prosody.database, knot.nameserver)
+        point_store_at(prosody.database, knot.nameserver)
         r = prosody.shell(f'xmpp_hosting:domain_verify("{ZONE}", "alice")')
         assert f"OK: {ZONE} for alice: verified" in r.stdout, r.stdout + r.stderr
         r = prosody.ctl("mod_xmpp_hosting", "dns", "check", ZONE)
@@ -60,7 +51,7 @@ def test_verify_in_the_admin_shell_and_dns_check_with_prosodyctl(prosody, tmp_pa
 def test_a_dead_nameserver_does_not_stall_the_server(prosody):
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # answers nothing, ever
     sink.bind(("127.0.0.1", 0))
-    provider(prosody.database, f"127.0.0.1:{sink.getsockname()[1]}", timeout_ms=2000)
+    point_store_at(prosody.database, f"127.0.0.1:{sink.getsockname()[1]}", timeout_ms=2000)
     run_cli(prosody.database, "domain", "claim", ZONE, "--account", "alice")
     shell = {}
 
@@ -69,19 +60,9 @@ def test_a_dead_nameserver_does_not_stall_the_server(prosody):
         shell["result"] = prosody.shell(f'xmpp_hosting:domain_verify("{ZONE}", "alice")')
         shell["seconds"] = time.monotonic() - started
 
-    async def ping_during(c):
-        await asyncio.sleep(0.5)  # let the verification start
-        rtts = []
-        while "result" not in shell:
-            t0 = time.monotonic()
-            await c.plugin["xep_0199"].send_ping(c.boundjid.host, timeout=5)
-            rtts.append(time.monotonic() - t0)
-            await asyncio.sleep(0.05)
-        return rtts
-
     async def session(c):
-        c.register_plugin("xep_0199")
-        return await ping_during(c)
+        await asyncio.sleep(0.5)  # let the verification start
+        return await client.ping_until(c, lambda: "result" in shell, interval=0.05, timeout=5)
 
     worker = threading.Thread(target=verify)
     worker.start()

@@ -7,6 +7,7 @@ with PLAIN authentication; nothing here leaves 127.0.0.1.
 import asyncio
 import re
 import socket
+import time
 from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 
@@ -129,6 +130,19 @@ async def _session(port, jid, password, action, timeout):
     finally:
         client.disconnect()
         await asyncio.sleep(0.1)
+
+
+async def ping_until(c: slixmpp.ClientXMPP, done, interval: float, timeout: float = 10) -> list[float]:
+    """Pings the session's server (XEP-0199) every `interval` seconds until `done()`; returns
+    the round trips in seconds. For measuring whether a server keeps answering."""
+    c.register_plugin("xep_0199")
+    rtts = []
+    while not done():
+        t0 = time.monotonic()
+        await c.plugin["xep_0199"].send_ping(c.boundjid.host, timeout=timeout)
+        rtts.append(time.monotonic() - t0)
+        await asyncio.sleep(interval)
+    return rtts
 
 
 def login(port: int, jid: str, password: str, timeout: float = 20) -> bool:

@@ -1,10 +1,11 @@
 """A real Knot DNS on loopback serving test zones, for the DNS integration tests."""
 
+import json
 import subprocess
 import time
 from pathlib import Path
 
-from .common import LOOPBACK, free_port, stop_process_group, tail
+from .common import LOOPBACK, free_port, run_cli, stop_process_group, tail
 
 
 def zone_text(origin: str, serial: int, body: str) -> str:
@@ -65,3 +66,16 @@ class Knot:
         if self.proc is not None:
             stop_process_group(self.proc)
             self.proc = None
+
+
+def point_store_at(db: Path, nameserver: str, timeout_ms: int = 1500):
+    """Points a store's provider DNS settings at `nameserver` (one attempt per lookup), expecting
+    the records the server DNS tests check: `_xmpp-client._tcp` on 5222 and the `share` CNAME."""
+    for key, value in [
+        ("dns.nameservers", json.dumps([nameserver])),
+        ("dns.timeout_ms", str(timeout_ms)),
+        ("dns.attempts", "1"),
+        ("dns.xmpp_client", json.dumps({"target": "xmpp.provider.example", "port": 5222})),
+        ("dns.cnames", json.dumps([{"label": "share", "target": "xmpp.provider.example"}])),
+    ]:
+        run_cli(db, "provider", "set", key, value)

@@ -56,6 +56,22 @@ fn claims<'a>(env: Env<'a>, handle: Handle, domain: Term<'a>) -> NifResult<Term<
     reply(env, handle.hosting.claims(domain), serialized)
 }
 
+/// `ok` once the work is on the worker (the answer follows as a message), or the error that
+/// kept it from starting.
+fn started<'a, T: Serialize + Send + 'static>(
+    env: Env<'a>,
+    tag: i64,
+    start: Result<Pending<Result<T, Error>>, Error>,
+) -> NifResult<Term<'a>> {
+    match start {
+        Ok(pending) => {
+            answer_later(env.pid(), tag, pending);
+            Ok(atoms::ok().encode(env))
+        }
+        Err(e) => error_term(env, &e),
+    }
+}
+
 #[rustler::nif(schedule = "DirtyIo")]
 fn verify_domain<'a>(
     env: Env<'a>,
@@ -64,33 +80,15 @@ fn verify_domain<'a>(
     account: Binary<'a>,
     tag: i64,
 ) -> NifResult<Term<'a>> {
-    match handle.hosting.verify_domain(text(&domain)?, text(&account)?) {
-        Ok(pending) => {
-            answer_later(env.pid(), tag, pending);
-            Ok(atoms::ok().encode(env))
-        }
-        Err(e) => error_term(env, &e),
-    }
+    started(env, tag, handle.hosting.verify_domain(text(&domain)?, text(&account)?))
 }
 
 #[rustler::nif(schedule = "DirtyIo")]
 fn dns_test<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, tag: i64) -> NifResult<Term<'a>> {
-    match handle.hosting.dns_test(text(&domain)?) {
-        Ok(pending) => {
-            answer_later(env.pid(), tag, pending);
-            Ok(atoms::ok().encode(env))
-        }
-        Err(e) => error_term(env, &e),
-    }
+    started(env, tag, handle.hosting.dns_test(text(&domain)?))
 }
 
 #[rustler::nif(schedule = "DirtyIo")]
 fn recheck_due(env: Env<'_>, handle: Handle, limit: u32, tag: i64) -> NifResult<Term<'_>> {
-    match handle.hosting.recheck_due(limit) {
-        Ok(pending) => {
-            answer_later(env.pid(), tag, pending);
-            Ok(atoms::ok().encode(env))
-        }
-        Err(e) => error_term(env, &e),
-    }
+    started(env, tag, handle.hosting.recheck_due(limit))
 }

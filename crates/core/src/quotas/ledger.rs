@@ -41,6 +41,44 @@ fn storage_denial(limit: Option<u64>, stored: i64, reserved: i64, size: i64, kin
     })
 }
 
+/// File ids and slot keys are the server's names (paths, slot ids): non-empty, and short enough
+/// to index.
+fn check_key(what: &str, key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 1024 {
+        return Err(Error::InvalidArgument(format!("a {what} has 1 to 1024 bytes")));
+    }
+    Ok(())
+}
+
+fn check_commit(bytes: i64, file_id: &str) -> Result<()> {
+    if bytes < 0 {
+        return Err(Error::InvalidArgument(format!("an upload cannot have {bytes} bytes")));
+    }
+    check_key("file id", file_id)
+}
+
+/// Turns a reservation into a stored file: its bytes move from reserved (unless it was released
+/// already) to stored, and into the windows.
+fn commit(tx: &Connection, reservation: i64, bytes: i64, file_id: &str, now: Timestamp) -> Result<()> {
+    let (domain, user, size, released) = sql::reservation(tx, reservation)?
+        .ok_or_else(|| Error::not_found("upload reservation", reservation.to_string()))?;
+    sql::delete_reservation(tx, reservation)?;
+    if !sql::insert_file(tx, file_id, &domain, &user, bytes, now)? {
+        return Err(Error::AlreadyExists { what: "uploaded file", key: file_id.to_string() });
+    }
+    add_totals(tx, &domain, &user, bytes, if released { 0 } else { -size })?;
+    windows::record(tx, &domain, &user, bytes, now)?;
+    windows::record(tx, &domain, "", bytes, now)
+}
+
+/// Takes a deleted file out of storage; `false` when the ledger does not know it.
+pub(super) fn forget(tx: &Connection, file_id: &str) -> Result<bool> {
+    match sql::take_file(tx, file_id)? {
+        Some((domain, user, size)) => add_totals(tx, &domain, &user, -size, 0).map(|()| true),
+        None => Ok(false),
+    }
+}
+
 /// Moves stored and reserved bytes of a (domain, user) in all three scopes.
 fn add_totals(tx: &Connection, domain: &str, user: &str, stored: i64, reserved: i64) -> Result<()> {
     sql::add_usage(tx, "user", domain, user, stored, reserved)?;
@@ -69,7 +107,23 @@ impl Hosting {
     /// A size of zero or less is `invalid-argument` (the servers answer `bad-request`; text from
     /// the wire goes through [`super::parse_upload_size`] first); an unknown domain `not-found`.
     pub fn authorize_upload(&self, domain: &str, username: &str, size: i64) -> Result<UploadDecision> {
+        self.authorize_keyed_upload(domain, username, size, None)
+    }
+
+    /// [`Hosting::authorize_upload`] for a server that names the slot only when the upload
+    /// completes (ejabberd names the uploader's directory): a grant remembers `slot_key`, and
+    /// [`Hosting::commit_keyed_upload`] finds the reservation by it.
+    pub fn authorize_keyed_upload(
+        &self,
+        domain: &str,
+        username: &str,
+        size: i64,
+        slot_key: Option<&str>,
+    ) -> Result<UploadDecision> {
         let size_u = check_size(size)?;
+        if let Some(key) = slot_key {
+            check_key("slot key", key)?;
+        }
         let user = username_of(username)?;
         let d = self.require_domain(domain)?;
         let global = self.provider_settings()?.uploads;
@@ -117,7 +171,9 @@ impl Hosting {
             }
             let lifetime = d.settings.uploads.slot_lifetime.clamp(1, MAX_SLOT_LIFETIME) as i64;
             let expires_at = now + lifetime;
-            let id = sql::insert_reservation(tx, name, &user, size, now, expires_at)?;
+            let reservation =
+                sql::NewReservation { domain: name, username: &user, size, created_at: now, expires_at, slot_key };
+            let id = sql::insert_reservation(tx, &reservation)?;
             add_totals(tx, name, &user, 0, size)?;
             Ok(UploadDecision::Granted(Reservation { id, size: size_u, expires_at }))
         })
@@ -128,23 +184,23 @@ impl Hosting {
     /// size asked for, so the ledger matches the disk. An expired reservation still records the
     /// file (for a day after expiry), so a slow upload that completes is never lost from it.
     pub fn commit_upload(&self, reservation: i64, bytes: i64, file_id: &str) -> Result<()> {
-        if bytes < 0 {
-            return Err(Error::InvalidArgument(format!("an upload cannot have {bytes} bytes")));
-        }
-        if file_id.is_empty() || file_id.len() > 1024 {
-            return Err(Error::InvalidArgument("a file id has 1 to 1024 bytes".into()));
-        }
+        check_commit(bytes, file_id)?;
+        let now = self.now();
+        self.store().write(|tx| commit(tx, reservation, bytes, file_id, now))
+    }
+
+    /// Records a completed upload of `bytes` whose slot was granted under `slot_key` (see
+    /// [`Hosting::authorize_keyed_upload`]). Slots of one key and size are interchangeable, so
+    /// the oldest such reservation is the one completed. `not-found` when none is left (the
+    /// slot was granted before this module ran, or more than a day ago).
+    pub fn commit_keyed_upload(&self, slot_key: &str, bytes: i64, file_id: &str) -> Result<()> {
+        check_key("slot key", slot_key)?;
+        check_commit(bytes, file_id)?;
         let now = self.now();
         self.store().write(|tx| {
-            let (domain, user, size, released) = sql::reservation(tx, reservation)?
-                .ok_or_else(|| Error::not_found("upload reservation", reservation.to_string()))?;
-            sql::delete_reservation(tx, reservation)?;
-            if !sql::insert_file(tx, file_id, &domain, &user, bytes, now)? {
-                return Err(Error::AlreadyExists { what: "uploaded file", key: file_id.to_string() });
-            }
-            add_totals(tx, &domain, &user, bytes, if released { 0 } else { -size })?;
-            windows::record(tx, &domain, &user, bytes, now)?;
-            windows::record(tx, &domain, "", bytes, now)
+            let reservation = sql::reservation_by_key(tx, slot_key, bytes)?
+                .ok_or_else(|| Error::not_found("upload reservation", format!("{slot_key} ({bytes} bytes)")))?;
+            commit(tx, reservation, bytes, file_id, now)
         })
     }
 
@@ -164,10 +220,7 @@ impl Hosting {
     /// A stored file was deleted: its bytes leave storage (not the windows: that volume was
     /// uploaded). `false` when the ledger does not know the file, so deleting twice is harmless.
     pub fn forget_file(&self, file_id: &str) -> Result<bool> {
-        self.store().write(|tx| match sql::take_file(tx, file_id)? {
-            Some((domain, user, size)) => add_totals(tx, &domain, &user, -size, 0).map(|()| true),
-            None => Ok(false),
-        })
+        self.store().write(|tx| forget(tx, file_id))
     }
 
     /// Maintenance for a background worker (decisions already do a bounded share of it):

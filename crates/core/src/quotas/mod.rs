@@ -18,12 +18,14 @@ mod decision;
 mod ledger;
 mod policy;
 mod report;
+mod upkeep;
 mod windows;
 
 pub use audit::LedgerDrift;
 pub use decision::{parse_upload_size, Denial, Reservation, UploadDecision, UploadLimit};
 pub use policy::{GlobalUploadLimits, UploadLimits, UserUploadLimits, DEFAULT_SLOT_LIFETIME};
 pub use report::{ScopeLimits, UploadReport, UploadUsage};
+pub use upkeep::UploadUpkeep;
 
 use crate::invites::normalize_username;
 use crate::{Error, Result};

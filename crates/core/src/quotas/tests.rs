@@ -437,3 +437,89 @@ fn twenty_threads_uploading_and_failing_never_overshoot_and_never_drift() {
     assert_eq!(admin.audit_upload_ledger(false).unwrap(), []);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_keyed_upload_completes_the_oldest_slot_of_its_key_and_size() {
+    let (h, clock) = hosting(UploadLimits { user_storage: Some(1000), ..Default::default() });
+    let key = "/srv/upload/abc123";
+    let first = granted(h.authorize_keyed_upload("example.org", "alice", 100, Some(key)).unwrap());
+    let other_size = granted(h.authorize_keyed_upload("example.org", "alice", 200, Some(key)).unwrap());
+    granted(h.authorize_keyed_upload("example.org", "alice", 100, Some(key)).unwrap());
+    assert_eq!(h.upload_usage("example.org", Some("alice")).unwrap().reserved, 400);
+    h.commit_keyed_upload(key, 100, &format!("{key}/r1/a.bin")).unwrap();
+    let u = h.upload_usage("example.org", Some("alice")).unwrap();
+    assert_eq!((u.stored, u.reserved), (100, 300));
+    // The oldest went: releasing it now finds nothing, the 200-byte slot is untouched.
+    assert!(matches!(h.release_upload(first.id), Err(crate::Error::NotFound { .. })));
+    h.release_upload(other_size.id).unwrap();
+    // No slot of that key and size is left after the second: a third upload is not counted.
+    h.commit_keyed_upload(key, 100, &format!("{key}/r2/b.bin")).unwrap();
+    let err = h.commit_keyed_upload(key, 100, &format!("{key}/r3/c.bin")).unwrap_err();
+    assert_eq!(err.code(), "not-found");
+    assert!(matches!(
+        h.commit_keyed_upload("/srv/upload/other", 100, "/srv/upload/other/x"),
+        Err(crate::Error::NotFound { .. })
+    ));
+    // A slot that outlived its reservation (ejabberd's live five hours) is still recorded.
+    granted(h.authorize_keyed_upload("example.org", "alice", 50, Some(key)).unwrap());
+    clock.advance(3600);
+    h.purge_upload_ledger().unwrap();
+    h.commit_keyed_upload(key, 50, &format!("{key}/r4/d.bin")).unwrap();
+    let u = h.upload_usage("example.org", Some("alice")).unwrap();
+    assert_eq!((u.stored, u.reserved), (250, 0));
+    assert!(h.audit_upload_ledger(false).unwrap().is_empty());
+    for bad in ["", &"k".repeat(1025)] {
+        let e = h.authorize_keyed_upload("example.org", "alice", 1, Some(bad)).unwrap_err();
+        assert_eq!(e.code(), "invalid-argument");
+    }
+}
+
+#[test]
+fn the_sweep_forgets_files_gone_from_under_its_root_only() {
+    let (h, _) = hosting(UploadLimits::default());
+    let dir = std::env::temp_dir().join(format!("xh-sweep-{}", std::process::id()));
+    let root = dir.join("share");
+    std::fs::create_dir_all(&root).unwrap();
+    let root_s = root.to_str().unwrap().to_string();
+    let mut kept = Vec::new();
+    for i in 0..2500 {
+        let r = granted(h.authorize_upload("example.org", "alice", 10).unwrap());
+        let path = format!("{root_s}/f{i:04}.bin");
+        h.commit_upload(r.id, 10, &path).unwrap();
+        if i % 3 == 0 {
+            std::fs::write(&path, b"0123456789").unwrap();
+            kept.push(path);
+        }
+    }
+    // Files outside the root (and ids that are no paths) are not the sweep's to judge.
+    let r = granted(h.authorize_upload("example.org", "alice", 7).unwrap());
+    h.commit_upload(r.id, 7, &format!("{root_s}-sibling/x.bin")).unwrap();
+    let r = granted(h.authorize_upload("example.org", "alice", 5).unwrap());
+    h.commit_upload(r.id, 5, "slot-id-without-a-path").unwrap();
+
+    assert_eq!(h.sweep_upload_files(&format!("{root_s}/")).unwrap(), (2500, 2500 - kept.len()));
+    assert_eq!(h.upload_usage("example.org", Some("alice")).unwrap().stored, 10 * kept.len() as u64 + 12);
+    assert_eq!(h.sweep_upload_files(&root_s).unwrap(), (kept.len(), 0));
+    // A root that is not there (an unmounted disk) forgets nothing.
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(h.sweep_upload_files(&root_s).unwrap(), (0, 0));
+    assert_eq!(h.upload_usage("example.org", Some("alice")).unwrap().stored, 10 * kept.len() as u64 + 12);
+    assert!(h.audit_upload_ledger(false).unwrap().is_empty());
+}
+
+#[test]
+fn upkeep_on_the_worker_purges_and_sweeps() {
+    let (h, clock) = hosting(UploadLimits::default());
+    let dir = std::env::temp_dir().join(format!("xh-upkeep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let r = granted(h.authorize_upload("example.org", "bob", 10).unwrap());
+    h.commit_upload(r.id, 10, &format!("{}/gone.bin", dir.display())).unwrap();
+    granted(h.authorize_upload("example.org", "bob", 20).unwrap());
+    clock.advance(3600);
+    let upkeep = h.start_upload_upkeep(vec![dir.display().to_string()]).unwrap().wait().unwrap();
+    assert_eq!((upkeep.files_checked, upkeep.files_forgotten), (1, 1));
+    assert!(upkeep.purged >= 1);
+    let u = h.upload_usage("example.org", Some("bob")).unwrap();
+    assert_eq!((u.stored, u.reserved), (0, 0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

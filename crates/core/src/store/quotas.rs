@@ -98,19 +98,33 @@ pub(crate) fn prune_volume(c: &Connection, span: i64, before: i64, limit: i64) -
 /// A reservation: (domain, username, size, released).
 pub(crate) type ReservationRow = (String, String, i64, bool);
 
-pub(crate) fn insert_reservation(
-    c: &Connection,
-    domain: &str,
-    username: &str,
-    size: i64,
-    now: Timestamp,
-    expires_at: Timestamp,
-) -> Result<i64> {
+/// A reservation to insert: who, how many bytes, until when, and the server's key for its slot.
+pub(crate) struct NewReservation<'a> {
+    pub domain: &'a str,
+    pub username: &'a str,
+    pub size: i64,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub slot_key: Option<&'a str>,
+}
+
+pub(crate) fn insert_reservation(c: &Connection, r: &NewReservation<'_>) -> Result<i64> {
     c.prepare_cached(
-        "INSERT INTO upload_reservations (domain, username, size, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO upload_reservations (domain, username, size, created_at, expires_at, slot_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![domain, username, size, now, expires_at])?;
+    .execute(params![r.domain, r.username, r.size, r.created_at, r.expires_at, r.slot_key])?;
     Ok(c.last_insert_rowid())
+}
+
+/// The reservation an upload of `size` bytes under `slot_key` completes: the oldest one still
+/// counting, else the oldest released one (a slot that outlived its reservation).
+pub(crate) fn reservation_by_key(c: &Connection, slot_key: &str, size: i64) -> Result<Option<i64>> {
+    Ok(c.prepare_cached(
+        "SELECT id FROM upload_reservations WHERE slot_key = ?1 AND size = ?2 ORDER BY released, id LIMIT 1",
+    )?
+    .query_row(params![slot_key, size], |r| r.get(0))
+    .optional()?)
 }
 
 pub(crate) fn reservation(c: &Connection, id: i64) -> Result<Option<ReservationRow>> {
@@ -175,6 +189,17 @@ pub(crate) fn take_file(c: &Connection, file_id: &str) -> Result<Option<(String,
         c.prepare_cached("DELETE FROM upload_files WHERE file_id = ?1")?.execute([file_id])?;
     }
     Ok(row)
+}
+
+/// Up to `limit` file ids in `[from, to)`, after `after`, in order: one page of a sweep over
+/// the files under one directory (ids are paths there), by primary-key range.
+pub(crate) fn file_ids_between(c: &Connection, from: &str, to: &str, after: &str, limit: i64) -> Result<Vec<String>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT file_id FROM upload_files WHERE file_id >= ?1 AND file_id < ?2 AND file_id > ?3
+         ORDER BY file_id LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![from, to, after, limit], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 pub(crate) fn user_limits(c: &Connection, domain: &str, username: &str) -> Result<Option<String>> {

@@ -11,20 +11,26 @@
 -- quota (wait/resource-constraint with a retry stamp), bad size (modify/bad-request). Requests
 -- from domains the store does not host are left to mod_http_file_share alone. Set
 -- mod_http_file_share's own http_file_share_size_limit / _daily_quota / _global_quota at or above
--- ours, or it will refuse first with its own numbers.
+-- ours, or it will refuse first with its own numbers. The service's disco#info tells each user
+-- the max-file-size that applies to them.
 --
 -- Prosody 0.12 fires no event when an upload completes or a file is deleted, so the ledger is
--- kept true by watching files: the slot id is read from mod_http_file_share's reply, a granted
--- slot is committed when its file appears (mod_http_file_share renames it into place only when
--- the upload is complete), released when it never does, and forgotten when the file is gone
--- (expired by mod_http_file_share, or deleted by an admin). The slots being watched are kept in
--- Prosody's storage, so a restart loses none (set http_file_share_secret, or mod_http_file_share
--- itself invalidates the slots it issued before the restart).
+-- kept true by watching files:
+--   - completion: the slot id is read from mod_http_file_share's reply; a granted slot is
+--     committed when its file appears (mod_http_file_share renames it into place only when the
+--     upload is complete), under the file's path, and released when it never does. The slots
+--     awaited are kept in Prosody's storage, so a restart loses none (set http_file_share_secret,
+--     or mod_http_file_share itself invalidates the slots it issued before the restart).
+--   - deletion: every xmpp_hosting_upload_sweep_interval seconds the core looks for the counted
+--     files on disk and forgets those gone (expired by mod_http_file_share, or deleted by an
+--     admin). That runs on the core's worker thread, like the purge of old slots and windows;
+--     the loop only picks up the summary.
 
 local st = require "util.stanza";
 local jid = require "util.jid";
 local dm = require "util.datamanager";
 local datetime = require "util.datetime";
+local server = require "net.server";
 
 local get_store = module:depends("xmpp_hosting").get_store;
 
@@ -32,11 +38,14 @@ local namespace = "urn:xmpp:http:upload:0";
 local check_interval = module:get_option_number("xmpp_hosting_upload_check_interval", 5);
 -- How long after its slot expires an upload may still complete and be counted.
 local late_upload_grace = module:get_option_number("xmpp_hosting_upload_grace", 3600);
+local sweep_interval = module:get_option_number("xmpp_hosting_upload_sweep_interval", 300);
 
--- slot id -> { reservation = id, expires = time } while the upload is awaited,
---            { committed = true } once the file is counted.
+-- slot id -> { reservation = id, expires = time } while the upload is awaited.
 local slots = module:open_store("xmpp_hosting_slots", "keyval");
 local watched = slots:get(nil) or {};
+for slot, w in pairs(watched) do
+	if w.committed then watched[slot] = nil; end -- counted already (kept by older versions)
+end
 
 local function save()
 	local ok, err = slots:set(nil, watched);
@@ -46,6 +55,9 @@ end
 local function file_of(slot)
 	return dm.getpath(slot, module.host, "http_file_share", "bin");
 end
+
+-- The directory mod_http_file_share keeps this component's files in.
+local files_root = file_of("slot"):match("^(.*)/[^/]*$");
 
 local function size_of(path)
 	local f = io.open(path, "rb");
@@ -114,8 +126,65 @@ module:hook("iq-get/host/" .. namespace .. ":request", function(event)
 	}, { __index = origin });
 end, 10);
 
--- Commits completed uploads, releases abandoned slots, forgets deleted files; at most
--- `per_check` slots a tick, resuming where the last tick stopped, so a tick stays short.
+-- disco#info: the max-file-size of the service's form (XEP-0363 section 4) is the one that
+-- applies to the user asking, when it is smaller than mod_http_file_share's. mod_disco answers
+-- from a cached stanza, so the reply is changed on a copy.
+local disco_info = "http://jabber.org/protocol/disco#info";
+
+local function upload_form(query)
+	for form in query:childtags("x", "jabber:x:data") do
+		for field in form:childtags("field") do
+			if field.attr.var == "FORM_TYPE" and field:get_child_text("value") == namespace then
+				return form;
+			end
+		end
+	end
+end
+
+local function with_max_file_size(reply, max)
+	reply = st.clone(reply);
+	local query = reply:get_child("query", disco_info);
+	local form = query and upload_form(query);
+	if not query then return reply; end
+	if not form then
+		query:tag("x", { xmlns = "jabber:x:data", type = "result" })
+			:tag("field", { var = "FORM_TYPE", type = "hidden" }):text_tag("value", namespace):up()
+			:tag("field", { var = "max-file-size" }):text_tag("value", tostring(max)):up()
+		:up();
+		return reply;
+	end
+	for field in form:childtags("field") do
+		if field.attr.var == "max-file-size" then
+			local theirs = tonumber(field:get_child_text("value"));
+			if not theirs or max < theirs then
+				field:maptags(function(child) if child.name ~= "value" then return child; end end);
+				field:text_tag("value", tostring(max));
+			end
+			return reply;
+		end
+	end
+	form:tag("field", { var = "max-file-size" }):text_tag("value", tostring(max)):up();
+	return reply;
+end
+
+module:hook("iq-get/host/" .. disco_info .. ":query", function(event)
+	local stanza, origin = event.stanza, event.origin;
+	local username, domain = jid.split(jid.bare(stanza.attr.from));
+	local store = get_store();
+	if not store or not username or not store:domain(domain) then return; end
+	local report = store:upload_report(domain, username);
+	local max = report and report.limits.max_file_size;
+	if not max then return; end
+	event.origin = setmetatable({
+		send = function(reply)
+			if reply.attr.type == "result" then reply = with_max_file_size(reply, max); end
+			return origin.send(reply);
+		end;
+	}, { __index = origin });
+end, 10);
+
+-- Commits completed uploads and releases abandoned slots; at most `per_check` slots a tick,
+-- resuming where the last tick stopped, so a tick stays short.
 local per_check = module:get_option_number("xmpp_hosting_upload_checks_per_tick", 500);
 local cursor;
 
@@ -132,16 +201,12 @@ local function check_slots()
 	end
 	for _, slot in ipairs(batch) do
 		local w = watched[slot];
-		local size = size_of(file_of(slot));
-		if w.committed then
-			if not size then
-				store:forget_file(slot);
+		local path = file_of(slot);
+		local size = size_of(path);
+		if size then
+			local ok, err, code = store:commit_upload(w.reservation, size, path);
+			if ok or code == "already-exists" or code == "not-found" then
 				watched[slot], changed = nil, true;
-			end
-		elseif size then
-			local ok, err, code = store:commit_upload(w.reservation, size, slot);
-			if ok or code == "already-exists" then
-				watched[slot], changed = { committed = true }, true;
 			else
 				module:log("error", "Cannot count upload %s: %s", slot, err);
 			end
@@ -155,4 +220,35 @@ local function check_slots()
 	return check_interval;
 end
 
+-- Runs `callback(result...)` on the loop once a result computed on the core's worker is in.
+local function when_done(pending, callback)
+	local watch;
+	watch = server.watchfd(pending:getfd(), function()
+		if pending:ready() and watch then
+			watch:close();
+			watch = nil;
+			callback(pending:result());
+		end
+	end);
+end
+
+local function upkeep()
+	local store = get_store();
+	local pending, err = store and store:start_upload_upkeep({ files_root });
+	if not pending then
+		if store then module:log("warn", "Cannot start the upload upkeep: %s", err); end
+		return sweep_interval;
+	end
+	when_done(pending, function(done, upkeep_err)
+		if not done then
+			module:log("warn", "Upload upkeep failed: %s", upkeep_err);
+		elseif done.files_forgotten > 0 or done.purged > 0 then
+			module:log("info", "Upload upkeep: %d of %d files gone, %d ledger rows purged",
+				done.files_forgotten, done.files_checked, done.purged);
+		end
+	end);
+	return sweep_interval;
+end
+
 module:add_timer(check_interval, check_slots);
+module:add_timer(sweep_interval, upkeep);

@@ -296,3 +296,19 @@ def http_put(http_port: int, url: str, headers: dict, body: bytes) -> int:
         return conn.getresponse().status
     finally:
         conn.close()
+
+
+def upload_max_file_size(port: int, jid: str, password: str, service: str, timeout: float = 20) -> int | None:
+    """The max-file-size an upload service advertises to `jid` in disco#info (XEP-0363 §4)."""
+    async def ask(client):
+        iq = client.Iq()
+        iq["type"] = "get"
+        iq["to"] = service
+        iq.append(ET.Element("{http://jabber.org/protocol/disco#info}query"))
+        reply = await iq.send(timeout=10)
+        for form in reply.xml.iter("{jabber:x:data}x"):
+            fields = {f.get("var"): f.findtext("{jabber:x:data}value") for f in form.iter("{jabber:x:data}field")}
+            if fields.get("FORM_TYPE") == UPLOAD_NS and fields.get("max-file-size") is not None:
+                return int(fields["max-file-size"])
+        return None
+    return asyncio.run(_session(port, jid, password, ask, timeout))

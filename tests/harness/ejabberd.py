@@ -45,6 +45,8 @@ class Ejabberd:
         extra_modules: str = "",
         extra_config: str = "",
         nif_from: str = "prebuilt",
+        http_handlers: dict[str, str] | None = None,
+        server_env: dict[str, str] | None = None,
     ):
         if nif_from not in ("prebuilt", "make"):
             raise ValueError(f"unknown NIF source {nif_from!r}")
@@ -57,6 +59,9 @@ class Ejabberd:
         self.module_options = module_options or {}
         self.extra_modules = extra_modules
         self.extra_config = extra_config
+        # More request handlers on the HTTP listener beside /api, e.g. {"/upload": "mod_http_upload"}.
+        self.http_handlers = http_handlers or {}
+        self.server_env = dict(server_env or {})  # for the node only, not ejabberdctl calls
         # "make": module_install builds the NIF itself through c_src/Makefile (cargo).
         self.nif_from = nif_from
         self.node = f"xh{secrets.token_hex(4)}@localhost"
@@ -123,7 +128,7 @@ class Ejabberd:
         self.proc = subprocess.Popen(
             [str(self.ctl_script), "--config-dir", str(self.conf_dir), "foreground"],
             cwd=self.dir,
-            env=self.env(),
+            env={**self.env(), **self.server_env},
             stdin=subprocess.DEVNULL,
             stdout=self.console_log.open("wb"),
             stderr=subprocess.STDOUT,
@@ -320,6 +325,7 @@ class Ejabberd:
         if self.install == "config":
             modules += f"  {MODULE}:\n{_yaml_options(self.module_options, 4)}"
         modules += self.extra_modules
+        handlers = "".join(f"      {path}: {module}\n" for path, module in self.http_handlers.items())
         (self.conf_dir / "ejabberd.yml").write_text(
             f"""hosts:
   - "{self.host}"
@@ -343,7 +349,7 @@ listen:
     module: ejabberd_http
     request_handlers:
       /api: mod_http_api
-acl:
+{handlers}acl:
   local:
     user_regexp: ""
   loopback:

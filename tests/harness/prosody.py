@@ -41,7 +41,7 @@ class Prosody:
 
     def __init__(self, workdir: Path, host: str = "localhost", c2s_port: int | None = None,
                  http_port: int | None = None, global_modules=(), host_modules=(), options=None, host_options=None,
-                 extra_config: str = ""):
+                 extra_config: str = "", server_env: dict | None = None):
         self.dir = Path(workdir)
         self.host = host
         self.c2s_port = c2s_port or free_port()
@@ -51,6 +51,7 @@ class Prosody:
         self.options = dict(options or {})
         self.host_options = dict(host_options or {})
         self.extra_config = extra_config  # appended as is: components, more hosts
+        self.server_env = dict(server_env or {})  # for the server process only, not prosodyctl
         self.config = self.dir / "prosody.cfg.lua"
         self.data = self.dir / "data"
         self.log = self.dir / "prosody.log"
@@ -100,7 +101,8 @@ class Prosody:
         self.log.touch()
         self.proc = subprocess.Popen(
             ["prosody", "-F", "--config", str(self.config)],
-            env=self.env, stdout=open(self.dir / "stdout.log", "wb"), stderr=subprocess.STDOUT,
+            env={**self.env, **self.server_env}, stdout=open(self.dir / "stdout.log", "wb"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:

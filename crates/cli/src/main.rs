@@ -70,7 +70,7 @@ fn run(cli: Cli) -> Result<bool, String> {
     let result = match cli.command {
         Command::Domain(cmd) => domain::run(&hosting, &out, cmd).map(|()| true),
         Command::Invite(cmd) => invite::run(&hosting, &out, cmd).map(|()| true),
-        Command::Quota(cmd) => quota::run(&hosting, &out, cmd).map(|()| true),
+        Command::Quota(cmd) => quota::run(&hosting, &out, cmd),
         Command::Dns(cmd) => dns::run(&hosting, &out, cmd),
         Command::Provider(cmd) => provider::run(&hosting, &out, cmd).map(|()| true),
     };

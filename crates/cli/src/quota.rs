@@ -28,6 +28,12 @@ pub enum QuotaCommand {
     Clear { domain: String, user: String },
     /// Storage used by all domains together.
     Global,
+    /// Recount storage from the files and open slots the ledger holds and list the scopes whose
+    /// running totals differ (exit 3 when any does); --repair sets them to the recount.
+    Audit {
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 #[derive(Serialize)]
@@ -39,7 +45,8 @@ struct Report {
     usage: UploadUsage,
 }
 
-pub fn run(h: &Hosting, out: &Output, cmd: QuotaCommand) -> Result<()> {
+/// Runs a quota command; `false` when an audit found drift (the caller exits 3).
+pub fn run(h: &Hosting, out: &Output, cmd: QuotaCommand) -> Result<bool> {
     match cmd {
         QuotaCommand::Show { domain, user } => {
             let d = h.require_domain(&domain)?;
@@ -84,8 +91,36 @@ pub fn run(h: &Hosting, out: &Output, cmd: QuotaCommand) -> Result<()> {
                 println!("stored {} bytes, reserved {} bytes, limit {}", usage.stored, usage.reserved, bytes(limit))
             });
         }
+        QuotaCommand::Audit { repair } => {
+            let drifts = h.audit_upload_ledger(repair)?;
+            out.show(&drifts, |drifts| {
+                let rows: Vec<Vec<String>> = drifts
+                    .iter()
+                    .map(|d| {
+                        let scope = match d.scope.as_str() {
+                            "user" => format!("{}@{}", d.username, d.domain),
+                            "domain" => d.domain.clone(),
+                            _ => "(all domains)".into(),
+                        };
+                        vec![
+                            scope,
+                            format!("{} -> {}", d.stored, d.counted_stored),
+                            format!("{} -> {}", d.reserved, d.counted_reserved),
+                        ]
+                    })
+                    .collect();
+                match (rows.is_empty(), repair) {
+                    (true, _) => println!("the running totals match the files and slots"),
+                    (false, fixed) => {
+                        table(&["SCOPE", "STORED", "RESERVED"], &rows);
+                        println!("{}", if fixed { "repaired" } else { "not repaired (use --repair)" });
+                    }
+                }
+            });
+            return Ok(drifts.is_empty() || repair);
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn bytes(limit: Option<u64>) -> String {

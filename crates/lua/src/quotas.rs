@@ -4,13 +4,18 @@
 //! attribute's text, or an integer): the core parses it, so both servers refuse the same bad
 //! sizes. It returns `{decision = "granted", id, size, expires_at}` or `{decision = "denied",
 //! limit, limit_value, usage, retry_at, type, condition, text}`.
+//!
+//! `h:start_upload_upkeep({root, ...})` runs the purge and the sweep of deleted files on the
+//! core's worker and returns a pending result (see `pending.rs`): Prosody's loop waits for none
+//! of it.
 
 use mlua::prelude::*;
 use xmpp_hosting_core::quotas::parse_upload_size;
 use xmpp_hosting_core::Error;
 
-use crate::convert::serialized;
+use crate::convert::{outcome, serialized};
 use crate::handle::Handle;
+use crate::pending::LuaPending;
 
 fn size_of(value: &LuaValue) -> Result<i64, Error> {
     match value {
@@ -32,5 +37,11 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("forget_file", |lua, h, file_id: String| serialized(lua, || h.0.forget_file(&file_id)));
     m.add_method("upload_usage", |lua, h, (domain, username): (String, Option<String>)| {
         serialized(lua, || h.0.upload_usage(&domain, username.as_deref()))
+    });
+    m.add_method("upload_report", |lua, h, (domain, username): (String, Option<String>)| {
+        serialized(lua, || h.0.upload_report(&domain, username.as_deref()))
+    });
+    m.add_method("start_upload_upkeep", |lua, h, roots: Vec<String>| {
+        outcome(lua, || h.0.start_upload_upkeep(roots).map(LuaPending::new))
     });
 }

@@ -14,6 +14,8 @@ mod error;
 mod handle;
 mod invites;
 mod json;
+mod later;
+mod quotas;
 mod verification;
 
 /// The core library's version, so ejabberd can log which store rules it runs.

@@ -198,7 +198,7 @@ register(#{server := Server, lang := Lang, ip := {Address, _}} = State, IQ, User
         {ok, #{decision := <<"refused">>, type := Type, condition := Cond, text := Text, reason := Why}} ->
             ?INFO_MSG("xmpp_hosting_invites: registration of ~ts@~ts from ~ts refused: ~ts",
                       [User, Server, Ip, Why]),
-            send(State, xmpp:make_error(IQ, stanza_error(Type, Cond, Text, Lang)));
+            send(State, xmpp:make_error(IQ, xmpp_hosting_stanza:error(Type, Cond, Text, Lang)));
         {ok, #{decision := <<"allowed">>, id := Ticket} = Ticket0} ->
             Result = create(Ticket0, User, Server, Password, Address),
             Finish = fun(H) -> xmpp_hosting_nif:finish_registration(H, Ticket, Result == ok) end,
@@ -266,18 +266,6 @@ subscribe_both(_Ticket, _User, _Server) ->
 both(Owner, Contact) ->
     Item = #roster_item{jid = Contact, subscription = both},
     mod_roster:set_item_and_notify_clients(Owner, Item, true).
-
-%% The stanza error the core chose for a refusal. Its type and condition are RFC 6120 names,
-%% all atoms of the xmpp library; should a newer core send one this ejabberd does not know, the
-%% client still gets a refusal (not-allowed) rather than a crashed session.
-stanza_error(Type, Cond, Text, Lang) ->
-    try #stanza_error{type = binary_to_existing_atom(Type, utf8),
-                      reason = binary_to_existing_atom(Cond, utf8),
-                      text = xmpp:mk_text(Text, Lang)}
-    catch error:badarg ->
-            ?WARNING_MSG("xmpp_hosting_invites: unknown stanza error ~ts/~ts", [Type, Cond]),
-            xmpp:err_not_allowed(Text, Lang)
-    end.
 
 %% mod_register's reasons, answered as mod_register answers them.
 registration_error(Why, Lang) ->

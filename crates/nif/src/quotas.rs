@@ -1,0 +1,92 @@
+//! Upload quotas, for mod_xmpp_hosting_uploads' `http_upload_slot_request` hook and its HTTP
+//! handler.
+//!
+//! ejabberd learns which slot an upload used only when the PUT completes, and names it by the
+//! uploader's directory, so a grant is made under that directory as the slot key and the
+//! completed upload committed by it (`commit_keyed_upload`). Decisions are the core's shape:
+//! `#{decision := <<"granted">>, id, size, expires_at}` or `#{decision := <<"denied">>, limit,
+//! limit_value, usage, requested, retry_at, type, condition, text}`: the stanza error is chosen
+//! by the core, so the Erlang side only builds it.
+
+use rustler::{Binary, Encoder, Env, NifResult, Term};
+use xmpp_hosting_core::Error;
+
+use crate::args::{optional_text, text};
+use crate::error::{reply, reply_unit};
+use crate::handle::Handle;
+use crate::json::serialized;
+use crate::later::started;
+
+/// A size as the request carried it: an integer that fits 64 bits (ejabberd has parsed the
+/// attribute, but not bounded it), else the core's `invalid-argument`.
+fn size_of(size: Term<'_>) -> NifResult<Result<i64, Error>> {
+    if !size.is_integer() {
+        return Err(rustler::Error::BadArg);
+    }
+    Ok(size.decode::<i64>().map_err(|_| Error::InvalidArgument("file size is too large".into())))
+}
+
+/// `authorize_upload(H, Domain, User, Size, SlotKey | undefined)` -> `{ok, Decision}`.
+#[rustler::nif(schedule = "DirtyIo")]
+fn authorize_upload<'a>(
+    env: Env<'a>,
+    handle: Handle,
+    domain: Binary<'a>,
+    user: Binary<'a>,
+    size: Term<'a>,
+    slot_key: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let (domain, user, key) = (text(&domain)?, text(&user)?, optional_text(slot_key)?);
+    let decision = size_of(size)?.and_then(|size| handle.hosting.authorize_keyed_upload(domain, user, size, key));
+    reply(env, decision, serialized)
+}
+
+/// `commit_upload(H, Reservation, Bytes, FileId)` -> `ok`.
+#[rustler::nif(schedule = "DirtyIo")]
+fn commit_upload<'a>(env: Env<'a>, handle: Handle, id: i64, bytes: i64, file: Binary<'a>) -> NifResult<Term<'a>> {
+    reply_unit(env, handle.hosting.commit_upload(id, bytes, text(&file)?))
+}
+
+/// `commit_keyed_upload(H, SlotKey, Bytes, FileId)` -> `ok`, or `not_found` when no slot of
+/// that key and size is waiting.
+#[rustler::nif(schedule = "DirtyIo")]
+fn commit_keyed_upload<'a>(
+    env: Env<'a>,
+    handle: Handle,
+    key: Binary<'a>,
+    bytes: i64,
+    file: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    reply_unit(env, handle.hosting.commit_keyed_upload(text(&key)?, bytes, text(&file)?))
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn release_upload(env: Env<'_>, handle: Handle, id: i64) -> NifResult<Term<'_>> {
+    reply_unit(env, handle.hosting.release_upload(id))
+}
+
+/// `forget_file(H, FileId)` -> `{ok, Known}`.
+#[rustler::nif(schedule = "DirtyIo")]
+fn forget_file<'a>(env: Env<'a>, handle: Handle, file: Binary<'a>) -> NifResult<Term<'a>> {
+    reply(env, handle.hosting.forget_file(text(&file)?), |env, known| Ok(known.encode(env)))
+}
+
+/// `upload_report(H, Domain, User | undefined)` -> `{ok, #{usage, limits}}`.
+#[rustler::nif(schedule = "DirtyIo")]
+fn upload_report<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, user: Term<'a>) -> NifResult<Term<'a>> {
+    reply(env, handle.hosting.upload_report(text(&domain)?, optional_text(user)?), serialized)
+}
+
+/// `upload_upkeep(H, [Root], Tag)` -> `ok`; `#{purged, files_checked, files_forgotten}` follows
+/// as a message.
+#[rustler::nif(schedule = "DirtyIo")]
+fn upload_upkeep<'a>(env: Env<'a>, handle: Handle, roots: Vec<Binary<'a>>, tag: i64) -> NifResult<Term<'a>> {
+    let roots = roots.iter().map(|r| text(r).map(str::to_owned)).collect::<NifResult<Vec<_>>>()?;
+    started(env, tag, handle.hosting.start_upload_upkeep(roots))
+}
+
+/// `audit_upload_ledger(H, Repair)` -> `{ok, [Drift]}`. Recounts every file: a maintenance call.
+#[rustler::nif(schedule = "DirtyIo")]
+fn audit_upload_ledger(env: Env<'_>, handle: Handle, repair: bool) -> NifResult<Term<'_>> {
+    reply(env, handle.hosting.audit_upload_ledger(repair), serialized)
+}

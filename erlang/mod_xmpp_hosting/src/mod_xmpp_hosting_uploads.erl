@@ -1,0 +1,227 @@
+%%% Upload quotas from xmpp-hosting for ejabberd's mod_http_upload.
+%%%
+%%% Each slot request is decided by the uploader's domain's limits (max file size, storage per
+%%% user/domain/global, daily/weekly/monthly volume) in the `http_upload_slot_request` fold, at
+%%% priority 40, before mod_http_upload_quota (50), and refused with the XEP-0363 errors:
+%%% file-too-large (modify/not-acceptable with max-file-size), a quota (wait/resource-constraint
+%%% with a retry stamp when waiting helps), a bad size (modify/bad-request). Users of domains the
+%%% store does not host are left to mod_http_upload alone. mod_http_upload checks its own
+%%% `max_size` before the fold: set it to `infinity` or at least the largest limit in the store.
+%%%
+%%% ejabberd fires no event when an upload completes or a file is deleted, so:
+%%%   - completion: this module is the HTTP handler for the upload path (`request_handlers:
+%%%     "/upload": mod_xmpp_hosting_uploads` instead of mod_http_upload); it hands every request
+%%%     to mod_http_upload:process/2 and counts a PUT answered 201. The slot request names only
+%%%     the uploader's directory, so the grant is reserved under that directory (the slot key)
+%%%     and the finished PUT, which names the same directory, commits it. The file is recorded
+%%%     under its path.
+%%%   - deletion: every `sweep_interval` the core looks for the recorded files under
+%%%     mod_http_upload's docroot and forgets those gone (expired by mod_http_upload_quota's
+%%%     `max_days`, removed with their account, or by an admin), on its worker thread. The same
+%%%     pass releases slots never used (ejabberd's live five hours; the store's reservation ends
+%%%     after the domain's `uploads.slot_lifetime`, and an upload that still completes later is
+%%%     counted all the same).
+-module(mod_xmpp_hosting_uploads).
+
+-behaviour(gen_mod).
+
+-export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
+-export([http_upload_slot_request/6, upkeep/1]).
+-export([process/2]).
+
+-include("xmpp.hrl").
+-include("logger.hrl").
+-include("translate.hrl").
+-include("ejabberd_http.hrl").
+
+-define(UPKEEP_WAIT_MS, 600000).
+
+%%%===================================================================
+%%% gen_mod
+%%%===================================================================
+
+start(Host, Opts) ->
+    ejabberd_hooks:add(http_upload_slot_request, Host, ?MODULE, http_upload_slot_request, 40),
+    start_timer(Host, Opts),
+    ok.
+
+stop(Host) ->
+    ejabberd_hooks:delete(http_upload_slot_request, Host, ?MODULE, http_upload_slot_request, 40),
+    stop_timer(Host),
+    ok.
+
+reload(Host, NewOpts, _OldOpts) ->
+    start_timer(Host, NewOpts),
+    ok.
+
+depends(_Host, _Opts) ->
+    [{mod_xmpp_hosting, hard}, {mod_http_upload, hard}].
+
+mod_opt_type(sweep_interval) ->
+    econf:timeout(second).
+
+mod_options(_Host) ->
+    [{sweep_interval, timer:minutes(5)}].
+
+mod_doc() ->
+    #{desc =>
+          ?T("Upload quotas from the xmpp-hosting store for mod_http_upload: per-domain maximum "
+             "file size, storage per user, domain and service, and daily, weekly and monthly "
+             "upload volume, decided when a slot is requested. Use it as the HTTP handler of the "
+             "upload path in place of mod_http_upload (request_handlers: \"/upload\": "
+             "mod_xmpp_hosting_uploads), so completed uploads are counted, and set "
+             "mod_http_upload's max_size to infinity so the store's limit is the one that "
+             "applies."),
+      opts =>
+          [{sweep_interval,
+            #{value => "timeout()",
+              desc => ?T("How often the files counted are looked for on disk, so that deleted "
+                         "ones free their storage. The default is 5 minutes.")}}]}.
+
+start_timer(Host, Opts) ->
+    stop_timer(Host),
+    {ok, Timer} = timer:apply_interval(gen_mod:get_opt(sweep_interval, Opts), ?MODULE, upkeep, [Host]),
+    persistent_term:put(timer_key(Host), Timer).
+
+stop_timer(Host) ->
+    case persistent_term:get(timer_key(Host), undefined) of
+        undefined -> ok;
+        Timer ->
+            _ = timer:cancel(Timer),
+            _ = persistent_term:erase(timer_key(Host)),
+            ok
+    end.
+
+timer_key(Host) -> {?MODULE, timer, Host}.
+
+%%%===================================================================
+%%% The slot request
+%%%===================================================================
+
+%% Another module already refused: nothing to reserve.
+http_upload_slot_request(Acc, _ServerHost, _JID, _UserDir, _Size, _Lang) when Acc /= allow ->
+    Acc;
+http_upload_slot_request(allow, ServerHost, #jid{luser = User, lserver = Domain} = JID, UserDir, Size, Lang) ->
+    Decision = case mod_xmpp_hosting:store(ServerHost) of
+                   {ok, H} -> xmpp_hosting_nif:authorize_upload(H, Domain, User, Size, UserDir);
+                   {error, not_started} -> {error, {not_started, <<"mod_xmpp_hosting is not running">>}}
+               end,
+    case Decision of
+        {ok, #{decision := <<"granted">>, id := Id}} ->
+            ?DEBUG("xmpp_hosting_uploads: slot of ~B bytes for ~ts (reservation ~B)",
+                   [Size, jid:encode(JID), Id]),
+            allow;
+        {ok, #{decision := <<"denied">>, text := Text} = Denial} ->
+            ?INFO_MSG("xmpp_hosting_uploads: upload slot for ~ts refused: ~ts", [jid:encode(JID), Text]),
+            {stop, denial_error(Denial, Lang)};
+        {error, {not_found, _}} ->
+            allow;  % a domain the store does not host: not ours to decide
+        {error, {invalid_argument, Msg}} ->
+            {stop, xmpp:err_bad_request(Msg, Lang)};
+        {error, Err} ->
+            ?ERROR_MSG("xmpp_hosting_uploads: upload quota check for ~ts failed: ~p", [jid:encode(JID), Err]),
+            {stop, xmpp:err_internal_server_error()}
+    end.
+
+%% The XEP-0363 error of a denial: the core chose type, condition and text; the payload says
+%% which number to respect (file-too-large) or when to come back (retry).
+denial_error(#{type := Type, condition := Cond, text := Text} = Denial, Lang) ->
+    #stanza_error{sub_els = Els} = Err = xmpp_hosting_stanza:error(Type, Cond, Text, Lang),
+    Extra = case Denial of
+                #{limit := <<"file-size">>, limit_value := Max} ->
+                    [#upload_file_too_large{'max-file-size' = Max, xmlns = ?NS_HTTP_UPLOAD_0}];
+                #{retry_at := At} ->
+                    [#upload_retry{stamp = {At div 1000000, At rem 1000000, 0}}];
+                _ -> []
+            end,
+    Err#stanza_error{sub_els = Extra ++ Els}.
+
+%%%===================================================================
+%%% HTTP: completed uploads
+%%%===================================================================
+
+%% @doc The request handler for the upload path: mod_http_upload does the work; a PUT it
+%% answers 201 is counted.
+process(LocalPath, #request{method = 'PUT', length = Length} = Request) ->
+    Response = mod_http_upload:process(LocalPath, Request),
+    case Response of
+        {201, _, _} -> count_upload(Request, Length);
+        _ -> ok
+    end,
+    Response;
+process(LocalPath, Request) ->
+    mod_http_upload:process(LocalPath, Request).
+
+%% The upload's slot is the last three path components, UserDir/Random/File, below the prefix
+%% that (with the Host) names the mod_http_upload process that issued it.
+count_upload(#request{host = Host0, path = Path}, Length) when length(Path) >= 3 ->
+    Host = jid:nameprep(Host0),
+    {Prefix, [UserStr, Rand, File]} = lists:split(length(Path) - 3, Path),
+    Proc = gen_mod:get_module_proc(str:join([Host | Prefix], <<$/>>), mod_http_upload),
+    try
+        {ok, DocRoot, _} = gen_server:call(Proc, get_conf),
+        UserDir = <<DocRoot/binary, $/, UserStr/binary>>,
+        FileId = str:join([UserDir, Rand, File], <<$/>>),
+        {ok, H} = store_of(Proc),
+        case xmpp_hosting_nif:commit_keyed_upload(H, UserDir, Length, FileId) of
+            ok -> ?DEBUG("xmpp_hosting_uploads: counted ~ts (~B bytes)", [FileId, Length]);
+            {error, {not_found, _}} ->
+                %% A slot granted before this module was loaded, or for a domain it does not host.
+                ?DEBUG("xmpp_hosting_uploads: ~ts has no reservation; not counted", [FileId]);
+            {error, Err} ->
+                ?ERROR_MSG("xmpp_hosting_uploads: cannot count upload ~ts: ~p", [FileId, Err])
+        end
+    catch Class:Reason ->
+            ?ERROR_MSG("xmpp_hosting_uploads: cannot count an upload for ~ts: ~p:~p", [Host, Class, Reason])
+    end;
+count_upload(_Request, _Length) ->
+    ok.
+
+%% The store of the virtual host whose mod_http_upload process issued the slot.
+store_of(Proc) ->
+    Hosts = [H || H <- ejabberd_option:hosts(), gen_mod:is_loaded(H, ?MODULE),
+                  mod_http_upload:get_proc_name(H, mod_http_upload) == Proc],
+    case Hosts of
+        [Host | _] -> mod_xmpp_hosting:store(Host);
+        [] -> {error, not_started}
+    end.
+
+%%%===================================================================
+%%% Upkeep
+%%%===================================================================
+
+%% @doc Called by the interval timer: on the core's worker, releases slots never used and forgets
+%% the files under the docroot that are gone.
+upkeep(Host) ->
+    spawn(fun() ->
+                  Result = try
+                               {ok, DocRoot, _} = gen_server:call(
+                                                    mod_http_upload:get_proc_name(Host, mod_http_upload),
+                                                    get_conf),
+                               run_upkeep(Host, DocRoot)
+                           catch Class:Reason -> {error, {Class, Reason}}
+                           end,
+                  case Result of
+                      {ok, #{files_forgotten := 0, purged := 0}} -> ok;
+                      {ok, #{files_checked := Checked, files_forgotten := Gone, purged := Purged}} ->
+                          ?INFO_MSG("xmpp_hosting_uploads ~ts: ~B of ~B files gone, ~B ledger rows purged",
+                                    [Host, Gone, Checked, Purged]);
+                      {error, Err} ->
+                          ?WARNING_MSG("xmpp_hosting_uploads ~ts: upload upkeep failed: ~p", [Host, Err])
+                  end
+          end),
+    ok.
+
+run_upkeep(Host, DocRoot) ->
+    case mod_xmpp_hosting:store(Host) of
+        {ok, H} ->
+            Tag = erlang:unique_integer([positive]),
+            case xmpp_hosting_nif:upload_upkeep(H, [DocRoot], Tag) of
+                ok ->
+                    receive {xmpp_hosting_result, Tag, Result} -> Result
+                    after ?UPKEEP_WAIT_MS -> {error, timeout}
+                    end;
+                {error, _} = Err -> Err
+            end;
+        {error, _} = Err -> Err
+    end.

@@ -1,0 +1,75 @@
+"""Upload quotas on the real ejabberd 23.01 with mod_http_upload, driven by a real client and real
+HTTP uploads. The scenarios are those of Prosody (upload_scenarios.py)."""
+
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from harness.client import http_put
+from harness.clock import ServerClock
+from harness.common import run_cli
+from harness.ejabberd import Ejabberd
+from upload_scenarios import PASSWORD, USERS, UploadScenarios, UploadServer, no_limits  # noqa: F401 (autouse)
+
+HOST = "uploads.example"
+
+
+def modules(docroot: Path, http_port: int) -> str:
+    return f"""  mod_disco: {{}}
+  mod_http_upload:
+    put_url: "http://{HOST}:{http_port}/upload"
+    docroot: "{docroot}"
+    # The store's per-domain limit is the one that applies.
+    max_size: infinity
+  mod_http_upload_quota: {{}}
+  mod_xmpp_hosting_uploads:
+    sweep_interval: 1
+"""
+
+
+@pytest.fixture(scope="module")
+def ej(tmp_path_factory):
+    work = tmp_path_factory.mktemp("ejabberd-uploads")
+    clock = ServerClock(work)
+    node = Ejabberd(work, host=HOST, install="config", server_env=clock.env,
+                    http_handlers={"/upload": "mod_xmpp_hosting_uploads"})
+    node.docroot = work / "upload"
+    node.clock = clock
+    node.extra_modules = modules(node.docroot, node.http_port)
+    with node:
+        run_cli(node.database, "domain", "add", HOST)
+        for user in USERS:
+            node.register(user, PASSWORD)
+        yield node
+
+
+def stored_file(docroot: Path, put_url: str) -> Path:
+    user_dir, rand, name = (unquote(p) for p in urlsplit(put_url).path.split("/")[-3:])
+    return docroot / user_dir / rand / name
+
+
+@pytest.fixture(scope="module")
+def server(ej):
+    def restart():
+        ej.stop()
+        ej.start()
+
+    return UploadServer(
+        host=HOST, share=f"upload.{HOST}", c2s_port=ej.c2s_port, http_port=ej.http_port, database=ej.database,
+        clock=ej.clock, running=ej.is_running, restart=restart,
+        file_of=lambda url: stored_file(ej.docroot, url), files_root=ej.docroot,
+    )
+
+
+class TestEjabberdUploads(UploadScenarios):
+    pass
+
+
+def test_a_replayed_put_is_served_by_mod_http_upload_and_counted_once(ej, server):
+    scenarios = UploadScenarios()
+    slot = scenarios.upload(server, "alice", "once.txt", b"once")
+    before = scenarios.usage(server, "alice")["stored"]
+    # The slot is used up: mod_http_upload refuses the second PUT, and nothing more is counted.
+    assert http_put(ej.http_port, slot.put_url, slot.headers, b"once") != 201
+    assert scenarios.usage(server, "alice")["stored"] == before

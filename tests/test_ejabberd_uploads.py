@@ -6,7 +6,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from harness.client import http_put
+from harness.client import http_put, upload_max_file_size
 from harness.clock import ServerClock
 from harness.common import run_cli
 from harness.ejabberd import Ejabberd
@@ -73,3 +73,12 @@ def test_a_replayed_put_is_served_by_mod_http_upload_and_counted_once(ej, server
     # The slot is used up: mod_http_upload refuses the second PUT, and nothing more is counted.
     assert http_put(ej.http_port, slot.put_url, slot.headers, b"once") != 201
     assert scenarios.usage(server, "alice")["stored"] == before
+
+
+def test_disco_advertises_the_domains_max_file_size(ej, server):
+    def advertised():
+        return upload_max_file_size(ej.c2s_port, f"alice@{HOST}", PASSWORD, server.share)
+
+    assert advertised() is None  # max_size: infinity, and no limit in the store
+    run_cli(ej.database, "quota", "set", HOST, "max_file_size", "5000")
+    assert advertised() == 5000

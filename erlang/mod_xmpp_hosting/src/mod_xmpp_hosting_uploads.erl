@@ -6,7 +6,8 @@
 %%% file-too-large (modify/not-acceptable with max-file-size), a quota (wait/resource-constraint
 %%% with a retry stamp when waiting helps), a bad size (modify/bad-request). Users of domains the
 %%% store does not host are left to mod_http_upload alone. mod_http_upload checks its own
-%%% `max_size` before the fold: set it to `infinity` or at least the largest limit in the store.
+%%% `max_size` before the fold: set it to `infinity`, so the store's limit is the one that
+%%% applies and the one the service's disco#info advertises.
 %%%
 %%% ejabberd fires no event when an upload completes or a file is deleted, so:
 %%%   - completion: this module is the HTTP handler for the upload path (`request_handlers:
@@ -26,7 +27,7 @@
 -behaviour(gen_mod).
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
--export([http_upload_slot_request/6, upkeep/1]).
+-export([http_upload_slot_request/6, disco_info/5, upkeep/1]).
 -export([process/2]).
 
 -include("xmpp.hrl").
@@ -42,11 +43,14 @@
 
 start(Host, Opts) ->
     ejabberd_hooks:add(http_upload_slot_request, Host, ?MODULE, http_upload_slot_request, 40),
+    %% After mod_disco (100), whose server-info form replaces what came before it.
+    ejabberd_hooks:add(disco_info, Host, ?MODULE, disco_info, 110),
     start_timer(Host, Opts),
     ok.
 
 stop(Host) ->
     ejabberd_hooks:delete(http_upload_slot_request, Host, ?MODULE, http_upload_slot_request, 40),
+    ejabberd_hooks:delete(disco_info, Host, ?MODULE, disco_info, 110),
     stop_timer(Host),
     ok.
 
@@ -135,6 +139,26 @@ denial_error(#{type := Type, condition := Cond, text := Text} = Denial, Lang) ->
                 _ -> []
             end,
     Err#stanza_error{sub_els = Extra ++ Els}.
+
+%% @doc The upload service's disco#info carries the domain's max-file-size (XEP-0363 section 4).
+%% mod_http_upload runs this fold without saying who asks, so the domain's limit is shown, not a
+%% user's exception; mod_http_upload adds its own form only when its max_size is not infinity.
+disco_info(Acc, ServerHost, mod_http_upload, <<"">>, Lang) ->
+    Max = case mod_xmpp_hosting:store(ServerHost) of
+              {ok, H} ->
+                  case xmpp_hosting_nif:upload_report(H, ServerHost, undefined) of
+                      {ok, #{limits := #{max_file_size := N}}} when is_integer(N) -> N;
+                      _ -> undefined
+                  end;
+              _ -> undefined
+          end,
+    case Max of
+        undefined -> Acc;
+        _ -> Acc ++ [#xdata{type = result, fields = http_upload:encode([{'max-file-size', Max}], NS, Lang)}
+                     || NS <- [?NS_HTTP_UPLOAD_0, ?NS_HTTP_UPLOAD]]
+    end;
+disco_info(Acc, _Host, _Module, _Node, _Lang) ->
+    Acc.
 
 %%%===================================================================
 %%% HTTP: completed uploads

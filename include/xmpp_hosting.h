@@ -204,6 +204,55 @@ xh_status xh_file_forget(xh_hosting *h, const char *file_id, bool *out_known);
 // NULL or writable.
 xh_status xh_upload_usage(xh_hosting *h, const char *domain, const char *username, char **out_json);
 
+// [`xh_upload_authorize`] for a server that names the slot only when its upload completes: the
+// grant is kept under `slot_key` (NULL for none), and [`xh_upload_commit_keyed`] finds it.
+//
+// # Safety
+// `h` is a live handle; `domain`, `username` NUL-terminated strings; `slot_key` NULL or one;
+// `out_json` NULL or writable.
+xh_status xh_upload_authorize_keyed(xh_hosting *h,
+                                    const char *domain,
+                                    const char *username,
+                                    int64_t size,
+                                    const char *slot_key,
+                                    char **out_json);
+
+// Records a completed upload of `bytes` whose slot was granted under `slot_key`: the oldest
+// reservation of that key and size. `XH_ERR_NOT_FOUND` when none is waiting.
+//
+// # Safety
+// `h` is a live handle; `slot_key`, `file_id` NUL-terminated strings.
+xh_status xh_upload_commit_keyed(xh_hosting *h,
+                                 const char *slot_key,
+                                 int64_t bytes,
+                                 const char *file_id);
+
+// Forgets the files recorded under directory `root` (file ids that are paths below it) that no
+// longer exist. Blocks while it looks at every such file: call it from a maintenance thread.
+// `*out_checked` and `*out_forgotten` (each may be NULL) receive the counts.
+//
+// # Safety
+// `h` is a live handle; `root` a NUL-terminated string; the out pointers NULL or writable.
+xh_status xh_upload_sweep(xh_hosting *h,
+                          const char *root,
+                          uint64_t *out_checked,
+                          uint64_t *out_forgotten);
+
+// Releases expired slots and drops window buckets no window reaches (bounded work; repeat
+// while `*out_changed`, which may be NULL, is not zero).
+//
+// # Safety
+// `h` is a live handle; `out_changed` NULL or writable.
+xh_status xh_upload_purge(xh_hosting *h, uint64_t *out_changed);
+
+// Recounts storage from the files and slots the ledger holds and writes the scopes whose
+// running totals differ, as a JSON array; with `repair`, sets them to the recount. Reads every
+// file record: a maintenance call.
+//
+// # Safety
+// `h` is a live handle; `out_json` NULL or writable.
+xh_status xh_upload_audit(xh_hosting *h, bool repair, char **out_json);
+
 // Frees a string returned by this library. NULL is ignored.
 //
 // # Safety

@@ -1,11 +1,13 @@
 /* Exercises every function of the xmpp-hosting C ABI, error paths included.
  * Built with -std=c11 -Wall -Wextra -Werror -pedantic by tests/c/Makefile; prints one line per
  * check and "N passed, N failed"; exits non-zero on any failure. */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, for the upload sweep */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <threads.h>
+#include <unistd.h>
 
 #include "xmpp_hosting.h"
 
@@ -299,6 +301,45 @@ int main(int argc, char **argv) {
     json = NULL;
     expect(xh_upload_release(h, reservation), XH_OK, NULL, "xh_upload_release");
     expect(xh_upload_release(h, reservation), XH_ERR_NOT_FOUND, NULL, "xh_upload_release(again)");
+
+    /* A server that names the slot only when the upload completes (ejabberd), and the sweep that
+     * forgets files deleted from under a directory. */
+    char dir[] = "/tmp/xh-capi-XXXXXX";
+    check(mkdtemp(dir) != NULL, "mkdtemp");
+    char kept[64], gone[64];
+    snprintf(kept, sizeof kept, "%s/kept.bin", dir);
+    snprintf(gone, sizeof gone, "%s/gone.bin", dir);
+    FILE *f = fopen(kept, "w");
+    check(f != NULL && fputs("0123456789", f) >= 0 && fclose(f) == 0, "write a kept file");
+    expect(xh_upload_authorize_keyed(h, "example.org", "alice", 10, dir, &json), XH_OK, NULL,
+           "xh_upload_authorize_keyed");
+    check(contains(json, "\"decision\":\"granted\""), "a keyed slot is granted");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_upload_authorize_keyed(h, "example.org", "alice", 20, dir, NULL), XH_OK, NULL,
+           "xh_upload_authorize_keyed(second)");
+    expect(xh_upload_commit_keyed(h, dir, 10, kept), XH_OK, NULL, "xh_upload_commit_keyed");
+    expect(xh_upload_commit_keyed(h, dir, 10, gone), XH_ERR_NOT_FOUND, "reservation",
+           "xh_upload_commit_keyed(no slot of that size left)");
+    expect(xh_upload_commit_keyed(h, dir, 20, gone), XH_OK, NULL, "xh_upload_commit_keyed(20)");
+    expect(xh_upload_commit_keyed(h, NULL, 20, gone), XH_ERR_NULL_POINTER, "slot_key", "xh_upload_commit_keyed(NULL)");
+    uint64_t checked = 0, forgotten = 0;
+    expect(xh_upload_sweep(h, dir, &checked, &forgotten), XH_OK, NULL, "xh_upload_sweep");
+    check(checked == 2 && forgotten == 1, "the sweep forgets the file that is not there");
+    expect(xh_upload_usage(h, "example.org", "alice", &json), XH_OK, NULL, "xh_upload_usage(after sweep)");
+    check(contains(json, "\"stored\":10") && contains(json, "\"reserved\":0"), "only the kept file is stored");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_upload_sweep(h, "/nonexistent/xh-root", &checked, NULL), XH_OK, NULL, "xh_upload_sweep(missing root)");
+    check(checked == 0, "a missing root checks nothing");
+    uint64_t changed = 99;
+    expect(xh_upload_purge(h, &changed), XH_OK, NULL, "xh_upload_purge");
+    expect(xh_upload_audit(h, false, &json), XH_OK, NULL, "xh_upload_audit");
+    check(json != NULL && strcmp(json, "[]") == 0, "the audit finds no drift");
+    xh_string_free(json);
+    json = NULL;
+    remove(kept);
+    rmdir(dir);
 
     /* Customer domains (no DNS needed to claim) */
     expect(xh_domain_claim(h, "her-name.example", "alice", &json), XH_OK, NULL, "xh_domain_claim");

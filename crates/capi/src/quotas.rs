@@ -81,3 +81,92 @@ pub unsafe extern "C" fn xh_upload_usage(
         write_json(out_json, &hosting(h)?.upload_usage(text(domain, "domain")?, optional_text(username, "username")?)?)
     })
 }
+
+/// [`xh_upload_authorize`] for a server that names the slot only when its upload completes: the
+/// grant is kept under `slot_key` (NULL for none), and [`xh_upload_commit_keyed`] finds it.
+///
+/// # Safety
+/// `h` is a live handle; `domain`, `username` NUL-terminated strings; `slot_key` NULL or one;
+/// `out_json` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn xh_upload_authorize_keyed(
+    h: *mut xh_hosting,
+    domain: *const c_char,
+    username: *const c_char,
+    size: i64,
+    slot_key: *const c_char,
+    out_json: *mut *mut c_char,
+) -> xh_status {
+    guard(|| {
+        let (domain, username) = (text(domain, "domain")?, text(username, "username")?);
+        let key = optional_text(slot_key, "slot_key")?;
+        write_json(out_json, &hosting(h)?.authorize_keyed_upload(domain, username, size, key)?)
+    })
+}
+
+/// Records a completed upload of `bytes` whose slot was granted under `slot_key`: the oldest
+/// reservation of that key and size. `XH_ERR_NOT_FOUND` when none is waiting.
+///
+/// # Safety
+/// `h` is a live handle; `slot_key`, `file_id` NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn xh_upload_commit_keyed(
+    h: *mut xh_hosting,
+    slot_key: *const c_char,
+    bytes: i64,
+    file_id: *const c_char,
+) -> xh_status {
+    guard(|| Ok(hosting(h)?.commit_keyed_upload(text(slot_key, "slot_key")?, bytes, text(file_id, "file_id")?)?))
+}
+
+/// Forgets the files recorded under directory `root` (file ids that are paths below it) that no
+/// longer exist. Blocks while it looks at every such file: call it from a maintenance thread.
+/// `*out_checked` and `*out_forgotten` (each may be NULL) receive the counts.
+///
+/// # Safety
+/// `h` is a live handle; `root` a NUL-terminated string; the out pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn xh_upload_sweep(
+    h: *mut xh_hosting,
+    root: *const c_char,
+    out_checked: *mut u64,
+    out_forgotten: *mut u64,
+) -> xh_status {
+    guard(|| {
+        let (checked, forgotten) = hosting(h)?.sweep_upload_files(text(root, "root")?)?;
+        if !out_checked.is_null() {
+            *out_checked = checked as u64;
+        }
+        if !out_forgotten.is_null() {
+            *out_forgotten = forgotten as u64;
+        }
+        Ok(())
+    })
+}
+
+/// Releases expired slots and drops window buckets no window reaches (bounded work; repeat
+/// while `*out_changed`, which may be NULL, is not zero).
+///
+/// # Safety
+/// `h` is a live handle; `out_changed` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn xh_upload_purge(h: *mut xh_hosting, out_changed: *mut u64) -> xh_status {
+    guard(|| {
+        let changed = hosting(h)?.purge_upload_ledger()?;
+        if !out_changed.is_null() {
+            *out_changed = changed as u64;
+        }
+        Ok(())
+    })
+}
+
+/// Recounts storage from the files and slots the ledger holds and writes the scopes whose
+/// running totals differ, as a JSON array; with `repair`, sets them to the recount. Reads every
+/// file record: a maintenance call.
+///
+/// # Safety
+/// `h` is a live handle; `out_json` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn xh_upload_audit(h: *mut xh_hosting, repair: bool, out_json: *mut *mut c_char) -> xh_status {
+    guard(|| write_json(out_json, &hosting(h)?.audit_upload_ledger(repair)?))
+}

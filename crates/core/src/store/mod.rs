@@ -14,7 +14,7 @@ pub(crate) mod invites;
 pub(crate) mod quotas;
 pub(crate) mod verification;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -41,6 +41,13 @@ pub(crate) struct Store {
     // rusqlite connections are not Sync; one connection per handle keeps the cost of opening a
     // store small. SQLite serialises writers anyway.
     conn: Mutex<Connection>,
+    /// The file, for the checkpoint connection (`None` in memory: nothing to checkpoint).
+    path: Option<PathBuf>,
+    /// Checkpoints run on a connection of their own, opened on first use: a checkpoint copies
+    /// pages and syncs the file for milliseconds, and on the shared connection every decision
+    /// arriving meanwhile waited for it (most of the upload decisions' p99).
+    checkpointer: Mutex<Option<Connection>>,
+    busy_timeout: Duration,
 }
 
 impl Store {
@@ -55,17 +62,17 @@ impl Store {
         // every 1000 pages put a millisecond stall into one decision in a hundred. This larger
         // limit is only the backstop for processes without a timer, such as the CLI.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
-        Self::prepare(conn)
+        Self::prepare(conn, Some(path.to_path_buf()), busy_timeout)
     }
 
     pub(crate) fn open_in_memory() -> Result<Self> {
-        Self::prepare(Connection::open_in_memory()?)
+        Self::prepare(Connection::open_in_memory()?, None, Duration::ZERO)
     }
 
-    fn prepare(mut conn: Connection) -> Result<Self> {
+    fn prepare(mut conn: Connection, path: Option<PathBuf>, busy_timeout: Duration) -> Result<Self> {
         conn.pragma_update(None, "foreign_keys", true)?;
         MIGRATIONS.to_latest(&mut conn)?;
-        Ok(Store { conn: Mutex::new(conn) })
+        Ok(Store { conn: Mutex::new(conn), path, checkpointer: Mutex::new(None), busy_timeout })
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -82,7 +89,15 @@ impl Store {
     /// Copies what it can of the WAL back into the database without waiting for readers or
     /// blocking writers; returns (WAL pages, pages checkpointed).
     pub(crate) fn checkpoint(&self) -> Result<(i64, i64)> {
-        self.read(|c| Ok(c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))?))
+        let Some(path) = &self.path else { return Ok((0, 0)) };
+        let mut slot = self.checkpointer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(self.busy_timeout)?;
+            *slot = Some(conn);
+        }
+        let conn = slot.as_ref().expect("opened above");
+        Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))?)
     }
 
     /// Runs `f` in an immediate (write-locked) transaction, committed if `f` returns `Ok`.

@@ -5,64 +5,18 @@
 //! for the domains checked at once). Prints wall time and peak memory of each run; figures, not
 //! assertions. Skips when knotd is missing; the dnsperf line is skipped when dnsperf is.
 
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/support/knot.rs"]
+mod knot;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use knot::Knot;
 
 use xmpp_hosting_core::verification::ClaimState;
 use xmpp_hosting_core::Hosting;
 
 const ZONE: &str = "bench.example";
-
-struct Knot {
-    dir: PathBuf,
-    child: Child,
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn start_knot(dir: &Path, port: u16, zone_text: &str) -> Knot {
-    std::fs::create_dir_all(dir.join("db")).unwrap();
-    std::fs::write(dir.join(format!("{ZONE}.zone")), zone_text).unwrap();
-    let d = dir.display();
-    let conf = format!(
-        "server:\n  listen: 127.0.0.1@{port}\n  rundir: {d}\n  background-workers: 1\ndatabase:\n  storage: {d}/db\n\
-         log:\n  - target: {d}/knot.log\n    any: warning\n\
-         template:\n  - id: default\n    storage: {d}\n    file: \"%s.zone\"\n    zonefile-load: whole\n    journal-content: none\n\
-         zone:\n  - domain: {ZONE}\n"
-    );
-    std::fs::write(dir.join("knot.conf"), conf).unwrap();
-    let child = Command::new("knotd")
-        .args(["-c", dir.join("knot.conf").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let knot = Knot { dir: dir.to_path_buf(), child };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = Command::new("kdig")
-            .args(["@127.0.0.1", "-p", &port.to_string(), "+short", "+time=1", "+retry=0", "SOA", ZONE])
-            .output()
-            .unwrap();
-        if !out.stdout.is_empty() {
-            return knot;
-        }
-        assert!(Instant::now() < deadline, "knotd did not serve the bench zone");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Peak resident memory of this process, in MiB (Linux).
 fn peak_rss_mib() -> f64 {
@@ -91,9 +45,7 @@ fn main() {
     let claims: Vec<_> = domains.iter().map(|d| h.claim_domain(d, "bench").unwrap()).collect();
     println!("setup: {n} claims stored in {:.2?}", t.elapsed());
 
-    let mut zone = format!(
-        "$ORIGIN {ZONE}.\n$TTL 3600\n@ SOA ns.{ZONE}. hostmaster.{ZONE}. 1 3600 600 86400 60\n@ NS ns\nns A 127.0.0.1\n"
-    );
+    let mut zone = String::new();
     let mut queries = String::new();
     for (i, c) in claims.iter().enumerate() {
         let d = format!("d{i}");
@@ -113,9 +65,11 @@ fn main() {
              _xmpp-server._tcp.{fq} SRV\nshare.{fq} CNAME\nproxy.{fq} CNAME\nconference.{fq} CNAME\n"
         );
     }
-    let port = free_port();
     let t = Instant::now();
-    let _knot = start_knot(&dir.join("knot"), port, &zone);
+    // One loading thread, so knotd leaves the other core to the resolver; a big zone loads slowly.
+    let knot = Knot::start_with(&[(ZONE, knot::zone_of(ZONE, 1, &zone))], &[], Some(1), Duration::from_secs(60))
+        .expect("knotd is installed");
+    let port = knot.port.to_string();
     println!("setup: knotd serving {} records in {:.2?}", 7 * n, t.elapsed());
 
     let concurrency = std::env::var("CONCURRENCY").unwrap_or_else(|_| "64".into());
@@ -175,7 +129,7 @@ fn main() {
 
     std::fs::write(dir.join("queries.txt"), &queries).unwrap();
     match Command::new("dnsperf")
-        .args(["-s", "127.0.0.1", "-p", &port.to_string(), "-d"])
+        .args(["-s", "127.0.0.1", "-p", &port, "-d"])
         .arg(dir.join("queries.txt"))
         .args(["-n", "1", "-q", "256"])
         .output()

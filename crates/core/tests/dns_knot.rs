@@ -2,146 +2,19 @@
 //!
 //! Skipped (with a message) only when `knotd` is not installed; `scripts/install-deps` installs it.
 
+#[path = "support/knot.rs"]
+mod knot;
+
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use knot::{eventually, knot_conf, zone_of, Knot};
 use xmpp_hosting_core::dns::{DnsProblem, DnssecStatus};
 use xmpp_hosting_core::verification::{ClaimState, RowStatus};
 use xmpp_hosting_core::{Hosting, ManualClock};
 
 const ZONE: &str = "customer.example";
-
-/// A knotd serving the zone files in its directory; stopped on drop.
-struct Knot {
-    dir: PathBuf,
-    port: u16,
-    child: Child,
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Knot {
-    /// Starts knotd serving `zones` (name, zone file text); the names in `signed` are signed by knotd.
-    fn start(zones: &[(&str, String)], signed: &[&str]) -> Option<Knot> {
-        if Command::new("knotd").arg("--version").output().is_err() {
-            eprintln!("knotd is not installed (apt-get install knot): skipping the real-DNS test");
-            return None;
-        }
-        // A port found free may be taken again before knotd binds it (tests run in parallel):
-        // then knotd serves nothing, and we try another port.
-        for _ in 0..3 {
-            let dir = std::env::temp_dir().join(format!("xh-knot-{}-{}", std::process::id(), free_udp_port()));
-            std::fs::create_dir_all(dir.join("db")).unwrap();
-            let port = free_udp_port();
-            for (name, text) in zones {
-                std::fs::write(dir.join(format!("{name}.zone")), text).unwrap();
-            }
-            let names: Vec<&str> = zones.iter().map(|(n, _)| *n).collect();
-            std::fs::write(dir.join("knot.conf"), knot_conf(&dir, port, &names, signed)).unwrap();
-            let child = Command::new("knotd")
-                .args(["-c", dir.join("knot.conf").to_str().unwrap()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let knot = Knot { dir, port, child };
-            if !names.iter().all(|name| knot.serves(name)) {
-                eprintln!(
-                    "knotd on port {port} serves nothing, retrying: {}",
-                    std::fs::read_to_string(knot.dir.join("knot.log")).unwrap_or_default()
-                );
-                continue;
-            }
-            // knotd opens its control socket only after loading the zones.
-            eventually("knotd's control socket", || {
-                if knot.dir.join("knot.sock").exists() {
-                    "ok".into()
-                } else {
-                    String::new()
-                }
-            });
-            return Some(knot);
-        }
-        panic!("knotd did not start on three ports");
-    }
-
-    fn knotc(&self, args: &[&str]) {
-        let out = Command::new("knotc")
-            .args(["-c", self.dir.join("knot.conf").to_str().unwrap()])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "knotc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn dig(&self, args: &[&str]) -> String {
-        let out = Command::new("kdig")
-            .args(["@127.0.0.1", "-p", &self.port.to_string(), "+time=1", "+retry=0"])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Whether knotd answers for `zone` within 10 s.
-    fn serves(&self, zone: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if !self.dig(&["+short", "SOA", zone]).is_empty() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    }
-
-    fn nameserver(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Replaces a zone's file and makes knotd load it.
-    fn replace(&self, zone: &str, text: String) {
-        std::fs::write(self.dir.join(format!("{zone}.zone")), text).unwrap();
-        self.knotc(&["zone-reload", zone]);
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// knot.conf for `zones` served from `dir`; the `signed` ones are signed by knotd (ECDSA P-256, NSEC).
-fn knot_conf(dir: &Path, port: u16, zones: &[&str], signed: &[&str]) -> String {
-    let d = dir.display();
-    let mut conf = format!(
-        "server:\n  listen: 127.0.0.1@{port}\n  rundir: {d}\ncontrol:\n  listen: {d}/knot.sock\n\
-         database:\n  storage: {d}/db\nlog:\n  - target: {d}/knot.log\n    any: info\n\
-         policy:\n  - id: lab\n    algorithm: ecdsap256sha256\n\
-         template:\n  - id: default\n    storage: {d}\n    file: \"%s.zone\"\n    zonefile-load: whole\n    journal-content: none\n\
-         \x20 - id: signed\n    storage: {d}\n    file: \"%s.zone\"\n    zonefile-load: whole\n    journal-content: none\n\
-         \x20   dnssec-signing: on\n    dnssec-policy: lab\nzone:\n"
-    );
-    for name in zones {
-        let template = if signed.contains(name) { "signed" } else { "default" };
-        conf.push_str(&format!("  - domain: {name}\n    template: {template}\n"));
-    }
-    conf
-}
-
-fn zone_of(origin: &str, serial: u32, body: &str) -> String {
-    format!(
-        "$ORIGIN {origin}.\n$TTL 60\n@ SOA ns.{origin}. hostmaster.{origin}. {serial} 3600 600 86400 60\n@ NS ns.{origin}.\nns A 127.0.0.1\n{body}\n"
-    )
-}
 
 fn zone(serial: u32, body: &str) -> String {
     zone_of(ZONE, serial, body)
@@ -258,19 +131,6 @@ fn a_dead_nameserver_is_a_timeout_not_a_hang() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Waits until `probe` gives a non-empty answer (knotd signs and reloads in the background).
-fn eventually(what: &str, probe: impl Fn() -> String) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = probe();
-        if !out.trim().is_empty() {
-            return out;
-        }
-        assert!(Instant::now() < deadline, "{what} never appeared");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn dnssec_secure_answers_and_a_forged_proof_reported_bogus() {
     const SECURE: &str = "secure.example";
@@ -304,7 +164,8 @@ fn dnssec_secure_answers_and_a_forged_proof_reported_bogus() {
     let signed = std::fs::read_to_string(signed).unwrap();
     assert!(signed.contains("RRSIG") && signed.contains(&decoy), "{signed}");
     std::fs::write(knot.dir.join(format!("{FORGED}.zone")), signed.replace(&decoy, &victim.token)).unwrap();
-    std::fs::write(knot.dir.join("knot.conf"), knot_conf(&knot.dir, knot.port, &[SECURE, FORGED], &[SECURE])).unwrap();
+    std::fs::write(knot.dir.join("knot.conf"), knot_conf(&knot.dir, knot.port, &[SECURE, FORGED], &[SECURE], None))
+        .unwrap();
     knot.knotc(&["reload"]);
     knot.knotc(&["zone-reload", FORGED]);
     let name = format!("xmpp-hosting-verification.{FORGED}");

@@ -12,7 +12,8 @@
 -- from domains the store does not host are left to mod_http_file_share alone. Set
 -- mod_http_file_share's own http_file_share_size_limit / _daily_quota / _global_quota at or above
 -- ours, or it will refuse first with its own numbers. The service's disco#info tells each user
--- the max-file-size that applies to them.
+-- the max-file-size that applies to them, and its ad-hoc command "My upload usage" their usage
+-- beside their limits.
 --
 -- Prosody 0.12 fires no event when an upload completes or a file is deleted, so the ledger is
 -- kept true by watching files:
@@ -182,6 +183,24 @@ module:hook("iq-get/host/" .. disco_info .. ":query", function(event)
 		end;
 	}, { __index = origin });
 end, 10);
+
+-- Ad-hoc command for any user of a hosted domain: their usage beside their limits, in the
+-- core's words (the same text ejabberd's module gives).
+module:depends("adhoc");
+local usage_node = "urn:xmpp-hosting:upload-usage";
+module:provides("adhoc", module:require("adhoc").new("My upload usage", usage_node, function(_, data)
+	local username, domain = jid.split(jid.bare(data.from));
+	local store = get_store();
+	if not store or not username or not store:domain(domain) then
+		return { status = "completed"; error = { message = "Uploads from your server are not counted here" } };
+	end
+	local text, err = store:describe_upload_usage(domain, username);
+	if not text then
+		module:log("error", "Upload usage of %s@%s: %s", username, domain, err);
+		return { status = "completed"; error = { message = "Your usage cannot be shown right now" } };
+	end
+	return { status = "completed"; info = text };
+end, "any"));
 
 -- Commits completed uploads and releases abandoned slots; at most `per_check` slots a tick,
 -- resuming where the last tick stopped, so a tick stays short.

@@ -17,6 +17,7 @@ HOST = "uploads.example"
 
 def modules(docroot: Path, http_port: int) -> str:
     return f"""  mod_disco: {{}}
+  mod_adhoc: {{}}
   mod_http_upload:
     put_url: "http://{HOST}:{http_port}/upload"
     docroot: "{docroot}"
@@ -58,7 +59,8 @@ def server(ej):
     return UploadServer(
         host=HOST, share=f"upload.{HOST}", c2s_port=ej.c2s_port, http_port=ej.http_port, database=ej.database,
         clock=ej.clock, running=ej.is_running, restart=restart,
-        file_of=lambda url: stored_file(ej.docroot, url), files_root=ej.docroot,
+        file_of=lambda url: stored_file(ej.docroot, url), commands_at=HOST,
+        files_root=ej.docroot,
     )
 
 

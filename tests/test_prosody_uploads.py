@@ -58,6 +58,7 @@ def server(prosody):
         database=prosody.database, clock=prosody.clock, running=prosody.running, restart=restart,
         file_of=lambda url: stored_file(prosody, url),
         # The datamanager encodes the host's dots in the directory name.
+        commands_at=SHARE,
         files_root=prosody.data / SHARE.replace(".", "%2e") / "http_file_share",
     )
 

@@ -16,7 +16,7 @@ from typing import Callable
 import pytest
 
 from harness import client
-from harness.client import http_put, request_slots
+from harness.client import adhoc, http_put, request_slots
 from harness.clock import ServerClock
 from harness.common import run_cli
 
@@ -38,6 +38,7 @@ class UploadServer:
     restart: Callable[[], None]
     file_of: Callable[[str], Path]  # a slot's PUT URL -> the file the server stored
     files_root: Path  # every uploaded file of the host is below it
+    commands_at: str  # the JID offering the "My upload usage" ad-hoc command
 
 
 def wait_for(predicate, timeout=15.0):
@@ -158,3 +159,16 @@ class UploadScenarios:
         self.upload(server, "grace", "after.txt", b"after")
         assert wait_for(lambda: self.usage(server, "grace")["stored"] == 38)
         assert client.login(server.c2s_port, f"grace@{server.host}", PASSWORD)
+
+    def test_a_user_sees_their_usage_beside_their_limits(self, server):
+        self.cli(server, "quota", "set", server.host, "user_storage", "1500000000")
+        self.cli(server, "quota", "set", server.host, "max_file_size", "100000000")
+        self.upload(server, "alice", "usage.txt", b"u" * 2500)
+        assert wait_for(lambda: self.usage(server, "alice")["daily"] >= 2500)
+        u = self.usage(server, "alice")
+        answer = adhoc(server.c2s_port, f"alice@{server.host}", PASSWORD, "urn:xmpp-hosting:upload-usage",
+                       server.commands_at)
+        text = answer.get("note", "")
+        assert "Largest file: 100 MB" in text, answer
+        assert f"Stored: {u['stored'] / 1000:.1f} kB of 1.5 GB".replace(".0 ", " ") in text, answer
+        assert "Uploaded in the last 7 days:" in text and "(no limit)" in text

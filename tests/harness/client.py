@@ -178,8 +178,8 @@ def adhoc(port: int, jid: str, password: str, node: str, to: str, timeout: float
         for f in cmd.iter("{jabber:x:data}field"):
             v = f.find("{jabber:x:data}value")
             fields[f.get("var")] = v.text if v is not None else None
-        if note is not None and note.get("type") == "error":
-            fields["error"] = note.text
+        if note is not None:
+            fields["error" if note.get("type") == "error" else "note"] = note.text
         return fields
     return asyncio.run(_session(port, jid, password, run, timeout))
 

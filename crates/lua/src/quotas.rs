@@ -41,6 +41,9 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("upload_report", |lua, h, (domain, username): (String, Option<String>)| {
         serialized(lua, || h.0.upload_report(&domain, username.as_deref()))
     });
+    m.add_method("describe_upload_usage", |lua, h, (domain, username): (String, Option<String>)| {
+        outcome(lua, || h.0.upload_report(&domain, username.as_deref()).map(|r| r.describe()))
+    });
     m.add_method("start_upload_upkeep", |lua, h, roots: Vec<String>| {
         outcome(lua, || h.0.start_upload_upkeep(roots).map(LuaPending::new))
     });

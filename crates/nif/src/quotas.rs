@@ -77,6 +77,14 @@ fn upload_report<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, user: Ter
     reply(env, handle.hosting.upload_report(text(&domain)?, optional_text(user)?), serialized)
 }
 
+/// `describe_upload_usage(H, Domain, User | undefined)` -> `{ok, Text}`: the report in words,
+/// for the user's ad-hoc command.
+#[rustler::nif(schedule = "DirtyIo")]
+fn describe_upload_usage<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, user: Term<'a>) -> NifResult<Term<'a>> {
+    let report = handle.hosting.upload_report(text(&domain)?, optional_text(user)?);
+    reply(env, report.map(|r| r.describe()), |env, text| Ok(text.encode(env)))
+}
+
 /// `upload_upkeep(H, [Root], Tag)` -> `ok`; `#{purged, files_checked, files_forgotten}` follows
 /// as a message.
 #[rustler::nif(schedule = "DirtyIo")]

@@ -28,6 +28,7 @@
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 -export([http_upload_slot_request/6, disco_info/5, upkeep/1]).
+-export([adhoc_local_items/4, adhoc_local_commands/4]).
 -export([process/2]).
 
 -include("xmpp.hrl").
@@ -45,12 +46,16 @@ start(Host, Opts) ->
     ejabberd_hooks:add(http_upload_slot_request, Host, ?MODULE, http_upload_slot_request, 40),
     %% After mod_disco (100), whose server-info form replaces what came before it.
     ejabberd_hooks:add(disco_info, Host, ?MODULE, disco_info, 110),
+    ejabberd_hooks:add(adhoc_local_items, Host, ?MODULE, adhoc_local_items, 50),
+    ejabberd_hooks:add(adhoc_local_commands, Host, ?MODULE, adhoc_local_commands, 50),
     start_timer(Host, Opts),
     ok.
 
 stop(Host) ->
     ejabberd_hooks:delete(http_upload_slot_request, Host, ?MODULE, http_upload_slot_request, 40),
     ejabberd_hooks:delete(disco_info, Host, ?MODULE, disco_info, 110),
+    ejabberd_hooks:delete(adhoc_local_items, Host, ?MODULE, adhoc_local_items, 50),
+    ejabberd_hooks:delete(adhoc_local_commands, Host, ?MODULE, adhoc_local_commands, 50),
     stop_timer(Host),
     ok.
 
@@ -59,7 +64,7 @@ reload(Host, NewOpts, _OldOpts) ->
     ok.
 
 depends(_Host, _Opts) ->
-    [{mod_xmpp_hosting, hard}, {mod_http_upload, hard}].
+    [{mod_xmpp_hosting, hard}, {mod_http_upload, hard}, {mod_adhoc, soft}].
 
 mod_opt_type(sweep_interval) ->
     econf:timeout(second).
@@ -158,6 +163,40 @@ disco_info(Acc, ServerHost, mod_http_upload, <<"">>, Lang) ->
                      || NS <- [?NS_HTTP_UPLOAD_0, ?NS_HTTP_UPLOAD]]
     end;
 disco_info(Acc, _Host, _Module, _Node, _Lang) ->
+    Acc.
+
+%%%===================================================================
+%%% Ad-hoc: a user's own usage
+%%%===================================================================
+
+-define(NODE_USAGE, <<"urn:xmpp-hosting:upload-usage">>).
+
+%% Listed under the server's commands node (mod_adhoc) for the host's own users.
+adhoc_local_items(Acc, #jid{luser = User, lserver = Server}, #jid{lserver = Server} = To, Lang)
+  when User /= <<>> ->
+    Items = case Acc of {result, I} -> I; _ -> [] end,
+    {result, Items ++ [#disco_item{jid = To, node = ?NODE_USAGE,
+                                   name = translate:translate(Lang, ?T("My upload usage"))}]};
+adhoc_local_items(Acc, _From, _To, _Lang) ->
+    Acc.
+
+%% Single stage: executing it answers with the usage beside the limits, in the core's words.
+adhoc_local_commands(_Acc, #jid{luser = User, lserver = Server}, #jid{lserver = Server},
+                     #adhoc_command{node = ?NODE_USAGE, action = execute} = Request) when User /= <<>> ->
+    Note = case mod_xmpp_hosting:store(Server) of
+               {ok, H} ->
+                   case xmpp_hosting_nif:describe_upload_usage(H, Server, User) of
+                       {ok, Text} -> #adhoc_note{type = info, data = Text};
+                       {error, Err} ->
+                           ?ERROR_MSG("xmpp_hosting_uploads: upload usage of ~ts@~ts: ~p", [User, Server, Err]),
+                           #adhoc_note{type = error, data = <<"Your usage cannot be shown right now">>}
+                   end;
+               {error, _} -> #adhoc_note{type = error, data = <<"Your usage cannot be shown right now">>}
+           end,
+    xmpp_util:make_adhoc_response(Request, #adhoc_command{status = completed, notes = [Note]});
+adhoc_local_commands(_Acc, _From, _To, #adhoc_command{node = ?NODE_USAGE, lang = Lang}) ->
+    {error, xmpp:err_bad_request(?T("Incorrect value of 'action' attribute"), Lang)};
+adhoc_local_commands(Acc, _From, _To, _Request) ->
     Acc.
 
 %%%===================================================================

@@ -22,7 +22,7 @@
 -export([create_invite/2, check_invite/3, invites/2, revoke_invite/3, purge_invites/1,
          invite_audit/3, begin_registration/2, finish_registration/3]).
 -export([authorize_upload/5, commit_upload/4, commit_keyed_upload/4, release_upload/2,
-         forget_file/2, upload_report/3, upload_upkeep/3, audit_upload_ledger/2]).
+         forget_file/2, upload_report/3, describe_upload_usage/3, upload_upkeep/3, audit_upload_ledger/2]).
 -export([so_path/0]).
 
 -on_load(load/0).
@@ -168,6 +168,10 @@ forget_file(_H, _FileId) -> not_loaded(?LINE).
 
 -spec upload_report(handle(), binary(), binary() | undefined) -> {ok, map()} | error().
 upload_report(_H, _Domain, _User) -> not_loaded(?LINE).
+
+%% The report in words, as the user's ad-hoc command shows it.
+-spec describe_upload_usage(handle(), binary(), binary() | undefined) -> {ok, binary()} | error().
+describe_upload_usage(_H, _Domain, _User) -> not_loaded(?LINE).
 
 %% Purges the ledger and forgets the files under Roots that are gone, on the core's worker: ok
 %% at once, then {xmpp_hosting_result, Tag, {ok, #{purged, files_checked, files_forgotten}} | error()}.

@@ -41,6 +41,43 @@ pub struct UploadReport {
     pub limits: ScopeLimits,
 }
 
+/// Bytes as a person reads them: 1.5 MB, 20 GB (decimal units, as upload clients show sizes).
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    let (mut value, mut unit) = (bytes as f64, 0);
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} bytes"),
+        _ => format!("{:.1} {}", value, UNITS[unit]).replace(".0 ", " "),
+    }
+}
+
+impl UploadReport {
+    /// The report as lines of text for the user it is about (the servers' ad-hoc command shows
+    /// it), so both servers say the same thing in the same words.
+    pub fn describe(&self) -> String {
+        let (u, l) = (&self.usage, &self.limits);
+        let of = |used: u64, limit: Option<u64>| match limit {
+            Some(limit) => format!("{} of {}", human(used), human(limit)),
+            None => format!("{} (no limit)", human(used)),
+        };
+        let mut lines = vec![
+            format!("Largest file: {}", l.max_file_size.map_or_else(|| "no limit".to_string(), human)),
+            format!("Stored: {}", of(u.stored, l.storage)),
+            format!("Uploaded in the last 24 hours: {}", of(u.daily, l.daily)),
+            format!("Uploaded in the last 7 days: {}", of(u.weekly, l.weekly)),
+            format!("Uploaded in the last 30 days: {}", of(u.monthly, l.monthly)),
+        ];
+        if u.reserved > 0 {
+            lines.push(format!("Held by uploads in progress: {}", human(u.reserved)));
+        }
+        lines.join("\n")
+    }
+}
+
 impl Hosting {
     /// Usage of one user, or of the whole domain when `username` is `None`.
     pub fn upload_usage(&self, domain: &str, username: Option<&str>) -> Result<UploadUsage> {

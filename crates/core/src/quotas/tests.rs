@@ -523,3 +523,22 @@ fn upkeep_on_the_worker_purges_and_sweeps() {
     assert_eq!((u.stored, u.reserved), (0, 0));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_report_reads_the_same_on_every_server() {
+    let (h, _) = hosting(UploadLimits {
+        max_file_size: Some(100_000_000),
+        user_storage: Some(1_500_000_000),
+        user_daily: Some(2_000_000),
+        ..Default::default()
+    });
+    upload(&h, "alice", 1_250_000);
+    granted(h.authorize_upload("example.org", "alice", 999).unwrap());
+    let text = h.upload_report("example.org", Some("alice")).unwrap().describe();
+    assert_eq!(
+        text,
+        "Largest file: 100 MB\nStored: 1.2 MB of 1.5 GB\nUploaded in the last 24 hours: 1.2 MB of 2 MB\n\
+         Uploaded in the last 7 days: 1.2 MB (no limit)\nUploaded in the last 30 days: 1.2 MB (no limit)\n\
+         Held by uploads in progress: 999 bytes"
+    );
+}

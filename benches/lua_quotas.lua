@@ -22,42 +22,12 @@ local DOMAIN, HISTORY = "bench.example", 100;
 
 local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'"; end
 
--- Uploads 0 .. n-1: the first HISTORY by the measured user, the rest by user0..user999, at
--- now - (i * 7919 mod 30 days) as in the Rust bench; hourly and daily volume buckets per user and
--- for the domain; running totals for the user, the domain and the server.
+-- The ledger is filled by benches/quotas_seed.sql (shared with nif_quotas.sh).
 local function seed(path, n, now)
-	local sql = ([[
-PRAGMA journal_mode = WAL;
-PRAGMA busy_timeout = 5000;
-BEGIN;
-WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < %d - 1)
-INSERT INTO upload_files (file_id, domain, username, size, stored_at)
-SELECT 'f' || i, '%s',
-       CASE WHEN i < %d THEN 'measured' ELSE 'user' || ((i - %d) %% 1000) END,
-       1000,
-       %d - (((CASE WHEN i < %d THEN i ELSE i - %d END) * 7919) %% 2592000)
-FROM s;
-INSERT INTO upload_volume (domain, username, span, start, bytes)
-SELECT domain, username, span, stored_at / span, sum(size)
-FROM upload_files, (SELECT 3600 AS span UNION ALL SELECT 86400)
-GROUP BY domain, username, span, stored_at / span;
-INSERT INTO upload_volume (domain, username, span, start, bytes)
-SELECT domain, '', span, stored_at / span, sum(size)
-FROM upload_files, (SELECT 3600 AS span UNION ALL SELECT 86400)
-GROUP BY domain, span, stored_at / span;
-INSERT INTO upload_usage (scope, domain, username, stored_bytes, reserved_bytes)
-SELECT 'user', domain, username, sum(size), 0 FROM upload_files GROUP BY domain, username;
-INSERT INTO upload_usage (scope, domain, username, stored_bytes, reserved_bytes)
-SELECT 'domain', domain, '', sum(size), 0 FROM upload_files GROUP BY domain;
-INSERT INTO upload_usage (scope, domain, username, stored_bytes, reserved_bytes)
-SELECT 'global', '', '', sum(size), 0 FROM upload_files;
-INSERT OR REPLACE INTO provider_settings (id, settings, updated_at)
-VALUES (1, '{"uploads":{"storage":1000000000000000}}', %d);
-COMMIT;
-PRAGMA wal_checkpoint(TRUNCATE);
-]]):format(n, DOMAIN, HISTORY, HISTORY, now, HISTORY, HISTORY, now);
+	local params = (".parameter set :n %d\n.parameter set :now %d\n.parameter set :history %d\n"
+		.. ".parameter set :domain '%s'\n.read benches/quotas_seed.sql\n"):format(n, now, HISTORY, DOMAIN);
 	local p = assert(io.popen("sqlite3 -bail " .. sh_quote(path) .. " >/dev/null", "w"));
-	p:write(sql);
+	p:write(params);
 	assert(p:close(), "sqlite3 failed to seed the store");
 end
 

@@ -7,10 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-100000}"; REDEEMS="${2:-10000}"
-work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/ebin" "$work/priv/lib"
-erlc -o "$work/ebin" erlang/mod_xmpp_hosting/src/xmpp_hosting_nif.erl
-cp "${LIB:-erlang/mod_xmpp_hosting/priv/lib/xmpp_hosting_nif.so}" "$work/priv/lib/xmpp_hosting_nif.so"
+. benches/nif_vm.sh
 cat > "$work/bench.erl" <<'ERL'
 -module(bench).
 -export([run/3]).

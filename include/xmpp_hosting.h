@@ -205,16 +205,18 @@ xh_status xh_file_forget(xh_hosting *h, const char *file_id, bool *out_known);
 xh_status xh_upload_usage(xh_hosting *h, const char *domain, const char *username, char **out_json);
 
 // [`xh_upload_authorize`] for a server that names the slot only when its upload completes: the
-// grant is kept under `slot_key` (NULL for none), and [`xh_upload_commit_keyed`] finds it.
+// grant is kept under `slot_key`, where [`xh_upload_commit_keyed`] finds it, and holds its bytes
+// for `lifetime` seconds (the server's slot life; 0 for the domain's `slot_lifetime`).
 //
 // # Safety
-// `h` is a live handle; `domain`, `username` NUL-terminated strings; `slot_key` NULL or one;
-// `out_json` NULL or writable.
+// `h` is a live handle; `domain`, `username`, `slot_key` NUL-terminated strings; `out_json` NULL
+// or writable.
 xh_status xh_upload_authorize_keyed(xh_hosting *h,
                                     const char *domain,
                                     const char *username,
                                     int64_t size,
                                     const char *slot_key,
+                                    uint64_t lifetime,
                                     char **out_json);
 
 // Records a completed upload of `bytes` whose slot was granted under `slot_key`: the oldest

@@ -311,12 +311,12 @@ int main(int argc, char **argv) {
     snprintf(gone, sizeof gone, "%s/gone.bin", dir);
     FILE *f = fopen(kept, "w");
     check(f != NULL && fputs("0123456789", f) >= 0 && fclose(f) == 0, "write a kept file");
-    expect(xh_upload_authorize_keyed(h, "example.org", "alice", 10, dir, &json), XH_OK, NULL,
+    expect(xh_upload_authorize_keyed(h, "example.org", "alice", 10, dir, 18000, &json), XH_OK, NULL,
            "xh_upload_authorize_keyed");
     check(contains(json, "\"decision\":\"granted\""), "a keyed slot is granted");
     xh_string_free(json);
     json = NULL;
-    expect(xh_upload_authorize_keyed(h, "example.org", "alice", 20, dir, NULL), XH_OK, NULL,
+    expect(xh_upload_authorize_keyed(h, "example.org", "alice", 20, dir, 0, NULL), XH_OK, NULL,
            "xh_upload_authorize_keyed(second)");
     expect(xh_upload_commit_keyed(h, dir, 10, kept), XH_OK, NULL, "xh_upload_commit_keyed");
     expect(xh_upload_commit_keyed(h, dir, 10, gone), XH_ERR_NOT_FOUND, "reservation",

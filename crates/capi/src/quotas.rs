@@ -83,11 +83,12 @@ pub unsafe extern "C" fn xh_upload_usage(
 }
 
 /// [`xh_upload_authorize`] for a server that names the slot only when its upload completes: the
-/// grant is kept under `slot_key` (NULL for none), and [`xh_upload_commit_keyed`] finds it.
+/// grant is kept under `slot_key`, where [`xh_upload_commit_keyed`] finds it, and holds its bytes
+/// for `lifetime` seconds (the server's slot life; 0 for the domain's `slot_lifetime`).
 ///
 /// # Safety
-/// `h` is a live handle; `domain`, `username` NUL-terminated strings; `slot_key` NULL or one;
-/// `out_json` NULL or writable.
+/// `h` is a live handle; `domain`, `username`, `slot_key` NUL-terminated strings; `out_json` NULL
+/// or writable.
 #[no_mangle]
 pub unsafe extern "C" fn xh_upload_authorize_keyed(
     h: *mut xh_hosting,
@@ -95,12 +96,14 @@ pub unsafe extern "C" fn xh_upload_authorize_keyed(
     username: *const c_char,
     size: i64,
     slot_key: *const c_char,
+    lifetime: u64,
     out_json: *mut *mut c_char,
 ) -> xh_status {
     guard(|| {
         let (domain, username) = (text(domain, "domain")?, text(username, "username")?);
-        let key = optional_text(slot_key, "slot_key")?;
-        write_json(out_json, &hosting(h)?.authorize_keyed_upload(domain, username, size, key)?)
+        let key = text(slot_key, "slot_key")?;
+        let lifetime = (lifetime > 0).then_some(lifetime);
+        write_json(out_json, &hosting(h)?.authorize_keyed_upload(domain, username, size, key, lifetime)?)
     })
 }
 

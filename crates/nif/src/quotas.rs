@@ -26,7 +26,9 @@ fn size_of(size: Term<'_>) -> NifResult<Result<i64, Error>> {
     Ok(size.decode::<i64>().map_err(|_| Error::InvalidArgument("file size is too large".into())))
 }
 
-/// `authorize_upload(H, Domain, User, Size, SlotKey | undefined)` -> `{ok, Decision}`.
+/// `authorize_upload(H, Domain, User, Size, SlotKey | undefined, Lifetime | undefined)` ->
+/// `{ok, Decision}`; with a slot key, the grant holds its bytes for `Lifetime` seconds (the
+/// server's slot life) or, when `undefined`, the domain's `slot_lifetime`.
 #[rustler::nif(schedule = "DirtyIo")]
 fn authorize_upload<'a>(
     env: Env<'a>,
@@ -35,9 +37,18 @@ fn authorize_upload<'a>(
     user: Binary<'a>,
     size: Term<'a>,
     slot_key: Term<'a>,
+    lifetime: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let (domain, user, key) = (text(&domain)?, text(&user)?, optional_text(slot_key)?);
-    let decision = size_of(size)?.and_then(|size| handle.hosting.authorize_keyed_upload(domain, user, size, key));
+    let lifetime = match lifetime.decode::<u64>() {
+        Ok(seconds) => Some(seconds),
+        Err(_) if lifetime.atom_to_string().is_ok_and(|a| a == "undefined") => None,
+        Err(_) => return Err(rustler::Error::BadArg),
+    };
+    let decision = size_of(size)?.and_then(|size| match key {
+        Some(key) => handle.hosting.authorize_keyed_upload(domain, user, size, key, lifetime),
+        None => handle.hosting.authorize_upload(domain, user, size),
+    });
     reply(env, decision, serialized)
 }
 

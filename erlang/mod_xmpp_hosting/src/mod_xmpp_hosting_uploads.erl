@@ -19,9 +19,8 @@
 %%%   - deletion: every `sweep_interval` the core looks for the recorded files under
 %%%     mod_http_upload's docroot and forgets those gone (expired by mod_http_upload_quota's
 %%%     `max_days`, removed with their account, or by an admin), on its worker thread. The same
-%%%     pass releases slots never used (ejabberd's live five hours; the store's reservation ends
-%%%     after the domain's `uploads.slot_lifetime`, and an upload that still completes later is
-%%%     counted all the same).
+%%%     pass releases slots never used: a reservation lasts as long as mod_http_upload's slot,
+%%%     five hours.
 -module(mod_xmpp_hosting_uploads).
 
 -behaviour(gen_mod).
@@ -37,6 +36,9 @@
 -include("ejabberd_http.hrl").
 
 -define(UPKEEP_WAIT_MS, 600000).
+%% How long mod_http_upload keeps a slot usable (its add_slot timer in 23.01): the reservation
+%% holds the bytes as long, so slots granted in a burst can never be used to overshoot a limit.
+-define(SLOT_LIFETIME, 5 * 3600).
 
 %%%===================================================================
 %%% gen_mod
@@ -112,7 +114,7 @@ http_upload_slot_request(Acc, _ServerHost, _JID, _UserDir, _Size, _Lang) when Ac
     Acc;
 http_upload_slot_request(allow, ServerHost, #jid{luser = User, lserver = Domain} = JID, UserDir, Size, Lang) ->
     Decision = case mod_xmpp_hosting:store(ServerHost) of
-                   {ok, H} -> xmpp_hosting_nif:authorize_upload(H, Domain, User, Size, UserDir);
+                   {ok, H} -> xmpp_hosting_nif:authorize_upload(H, Domain, User, Size, UserDir, ?SLOT_LIFETIME);
                    {error, not_started} -> {error, {not_started, <<"mod_xmpp_hosting is not running">>}}
                end,
     case Decision of

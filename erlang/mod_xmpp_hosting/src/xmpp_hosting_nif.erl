@@ -21,7 +21,7 @@
 -export([claim_domain/3, claims/2, verify_domain/4, dns_test/3, recheck_due/3]).
 -export([create_invite/2, check_invite/3, invites/2, revoke_invite/3, purge_invites/1,
          invite_audit/3, begin_registration/2, finish_registration/3]).
--export([authorize_upload/5, commit_upload/4, commit_keyed_upload/4, release_upload/2,
+-export([authorize_upload/6, commit_upload/4, commit_keyed_upload/4, release_upload/2,
          forget_file/2, upload_report/3, describe_upload_usage/3, upload_upkeep/3, audit_upload_ledger/2]).
 -export([so_path/0]).
 
@@ -145,14 +145,15 @@ begin_registration(_H, _Spec) -> not_loaded(?LINE).
 -spec finish_registration(handle(), integer(), boolean()) -> ok | error().
 finish_registration(_H, _Ticket, _Created) -> not_loaded(?LINE).
 
-%% Upload quotas. authorize_upload(H, Domain, User, Size, SlotKey | undefined) ->
+%% Upload quotas. authorize_upload(H, Domain, User, Size, SlotKey | undefined, Lifetime | undefined) ->
 %% {ok, #{decision := <<"granted">>, id, size, expires_at}} or
 %% {ok, #{decision := <<"denied">>, limit, limit_value, usage, requested, type, condition, text,
 %% retry_at => Unix}}; a size that is not a positive 64-bit number is {error, {invalid_argument, _}}.
-%% A grant under a slot key is committed by that key and the size (commit_keyed_upload/4).
--spec authorize_upload(handle(), binary(), binary(), integer(), binary() | undefined) ->
-          {ok, map()} | error().
-authorize_upload(_H, _Domain, _User, _Size, _SlotKey) -> not_loaded(?LINE).
+%% A grant under a slot key is committed by that key and the size (commit_keyed_upload/4), and
+%% holds its bytes for Lifetime seconds (the server's slot life; undefined: the domain's).
+-spec authorize_upload(handle(), binary(), binary(), integer(), binary() | undefined,
+                       non_neg_integer() | undefined) -> {ok, map()} | error().
+authorize_upload(_H, _Domain, _User, _Size, _SlotKey, _Lifetime) -> not_loaded(?LINE).
 
 -spec commit_upload(handle(), integer(), non_neg_integer(), binary()) -> ok | error().
 commit_upload(_H, _Reservation, _Bytes, _FileId) -> not_loaded(?LINE).

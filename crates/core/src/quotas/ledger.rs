@@ -107,23 +107,35 @@ impl Hosting {
     /// A size of zero or less is `invalid-argument` (the servers answer `bad-request`; text from
     /// the wire goes through [`super::parse_upload_size`] first); an unknown domain `not-found`.
     pub fn authorize_upload(&self, domain: &str, username: &str, size: i64) -> Result<UploadDecision> {
-        self.authorize_keyed_upload(domain, username, size, None)
+        self.authorize(domain, username, size, None, None)
     }
 
     /// [`Hosting::authorize_upload`] for a server that names the slot only when the upload
-    /// completes (ejabberd names the uploader's directory): a grant remembers `slot_key`, and
-    /// [`Hosting::commit_keyed_upload`] finds the reservation by it.
+    /// completes (ejabberd names the uploader's directory) and whose slots live a fixed time: a
+    /// grant remembers `slot_key`, so [`Hosting::commit_keyed_upload`] finds the reservation, and
+    /// holds its bytes for `lifetime` seconds (the server's slot life; `None` for the domain's
+    /// `slot_lifetime`), so a slot still usable still counts.
     pub fn authorize_keyed_upload(
         &self,
         domain: &str,
         username: &str,
         size: i64,
+        slot_key: &str,
+        lifetime: Option<u64>,
+    ) -> Result<UploadDecision> {
+        check_key("slot key", slot_key)?;
+        self.authorize(domain, username, size, Some(slot_key), lifetime)
+    }
+
+    fn authorize(
+        &self,
+        domain: &str,
+        username: &str,
+        size: i64,
         slot_key: Option<&str>,
+        lifetime: Option<u64>,
     ) -> Result<UploadDecision> {
         let size_u = check_size(size)?;
-        if let Some(key) = slot_key {
-            check_key("slot key", key)?;
-        }
         let user = username_of(username)?;
         let d = self.require_domain(domain)?;
         let global = self.provider_settings()?.uploads;
@@ -169,7 +181,7 @@ impl Hosting {
                     return deny(d);
                 }
             }
-            let lifetime = d.settings.uploads.slot_lifetime.clamp(1, MAX_SLOT_LIFETIME) as i64;
+            let lifetime = lifetime.unwrap_or(d.settings.uploads.slot_lifetime).clamp(1, MAX_SLOT_LIFETIME) as i64;
             let expires_at = now + lifetime;
             let reservation =
                 sql::NewReservation { domain: name, username: &user, size, created_at: now, expires_at, slot_key };

@@ -442,9 +442,9 @@ fn twenty_threads_uploading_and_failing_never_overshoot_and_never_drift() {
 fn a_keyed_upload_completes_the_oldest_slot_of_its_key_and_size() {
     let (h, clock) = hosting(UploadLimits { user_storage: Some(1000), ..Default::default() });
     let key = "/srv/upload/abc123";
-    let first = granted(h.authorize_keyed_upload("example.org", "alice", 100, Some(key)).unwrap());
-    let other_size = granted(h.authorize_keyed_upload("example.org", "alice", 200, Some(key)).unwrap());
-    granted(h.authorize_keyed_upload("example.org", "alice", 100, Some(key)).unwrap());
+    let first = granted(h.authorize_keyed_upload("example.org", "alice", 100, key, None).unwrap());
+    let other_size = granted(h.authorize_keyed_upload("example.org", "alice", 200, key, None).unwrap());
+    granted(h.authorize_keyed_upload("example.org", "alice", 100, key, None).unwrap());
     assert_eq!(h.upload_usage("example.org", Some("alice")).unwrap().reserved, 400);
     h.commit_keyed_upload(key, 100, &format!("{key}/r1/a.bin")).unwrap();
     let u = h.upload_usage("example.org", Some("alice")).unwrap();
@@ -460,8 +460,8 @@ fn a_keyed_upload_completes_the_oldest_slot_of_its_key_and_size() {
         h.commit_keyed_upload("/srv/upload/other", 100, "/srv/upload/other/x"),
         Err(crate::Error::NotFound { .. })
     ));
-    // A slot that outlived its reservation (ejabberd's live five hours) is still recorded.
-    granted(h.authorize_keyed_upload("example.org", "alice", 50, Some(key)).unwrap());
+    // A slot that outlived its reservation is still recorded.
+    granted(h.authorize_keyed_upload("example.org", "alice", 50, key, None).unwrap());
     clock.advance(3600);
     h.purge_upload_ledger().unwrap();
     h.commit_keyed_upload(key, 50, &format!("{key}/r4/d.bin")).unwrap();
@@ -469,7 +469,7 @@ fn a_keyed_upload_completes_the_oldest_slot_of_its_key_and_size() {
     assert_eq!((u.stored, u.reserved), (250, 0));
     assert!(h.audit_upload_ledger(false).unwrap().is_empty());
     for bad in ["", &"k".repeat(1025)] {
-        let e = h.authorize_keyed_upload("example.org", "alice", 1, Some(bad)).unwrap_err();
+        let e = h.authorize_keyed_upload("example.org", "alice", 1, bad, None).unwrap_err();
         assert_eq!(e.code(), "invalid-argument");
     }
 }
@@ -541,4 +541,16 @@ fn a_report_reads_the_same_on_every_server() {
          Uploaded in the last 7 days: 1.2 MB (no limit)\nUploaded in the last 30 days: 1.2 MB (no limit)\n\
          Held by uploads in progress: 999 bytes"
     );
+}
+
+#[test]
+fn a_keyed_slot_holds_its_bytes_for_the_servers_slot_life() {
+    let (h, clock) = hosting(UploadLimits { user_storage: Some(100), ..Default::default() });
+    let r = granted(h.authorize_keyed_upload("example.org", "alice", 100, "/up/a", Some(5 * HOUR as u64)).unwrap());
+    assert_eq!(r.expires_at, T0 + 5 * HOUR);
+    // Past the domain's five minutes the slot still counts, so no second one fits.
+    clock.advance(HOUR);
+    denied(h.authorize_upload("example.org", "alice", 1).unwrap());
+    clock.advance(4 * HOUR);
+    granted(h.authorize_upload("example.org", "alice", 1).unwrap());
 }

@@ -33,7 +33,7 @@ run(Db, N, Decisions) ->
                  fun(I, LastCheckpoint) ->
                          A = Now(),
                          {ok, #{decision := <<"granted">>}} =
-                             xmpp_hosting_nif:authorize_upload(H, ?D, <<"measured">>, 1000, Key),
+                             xmpp_hosting_nif:authorize_upload(H, ?D, <<"measured">>, 1000, Key, 18000),
                          B = Now(),
                          ok = xmpp_hosting_nif:commit_keyed_upload(
                                 H, Key, 1000, <<Key/binary, "/r", (integer_to_binary(I))/binary, "/f">>),

@@ -1,5 +1,5 @@
 """scripts/demo's server (tests/harness/prosody.py demo): the printed account logs in, the demo domain is in
-the store, and Ctrl-C or SIGTERM stops Prosody with it."""
+the store, its upload service applies the demo's limits, and Ctrl-C or SIGTERM stops Prosody with it."""
 
 import os
 import signal
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness.client import login
+from harness.client import login, request_slots
 from harness.common import REPO, free_port, run_cli, wait_for_port
 
 
@@ -41,6 +41,10 @@ def test_demo_serves_the_printed_account_and_stops_on_signal(tmp_path, stop_sign
         names = [line.split()[0] for line in run_cli(tmp_path / "demo/data/xmpp_hosting.sqlite", "domain", "list")
                  .stdout.splitlines()[1:]]
         assert names == ["demo.localhost"]
+        # The upload service decides with the demo's limits: 10 MB a file.
+        [big, small] = request_slots(c2s, "admin@demo.localhost", "pw-for-test", "share.demo.localhost",
+                                     [{"filename": "big.bin", "size": 10**7 + 1}, {"filename": "a.txt", "size": 5}])
+        assert big.error[:2] == ("modify", "not-acceptable") and small.ok
         server = prosody_pid(tmp_path / "demo")
         assert server
         os.kill(demo.pid, stop_signal)

@@ -173,8 +173,16 @@ def demo(workdir: str):
     http = int(os.environ.get("DEMO_HTTP_PORT", "5280"))
     # A two-label name: a hosted domain needs one (RFC 6761 keeps *.localhost on loopback).
     host = "demo.localhost"
+    share = f"share.{host}"
+    upload_component = f'''
+Component "{share}" "http_file_share"
+  modules_enabled = {{ "xmpp_hosting_uploads" }}
+  http_file_share_size_limit = 1000000000
+  http_file_share_daily_quota = 1000000000000
+'''
     server = Prosody(Path(workdir), host=host, c2s_port=c2s, http_port=http,
-                     host_modules=["xmpp_hosting_invites"], options={"admins": [f"admin@{host}"]})
+                     host_modules=["xmpp_hosting_invites"], options={"admins": [f"admin@{host}"]},
+                     extra_config=upload_component)
     server.database = server.data / "xmpp_hosting.sqlite"  # all of the demo's data in one directory
     server.write_config()
     password = os.environ.get("DEMO_PASSWORD", "demo-password")
@@ -182,6 +190,9 @@ def demo(workdir: str):
     listed = server.ctl("mod_xmpp_hosting", "domain", "list").stdout
     if host not in listed:
         server.ctl("mod_xmpp_hosting", "domain", "add", host, check=True)
+        # Upload limits to try out: 10 MB a file, 100 MB a day, 1 GB stored per user.
+        for limit, value in (("max_file_size", 10**7), ("user_daily", 10**8), ("user_storage", 10**9)):
+            server.ctl("mod_xmpp_hosting", "domain", "set", host, f"uploads.{limit}", str(value), check=True)
     server.start()
     print(f"""
 Prosody is running on {LOOPBACK} with xmpp-hosting loaded (store: {server.database}).
@@ -190,6 +201,8 @@ Prosody is running on {LOOPBACK} with xmpp-hosting loaded (store: {server.databa
   Domains:   prosodyctl --config {server.config} mod_xmpp_hosting domain list
   Invite:    prosodyctl --config {server.config} mod_xmpp_hosting invite create {host}
              (registration on {host} is invite-only; open it with `domain set {host} registration.policy open`)
+  Uploads:   {share} (10 MB a file, 100 MB a day, 1 GB per user); usage: target/debug/xmpp-hosting
+             --db {server.database} quota show {host} --user admin
   CLI:       target/debug/xmpp-hosting --db {server.database} domain list
   Log:       {server.log}
 

@@ -105,7 +105,8 @@ function module.load()
 						for admin in module:get_option_set("admins", {}) do
 							local _, host = jid_split(admin);
 							if host and prosody.hosts[host] then
-								module:send(st.message({ to = admin, from = host, type = "chat" }):text_tag("body", text));
+								-- Sent in the host's context: this module is global, and has no host to send from.
+								module:context(host):send(st.message({ to = admin, from = host, type = "chat" }):text_tag("body", text));
 							end
 						end
 						module:fire_event("xmpp-hosting/domain-" .. c.state, { claim = c });

@@ -11,7 +11,9 @@ import pytest
 from harness import client
 from harness.common import run_cli
 from harness.ejabberd import Ejabberd
+from harness.clock import ServerClock
 from harness.knot import Knot, point_store_at, zone_text
+from dns_scenarios import a_lost_domain_is_logged_and_told_to_the_admins
 
 ZONE = "customer.example"
 
@@ -78,3 +80,12 @@ def test_bad_names_are_clear_errors(ej):
     r = ej.ctl("xmpp_hosting_domain_verify", "unclaimed.example", "alice", check=False)
     assert r.returncode == 1 and "not found" in r.stdout + r.stderr
     assert ej.is_running()
+
+
+def test_a_lost_domain_is_logged_and_told_to_the_admins(tmp_path):
+    clock = ServerClock(tmp_path)
+    with Ejabberd(tmp_path / "ejabberd", install="config", module_options={"recheck_interval": 1},
+                  admins=["boss@test.example"], server_env=clock.env) as node:
+        node.register("boss", "pw-123456")
+        a_lost_domain_is_logged_and_told_to_the_admins(node.database, clock, node.c2s_port, "boss@test.example",
+                                                       "pw-123456", lambda: node.log_file.read_text(), tmp_path)

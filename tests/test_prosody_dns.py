@@ -11,8 +11,10 @@ import pytest
 
 from harness import client
 from harness.common import run_cli
+from harness.clock import ServerClock
 from harness.knot import Knot, point_store_at, zone_text
 from harness.prosody import Prosody
+from dns_scenarios import a_lost_domain_is_logged_and_told_to_the_admins
 
 ZONE = "customer.example"
 
@@ -77,3 +79,13 @@ def test_a_dead_nameserver_does_not_stall_the_server(prosody):
     # ... while the server answered every ping promptly.
     assert len(rtts) >= 10, rtts
     assert max(rtts) < 0.1, rtts
+
+
+def test_a_lost_domain_is_logged_and_told_to_the_admins(tmp_path):
+    clock = ServerClock(tmp_path)
+    options = {"xmpp_hosting_recheck_interval": 1, "admins": ["admin@localhost.example"]}
+    with Prosody(tmp_path / "prosody", host="localhost.example", options=options, server_env=clock.env) as server:
+        server.create_user("admin", "pw-123456")
+        a_lost_domain_is_logged_and_told_to_the_admins(server.database, clock, server.c2s_port,
+                                                       "admin@localhost.example", "pw-123456", server.log_text,
+                                                       tmp_path)

@@ -312,3 +312,19 @@ def upload_max_file_size(port: int, jid: str, password: str, service: str, timeo
                 return int(fields["max-file-size"])
         return None
     return asyncio.run(_session(port, jid, password, ask, timeout))
+
+
+def message_after(port: int, jid: str, password: str, trigger, contains: str, timeout: float = 30) -> str:
+    """Logs in, then runs `trigger()` (in a thread, so it may block) and returns the body of the
+    first message that arrives containing `contains`; TimeoutError when none does."""
+    async def wait(client):
+        got = asyncio.get_running_loop().create_future()
+
+        def on_message(msg):
+            if contains in (msg["body"] or "") and not got.done():
+                got.set_result(msg["body"])
+        client.add_event_handler("message", on_message)
+        client.send_presence()
+        await asyncio.get_running_loop().run_in_executor(None, trigger)
+        return await asyncio.wait_for(got, timeout)
+    return asyncio.run(_session(port, jid, password, wait, timeout + 30))

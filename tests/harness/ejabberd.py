@@ -47,6 +47,7 @@ class Ejabberd:
         nif_from: str = "prebuilt",
         http_handlers: dict[str, str] | None = None,
         server_env: dict[str, str] | None = None,
+        admins: list[str] | None = None,
     ):
         if nif_from not in ("prebuilt", "make"):
             raise ValueError(f"unknown NIF source {nif_from!r}")
@@ -62,6 +63,7 @@ class Ejabberd:
         # More request handlers on the HTTP listener beside /api, e.g. {"/upload": "mod_http_upload"}.
         self.http_handlers = http_handlers or {}
         self.server_env = dict(server_env or {})  # for the node only, not ejabberdctl calls
+        self.admins = list(admins or [])  # bare JIDs of the `admin` ACL
         # "make": module_install builds the NIF itself through c_src/Makefile (cargo).
         self.nif_from = nif_from
         self.node = f"xh{secrets.token_hex(4)}@localhost"
@@ -325,6 +327,7 @@ class Ejabberd:
         if self.install == "config":
             modules += f"  {MODULE}:\n{_yaml_options(self.module_options, 4)}"
         modules += self.extra_modules
+        admin_acl = "".join(["  admin:\n    user:\n", *(f'      - "{j}"\n' for j in self.admins)]) if self.admins else ""
         handlers = "".join(f"      {path}: {module}\n" for path, module in self.http_handlers.items())
         (self.conf_dir / "ejabberd.yml").write_text(
             f"""hosts:
@@ -350,7 +353,7 @@ listen:
     request_handlers:
       /api: mod_http_api
 {handlers}acl:
-  local:
+{admin_acl}  local:
     user_regexp: ""
   loopback:
     ip:

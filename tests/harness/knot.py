@@ -55,12 +55,26 @@ class Knot:
     def _wait(self, zone: str, timeout: float = 20):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            out = subprocess.run(["kdig", f"@{LOOPBACK}", "-p", str(self.port), "+short", "+time=1", "+tries=1", "SOA", zone],
+            out = subprocess.run(["kdig", f"@{LOOPBACK}", "-p", str(self.port), "+short", "+time=1", "+retry=0", "SOA", zone],
                                  capture_output=True, text=True)
             if out.stdout.strip():
                 return
             time.sleep(0.1)
         raise TimeoutError(f"knotd does not serve {zone}\n{tail(self.log)}")
+
+    def replace(self, zone: str, text: str):
+        """Serves `text` as the zone from now on (bump its serial) and waits until knotd does."""
+        (self.dir / f"{zone}.zone").write_text(text)
+        subprocess.run(["knotc", "-c", str(self.conf), "zone-reload", zone], check=True, capture_output=True)
+        serial = text.split(" SOA ")[1].split()[2]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            out = subprocess.run(["kdig", f"@{LOOPBACK}", "-p", str(self.port), "+short", "+time=1", "+retry=0",
+                                  "SOA", zone], capture_output=True, text=True)
+            if out.stdout.split()[2:3] == [serial]:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"knotd did not load serial {serial} of {zone}\n{tail(self.log)}")
 
     def __exit__(self, *exc):
         if self.proc is not None:

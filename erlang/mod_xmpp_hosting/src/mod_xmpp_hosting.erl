@@ -32,13 +32,13 @@
          invite_create/4, invite_list/1, invite_revoke/2, invite_purge/0,
          domain_claim/2, domain_verify/2, domain_claims/0, dns_check/1]).
 
+-include("xmpp.hrl").
 -include("logger.hrl").
 -include("translate.hrl").
 -include("ejabberd_commands.hrl").
 
 -define(DB_FILE, "xmpp_hosting.db").
 -define(CHECKPOINT_MS, 5000).
--define(RECHECK_MS, 600000).
 -define(DNS_WAIT_MS, 120000).
 
 %%%===================================================================
@@ -55,7 +55,7 @@ start(Host, Opts) ->
             {ok, Checkpoints} = timer:apply_interval(?CHECKPOINT_MS, ?MODULE, checkpoint, [Host]),
             %% Customers' verified domains are re-checked in the background (DNS runs on the
             %% core's worker, the answer comes back as a message).
-            {ok, Rechecks} = timer:apply_interval(?RECHECK_MS, ?MODULE, recheck, [Host]),
+            {ok, Rechecks} = timer:apply_interval(gen_mod:get_opt(recheck_interval, Opts), ?MODULE, recheck, [Host]),
             persistent_term:put(timer_key(Host), [Checkpoints, Rechecks]),
             persistent_term:put(key(Host), {Path, Handle}),
             warn_if_other_database(Host, Path),
@@ -97,10 +97,9 @@ recheck(Host) ->
             spawn(fun() ->
                           case dns_call(Host, fun(H, Tag) -> xmpp_hosting_nif:recheck_due(H, 1000, Tag) end) of
                               {ok, Claims} ->
-                                  [?WARNING_MSG("xmpp_hosting: domain ~ts of ~ts is ~ts: its verification record is gone",
-                                                [D, A, S])
-                                   || #{domain := D, account := A, state := S} <- Claims,
-                                      S == <<"lost">> orelse S == <<"suspended">>];
+                                  [domain_gone(Host, Claim) || #{state := S} = Claim <- Claims,
+                                                               S == <<"lost">> orelse S == <<"suspended">>],
+                                  ok;
                               {error, Err} ->
                                   ?WARNING_MSG("xmpp_hosting: domain re-verification failed: ~p", [Err])
                           end
@@ -108,6 +107,31 @@ recheck(Host) ->
             ok;
         _ -> ok
     end.
+
+%% A customer's domain lost its verification record: a warning in the log and a chat message,
+%% from the host, to each JID of the `notify` option (by default the host's admins).
+domain_gone(Host, #{domain := Domain, account := Account, state := State}) ->
+    Text = iolist_to_binary(
+             io_lib:format("Domain ~ts of ~ts is ~ts: its verification record is gone~ts",
+                           [Domain, Account, State,
+                            case State of <<"lost">> -> " (grace period running)"; _ -> "" end])),
+    ?WARNING_MSG("xmpp_hosting: ~ts", [Text]),
+    From = jid:make(Host),
+    [ejabberd_router:route(#message{from = From, to = To, type = chat, body = xmpp:mk_text(Text)})
+     || To <- notify_jids(Host)],
+    ok.
+
+notify_jids(Host) ->
+    case gen_mod:get_module_opt(Host, ?MODULE, notify) of
+        admins -> admin_jids(Host);
+        JIDs -> JIDs
+    end.
+
+%% The single users named in the `admin` ACL of the host and of the whole server (regular
+%% expressions and other kinds of rule name no one to write to).
+admin_jids(Host) ->
+    Rules = lists:append([Rule || Scope <- [Host, global], {_, Rule} <- ets:lookup(acl, {admin, Scope})]),
+    lists:usort([jid:make(U, S) || {user, {U, S}} <- Rules] ++ [jid:make(U, Host) || {user, U} <- Rules, is_binary(U)]).
 
 %% Starts a DNS call on the core's worker and waits, in this process only, for its answer.
 dns_call(Host, Start) ->
@@ -136,10 +160,11 @@ checkpoint(Host) ->
         {error, _} -> ok
     end.
 
-reload(Host, NewOpts, _OldOpts) ->
+reload(Host, NewOpts, OldOpts) ->
     NewPath = database_path(gen_mod:get_opt(database, NewOpts)),
+    Same = gen_mod:get_opt(recheck_interval, NewOpts) == gen_mod:get_opt(recheck_interval, OldOpts),
     case persistent_term:get(key(Host), undefined) of
-        {NewPath, _} -> ok;
+        {NewPath, _} when Same -> ok;
         _ -> start(Host, NewOpts)
     end.
 
@@ -147,10 +172,14 @@ depends(_Host, _Opts) ->
     [].
 
 mod_opt_type(database) ->
-    econf:either(econf:enum([undefined]), econf:binary()).
+    econf:either(econf:enum([undefined]), econf:binary());
+mod_opt_type(recheck_interval) ->
+    econf:timeout(second);
+mod_opt_type(notify) ->
+    econf:either(econf:enum([admins]), econf:list(econf:jid())).
 
 mod_options(_Host) ->
-    [{database, undefined}].
+    [{database, undefined}, {recheck_interval, timer:minutes(10)}, {notify, admins}].
 
 mod_doc() ->
     #{desc =>
@@ -165,7 +194,16 @@ mod_doc() ->
               desc =>
                   ?T("The store file. Every host (and the command line tool) should use "
                      "the same file. The default is 'xmpp_hosting.db' in the spool "
-                     "directory (SPOOL_DIR of ejabberdctl.cfg).")}}]}.
+                     "directory (SPOOL_DIR of ejabberdctl.cfg).")}},
+           {recheck_interval,
+            #{value => "timeout()",
+              desc => ?T("How often customers' verified domains whose time has come are "
+                         "checked again. The default is 10 minutes.")}},
+           {notify,
+            #{value => ?T("admins | [JID]"),
+              desc => ?T("Who gets a chat message when a customer's domain loses its "
+                         "verification record: 'admins' (the default) are the users named "
+                         "in the 'admin' ACL, or a list of JIDs.")}}]}.
 
 %%%===================================================================
 %%% API

@@ -9,22 +9,19 @@ import pytest
 from harness.client import http_put, upload_max_file_size
 from harness.clock import ServerClock
 from harness.common import run_cli
-from harness.prosody import Prosody
+from harness.prosody import Prosody, upload_component
 from upload_scenarios import PASSWORD, USERS, UploadScenarios, UploadServer, no_limits, wait_for  # noqa: F401
 
 HOST = "uploads.example"
 SHARE = f"share.{HOST}"
 
-COMPONENT = f'''
-Component "{SHARE}" "http_file_share"
-  modules_enabled = {{ "xmpp_hosting_uploads" }}
-  http_file_share_size_limit = 1000000000
-  http_file_share_daily_quota = 1000000000000
-  -- Slots outlive a restart only with a fixed secret (the default is random per start).
-  http_file_share_secret = "a-test-secret-that-outlives-restarts"
-  xmpp_hosting_upload_check_interval = 0.2
-  xmpp_hosting_upload_sweep_interval = 0.5
-'''
+COMPONENT = upload_component(
+    SHARE,
+    # Slots outlive a restart only with a fixed secret (the default is random per start).
+    http_file_share_secret="a-test-secret-that-outlives-restarts",
+    xmpp_hosting_upload_check_interval=0.2,
+    xmpp_hosting_upload_sweep_interval=0.5,
+)
 
 
 @pytest.fixture(scope="module")

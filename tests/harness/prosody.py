@@ -166,6 +166,15 @@ def _stop_on_signals():
         signal.signal(sig, interrupt)
 
 
+def upload_component(jid: str, **options) -> str:
+    """Config of an http_file_share component with mod_xmpp_hosting_uploads; mod_http_file_share's
+    own limits are set far above the store's, so the store's are the ones that apply."""
+    options = {"http_file_share_size_limit": 10**9, "http_file_share_daily_quota": 10**12, **options}
+    lines = [f"Component {lua_string(jid)} \"http_file_share\"", '  modules_enabled = { "xmpp_hosting_uploads" }']
+    lines += [f"  {k} = {lua_value(v)}" for k, v in options.items()]
+    return "\n" + "\n".join(lines) + "\n"
+
+
 def demo(workdir: str):
     """The README's main job: a local Prosody on loopback with the modules, in the foreground."""
     _stop_on_signals()
@@ -174,15 +183,9 @@ def demo(workdir: str):
     # A two-label name: a hosted domain needs one (RFC 6761 keeps *.localhost on loopback).
     host = "demo.localhost"
     share = f"share.{host}"
-    upload_component = f'''
-Component "{share}" "http_file_share"
-  modules_enabled = {{ "xmpp_hosting_uploads" }}
-  http_file_share_size_limit = 1000000000
-  http_file_share_daily_quota = 1000000000000
-'''
     server = Prosody(Path(workdir), host=host, c2s_port=c2s, http_port=http,
                      host_modules=["xmpp_hosting_invites"], options={"admins": [f"admin@{host}"]},
-                     extra_config=upload_component)
+                     extra_config=upload_component(share))
     server.database = server.data / "xmpp_hosting.sqlite"  # all of the demo's data in one directory
     server.write_config()
     password = os.environ.get("DEMO_PASSWORD", "demo-password")

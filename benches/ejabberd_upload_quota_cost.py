@@ -198,7 +198,7 @@ def run(n: int, args, base: Path) -> dict:
         drain(node)
         r["deleted"] = n - count(user_dir)
         # What the client sees over the quota: the replies do not wait for the walks (queued).
-        slots, _ = session([room(args.over + k) + 2 * SIZE for k in range(5)])
+        slots, _ = session([room(args.over + k) + 2 * SIZE for k in range(args.over)])
         r["rt_over"] = sorted(slots)
         drain(node)
     shutil.rmtree(node_dir, ignore_errors=True)

@@ -165,6 +165,19 @@ xh_status xh_registration_begin(xh_hosting *h,
 // `h` is a live handle.
 xh_status xh_registration_finish(xh_hosting *h, int64_t ticket, bool created);
 
+// Decides a subscription request from `contact` to the local user `inviter` (both bare JIDs)
+// that carried a roster invite's token (XEP-0379), and writes `{"decision": "approved",
+// "invite_id": …}` (approve it for the inviter; the use is spent) or `{"decision": "ignored",
+// "reason": …}` (let the inviter decide).
+//
+// # Safety
+// `h` is a live handle; string arguments NUL-terminated; `out_json` NULL or writable.
+xh_status xh_subscription_preauthorize(xh_hosting *h,
+                                       const char *inviter,
+                                       const char *contact,
+                                       const char *token,
+                                       char **out_json);
+
 // Decides a slot request for `size` bytes and writes `{"decision": "granted", "id", ...}` or
 // `{"decision": "denied", "limit", "limit_value", "usage", "retry_at"?, "type", "condition",
 // "text"}`. A size of zero or less is `XH_ERR_INVALID_ARGUMENT` (answer `bad-request`).

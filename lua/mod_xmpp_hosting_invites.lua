@@ -9,12 +9,15 @@
 --   2. <iq type='set'><preauth xmlns='urn:xmpp:pars:0' token='…'/></iq> is answered with a
 --      result, or cancel/item-not-found for any unusable token;
 --   3. XEP-0077 registration, which the domain's policy (invite, open, closed) decides.
--- A roster invite ends with the new account and the inviter subscribed to each other.
+-- A roster invite ends with the new account and the inviter subscribed to each other. Someone
+-- who already has an account uses it by sending the inviter a subscription request carrying the
+-- token (XEP-0379): it is approved for the inviter, who asks back.
 -- Ad-hoc commands: urn:xmpp:invite#invite (users, when the domain lets them) and
 -- urn:xmpp:invite#create-account (admins).
 
 local st = require "util.stanza";
 local jid_split = require "util.jid".split;
+local jid_bare = require "util.jid".bare;
 local datetime = require "util.datetime";
 local dataforms = require "util.dataforms";
 local rostermanager = require "core.rostermanager";
@@ -26,10 +29,12 @@ local host = module.host;
 local require_encryption = module:get_option_boolean("c2s_require_encryption",
 	module:get_option_boolean("require_encryption", true));
 
+local presence; -- mod_presence, whose way of sending a user's presence a pre-approval reuses
 if prosody.process_type == "prosody" then
 	-- In-band registration itself is mod_register_ibr's; this module only decides who may use it.
 	module:depends("register_ibr");
 	module:depends("adhoc");
+	presence = module:depends("presence");
 end
 
 function module.load()
@@ -169,6 +174,53 @@ module:hook("user-password-reset", function(event)
 	local decision = registration_of(event);
 	if decision then finish(decision.id, true); end
 end);
+
+-- 4. Pre-authenticated subscription (XEP-0379). The store spends the invite's use when the
+-- token is the inviter's roster invite; the inviter then approves and asks back, as their client
+-- would, so both end subscribed. Any other token leaves the request to the inviter.
+local function approve_and_ask_back(username, contact)
+	local inviter = username .. "@" .. host;
+	rostermanager.set_contact_pending_in(username, host, contact);
+	if rostermanager.subscribed(username, host, contact) then
+		rostermanager.roster_push(username, host, contact);
+	end
+	module:send(st.presence({ from = inviter, to = contact, type = "subscribed" }));
+	presence.send_presence_of_available_resources(username, host, contact);
+	local item = rostermanager.load_roster(username, host)[contact];
+	if item and (item.ask or item.subscription == "both") then return; end
+	if rostermanager.set_contact_pending_out(username, host, contact) then
+		rostermanager.roster_push(username, host, contact);
+		module:send(st.presence({ from = inviter, to = contact, type = "subscribe" }));
+	end
+end
+
+module:hook("presence/bare", function(event)
+	local stanza = event.stanza;
+	if stanza.attr.type ~= "subscribe" then return; end
+	local preauth = stanza:get_child("preauth", "urn:xmpp:pars:0");
+	local token = preauth and preauth.attr.token;
+	local inviter, contact = jid_bare(stanza.attr.to), jid_bare(stanza.attr.from);
+	local username = inviter and jid_split(inviter);
+	if not (token and username and contact) or rostermanager.is_contact_subscribed(username, host, contact) then
+		return;
+	end
+	local store, err = get_store();
+	local decision;
+	if store then
+		decision, err = store:preauthorize_subscription(inviter, contact, token);
+	end
+	if not decision then
+		module:log("error", "Cannot check the subscription token from %s to %s: %s", contact, inviter, tostring(err));
+		return;
+	end
+	if decision.decision ~= "approved" then
+		module:log("debug", "The token from %s to %s approves nothing: %s", contact, inviter, decision.reason);
+		return;
+	end
+	module:log("info", "Subscription of %s to %s pre-approved by invite %d", contact, inviter, decision.invite_id);
+	approve_and_ask_back(username, contact);
+	return true;
+end, 10);
 
 -- Ad-hoc commands (XEP-0401).
 local new_adhoc = module:require("adhoc").new;

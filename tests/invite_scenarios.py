@@ -116,6 +116,34 @@ class InviteScenarios:
         assert client.roster(server.c2s_port, server.jid("friend"), "friend-pass") == {server.jid("inviter"): "both"}
         assert client.roster(server.c2s_port, server.jid("inviter"), "inviter-pass") == {server.jid("friend"): "both"}
 
+    def test_existing_account_subscribes_with_a_roster_invite(self, server):
+        """XEP-0379: someone with an account opens the invite; no question reaches the inviter."""
+        server.add_user("inviter2", "inviter-pass")
+        server.add_user("known", "known-pass")
+        inv = self.invite(server, "--kind", "roster", "--inviter", server.jid("inviter2"))
+        got = client.subscribe_with_token(server.c2s_port, server.jid("known"), "known-pass",
+                                          server.jid("inviter2"), inv["token"], until="both")
+        assert got == "both"
+        assert client.roster(server.c2s_port, server.jid("inviter2"), "inviter-pass") == {server.jid("known"): "both"}
+        assert self.uses_left(server, inv["invite"]["id"]) == [0]
+        audit = json.loads(self.cli(server, "--json", "invite", "audit", server.host).stdout)
+        redeemed = [a["actor"] for a in audit if a["invite_id"] == inv["invite"]["id"] and a["action"] == "redeemed"]
+        assert redeemed == [server.jid("known")]
+
+    def test_a_spent_or_foreign_token_leaves_the_request_to_the_inviter(self, server):
+        server.add_user("inviter3", "inviter-pass")
+        server.add_user("someone", "someone-pass")
+        server.add_user("stranger", "stranger-pass")
+        inv = self.invite(server, "--kind", "roster", "--inviter", server.jid("someone"))
+        # A token from someone else's invite: the request waits for inviter3, and the use is kept.
+        with pytest.raises(TimeoutError):
+            client.subscribe_with_token(server.c2s_port, server.jid("stranger"), "stranger-pass",
+                                        server.jid("inviter3"), inv["token"], until="both", timeout=3)
+        assert client.subscription_request_from(server.c2s_port, server.jid("inviter3"), "inviter-pass",
+                                                server.jid("stranger"))
+        assert client.roster(server.c2s_port, server.jid("inviter3"), "inviter-pass") == {}
+        assert self.uses_left(server, inv["invite"]["id"]) == [1]
+
     def test_group_invite_admits_exactly_its_uses(self, server):
         inv = self.invite(server, "--uses", "3")
         results = [register(server.c2s_port, server.jid(f"group{i}"), "pw-123456", token=inv["token"]).ok

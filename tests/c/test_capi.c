@@ -193,6 +193,39 @@ int main(int argc, char **argv) {
            "xh_invite_revoke(missing)");
     expect(xh_invite_revoke(h, "bad..domain", invite_id), XH_ERR_INVALID_DOMAIN, NULL, "xh_invite_revoke(bad domain)");
 
+    /* XEP-0379: a roster invite pre-approves an existing account's subscription, once. */
+    char roster_token[128] = "";
+    expect(xh_invite_create(h, "{\"domain\":\"example.org\",\"kind\":\"roster\",\"inviter\":\"alice@example.org\"}",
+                            &json),
+           XH_OK, NULL, "xh_invite_create(roster)");
+    check(json_string(json, "token", roster_token, sizeof roster_token), "the roster invite has a token");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_subscription_preauthorize(h, "carol@example.org", "bob@elsewhere.example", roster_token, &json), XH_OK,
+           NULL, "xh_subscription_preauthorize(other inviter)");
+    check(contains(json, "\"decision\":\"ignored\"") && contains(json, "\"reason\":\"other-inviter\""),
+          "a token sent to someone else than its inviter is ignored");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_subscription_preauthorize(h, "alice@example.org", "bob@elsewhere.example", roster_token, &json), XH_OK,
+           NULL, "xh_subscription_preauthorize");
+    check(contains(json, "\"decision\":\"approved\""), "the inviter's token approves the subscription");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_subscription_preauthorize(h, "alice@example.org", "dave@elsewhere.example", roster_token, &json), XH_OK,
+           NULL, "xh_subscription_preauthorize(again)");
+    check(contains(json, "\"reason\":\"invalid-invite\""), "the single use is spent");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_subscription_preauthorize(h, "alice@missing.example", "bob@elsewhere.example", roster_token, NULL),
+           XH_ERR_NOT_FOUND, "not found", "xh_subscription_preauthorize(unhosted inviter)");
+    expect(xh_subscription_preauthorize(h, "alice@example.org", "bob@elsewhere.example/phone", roster_token, NULL),
+           XH_ERR_INVALID_ARGUMENT, "bare JID", "xh_subscription_preauthorize(full JID)");
+    expect(xh_subscription_preauthorize(h, "alice@example.org", NULL, roster_token, NULL), XH_ERR_NULL_POINTER,
+           "contact", "xh_subscription_preauthorize(NULL contact)");
+    expect(xh_subscription_preauthorize(h, "alice@example.org", "bob@elsewhere.example", "\xff", NULL),
+           XH_ERR_INVALID_UTF8, "token", "xh_subscription_preauthorize(non-UTF-8 token)");
+
     /* Every entry point refuses NULL and non-UTF-8 arguments instead of crashing. */
     expect(xh_domain_get(NULL, "example.org", NULL), XH_ERR_NULL_POINTER, "h must not be NULL", "xh_domain_get(NULL h)");
     expect(xh_domain_get(h, NULL, NULL), XH_ERR_NULL_POINTER, "name", "xh_domain_get(NULL name)");
@@ -263,7 +296,7 @@ int main(int argc, char **argv) {
     expect(xh_registration_finish(h, ticket, false), XH_OK, NULL, "xh_registration_finish(not created)");
     expect(xh_invite_check(h, "example.org", token, NULL), XH_OK, NULL, "the invite is usable again");
     expect(xh_invite_purge(h, &json), XH_OK, NULL, "xh_invite_purge");
-    check(contains(json, "\"invites_removed\":1"), "xh_invite_purge removes the used invite");
+    check(contains(json, "\"invites_removed\":2"), "xh_invite_purge removes the revoked and the used-up roster invite");
     xh_string_free(json);
     json = NULL;
 

@@ -328,3 +328,41 @@ def message_after(port: int, jid: str, password: str, trigger, contains: str, ti
         await asyncio.get_running_loop().run_in_executor(None, trigger)
         return await asyncio.wait_for(got, timeout)
     return asyncio.run(_session(port, jid, password, wait, timeout + 30))
+
+
+def subscribe_with_token(port: int, jid: str, password: str, contact: str, token: str, until: str,
+                         timeout: float = 20) -> str:
+    """Sends `contact` a subscription request carrying an invite token (XEP-0379 `<preauth/>`)
+    and returns the subscription the roster shows for `contact` once it is `until`; TimeoutError
+    when it never is. The client approves the contact's own request, as clients do."""
+    async def ask(client):
+        await client.get_roster()
+        client.send_presence()
+        p = client.Presence()
+        p["to"], p["type"] = contact, "subscribe"
+        p.append(ET.fromstring(preauth_element(token)))
+        p.send()
+        deadline = time.monotonic() + timeout
+        while client.client_roster[contact]["subscription"] != until:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{contact}: {client.client_roster[contact]['subscription']}, not {until}")
+            await asyncio.sleep(0.1)
+        return until
+    return asyncio.run(_session(port, jid, password, ask, timeout + 10))
+
+
+def subscription_request_from(port: int, jid: str, password: str, contact: str, timeout: float = 20) -> bool:
+    """Logs in and waits for the subscription request from `contact` that a server delivers to a
+    user who has not answered it yet; TimeoutError when none comes."""
+    async def wait(client):
+        got = asyncio.get_running_loop().create_future()
+        client.auto_authorize = None  # leave the request unanswered, as a user reading it would
+
+        def on_subscribe(p):
+            if p["from"].bare == contact and not got.done():
+                got.set_result(True)
+        client.add_event_handler("presence_subscribe", on_subscribe)
+        await client.get_roster()
+        client.send_presence()
+        return await asyncio.wait_for(got, timeout)
+    return asyncio.run(_session(port, jid, password, wait, timeout + 10))

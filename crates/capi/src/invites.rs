@@ -117,3 +117,28 @@ pub unsafe extern "C" fn xh_registration_begin(
 pub unsafe extern "C" fn xh_registration_finish(h: *mut xh_hosting, ticket: i64, created: bool) -> xh_status {
     guard(|| Ok(hosting(h)?.finish_registration(ticket, created)?))
 }
+
+/// Decides a subscription request from `contact` to the local user `inviter` (both bare JIDs)
+/// that carried a roster invite's token (XEP-0379), and writes `{"decision": "approved",
+/// "invite_id": …}` (approve it for the inviter; the use is spent) or `{"decision": "ignored",
+/// "reason": …}` (let the inviter decide).
+///
+/// # Safety
+/// `h` is a live handle; string arguments NUL-terminated; `out_json` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn xh_subscription_preauthorize(
+    h: *mut xh_hosting,
+    inviter: *const c_char,
+    contact: *const c_char,
+    token: *const c_char,
+    out_json: *mut *mut c_char,
+) -> xh_status {
+    guard(|| {
+        let decision = hosting(h)?.preauthorize_subscription(
+            text(inviter, "inviter")?,
+            text(contact, "contact")?,
+            text(token, "token")?,
+        )?;
+        write_json(out_json, &decision)
+    })
+}

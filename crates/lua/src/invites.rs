@@ -51,6 +51,12 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
             })
         })
     });
+    // `h:preauthorize_subscription(inviter, contact, token)`: `{decision = "approved", invite_id}`
+    // or `{decision = "ignored", reason}`. A token that is not UTF-8 is simply not one of ours.
+    m.add_method("preauthorize_subscription", |lua, h, (inviter, contact, token): (String, String, LuaString)| {
+        let token = token.to_str().map(|t| t.to_string()).unwrap_or_default();
+        serialized(lua, || h.0.preauthorize_subscription(&inviter, &contact, &token))
+    });
     m.add_method("finish_registration", |lua, h, (id, created): (i64, bool)| {
         serialized(lua, || h.0.finish_registration(id, created).map(|()| true))
     });

@@ -91,6 +91,20 @@ fn finish_registration(env: Env<'_>, handle: Handle, ticket: i64, created: bool)
     reply_unit(env, handle.hosting.finish_registration(ticket, created))
 }
 
+/// `preauthorize_subscription(H, Inviter, Contact, Token)`, both bare JIDs: `{ok, #{decision :=
+/// <<"approved">>, invite_id}}` (the use is spent) or `{ok, #{decision := <<"ignored">>, reason}}`.
+#[rustler::nif(schedule = "DirtyIo")]
+fn preauthorize_subscription<'a>(
+    env: Env<'a>,
+    handle: Handle,
+    inviter: Binary<'a>,
+    contact: Binary<'a>,
+    token: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    let token = std::str::from_utf8(token.as_slice()).unwrap_or_default();
+    reply(env, handle.hosting.preauthorize_subscription(text(&inviter)?, text(&contact)?, token), serialized)
+}
+
 /// `set_domain_setting(H, Domain, <<"registration.policy">>, <<"open">>)` -> `{ok, Domain}`.
 #[rustler::nif(schedule = "DirtyIo")]
 fn set_domain_setting<'a>(

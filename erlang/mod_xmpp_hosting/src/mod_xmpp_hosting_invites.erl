@@ -11,6 +11,9 @@
 %%%   3. XEP-0077 registration, decided by the domain's policy (invite, open, closed); a use of
 %%%      the invite is spent only when the account exists, and a roster invite ends with the new
 %%%      account and the inviter subscribed to each other.
+%%% Someone who already has an account uses a roster invite by sending the inviter a
+%%% subscription request that carries the token (XEP-0379); it is approved for the inviter, who
+%%% asks back, so both end subscribed. The invite's use is spent as a registration would spend it.
 %%%
 %%% Configure mod_register with `allow_modules: [mod_xmpp_hosting_invites]` (so no other path,
 %%% such as web registration, creates accounts around the gate) and `registration_timeout:
@@ -20,7 +23,7 @@
 -behaviour(gen_mod).
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
--export([c2s_unauthenticated_packet/2, c2s_pre_auth_features/2]).
+-export([c2s_unauthenticated_packet/2, c2s_pre_auth_features/2, roster_in_subscription/2]).
 -export([adhoc_local_items/4, adhoc_local_commands/4]).
 
 -include("xmpp.hrl").
@@ -39,6 +42,8 @@ start(Host, _Opts) ->
     ensure_hosted(Host),
     ejabberd_hooks:add(c2s_pre_auth_features, Host, ?MODULE, c2s_pre_auth_features, 50),
     ejabberd_hooks:add(c2s_unauthenticated_packet, Host, ?MODULE, c2s_unauthenticated_packet, 40),
+    %% After mod_roster (50) has recorded the request as pending.
+    ejabberd_hooks:add(roster_in_subscription, Host, ?MODULE, roster_in_subscription, 60),
     ejabberd_hooks:add(adhoc_local_items, Host, ?MODULE, adhoc_local_items, 50),
     ejabberd_hooks:add(adhoc_local_commands, Host, ?MODULE, adhoc_local_commands, 50),
     ok.
@@ -46,6 +51,7 @@ start(Host, _Opts) ->
 stop(Host) ->
     ejabberd_hooks:delete(c2s_pre_auth_features, Host, ?MODULE, c2s_pre_auth_features, 50),
     ejabberd_hooks:delete(c2s_unauthenticated_packet, Host, ?MODULE, c2s_unauthenticated_packet, 40),
+    ejabberd_hooks:delete(roster_in_subscription, Host, ?MODULE, roster_in_subscription, 60),
     ejabberd_hooks:delete(adhoc_local_items, Host, ?MODULE, adhoc_local_items, 50),
     ejabberd_hooks:delete(adhoc_local_commands, Host, ?MODULE, adhoc_local_commands, 50),
     ok.
@@ -103,6 +109,23 @@ c2s_unauthenticated_packet(State, #iq{type = set, sub_els = [_]} = IQ) ->
     end;
 c2s_unauthenticated_packet(State, _) ->
     State.
+
+%% A subscription request to a local user that carries a roster invite's token (XEP-0379). When
+%% the store approves it (and spends the use), the inviter approves and asks back, and the
+%% request is not shown to the inviter's clients (false); any other request goes on as usual.
+roster_in_subscription(Acc, #presence{type = subscribe, from = From, to = To} = Pres) ->
+    Inviter = jid:remove_resource(To),
+    Contact = jid:remove_resource(From),
+    case preauth_token(Pres) of
+        undefined -> Acc;
+        Token ->
+            case pending_in(Inviter, Contact) andalso preauthorized(Inviter, Contact, Token) of
+                true -> approve_and_ask_back(Inviter, Contact), false;
+                false -> Acc
+            end
+    end;
+roster_in_subscription(Acc, _Pres) ->
+    Acc.
 
 -define(NODE_INVITE, <<"urn:xmpp:invite#invite">>).
 -define(NODE_CREATE_ACCOUNT, <<"urn:xmpp:invite#create-account">>).
@@ -219,6 +242,54 @@ register(#{server := Server, lang := Lang, ip := {Address, _}} = State, IQ, User
             Txt = ?T("Registration is unavailable, try again later"),
             send(State, xmpp:make_error(IQ, xmpp:err_internal_server_error(Txt, Lang)))
     end.
+
+preauth_token(#presence{sub_els = Els}) ->
+    Tokens = [fxml:get_tag_attr_s(<<"token">>, El)
+              || #xmlel{name = <<"preauth">>} = El <- Els, fxml:get_tag_attr_s(<<"xmlns">>, El) == ?NS_PARS],
+    case Tokens of
+        [Token | _] when Token /= <<>> -> Token;
+        _ -> undefined
+    end.
+
+%% mod_roster recorded the request and the inviter has not approved the contact yet.
+pending_in(#jid{luser = User, lserver = Server}, Contact) ->
+    {Sub, Ask, _} = ejabberd_hooks:run_fold(roster_get_jid_info, Server, {none, none, []},
+                                            [User, Server, Contact]),
+    (Sub == none orelse Sub == to) andalso (Ask == in orelse Ask == both).
+
+preauthorized(#jid{lserver = Server} = Inviter, Contact, Token) ->
+    InviterBin = jid:encode(Inviter),
+    ContactBin = jid:encode(Contact),
+    Decide = fun(H) -> xmpp_hosting_nif:preauthorize_subscription(H, InviterBin, ContactBin, Token) end,
+    case with_store(Server, Decide) of
+        {ok, #{decision := <<"approved">>, invite_id := Id}} ->
+            ?INFO_MSG("xmpp_hosting_invites: subscription of ~ts to ~ts pre-approved by invite ~p",
+                      [ContactBin, InviterBin, Id]),
+            true;
+        {ok, #{decision := <<"ignored">>, reason := Why}} ->
+            ?DEBUG("xmpp_hosting_invites: the token from ~ts to ~ts approves nothing: ~ts",
+                   [ContactBin, InviterBin, Why]),
+            false;
+        {error, Err} ->
+            ?ERROR_MSG("xmpp_hosting_invites ~ts: cannot check a subscription token: ~p", [Server, Err]),
+            false
+    end.
+
+%% What the inviter's client would have sent, through the hook ejabberd_c2s runs for it:
+%% subscribed, then subscribe unless the inviter already has or asked for the contact's
+%% presence. mod_roster updates the roster, pushes it to the inviter's clients and sends the
+%% inviter's presence to the contact.
+approve_and_ask_back(#jid{luser = User, lserver = Server} = Inviter, Contact) ->
+    send_subscription(subscribed, Inviter, Contact),
+    case ejabberd_hooks:run_fold(roster_get_jid_info, Server, {none, none, []}, [User, Server, Contact]) of
+        {from, none, _} -> send_subscription(subscribe, Inviter, Contact);
+        _ -> ok
+    end.
+
+send_subscription(Type, #jid{lserver = Server} = From, To) ->
+    Pres = #presence{type = Type, from = From, to = To},
+    ejabberd_hooks:run(roster_out_subscription, Server, [Pres]),
+    ejabberd_router:route(Pres).
 
 %% A reset invite sets the password of its existing account; any other creates the account.
 create(#{reset := true}, User, Server, Password, _Address) ->

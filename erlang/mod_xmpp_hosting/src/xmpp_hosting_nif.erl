@@ -20,7 +20,8 @@
          set_domain_setting/4, checkpoint/1]).
 -export([claim_domain/3, claims/2, verify_domain/4, dns_test/3, recheck_due/3]).
 -export([create_invite/2, check_invite/3, invites/2, revoke_invite/3, purge_invites/1,
-         invite_audit/3, begin_registration/2, finish_registration/3]).
+         invite_audit/3, begin_registration/2, finish_registration/3,
+         preauthorize_subscription/4]).
 -export([authorize_upload/6, commit_upload/4, commit_keyed_upload/4, release_upload/2,
          forget_file/2, upload_report/3, describe_upload_usage/3, upload_upkeep/3, audit_upload_ledger/2]).
 -export([so_path/0]).
@@ -144,6 +145,12 @@ begin_registration(_H, _Spec) -> not_loaded(?LINE).
 
 -spec finish_registration(handle(), integer(), boolean()) -> ok | error().
 finish_registration(_H, _Ticket, _Created) -> not_loaded(?LINE).
+
+%% XEP-0379: a subscription request from Contact to the local user Inviter (bare JIDs) carried
+%% Token. {ok, #{decision := <<"approved">>, invite_id}} (approve it; the use is spent) or
+%% {ok, #{decision := <<"ignored">>, reason}} (the inviter decides, as for any request).
+-spec preauthorize_subscription(handle(), binary(), binary(), binary()) -> {ok, map()} | error().
+preauthorize_subscription(_H, _Inviter, _Contact, _Token) -> not_loaded(?LINE).
 
 %% Upload quotas. authorize_upload(H, Domain, User, Size, SlotKey | undefined, Lifetime | undefined) ->
 %% {ok, #{decision := <<"granted">>, id, size, expires_at}} or

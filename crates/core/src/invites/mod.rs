@@ -4,10 +4,13 @@
 //! number of times, until it expires. Its life: [`Hosting::create_invite`] shows the token once;
 //! a server checks it when a client presents it ([`Hosting::check_invite`]), then brackets the
 //! account creation with [`Hosting::begin_registration`] and [`Hosting::finish_registration`],
-//! so that a use is spent only when the account really exists (XEP-0445).
+//! so that a use is spent only when the account really exists (XEP-0445). A roster invite can
+//! also be used by someone who already has an account: their subscription request carries the
+//! token and [`Hosting::preauthorize_subscription`] approves it for the inviter (XEP-0379).
 
 mod policy;
 mod registration;
+mod subscription;
 mod token;
 mod uri;
 
@@ -15,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use policy::{normalize_username, Refusal, RegistrationPolicy, RegistrationSettings, DEFAULT_INVITE_TTL};
 pub use registration::{RegistrationDecision, RegistrationRequest, RegistrationTicket};
+pub use subscription::{IgnoredToken, SubscriptionDecision};
 pub use token::MAX_TOKEN_LEN;
 pub use uri::{landing_url, register_uri, roster_uri};
 

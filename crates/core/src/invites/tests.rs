@@ -352,3 +352,69 @@ fn new_invite_reads_from_data_with_defaults() {
         assert!(serde_json::from_str::<NewInvite>(bad).is_err(), "{bad}");
     }
 }
+
+/// A roster invite from `inviter` on example.org, whose users may invite.
+fn roster_invite(h: &Hosting, inviter: &str, uses: u32) -> CreatedInvite {
+    let mut s = h.require_domain("example.org").unwrap().settings;
+    s.registration.users_may_invite = true;
+    h.set_domain_settings("example.org", s).unwrap();
+    let mut new = NewInvite::account("example.org");
+    new.kind = InviteKind::Roster;
+    new.uses = uses;
+    new.created_by = Creator::User(inviter.into());
+    h.create_invite(&new).unwrap()
+}
+
+fn ignored(reason: IgnoredToken) -> SubscriptionDecision {
+    SubscriptionDecision::Ignored { reason }
+}
+
+#[test]
+fn a_roster_invite_preapproves_an_existing_accounts_subscription_once() {
+    let (h, _) = hosting_with(RegistrationPolicy::Invite);
+    let inv = roster_invite(&h, "alice@example.org", 1);
+    let approved = h.preauthorize_subscription("Alice@example.org", "Bob@elsewhere.example", &inv.token).unwrap();
+    assert_eq!(approved, SubscriptionDecision::Approved { invite_id: inv.invite.id });
+    let again = h.preauthorize_subscription("alice@example.org", "carol@elsewhere.example", &inv.token).unwrap();
+    assert_eq!(again, ignored(IgnoredToken::InvalidInvite));
+    // The use is the one a registration would have spent.
+    assert_eq!(register(&h, "dave", Some(&inv.token)).unwrap_err(), Refusal::InvalidInvite);
+    let audit = h.invite_audit("example.org", 10).unwrap();
+    let redeemed = audit.iter().find(|a| a.action == "redeemed").unwrap();
+    assert_eq!(redeemed.actor.as_deref(), Some("bob@elsewhere.example"));
+    assert_eq!(redeemed.detail.as_deref(), Some("subscription to alice@example.org pre-approved"));
+}
+
+#[test]
+fn a_subscription_token_counts_only_for_its_inviter_and_kind() {
+    let (h, clock) = hosting_with(RegistrationPolicy::Invite);
+    let inv = roster_invite(&h, "alice@example.org", 2);
+    let decide = |to: &str, token: &str| h.preauthorize_subscription(to, "bob@elsewhere.example", token).unwrap();
+    assert_eq!(decide("carol@example.org", &inv.token), ignored(IgnoredToken::OtherInviter));
+    let own = h.preauthorize_subscription("alice@example.org", "ALICE@example.org", &inv.token).unwrap();
+    assert_eq!(own, ignored(IgnoredToken::OwnInvite));
+    let account = h.create_invite(&NewInvite::account("example.org")).unwrap();
+    assert_eq!(decide("alice@example.org", &account.token), ignored(IgnoredToken::NotARosterInvite));
+    for garbage in ["", "x", "'; DROP TABLE invites; --", &"a".repeat(10_000)] {
+        assert_eq!(decide("alice@example.org", garbage), ignored(IgnoredToken::InvalidInvite));
+    }
+    // None of that spent a use.
+    assert_eq!(h.check_invite("example.org", &inv.token).unwrap().unwrap().uses_left, 2);
+    clock.advance(8 * DAY);
+    assert_eq!(decide("alice@example.org", &inv.token), ignored(IgnoredToken::InvalidInvite));
+}
+
+#[test]
+fn a_subscription_needs_a_local_inviter_and_a_bare_contact() {
+    let (h, _) = hosting_with(RegistrationPolicy::Invite);
+    let inv = roster_invite(&h, "alice@example.org", 1);
+    for (to, from) in [
+        ("alice@not-hosted.example", "bob@elsewhere.example"),
+        ("example.org", "bob@elsewhere.example"),
+        ("alice@example.org", ""),
+        ("alice@example.org", "bob@elsewhere.example/phone"),
+    ] {
+        assert!(h.preauthorize_subscription(to, from, &inv.token).is_err(), "{to} {from}");
+    }
+    assert_eq!(h.check_invite("example.org", &inv.token).unwrap().unwrap().uses_left, 1);
+}

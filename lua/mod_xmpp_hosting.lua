@@ -11,6 +11,8 @@
 --   prosodyctl mod_xmpp_hosting domain claim|verify NAME ACCOUNT   (customers' own domains)
 --   prosodyctl mod_xmpp_hosting domain claims [NAME]               (claims and their states)
 --   prosodyctl mod_xmpp_hosting dns check NAME                      (the DNS tester's table)
+--   prosodyctl mod_xmpp_hosting quota show DOMAIN [USER] | set DOMAIN LIMIT BYTES [--user USER]
+--                                | clear DOMAIN USER | audit [--repair]    (upload limits)
 --   prosodyctl shell:  xmpp_hosting:domain_add("example.org")  (domain_list, domain_show, domain_remove,
 --                      invite_create(domain, {uses = 3}), invite_list(domain), invite_revoke(domain, id))
 --
@@ -295,11 +297,53 @@ function invite_commands.purge(s)
 	return true, ("Removed %d invite(s)"):format(report.invites_removed);
 end
 
+local quota_commands = {};
+
+-- The limits that apply and what is used, in the words users see in their ad-hoc command.
+function quota_commands.show(s, domain, username)
+	local text, err = s:describe_upload_usage(domain, username);
+	if not text then return false, err; end
+	return true, (username and (username .. "@" .. domain) or domain) .. "\n" .. text;
+end
+
+-- A domain's limit (user_daily, domain_storage, max_file_size, …) or, with a user, that user's
+-- exception (max_file_size, storage, daily, weekly, monthly); bytes, or null to remove it.
+function quota_commands.set(s, domain, limit, value, username)
+	if not limit or not value then return false, "Usage: quota set DOMAIN LIMIT VALUE [--user USER]"; end
+	local report, err = s:set_upload_limit(domain, username, limit, value);
+	if not report then return false, err; end
+	return true, ("%s: %s = %s"):format(username and (username .. "@" .. domain) or domain, limit, value);
+end
+
+function quota_commands.clear(s, domain, username)
+	if not username then return false, "Usage: quota clear DOMAIN USER"; end
+	local ok, err = s:clear_user_upload_limits(domain, username);
+	if not ok then return false, err; end
+	return true, ("%s@%s: exceptions removed, the domain's limits apply"):format(username, domain);
+end
+
+-- Recounts storage from the files and open slots the ledger holds; --repair sets the running
+-- totals to the recount.
+function quota_commands.audit(s, repair)
+	local drifts, err = s:audit_upload_ledger(repair == "--repair");
+	if not drifts then return false, err; end
+	if #drifts == 0 then return true, "The running totals match the files and slots"; end
+	local lines = {};
+	for _, d in ipairs(drifts) do
+		local scope = d.scope == "user" and (d.username .. "@" .. d.domain) or d.scope == "domain" and d.domain or "(all domains)";
+		lines[#lines + 1] = ("%s: stored %d -> %d, reserved %d -> %d"):format(scope, d.stored, d.counted_stored,
+			d.reserved, d.counted_reserved);
+	end
+	lines[#lines + 1] = repair == "--repair" and "Repaired" or "Not repaired (use --repair)";
+	return true, table.concat(lines, "\n");
+end
+
 local groups = {
 	domain = { commands = domain_commands, arg = "NAME",
 		needs_arg = { add = true, show = true, remove = true, set = true, claim = true, verify = true } },
 	invite = { commands = invite_commands, needs_arg = { create = true, list = true, revoke = true }, arg = "DOMAIN" },
 	dns = { commands = dns_commands, needs_arg = { check = true }, arg = "DOMAIN" },
+	quota = { commands = quota_commands, needs_arg = { show = true, set = true, clear = true }, arg = "DOMAIN" },
 };
 
 local function run_command(group_name, verb, ...)
@@ -340,7 +384,11 @@ Usage: prosodyctl mod_xmpp_hosting domain add|list|show|remove [NAME]
                   [--username U] [--inviter JID] [--expires-in SECONDS|never] [--note TEXT]
        prosodyctl mod_xmpp_hosting invite list DOMAIN | revoke DOMAIN ID | purge
        prosodyctl mod_xmpp_hosting domain claim|verify NAME ACCOUNT | domain claims [NAME]
-       prosodyctl mod_xmpp_hosting dns check NAME]];
+       prosodyctl mod_xmpp_hosting dns check NAME
+       prosodyctl mod_xmpp_hosting quota show DOMAIN [USER] | clear DOMAIN USER | audit [--repair]
+       prosodyctl mod_xmpp_hosting quota set DOMAIN LIMIT BYTES|null [--user USER]
+                  (LIMIT: max_file_size, user_storage, domain_storage, user_daily, ..., domain_monthly;
+                   with --user: max_file_size, storage, daily, weekly, monthly)]];
 
 -- prosodyctl mod_xmpp_hosting …
 function module.command(arg)
@@ -356,6 +404,12 @@ function module.command(arg)
 			ok, text = run_command(group, verb, arg[3], spec);
 		else
 			ok, text = false, err;
+		end
+	elseif group == "quota" and verb == "set" and arg[6] ~= nil then
+		if arg[6] ~= "--user" or not arg[7] then
+			ok, text = false, "Usage: quota set DOMAIN LIMIT VALUE [--user USER]";
+		else
+			ok, text = run_command(group, verb, arg[3], arg[4], arg[5], arg[7]);
 		end
 	else
 		ok, text = run_command(group, verb, arg[3], arg[4], arg[5]);

@@ -108,7 +108,8 @@ def test_quota_set_show_and_user_exceptions(db):
     for args, message in [
         (["quota", "set", "example.org", "bogus", "1"], 'there is no setting "bogus"'),
         (["quota", "set", "example.org", "user_daily", "lots"], "cannot set"),
-        (["quota", "set", "example.org", "--user", "alice", "hourly", "1"], "no per-user limit"),
+        (["quota", "set", "example.org", "--user", "alice", "hourly", "1"], "no per-user upload limit"),
+        (["quota", "set", "example.org", "--user", "alice", "daily", "1e9"], "not a number of bytes"),
         (["quota", "show", "missing.example"], "domain not found"),
     ]:
         r = run_cli(db, *args, check=False)

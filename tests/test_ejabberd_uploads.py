@@ -84,3 +84,25 @@ def test_disco_advertises_the_domains_max_file_size(ej, server):
     assert advertised() is None  # max_size: infinity, and no limit in the store
     run_cli(ej.database, "quota", "set", HOST, "max_file_size", "5000")
     assert advertised() == 5000
+
+
+def test_admins_set_and_show_limits_with_ejabberdctl(ej, server):
+    scenarios = UploadScenarios()
+
+    def slot_for(user, size):
+        [slot] = scenarios.slots(server, user, {"filename": "f.bin", "size": size})
+        return slot
+
+    ej.ctl("xmpp_hosting_quota_set", HOST, "", "max_file_size", "1000")
+    ej.ctl("xmpp_hosting_quota_set", HOST, "carol", "max_file_size", "50000")
+    try:
+        assert slot_for("carol", 20000).ok
+        assert slot_for("dave", 20000).max_file_size == 1000
+        assert f"carol@{HOST}\nLargest file: 50 kB\n" in ej.ctl("xmpp_hosting_quota_show", HOST, "carol").stdout
+        assert "Largest file: 1 kB" in ej.ctl("xmpp_hosting_quota_show", HOST, "").stdout
+        bad = ej.ctl("xmpp_hosting_quota_set", HOST, "carol", "daily", "lots", check=False)
+        assert bad.returncode == 1 and "not a number of bytes" in bad.stdout + bad.stderr
+    finally:
+        ej.ctl("xmpp_hosting_quota_clear", HOST, "carol")
+    assert slot_for("carol", 20000).max_file_size == 1000
+    assert ej.ctl("xmpp_hosting_quota_audit").stdout.strip() == ""

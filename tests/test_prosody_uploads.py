@@ -91,3 +91,32 @@ def test_disco_advertises_the_max_file_size_that_applies_to_the_user(prosody, se
         assert advertised("alice") == 1000000000
     finally:
         run_cli(prosody.database, "quota", "clear", HOST, "bob")
+
+
+def test_admins_set_and_show_limits_with_prosodyctl(prosody, server):
+    scenarios = UploadScenarios()
+
+    def quota(*args):
+        return prosody.ctl("mod_xmpp_hosting", "quota", *args)
+
+    def slot_for(user, size):
+        [slot] = scenarios.slots(server, user, {"filename": "f.bin", "size": size})
+        return slot
+
+    assert quota("set", HOST, "max_file_size", "1000").returncode == 0
+    assert quota("set", HOST, "max_file_size", "50000", "--user", "carol").returncode == 0
+    try:
+        assert slot_for("carol", 20000).ok
+        assert slot_for("dave", 20000).max_file_size == 1000
+        shown = quota("show", HOST, "carol")
+        assert shown.returncode == 0
+        assert f"carol@{HOST}\nLargest file: 50 kB\n" in shown.stdout
+        assert "Largest file: 1 kB" in quota("show", HOST).stdout
+        bad = quota("set", HOST, "daily", "lots", "--user", "carol")
+        assert bad.returncode == 1 and "not a number of bytes" in bad.stderr
+        assert quota("set", HOST, "max_file_size", "1", "--usr", "carol").returncode == 1
+    finally:
+        assert quota("clear", HOST, "carol").returncode == 0
+    assert slot_for("carol", 20000).max_file_size == 1000
+    audit = quota("audit")
+    assert audit.returncode == 0 and audit.stdout.endswith("The running totals match the files and slots\n")

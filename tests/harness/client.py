@@ -255,6 +255,12 @@ class SlotAnswer:
         """A XEP-0363 child of the error: file-too-large, retry."""
         return None if self.error_el is None else self.error_el.find(f"{{{UPLOAD_NS}}}{name}")
 
+    @property
+    def max_file_size(self) -> int | None:
+        """The limit a file-too-large error names, if this is one."""
+        too_large = self.upload_child("file-too-large")
+        return None if too_large is None else int(too_large.findtext(f"{{{UPLOAD_NS}}}max-file-size"))
+
 
 def _slot_answer(reply) -> SlotAnswer:
     if reply["type"] == "result":

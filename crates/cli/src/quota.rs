@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use serde::Serialize;
 use xmpp_hosting_core::quotas::{UploadLimits, UploadUsage, UserUploadLimits};
-use xmpp_hosting_core::{Error, Hosting, Result};
+use xmpp_hosting_core::{Hosting, Result};
 
 use crate::output::{table, Output};
 
@@ -63,22 +63,10 @@ pub fn run(h: &Hosting, out: &Output, cmd: QuotaCommand) -> Result<bool> {
             };
             out.show(&report, print_report);
         }
-        QuotaCommand::Set { domain, limit, value, user: None } => {
-            let d = h.set_domain_setting(&domain, &format!("uploads.{limit}"), &value)?;
-            out.show(&d.settings.uploads, |_| println!("{}: uploads.{limit} = {value}", d.name));
-        }
-        QuotaCommand::Set { domain, limit, value, user: Some(user) } => {
-            let mut doc = serde_json::to_value(h.user_upload_limits(&domain, &user)?.unwrap_or_default())
-                .expect("limits serialise");
-            let slot = doc
-                .get_mut(&limit)
-                .ok_or_else(|| Error::InvalidArgument(format!("there is no per-user limit {limit:?}")))?;
-            *slot = serde_json::from_str(&value)
-                .map_err(|_| Error::InvalidArgument(format!("{value:?} is not a number")))?;
-            let limits: UserUploadLimits = serde_json::from_value(doc)
-                .map_err(|e| Error::InvalidArgument(format!("cannot set {limit:?}: {e}")))?;
-            h.set_user_upload_limits(&domain, &user, Some(&limits))?;
-            out.show(&limits, |_| println!("{user}@{domain}: {limit} = {value}"));
+        QuotaCommand::Set { domain, limit, value, user } => {
+            let report = h.set_upload_limit(&domain, user.as_deref(), &limit, &value)?;
+            let scope = user.map_or_else(|| domain.clone(), |u| format!("{u}@{domain}"));
+            out.show(&report, |_| println!("{scope}: {limit} = {value}"));
         }
         QuotaCommand::Clear { domain, user } => {
             h.set_user_upload_limits(&domain, &user, None)?;

@@ -44,6 +44,21 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("describe_upload_usage", |lua, h, (domain, username): (String, Option<String>)| {
         outcome(lua, || h.0.upload_report(&domain, username.as_deref()).map(|r| r.describe()))
     });
+    // `h:set_upload_limit(domain, user_or_nil, limit, value)`: the admin commands' one way to
+    // set a limit by name (see the core); returns the scope's report.
+    m.add_method(
+        "set_upload_limit",
+        |lua, h, (domain, username, limit, value): (String, Option<String>, String, String)| {
+            serialized(lua, || h.0.set_upload_limit(&domain, username.as_deref(), &limit, &value))
+        },
+    );
+    m.add_method("clear_user_upload_limits", |lua, h, (domain, username): (String, String)| {
+        serialized(lua, || h.0.set_user_upload_limits(&domain, &username, None).map(|()| true))
+    });
+    // Recounts every file: a maintenance command, not for the event loop's hot path.
+    m.add_method("audit_upload_ledger", |lua, h, repair: Option<bool>| {
+        serialized(lua, || h.0.audit_upload_ledger(repair.unwrap_or(false)))
+    });
     m.add_method("start_upload_upkeep", |lua, h, roots: Vec<String>| {
         outcome(lua, || h.0.start_upload_upkeep(roots).map(LuaPending::new))
     });

@@ -104,6 +104,32 @@ fn upload_upkeep<'a>(env: Env<'a>, handle: Handle, roots: Vec<Binary<'a>>, tag: 
     started(env, tag, handle.hosting.start_upload_upkeep(roots))
 }
 
+/// `set_upload_limit(H, Domain, User | undefined, Limit, Value)` -> `{ok, Report}`: one limit by
+/// the name an admin types (see the core), for the domain or one user.
+#[rustler::nif(schedule = "DirtyIo")]
+fn set_upload_limit<'a>(
+    env: Env<'a>,
+    handle: Handle,
+    domain: Binary<'a>,
+    user: Term<'a>,
+    limit: Binary<'a>,
+    value: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    let report = handle.hosting.set_upload_limit(text(&domain)?, optional_text(user)?, text(&limit)?, text(&value)?);
+    reply(env, report, serialized)
+}
+
+/// `clear_user_upload_limits(H, Domain, User)` -> `ok`: the user is back on the domain's limits.
+#[rustler::nif(schedule = "DirtyIo")]
+fn clear_user_upload_limits<'a>(
+    env: Env<'a>,
+    handle: Handle,
+    domain: Binary<'a>,
+    user: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    reply_unit(env, handle.hosting.set_user_upload_limits(text(&domain)?, text(&user)?, None))
+}
+
 /// `audit_upload_ledger(H, Repair)` -> `{ok, [Drift]}`. Recounts every file: a maintenance call.
 #[rustler::nif(schedule = "DirtyIo")]
 fn audit_upload_ledger(env: Env<'_>, handle: Handle, repair: bool) -> NifResult<Term<'_>> {

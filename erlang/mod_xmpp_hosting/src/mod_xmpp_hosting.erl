@@ -16,6 +16,7 @@
 %%%   xmpp_hosting_invite_list DOMAIN     one line per invite
 %%%   xmpp_hosting_invite_revoke DOMAIN ID
 %%%   xmpp_hosting_invite_purge           delete unusable invites
+%%%   xmpp_hosting_quota_*                upload limits: see xmpp_hosting_quota_commands
 %%% Failures use ejabberd's extended error form {error, Type, 1, Message}: ejabberdctl prints
 %%% "Error: Type: Message" and exits 1; Type is the core's error code (invalid_domain, store,
 %%% ...), except that already_exists and not_found become ejabberd's conflict and not_exists,
@@ -27,6 +28,8 @@
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 %% For other modules (hooks added later) and tests.
 -export([store/1, checkpoint/1, recheck/1]).
+%% For the commands of other files (xmpp_hosting_quota_commands).
+-export([with_store/1, command_error/1]).
 %% Command callbacks.
 -export([domain_add/1, domain_list/0, domain_show/1, domain_remove/1, domain_set/3,
          invite_create/4, invite_list/1, invite_revoke/2, invite_purge/0,
@@ -222,6 +225,9 @@ store(Host) ->
 %%%===================================================================
 
 get_commands_spec() ->
+    domain_and_invite_commands() ++ xmpp_hosting_quota_commands:spec().
+
+domain_and_invite_commands() ->
     [#ejabberd_commands{name = xmpp_hosting_domain_add, tags = [xmpp_hosting],
                         desc = "Start hosting a domain",
                         longdesc = "Unicode names are stored in their IDNA ASCII form.",

@@ -23,7 +23,8 @@
          invite_audit/3, begin_registration/2, finish_registration/3,
          preauthorize_subscription/4]).
 -export([authorize_upload/6, commit_upload/4, commit_keyed_upload/4, release_upload/2,
-         forget_file/2, upload_report/3, describe_upload_usage/3, upload_upkeep/3, audit_upload_ledger/2]).
+         forget_file/2, upload_report/3, describe_upload_usage/3, upload_upkeep/3, audit_upload_ledger/2,
+         set_upload_limit/5, clear_user_upload_limits/3]).
 -export([so_path/0]).
 
 -on_load(load/0).
@@ -188,6 +189,15 @@ upload_upkeep(_H, _Roots, _Tag) -> not_loaded(?LINE).
 
 -spec audit_upload_ledger(handle(), boolean()) -> {ok, [map()]} | error().
 audit_upload_ledger(_H, _Repair) -> not_loaded(?LINE).
+
+%% One limit by the name an admin types: a domain's (user_daily, domain_storage, ...) when User is
+%% undefined, else the user's exception (max_file_size, storage, daily, weekly, monthly). Value
+%% is bytes or <<"null">> to remove it. {ok, Report} of the scope as it now stands.
+-spec set_upload_limit(handle(), binary(), binary() | undefined, binary(), binary()) -> {ok, map()} | error().
+set_upload_limit(_H, _Domain, _User, _Limit, _Value) -> not_loaded(?LINE).
+
+-spec clear_user_upload_limits(handle(), binary(), binary()) -> ok | error().
+clear_user_upload_limits(_H, _Domain, _User) -> not_loaded(?LINE).
 
 not_loaded(Line) ->
     erlang:nif_error({not_loaded, [{module, ?MODULE}, {line, Line}, {library, so_path()}]}).

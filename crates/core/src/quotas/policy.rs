@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::report::UploadReport;
 use super::username_of;
 use crate::store::quotas as sql;
 use crate::{Error, Hosting, Result};
@@ -116,6 +117,34 @@ impl Hosting {
         // Plain data of options and numbers: serialising it cannot fail.
         let json = limits.map(|l| serde_json::to_string(l).expect("limits serialise"));
         self.store().write(|tx| sql::set_user_limits(tx, d.name.as_str(), &user, json.as_deref()))
+    }
+
+    /// Sets one limit by the name an admin types, the same on every command line: a domain's
+    /// limit (a field of [`UploadLimits`], such as `user_daily`) or, with `username`, that user's
+    /// exception (`max_file_size`, `storage`, `daily`, `weekly`, `monthly`). `value` is a number
+    /// of bytes, or `null` to remove the limit. Returns the scope's report as it now stands.
+    pub fn set_upload_limit(
+        &self,
+        domain: &str,
+        username: Option<&str>,
+        limit: &str,
+        value: &str,
+    ) -> Result<UploadReport> {
+        let Some(username) = username else {
+            self.set_domain_setting(domain, &format!("uploads.{limit}"), value)?;
+            return self.upload_report(domain, None);
+        };
+        let mut doc = serde_json::to_value(self.user_upload_limits(domain, username)?.unwrap_or_default())
+            .expect("limits serialise");
+        let slot = doc
+            .get_mut(limit)
+            .ok_or_else(|| Error::InvalidArgument(format!("there is no per-user upload limit {limit:?}")))?;
+        *slot = serde_json::from_str(value.trim())
+            .map_err(|_| Error::InvalidArgument(format!("{value:?} is not a number of bytes or null")))?;
+        let limits: UserUploadLimits = serde_json::from_value(doc)
+            .map_err(|_| Error::InvalidArgument(format!("{value:?} is not a number of bytes or null")))?;
+        self.set_user_upload_limits(domain, username, Some(&limits))?;
+        self.upload_report(domain, Some(username))
     }
 
     /// One user's exceptions, if any.

@@ -144,6 +144,33 @@ fn a_user_override_beats_the_domain_policy() {
 }
 
 #[test]
+fn limits_are_set_by_name_for_a_domain_or_a_user() {
+    let (h, _) = hosting(UploadLimits::default());
+    let domain = h.set_upload_limit("example.org", None, "user_daily", "1000").unwrap();
+    assert_eq!(domain.limits.daily, None, "a per-user limit is not the domain's own");
+    assert_eq!(h.upload_report("example.org", Some("bob")).unwrap().limits.daily, Some(1000));
+    let alice = h.set_upload_limit("example.org", Some("Alice"), "daily", "5000").unwrap();
+    assert_eq!(alice.limits.daily, Some(5000));
+    let alice = h.set_upload_limit("example.org", Some("alice"), "storage", " 70 ").unwrap();
+    assert_eq!((alice.limits.daily, alice.limits.storage), (Some(5000), Some(70)));
+    let alice = h.set_upload_limit("example.org", Some("alice"), "daily", "null").unwrap();
+    assert_eq!(alice.limits.daily, Some(1000), "removing the exception falls back to the domain");
+    for (user, limit, value) in [
+        (Some("alice"), "hourly", "1"),
+        (Some("alice"), "daily", "-1"),
+        (Some("alice"), "daily", "lots"),
+        (Some("alice"), "daily", "1e3"),
+        (None, "bogus", "1"),
+        (None, "user_daily", "lots"),
+    ] {
+        let err = h.set_upload_limit("example.org", user, limit, value).unwrap_err();
+        assert_eq!(err.code(), "invalid-argument", "{limit} {value}: {err}");
+    }
+    assert_eq!(h.upload_report("example.org", Some("alice")).unwrap().limits.storage, Some(70));
+    assert!(h.set_upload_limit("missing.example", Some("alice"), "daily", "1").is_err());
+}
+
+#[test]
 fn the_global_cap_spans_domains() {
     let (h, _) = hosting(UploadLimits::default());
     h.add_domain("other.example").unwrap();

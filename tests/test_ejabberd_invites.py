@@ -64,6 +64,29 @@ def test_ejabberdctl_invite_commands(ej):
     assert ej.ctl("xmpp_hosting_invite_purge").returncode == 0
 
 
+
+def test_ejabberdctl_creates_named_roster_and_reset_invites(ej):
+    def created(*args):
+        r = ej.ctl(*args)
+        return r.stdout.split()[1], r.stdout.split(" token ")[1].split()[0], r.stdout
+    ej.register("ctlinviter", "inviter-pass")
+    _, token, out = created("xmpp_hosting_invite_create_roster", HOST, jid("ctlinviter"), "1", "0", "")
+    assert f"uri xmpp:{jid('ctlinviter')}?roster;preauth={token};ibr=y" in out
+    assert register(ej.c2s_port, jid("ctlfriend"), "friend-pass", token=token).ok
+    assert client.roster(ej.c2s_port, jid("ctlfriend"), "friend-pass") == {jid("ctlinviter"): "both"}
+
+    named_id, token, _ = created("xmpp_hosting_invite_create_named", HOST, "ctlnamed", "0", "")
+    assert f"{named_id} account for ctlnamed 1/1 left" in ej.ctl("xmpp_hosting_invite_list", HOST).stdout
+    assert register(ej.c2s_port, jid("ctlother"), "pw-123456", token=token).error[:2] == ("modify", "not-acceptable")
+    assert register(ej.c2s_port, jid("ctlnamed"), "pw-123456", token=token).ok
+
+    _, token, _ = created("xmpp_hosting_invite_create_reset", HOST, "ctlnamed", "3600", "lost phone")
+    assert register(ej.c2s_port, jid("ctlnamed"), "new-pass-123", token=token).ok
+    assert client.login(ej.c2s_port, jid("ctlnamed"), "new-pass-123")
+
+    r = ej.ctl("xmpp_hosting_invite_create_roster", HOST, "someone@elsewhere.example", "1", "0", "", check=False)
+    assert r.returncode == 1 and "not a bare JID on" in r.stdout + r.stderr
+
 # ---- the invite NIF inside the running node ---------------------------------------------------
 
 H = f'{{ok, H}} = mod_xmpp_hosting:store(<<"{HOST}">>), '

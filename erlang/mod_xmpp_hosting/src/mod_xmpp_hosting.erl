@@ -10,12 +10,9 @@
 %%%   xmpp_hosting_domain_show DOMAIN     name, unicode_name, created_at, updated_at, settings JSON
 %%%   xmpp_hosting_domain_remove DOMAIN   stop hosting DOMAIN
 %%%   xmpp_hosting_domain_set DOMAIN SETTING VALUE   e.g. registration.policy open
-%%%   xmpp_hosting_invite_create DOMAIN USES EXPIRES_IN NOTE   an account invite (EXPIRES_IN
-%%%                                        seconds, 0 for the domain's default; NOTE may be "");
-%%%                                        prints token and URI
-%%%   xmpp_hosting_invite_list DOMAIN     one line per invite
-%%%   xmpp_hosting_invite_revoke DOMAIN ID
-%%%   xmpp_hosting_invite_purge           delete unusable invites
+%%%   xmpp_hosting_domain_claim|verify DOMAIN ACCOUNT, xmpp_hosting_domain_claims,
+%%%   xmpp_hosting_dns_check DOMAIN        customers' own domains
+%%%   xmpp_hosting_invite_*               invites: see xmpp_hosting_invite_commands
 %%%   xmpp_hosting_quota_*                upload limits: see xmpp_hosting_quota_commands
 %%% Failures use ejabberd's extended error form {error, Type, 1, Message}: ejabberdctl prints
 %%% "Error: Type: Message" and exits 1; Type is the core's error code (invalid_domain, store,
@@ -28,11 +25,10 @@
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 %% For other modules (hooks added later) and tests.
 -export([store/1, checkpoint/1, recheck/1]).
-%% For the commands of other files (xmpp_hosting_quota_commands).
--export([with_store/1, command_error/1]).
+%% For the commands of other files (xmpp_hosting_invite_commands, xmpp_hosting_quota_commands).
+-export([run_command/2]).
 %% Command callbacks.
 -export([domain_add/1, domain_list/0, domain_show/1, domain_remove/1, domain_set/3,
-         invite_create/4, invite_list/1, invite_revoke/2, invite_purge/0,
          domain_claim/2, domain_verify/2, domain_claims/0, dns_check/1]).
 
 -include("xmpp.hrl").
@@ -225,9 +221,9 @@ store(Host) ->
 %%%===================================================================
 
 get_commands_spec() ->
-    domain_and_invite_commands() ++ xmpp_hosting_quota_commands:spec().
+    domain_commands() ++ xmpp_hosting_invite_commands:spec() ++ xmpp_hosting_quota_commands:spec().
 
-domain_and_invite_commands() ->
+domain_commands() ->
     [#ejabberd_commands{name = xmpp_hosting_domain_add, tags = [xmpp_hosting],
                         desc = "Start hosting a domain",
                         longdesc = "Unicode names are stored in their IDNA ASCII form.",
@@ -280,41 +276,6 @@ domain_and_invite_commands() ->
                         args_example = [<<"customer.example">>, <<"registration.policy">>, <<"open">>],
                         result = {res, restuple},
                         result_example = {ok, <<"customer.example: registration.policy = open">>}},
-     #ejabberd_commands{name = xmpp_hosting_invite_create, tags = [xmpp_hosting],
-                        desc = "Create an account invite; prints its token and URI",
-                        longdesc = "USES accounts may register with it; it expires after EXPIRES_IN "
-                                   "seconds (0: the domain's default, 7 days). NOTE is kept with the "
-                                   "invite for the admins (\"\" for none). The token is shown only now. "
-                                   "Roster, reserved-username and reset invites: `xmpp-hosting invite create`.",
-                        policy = admin,
-                        module = ?MODULE, function = invite_create,
-                        args = [{domain, binary}, {uses, integer}, {expires_in, integer}, {note, binary}],
-                        args_example = [<<"customer.example">>, 1, 0, <<"for Alice">>],
-                        result = {res, restuple},
-                        result_example = {ok, <<"Invite 1 token Xy... uri xmpp:customer.example?register;preauth=Xy...">>}},
-     #ejabberd_commands{name = xmpp_hosting_invite_list, tags = [xmpp_hosting],
-                        desc = "List a domain's invites",
-                        policy = admin,
-                        module = ?MODULE, function = invite_list,
-                        args = [{domain, binary}],
-                        args_example = [<<"customer.example">>],
-                        result = {invites, {list, {invite, string}}},
-                        result_desc = "One line per invite: id, kind, uses left/total, expiry, creator"},
-     #ejabberd_commands{name = xmpp_hosting_invite_revoke, tags = [xmpp_hosting],
-                        desc = "Revoke an invite",
-                        policy = admin,
-                        module = ?MODULE, function = invite_revoke,
-                        args = [{domain, binary}, {id, integer}],
-                        args_example = [<<"customer.example">>, 1],
-                        result = {res, restuple},
-                        result_example = {ok, <<"Revoked invite 1">>}},
-     #ejabberd_commands{name = xmpp_hosting_invite_purge, tags = [xmpp_hosting],
-                        desc = "Delete invites nobody can use any more",
-                        policy = admin,
-                        module = ?MODULE, function = invite_purge,
-                        args = [],
-                        result = {res, restuple},
-                        result_example = {ok, <<"Removed 2 invite(s)">>}},
      #ejabberd_commands{name = xmpp_hosting_domain_claim, tags = [xmpp_hosting],
                         desc = "Start a customer's claim on a domain; prints the DNS record that proves it",
                         policy = admin,
@@ -392,58 +353,6 @@ domain_set(Name, Setting, Value) ->
       fun(H) ->
               case xmpp_hosting_nif:set_domain_setting(H, Name, Setting, Value) of
                   {ok, #{name := N}} -> {ok, <<N/binary, ": ", Setting/binary, " = ", Value/binary>>};
-                  {error, Err} -> command_error(Err)
-              end
-      end).
-
-invite_create(Domain, Uses, ExpiresIn, Note) ->
-    Expiry = case ExpiresIn of
-                 0 -> default;
-                 _ -> ExpiresIn
-             end,
-    with_store(
-      fun(H) ->
-              Spec = #{domain => Domain, uses => Uses, expiry => Expiry,
-                       note => case Note of <<>> -> undefined; _ -> Note end},
-              case xmpp_hosting_nif:create_invite(H, Spec) of
-                  {ok, #{token := Token, uri := Uri, invite := #{id := Id}}} ->
-                      {ok, iolist_to_binary(io_lib:format("Invite ~B token ~ts uri ~ts", [Id, Token, Uri]))};
-                  {error, Err} -> command_error(Err)
-              end
-      end).
-
-invite_list(Domain) ->
-    with_store(
-      fun(H) ->
-              case xmpp_hosting_nif:invites(H, Domain) of
-                  {ok, Invites} -> [invite_line(I) || I <- Invites];
-                  {error, Err} -> command_error(Err)
-              end
-      end).
-
-invite_line(#{id := Id, kind := Kind, uses_left := Left, uses_total := Total,
-              expires_at := Expires, created_by := By, revoked_at := Revoked} = Invite) ->
-    Status = case Revoked of null -> <<"">>; _ -> <<" revoked">> end,
-    Expiry = case Expires of null -> <<"never">>; T -> integer_to_binary(T) end,
-    Note = case maps:get(note, Invite, null) of null -> <<"">>; N -> [<<", note: ">>, N] end,
-    iolist_to_binary(io_lib:format("~B ~ts ~B/~B left, expires ~ts, by ~ts~ts~ts",
-                                   [Id, Kind, Left, Total, Expiry, By, Status, Note])).
-
-invite_revoke(Domain, Id) ->
-    with_store(
-      fun(H) ->
-              case xmpp_hosting_nif:revoke_invite(H, Domain, Id) of
-                  {ok, _} -> {ok, iolist_to_binary(io_lib:format("Revoked invite ~B", [Id]))};
-                  {error, Err} -> command_error(Err)
-              end
-      end).
-
-invite_purge() ->
-    with_store(
-      fun(H) ->
-              case xmpp_hosting_nif:purge_invites(H) of
-                  {ok, #{invites_removed := N}} ->
-                      {ok, iolist_to_binary(io_lib:format("Removed ~B invite(s)", [N]))};
                   {error, Err} -> command_error(Err)
               end
       end).
@@ -528,6 +437,18 @@ with_store(Fun) ->
         [Handle | _] -> Fun(Handle);
         [] -> {error, not_started, 1, "mod_xmpp_hosting is not running on any host"}
     end.
+
+%% A command of another file: Call(Handle) is the NIF call, Format turns what it returns (the
+%% value of {ok, Value}, or ok) into the command's result; an error becomes ejabberd's form.
+run_command(Call, Format) ->
+    with_store(
+      fun(H) ->
+              case Call(H) of
+                  ok -> Format(ok);
+                  {ok, Value} -> Format(Value);
+                  {error, Err} -> command_error(Err)
+              end
+      end).
 
 command_error({Code, Message}) ->
     {error, ejabberd_error_type(Code), 1, binary_to_list(Message)}.

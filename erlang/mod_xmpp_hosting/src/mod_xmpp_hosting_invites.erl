@@ -74,7 +74,7 @@ mod_doc() ->
     #{desc =>
           ?T("Invite-only in-band registration (XEP-0401, XEP-0445) from the xmpp-hosting "
              "store: the domain's registration policy (invite, open or closed), invites "
-             "created with the 'xmpp_hosting_invite_create' command or the 'xmpp-hosting' "
+             "created with the 'xmpp_hosting_invite_create*' commands or the 'xmpp-hosting' "
              "command line tool, and mutual subscriptions for roster invites. Set "
              "mod_register's 'allow_modules' to [mod_xmpp_hosting_invites]. Ad-hoc commands "
              "(XEP-0401): urn:xmpp:invite#invite for local users when the domain lets users "

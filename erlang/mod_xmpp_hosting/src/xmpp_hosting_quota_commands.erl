@@ -83,15 +83,8 @@ repair() ->
 %%% Internal
 %%%===================================================================
 
-call(Fun, Format) ->
-    mod_xmpp_hosting:with_store(
-      fun(H) ->
-              case Fun(H) of
-                  {error, Err} -> mod_xmpp_hosting:command_error(Err);
-                  ok -> Format(ok);
-                  {ok, Value} -> Format(Value)
-              end
-      end).
+call(Call, Format) ->
+    mod_xmpp_hosting:run_command(Call, Format).
 
 user(<<>>) -> undefined;
 user(User) -> User.

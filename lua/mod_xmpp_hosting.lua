@@ -322,10 +322,10 @@ function quota_commands.clear(s, domain, username)
 	return true, ("%s@%s: exceptions removed, the domain's limits apply"):format(username, domain);
 end
 
--- Recounts storage from the files and open slots the ledger holds; --repair sets the running
--- totals to the recount.
+-- Recounts storage from the files and open slots the ledger holds (on the core's worker: seconds
+-- for a million files); --repair corrects the running totals that differ.
 function quota_commands.audit(s, repair)
-	local drifts, err = s:audit_upload_ledger(repair == "--repair");
+	local drifts, err = await(s:start_upload_audit(repair == "--repair"));
 	if not drifts then return false, err; end
 	if #drifts == 0 then return true, "The running totals match the files and slots"; end
 	local lines = {};

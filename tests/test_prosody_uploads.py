@@ -120,3 +120,6 @@ def test_admins_set_and_show_limits_with_prosodyctl(prosody, server):
     assert slot_for("carol", 20000).max_file_size == 1000
     audit = quota("audit")
     assert audit.returncode == 0 and audit.stdout.endswith("The running totals match the files and slots\n")
+    # Inside the server the recount runs on the core's worker while the shell's runner waits.
+    in_server = prosody.shell("xmpp_hosting:quota_audit()")
+    assert "The running totals match the files and slots" in in_server.stdout, in_server

@@ -55,9 +55,9 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("clear_user_upload_limits", |lua, h, (domain, username): (String, String)| {
         serialized(lua, || h.0.set_user_upload_limits(&domain, &username, None).map(|()| true))
     });
-    // Recounts every file: a maintenance command, not for the event loop's hot path.
-    m.add_method("audit_upload_ledger", |lua, h, repair: Option<bool>| {
-        serialized(lua, || h.0.audit_upload_ledger(repair.unwrap_or(false)))
+    // Recounts every file (seconds for a million): on the worker, a pending result to await.
+    m.add_method("start_upload_audit", |lua, h, repair: Option<bool>| {
+        outcome(lua, || h.0.start_upload_audit(repair.unwrap_or(false)).map(LuaPending::new))
     });
     m.add_method("start_upload_upkeep", |lua, h, roots: Vec<String>| {
         outcome(lua, || h.0.start_upload_upkeep(roots).map(LuaPending::new))

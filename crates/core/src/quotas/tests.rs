@@ -415,6 +415,43 @@ fn the_audit_finds_and_repairs_drift() {
 }
 
 #[test]
+fn a_repair_while_uploads_go_on_leaves_the_totals_exact() {
+    let dir = std::env::temp_dir().join(format!("xh-quota-repair-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("quota.db");
+    let opts = crate::OpenOptions { busy_timeout: std::time::Duration::from_secs(30) };
+    let admin = Hosting::open_with(&path, &opts).unwrap();
+    admin.add_domain("example.org").unwrap();
+    for i in 0..200 {
+        let r = granted(admin.authorize_upload("example.org", &format!("user{}", i % 10), 10).unwrap());
+        admin.commit_upload(r.id, 10, &format!("seed{i}")).unwrap();
+    }
+    // A lost decrement for every user and the domain.
+    admin.store().write(|tx| Ok(tx.execute("UPDATE upload_usage SET stored_bytes = stored_bytes + 5", [])?)).unwrap();
+    let uploader = {
+        let h = Hosting::open_with(&path, &opts).unwrap();
+        std::thread::spawn(move || {
+            for i in 0..300 {
+                let user = format!("user{}", i % 10);
+                let r = granted(h.authorize_upload("example.org", &user, 3).unwrap());
+                h.commit_upload(r.id, 3, &format!("live{i}")).unwrap();
+                if i % 4 == 0 {
+                    h.forget_file(&format!("seed{i}")).ok();
+                }
+            }
+        })
+    };
+    let mut repaired = 0;
+    while !uploader.is_finished() || repaired == 0 {
+        repaired += admin.audit_upload_ledger(true).unwrap().len();
+    }
+    uploader.join().unwrap();
+    assert!(repaired >= 12, "every user, the domain and the server drifted: {repaired}");
+    assert_eq!(admin.audit_upload_ledger(false).unwrap(), []);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn twenty_threads_uploading_and_failing_never_overshoot_and_never_drift() {
     let dir = std::env::temp_dir().join(format!("xh-quota-mixed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

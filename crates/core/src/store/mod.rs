@@ -86,6 +86,21 @@ impl Store {
         f(&self.lock())
     }
 
+    /// Runs a long read (a recount) in one transaction, so that it sees one snapshot, on a
+    /// connection of its own: in WAL mode it blocks no writer, and no caller of this handle
+    /// waits behind it for the shared connection. In memory there is only the one connection.
+    pub(crate) fn read_apart<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let Some(path) = &self.path else {
+            let mut conn = self.lock();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            return f(&tx);
+        };
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(self.busy_timeout)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        f(&tx)
+    }
+
     /// Copies what it can of the WAL back into the database without waiting for readers or
     /// blocking writers; returns (WAL pages, pages checkpointed).
     pub(crate) fn checkpoint(&self) -> Result<(i64, i64)> {

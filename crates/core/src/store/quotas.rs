@@ -250,8 +250,8 @@ pub(crate) fn recomputed_totals(c: &Connection) -> Result<Vec<ScopeTotals>> {
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Sets a scope's totals outright (an audit's repair).
-pub(crate) fn set_usage(
+/// Shifts a scope's totals by what an audit found missing or extra (its repair).
+pub(crate) fn shift_usage(
     c: &Connection,
     scope: &str,
     domain: &str,
@@ -260,8 +260,10 @@ pub(crate) fn set_usage(
     reserved: i64,
 ) -> Result<()> {
     c.prepare_cached(
-        "INSERT INTO upload_usage (scope, domain, username, stored_bytes, reserved_bytes) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (scope, domain, username) DO UPDATE SET stored_bytes = ?4, reserved_bytes = ?5",
+        "INSERT INTO upload_usage (scope, domain, username, stored_bytes, reserved_bytes)
+         VALUES (?1, ?2, ?3, max(?4, 0), max(?5, 0))
+         ON CONFLICT (scope, domain, username) DO UPDATE
+         SET stored_bytes = stored_bytes + ?4, reserved_bytes = reserved_bytes + ?5",
     )?
     .execute(params![scope, domain, username, stored, reserved])?;
     Ok(())

@@ -202,6 +202,17 @@ xh_status xh_upload_commit(xh_hosting *h, int64_t reservation, int64_t bytes, co
 // `h` is a live handle.
 xh_status xh_upload_release(xh_hosting *h, int64_t reservation);
 
+// A PUT for a slot granted under `slot_key` failed after the server had used the slot up:
+// gives the oldest open reservation of that key and size back now. `*out_released` (may be
+// NULL) tells whether one was open.
+//
+// # Safety
+// `h` is a live handle; `slot_key` a NUL-terminated string; `out_released` NULL or writable.
+xh_status xh_upload_release_keyed(xh_hosting *h,
+                                  const char *slot_key,
+                                  int64_t bytes,
+                                  bool *out_released);
+
 // A stored file was deleted: its bytes leave storage. `*out_known` (may be NULL) tells whether
 // the ledger knew the file.
 //

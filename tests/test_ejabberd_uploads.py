@@ -6,11 +6,11 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from harness.client import http_put, upload_max_file_size
+from harness.client import http_put, http_put_abandoned, upload_max_file_size
 from harness.clock import ServerClock
 from harness.common import run_cli
 from harness.ejabberd import Ejabberd
-from upload_scenarios import PASSWORD, USERS, UploadScenarios, UploadServer, no_limits  # noqa: F401 (autouse)
+from upload_scenarios import PASSWORD, USERS, UploadScenarios, UploadServer, no_limits, wait_for  # noqa: F401 (autouse)
 
 HOST = "uploads.example"
 
@@ -106,3 +106,18 @@ def test_admins_set_and_show_limits_with_ejabberdctl(ej, server):
         ej.ctl("xmpp_hosting_quota_clear", HOST, "carol")
     assert slot_for("carol", 20000).max_file_size == 1000
     assert ej.ctl("xmpp_hosting_quota_audit").stdout.strip() == ""
+
+
+def test_an_upload_cut_off_midway_gives_its_room_back_at_once(ej, server):
+    """mod_http_upload uses the slot up before the body arrives; a dropped connection must not
+    hold the user's quota until the slot's expiry five hours later."""
+    scenarios = UploadScenarios()
+    run_cli(ej.database, "quota", "set", HOST, "user_daily", "10")
+    [slot] = scenarios.slots(server, "frank", {"filename": "cut.bin", "size": 10})
+    assert slot.ok
+    [refused] = scenarios.slots(server, "frank", {"filename": "second.bin", "size": 10})
+    assert refused.error[:2] == ("wait", "resource-constraint")
+    http_put_abandoned(ej.http_port, slot.put_url, slot.headers, size=10, sent=3)
+    assert wait_for(lambda: scenarios.usage(server, "frank")["reserved"] == 0)
+    assert scenarios.upload(server, "frank", "again.bin", b"0123456789")
+    assert scenarios.usage(server, "frank")["stored"] == 10

@@ -356,6 +356,14 @@ int main(int argc, char **argv) {
            "xh_upload_commit_keyed(no slot of that size left)");
     expect(xh_upload_commit_keyed(h, dir, 20, gone), XH_OK, NULL, "xh_upload_commit_keyed(20)");
     expect(xh_upload_commit_keyed(h, NULL, 20, gone), XH_ERR_NULL_POINTER, "slot_key", "xh_upload_commit_keyed(NULL)");
+    expect(xh_upload_authorize_keyed(h, "example.org", "alice", 30, dir, 0, NULL), XH_OK, NULL,
+           "xh_upload_authorize_keyed(third)");
+    bool released = false;
+    expect(xh_upload_release_keyed(h, dir, 30, &released), XH_OK, NULL, "xh_upload_release_keyed");
+    check(released, "a failed upload gives its open reservation back");
+    expect(xh_upload_release_keyed(h, dir, 30, &released), XH_OK, NULL, "xh_upload_release_keyed(again)");
+    check(!released, "nothing of that key and size is open any more");
+    expect(xh_upload_release_keyed(h, NULL, 10, NULL), XH_ERR_NULL_POINTER, "slot_key", "xh_upload_release_keyed(NULL)");
     uint64_t checked = 0, forgotten = 0;
     expect(xh_upload_sweep(h, dir, &checked, &forgotten), XH_OK, NULL, "xh_upload_sweep");
     check(checked == 2 && forgotten == 1, "the sweep forgets the file that is not there");

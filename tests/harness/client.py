@@ -304,6 +304,18 @@ def http_put(http_port: int, url: str, headers: dict, body: bytes) -> int:
         conn.close()
 
 
+def http_put_abandoned(http_port: int, url: str, headers: dict, size: int, sent: int):
+    """Starts a PUT of `size` bytes to a slot URL and hangs up after `sent` of them, as a phone
+    losing its connection mid-upload does."""
+    from urllib.parse import urlsplit
+    u = urlsplit(url)
+    head = "".join(f"{k}: {v}\r\n" for k, v in {**headers, "Host": u.netloc, "Content-Length": size,
+                                               "Content-Type": "application/octet-stream"}.items())
+    with socket.create_connection((LOOPBACK, http_port), timeout=10) as s:
+        s.sendall(f"PUT {u.path} HTTP/1.1\r\n{head}\r\n".encode() + b"x" * sent)
+        time.sleep(0.2)
+
+
 def upload_max_file_size(port: int, jid: str, password: str, service: str, timeout: float = 20) -> int | None:
     """The max-file-size an upload service advertises to `jid` in disco#info (XEP-0363 §4)."""
     async def ask(client):

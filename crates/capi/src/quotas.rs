@@ -48,6 +48,28 @@ pub unsafe extern "C" fn xh_upload_release(h: *mut xh_hosting, reservation: i64)
     guard(|| Ok(hosting(h)?.release_upload(reservation)?))
 }
 
+/// A PUT for a slot granted under `slot_key` failed after the server had used the slot up:
+/// gives the oldest open reservation of that key and size back now. `*out_released` (may be
+/// NULL) tells whether one was open.
+///
+/// # Safety
+/// `h` is a live handle; `slot_key` a NUL-terminated string; `out_released` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn xh_upload_release_keyed(
+    h: *mut xh_hosting,
+    slot_key: *const c_char,
+    bytes: i64,
+    out_released: *mut bool,
+) -> xh_status {
+    guard(|| {
+        let released = hosting(h)?.release_keyed_upload(text(slot_key, "slot_key")?, bytes)?;
+        if !out_released.is_null() {
+            *out_released = released;
+        }
+        Ok(())
+    })
+}
+
 /// A stored file was deleted: its bytes leave storage. `*out_known` (may be NULL) tells whether
 /// the ledger knew the file.
 ///

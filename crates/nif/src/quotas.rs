@@ -71,6 +71,13 @@ fn commit_keyed_upload<'a>(
     reply_unit(env, handle.hosting.commit_keyed_upload(text(&key)?, bytes, text(&file)?))
 }
 
+/// `release_keyed_upload(H, SlotKey, Bytes)` -> `{ok, Released}`: a PUT failed after the slot
+/// was used up; the oldest open reservation of that key and size is given back now.
+#[rustler::nif(schedule = "DirtyIo")]
+fn release_keyed_upload<'a>(env: Env<'a>, handle: Handle, key: Binary<'a>, bytes: i64) -> NifResult<Term<'a>> {
+    reply(env, handle.hosting.release_keyed_upload(text(&key)?, bytes), |env, released| Ok(released.encode(env)))
+}
+
 #[rustler::nif(schedule = "DirtyIo")]
 fn release_upload(env: Env<'_>, handle: Handle, id: i64) -> NifResult<Term<'_>> {
     reply_unit(env, handle.hosting.release_upload(id))

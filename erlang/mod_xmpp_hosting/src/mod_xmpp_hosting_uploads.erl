@@ -15,7 +15,8 @@
 %%%     to mod_http_upload:process/2 and counts a PUT answered 201. The slot request names only
 %%%     the uploader's directory, so the grant is reserved under that directory (the slot key)
 %%%     and the finished PUT, which names the same directory, commits it. The file is recorded
-%%%     under its path.
+%%%     under its path. A PUT that fails after mod_http_upload used the slot up (the connection
+%%%     closed: 404; the write failed: 500) gives its reservation back at once.
 %%%   - deletion: every `sweep_interval` the core looks for the recorded files under
 %%%     mod_http_upload's docroot and forgets those gone (expired by mod_http_upload_quota's
 %%%     `max_days`, removed with their account, or by an admin), on its worker thread. The same
@@ -205,12 +206,16 @@ adhoc_local_commands(Acc, _From, _To, _Request) ->
 %%% HTTP: completed uploads
 %%%===================================================================
 
-%% @doc The request handler for the upload path: mod_http_upload does the work; a PUT it
-%% answers 201 is counted.
+%% @doc The request handler for the upload path: mod_http_upload does the work. A PUT it
+%% answers 201 is counted. It answers 404 (the client's connection closed) or 500 (the file
+%% could not be written) after it has used the slot up, so those give the reservation back now
+%% rather than at the slot's expiry; a 413 (wrong size) or 403 (no such slot) leaves it alone.
 process(LocalPath, #request{method = 'PUT', length = Length} = Request) ->
     Response = mod_http_upload:process(LocalPath, Request),
     case Response of
-        {201, _, _} -> count_upload(Request, Length);
+        {201, _, _} -> with_slot(Request, fun(H, UserDir, FileId) -> count(H, UserDir, Length, FileId) end);
+        {Failed, _, _} when Failed == 404; Failed == 500 ->
+            with_slot(Request, fun(H, UserDir, _FileId) -> release(H, UserDir, Length, Failed) end);
         _ -> ok
     end,
     Response;
@@ -218,29 +223,41 @@ process(LocalPath, Request) ->
     mod_http_upload:process(LocalPath, Request).
 
 %% The upload's slot is the last three path components, UserDir/Random/File, below the prefix
-%% that (with the Host) names the mod_http_upload process that issued it.
-count_upload(#request{host = Host0, path = Path}, Length) when length(Path) >= 3 ->
+%% that (with the Host) names the mod_http_upload process that issued it; the reservation's key
+%% is the user's directory.
+with_slot(#request{host = Host0, path = Path}, Fun) when length(Path) >= 3 ->
     Host = jid:nameprep(Host0),
     {Prefix, [UserStr, Rand, File]} = lists:split(length(Path) - 3, Path),
     Proc = gen_mod:get_module_proc(str:join([Host | Prefix], <<$/>>), mod_http_upload),
     try
         {ok, DocRoot, _} = gen_server:call(Proc, get_conf),
         UserDir = <<DocRoot/binary, $/, UserStr/binary>>,
-        FileId = str:join([UserDir, Rand, File], <<$/>>),
         {ok, H} = store_of(Proc),
-        case xmpp_hosting_nif:commit_keyed_upload(H, UserDir, Length, FileId) of
-            ok -> ?DEBUG("xmpp_hosting_uploads: counted ~ts (~B bytes)", [FileId, Length]);
-            {error, {not_found, _}} ->
-                %% A slot granted before this module was loaded, or for a domain it does not host.
-                ?DEBUG("xmpp_hosting_uploads: ~ts has no reservation; not counted", [FileId]);
-            {error, Err} ->
-                ?ERROR_MSG("xmpp_hosting_uploads: cannot count upload ~ts: ~p", [FileId, Err])
-        end
+        Fun(H, UserDir, str:join([UserDir, Rand, File], <<$/>>))
     catch Class:Reason ->
-            ?ERROR_MSG("xmpp_hosting_uploads: cannot count an upload for ~ts: ~p:~p", [Host, Class, Reason])
+            ?ERROR_MSG("xmpp_hosting_uploads: cannot account for an upload to ~ts: ~p:~p", [Host, Class, Reason])
     end;
-count_upload(_Request, _Length) ->
+with_slot(_Request, _Fun) ->
     ok.
+
+count(H, UserDir, Length, FileId) ->
+    case xmpp_hosting_nif:commit_keyed_upload(H, UserDir, Length, FileId) of
+        ok -> ?DEBUG("xmpp_hosting_uploads: counted ~ts (~B bytes)", [FileId, Length]);
+        {error, {not_found, _}} ->
+            %% A slot granted before this module was loaded, or for a domain it does not host.
+            ?DEBUG("xmpp_hosting_uploads: ~ts has no reservation; not counted", [FileId]);
+        {error, Err} ->
+            ?ERROR_MSG("xmpp_hosting_uploads: cannot count upload ~ts: ~p", [FileId, Err])
+    end.
+
+release(H, UserDir, Length, Status) ->
+    case xmpp_hosting_nif:release_keyed_upload(H, UserDir, Length) of
+        {ok, Released} ->
+            ?DEBUG("xmpp_hosting_uploads: PUT to ~ts answered ~B; reservation released: ~p",
+                   [UserDir, Status, Released]);
+        {error, Err} ->
+            ?ERROR_MSG("xmpp_hosting_uploads: cannot release a failed upload's slot: ~p", [Err])
+    end.
 
 %% The store of the virtual host whose mod_http_upload process issued the slot.
 store_of(Proc) ->

@@ -22,7 +22,7 @@
 -export([create_invite/2, check_invite/3, invites/2, revoke_invite/3, purge_invites/1,
          invite_audit/3, begin_registration/2, finish_registration/3,
          preauthorize_subscription/4]).
--export([authorize_upload/6, commit_upload/4, commit_keyed_upload/4, release_upload/2,
+-export([authorize_upload/6, commit_upload/4, commit_keyed_upload/4, release_keyed_upload/3, release_upload/2,
          forget_file/2, upload_report/3, describe_upload_usage/3, upload_upkeep/3, audit_upload_ledger/2,
          set_upload_limit/5, clear_user_upload_limits/3]).
 -export([so_path/0]).
@@ -168,6 +168,11 @@ commit_upload(_H, _Reservation, _Bytes, _FileId) -> not_loaded(?LINE).
 
 -spec commit_keyed_upload(handle(), binary(), non_neg_integer(), binary()) -> ok | error().
 commit_keyed_upload(_H, _SlotKey, _Bytes, _FileId) -> not_loaded(?LINE).
+
+%% A PUT failed after mod_http_upload used the slot up: {ok, true} when an open reservation of
+%% that key and size was given back.
+-spec release_keyed_upload(handle(), binary(), integer()) -> {ok, boolean()} | error().
+release_keyed_upload(_H, _Key, _Bytes) -> not_loaded(?LINE).
 
 -spec release_upload(handle(), integer()) -> ok | error().
 release_upload(_H, _Reservation) -> not_loaded(?LINE).

@@ -90,12 +90,18 @@ fn add_totals(tx: &Connection, domain: &str, user: &str, stored: i64, reserved: 
 fn expire(tx: &Connection, now: Timestamp, limit: i64) -> Result<usize> {
     let ids = sql::expired_reservations(tx, now, limit)?;
     for &id in &ids {
-        if let Some((domain, user, size, false)) = sql::reservation(tx, id)? {
-            add_totals(tx, &domain, &user, 0, -size)?;
-            sql::mark_released(tx, id)?;
-        }
+        release_open(tx, id)?;
     }
     Ok(ids.len() + sql::delete_released(tx, now - KEEP_RELEASED, limit)?)
+}
+
+/// Gives an open reservation's bytes back and keeps it on record as released (so that a late
+/// upload still finds its slot); `false` if it was released already.
+fn release_open(tx: &Connection, id: i64) -> Result<bool> {
+    let Some((domain, user, size, false)) = sql::reservation(tx, id)? else { return Ok(false) };
+    add_totals(tx, &domain, &user, 0, -size)?;
+    sql::mark_released(tx, id)?;
+    Ok(true)
 }
 
 impl Hosting {
@@ -213,6 +219,19 @@ impl Hosting {
             let reservation = sql::reservation_by_key(tx, slot_key, bytes)?
                 .ok_or_else(|| Error::not_found("upload reservation", format!("{slot_key} ({bytes} bytes)")))?;
             commit(tx, reservation, bytes, file_id, now)
+        })
+    }
+
+    /// A PUT for a slot granted under `slot_key` failed after the server had used the slot up
+    /// (the client's connection closed, the disk failed): gives the oldest open reservation of
+    /// that key and size back at once, rather than at the slot's expiry hours later. It stays on
+    /// record as released, so should the slot work after all, the upload is still counted.
+    /// `false` when no open reservation matches.
+    pub fn release_keyed_upload(&self, slot_key: &str, bytes: i64) -> Result<bool> {
+        check_key("slot key", slot_key)?;
+        self.store().write(|tx| match sql::reservation_by_key(tx, slot_key, bytes)? {
+            Some(id) => release_open(tx, id),
+            None => Ok(false),
         })
     }
 

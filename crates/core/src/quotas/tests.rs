@@ -539,6 +539,30 @@ fn a_keyed_upload_completes_the_oldest_slot_of_its_key_and_size() {
 }
 
 #[test]
+fn a_failed_keyed_upload_gives_its_room_back_at_once_and_still_counts_if_it_completes() {
+    let (h, _) = hosting(UploadLimits { user_daily: Some(100), ..Default::default() });
+    let key = "/srv/upload/abc123";
+    granted(h.authorize_keyed_upload("example.org", "alice", 100, key, None).unwrap());
+    assert_eq!(
+        denied(h.authorize_keyed_upload("example.org", "alice", 100, key, None).unwrap()).limit,
+        UploadLimit::UserDaily
+    );
+    assert!(h.release_keyed_upload(key, 100).unwrap());
+    assert!(!h.release_keyed_upload(key, 100).unwrap(), "nothing open is left to release");
+    assert!(!h.release_keyed_upload(key, 99).unwrap());
+    assert_eq!(h.upload_usage("example.org", Some("alice")).unwrap().reserved, 0);
+    // The room is back now, not hours later; and the released slot, should it work after all,
+    // is counted when it completes.
+    granted(h.authorize_keyed_upload("example.org", "alice", 100, key, None).unwrap());
+    h.commit_keyed_upload(key, 100, &format!("{key}/r1/a.bin")).unwrap();
+    h.commit_keyed_upload(key, 100, &format!("{key}/r2/b.bin")).unwrap();
+    let u = h.upload_usage("example.org", Some("alice")).unwrap();
+    assert_eq!((u.stored, u.reserved, u.daily), (200, 0, 200));
+    assert!(h.audit_upload_ledger(false).unwrap().is_empty());
+    assert_eq!(h.release_keyed_upload("", 1).unwrap_err().code(), "invalid-argument");
+}
+
+#[test]
 fn the_sweep_forgets_files_gone_from_under_its_root_only() {
     let (h, _) = hosting(UploadLimits::default());
     let dir = std::env::temp_dir().join(format!("xh-sweep-{}", std::process::id()));

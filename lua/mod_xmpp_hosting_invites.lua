@@ -21,6 +21,7 @@ local jid_bare = require "util.jid".bare;
 local datetime = require "util.datetime";
 local dataforms = require "util.dataforms";
 local rostermanager = require "core.rostermanager";
+local usermanager = require "core.usermanager";
 
 local xmpp_hosting = module:depends("xmpp_hosting");
 local get_store = xmpp_hosting.get_store;
@@ -201,7 +202,8 @@ module:hook("presence/bare", function(event)
 	local token = preauth and preauth.attr.token;
 	local inviter, contact = jid_bare(stanza.attr.to), jid_bare(stanza.attr.from);
 	local username = inviter and jid_split(inviter);
-	if not (token and username and contact) or rostermanager.is_contact_subscribed(username, host, contact) then
+	if not (token and username and contact) or not usermanager.user_exists(username, host)
+		or rostermanager.is_contact_subscribed(username, host, contact) then
 		return;
 	end
 	local store, err = get_store();

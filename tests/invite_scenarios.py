@@ -28,6 +28,7 @@ class ServerUnderTest:
     c2s_port: int
     database: Path
     add_user: Callable[[str, str], None]
+    remove_user: Callable[[str], None]
     running: Callable[[], bool]
 
     def jid(self, user: str) -> str:
@@ -142,6 +143,16 @@ class InviteScenarios:
         assert client.subscription_request_from(server.c2s_port, server.jid("inviter3"), "inviter-pass",
                                                 server.jid("stranger"))
         assert client.roster(server.c2s_port, server.jid("inviter3"), "inviter-pass") == {}
+        assert self.uses_left(server, inv["invite"]["id"]) == [1]
+
+    def test_a_roster_invite_of_a_removed_account_approves_nothing(self, server):
+        server.add_user("leaving", "leaving-pass")
+        server.add_user("late", "late-pass")
+        inv = self.invite(server, "--kind", "roster", "--inviter", server.jid("leaving"))
+        server.remove_user("leaving")
+        with pytest.raises(TimeoutError):
+            client.subscribe_with_token(server.c2s_port, server.jid("late"), "late-pass",
+                                        server.jid("leaving"), inv["token"], until="both", timeout=3)
         assert self.uses_left(server, inv["invite"]["id"]) == [1]
 
     def test_group_invite_admits_exactly_its_uses(self, server):

@@ -38,7 +38,7 @@ def ej(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(ej):
-    return ServerUnderTest(ej.host, ej.c2s_port, ej.database, ej.register, ej.is_running)
+    return ServerUnderTest(ej.host, ej.c2s_port, ej.database, ej.register, ej.unregister, ej.is_running)
 
 
 class TestEjabberdInvites(InviteScenarios):

@@ -25,7 +25,8 @@ def prosody(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(prosody):
-    return ServerUnderTest(prosody.host, prosody.c2s_port, prosody.database, prosody.create_user, prosody.running)
+    return ServerUnderTest(prosody.host, prosody.c2s_port, prosody.database, prosody.create_user,
+                           prosody.delete_user, prosody.running)
 
 
 class TestProsodyInvites(InviteScenarios):

@@ -214,6 +214,10 @@ class Ejabberd:
         """Creates an account."""
         self.ctl("register", user, host or self.host, password)
 
+    def unregister(self, user: str, host: str | None = None):
+        """Removes an account (and its roster)."""
+        self.ctl("unregister", user, host or self.host)
+
     def eval(self, expr: str, timeout: float = 60) -> str:
         """Evaluates Erlang expressions inside the node; returns the last value printed with ~p.
 

@@ -142,6 +142,11 @@ class Prosody:
         if r.returncode != 0:
             raise RuntimeError(f"prosodyctl register failed: {r.stdout}{r.stderr}")
 
+    def delete_user(self, username: str):
+        r = self.ctl("deluser", f"{username}@{self.host}")
+        if r.returncode != 0:
+            raise RuntimeError(f"prosodyctl deluser failed: {r.stdout}{r.stderr}")
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 

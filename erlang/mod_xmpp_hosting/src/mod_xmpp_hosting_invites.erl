@@ -251,7 +251,9 @@ preauth_token(#presence{sub_els = Els}) ->
         _ -> undefined
     end.
 
-%% mod_roster recorded the request and the inviter has not approved the contact yet.
+%% mod_roster recorded the request and the inviter has not approved the contact yet. (A request
+%% to an account that no longer exists is bounced before this hook: the invite scenarios check
+%% that a removed inviter's token approves nothing.)
 pending_in(#jid{luser = User, lserver = Server}, Contact) ->
     {Sub, Ask, _} = ejabberd_hooks:run_fold(roster_get_jid_info, Server, {none, none, []},
                                             [User, Server, Contact]),

@@ -13,7 +13,7 @@ from harness.common import run_cli
 from harness.ejabberd import Ejabberd
 from harness.clock import ServerClock
 from harness.knot import Knot, point_store_at, zone_text
-from dns_scenarios import a_lost_domain_is_logged_and_told_to_the_admins
+from dns_scenarios import a_lost_domain_is_logged_and_told_to_the_admins, a_suspended_customer_domain_takes_no_registrations
 
 ZONE = "customer.example"
 
@@ -89,3 +89,16 @@ def test_a_lost_domain_is_logged_and_told_to_the_admins(tmp_path):
         node.register("boss", "pw-123456")
         a_lost_domain_is_logged_and_told_to_the_admins(node.database, clock, node.c2s_port, "boss@test.example",
                                                        "pw-123456", lambda: node.log_file.read_text(), tmp_path)
+
+
+def test_a_suspended_customer_domain_takes_no_registrations(tmp_path):
+    clock = ServerClock(tmp_path)
+    modules = """  mod_roster: {}
+  mod_register:
+    allow_modules: [mod_xmpp_hosting_invites]
+  mod_xmpp_hosting_invites: {}
+"""
+    with Ejabberd(tmp_path / "ejabberd", host=ZONE, install="config", module_options={"recheck_interval": 1},
+                  extra_modules=modules, extra_config="registration_timeout: infinity\n",
+                  server_env=clock.env) as node:
+        a_suspended_customer_domain_takes_no_registrations(node.database, clock, node.c2s_port, tmp_path)

@@ -14,7 +14,7 @@ from harness.common import run_cli
 from harness.clock import ServerClock
 from harness.knot import Knot, point_store_at, zone_text
 from harness.prosody import Prosody
-from dns_scenarios import a_lost_domain_is_logged_and_told_to_the_admins
+from dns_scenarios import a_lost_domain_is_logged_and_told_to_the_admins, a_suspended_customer_domain_takes_no_registrations
 
 ZONE = "customer.example"
 
@@ -89,3 +89,10 @@ def test_a_lost_domain_is_logged_and_told_to_the_admins(tmp_path):
         a_lost_domain_is_logged_and_told_to_the_admins(server.database, clock, server.c2s_port,
                                                        "admin@localhost.example", "pw-123456", server.log_text,
                                                        tmp_path)
+
+
+def test_a_suspended_customer_domain_takes_no_registrations(tmp_path):
+    clock = ServerClock(tmp_path)
+    with Prosody(tmp_path / "prosody", host=ZONE, host_modules=["xmpp_hosting_invites"],
+                 options={"xmpp_hosting_recheck_interval": 1}, server_env=clock.env) as server:
+        a_suspended_customer_domain_takes_no_registrations(server.database, clock, server.c2s_port, tmp_path)

@@ -328,6 +328,9 @@ impl Hosting {
         let domain = self.require_domain(&new.domain)?;
         let settings = &domain.settings.registration;
         let name = &domain.name;
+        if self.store().read(|c| crate::verification::is_suspended(c, &domain))? {
+            return Err(Error::NotAllowed(format!("{name} is suspended: its DNS proof is missing")));
+        }
         let created_by = match &new.created_by {
             Creator::Admin => "admin".to_string(),
             Creator::User(jid) => {

@@ -93,6 +93,8 @@ pub enum Refusal {
     InvalidInvite,
     /// The domain does not allow in-band registration at all.
     RegistrationClosed,
+    /// A customer's domain whose DNS proof is gone for good: not served until proved again.
+    DomainSuspended,
     /// Not a username we accept (empty, too long, forbidden characters).
     InvalidUsername,
     /// Reserved, or held for someone's invite.
@@ -111,7 +113,9 @@ impl Refusal {
     /// The stanza error type and condition (RFC 6120 §8.3) both servers answer with.
     pub fn condition(&self) -> (&'static str, &'static str) {
         match self {
-            Refusal::InviteRequired | Refusal::RegistrationClosed => ("cancel", "not-allowed"),
+            Refusal::InviteRequired | Refusal::RegistrationClosed | Refusal::DomainSuspended => {
+                ("cancel", "not-allowed")
+            }
             Refusal::InvalidInvite => ("cancel", "forbidden"),
             Refusal::InvalidUsername => ("modify", "not-acceptable"),
             Refusal::UsernameReserved | Refusal::UsernameBlocked => ("cancel", "conflict"),
@@ -126,6 +130,7 @@ impl Refusal {
             Refusal::InviteRequired => "Registration on this server requires an invite".into(),
             Refusal::InvalidInvite => "The invite is not valid (unknown, expired or already used)".into(),
             Refusal::RegistrationClosed => "Registration on this server is closed".into(),
+            Refusal::DomainSuspended => "This domain is suspended: registration is not possible".into(),
             Refusal::InvalidUsername => "The username is not valid".into(),
             Refusal::UsernameReserved => "The username is reserved".into(),
             Refusal::UsernameBlocked => "The username is not available".into(),
@@ -141,6 +146,7 @@ impl Refusal {
             Refusal::InviteRequired => "invite-required",
             Refusal::InvalidInvite => "invalid-invite",
             Refusal::RegistrationClosed => "registration-closed",
+            Refusal::DomainSuspended => "domain-suspended",
             Refusal::InvalidUsername => "invalid-username",
             Refusal::UsernameReserved => "username-reserved",
             Refusal::UsernameBlocked => "username-blocked",

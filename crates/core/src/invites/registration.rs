@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::policy::{normalize_username, Refusal, RegistrationPolicy};
 use super::{audit, token, AuditAction, InviteKind, InviteStatus};
 use crate::store::invites as sql;
+use crate::verification::is_suspended;
 use crate::{DomainName, Error, Hosting, Result, Timestamp};
 
 const DAY: i64 = 24 * 3600;
@@ -65,6 +66,9 @@ impl Hosting {
         let now = self.now();
 
         self.store().write(|tx| {
+            if is_suspended(tx, &domain)? {
+                return refuse(Refusal::DomainSuspended);
+            }
             let (invite_id, invite_kind, roster_with) = match req.token {
                 Some(t) => {
                     let invite =

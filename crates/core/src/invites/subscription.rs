@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{audit, bare_jid_on, token, AuditAction, InviteKind, InviteStatus};
 use crate::store::invites as sql;
+use crate::verification::is_suspended;
 use crate::{DomainName, Error, Hosting, Result};
 
 /// The longest JID RFC 7622 allows: three parts of at most 1023 bytes and two separators.
@@ -35,6 +36,8 @@ pub enum IgnoredToken {
     OtherInviter,
     /// The inviter presenting their own invite.
     OwnInvite,
+    /// The domain is suspended (see [`crate::verification`]).
+    DomainSuspended,
 }
 
 impl Hosting {
@@ -59,6 +62,9 @@ impl Hosting {
         }
         let now = self.now();
         self.store().write(|tx| {
+            if is_suspended(tx, &domain)? {
+                return ignored(IgnoredToken::DomainSuspended);
+            }
             let invite = sql::invite_by_hash(tx, &domain.name, &token::hash(token))?;
             let Some(invite) = invite.filter(|i| i.status(now) == InviteStatus::Active) else {
                 return ignored(IgnoredToken::InvalidInvite);

@@ -20,6 +20,8 @@ pub enum UploadLimit {
     DomainDaily,
     DomainWeekly,
     DomainMonthly,
+    /// Not a limit: the domain is suspended (see [`crate::verification`]) and takes no uploads.
+    DomainSuspended,
 }
 
 pub(crate) const USER_WINDOWS: [UploadLimit; 3] =
@@ -48,6 +50,7 @@ impl Denial {
     pub fn condition(&self) -> (&'static str, &'static str) {
         match self.limit {
             UploadLimit::FileSize => ("modify", "not-acceptable"),
+            UploadLimit::DomainSuspended => ("cancel", "not-allowed"),
             _ => ("wait", "resource-constraint"),
         }
     }
@@ -56,6 +59,7 @@ impl Denial {
     pub fn text(&self) -> String {
         let what = match self.limit {
             UploadLimit::FileSize => return format!("File too large: the maximum is {} bytes", self.limit_value),
+            UploadLimit::DomainSuspended => return "This domain is suspended: uploads are not accepted".into(),
             UploadLimit::UserStorage => "your storage",
             UploadLimit::DomainStorage => "this domain's storage",
             UploadLimit::GlobalStorage => "the server's storage",

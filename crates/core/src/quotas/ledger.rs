@@ -12,6 +12,7 @@ use super::policy::{user_overrides, EffectiveLimits};
 use super::username_of;
 use super::windows::{self, as_i64, Scope, DAY};
 use crate::store::quotas as sql;
+use crate::verification::is_suspended;
 use crate::{Error, Hosting, Result, Timestamp};
 
 /// Expired reservations released, and long-released ones forgotten, per decision: bounded work
@@ -149,6 +150,16 @@ impl Hosting {
         let now = self.now();
         self.store().write(|tx| {
             expire(tx, now, EXPIRE_PER_CALL)?;
+            if is_suspended(tx, &d)? {
+                let limit = UploadLimit::DomainSuspended;
+                return Ok(UploadDecision::Denied(Denial {
+                    limit,
+                    limit_value: 0,
+                    usage: 0,
+                    requested: size_u,
+                    retry_at: None,
+                }));
+            }
             let limits = EffectiveLimits::new(&d.settings.uploads, &user_overrides(tx, name, &user)?);
             let deny = |denial| Ok(UploadDecision::Denied(denial));
             if let Some(max) = limits.max_file_size.filter(|&max| size_u > max) {

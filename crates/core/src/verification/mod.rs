@@ -357,6 +357,14 @@ fn apply_check(
     Ok(claim)
 }
 
+/// Whether a customer's domain lost its proof for good: its owner's claim is suspended. It stays
+/// stored (settings, invites and files wait for a fresh proof) but is not served: no
+/// registrations, invites or uploads. A domain an operator added without a claim is always served.
+pub(crate) fn is_suspended(c: &rusqlite::Connection, domain: &crate::Domain) -> Result<bool> {
+    let Some(owner) = &domain.settings.owner else { return Ok(false) };
+    Ok(sql::claim(c, domain.name.as_str(), owner)?.is_some_and(|claim| claim.state == ClaimState::Suspended))
+}
+
 /// Runs `jobs` as tasks of the worker, at most `limit` at a time, and gives their outputs in the
 /// order of `jobs`. Bounded so that ten thousand domains do not mean ten thousand sockets.
 async fn bounded<F>(jobs: impl IntoIterator<Item = F>, limit: usize) -> Vec<F::Output>
@@ -453,5 +461,50 @@ mod tests {
         let reasons: Vec<_> = h.claim_history("example.org").unwrap().into_iter().map(|e| e.reason).collect();
         assert!(reasons.contains(&"proved by another account (bob)".to_string()), "{reasons:?}");
         assert!(reasons.contains(&"proof missing past the grace period".to_string()));
+    }
+
+    #[test]
+    fn a_suspended_domain_is_not_served_until_proved_again() {
+        use crate::invites::SubscriptionDecision;
+        use crate::invites::{IgnoredToken, InviteKind, NewInvite, Refusal, RegistrationDecision, RegistrationRequest};
+        use crate::quotas::{UploadDecision, UploadLimit};
+        let clock = crate::ManualClock::new(1_700_000_000);
+        let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
+        let dns = DnsSettings { grace_period: 1000, ..Default::default() };
+        h.claim_domain("her-name.org", "alice").unwrap();
+        h.record_check("her-name.org", "alice", (Evidence::Found, None), &dns).unwrap();
+        h.set_domain_setting("her-name.org", "registration.policy", "open").unwrap();
+        let mut roster = NewInvite::account("her-name.org");
+        (roster.kind, roster.inviter) = (InviteKind::Roster, Some("alice@her-name.org".into()));
+        let token = h.create_invite(&roster).unwrap().token;
+        let register = || {
+            let req = RegistrationRequest { domain: "her-name.org", username: "bob", ip: None, token: None };
+            h.begin_registration(&req).unwrap()
+        };
+        let upload = || h.authorize_upload("her-name.org", "alice", 10).unwrap();
+        let subscribe = || h.preauthorize_subscription("alice@her-name.org", "carol@elsewhere.example", &token);
+        assert!(matches!(register(), RegistrationDecision::Allowed(_)));
+        assert!(matches!(upload(), UploadDecision::Granted(_)));
+        // Lost: still served through the grace period.
+        h.record_check("her-name.org", "alice", (Evidence::Absent, None), &dns).unwrap();
+        assert!(matches!(upload(), UploadDecision::Granted(_)));
+        clock.advance(1000);
+        h.record_check("her-name.org", "alice", (Evidence::Absent, None), &dns).unwrap();
+        assert_eq!(register(), RegistrationDecision::Refused(Refusal::DomainSuspended));
+        match upload() {
+            UploadDecision::Denied(d) => {
+                assert_eq!((d.limit, d.condition()), (UploadLimit::DomainSuspended, ("cancel", "not-allowed")))
+            }
+            granted => panic!("{granted:?}"),
+        }
+        assert_eq!(h.create_invite(&NewInvite::account("her-name.org")).unwrap_err().code(), "not-allowed");
+        assert_eq!(subscribe().unwrap(), SubscriptionDecision::Ignored { reason: IgnoredToken::DomainSuspended });
+        // Proved again: served again, the invite still unused.
+        h.record_check("her-name.org", "alice", (Evidence::Found, None), &dns).unwrap();
+        assert!(matches!(subscribe().unwrap(), SubscriptionDecision::Approved { .. }));
+        assert!(matches!(upload(), UploadDecision::Granted(_)));
+        // A domain the operator added without a claim is always served.
+        h.add_domain("operator.example").unwrap();
+        assert!(matches!(h.authorize_upload("operator.example", "x", 1).unwrap(), UploadDecision::Granted(_)));
     }
 }

@@ -17,6 +17,8 @@ pub mod invites;
 pub mod quotas;
 pub mod settings;
 mod store;
+#[cfg(test)]
+mod test_store;
 pub mod verification;
 mod worker;
 

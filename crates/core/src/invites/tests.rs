@@ -293,18 +293,15 @@ fn another_domains_token_does_not_work() {
 
 #[test]
 fn racing_redemptions_of_a_single_use_invite_have_one_winner() {
-    let dir = std::env::temp_dir().join(format!("xh-invite-race-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("race.db");
-    let opts = crate::OpenOptions { busy_timeout: std::time::Duration::from_secs(30) };
-    let admin = Hosting::open_with(&path, &opts).unwrap();
+    let store = crate::test_store::TestStore::new("invite-race");
+    let admin = store.open();
     admin.add_domain("example.org").unwrap();
     let inv = admin.create_invite(&NewInvite::account("example.org")).unwrap();
     let barrier = Arc::new(Barrier::new(32));
     let threads: Vec<_> = (0..32)
         .map(|i| {
             // Each thread has its own connection, like separate server processes would.
-            let h = Hosting::open_with(&path, &opts).unwrap();
+            let h = store.open();
             let token = inv.token.clone();
             let barrier = barrier.clone();
             std::thread::spawn(move || {
@@ -327,7 +324,6 @@ fn racing_redemptions_of_a_single_use_invite_have_one_winner() {
         .count();
     assert_eq!(wins, 1);
     assert_eq!(admin.invites("example.org").unwrap()[0].uses_left, 0);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

@@ -213,11 +213,8 @@ fn denials_serialise_with_their_stanza_error() {
 
 #[test]
 fn twenty_parallel_requests_never_overshoot_a_cap() {
-    let dir = std::env::temp_dir().join(format!("xh-quota-race-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("quota.db");
-    let opts = crate::OpenOptions { busy_timeout: std::time::Duration::from_secs(30) };
-    let admin = Hosting::open_with(&path, &opts).unwrap();
+    let store = crate::test_store::TestStore::new("quota-race");
+    let admin = store.open();
     admin
         .add_domain_with(
             "example.org",
@@ -230,7 +227,7 @@ fn twenty_parallel_requests_never_overshoot_a_cap() {
     let barrier = Arc::new(Barrier::new(20));
     let grants: usize = (0..20)
         .map(|_| {
-            let h = Hosting::open_with(&path, &opts).unwrap();
+            let h = store.open();
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 barrier.wait();
@@ -243,18 +240,15 @@ fn twenty_parallel_requests_never_overshoot_a_cap() {
         .sum();
     assert_eq!(grants, 3);
     assert_eq!(admin.upload_usage("example.org", Some("alice")).unwrap().reserved, 900);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn counts_survive_a_restart_exactly() {
-    let dir = std::env::temp_dir().join(format!("xh-quota-restart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("quota.db");
+    let store = crate::test_store::TestStore::new("quota-restart");
     let clock = ManualClock::new(T0);
     let pending;
     {
-        let h = Hosting::open(&path).unwrap().with_clock(clock.clone());
+        let h = store.open().with_clock(clock.clone());
         h.add_domain("example.org").unwrap();
         let kept = upload(&h, "alice", 100);
         let gone = upload(&h, "alice", 50);
@@ -262,14 +256,13 @@ fn counts_survive_a_restart_exactly() {
         pending = granted(h.authorize_upload("example.org", "alice", 25).unwrap()).id;
         let _ = kept;
     }
-    let h = Hosting::open(&path).unwrap().with_clock(clock);
+    let h = store.open().with_clock(clock);
     assert_eq!(
         h.upload_usage("example.org", Some("alice")).unwrap(),
         UploadUsage { stored: 100, reserved: 25, daily: 150, weekly: 150, monthly: 150 }
     );
     h.commit_upload(pending, 25, "after-restart").unwrap();
     assert_eq!(h.global_upload_usage().unwrap(), UploadUsage { stored: 125, ..Default::default() });
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -416,11 +409,8 @@ fn the_audit_finds_and_repairs_drift() {
 
 #[test]
 fn a_repair_while_uploads_go_on_leaves_the_totals_exact() {
-    let dir = std::env::temp_dir().join(format!("xh-quota-repair-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("quota.db");
-    let opts = crate::OpenOptions { busy_timeout: std::time::Duration::from_secs(30) };
-    let admin = Hosting::open_with(&path, &opts).unwrap();
+    let store = crate::test_store::TestStore::new("quota-repair");
+    let admin = store.open();
     admin.add_domain("example.org").unwrap();
     for i in 0..200 {
         let r = granted(admin.authorize_upload("example.org", &format!("user{}", i % 10), 10).unwrap());
@@ -429,7 +419,7 @@ fn a_repair_while_uploads_go_on_leaves_the_totals_exact() {
     // A lost decrement for every user and the domain.
     admin.store().write(|tx| Ok(tx.execute("UPDATE upload_usage SET stored_bytes = stored_bytes + 5", [])?)).unwrap();
     let uploader = {
-        let h = Hosting::open_with(&path, &opts).unwrap();
+        let h = store.open();
         std::thread::spawn(move || {
             for i in 0..300 {
                 let user = format!("user{}", i % 10);
@@ -448,22 +438,18 @@ fn a_repair_while_uploads_go_on_leaves_the_totals_exact() {
     uploader.join().unwrap();
     assert!(repaired >= 12, "every user, the domain and the server drifted: {repaired}");
     assert_eq!(admin.audit_upload_ledger(false).unwrap(), []);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn twenty_threads_uploading_and_failing_never_overshoot_and_never_drift() {
-    let dir = std::env::temp_dir().join(format!("xh-quota-mixed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("quota.db");
-    let opts = crate::OpenOptions { busy_timeout: std::time::Duration::from_secs(30) };
-    let admin = Hosting::open_with(&path, &opts).unwrap();
+    let store = crate::test_store::TestStore::new("quota-mixed");
+    let admin = store.open();
     let limits = UploadLimits { domain_storage: Some(10_000), domain_daily: Some(12_000), ..Default::default() };
     admin.add_domain_with("example.org", DomainSettings { uploads: limits, ..Default::default() }).unwrap();
     let barrier = Arc::new(Barrier::new(20));
     let threads: Vec<_> = (0..20)
         .map(|t| {
-            let h = Hosting::open_with(&path, &opts).unwrap();
+            let h = store.open();
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 barrier.wait();
@@ -499,7 +485,6 @@ fn twenty_threads_uploading_and_failing_never_overshoot_and_never_drift() {
     assert_eq!((u.daily, u.stored, u.reserved), (committed, committed - forgotten, 0));
     assert!((10_000 - 250 * 20..=12_000).contains(&committed), "{committed}");
     assert_eq!(admin.audit_upload_ledger(false).unwrap(), []);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

@@ -191,6 +191,12 @@ def test_nif_api_shapes(ej):
         "xmpp_hosting_nif:domains(not_a_handle)",
         'xmpp_hosting_nif:open("/tmp/list-path.db")',
         "xmpp_hosting_nif:open(<<1:7>>)",  # a bitstring, not a binary
+        'xmpp_hosting_nif:preauthorize_subscription(H, "a@b.example", <<"c@d.example">>, <<"t">>)',
+        'xmpp_hosting_nif:preauthorize_subscription(H, <<"a@b.example">>, <<255>>, <<"t">>)',
+        'xmpp_hosting_nif:set_upload_limit(H, <<"b.example">>, 42, <<"daily">>, <<"1">>)',
+        'xmpp_hosting_nif:set_upload_limit(H, <<"b.example">>, undefined, daily, <<"1">>)',
+        'xmpp_hosting_nif:release_keyed_upload(H, <<"/k">>, <<"10">>)',
+        'xmpp_hosting_nif:clear_user_upload_limits(H, <<"b.example">>, [])',
     ],
 )
 def test_wrong_types_raise_badarg_and_the_vm_survives(ej, call):

@@ -118,6 +118,10 @@ check("remove-missing", true, h:remove_domain("missing.example"))
 check("invite-garbage", true, h:create_invite{domain = "missing.example", uses = "many"})
 check("invite-unknown-field", true, h:create_invite{domain = "x.example", bogus = 1})
 check("check-nonutf8", true, h:check_invite("x.example", "\255"))
+check("preauth-nil", pcall(h.preauthorize_subscription, h, "a@x.example", nil, "t"))
+check("preauth-nonutf8-token", true, h:preauthorize_subscription("a@missing.example", "c@d.example", "\255"))
+check("limit-bad-value", true, h:set_upload_limit("missing.example", nil, "daily", "lots"))
+check("limit-table", pcall(h.set_upload_limit, h, "x.example", {}, "daily", "1"))
 check("open-empty", true, xh.open(""))
 check("open-bad-path", true, xh.open("/nonexistent/dir/db.sqlite"))
 check("method-on-nonhandle", pcall(h.domains, {}))
@@ -153,6 +157,10 @@ def test_lua_module_bad_input_never_crashes(tmp_path):
     assert lines["invite-garbage"].endswith("invalid-argument")
     assert "unknown field `bogus`" in lines["invite-unknown-field"]
     assert lines["check-nonutf8"] == "true\tnil"
+    assert lines["preauth-nil"].startswith("false\tbad argument #3")
+    assert lines["preauth-nonutf8-token"] == "true\tnil\tdomain not found: missing.example\tnot-found"
+    assert lines["limit-bad-value"].endswith("\tnot-found")
+    assert lines["limit-table"].startswith("false\tbad argument #3")
     assert lines["open-empty"].endswith("invalid-argument")
     assert lines["open-bad-path"].endswith("store")
     assert lines["method-on-nonhandle"].startswith("false")

@@ -166,6 +166,12 @@ module:hook("user-registered", function(event)
 	finish(decision.id, true);
 	if decision.roster_with then
 		local inviter = jid_split(decision.roster_with);
+		if not usermanager.user_exists(inviter, host) then
+			-- Removed since the invite was made: a roster for a missing account would linger.
+			module:log("warn", "%s@%s registered with a roster invite from %s, which no longer exists: no subscription",
+				event.username, host, decision.roster_with);
+			return;
+		end
 		module:log("info", "Subscribing %s@%s and %s to each other (roster invite)", event.username, host, decision.roster_with);
 		subscribe_both(inviter, event.username);
 	end

@@ -154,6 +154,11 @@ class InviteScenarios:
             client.subscribe_with_token(server.c2s_port, server.jid("late"), "late-pass",
                                         server.jid("leaving"), inv["token"], until="both", timeout=3)
         assert self.uses_left(server, inv["invite"]["id"]) == [1]
+        # A new account may still register with it, without a roster entry for the gone inviter.
+        assert register(server.c2s_port, server.jid("newcomer"), "pw-123456", token=inv["token"]).ok
+        assert client.roster(server.c2s_port, server.jid("newcomer"), "pw-123456") == {}
+        server.add_user("leaving", "leaving-pass")
+        assert client.roster(server.c2s_port, server.jid("leaving"), "leaving-pass") == {}
 
     def test_group_invite_admits_exactly_its_uses(self, server):
         inv = self.invite(server, "--uses", "3")

@@ -56,6 +56,17 @@ extern "C" {
 // The library version, a static string the caller must not free.
 const char *xh_version(void);
 
+// The server removed `username`'s account on `domain`: its invites are revoked and its upload
+// exceptions dropped. Writes `{invites_revoked, upload_limits_cleared}`; a domain the store does
+// not host has nothing to remove.
+//
+// # Safety
+// `h` is a live handle; `domain`, `username` NUL-terminated strings; `out_json` NULL or writable.
+xh_status xh_account_removed(xh_hosting *h,
+                             const char *domain,
+                             const char *username,
+                             char **out_json);
+
 // Starts hosting `name` (Unicode or ASCII form); writes the domain as JSON to `*out_json`.
 //
 // # Safety

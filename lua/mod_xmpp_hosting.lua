@@ -126,6 +126,21 @@ function module.load()
 	end);
 end
 
+-- An account removed inside the server (in-band by its user, in the admin shell, by an ad-hoc
+-- command) leaves nothing acting in its name: its invites are revoked and its upload exceptions
+-- dropped, so a later account of the same name inherits neither. (prosodyctl deluser runs in
+-- its own process, which does not load this module: `xmpp-hosting account removed` there.)
+module:hook_global("user-deleted", function(event)
+	local s = get_store();
+	local removed, err = s and s:account_removed(event.host, event.username);
+	if not removed then
+		module:log("error", "Cannot forget removed account %s@%s: %s", event.username, event.host, tostring(err));
+	elseif removed.invites_revoked > 0 or removed.upload_limits_cleared then
+		module:log("info", "Account %s@%s removed: %d invite(s) revoked%s", event.username, event.host,
+			removed.invites_revoked, removed.upload_limits_cleared and ", upload exceptions dropped" or "");
+	end
+end);
+
 -- Admin commands, shared by prosodyctl and the admin shell. Each returns ok, text.
 
 local function format_domain(d)

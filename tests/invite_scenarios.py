@@ -145,20 +145,26 @@ class InviteScenarios:
         assert client.roster(server.c2s_port, server.jid("inviter3"), "inviter-pass") == {}
         assert self.uses_left(server, inv["invite"]["id"]) == [1]
 
-    def test_a_roster_invite_of_a_removed_account_approves_nothing(self, server):
+    def test_a_removed_account_leaves_no_invite_acting_for_it(self, server):
         server.add_user("leaving", "leaving-pass")
         server.add_user("late", "late-pass")
-        inv = self.invite(server, "--kind", "roster", "--inviter", server.jid("leaving"))
+        into_roster = self.invite(server, "--kind", "roster", "--inviter", server.jid("leaving"))
+        reset = self.invite(server, "--kind", "reset", "--username", "leaving")
+        other = self.invite(server)
         server.remove_user("leaving")
+        listed = {i["id"]: i for i in json.loads(self.cli(server, "--json", "invite", "list", server.host).stdout)}
+        assert listed[into_roster["invite"]["id"]]["revoked_by"] == "server"
+        assert listed[reset["invite"]["id"]]["revoked_by"] == "server"
+        assert listed[other["invite"]["id"]]["revoked_at"] is None
         with pytest.raises(TimeoutError):
             client.subscribe_with_token(server.c2s_port, server.jid("late"), "late-pass",
-                                        server.jid("leaving"), inv["token"], until="both", timeout=3)
-        assert self.uses_left(server, inv["invite"]["id"]) == [1]
-        # A new account may still register with it, without a roster entry for the gone inviter.
-        assert register(server.c2s_port, server.jid("newcomer"), "pw-123456", token=inv["token"]).ok
-        assert client.roster(server.c2s_port, server.jid("newcomer"), "pw-123456") == {}
-        server.add_user("leaving", "leaving-pass")
-        assert client.roster(server.c2s_port, server.jid("leaving"), "leaving-pass") == {}
+                                        server.jid("leaving"), into_roster["token"], until="both", timeout=3)
+        r = register(server.c2s_port, server.jid("newcomer"), "pw-123456", token=into_roster["token"])
+        assert r.preauth[:2] == ("cancel", "item-not-found") and not r.ok
+        # A new account of the same name gets no password reset meant for the old one.
+        server.add_user("leaving", "new-pass-123")
+        assert not register(server.c2s_port, server.jid("leaving"), "reset-pass-1", token=reset["token"]).ok
+        assert client.login(server.c2s_port, server.jid("leaving"), "new-pass-123")
 
     def test_group_invite_admits_exactly_its_uses(self, server):
         inv = self.invite(server, "--uses", "3")

@@ -167,13 +167,3 @@ def test_weak_passwords_are_refused_for_new_accounts_and_resets_alike(ej):
     # The refused reset gave its use back: a strong password goes through.
     assert register(ej.c2s_port, jid("resetweak"), "new-strong-pass", token=inv["token"]).ok
     assert client.login(ej.c2s_port, jid("resetweak"), "new-strong-pass")
-
-
-def test_roster_invite_from_a_removed_account_still_registers_without_a_roster(ej):
-    ej.register("gone", "gone-pass")
-    inv = json.loads(run_cli(ej.database, "--json", "invite", "create", HOST, "--kind", "roster",
-                             "--inviter", jid("gone")).stdout)
-    ej.ctl("unregister", "gone", HOST)
-    assert register(ej.c2s_port, jid("orphan"), "orphan-pass", token=inv["token"]).ok
-    assert client.roster(ej.c2s_port, jid("orphan"), "orphan-pass") == {}
-    assert not client.login(ej.c2s_port, jid("gone"), "gone-pass")

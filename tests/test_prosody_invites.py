@@ -4,6 +4,8 @@ The scenarios shared with ejabberd are in invite_scenarios.py; Prosody's own ext
 commands, prosodyctl and the admin shell) are here.
 """
 
+import json
+
 import pytest
 
 from harness import client
@@ -69,3 +71,16 @@ def test_prosodyctl_invite_commands(prosody):
     assert r.returncode == 1 and "invalid argument" in r.stderr
     r = prosody.shell(f'xmpp_hosting:invite_create("{HOST}", {{uses = 1}})')
     assert "OK: Invite" in r.stdout
+
+
+def test_a_roster_invite_from_an_account_deleted_by_prosodyctl_registers_without_a_subscription(prosody):
+    """prosodyctl deluser runs without the module, so the store still holds the invite: the new
+    account registers, and no roster entry names the gone inviter."""
+    prosody.create_user("offline-gone", "pw-123456")
+    inv = json.loads(cli(prosody, "--json", "invite", "create", HOST, "--kind", "roster",
+                         "--inviter", jid("offline-gone")).stdout)
+    prosody.delete_user("offline-gone", in_server=False)
+    assert register(prosody.c2s_port, jid("arrival"), "pw-123456", token=inv["token"]).ok
+    assert client.roster(prosody.c2s_port, jid("arrival"), "pw-123456") == {}
+    # The admin tells the store afterwards; nothing is left to revoke once the invite is used.
+    assert "0 invite(s) revoked" in cli(prosody, "account", "removed", HOST, "offline-gone").stdout

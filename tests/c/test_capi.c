@@ -300,6 +300,20 @@ int main(int argc, char **argv) {
     xh_string_free(json);
     json = NULL;
 
+    /* A removed account leaves no invite acting for it. */
+    expect(xh_invite_create(h, "{\"domain\":\"example.org\",\"kind\":\"reset\",\"username\":\"carol\"}", NULL),
+           XH_OK, NULL, "xh_invite_create(reset)");
+    expect(xh_account_removed(h, "example.org", "carol", &json), XH_OK, NULL, "xh_account_removed");
+    check(contains(json, "\"invites_revoked\":1"), "the reset invite for the removed account is revoked");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_account_removed(h, "unhosted.example", "carol", &json), XH_OK, NULL, "xh_account_removed(unhosted)");
+    check(contains(json, "\"invites_revoked\":0"), "an unhosted domain has nothing to remove");
+    xh_string_free(json);
+    json = NULL;
+    expect(xh_account_removed(h, "example.org", NULL, NULL), XH_ERR_NULL_POINTER, "username",
+           "xh_account_removed(NULL username)");
+
     /* Upload quotas */
     expect(xh_domain_set(h, "example.org", "uploads.max_file_size", "100", NULL), XH_OK, NULL, "set max_file_size");
     expect(xh_upload_authorize(h, "example.org", "alice", 101, &json), XH_OK, NULL, "xh_upload_authorize(too large)");

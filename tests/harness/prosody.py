@@ -142,10 +142,17 @@ class Prosody:
         if r.returncode != 0:
             raise RuntimeError(f"prosodyctl register failed: {r.stdout}{r.stderr}")
 
-    def delete_user(self, username: str):
-        r = self.ctl("deluser", f"{username}@{self.host}")
-        if r.returncode != 0:
-            raise RuntimeError(f"prosodyctl deluser failed: {r.stdout}{r.stderr}")
+    def delete_user(self, username: str, in_server: bool = True):
+        """Removes an account inside the running server (the admin shell), as in-band removal or
+        an ad-hoc command would, or with prosodyctl deluser, which runs in a process of its own."""
+        if in_server:
+            r = self.shell(f'user:delete("{username}@{self.host}")')
+            ok = r.returncode == 0 and "OK" in r.stdout
+        else:
+            r = self.ctl("deluser", f"{username}@{self.host}")
+            ok = r.returncode == 0
+        if not ok:
+            raise RuntimeError(f"deleting {username} failed: {r.stdout}{r.stderr}")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

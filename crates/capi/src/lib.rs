@@ -7,6 +7,7 @@
 
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
+mod accounts;
 mod domains;
 mod error;
 mod handle;

@@ -3,6 +3,7 @@
 //! Human output by default, `--json` for scripts; on error one line on stderr and exit 1
 //! (usage errors exit 2, as clap does).
 
+mod account;
 mod dns;
 mod domain;
 mod invite;
@@ -48,6 +49,9 @@ enum Command {
     /// Settings of the whole service: show, set.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
+    /// User accounts: removed (revokes what acts in the name of an account removed elsewhere).
+    #[command(subcommand)]
+    Account(account::AccountCommand),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +77,7 @@ fn run(cli: Cli) -> Result<bool, String> {
         Command::Quota(cmd) => quota::run(&hosting, &out, cmd),
         Command::Dns(cmd) => dns::run(&hosting, &out, cmd),
         Command::Provider(cmd) => provider::run(&hosting, &out, cmd).map(|()| true),
+        Command::Account(cmd) => account::run(&hosting, &out, cmd).map(|()| true),
     };
     result.map_err(|e| e.to_string())
 }

@@ -7,6 +7,7 @@
 //! admin CLI), so all state goes through [`Hosting`] and nothing is cached across calls that
 //! another process could change.
 
+pub mod accounts;
 pub mod clock;
 pub mod dns;
 pub mod domain_name;

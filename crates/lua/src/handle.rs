@@ -16,6 +16,7 @@ impl Handle {
 
 impl LuaUserData for Handle {
     fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
+        crate::accounts::add_methods(methods);
         crate::domains::add_methods(methods);
         crate::invites::add_methods(methods);
         crate::quotas::add_methods(methods);

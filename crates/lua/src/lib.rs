@@ -11,6 +11,7 @@
 //! Every call is a short SQLite transaction on the calling thread; nothing here starts threads
 //! or touches Lua from another thread.
 
+mod accounts;
 mod convert;
 mod domains;
 mod handle;

@@ -7,6 +7,7 @@
 //!
 //! One file per concept, so invites and quotas can be added as siblings of [`domains`].
 
+mod accounts;
 mod args;
 mod atoms;
 mod domains;

@@ -24,7 +24,7 @@
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 %% For other modules (hooks added later) and tests.
--export([store/1, checkpoint/1, recheck/1]).
+-export([store/1, checkpoint/1, recheck/1, remove_user/2]).
 %% For the commands of other files (xmpp_hosting_invite_commands, xmpp_hosting_quota_commands).
 -export([run_command/2]).
 %% Command callbacks.
@@ -58,6 +58,7 @@ start(Host, Opts) ->
             persistent_term:put(timer_key(Host), [Checkpoints, Rechecks]),
             persistent_term:put(key(Host), {Path, Handle}),
             warn_if_other_database(Host, Path),
+            ejabberd_hooks:add(remove_user, Host, ?MODULE, remove_user, 50),
             %% Registering again when another host already did is harmless: the records are equal.
             ejabberd_commands:register_commands(get_commands_spec()),
             ?INFO_MSG("xmpp_hosting ~ts: store ~ts (core ~ts)",
@@ -74,10 +75,27 @@ stop(Host) ->
         false -> ejabberd_commands:unregister_commands(get_commands_spec());
         true -> ok
     end,
+    ejabberd_hooks:delete(remove_user, Host, ?MODULE, remove_user, 50),
     stop_timer(Host),
     %% The handle closes when the last process holding it drops it.
     _ = persistent_term:erase(key(Host)),
     ok.
+
+%% @doc The remove_user hook: a removed account leaves nothing acting in its name. Its invites
+%% are revoked and its upload exceptions dropped, so a later account of the same name inherits
+%% neither.
+remove_user(User, Server) ->
+    case store(Server) of
+        {ok, H} ->
+            case xmpp_hosting_nif:account_removed(H, Server, User) of
+                {ok, #{invites_revoked := 0, upload_limits_cleared := false}} -> ok;
+                {ok, #{invites_revoked := N}} ->
+                    ?INFO_MSG("xmpp_hosting: account ~ts@~ts removed: ~B invite(s) revoked", [User, Server, N]);
+                {error, Err} ->
+                    ?ERROR_MSG("xmpp_hosting: cannot forget removed account ~ts@~ts: ~p", [User, Server, Err])
+            end;
+        {error, _} -> ok
+    end.
 
 stop_timer(Host) ->
     case persistent_term:get(timer_key(Host), undefined) of

@@ -25,6 +25,7 @@
 -export([authorize_upload/6, commit_upload/4, commit_keyed_upload/4, release_keyed_upload/3, release_upload/2,
          forget_file/2, upload_report/3, describe_upload_usage/3, upload_upkeep/3, audit_upload_ledger/2,
          set_upload_limit/5, clear_user_upload_limits/3]).
+-export([account_removed/3]).
 -export([so_path/0]).
 
 -on_load(load/0).
@@ -152,6 +153,11 @@ finish_registration(_H, _Ticket, _Created) -> not_loaded(?LINE).
 %% {ok, #{decision := <<"ignored">>, reason}} (the inviter decides, as for any request).
 -spec preauthorize_subscription(handle(), binary(), binary(), binary()) -> {ok, map()} | error().
 preauthorize_subscription(_H, _Inviter, _Contact, _Token) -> not_loaded(?LINE).
+
+%% The node removed an account: its invites are revoked and its upload exceptions dropped.
+%% {ok, #{invites_revoked, upload_limits_cleared}}; nothing to do for a domain not hosted.
+-spec account_removed(handle(), binary(), binary()) -> {ok, map()} | error().
+account_removed(_H, _Domain, _User) -> not_loaded(?LINE).
 
 %% Upload quotas. authorize_upload(H, Domain, User, Size, SlotKey | undefined, Lifetime | undefined) ->
 %% {ok, #{decision := <<"granted">>, id, size, expires_at}} or

@@ -299,6 +299,11 @@ fn audit(
     sql::audit(tx, &entry)
 }
 
+/// Records that the server revoked an invite (its account was removed), with why.
+pub(crate) fn audit_revoked(tx: &rusqlite::Connection, at: Timestamp, domain: &str, id: i64, why: &str) -> Result<()> {
+    audit(tx, at, domain, id, AuditAction::Revoked, None, Some(why))
+}
+
 /// What [`Hosting::purge_invites`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PurgeReport {

@@ -116,6 +116,24 @@ pub(crate) fn revoke(c: &Connection, id: i64, now: Timestamp, by: &str) -> Resul
     Ok(())
 }
 
+/// Usable invites that act for the account `jid` (`username` on `domain`): contact invites into
+/// its roster, invites it created, and password resets for it.
+pub(crate) fn invites_acting_for(
+    c: &Connection,
+    domain: &str,
+    jid: &str,
+    username: &str,
+    now: Timestamp,
+) -> Result<Vec<i64>> {
+    let mut stmt = c.prepare(
+        "SELECT id FROM invites
+         WHERE domain = ?1 AND revoked_at IS NULL AND uses_left > 0 AND (expires_at IS NULL OR expires_at > ?4)
+           AND ((kind = 'roster' AND inviter = ?2) OR created_by = ?2 OR (kind = 'reset' AND username = ?3))",
+    )?;
+    let rows = stmt.query_map(params![domain, jid, username, now], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 /// Whether an active invite holds `username` on `domain` for its invitee.
 pub(crate) fn username_held_by_invite(
     c: &Connection,

@@ -151,3 +151,16 @@ def test_unusable_store_path_is_one_line(tmp_path, where):
     r = run_cli(path, "--json", "domain", "add", "example.org", check=False)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"xmpp-hosting: cannot open {path}: "), r.stderr
+
+
+def test_account_removed_revokes_what_acts_for_it(db):
+    run_cli(db, "domain", "add", "example.org")
+    run_cli(db, "invite", "create", "example.org", "--kind", "reset", "--username", "alice")
+    run_cli(db, "invite", "create", "example.org", "--kind", "roster", "--inviter", "alice@example.org")
+    run_cli(db, "quota", "set", "example.org", "--user", "alice", "daily", "5")
+    assert run_cli(db, "account", "removed", "example.org", "Alice").stdout == \
+        "Alice@example.org: 2 invite(s) revoked, upload exceptions dropped\n"
+    again = json.loads(run_cli(db, "--json", "account", "removed", "example.org", "alice").stdout)
+    assert again == {"invites_revoked": 0, "upload_limits_cleared": False}
+    r = run_cli(db, "account", "removed", "example.org", "", check=False)
+    assert r.returncode == 1 and "is not a username" in r.stderr

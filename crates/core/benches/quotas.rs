@@ -70,6 +70,10 @@ fn run(label: &str, uploads: usize, measured_history: usize, results: &mut Vec<(
     let path = dir.join("bench.db");
     let h = Hosting::open(&path).unwrap().with_clock(ManualClock::new(NOW));
     h.add_domain("bench.example").unwrap();
+    // A customer's domain, the costlier case: each decision also looks up its owner's claim
+    // (a suspended domain takes no uploads).
+    h.claim_domain("bench.example", "owner").unwrap();
+    h.set_domain_setting("bench.example", "owner", "owner").unwrap();
     // Every limit set, so every check runs: large enough that each decision is a grant.
     for (k, v) in [
         ("uploads.max_file_size", "1000000000"),

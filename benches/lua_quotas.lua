@@ -35,6 +35,9 @@ local function run(n)
 	local path = os.tmpname();
 	local h = assert(xh.open(path));
 	assert(h:add_domain(DOMAIN));
+	-- A customer's domain, as in crates/core/benches/quotas.rs: decisions also read its owner's claim.
+	assert(h:claim_domain(DOMAIN, "owner"));
+	assert(h:set_domain_setting(DOMAIN, "owner", "owner"));
 	for k, v in pairs {
 		max_file_size = "1000000000", user_storage = "1000000000000", domain_storage = "1000000000000000",
 		user_daily = "1000000000000", user_weekly = "1000000000000", user_monthly = "1000000000000",

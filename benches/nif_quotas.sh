@@ -18,6 +18,9 @@ cat > "$work/bench.erl" <<'ERL'
 prepare(Db) ->
     {ok, H} = xmpp_hosting_nif:open(Db),
     {ok, _} = xmpp_hosting_nif:add_domain(H, ?D),
+    %% A customer's domain, as in crates/core/benches/quotas.rs: decisions also read its owner's claim.
+    {ok, _} = xmpp_hosting_nif:claim_domain(H, ?D, <<"owner">>),
+    {ok, _} = xmpp_hosting_nif:set_domain_setting(H, ?D, <<"owner">>, <<"owner">>),
     Limits = [{<<"max_file_size">>, <<"1000000000">>}, {<<"user_storage">>, <<"1000000000000">>},
               {<<"domain_storage">>, <<"1000000000000000">>}]
         ++ [{<<"user_", W/binary>>, <<"1000000000000">>} || W <- [<<"daily">>, <<"weekly">>, <<"monthly">>]]

@@ -1,8 +1,10 @@
 //! The handle every binding holds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+use once_cell::sync::OnceCell;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::store::Store;
@@ -14,11 +16,14 @@ pub struct OpenOptions {
     /// How long a call waits for another process's write lock before failing with a store error.
     /// Kept short by default: the calling thread may be a server's event loop.
     pub busy_timeout: Duration,
+    /// The same for calls handed to the core's worker ([`Hosting::later`]): nobody's loop waits
+    /// there, so they may wait out a long write by another process (a backup, the CLI's audit).
+    pub worker_busy_timeout: Duration,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { busy_timeout: Duration::from_secs(2) }
+        OpenOptions { busy_timeout: Duration::from_secs(2), worker_busy_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -31,6 +36,11 @@ pub struct Hosting {
 
 struct Inner {
     store: Store,
+    /// The file and how to open it again, for the worker's own handle.
+    reopen: Option<(PathBuf, OpenOptions)>,
+    /// Opened on the first [`Hosting::later`] call: a connection of its own, so that a worker call
+    /// waiting for another process's lock never holds the connection the caller's thread uses.
+    worker: OnceCell<Hosting>,
 }
 
 impl std::fmt::Debug for Hosting {
@@ -46,7 +56,9 @@ impl Hosting {
     }
 
     pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
-        Ok(Self::from_store(Store::open(path.as_ref(), options.busy_timeout)?))
+        let mut hosting = Self::from_store(Store::open(path.as_ref(), options.busy_timeout)?);
+        Arc::get_mut(&mut hosting.inner).expect("just made").reopen = Some((path.as_ref().to_path_buf(), options.clone()));
+        Ok(hosting)
     }
 
     /// A private store that vanishes with the handle, for tests.
@@ -55,12 +67,17 @@ impl Hosting {
     }
 
     fn from_store(store: Store) -> Self {
-        Hosting { inner: Arc::new(Inner { store }), clock: Arc::new(SystemClock) }
+        Hosting { inner: Arc::new(Inner { store, reopen: None, worker: OnceCell::new() }), clock: Arc::new(SystemClock) }
     }
 
     /// The same store seen through another clock (tests move time with a [`crate::ManualClock`]).
     pub fn with_clock(self, clock: impl Clock + 'static) -> Self {
         Hosting { inner: self.inner, clock: Arc::new(clock) }
+    }
+
+    /// `self`'s store seen through `other`'s clock (the worker's handle follows its caller's).
+    pub(crate) fn with_clock_of(&self, other: &Hosting) -> Self {
+        Hosting { inner: self.inner.clone(), clock: other.clock.clone() }
     }
 
     /// The current time as the rules see it.
@@ -77,5 +94,14 @@ impl Hosting {
 
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Where [`Hosting::open_with`] opened the store, and how (`None` in memory).
+    pub(crate) fn reopen_options(&self) -> Option<&(PathBuf, OpenOptions)> {
+        self.inner.reopen.as_ref()
+    }
+
+    pub(crate) fn worker_slot(&self) -> &OnceCell<Hosting> {
+        &self.inner.worker
     }
 }

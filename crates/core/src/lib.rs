@@ -15,6 +15,7 @@ pub mod domains;
 pub mod error;
 mod hosting;
 pub mod invites;
+mod off_loop;
 pub mod quotas;
 pub mod settings;
 mod store;

@@ -4,16 +4,15 @@ One node (installed with `ejabberdctl module_install`, as an admin would) serves
 `database` option and the plain `modules:` route get their own node. Run scripts/build first.
 """
 
+import base64
 import json
 import sqlite3
 import subprocess
-import urllib.error
-import urllib.request
 
 import pytest
 
 from harness.common import TARGET, run_cli
-from harness.ejabberd import EJABBERD_LIB, MODULE_SRC, Ejabberd
+from harness.ejabberd import MODULE_SRC, Ejabberd, http_api_post
 
 HOST = "test.example"
 
@@ -135,19 +134,7 @@ def test_missing_argument_is_a_usage_error(ej):
 
 
 def test_http_api_uses_ejabberd_status_codes(ej):
-    def post(command, body):
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{ej.http_port}/api/{command}",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
-
+    post = ej.api
     assert post("xmpp_hosting_domain_add", {"domain": "api.example"}) == (200, "Added domain api.example")
     status, body = post("xmpp_hosting_domain_add", {"domain": "api.example"})
     assert status == 409 and "already exists" in body["message"]
@@ -155,6 +142,19 @@ def test_http_api_uses_ejabberd_status_codes(ej):
     assert status == 404 and "not found" in body["message"]
     status, body = post("xmpp_hosting_domain_list", {})
     assert status == 200 and "api.example" in body
+
+
+def test_http_api_takes_commands_only_from_the_api_account(ej):
+    """Any local process could run every command through /api when loopback alone sufficed."""
+    status, _ = http_api_post(ej.http_port, "xmpp_hosting_domain_add", {"domain": "anonymous.example"})
+    assert status in (401, 403)
+    status, _ = http_api_post(ej.http_port, "registered_users", {"host": HOST})
+    assert status in (401, 403)
+    user, _ = ej.api_user
+    wrong = base64.b64encode(f"{user}:wrong-password".encode()).decode()
+    status, _ = http_api_post(ej.http_port, "xmpp_hosting_domain_list", {}, {"Authorization": f"Basic {wrong}"})
+    assert status in (401, 403)
+    assert "anonymous.example" not in ej.ctl("xmpp_hosting_domain_list").stdout
 
 
 # ---- the NIF inside the running node ----------------------------------------------------------
@@ -316,20 +316,22 @@ def test_plain_vm_loads_the_nif_from_priv(tmp_path):
     assert '<<"plain.example">>' in lines[-1]
 
 
-def test_stop_leaves_no_processes_and_no_installer_copies(tmp_path):
-    ejabberd_priv_before = set((EJABBERD_LIB / "priv").rglob("*"))
-    epmd_before = subprocess.run(["pgrep", "-x", "epmd"], capture_output=True, text=True).stdout.split()
+def test_stop_leaves_no_processes_and_module_install_writes_nothing_into_the_installation(tmp_path):
     node = Ejabberd(tmp_path / "node")
+    ejabberd_priv_before = set((node.ejabberd_lib / "priv").rglob("*"))
+    epmd_before = subprocess.run(["pgrep", "-x", "epmd"], capture_output=True, text=True).stdout.split()
     with node:
         pid = node.proc.pid
         assert node.module_loaded()
+        # 23.01's installer copies our priv/ into code:lib_dir(ejabberd): the node's own app
+        # directory, never the installation that other nodes and the admin's server share.
+        assert set((node.ejabberd_lib / "priv").rglob("*")) == ejabberd_priv_before
     assert node.proc.poll() is not None
     assert node.stray_processes() == []
     group = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout.split()
     assert group == []
     assert subprocess.run(["pgrep", "-x", "epmd"], capture_output=True, text=True).stdout.split() == epmd_before
-    # The installer copied our priv/ into ejabberd's; the harness takes it out again.
-    assert set((EJABBERD_LIB / "priv").rglob("*")) == ejabberd_priv_before
+    assert set((node.ejabberd_lib / "priv").rglob("*")) == ejabberd_priv_before
 
 
 def test_module_install_builds_the_nif_with_cargo_when_it_is_not_prebuilt(tmp_path):

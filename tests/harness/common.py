@@ -1,10 +1,12 @@
-"""What every server harness needs: paths to the build, free loopback ports, waiting, cleanup."""
+"""What every server harness needs: paths to the build, which server versions to run, free loopback
+ports, waiting, cleanup."""
 
 import os
 import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -14,6 +16,77 @@ CLI = TARGET / "xmpp-hosting"
 LUA_CPATH_DIR = REPO / "target" / "lua"
 ERLANG_DIR = REPO / "erlang"
 LOOPBACK = "127.0.0.1"
+# Where scripts/install-servers unpacks the servers that are not the system's packages.
+SERVERS_DIR = Path(os.environ.get("XH_SERVERS_DIR", REPO / "target" / "servers"))
+
+
+@dataclass(frozen=True)
+class ServerTarget:
+    """One server version the tests can run against: the system's Debian 12 package (root "/"), or
+    a Debian 12 backports build that scripts/install-servers unpacked under SERVERS_DIR."""
+
+    name: str  # what XH_SERVERS and `scripts/test --servers` take: "prosody-13"
+    server: str  # "prosody" or "ejabberd"
+    series: str  # "0.12", "13", "23.01", "24.12"
+    root: Path
+
+    @property
+    def major(self) -> tuple[int, ...]:
+        """The series as numbers, for version checks in tests: (13,), (0, 12), (24, 12)."""
+        return tuple(int(x) for x in self.series.split("."))
+
+    @property
+    def system(self) -> bool:
+        return self.root == Path("/")
+
+    def path(self, rel: str) -> Path:
+        """A file of this installation, e.g. path("usr/sbin/ejabberdctl")."""
+        return self.root / rel
+
+    def installed(self) -> bool:
+        probe = {"prosody": "usr/bin/prosodyctl", "ejabberd": "usr/sbin/ejabberdctl"}[self.server]
+        return self.path(probe).exists() and (self.system or (self.root / ".packages").exists())
+
+
+TARGETS = {
+    t.name: t
+    for t in (
+        ServerTarget("prosody-0.12", "prosody", "0.12", Path("/")),
+        ServerTarget("prosody-13", "prosody", "13", SERVERS_DIR / "prosody-13"),
+        ServerTarget("ejabberd-23.01", "ejabberd", "23.01", Path("/")),
+        ServerTarget("ejabberd-24.12", "ejabberd", "24.12", SERVERS_DIR / "ejabberd-24.12"),
+    )
+}
+# "none" stands for the tests that start no XMPP server (core, CLI, C ABI).
+NO_SERVER = "none"
+DEFAULT_SELECTION = ("prosody-0.12", "ejabberd-23.01", NO_SERVER)
+
+
+def selected_targets() -> list[str]:
+    """XH_SERVERS: the comma-separated targets this test session runs (one per server at most; a
+    session runs each test once, scripts/test starts one session per generation). Unset: the
+    system's servers and the server-independent tests, as before there were several versions."""
+    raw = os.environ.get("XH_SERVERS", "")
+    names = [n.strip() for n in raw.split(",") if n.strip()] or list(DEFAULT_SELECTION)
+    unknown = [n for n in names if n not in TARGETS and n != NO_SERVER]
+    if unknown:
+        raise ValueError(f"XH_SERVERS names {', '.join(unknown)}; known: {', '.join([*TARGETS, NO_SERVER])}")
+    for server in ("prosody", "ejabberd"):
+        mine = [n for n in names if n in TARGETS and TARGETS[n].server == server]
+        if len(mine) > 1:
+            raise ValueError(f"XH_SERVERS names {' and '.join(mine)}: one {server} per test session "
+                             "(scripts/test --servers runs one session for each)")
+    return names
+
+
+def target(server: str) -> ServerTarget:
+    """The version of `server` ("prosody" or "ejabberd") this session runs; the harnesses start it
+    unless told otherwise. Fails clearly when it is not installed."""
+    names = [n for n in selected_targets() if n in TARGETS and TARGETS[n].server == server]
+    t = TARGETS[names[0]] if names else TARGETS[next(n for n in DEFAULT_SELECTION if n.startswith(server))]
+    if not t.installed():
+        raise FileNotFoundError(f"{t.name} is not installed under {t.root}: run scripts/install-servers")
+    return t
 
 
 def free_port() -> int:

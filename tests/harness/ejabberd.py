@@ -1,6 +1,9 @@
-"""A real Debian ejabberd 23.01 on loopback, in a temporary directory, for one test or module.
+"""A real Debian ejabberd (23.01 or 24.12) on loopback, in a temporary directory, for one test or module.
 
-The system `ejabberdctl` refuses to run unless root or the `ejabberd` user and would use
+Which ejabberd runs is the session's target (XH_SERVERS, see common.target): the system's Debian 12
+package, or the backports 24.12 that scripts/install-servers unpacked under target/servers.
+
+The packaged `ejabberdctl` refuses to run unless root or the `ejabberd` user and would use
 /etc/ejabberd and epmd. We run a copy with `INSTALLUSER=` and our own config dir:
 `ejabberdctl.cfg` pins the node name, spool, logs, contrib modules path and a free distribution
 port (`ERL_DIST_PORT`, so no epmd is started and ejabberdctl connects straight to that port on
@@ -8,7 +11,12 @@ port (`ERL_DIST_PORT`, so no epmd is started and ejabberdctl connects straight t
 
 mod_xmpp_hosting is either installed the way an admin does it (`ejabberdctl module_install`
 from CONTRIB_MODULES_PATH/sources, the default), or compiled with erlc and listed under
-`modules:` (install="config"). Everything started is stopped in `stop()`, also after failures.
+`modules:` (install="config"). 23.01's installer also copies the module's priv/ into
+code:lib_dir(ejabberd); each node therefore runs ejabberd from a private app directory of its own
+(ebin and include linked to the installation's, priv a directory of links), first in ERL_LIBS, so
+the installation is never written to. The HTTP API (/api) takes commands only from the `api_user`
+account, with HTTP basic auth (`api()`). Everything started is stopped in `stop()`, also after
+failures.
 
     with Ejabberd(tmp_path) as ej:
         ej.ctl("xmpp_hosting_domain_add", "customer.example")
@@ -16,18 +24,22 @@ from CONTRIB_MODULES_PATH/sources, the default), or compiled with erlc and liste
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from .common import ERLANG_DIR, LOOPBACK, PROFILE, free_port, stop_process_group, tail, wait_for_port
+from .common import (ERLANG_DIR, LOOPBACK, PROFILE, ServerTarget, free_port, stop_process_group, tail, target,
+                     wait_for_port)
 
-EJABBERDCTL = Path("/usr/sbin/ejabberdctl")
-EJABBERD_LIB = Path("/usr/lib/x86_64-linux-gnu/ejabberd-23.01")
 MODULE = "mod_xmpp_hosting"
 MODULE_SRC = ERLANG_DIR / MODULE
 NIF_SO = MODULE_SRC / "priv" / "lib" / "xmpp_hosting_nif.so"
@@ -48,7 +60,9 @@ class Ejabberd:
         http_handlers: dict[str, str] | None = None,
         server_env: dict[str, str] | None = None,
         admins: list[str] | None = None,
+        version: ServerTarget | None = None,
     ):
+        self.target = version or target("ejabberd")
         if nif_from not in ("prebuilt", "make"):
             raise ValueError(f"unknown NIF source {nif_from!r}")
         if install not in ("module_install", "config", "none"):
@@ -77,10 +91,32 @@ class Ejabberd:
         self.ebin = self.dir / "ebin"
         self.ctl_script = self.dir / "ejabberdctl"
         self.console_log = self.dir / "console.log"
+        self.app_lib = self.dir / "lib"  # the node's private ejabberd app directory lives here
+        # The one account /api takes commands from (ACL `api`); registered on the first api() call.
+        self.api_user = (f"api-admin@{host}", secrets.token_urlsafe(12))
+        self._api_registered = False
         self.proc: subprocess.Popen | None = None
-        self._priv_copies: list[Path] = []
 
     # ---- paths and environment -------------------------------------------------------------
+
+    @property
+    def ejabberd_lib(self) -> Path:
+        """The installation's ejabberd application directory (ebin, include, priv)."""
+        return self.target.path(f"usr/lib/x86_64-linux-gnu/ejabberd-{self.target.series}")
+
+    @property
+    def erlang_lib(self) -> Path:
+        """Where the installation's erlang-p1-* libraries are (xmpp, fast_xml, ...)."""
+        return self.target.path("usr/lib/erlang/lib")
+
+    @property
+    def version(self) -> str:
+        """The version the installation's ejabberd.app states, e.g. "24.12"."""
+        app = (self.ejabberd_lib / "ebin" / "ejabberd.app").read_text()
+        m = re.search(r'\{vsn,\s*"([^"]+)"\}', app)
+        if not m:
+            raise RuntimeError(f"no vsn in {self.ejabberd_lib}/ebin/ejabberd.app")
+        return m.group(1)
 
     @property
     def log_file(self) -> Path:
@@ -122,6 +158,7 @@ class Ejabberd:
             raise FileNotFoundError(f"{NIF_SO} is missing: run scripts/build first")
         for d in (self.conf_dir, self.spool, self.logs, self.contrib / "sources"):
             d.mkdir(parents=True, exist_ok=True)
+        self._make_app_dir()
         self._write_ctl_script()
         self._write_ctl_cfg()
         if self.install == "config":
@@ -167,7 +204,6 @@ class Ejabberd:
                 stop_process_group(self.proc)
             self._kill_strays()
         finally:
-            self._remove_priv_copies()
             if self._own_tmp:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -214,6 +250,15 @@ class Ejabberd:
         """Creates an account."""
         self.ctl("register", user, host or self.host, password)
 
+    def api(self, command: str, body: dict) -> tuple[int, object]:
+        """POSTs one command to mod_http_api as `api_user`; returns the HTTP status and the JSON body."""
+        if not self._api_registered:
+            user, password = self.api_user
+            self.register(user.split("@")[0], password, user.split("@")[1])
+            self._api_registered = True
+        auth = base64.b64encode(":".join(self.api_user).encode()).decode()
+        return http_api_post(self.http_port, command, body, {"Authorization": f"Basic {auth}"})
+
     def unregister(self, user: str, host: str | None = None):
         """Removes an account (and its roster)."""
         self.ctl("unregister", user, host or self.host)
@@ -258,26 +303,20 @@ class Ejabberd:
     def module_install(self):
         """Installs mod_xmpp_hosting from sources the way ejabberd-contrib modules are installed.
 
-        The layout is CONTRIB_MODULES_PATH/sources/<repository>/<module>/<module>.spec. The
-        installer also copies priv/ into ejabberd's own lib dir (ext_mod:copy_priv_files); copies
-        that did not exist before are removed again in stop().
+        The layout is CONTRIB_MODULES_PATH/sources/<repository>/<module>/<module>.spec. 23.01's
+        installer also copies priv/ into code:lib_dir(ejabberd) (ext_mod:copy_priv_files): the
+        node's private app directory, see _make_app_dir.
         """
         dest = self.contrib / "sources" / "xmpp-hosting" / MODULE
         skip = ["ebin"] + (["xmpp_hosting_nif.so"] if self.nif_from == "make" else [])
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(MODULE_SRC, dest, ignore=shutil.ignore_patterns(*skip))
-        before = set((EJABBERD_LIB / "priv").rglob("*"))
         if self.module_options:
             # The installer loads conf/*.yml of installed modules: put the options there.
             (dest / "conf" / f"{MODULE}.yml").write_text(
                 f"modules:\n  {MODULE}:\n{_yaml_options(self.module_options, 4)}"
             )
-        try:
-            r = self.ctl("module_install", MODULE, check=False, timeout=900, no_timeout=True)
-        finally:
-            # Deepest first, so that removing them in order empties a directory before removing it.
-            added = set((EJABBERD_LIB / "priv").rglob("*")) - before
-            self._priv_copies += sorted(added, key=lambda p: -len(p.parts))
+        r = self.ctl("module_install", MODULE, check=False, timeout=900, no_timeout=True)
         if r.returncode != 0:
             raise RuntimeError(f"module_install failed: {r.returncode}\n{r.stdout}{r.stderr}\n{self.logs_tail()}")
 
@@ -289,10 +328,27 @@ class Ejabberd:
 
     # ---- files -------------------------------------------------------------------------------
 
+    def _make_app_dir(self):
+        """The node's own ejabberd application directory: what the installer writes into
+        code:lib_dir(ejabberd) lands here, not in the installation."""
+        app = self.app_lib / f"ejabberd-{self.target.series}"
+        if app.exists():
+            return
+        (app / "priv").mkdir(parents=True)
+        for sub in ("ebin", "include"):
+            (app / sub).symlink_to(self.ejabberd_lib.resolve() / sub)
+        for entry in (self.ejabberd_lib / "priv").iterdir():
+            (app / "priv" / entry.name).symlink_to(entry.resolve())
+
     def _write_ctl_script(self):
-        text = EJABBERDCTL.read_text()
+        source = self.target.path("usr/sbin/ejabberdctl")
+        text = source.read_text()
         if "\nINSTALLUSER=ejabberd\n" not in text:
-            raise RuntimeError(f"{EJABBERDCTL} changed: no INSTALLUSER=ejabberd line")
+            raise RuntimeError(f"{source} changed: no INSTALLUSER=ejabberd line")
+        text, found = re.subn(r"^ERL_LIBS='([^']*)'$", lambda m: f"ERL_LIBS='{self.app_lib}:{m.group(1)}'", text,
+                              count=1, flags=re.M)
+        if not found:
+            raise RuntimeError(f"{source} changed: no ERL_LIBS='...' line")
         self.ctl_script.write_text(text.replace("\nINSTALLUSER=ejabberd\n", "\nINSTALLUSER=\n"))
         self.ctl_script.chmod(0o755)
 
@@ -305,9 +361,20 @@ class Ejabberd:
             f"ERL_DIST_PORT={self.dist_port}\n"
             f"INET_DIST_INTERFACE={LOOPBACK}\n"
             "EJABBERD_BYPASS_WARNINGS=true\n"
-            + (f'ERL_OPTIONS="-pa {self.ebin}"\n' if self.install == "config" else "")
+            + f'ERL_OPTIONS="{" ".join(self._erl_options())}"\n'
         )
-        shutil.copy("/etc/ejabberd/inetrc", self.conf_dir / "inetrc")
+        shutil.copy(self.target.path("etc/ejabberd/inetrc"), self.conf_dir / "inetrc")
+
+    def _erl_options(self) -> list[str]:
+        """ERL_OPTIONS for ejabberdctl.cfg: the node and every ejabberdctl client get them."""
+        opts = [f"-pa {self.ebin}"] if self.install == "config" else []
+        if self.target.major >= (24, 6):
+            # Since 24.06 ejabberd_ctl formats a command's text result as Unicode characters (23.01
+            # passed UTF-8 bytes through); OTP 25 opens a -noinput node's standard_io as Latin-1,
+            # so every command's non-ASCII output came out as Latin-1. Admins on Debian 12 with the
+            # backports 24.12 need the same line (README). No spaces: ejabberdctl splits on them.
+            opts.append("-eval io:setopts([{encoding,unicode}])")
+        return opts
 
     def _compile_module(self):
         self.ebin.mkdir(exist_ok=True)
@@ -316,10 +383,10 @@ class Ejabberd:
         subprocess.run(
             [
                 "erlc", "-o", str(self.ebin),
-                "-I", str(EJABBERD_LIB / "include"),
+                "-I", str(self.ejabberd_lib / "include"),
                 # xmpp.hrl and fxml.hrl, as module_install finds them among ejabberd's deps.
-                *[arg for inc in sorted(Path("/usr/lib/erlang/lib").glob("p1_xm*/include")) for arg in ("-I", str(inc))],
-                "-pa", str(EJABBERD_LIB / "ebin"),
+                *[arg for inc in sorted(self.erlang_lib.glob("p1_xm*/include")) for arg in ("-I", str(inc))],
+                "-pa", str(self.ejabberd_lib / "ebin"),
                 *map(str, sorted((MODULE_SRC / "src").glob("*.erl"))),
             ],
             check=True, capture_output=True, text=True,
@@ -357,7 +424,10 @@ listen:
     request_handlers:
       /api: mod_http_api
 {handlers}acl:
-{admin_acl}  local:
+{admin_acl}  api:
+    user:
+      - "{self.api_user[0]}"
+  local:
     user_regexp: ""
   loopback:
     ip:
@@ -376,9 +446,13 @@ api_permissions:
       - ejabberd_ctl
     who: all
     what: "*"
-  "loopback admin":
+  "api account":
+    from:
+      - mod_http_api
     who:
-      ip: 127.0.0.1/8
+      access:
+        allow:
+          - acl: api
     what: "*"
 shaper:
   normal:
@@ -394,13 +468,20 @@ modules:
 {modules}{self.extra_config}"""
         )
 
-    def _remove_priv_copies(self):
-        for p in self._priv_copies:
-            try:
-                p.rmdir() if p.is_dir() else p.unlink()
-            except OSError:
-                pass
-        self._priv_copies.clear()
+
+def http_api_post(port: int, command: str, body: dict, headers: dict | None = None) -> tuple[int, object]:
+    """POSTs one command to mod_http_api on loopback; returns the HTTP status and the JSON body."""
+    req = urllib.request.Request(
+        f"http://{LOOPBACK}:{port}/api/{command}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
 
 
 def _yaml_options(options: dict, indent: int) -> str:

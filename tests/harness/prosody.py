@@ -1,7 +1,9 @@
-"""Runs the real Prosody (Debian 0.12, Lua 5.4) on loopback with our modules, for tests and the demo.
+"""Runs the real Prosody (0.12 or 13.0, Lua 5.4) on loopback with our modules, for tests and the demo.
 
 One config generator serves both: `Prosody(dir).start()` in tests (free ports, always stopped), and
-`python3 tests/harness/prosody.py demo DIR` behind scripts/demo (fixed ports, foreground).
+`python3 tests/harness/prosody.py demo DIR` behind scripts/demo (fixed ports, foreground). Which
+Prosody runs is the session's target (XH_SERVERS, see common.target): the system's Debian 12
+package, or the backports 13.0 that scripts/install-servers unpacked under target/servers.
 """
 
 import os
@@ -13,9 +15,11 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from harness.common import LOOPBACK, LUA_CPATH_DIR, REPO, free_port, stop_process_group, tail, wait_for_port
+    from harness.common import (LOOPBACK, LUA_CPATH_DIR, REPO, ServerTarget, free_port, stop_process_group, tail,
+                                target, wait_for_port)
 else:
-    from .common import LOOPBACK, LUA_CPATH_DIR, REPO, free_port, stop_process_group, tail, wait_for_port
+    from .common import (LOOPBACK, LUA_CPATH_DIR, REPO, ServerTarget, free_port, stop_process_group, tail, target,
+                         wait_for_port)
 
 BASE_MODULES = ["roster", "saslauth", "tls", "disco", "ping", "register", "admin_shell", "posix"]
 
@@ -41,7 +45,8 @@ class Prosody:
 
     def __init__(self, workdir: Path, host: str = "localhost", c2s_port: int | None = None,
                  http_port: int | None = None, global_modules=(), host_modules=(), options=None, host_options=None,
-                 extra_config: str = "", server_env: dict | None = None):
+                 extra_config: str = "", server_env: dict | None = None, version: ServerTarget | None = None):
+        self.target = version or target("prosody")
         self.dir = Path(workdir)
         self.host = host
         self.c2s_port = c2s_port or free_port()
@@ -60,7 +65,27 @@ class Prosody:
 
     @property
     def env(self) -> dict:
-        return dict(os.environ, LUA_CPATH_5_4=f"{LUA_CPATH_DIR}/?.so;;")
+        cpath, path = [f"{LUA_CPATH_DIR}/?.so"], []
+        if not self.target.system:
+            # Lua libraries the backports Prosody needed beyond the system's, if install-servers
+            # unpacked any into its prefix.
+            cpath.append(f"{self.target.root}/usr/lib/x86_64-linux-gnu/lua/5.4/?.so")
+            path += [f"{self.target.root}/usr/share/lua/5.4/?.lua", f"{self.target.root}/usr/share/lua/5.4/?/init.lua"]
+        env = dict(os.environ, LUA_CPATH_5_4=";".join(cpath) + ";;")
+        if path:
+            env["LUA_PATH_5_4"] = ";".join(path) + ";;"
+        return env
+
+    @property
+    def version(self) -> str:
+        """The version this installation reports, e.g. "13.0.1" (its prosody.version file)."""
+        return self.target.path("usr/lib/prosody/prosody.version").read_text().split()[0]
+
+    @property
+    def deluser_runs_in_server(self) -> bool:
+        """13.0's `prosodyctl deluser` runs user:delete in the running server (through the admin
+        socket), so modules see the removal; 0.12's removes the account in a process of its own."""
+        return self.target.major >= (13,)
 
     def write_config(self):
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -100,7 +125,7 @@ class Prosody:
         self.write_config()
         self.log.touch()
         self.proc = subprocess.Popen(
-            ["prosody", "-F", "--config", str(self.config)],
+            [str(self.target.path("usr/bin/prosody")), "-F", "--config", str(self.config)],
             env={**self.env, **self.server_env}, stdout=open(self.dir / "stdout.log", "wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -130,7 +155,8 @@ class Prosody:
         """Runs prosodyctl against this config (works with or without the server running)."""
         if not self.config.exists():
             self.write_config()
-        return subprocess.run(["prosodyctl", "--config", str(self.config), *args], env=self.env,
+        return subprocess.run([str(self.target.path("usr/bin/prosodyctl")), "--config", str(self.config), *args],
+                              env=self.env,
                               capture_output=True, text=True, check=check, timeout=timeout)
 
     def shell(self, command: str) -> subprocess.CompletedProcess:
@@ -144,7 +170,8 @@ class Prosody:
 
     def delete_user(self, username: str, in_server: bool = True):
         """Removes an account inside the running server (the admin shell), as in-band removal or
-        an ad-hoc command would, or with prosodyctl deluser, which runs in a process of its own."""
+        an ad-hoc command would, or with prosodyctl deluser (in a process of its own on 0.12, in
+        the running server on 13.0: see deluser_runs_in_server)."""
         if in_server:
             r = self.shell(f'user:delete("{username}@{self.host}")')
             ok = r.returncode == 0 and "OK" in r.stdout
@@ -187,6 +214,81 @@ def upload_component(jid: str, **options) -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
+def _demo_certificate(certs: Path, host: str, share: str):
+    """A self-signed certificate for the demo host, where Prosody's certificate discovery looks
+    (certs/HOST.crt and .key), so a client that takes STARTTLS when offered (most do) can log in;
+    it trusts this file, or accepts it when asked. Made once, kept across runs."""
+    crt, key = certs / f"{host}.crt", certs / f"{host}.key"
+    if crt.exists() and key.exists():
+        return crt
+    certs.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "825", "-subj", f"/CN={host}",
+                    "-addext", f"subjectAltName=DNS:{host},DNS:{share}",
+                    "-keyout", str(key), "-out", str(crt)], check=True, capture_output=True)
+    key.chmod(0o600)
+    return crt
+
+
+def _demo_account(server: "Prosody", user: str, password: str):
+    """Creates the demo's account, or resets its password on a second run. The password goes to
+    prosodyctl on stdin (it asks twice), never on its command line, where `ps` would show it."""
+    jid = f"{user}@{server.host}"
+    for command in ("adduser", "passwd"):
+        r = subprocess.run([_demo_prosodyctl(server), "--config", str(server.config), command, jid],
+                           input=f"{password}\n{password}\n", env=server.env, capture_output=True, text=True,
+                           timeout=60)
+        if r.returncode == 0:
+            return
+        if "already exists" not in r.stdout + r.stderr:
+            break
+    raise RuntimeError(f"prosodyctl {command} {jid} failed: {r.stdout}{r.stderr}")
+
+
+def _demo_prosodyctl(server: "Prosody") -> str:
+    target = getattr(server, "target", None)  # the session's Prosody version, when one is chosen
+    return str(target.path("usr/bin/prosodyctl")) if target is not None else "prosodyctl"
+
+
+def demo_banner(server: "Prosody", password: str, share: str, cert: Path) -> str:
+    """What the demo prints. Every line starting with `$ ` is a whole command that works pasted
+    into a fresh shell (tests/test_prosody_demo.py runs each): absolute paths, and prosodyctl
+    told where the Lua library is, since a fresh shell has no LUA_CPATH_5_4."""
+    import shlex
+    q = shlex.quote
+    env = server.env
+    lua_env = f"LUA_CPATH_5_4={q(env['LUA_CPATH_5_4'])}"
+    if "LUA_PATH_5_4" in env:
+        lua_env += f" LUA_PATH_5_4={q(env['LUA_PATH_5_4'])}"
+    ctl = f"{lua_env} {q(_demo_prosodyctl(server))} --config {q(str(server.config))} mod_xmpp_hosting"
+    cli = f"{q(str(REPO / 'target/debug/xmpp-hosting'))} --db {q(str(server.database))}"
+    host = server.host
+    return f"""
+Prosody is running on {LOOPBACK} with xmpp-hosting loaded.
+
+Log in with any XMPP client:
+  JID admin@{host}  password {password}  server {LOOPBACK} port {server.c2s_port}
+  STARTTLS is offered with a self-signed certificate for {host}: trust {cert}
+  (or accept it when the client asks); plain logins work too, on loopback only.
+
+Prosody's admin tool, prosodyctl (the LUA_CPATH_5_4 it is given finds the xmpp_hosting library):
+  $ {ctl} domain list
+  $ {ctl} invite create {host}
+Registration on {host} is invite-only: the invite's URI registers one account. To open it to
+anyone, with the xmpp-hosting command line on the same store:
+  $ {cli} domain set {host} registration.policy open
+  $ {cli} domain list
+Uploads (XEP-0363): upload service {share}, 10 MB a file, 100 MB a day, 1 GB stored per user;
+slot URLs are http://{LOOPBACK}:{server.http_port}/… . A user's usage, with the command line:
+  $ {cli} quota show {host} --user admin
+
+Config {server.config}
+Store  {server.database}
+Log    {server.log}
+
+Ctrl-C stops it."""
+
+
 def demo(workdir: str):
     """The README's main job: a local Prosody on loopback with the modules, in the foreground."""
     _stop_on_signals()
@@ -195,13 +297,17 @@ def demo(workdir: str):
     # A two-label name: a hosted domain needs one (RFC 6761 keeps *.localhost on loopback).
     host = "demo.localhost"
     share = f"share.{host}"
-    server = Prosody(Path(workdir), host=host, c2s_port=c2s, http_port=http,
+    workdir = Path(workdir).resolve()
+    # glibc does not resolve share.demo.localhost: slot URLs name the loopback address instead, and
+    # the upload service answers requests that carry it as their Host.
+    server = Prosody(workdir, host=host, c2s_port=c2s, http_port=http,
                      host_modules=["xmpp_hosting_invites"], options={"admins": [f"admin@{host}"]},
-                     extra_config=upload_component(share))
+                     extra_config=upload_component(share, http_host=LOOPBACK))
     server.database = server.data / "xmpp_hosting.sqlite"  # all of the demo's data in one directory
     server.write_config()
+    cert = _demo_certificate(workdir / "certs", host, share)
     password = os.environ.get("DEMO_PASSWORD", "demo-password")
-    server.create_user("admin", password)
+    _demo_account(server, "admin", password)
     listed = server.ctl("mod_xmpp_hosting", "domain", "list").stdout
     if host not in listed:
         server.ctl("mod_xmpp_hosting", "domain", "add", host, check=True)
@@ -209,19 +315,7 @@ def demo(workdir: str):
         for limit, value in (("max_file_size", 10**7), ("user_daily", 10**8), ("user_storage", 10**9)):
             server.ctl("mod_xmpp_hosting", "domain", "set", host, f"uploads.{limit}", str(value), check=True)
     server.start()
-    print(f"""
-Prosody is running on {LOOPBACK} with xmpp-hosting loaded (store: {server.database}).
-
-  Connect:   JID admin@{host}  password {password}  server {LOOPBACK} port {c2s} (plain, loopback only)
-  Domains:   prosodyctl --config {server.config} mod_xmpp_hosting domain list
-  Invite:    prosodyctl --config {server.config} mod_xmpp_hosting invite create {host}
-             (registration on {host} is invite-only; open it with `domain set {host} registration.policy open`)
-  Uploads:   {share} (10 MB a file, 100 MB a day, 1 GB per user); usage: target/debug/xmpp-hosting
-             --db {server.database} quota show {host} --user admin
-  CLI:       target/debug/xmpp-hosting --db {server.database} domain list
-  Log:       {server.log}
-
-Ctrl-C stops it.""", flush=True)
+    print(demo_banner(server, password, share, cert), flush=True)
     try:
         while server.running():
             time.sleep(0.5)
@@ -231,7 +325,6 @@ Ctrl-C stops it.""", flush=True)
         pass
     finally:
         server.stop()
-
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "demo":

@@ -4,12 +4,14 @@ The scenarios shared with ejabberd are in invite_scenarios.py; Prosody's own ext
 commands, prosodyctl and the admin shell) are here.
 """
 
+import ctypes
 import json
+from pathlib import Path
 
 import pytest
 
 from harness import client
-from harness.client import register
+from harness.client import RawStream, error_condition, preauth_element, register
 from harness.common import run_cli
 from harness.prosody import Prosody
 from invite_scenarios import InviteScenarios, ServerUnderTest, invite_only  # noqa: F401 (autouse fixture)
@@ -84,3 +86,38 @@ def test_a_roster_invite_from_an_account_deleted_by_prosodyctl_registers_without
     assert client.roster(prosody.c2s_port, jid("arrival"), "pw-123456") == {}
     # The admin tells the store afterwards; nothing is left to revoke once the invite is used.
     assert "0 invite(s) revoked" in cli(prosody, "account", "removed", HOST, "offline-gone").stdout
+
+def libexpat_defers_reparse() -> bool:
+    """Whether the system libexpat, which Prosody parses with, holds back a tag that arrived over
+    several reads until the input waiting for it has about doubled (the CVE-2023-52425 fix, Debian
+    2.5.0-1+deb12u2 and later). Such a libexpat exports the switch that turns this off."""
+    return hasattr(ctypes.CDLL("libexpat.so.1"), "XML_SetReparseDeferralEnabled")
+
+
+def test_a_10_kb_token_alone_meets_prosodys_limit_for_streams_not_logged_in(prosody):
+    """What a client sees when it sends a 10 KB token and nothing after it (the shared scenario adds
+    whitespace so the token itself is judged). Prosody caps a stanza on a stream that has not logged
+    in at c2s_unauthed_stanza_size_limit (10,000 bytes by default) and checks the cap against the
+    bytes its parser has not consumed. With a deferring libexpat the 10.3 KB tag stays unconsumed,
+    so the stream is closed with policy-violation; an older libexpat consumes it at once, the cap
+    never sees it, and the token is refused as unknown. Either way the server goes on."""
+    target = getattr(prosody, "target", None)
+    mod_c2s = target.path("usr/lib/prosody/modules/mod_c2s.lua") if target else Path("/usr/lib/prosody/modules/mod_c2s.lua")
+    has_cap = "c2s_unauthed_stanza_size_limit" in mod_c2s.read_text()
+    defers = libexpat_defers_reparse()
+    if defers and not has_cap:
+        pytest.skip("this Prosody has no cap for streams not logged in: the tag waits for more input")
+    s = RawStream(prosody.c2s_port, HOST)
+    try:
+        s.send(f"<iq type='set' id='big'>{preauth_element('A' * 10_240)}</iq>".encode())
+        if defers:
+            assert s.closed_by_server()
+            text = s.buffer.decode(errors="replace")
+            assert "<policy-violation" in text and "<stanza-too-big" in text, text[-300:]
+        else:
+            assert error_condition(s.reply("big")) == "item-not-found"
+    finally:
+        s.close()
+    assert prosody.running()
+    assert client.login(prosody.c2s_port, jid("admin"), "admin-pass")
+

@@ -210,6 +210,10 @@ class RawStream:
     def iq(self, iq_id: str, payload: str, type_: str = "set") -> str:
         """Sends an IQ and returns the reply with the same id, as text."""
         self.send(f"<iq type='{type_}' id='{iq_id}'>{payload}</iq>".encode())
+        return self.reply(iq_id)
+
+    def reply(self, iq_id: str) -> str:
+        """Reads until the IQ reply with this id (other IQs before it are skipped), as text."""
         while True:
             text = self.read_until(b"</iq>")
             if f"id='{iq_id}'" in text or f'id="{iq_id}"' in text:

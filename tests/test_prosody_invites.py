@@ -87,6 +87,7 @@ def test_a_roster_invite_from_an_account_deleted_by_prosodyctl_registers_without
     # The admin tells the store afterwards; nothing is left to revoke once the invite is used.
     assert "0 invite(s) revoked" in cli(prosody, "account", "removed", HOST, "offline-gone").stdout
 
+
 def libexpat_defers_reparse() -> bool:
     """Whether the system libexpat, which Prosody parses with, holds back a tag that arrived over
     several reads until the input waiting for it has about doubled (the CVE-2023-52425 fix, Debian

@@ -109,9 +109,9 @@ def register(port: int, jid: str, password: str, token: str | None = None, preau
     return asyncio.run(_register(port, jid, password, preauth_xml, timeout))
 
 
-async def _session(port, jid, password, action, timeout):
+async def _session(port, jid, password, action, timeout, configure=_plain):
     client = slixmpp.ClientXMPP(jid, password)
-    _plain(client)
+    configure(client)
     result = asyncio.get_running_loop().create_future()
 
     async def start(_):
@@ -151,6 +151,25 @@ def login(port: int, jid: str, password: str, timeout: float = 20) -> bool:
         return True
     try:
         return asyncio.run(_session(port, jid, password, nothing, timeout))
+    except (PermissionError, ConnectionError):
+        return False
+
+
+def login_starttls(port: int, jid: str, password: str, ca_file, timeout: float = 20) -> bool:
+    """Whether `jid` logs in over STARTTLS as a stock client does once it trusts `ca_file`: TLS
+    is required, the server's certificate must chain to that file and name the JID's domain."""
+    secured = []
+
+    def starttls(client):
+        client.enable_starttls, client.enable_direct_tls, client.enable_plaintext = True, False, False
+        client.use_ipv6 = False
+        client.ca_certs = ca_file
+        client.add_event_handler("tls_success", lambda _: secured.append(True))
+
+    async def check(_client):
+        return bool(secured)
+    try:
+        return asyncio.run(_session(port, jid, password, check, timeout, configure=starttls))
     except (PermissionError, ConnectionError):
         return False
 

@@ -26,6 +26,16 @@
 
 module:set_global();
 
+-- Which Prosody this is decides the APIs used (xmpp_hosting_server.lib.lua); on a version the
+-- modules were not built and tested for they refuse to load rather than half-work.
+local server_lib = module:require("xmpp_hosting_server");
+local server_api, unsupported = server_lib.detect();
+if not server_api then
+	module:log("error", "%s: not loading", unsupported);
+	error(unsupported);
+end
+module:log("info", "xmpp-hosting on Prosody %s: %s", prosody.version, server_api.api);
+
 local xh = require "xmpp_hosting";
 local async = require "util.async";
 local server = require "net.server";
@@ -104,12 +114,9 @@ function module.load()
 							c.account, c.state, c.state == "lost" and " (grace period running)" or "");
 						module:log("warn", "%s", text);
 						-- Tell the admins (the global `admins` option), from their own host.
-						for admin in module:get_option_set("admins", {}) do
+						for _, admin in ipairs(server_lib.admin_jids(server_api)) do
 							local _, host = jid_split(admin);
-							if host and prosody.hosts[host] then
-								-- Sent in the host's context: this module is global, and has no host to send from.
-								module:context(host):send(st.message({ to = admin, from = host, type = "chat" }):text_tag("body", text));
-							end
+							module:context(host):send(st.message({ to = admin, from = host, type = "chat" }):text_tag("body", text));
 						end
 						module:fire_event("xmpp-hosting/domain-" .. c.state, { claim = c });
 					end

@@ -61,8 +61,12 @@ class Ejabberd:
         server_env: dict[str, str] | None = None,
         admins: list[str] | None = None,
         version: ServerTarget | None = None,
+        app_vsn: str | None = None,
     ):
         self.target = version or target("ejabberd")
+        # The version the node's ejabberd application states instead of its own (ejabberd.app's
+        # vsn), to see what the modules do on a version they do not support.
+        self.app_vsn = app_vsn
         if nif_from not in ("prebuilt", "make"):
             raise ValueError(f"unknown NIF source {nif_from!r}")
         if install not in ("module_install", "config", "none"):
@@ -111,7 +115,7 @@ class Ejabberd:
 
     @property
     def version(self) -> str:
-        """The version the installation's ejabberd.app states, e.g. "24.12"."""
+        """The version the installation's ejabberd.app states, e.g. "24.12-3~bpo12+1"."""
         app = (self.ejabberd_lib / "ebin" / "ejabberd.app").read_text()
         m = re.search(r'\{vsn,\s*"([^"]+)"\}', app)
         if not m:
@@ -335,8 +339,19 @@ class Ejabberd:
         if app.exists():
             return
         (app / "priv").mkdir(parents=True)
-        for sub in ("ebin", "include"):
-            (app / sub).symlink_to(self.ejabberd_lib.resolve() / sub)
+        (app / "include").symlink_to(self.ejabberd_lib.resolve() / "include")
+        if self.app_vsn is None:
+            (app / "ebin").symlink_to(self.ejabberd_lib.resolve() / "ebin")
+        else:
+            (app / "ebin").mkdir()
+            for beam in (self.ejabberd_lib / "ebin").iterdir():
+                if beam.name != "ejabberd.app":
+                    (app / "ebin" / beam.name).symlink_to(beam.resolve())
+            text = (self.ejabberd_lib / "ebin" / "ejabberd.app").read_text()
+            text, found = re.subn(r'\{vsn,\s*"[^"]*"\}', f'{{vsn,"{self.app_vsn}"}}', text, count=1)
+            if not found:
+                raise RuntimeError(f"no vsn in {self.ejabberd_lib}/ebin/ejabberd.app")
+            (app / "ebin" / "ejabberd.app").write_text(text)
         for entry in (self.ejabberd_lib / "priv").iterdir():
             (app / "priv" / entry.name).symlink_to(entry.resolve())
 

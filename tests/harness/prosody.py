@@ -7,6 +7,7 @@ package, or the backports 13.0 that scripts/install-servers unpacked under targe
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -192,6 +193,29 @@ class Prosody:
                 return text
             time.sleep(0.1)
         raise TimeoutError(f"{needle!r} not in the Prosody log\n{tail(self.log)}")
+
+
+def reporting_version(base: ServerTarget, dest: Path, version: str) -> ServerTarget:
+    """`base` as it would run if it said it were Prosody `version`: start scripts whose source
+    directory is `dest`, links to base's code, and a prosody.version file of its own (where
+    Prosody takes prosody.version from). To see what the modules do on a version they do not
+    support."""
+    src = base.path("usr/lib/prosody")
+    lib = dest / "usr" / "lib" / "prosody"
+    lib.mkdir(parents=True)
+    for entry in src.iterdir():
+        if entry.name != "prosody.version":
+            (lib / entry.name).symlink_to(entry.resolve())
+    (lib / "prosody.version").write_text(version + "\n")
+    (dest / "usr" / "bin").mkdir(parents=True)
+    for script in ("prosody", "prosodyctl"):
+        text = base.path(f"usr/bin/{script}").read_text()
+        text = re.sub(r"^CFG_SOURCEDIR=.*$", f"CFG_SOURCEDIR='{lib}';", text, count=1, flags=re.M)
+        text = re.sub(r"^CFG_PLUGINDIR=.*$", f"CFG_PLUGINDIR='{lib}/modules/';", text, count=1, flags=re.M)
+        (dest / "usr" / "bin" / script).write_text(text)
+        (dest / "usr" / "bin" / script).chmod(0o755)
+    (dest / ".packages").write_text(f"{base.name} reporting {version}\n")
+    return ServerTarget(f"{base.name}-as-{version}", "prosody", base.series, dest)
 
 
 def _stop_on_signals():

@@ -45,6 +45,39 @@
 %%%===================================================================
 
 start(Host, Opts) ->
+    case ejabberd_api() of
+        {ok, Api} ->
+            ?INFO_MSG("xmpp_hosting ~ts: ~ts", [Host, Api]),
+            start_store(Host, Opts);
+        {error, Unsupported} ->
+            ?CRITICAL_MSG("xmpp_hosting ~ts: ~ts: not loading", [Host, Unsupported]),
+            {error, unsupported_ejabberd}
+    end.
+
+%% Which ejabberd this is, and the API used on it. The same calls work on every supported
+%% version (start/2 adds the hooks and returns ok, ejabberd_commands:register_commands/1, the
+%% hooks' arguments), so there is one code path; a version the module was not built and tested
+%% for is refused rather than left half-working. The version is the ejabberd application's.
+ejabberd_api() ->
+    Vsn = case application:get_key(ejabberd, vsn) of
+              {ok, V} -> V;
+              undefined -> "unknown"
+          end,
+    Series = case re:run(Vsn, "^([0-9]+)\\.([0-9]+)", [{capture, all_but_first, list}]) of
+                 {match, [Y, M]} -> {list_to_integer(Y), list_to_integer(M)};
+                 nomatch -> unknown
+             end,
+    if
+        Series =/= unknown, Series >= {23, 1}, Series =< {24, 12} ->
+            {ok, io_lib:format("ejabberd ~ts on OTP ~ts: one code path for 23.01 to 24.12 (gen_mod "
+                               "start/2 returning ok, hooks added in start, "
+                               "ejabberd_commands:register_commands/1)",
+                               [Vsn, erlang:system_info(otp_release)])};
+        true ->
+            {error, io_lib:format("xmpp-hosting supports ejabberd 23.01 to 24.12; this is ejabberd ~ts", [Vsn])}
+    end.
+
+start_store(Host, Opts) ->
     Path = database_path(gen_mod:get_opt(database, Opts)),
     case open_store(Path) of
         {ok, Handle} ->

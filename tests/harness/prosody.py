@@ -255,18 +255,20 @@ def _demo_certificate(certs: Path, host: str, share: str):
 
 
 def _demo_account(server: "Prosody", user: str, password: str):
-    """Creates the demo's account, or resets its password on a second run. The password goes to
-    prosodyctl on stdin (it asks twice), never on its command line, where `ps` would show it."""
+    """Creates the demo's account in the running server, or sets its password when it is there from
+    a run before. The password goes to prosodyctl on stdin (it asks twice), never on its command
+    line, where `ps` would show it. Prosody 13's adduser and passwd work through the running server's
+    admin shell, hence after start; 0.12's work on the data either way."""
     jid = f"{user}@{server.host}"
+    said = []
     for command in ("adduser", "passwd"):
         r = subprocess.run([_demo_prosodyctl(server), "--config", str(server.config), command, jid],
                            input=f"{password}\n{password}\n", env=server.env, capture_output=True, text=True,
                            timeout=60)
         if r.returncode == 0:
             return
-        if "already exists" not in r.stdout + r.stderr:
-            break
-    raise RuntimeError(f"prosodyctl {command} {jid} failed: {r.stdout}{r.stderr}")
+        said.append(f"prosodyctl {command} {jid}: {r.stdout}{r.stderr}")
+    raise RuntimeError("\n".join(said))
 
 
 def _demo_prosodyctl(server: "Prosody") -> str:
@@ -331,7 +333,6 @@ def demo(workdir: str):
     server.write_config()
     cert = _demo_certificate(workdir / "certs", host, share)
     password = os.environ.get("DEMO_PASSWORD", "demo-password")
-    _demo_account(server, "admin", password)
     listed = server.ctl("mod_xmpp_hosting", "domain", "list").stdout
     if host not in listed:
         server.ctl("mod_xmpp_hosting", "domain", "add", host, check=True)
@@ -339,6 +340,11 @@ def demo(workdir: str):
         for limit, value in (("max_file_size", 10**7), ("user_daily", 10**8), ("user_storage", 10**9)):
             server.ctl("mod_xmpp_hosting", "domain", "set", host, f"uploads.{limit}", str(value), check=True)
     server.start()
+    try:
+        _demo_account(server, "admin", password)
+    except BaseException:
+        server.stop()
+        raise
     print(demo_banner(server, password, share, cert), flush=True)
     try:
         while server.running():

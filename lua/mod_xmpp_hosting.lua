@@ -321,11 +321,12 @@ end
 
 local quota_commands = {};
 
--- The limits that apply and what is used, in the words users see in their ad-hoc command.
+-- The limits that apply and what is used, in the core's words (scope first; for a domain also
+-- the limits each user has by default, for a user their exceptions).
 function quota_commands.show(s, domain, username)
-	local text, err = s:describe_upload_usage(domain, username);
+	local text, err = s:describe_upload_quota(domain, username);
 	if not text then return false, err; end
-	return true, (username and (username .. "@" .. domain) or domain) .. "\n" .. text;
+	return true, text;
 end
 
 -- A domain's limit (user_daily, domain_storage, max_file_size, …) or, with a user, that user's

@@ -102,8 +102,10 @@ def test_quota_set_show_and_user_exceptions(db):
     run_cli(db, "quota", "set", "example.org", "max_file_size", "5000000")
     run_cli(db, "quota", "set", "example.org", "--user", "Alice", "daily", "5")
     shown = json.loads(run_cli(db, "--json", "quota", "show", "example.org", "--user", "alice").stdout)
-    assert shown["limits"]["user_daily"] == 1000000 and shown["limits"]["max_file_size"] == 5000000
-    assert shown["user_limits"]["daily"] == 5
+    # The limits that apply, merged by the core: alice's exception over the domain's per-user values.
+    assert (shown["domain"], shown["user"]) == ("example.org", "alice")
+    assert shown["limits"]["daily"] == 5 and shown["limits"]["max_file_size"] == 5000000
+    assert shown["exceptions"]["daily"] == 5
     assert shown["usage"] == {"stored": 0, "reserved": 0, "daily": 0, "weekly": 0, "monthly": 0}
     for args, message in [
         (["quota", "set", "example.org", "bogus", "1"], 'there is no setting "bogus"'),
@@ -115,7 +117,39 @@ def test_quota_set_show_and_user_exceptions(db):
         r = run_cli(db, *args, check=False)
         assert r.returncode == 1 and message in r.stderr, (args, r.stderr)
     run_cli(db, "quota", "clear", "example.org", "alice")
-    assert json.loads(run_cli(db, "--json", "quota", "show", "example.org", "--user", "alice").stdout)["user_limits"] is None
+    cleared = json.loads(run_cli(db, "--json", "quota", "show", "example.org", "--user", "alice").stdout)
+    assert "exceptions" not in cleared and cleared["limits"]["daily"] == 1000000
+
+
+def test_quota_show_says_which_limits_apply_to_each_user(db):
+    run_cli(db, "domain", "add", "example.org")
+    run_cli(db, "quota", "set", "example.org", "user_daily", "50000")
+    shown = run_cli(db, "quota", "show", "example.org").stdout
+    # The domain as a whole has no daily limit; each of its users has one.
+    assert "Uploaded in the last 24 hours: 0 bytes (no limit)\n" in shown, shown
+    assert "Each user, unless given an exception:\n" in shown and "  Uploaded in 24 hours: 50 kB\n" in shown, shown
+    # Every domain has a largest file unless an admin removes it.
+    assert shown.startswith("example.org\nLargest file: 104.9 MB\n"), shown
+    domain = json.loads(run_cli(db, "--json", "quota", "show", "example.org").stdout)
+    assert domain["limits"]["daily"] is None and domain["user_defaults"]["daily"] == 50000
+    alice = run_cli(db, "quota", "show", "example.org", "--user", "alice").stdout
+    assert "Uploaded in the last 24 hours: 0 bytes of 50 kB\n" in alice, alice
+    assert alice.endswith("No exceptions: the domain's limits apply\n"), alice
+
+
+@pytest.mark.parametrize("args", [["quota", "show", "example.org"], ["--json", "domain", "list"], ["invite", "list", "example.org"]])
+def test_a_closed_stdout_ends_quietly_with_success(db, args):
+    """`xmpp-hosting quota show D | head -1`: the reader is gone before the output is written."""
+    run_cli(db, "domain", "add", "example.org")
+    run_cli(db, "invite", "create", "example.org")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run([str(CLI), "--db", str(db), *args], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                           timeout=60)
+    finally:
+        os.close(write_end)
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
 
 
 def test_human_output_is_a_table_with_unicode_names(db):

@@ -3,6 +3,18 @@
 //! Human output by default, `--json` for scripts; on error one line on stderr and exit 1
 //! (usage errors exit 2, as clap does).
 
+/// Every line the CLI prints goes through [`output::print_line`], not std's `println!`, which
+/// panics ("Broken pipe", exit 101) when the reader went away (`xmpp-hosting quota show D |
+/// head -1`). Defined before the modules, so it replaces `println!` in all of them.
+macro_rules! println {
+    () => {
+        $crate::output::print_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::print_line(format_args!($($arg)*))
+    };
+}
+
 mod account;
 mod dns;
 mod domain;

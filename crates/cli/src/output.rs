@@ -1,6 +1,22 @@
 //! How results are printed: JSON for scripts, aligned text for people.
 
+use std::io::{ErrorKind, Write};
+
 use serde::Serialize;
+
+/// Prints one line to stdout (the crate's `println!`). A reader that went away (a closed pipe)
+/// ends the command quietly and successfully, as other Unix tools end, rather than with a panic;
+/// any other failure to write is an error of one line, exit 1.
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("xmpp-hosting: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
 
 pub struct Output {
     pub json: bool,

@@ -2,7 +2,7 @@
 //!
 //! `h:authorize_upload(domain, username, size)` takes the size as the request carried it (the
 //! attribute's text, or an integer): the core parses it, so both servers refuse the same bad
-//! sizes. It returns `{decision = "granted", id, size, expires_at}` or `{decision = "denied",
+//! sizes. It returns `{decision = "granted", id, size, expires_at, count_until}` or `{decision = "denied",
 //! limit, limit_value, usage, retry_at, type, condition, text}`.
 //!
 //! `h:start_upload_upkeep({root, ...})` runs the purge and the sweep of deleted files on the
@@ -43,6 +43,11 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     });
     m.add_method("describe_upload_usage", |lua, h, (domain, username): (String, Option<String>)| {
         outcome(lua, || h.0.upload_report(&domain, username.as_deref()).map(|r| r.describe()))
+    });
+    // `h:describe_upload_quota(domain, user_or_nil)`: what an admin's `quota show` prints, the
+    // scope on the first line (the same text on every command line).
+    m.add_method("describe_upload_quota", |lua, h, (domain, username): (String, Option<String>)| {
+        outcome(lua, || h.0.upload_quota_view(&domain, username.as_deref()).map(|v| v.describe()))
     });
     // `h:set_upload_limit(domain, user_or_nil, limit, value)`: the admin commands' one way to
     // set a limit by name (see the core); returns the scope's report.

@@ -4,7 +4,7 @@
 //! ejabberd learns which slot an upload used only when the PUT completes, and names it by the
 //! uploader's directory, so a grant is made under that directory as the slot key and the
 //! completed upload committed by it (`commit_keyed_upload`). Decisions are the core's shape:
-//! `#{decision := <<"granted">>, id, size, expires_at}` or `#{decision := <<"denied">>, limit,
+//! `#{decision := <<"granted">>, id, size, expires_at, count_until}` or `#{decision := <<"denied">>, limit,
 //! limit_value, usage, requested, retry_at, type, condition, text}`: the stanza error is chosen
 //! by the core, so the Erlang side only builds it.
 
@@ -101,6 +101,14 @@ fn upload_report<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, user: Ter
 fn describe_upload_usage<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, user: Term<'a>) -> NifResult<Term<'a>> {
     let report = handle.hosting.upload_report(text(&domain)?, optional_text(user)?);
     reply(env, report.map(|r| r.describe()), |env, text| Ok(text.encode(env)))
+}
+
+/// `describe_upload_quota(H, Domain, User | undefined)` -> `{ok, Text}`: what an admin's
+/// `quota show` prints, the scope on the first line (the same text on every command line).
+#[rustler::nif(schedule = "DirtyIo")]
+fn describe_upload_quota<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, user: Term<'a>) -> NifResult<Term<'a>> {
+    let view = handle.hosting.upload_quota_view(text(&domain)?, optional_text(user)?);
+    reply(env, view.map(|v| v.describe()), |env, text| Ok(text.encode(env)))
 }
 
 /// `upload_upkeep(H, [Root], Tag)` -> `ok`; `#{purged, files_checked, files_forgotten}` follows

@@ -23,7 +23,7 @@
          invite_audit/3, begin_registration/2, finish_registration/3,
          preauthorize_subscription/4]).
 -export([authorize_upload/6, commit_upload/4, commit_keyed_upload/4, release_keyed_upload/3, release_upload/2,
-         forget_file/2, upload_report/3, describe_upload_usage/3, upload_upkeep/3, audit_upload_ledger/2,
+         forget_file/2, upload_report/3, describe_upload_usage/3, describe_upload_quota/3, upload_upkeep/3, audit_upload_ledger/2,
          set_upload_limit/5, clear_user_upload_limits/3]).
 -export([account_removed/3]).
 -export([so_path/0]).
@@ -192,6 +192,10 @@ upload_report(_H, _Domain, _User) -> not_loaded(?LINE).
 %% The report in words, as the user's ad-hoc command shows it.
 -spec describe_upload_usage(handle(), binary(), binary() | undefined) -> {ok, binary()} | error().
 describe_upload_usage(_H, _Domain, _User) -> not_loaded(?LINE).
+
+%% What an admin's quota show prints (scope first), the same text on every command line.
+-spec describe_upload_quota(handle(), binary(), binary() | undefined) -> {ok, binary()} | error().
+describe_upload_quota(_H, _Domain, _User) -> not_loaded(?LINE).
 
 %% Purges the ledger and forgets the files under Roots that are gone, on the core's worker: ok
 %% at once, then {xmpp_hosting_result, Tag, {ok, #{purged, files_checked, files_forgotten}} | error()}.

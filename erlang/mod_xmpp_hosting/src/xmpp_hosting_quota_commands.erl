@@ -61,9 +61,11 @@ spec() ->
                         result = {drifts, {list, {drift, string}}},
                         result_desc = "One line per scope that was repaired"}].
 
+%% The core's words, scope first: for a domain also the limits each user has by default, for a
+%% user their exceptions.
 show(Domain, User) ->
-    call(fun(H) -> xmpp_hosting_nif:describe_upload_usage(H, Domain, user(User)) end,
-         fun(Text) -> {ok, <<(scope(Domain, User))/binary, "\n", Text/binary>>} end).
+    call(fun(H) -> xmpp_hosting_nif:describe_upload_quota(H, Domain, user(User)) end,
+         fun(Text) -> {ok, Text} end).
 
 set(Domain, User, Limit, Bytes) ->
     call(fun(H) -> xmpp_hosting_nif:set_upload_limit(H, Domain, user(User), Limit, Bytes) end,

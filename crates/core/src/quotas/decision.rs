@@ -4,6 +4,7 @@
 
 use serde::{Serialize, Serializer};
 
+use super::policy::MAX_UPLOAD_SIZE;
 use crate::{Error, Result, Timestamp};
 
 /// Which limit a denial is about.
@@ -101,6 +102,11 @@ pub struct Reservation {
     pub id: i64,
     pub size: u64,
     pub expires_at: Timestamp,
+    /// Until when an upload of this slot that completes is still counted (the core keeps the
+    /// expired reservation on record until then): a server that watches for the slot's file
+    /// stops watching, and releases the slot, after this time. Only the core decides it, so
+    /// both servers count a late upload alike.
+    pub count_until: Timestamp,
 }
 
 /// The answer to a slot request.
@@ -111,9 +117,9 @@ pub enum UploadDecision {
     Denied(Denial),
 }
 
-/// Reads a slot request's size attribute: a positive decimal integer up to 2^63-1. Both
-/// servers call this on the raw attribute, so `-1`, `0`, `1e3`, `abc` and `2^63` are refused
-/// alike (as `bad-request`).
+/// Reads a slot request's size attribute: a positive decimal integer of at most
+/// [`MAX_UPLOAD_SIZE`]. Both servers call this on the raw attribute, so `-1`, `0`, `1e3`, `abc`
+/// and sizes no server could store are refused alike (as `bad-request`).
 pub fn parse_upload_size(text: &str) -> Result<i64> {
     let bad = |why: &str| Err(Error::InvalidArgument(format!("file size {text:?} {why}")));
     let t = text.trim();
@@ -121,8 +127,23 @@ pub fn parse_upload_size(text: &str) -> Result<i64> {
         return bad("is not a whole number of bytes");
     }
     match t.parse::<i64>() {
-        Ok(0) => bad("must be larger than zero"),
-        Ok(n) => Ok(n),
-        Err(_) => bad("is too large"),
+        Ok(n) => check_upload_size(n).map(|_| n),
+        Err(_) => Err(too_large(t)),
     }
+}
+
+/// The size of a slot request, whoever parsed it: larger than zero and at most
+/// [`MAX_UPLOAD_SIZE`].
+pub(crate) fn check_upload_size(size: i64) -> Result<u64> {
+    match u64::try_from(size) {
+        Ok(0) | Err(_) => Err(Error::InvalidArgument(format!("file size must be larger than zero, not {size}"))),
+        Ok(n) if n > MAX_UPLOAD_SIZE => Err(too_large(&size.to_string())),
+        Ok(n) => Ok(n),
+    }
+}
+
+fn too_large(size: &str) -> Error {
+    Error::InvalidArgument(format!(
+        "a file of {size} bytes is larger than any server can store (the most is {MAX_UPLOAD_SIZE} bytes, 1 PiB)"
+    ))
 }

@@ -7,10 +7,13 @@
 
 use rusqlite::Connection;
 
-use super::decision::{Denial, Reservation, UploadDecision, UploadLimit, DOMAIN_WINDOWS, USER_WINDOWS};
-use super::policy::{user_overrides, EffectiveLimits};
+use super::decision::{
+    check_upload_size, Denial, Reservation, UploadDecision, UploadLimit, DOMAIN_WINDOWS, USER_WINDOWS,
+};
+use super::paths::plain_file_id;
+use super::policy::{user_overrides, EffectiveLimits, MAX_DOMAIN_STORAGE, MAX_UPLOAD_SIZE};
 use super::username_of;
-use super::windows::{self, as_i64, Scope, DAY};
+use super::windows::{self, Scope, DAY};
 use crate::store::quotas as sql;
 use crate::verification::is_suspended;
 use crate::{Error, Hosting, Result, Timestamp};
@@ -18,26 +21,24 @@ use crate::{Error, Hosting, Result, Timestamp};
 /// Expired reservations released, and long-released ones forgotten, per decision: bounded work
 /// on the hot path that still keeps up with any rate of abandoned slots.
 const EXPIRE_PER_CALL: i64 = 16;
-/// How long a released reservation is kept so that an upload completing late is still recorded.
+/// How long after its expiry a reservation is kept (as released) so that an upload completing
+/// late is still recorded: a day, far longer than any slot's upload takes. The one rule for it;
+/// grants tell servers the resulting time (`Reservation::count_until`).
 const KEEP_RELEASED: i64 = DAY;
 /// The longest a slot may hold its reservation, whatever the settings say.
 const MAX_SLOT_LIFETIME: u64 = 7 * DAY as u64;
 
-fn check_size(size: i64) -> Result<u64> {
-    if size <= 0 {
-        return Err(Error::InvalidArgument(format!("file size must be larger than zero, not {size}")));
-    }
-    Ok(size as u64)
-}
-
-fn storage_denial(limit: Option<u64>, stored: i64, reserved: i64, size: i64, kind: UploadLimit) -> Option<Denial> {
+/// A refusal when `size` more bytes would take a scope's total (stored and reserved) over
+/// `limit`. The sums saturate rather than overflow: a total at the top of the range refuses
+/// everything, it never wraps round to room.
+fn storage_denial(limit: Option<u64>, stored: i64, reserved: i64, size: u64, kind: UploadLimit) -> Option<Denial> {
     let limit = limit?;
-    let used = stored + reserved;
-    (used.saturating_add(size) > as_i64(limit)).then_some(Denial {
+    let used = stored.max(0).saturating_add(reserved.max(0)) as u64;
+    (used.saturating_add(size) > limit).then_some(Denial {
         limit: kind,
         limit_value: limit,
-        usage: used as u64,
-        requested: size as u64,
+        usage: used,
+        requested: size,
         retry_at: None,
     })
 }
@@ -51,11 +52,19 @@ fn check_key(what: &str, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// A completed upload's size as the server measured it: never negative, and never more than a
+/// slot could have been granted for, so the totals it moves stay exact.
 fn check_commit(bytes: i64, file_id: &str) -> Result<()> {
-    if bytes < 0 {
+    if !(0..=MAX_UPLOAD_SIZE as i64).contains(&bytes) {
         return Err(Error::InvalidArgument(format!("an upload cannot have {bytes} bytes")));
     }
-    check_key("file id", file_id)
+    check_key("file id", file_id)?;
+    // The upkeep looks ids up on disk (and retention will delete them): a name that walks up
+    // or hides a NUL is never one the core records.
+    if !plain_file_id(file_id) {
+        return Err(Error::InvalidArgument(format!("file id {file_id:?} has '.' or '..' parts or a NUL")));
+    }
+    Ok(())
 }
 
 /// Turns a reservation into a stored file: its bytes move from reserved (unless it was released
@@ -142,7 +151,7 @@ impl Hosting {
         slot_key: Option<&str>,
         lifetime: Option<u64>,
     ) -> Result<UploadDecision> {
-        let size_u = check_size(size)?;
+        let size_u = check_upload_size(size)?;
         let user = username_of(username)?;
         let d = self.require_domain(domain)?;
         let global = self.provider_settings()?.uploads;
@@ -169,12 +178,17 @@ impl Hosting {
             let (user_stored, user_reserved) = sql::usage(tx, "user", name, &user)?;
             let (domain_stored, domain_reserved) = sql::usage(tx, "domain", name, "")?;
             let (global_stored, global_reserved) = sql::usage(tx, "global", "", "")?;
+            // Whatever the settings, a domain keeps at most MAX_DOMAIN_STORAGE and all domains
+            // together no more than the totals can count: no request can overflow a total, and
+            // one domain without limits cannot fill the others' room.
+            let domain_cap = limits.domain_storage.map_or(MAX_DOMAIN_STORAGE, |l| l.min(MAX_DOMAIN_STORAGE));
+            let global_cap = global.storage.map_or(i64::MAX as u64, |l| l.min(i64::MAX as u64));
             let storage = [
                 (limits.user_storage, user_stored, user_reserved, UploadLimit::UserStorage),
-                (limits.domain_storage, domain_stored, domain_reserved, UploadLimit::DomainStorage),
-                (global.storage, global_stored, global_reserved, UploadLimit::GlobalStorage),
+                (Some(domain_cap), domain_stored, domain_reserved, UploadLimit::DomainStorage),
+                (Some(global_cap), global_stored, global_reserved, UploadLimit::GlobalStorage),
             ];
-            if let Some(d) = storage.into_iter().find_map(|(l, s, r, k)| storage_denial(l, s, r, size, k)) {
+            if let Some(d) = storage.into_iter().find_map(|(l, s, r, k)| storage_denial(l, s, r, size_u, k)) {
                 return deny(d);
             }
             let scopes = [
@@ -204,7 +218,8 @@ impl Hosting {
                 sql::NewReservation { domain: name, username: &user, size, created_at: now, expires_at, slot_key };
             let id = sql::insert_reservation(tx, &reservation)?;
             add_totals(tx, name, &user, 0, size)?;
-            Ok(UploadDecision::Granted(Reservation { id, size: size_u, expires_at }))
+            let count_until = expires_at + KEEP_RELEASED;
+            Ok(UploadDecision::Granted(Reservation { id, size: size_u, expires_at, count_until }))
         })
     }
 

@@ -16,6 +16,7 @@
 mod audit;
 mod decision;
 mod ledger;
+mod paths;
 mod policy;
 mod report;
 mod upkeep;
@@ -23,8 +24,11 @@ mod windows;
 
 pub use audit::LedgerDrift;
 pub use decision::{parse_upload_size, Denial, Reservation, UploadDecision, UploadLimit};
-pub use policy::{GlobalUploadLimits, UploadLimits, UserUploadLimits, DEFAULT_SLOT_LIFETIME};
-pub use report::{ScopeLimits, UploadReport, UploadUsage};
+pub use policy::{
+    GlobalUploadLimits, UploadLimits, UserUploadLimits, DEFAULT_MAX_FILE_SIZE, DEFAULT_SLOT_LIFETIME,
+    MAX_DOMAIN_STORAGE, MAX_UPLOAD_SIZE,
+};
+pub use report::{ScopeLimits, UploadQuotaView, UploadReport, UploadUsage};
 pub use upkeep::UploadUpkeep;
 
 use crate::invites::normalize_username;

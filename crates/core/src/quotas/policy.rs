@@ -11,7 +11,9 @@ use crate::{Error, Hosting, Result};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UploadLimits {
-    /// The largest single file, in bytes (XEP-0363 `max-file-size`).
+    /// The largest single file, in bytes (XEP-0363 `max-file-size`); [`DEFAULT_MAX_FILE_SIZE`]
+    /// unless set, `None` for no limit of the domain's own (a request over
+    /// [`MAX_UPLOAD_SIZE`] is still refused).
     pub max_file_size: Option<u64>,
     /// Bytes one user may keep stored.
     pub user_storage: Option<u64>,
@@ -32,7 +34,7 @@ pub struct UploadLimits {
 impl Default for UploadLimits {
     fn default() -> Self {
         UploadLimits {
-            max_file_size: None,
+            max_file_size: Some(DEFAULT_MAX_FILE_SIZE),
             user_storage: None,
             domain_storage: None,
             user_daily: None,
@@ -48,6 +50,23 @@ impl Default for UploadLimits {
 
 /// Five minutes, as long as Prosody's upload slots are valid.
 pub const DEFAULT_SLOT_LIFETIME: u64 = 300;
+
+/// 100 MiB: every domain has a largest file unless an admin sets another (or removes it), so a
+/// server left without a size limit of its own (ejabberd's `max_size: infinity`) does not
+/// accept any size a client names. The size ejabberd's mod_http_upload allows by default;
+/// Prosody's mod_http_file_share allows 10 MiB unless told otherwise, and refuses first.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 100 * 1024 * 1024;
+
+/// 1 PiB: no server stores a single file this large, so a slot request for more is a bad
+/// request whatever the limits say (even with no limit at all), with a clear text. Keeping every
+/// size under it keeps every running total far from overflowing.
+pub const MAX_UPLOAD_SIZE: u64 = 1 << 50;
+
+/// 8 PiB: no domain keeps more, stored and reserved together, whatever its limits say; more is
+/// refused like a full `domain_storage`. So one domain without limits can never fill the total
+/// kept over all domains (2^63 bytes would take a thousand domains full to this cap), and a
+/// request there can never break the decisions of other domains.
+pub const MAX_DOMAIN_STORAGE: u64 = 1 << 53;
 
 /// Provider-wide upload limits (`ProviderSettings::uploads`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

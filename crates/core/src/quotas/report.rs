@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::policy::{user_overrides, EffectiveLimits};
+use super::policy::{user_overrides, EffectiveLimits, UserUploadLimits};
 use super::windows::window_volume;
 use crate::store::quotas as sql;
 use crate::{Hosting, Result};
@@ -55,6 +55,80 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// What an admin asks to see of a domain or of one user (`quota show` on every command line):
+/// the usage beside the limits that apply, and where those limits come from. For a domain, the
+/// limits each user gets by default are shown beside the domain-wide ones (a domain's report
+/// alone says "no daily limit" though every user has one); for a user, their exceptions beside
+/// the domain's values. The core merges and words it once, so every command line shows the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadQuotaView {
+    pub domain: String,
+    /// `None` for the whole domain.
+    pub user: Option<String>,
+    pub usage: UploadUsage,
+    /// The limits that apply to this scope (a user's: the domain's per-user limits with their
+    /// exceptions applied; a domain's: its domain-wide limits).
+    pub limits: ScopeLimits,
+    /// For a domain: the limits each user has unless given an exception.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_defaults: Option<ScopeLimits>,
+    /// For a user: their exceptions (`None`: the domain's limits apply as they are).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exceptions: Option<UserUploadLimits>,
+}
+
+/// A limit as an admin reads it: "no limit", or the size, with the exact bytes when the short
+/// form rounds (limits are set in bytes: 104857600 shows as "104.9 MB (104857600 bytes)").
+fn limit_text(limit: Option<u64>) -> String {
+    let Some(bytes) = limit else { return "no limit".into() };
+    // The unit `human` picks; it shows one decimal, so it is exact on multiples of a tenth.
+    let mut unit = 1u64;
+    while bytes / unit >= 1000 && unit < 1_000_000_000_000 {
+        unit *= 1000;
+    }
+    match unit == 1 || bytes % (unit / 10) == 0 {
+        true => human(bytes),
+        false => format!("{} ({bytes} bytes)", human(bytes)),
+    }
+}
+
+impl UploadQuotaView {
+    /// The view in lines of text: the scope, its usage and limits in the words users see in
+    /// their own report, then the per-user defaults (a domain) or the exceptions (a user).
+    pub fn describe(&self) -> String {
+        let scope = match &self.user {
+            Some(u) => format!("{u}@{}", self.domain),
+            None => self.domain.clone(),
+        };
+        let mut lines = vec![scope, UploadReport { usage: self.usage, limits: self.limits }.describe()];
+        if let Some(d) = &self.user_defaults {
+            lines.push("Each user, unless given an exception:".into());
+            lines.push(format!("  Stored: {}", limit_text(d.storage)));
+            lines.push(format!("  Uploaded in 24 hours: {}", limit_text(d.daily)));
+            lines.push(format!("  Uploaded in 7 days: {}", limit_text(d.weekly)));
+            lines.push(format!("  Uploaded in 30 days: {}", limit_text(d.monthly)));
+        }
+        if self.user.is_some() {
+            let own = self.exceptions.clone().unwrap_or_default();
+            let set: Vec<String> = [
+                ("largest file", own.max_file_size),
+                ("stored", own.storage),
+                ("24 hours", own.daily),
+                ("7 days", own.weekly),
+                ("30 days", own.monthly),
+            ]
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|v| format!("{name} {}", limit_text(Some(v)))))
+            .collect();
+            lines.push(match set.is_empty() {
+                true => "No exceptions: the domain's limits apply".into(),
+                false => format!("Exceptions to the domain's limits: {}", set.join(", ")),
+            });
+        }
+        lines.join("\n")
+    }
+}
+
 impl UploadReport {
     /// The report as lines of text for the user it is about (the servers' ad-hoc command shows
     /// it), so both servers say the same thing in the same words.
@@ -76,6 +150,12 @@ impl UploadReport {
         }
         lines.join("\n")
     }
+}
+
+/// The per-user limits of a merge, as a report shows them.
+fn user_limits(e: &EffectiveLimits) -> ScopeLimits {
+    let [daily, weekly, monthly] = e.user_windows;
+    ScopeLimits { max_file_size: e.max_file_size, storage: e.user_storage, daily, weekly, monthly }
 }
 
 impl Hosting {
@@ -105,11 +185,7 @@ impl Hosting {
                 monthly: monthly? as u64,
             };
             let limits = match &user {
-                Some(u) => {
-                    let e = EffectiveLimits::new(&d.settings.uploads, &user_overrides(c, name, u)?);
-                    let [daily, weekly, monthly] = e.user_windows;
-                    ScopeLimits { max_file_size: e.max_file_size, storage: e.user_storage, daily, weekly, monthly }
-                }
+                Some(u) => user_limits(&EffectiveLimits::new(&d.settings.uploads, &user_overrides(c, name, u)?)),
                 None => {
                     let l = &d.settings.uploads;
                     ScopeLimits {
@@ -122,6 +198,25 @@ impl Hosting {
                 }
             };
             Ok(UploadReport { usage, limits })
+        })
+    }
+
+    /// What an admin sees of a domain, or of one user (see [`UploadQuotaView`]).
+    pub fn upload_quota_view(&self, domain: &str, username: Option<&str>) -> Result<UploadQuotaView> {
+        let d = self.require_domain(domain)?;
+        let report = self.upload_report(domain, username)?;
+        let user = username.map(super::username_of).transpose()?;
+        let (user_defaults, exceptions) = match &user {
+            Some(u) => (None, self.user_upload_limits(domain, u)?),
+            None => (Some(user_limits(&EffectiveLimits::new(&d.settings.uploads, &UserUploadLimits::default()))), None),
+        };
+        Ok(UploadQuotaView {
+            domain: d.name.to_string(),
+            user,
+            usage: report.usage,
+            limits: report.limits,
+            user_defaults,
+            exceptions,
         })
     }
 

@@ -192,10 +192,16 @@ fn bad_sizes_and_names_are_refused() {
     for text in ["", "0", "-1", "+5", "1e3", "abc", "12 34", "9223372036854775808", "99999999999999999999"] {
         assert_eq!(parse_upload_size(text).unwrap_err().code(), "invalid-argument", "{text:?}");
     }
-    assert_eq!(parse_upload_size("9223372036854775807").unwrap(), i64::MAX);
+    // Sizes no server could store are bad requests, whatever the domain's limits, and say why.
+    for text in ["9223372036854775807", "1125899906842625"] {
+        let e = parse_upload_size(text).unwrap_err();
+        assert!(e.to_string().contains("larger than any server can store"), "{e}");
+    }
+    assert_eq!(parse_upload_size("1125899906842624").unwrap(), MAX_UPLOAD_SIZE as i64);
     assert_eq!(parse_upload_size(" 42 ").unwrap(), 42);
     let r = granted(h.authorize_upload("example.org", "alice", 10).unwrap());
     assert_eq!(h.commit_upload(r.id, -5, "f").unwrap_err().code(), "invalid-argument");
+    assert_eq!(h.commit_upload(r.id, MAX_UPLOAD_SIZE as i64 + 1, "f").unwrap_err().code(), "invalid-argument");
     assert_eq!(h.commit_upload(r.id, 5, "").unwrap_err().code(), "invalid-argument");
 }
 
@@ -361,14 +367,20 @@ fn reservations_alone_give_no_retry_time() {
 fn a_late_upload_is_recorded_until_its_slot_is_forgotten() {
     let (h, clock) = hosting(UploadLimits { slot_lifetime: 60, ..Default::default() });
     let late = granted(h.authorize_upload("example.org", "alice", 10).unwrap());
+    let last = granted(h.authorize_upload("example.org", "alice", 10).unwrap());
     let lost = granted(h.authorize_upload("example.org", "alice", 10).unwrap());
+    // The grant says until when a late upload counts: the one rule servers watch by.
+    assert_eq!((late.expires_at, late.count_until), (T0 + 60, T0 + 60 + DAY));
     clock.advance(61);
     granted(h.authorize_upload("example.org", "bob", 1).unwrap());
     h.commit_upload(late.id, 10, "late").unwrap();
-    clock.advance(DAY);
+    clock.set(last.count_until);
+    granted(h.authorize_upload("example.org", "bob", 1).unwrap());
+    h.commit_upload(last.id, 10, "last").unwrap();
+    clock.set(lost.count_until + 1);
     granted(h.authorize_upload("example.org", "bob", 1).unwrap());
     assert_eq!(h.commit_upload(lost.id, 10, "too-late").unwrap_err().code(), "not-found");
-    assert_eq!(h.upload_usage("example.org", Some("alice")).unwrap().stored, 10);
+    assert_eq!(h.upload_usage("example.org", Some("alice")).unwrap().stored, 20);
 }
 
 #[test]
@@ -626,4 +638,177 @@ fn a_keyed_slot_holds_its_bytes_for_the_servers_slot_life() {
     denied(h.authorize_upload("example.org", "alice", 1).unwrap());
     clock.advance(4 * HOUR);
     granted(h.authorize_upload("example.org", "alice", 1).unwrap());
+}
+
+/// Two hosted domains with no limits of their own (what `max_size: infinity` leaves on ejabberd
+/// when the store's limits are removed too).
+fn two_unlimited_domains() -> Hosting {
+    let unlimited = UploadLimits { max_file_size: None, ..Default::default() };
+    let (h, _) = hosting(unlimited.clone());
+    h.add_domain_with("other.example", DomainSettings { uploads: unlimited, ..Default::default() }).unwrap();
+    h
+}
+
+#[test]
+fn one_huge_slot_request_breaks_no_ones_uploads() {
+    let h = two_unlimited_domains();
+    // The largest size a request can carry: refused as one no server could store, in the
+    // admin's words, and nothing is reserved.
+    let e = h.authorize_upload("example.org", "mallory", i64::MAX).unwrap_err();
+    assert_eq!(e.code(), "invalid-argument");
+    assert!(e.to_string().contains("larger than any server can store"), "{e}");
+    assert_eq!(h.upload_usage("example.org", Some("mallory")).unwrap().reserved, 0);
+    // The largest file a server could store is granted, as often as the totals allow; then the
+    // requests are refused as a full storage, never as an error.
+    // The largest file a server could store is granted until the domain holds the most any
+    // domain may; then requests there are refused as a full domain, never as an error.
+    for _ in 0..MAX_DOMAIN_STORAGE / MAX_UPLOAD_SIZE {
+        granted(h.authorize_upload("example.org", "mallory", MAX_UPLOAD_SIZE as i64).unwrap());
+    }
+    for user in ["mallory", "bob"] {
+        let d = denied(h.authorize_upload("example.org", user, 10).unwrap());
+        assert_eq!(
+            (d.limit, d.limit_value, d.usage),
+            (UploadLimit::DomainStorage, MAX_DOMAIN_STORAGE, MAX_DOMAIN_STORAGE)
+        );
+        assert_eq!(d.condition(), ("wait", "resource-constraint"));
+    }
+    // Every other domain still gets slots and uploads.
+    let r = granted(h.authorize_upload("other.example", "alice", 10).unwrap());
+    h.commit_upload(r.id, 10, "other-file").unwrap();
+    granted(h.authorize_upload("other.example", "bob", MAX_UPLOAD_SIZE as i64).unwrap());
+    let g = h.global_upload_usage().unwrap();
+    assert_eq!((g.stored, g.reserved), (10, MAX_DOMAIN_STORAGE + MAX_UPLOAD_SIZE));
+    assert!(h.audit_upload_ledger(false).unwrap().is_empty());
+}
+
+#[test]
+fn after_huge_slot_requests_other_domains_still_get_slots() {
+    let h = two_unlimited_domains();
+    // Whatever the answers to these (refusals today), they may not break anyone else's.
+    for size in [i64::MAX, i64::MAX / 2, i64::MAX / 2, 1] {
+        let _ = h.authorize_upload("example.org", "mallory", size);
+    }
+    granted(h.authorize_upload("other.example", "alice", 10).unwrap());
+    granted(h.authorize_upload("example.org", "bob", 10).unwrap());
+}
+
+#[test]
+fn every_domain_has_a_largest_file_unless_an_admin_removes_it() {
+    let (h, _) = hosting(UploadLimits::default());
+    assert_eq!(crate::DomainSettings::default().uploads.max_file_size, Some(DEFAULT_MAX_FILE_SIZE));
+    let d = denied(h.authorize_upload("example.org", "alice", DEFAULT_MAX_FILE_SIZE as i64 + 1).unwrap());
+    assert_eq!((d.limit, d.limit_value), (UploadLimit::FileSize, DEFAULT_MAX_FILE_SIZE));
+    granted(h.authorize_upload("example.org", "alice", DEFAULT_MAX_FILE_SIZE as i64).unwrap());
+    // Removed on purpose: only sizes no server could store are refused.
+    h.set_upload_limit("example.org", None, "max_file_size", "null").unwrap();
+    granted(h.authorize_upload("example.org", "alice", DEFAULT_MAX_FILE_SIZE as i64 + 1).unwrap());
+}
+
+#[test]
+fn stores_from_before_the_default_get_it_once() {
+    // A store written before the default said null for every domain; one admin had set a limit.
+    let (h, _) = hosting(UploadLimits { max_file_size: None, ..Default::default() });
+    let set = UploadLimits { max_file_size: Some(5), ..Default::default() };
+    h.add_domain_with("set.example", DomainSettings { uploads: set, ..Default::default() }).unwrap();
+    let migration = include_str!("../../migrations/0007_default_max_file_size.sql");
+    h.store().write(|tx| Ok(tx.execute_batch(migration)?)).unwrap();
+    let limit = |d: &str| h.require_domain(d).unwrap().settings.uploads.max_file_size;
+    assert_eq!((limit("example.org"), limit("set.example")), (Some(DEFAULT_MAX_FILE_SIZE), Some(5)));
+}
+
+#[test]
+fn the_stores_sums_saturate_instead_of_failing() {
+    use crate::store::quotas as sql;
+    let (h, clock) = hosting(UploadLimits::default());
+    h.store()
+        .write(|tx| {
+            // Totals: what the decisions never let happen still cannot break the table.
+            sql::add_usage(tx, "user", "example.org", "x", i64::MAX, i64::MAX - 1)?;
+            sql::add_usage(tx, "user", "example.org", "x", 5, 5)?;
+            assert_eq!(sql::usage(tx, "user", "example.org", "x")?, (i64::MAX, i64::MAX));
+            sql::add_usage(tx, "user", "example.org", "x", -i64::MAX, -10)?;
+            assert_eq!(sql::usage(tx, "user", "example.org", "x")?, (0, i64::MAX - 10));
+            // Buckets, and sums over many buckets (SQLite's sum() would fail with an overflow).
+            for hour in 0..30 {
+                sql::add_volume(tx, "example.org", "x", HOUR, hour, i64::MAX / 2)?;
+            }
+            sql::add_volume(tx, "example.org", "x", HOUR, 0, i64::MAX)?;
+            let sum = sql::volume_sum(tx, "example.org", "x", HOUR, 0)?;
+            assert!(sum > i64::MAX / 2, "{sum}");
+            sql::add_volume(tx, "example.org", "y", HOUR, 0, 7)?;
+            assert_eq!(sql::volume_sum(tx, "example.org", "y", HOUR, 0)?, 7);
+            sql::insert_file(tx, "huge-1", "example.org", "x", i64::MAX, T0)?;
+            sql::insert_file(tx, "huge-2", "example.org", "x", i64::MAX, T0)?;
+            Ok(())
+        })
+        .unwrap();
+    // The recount of an audit over such rows answers too.
+    clock.advance(1);
+    let drifts = h.audit_upload_ledger(false).unwrap();
+    assert!(drifts.iter().any(|d| d.scope == "global" && d.counted_stored > i64::MAX as u64 / 2), "{drifts:?}");
+}
+
+#[test]
+fn the_sweep_never_touches_ids_that_leave_its_root() {
+    let (h, _) = hosting(UploadLimits::default());
+    let dir = std::env::temp_dir().join(format!("xh-sweep-strict-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let (root, outside) = (dir.join("share"), dir.join("outside"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+    let r = root.to_str().unwrap();
+    // Recorded before the rule, or by a server that did not check: none names a file below the
+    // root, so none may be judged gone (retention would delete through them).
+    let strays = [format!("{r}/link/x.bin"), format!("{r}//x.bin")];
+    for id in &strays {
+        let s = granted(h.authorize_upload("example.org", "alice", 10).unwrap());
+        h.commit_upload(s.id, 10, id).unwrap();
+    }
+    let gone = granted(h.authorize_upload("example.org", "alice", 10).unwrap());
+    h.commit_upload(gone.id, 10, &format!("{r}/gone.bin")).unwrap();
+    assert_eq!(h.sweep_upload_files(r).unwrap(), (3, 1));
+    assert_eq!(h.upload_usage("example.org", Some("alice")).unwrap().stored, 20);
+    // Ids that walk up or hide a NUL are refused when recorded.
+    for id in [format!("{r}/../outside/x.bin"), format!("{r}/./x.bin"), format!("{r}/a\0b")] {
+        let s = granted(h.authorize_upload("example.org", "alice", 10).unwrap());
+        assert_eq!(h.commit_upload(s.id, 10, &id).unwrap_err().code(), "invalid-argument", "{id:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_admin_sees_which_limits_apply_to_users_by_default() {
+    let (h, _) = hosting(UploadLimits::default());
+    h.set_upload_limit("example.org", None, "user_daily", "50000").unwrap();
+    h.set_upload_limit("example.org", None, "domain_storage", "20000000000").unwrap();
+    upload(&h, "alice", 1200);
+    let view = h.upload_quota_view("example.org", None).unwrap();
+    assert_eq!(view.limits.daily, None, "the domain as a whole has no daily limit");
+    assert_eq!(view.user_defaults.unwrap().daily, Some(50_000));
+    assert_eq!(
+        view.describe(),
+        "example.org\nLargest file: 104.9 MB\nStored: 1.2 kB of 20 GB\n\
+         Uploaded in the last 24 hours: 1.2 kB (no limit)\nUploaded in the last 7 days: 1.2 kB (no limit)\n\
+         Uploaded in the last 30 days: 1.2 kB (no limit)\n\
+         Each user, unless given an exception:\n  Stored: no limit\n  Uploaded in 24 hours: 50 kB\n\
+         \x20 Uploaded in 7 days: no limit\n  Uploaded in 30 days: no limit"
+    );
+    // A user's view: the merged limits, and their exceptions named as such.
+    h.set_upload_limit("example.org", Some("Alice"), "daily", "104857600").unwrap();
+    let view = h.upload_quota_view("example.org", Some("Alice")).unwrap();
+    assert_eq!((view.user.as_deref(), view.limits.daily), (Some("alice"), Some(104_857_600)));
+    assert!(view.describe().starts_with("alice@example.org\nLargest file: 104.9 MB\n"), "{}", view.describe());
+    assert!(
+        view.describe().ends_with("\nExceptions to the domain's limits: 24 hours 104.9 MB (104857600 bytes)"),
+        "{}",
+        view.describe()
+    );
+    let bob = h.upload_quota_view("example.org", Some("bob")).unwrap();
+    assert_eq!((bob.limits.daily, &bob.exceptions), (Some(50_000), &None));
+    assert!(bob.describe().ends_with("\nNo exceptions: the domain's limits apply"));
+    let json = serde_json::to_value(&bob).unwrap();
+    assert_eq!((json["limits"]["daily"].as_u64(), json.get("user_defaults")), (Some(50_000), None));
+    assert_eq!(h.upload_quota_view("missing.example", None).unwrap_err().code(), "not-found");
 }

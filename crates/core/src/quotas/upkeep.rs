@@ -8,11 +8,11 @@
 //! the directory their uploads live in as the sweep's root.
 
 use std::io::ErrorKind;
-use std::path::Path;
 
 use serde::Serialize;
 
 use super::ledger::forget;
+use super::paths::UploadRoot;
 use crate::store::quotas as sql;
 use crate::worker::Pending;
 use crate::{Error, Hosting, Result};
@@ -39,11 +39,11 @@ impl Hosting {
     /// cannot be looked at for another reason stays counted, and a root that is not a directory
     /// (an unmounted disk, a typo) checks nothing, so a sweep can never empty the ledger by
     /// mistake.
+    /// Only ids strictly below the root are looked up ([`UploadRoot::file`]): one with `..`, a
+    /// NUL, or a symbolic link on its way is never forgotten (nor, later, deleted).
     pub fn sweep_upload_files(&self, root: &str) -> Result<(usize, usize)> {
+        let Some(mut below) = UploadRoot::open(root) else { return Ok((0, 0)) };
         let root = root.trim_end_matches('/');
-        if !Path::new(if root.is_empty() { "/" } else { root }).is_dir() {
-            return Ok((0, 0));
-        }
         // Every id that starts with "<root>/": '0' is the byte after '/'.
         let (from, to) = (format!("{root}/"), format!("{root}0"));
         let (mut after, mut checked, mut forgotten) = (String::new(), 0, 0);
@@ -53,7 +53,11 @@ impl Hosting {
             checked += page.len();
             let gone: Vec<&String> = page
                 .iter()
-                .filter(|id| matches!(std::fs::symlink_metadata(id), Err(e) if e.kind() == ErrorKind::NotFound))
+                .filter(|id| {
+                    below.file(id).is_some_and(
+                        |path| matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == ErrorKind::NotFound),
+                    )
+                })
                 .collect();
             if !gone.is_empty() {
                 forgotten +=

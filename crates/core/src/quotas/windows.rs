@@ -61,7 +61,7 @@ pub(crate) struct Scope<'a> {
     pub kinds: [UploadLimit; 3],
 }
 
-pub(crate) fn as_i64(limit: u64) -> i64 {
+fn as_i64(limit: u64) -> i64 {
     limit.min(i64::MAX as u64) as i64
 }
 
@@ -70,14 +70,15 @@ pub(crate) fn as_i64(limit: u64) -> i64 {
 pub(crate) fn check(c: &Connection, scope: &Scope<'_>, size: i64, now: Timestamp) -> Result<Option<Denial>> {
     for i in 0..3 {
         let Some(limit) = scope.limits[i] else { continue };
-        let used = window_volume(c, scope.domain, scope.username, i, now)? + scope.reserved;
+        // Saturating: a window at the top of the range refuses, it never wraps round to room.
+        let used = window_volume(c, scope.domain, scope.username, i, now)?.saturating_add(scope.reserved);
         if used.saturating_add(size) <= as_i64(limit) {
             continue;
         }
         let mut remaining = used;
         let buckets = sql::volume_buckets(c, scope.domain, scope.username, SPANS[i], window_start(i, now))?;
         let retry_at = buckets.into_iter().find_map(|(start, b)| {
-            remaining -= b;
+            remaining = remaining.saturating_sub(b);
             // The bucket's last second leaves the window WINDOWS[i] after the bucket ends.
             (remaining.saturating_add(size) <= as_i64(limit)).then_some((start + 1) * SPANS[i] + WINDOWS[i])
         });

@@ -15,7 +15,10 @@ pub(crate) fn usage(c: &Connection, scope: &str, domain: &str, username: &str) -
     .unwrap_or((0, 0)))
 }
 
-/// Adds to a scope's totals (negative to subtract; never below zero).
+/// Adds to a scope's totals (negative to subtract), saturating at zero and at i64::MAX: an
+/// overflowing sum would be stored as REAL, which the STRICT table refuses, and every decision
+/// that touches the scope (the global one: all of them) would fail until it is undone. The
+/// decisions keep totals far below the top; this is the store's own guarantee.
 pub(crate) fn add_usage(
     c: &Connection,
     scope: &str,
@@ -28,7 +31,8 @@ pub(crate) fn add_usage(
         "INSERT INTO upload_usage (scope, domain, username, stored_bytes, reserved_bytes)
          VALUES (?1, ?2, ?3, max(?4, 0), max(?5, 0))
          ON CONFLICT (scope, domain, username) DO UPDATE SET
-           stored_bytes = max(stored_bytes + ?4, 0), reserved_bytes = max(reserved_bytes + ?5, 0)",
+           stored_bytes = max(stored_bytes + min(?4, 9223372036854775807 - stored_bytes), 0),
+           reserved_bytes = max(reserved_bytes + min(?5, 9223372036854775807 - reserved_bytes), 0)",
     )?
     .execute(params![scope, domain, username, stored, reserved])?;
     Ok(())
@@ -51,15 +55,18 @@ pub(crate) fn volume_buckets(
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// The sum of a scope's buckets of one span from bucket `since` on.
+/// The sum of a scope's buckets of one span from bucket `since` on. `total()`, not `sum()`:
+/// SQLite's `sum()` fails with "integer overflow" where this saturates (at 9.2e18 bytes; exact
+/// up to 2^53, 9 PB, far above any window's volume).
 pub(crate) fn volume_sum(c: &Connection, domain: &str, username: &str, span: i64, since: i64) -> Result<i64> {
     Ok(c.prepare_cached(
-        "SELECT COALESCE(SUM(bytes), 0) FROM upload_volume
+        "SELECT CAST(min(total(bytes), 9.2e18) AS INTEGER) FROM upload_volume
          WHERE domain = ?1 AND username = ?2 AND span = ?3 AND start >= ?4",
     )?
     .query_row(params![domain, username, span, since], |r| r.get(0))?)
 }
 
+/// Adds to a volume bucket, saturating at i64::MAX as `add_usage` does.
 pub(crate) fn add_volume(
     c: &Connection,
     domain: &str,
@@ -70,7 +77,8 @@ pub(crate) fn add_volume(
 ) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO upload_volume (domain, username, span, start, bytes) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (domain, username, span, start) DO UPDATE SET bytes = bytes + ?5",
+         ON CONFLICT (domain, username, span, start) DO UPDATE SET
+           bytes = bytes + min(?5, 9223372036854775807 - bytes)",
     )?
     .execute(params![domain, username, span, start, bytes])?;
     Ok(())
@@ -237,7 +245,10 @@ pub(crate) fn recomputed_totals(c: &Connection) -> Result<Vec<ScopeTotals>> {
              SELECT 'user', domain, username, stored, reserved FROM items
              UNION ALL SELECT 'domain', domain, '', stored, reserved FROM items
              UNION ALL SELECT 'global', '', '', stored, reserved FROM items),
-         actual AS (SELECT scope, domain, username, sum(stored) AS stored, sum(reserved) AS reserved
+         -- total(), clamped: sum() fails on an overflow (see volume_sum).
+         actual AS (SELECT scope, domain, username,
+                           CAST(min(total(stored), 9.2e18) AS INTEGER) AS stored,
+                           CAST(min(total(reserved), 9.2e18) AS INTEGER) AS reserved
                     FROM scopes GROUP BY scope, domain, username)
          SELECT scope, domain, username, stored, reserved FROM actual
          UNION ALL
@@ -250,7 +261,8 @@ pub(crate) fn recomputed_totals(c: &Connection) -> Result<Vec<ScopeTotals>> {
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Shifts a scope's totals by what an audit found missing or extra (its repair).
+/// Shifts a scope's totals by what an audit found missing or extra (its repair), saturating as
+/// `add_usage` does.
 pub(crate) fn shift_usage(
     c: &Connection,
     scope: &str,
@@ -262,8 +274,9 @@ pub(crate) fn shift_usage(
     c.prepare_cached(
         "INSERT INTO upload_usage (scope, domain, username, stored_bytes, reserved_bytes)
          VALUES (?1, ?2, ?3, max(?4, 0), max(?5, 0))
-         ON CONFLICT (scope, domain, username) DO UPDATE
-         SET stored_bytes = stored_bytes + ?4, reserved_bytes = reserved_bytes + ?5",
+         ON CONFLICT (scope, domain, username) DO UPDATE SET
+           stored_bytes = max(stored_bytes + min(?4, 9223372036854775807 - stored_bytes), 0),
+           reserved_bytes = max(reserved_bytes + min(?5, 9223372036854775807 - reserved_bytes), 0)",
     )?
     .execute(params![scope, domain, username, stored, reserved])?;
     Ok(())

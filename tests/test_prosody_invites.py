@@ -6,7 +6,6 @@ commands, prosodyctl and the admin shell) are here.
 
 import ctypes
 import json
-from pathlib import Path
 
 import pytest
 
@@ -108,8 +107,7 @@ def test_a_10_kb_token_alone_meets_prosodys_limit_for_streams_not_logged_in(pros
     bytes its parser has not consumed. With a deferring libexpat the 10.3 KB tag stays unconsumed,
     so the stream is closed with policy-violation; an older libexpat consumes it at once, the cap
     never sees it, and the token is refused as unknown. Either way the server goes on."""
-    target = getattr(prosody, "target", None)
-    mod_c2s = target.path("usr/lib/prosody/modules/mod_c2s.lua") if target else Path("/usr/lib/prosody/modules/mod_c2s.lua")
+    mod_c2s = prosody.target.path("usr/lib/prosody/modules/mod_c2s.lua")
     has_cap = "c2s_unauthed_stanza_size_limit" in mod_c2s.read_text()
     defers = libexpat_defers_reparse()
     if defers and not has_cap:

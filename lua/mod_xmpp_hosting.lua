@@ -43,6 +43,10 @@ local st = require "util.stanza";
 local jid_split = require "util.jid".split;
 
 local database_path = module:get_option_path("xmpp_hosting_database", "xmpp_hosting.sqlite", "data");
+-- Seconds a store call on the server's event loop may wait for another process's write lock (the
+-- CLI, ejabberd, a backup) before it fails: every session waits with it. Writes that can wait
+-- longer run on the core's worker (call_off_loop). prosodyctl waits the core's default (2 s).
+local loop_busy_timeout = module:get_option_number("xmpp_hosting_busy_timeout", 0.25);
 
 -- Opened on first use, not at load: prosodyctl loads modules for commands that may never
 -- touch the store, and a broken path should fail the command that needs it, loudly.
@@ -50,7 +54,8 @@ local store;
 function get_store() -- luacheck: ignore 131 (exported to dependent modules)
 	if not store then
 		local err, code;
-		store, err, code = xh.open(database_path);
+		local options = prosody.process_type == "prosody" and { busy_timeout = loop_busy_timeout } or nil;
+		store, err, code = xh.open(database_path, options);
 		if not store then
 			module:log("error", "Cannot open the xmpp-hosting store %s: %s (%s)", database_path, err, code);
 			return nil, err, code;
@@ -74,6 +79,16 @@ local function await(pending, err, code)
 		watch:close();
 	end
 	return pending:result();
+end
+
+-- For the other xmpp-hosting modules: a store call made with a `*_later` method, waited for
+-- without blocking the loop when the caller runs in a runner (stanza handlers do), else the
+-- plain call on the loop. `store:begin_registration_later(...)` pairs with `begin_registration`.
+function call_off_loop(store, method, ...) -- luacheck: ignore 131 (exported to dependent modules)
+	if async.ready() then
+		return await(store[method .. "_later"](store, ...));
+	end
+	return store[method](store, ...);
 end
 
 local purge_interval = module:get_option_number("xmpp_hosting_purge_interval", 3600);

@@ -16,6 +16,7 @@
 -- urn:xmpp:invite#create-account (admins).
 
 local st = require "util.stanza";
+local async = require "util.async";
 local jid_split = require "util.jid".split;
 local jid_bare = require "util.jid".bare;
 local datetime = require "util.datetime";
@@ -25,6 +26,7 @@ local usermanager = require "core.usermanager";
 
 local xmpp_hosting = module:depends("xmpp_hosting");
 local get_store = xmpp_hosting.get_store;
+local call_off_loop = xmpp_hosting.call_off_loop;
 local host = module.host;
 
 local require_encryption = module:get_option_boolean("c2s_require_encryption",
@@ -102,7 +104,7 @@ local function finish(ticket_id, created)
 	if not pending[ticket_id] then return; end
 	pending[ticket_id] = nil;
 	local store = get_store();
-	local ok, err = store and store:finish_registration(ticket_id, created);
+	local ok, err = store and call_off_loop(store, "finish_registration", ticket_id, created);
 	if not ok then
 		module:log("error", "Cannot finish registration %d: %s", ticket_id, tostring(err));
 	end
@@ -114,7 +116,7 @@ module:hook("user-registering", function(event)
 	local store, err = get_store();
 	local decision;
 	if store then
-		decision, err = store:begin_registration({ domain = host, username = event.username, ip = event.ip, token = token });
+		decision, err = call_off_loop(store, "begin_registration", { domain = host, username = event.username, ip = event.ip, token = token });
 	end
 	if not decision then
 		module:log("error", "Registration of %s refused, the store failed: %s", event.username, tostring(err));
@@ -133,7 +135,8 @@ module:hook("user-registering", function(event)
 	if decision.reset then
 		event.allow_reset = decision.username;
 	end
-	module:add_timer(0, function() finish(decision.id, false); end);
+	-- In a runner, so that giving the use back waits on the worker, not on the loop.
+	module:add_timer(0, function() async.runner(function() finish(decision.id, false); end):run(true); end);
 end);
 
 -- Subscribes a and b to each other (both local users of this host), as if each had asked and

@@ -1,16 +1,25 @@
 //! The store handle userdata that `xmpp_hosting.open(path)` returns.
 
 use mlua::prelude::*;
-use xmpp_hosting_core::{Error, Hosting};
+use std::time::Duration;
+
+use xmpp_hosting_core::{Error, Hosting, OpenOptions};
 
 pub struct Handle(pub Hosting);
 
 impl Handle {
-    pub fn open(path: &str) -> Result<Handle, Error> {
+    pub fn open(path: &str, busy_timeout: Option<f64>) -> Result<Handle, Error> {
         if path.is_empty() || path.contains('\0') {
             return Err(Error::InvalidArgument("the store path must be a non-empty file path".into()));
         }
-        Ok(Handle(Hosting::open(path)?))
+        let mut options = OpenOptions::default();
+        if let Some(seconds) = busy_timeout {
+            options.busy_timeout = Duration::try_from_secs_f64(seconds)
+                .ok()
+                .filter(|d| *d <= Duration::from_secs(60))
+                .ok_or_else(|| Error::InvalidArgument(format!("busy_timeout {seconds} is not 0 to 60 seconds")))?;
+        }
+        Ok(Handle(Hosting::open_with(path, &options)?))
     }
 }
 

@@ -9,8 +9,9 @@ use mlua::prelude::*;
 use serde::Deserialize;
 use xmpp_hosting_core::invites::{Creator, NewInvite, RegistrationRequest};
 
-use crate::convert::{from_lua, serialized};
+use crate::convert::{from_lua, outcome, serialized};
 use crate::handle::Handle;
+use crate::pending::LuaPending;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,5 +60,24 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     });
     m.add_method("finish_registration", |lua, h, (id, created): (i64, bool)| {
         serialized(lua, || h.0.finish_registration(id, created).map(|()| true))
+    });
+    // The same two on the core's worker, for Prosody's loop: a pending result (see pending.rs)
+    // instead of a wait for another process's write lock.
+    m.add_method("begin_registration_later", |lua, h, spec: LuaTable| {
+        outcome(lua, || {
+            let r: Registration = from_lua(lua, LuaValue::Table(spec))?;
+            h.0.later(move |w| {
+                w.begin_registration(&RegistrationRequest {
+                    domain: &r.domain,
+                    username: &r.username,
+                    ip: r.ip.as_deref(),
+                    token: r.token.as_deref(),
+                })
+            })
+            .map(LuaPending::new)
+        })
+    });
+    m.add_method("finish_registration_later", |lua, h, (id, created): (i64, bool)| {
+        outcome(lua, || h.0.later(move |w| w.finish_registration(id, created).map(|()| true)).map(LuaPending::new))
     });
 }

@@ -30,8 +30,15 @@ fn xmpp_hosting(lua: &Lua) -> LuaResult<LuaTable> {
     m.set("version", lua.create_function(|_, ()| Ok(xmpp_hosting_core::VERSION))?)?;
     m.set(
         "open",
-        lua.create_function(|lua, path: LuaString| {
-            convert::outcome(lua, || Handle::open(&convert::text(&path, "store path")?))
+        // `xmpp_hosting.open(path [, {busy_timeout = seconds}])`: the server's own handle waits only
+        // briefly for another process's lock; what may wait longer goes through `*_later` calls.
+        lua.create_function(|lua, (path, options): (LuaString, Option<LuaTable>)| {
+            convert::outcome(lua, || {
+                let busy_timeout = options.map(|o| o.get::<Option<f64>>("busy_timeout")).transpose().map_err(|e| {
+                    xmpp_hosting_core::Error::InvalidArgument(format!("busy_timeout must be a number of seconds: {e}"))
+                })?;
+                Handle::open(&convert::text(&path, "store path")?, busy_timeout.flatten())
+            })
         })?,
     )?;
     Ok(m)

@@ -1,0 +1,93 @@
+"""Another process holding the store's write lock must not stall Prosody's event loop.
+
+The CLI, ejabberd on the same store, or a backup may hold SQLite's write lock for seconds. A
+registration then waits for it on the core's worker, not on the loop: other sessions keep being
+served meanwhile, and the registration succeeds once the lock is released.
+"""
+
+import json
+import re
+import socket
+import sqlite3
+import time
+
+import pytest
+
+from harness.client import RawStream, error_condition, login, preauth_element
+from harness.common import run_cli
+from harness.prosody import Prosody
+
+HOST = "locked.example"
+
+
+@pytest.fixture(scope="module")
+def prosody(tmp_path_factory):
+    with Prosody(tmp_path_factory.mktemp("prosody-lock"), host=HOST, host_modules=["xmpp_hosting_invites"]) as server:
+        # The module adds its host to the store as it loads, which may finish after the port opens.
+        for _ in range(100):
+            if run_cli(server.database, "domain", "show", HOST, check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        yield server
+
+
+def register_iq(username: str) -> bytes:
+    return (f"<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>{username}</username>"
+            "<password>pw-123456</password></query></iq>").encode()
+
+
+def reply_to(stream: RawStream, iq_id: str) -> str:
+    """The whole IQ reply with `iq_id`, self-closing (a result) or not (an error)."""
+    pattern = re.compile(rb"<iq[^>]*id=['\"]" + iq_id.encode() + rb"['\"][^>]*?(/>|>.*?</iq>)", re.S)
+    while not (m := pattern.search(stream.buffer)):
+        chunk = stream.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"stream closed before the reply to {iq_id}: {stream.buffer[-500:]!r}")
+        stream.buffer += chunk
+    return m.group(0).decode(errors="replace")
+
+
+def read_available(stream: RawStream):
+    """Reads what arrived on the stream so far, without waiting."""
+    stream.sock.setblocking(False)
+    try:
+        stream.buffer += stream.sock.recv(65536)
+    except BlockingIOError:
+        pass
+    finally:
+        stream.sock.setblocking(True)
+
+
+def test_a_registration_waits_for_a_held_lock_off_the_loop_and_then_succeeds(prosody):
+    token = json.loads(run_cli(prosody.database, "--json", "invite", "create", HOST).stdout)["token"]
+    registrant = RawStream(prosody.c2s_port, HOST)
+    registrant.send(f"<iq type='set' id='pa'>{preauth_element(token)}</iq>".encode())
+    assert "result" in reply_to(registrant, "pa")
+
+    holder = sqlite3.connect(prosody.database, timeout=0, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        registrant.send(register_iq("patient"))
+        # The registration is now waiting for the lock somewhere. Prosody must still serve a new
+        # stream (which needs its loop) while the registration stays unanswered: a loop waiting
+        # on the lock would answer the new stream only after failing the registration.
+        registrant.sock.settimeout(0.5)
+        try:
+            registrant.buffer += registrant.sock.recv(65536)
+        except socket.timeout:
+            pass
+        registrant.sock.settimeout(10)
+        assert b"'reg'" not in registrant.buffer, f"answered while the lock was held: {registrant.buffer!r}"
+        other = RawStream(prosody.c2s_port, HOST, timeout=10)
+        assert "<stream:features" in other.features
+        read_available(registrant)
+        assert b"'reg'" not in registrant.buffer, f"answered while the lock was held: {registrant.buffer!r}"
+        other.close()
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+
+    reply = reply_to(registrant, "reg")
+    assert "type='result'" in reply or 'type="result"' in reply, (reply, error_condition(reply))
+    registrant.close()
+    assert login(prosody.c2s_port, f"patient@{HOST}", "pw-123456")

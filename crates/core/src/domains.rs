@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::settings::JsonSettings;
+use crate::store::domains as store;
 use crate::{DomainName, DomainSettings, Error, Hosting, Result, Timestamp};
 
 /// One hosted domain as stored.
@@ -35,9 +37,10 @@ impl Hosting {
         self.add_domain_with(name, DomainSettings::default())
     }
 
-    /// Starts hosting `name` with the given settings.
+    /// Starts hosting `name` with the given settings (refused if one of them cannot work).
     pub fn add_domain_with(&self, name: &str, settings: DomainSettings) -> Result<Domain> {
         let name = DomainName::parse(name)?;
+        crate::settings::refuse_new_problems(&DomainSettings::default(), &settings)?;
         let now = self.now();
         if !self.store().insert_domain(&name, &settings, now)? {
             return Err(Error::AlreadyExists { what: "domain", key: name.to_string() });
@@ -63,20 +66,47 @@ impl Hosting {
 
     /// Replaces the settings of a hosted domain.
     pub fn set_domain_settings(&self, name: &str, settings: DomainSettings) -> Result<Domain> {
-        let parsed = DomainName::parse(name)?;
-        if !self.store().update_domain_settings(&parsed, &settings, self.now())? {
-            return Err(Error::not_found("domain", parsed.as_str()));
-        }
-        self.require_domain(parsed.as_str())
+        self.update_domain_settings(name, |_| Ok(settings))
     }
 
-    /// Stops hosting a domain and forgets everything stored for it.
+    /// Reads a domain's settings, lets `change` make the new ones, checks them and writes them,
+    /// all in one transaction. Checked: no setting that cannot work, and no new owner on a
+    /// customer's domain (its owner follows the DNS proof; see `verification`). Fields written by
+    /// a newer version of this library are kept.
+    pub(crate) fn update_domain_settings(
+        &self,
+        name: &str,
+        change: impl FnOnce(&DomainSettings) -> Result<DomainSettings>,
+    ) -> Result<Domain> {
+        let parsed = DomainName::parse(name)?;
+        let now = self.now();
+        self.store().write(|tx| {
+            let missing = || Error::not_found("domain", parsed.as_str());
+            let stored = store::settings_text(tx, &parsed)?.ok_or_else(missing)?;
+            let current = DomainSettings::from_json(&stored)?;
+            let updated = change(&current)?;
+            crate::settings::refuse_new_problems(&current, &updated)?;
+            if updated.owner != current.owner {
+                crate::verification::refuse_owner_change(tx, parsed.as_str())?;
+            }
+            store::write_settings(tx, &parsed, &updated.to_json_over(Some(&stored)), now)?;
+            store::domain(tx, &parsed)?.ok_or_else(missing)
+        })
+    }
+
+    /// Stops hosting a domain and forgets everything stored for it. Customers' claims on it end
+    /// too (each with a `removed` entry in the domain's history): otherwise the next check that
+    /// found a proof would host the domain again behind the operator's back.
     pub fn remove_domain(&self, name: &str) -> Result<()> {
         let parsed = DomainName::parse(name)?;
-        if !self.store().delete_domain(&parsed)? {
-            return Err(Error::not_found("domain", parsed.as_str()));
-        }
-        Ok(())
+        let now = self.now();
+        self.store().write(|tx| {
+            if !store::delete(tx, &parsed)? {
+                return Err(Error::not_found("domain", parsed.as_str()));
+            }
+            crate::verification::end_claims(tx, parsed.as_str(), "domain removed by the operator", now)?;
+            Ok(())
+        })
     }
 }
 

@@ -30,7 +30,7 @@ pub use domains::Domain;
 pub use error::{Error, Result};
 pub use hosting::{Hosting, OpenOptions};
 pub use settings::{DomainSettings, ProviderSettings};
-pub use worker::Pending;
+pub use worker::{FromPanic, Pending};
 
 /// The library version, as the bindings report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -37,6 +37,27 @@ struct State<T> {
     callback: Option<Box<dyn FnOnce(T) + Send>>,
 }
 
+/// What a task's caller gets when the task panicked instead of finishing: without it the caller
+/// would wait forever (and Prosody's watcher would wait on a descriptor that never fires).
+pub trait FromPanic {
+    fn from_panic(message: String) -> Self;
+}
+
+impl<T> FromPanic for crate::Result<T> {
+    fn from_panic(message: String) -> Self {
+        Err(crate::Error::Internal(format!("a background task failed: {message}")))
+    }
+}
+
+/// The text of a panic's payload, as far as it has one.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => (*s).to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "panicked".to_string(),
+    }
+}
+
 /// A result that the worker is still computing.
 pub struct Pending<T> {
     slot: Arc<Slot<T>>,
@@ -44,7 +65,7 @@ pub struct Pending<T> {
     signal: UnixStream,
 }
 
-impl<T: Send + 'static> Pending<T> {
+impl<T: FromPanic + Send + 'static> Pending<T> {
     /// Starts `fut` on the worker.
     pub fn spawn<F>(fut: F) -> std::io::Result<Self>
     where
@@ -65,7 +86,13 @@ impl<T: Send + 'static> Pending<T> {
         let slot = Arc::new(Slot { value: Mutex::new(State { value: None, callback: None }), done: Condvar::new() });
         let filled = slot.clone();
         RUNTIME.spawn(async move {
-            let value = fut.await;
+            // The work runs as a task of its own so that a panic in it ends only that task; its
+            // caller then gets an internal error instead of nothing.
+            let value = match RUNTIME.spawn(fut).await {
+                Ok(value) => value,
+                Err(e) if e.is_panic() => T::from_panic(panic_text(&*e.into_panic())),
+                Err(e) => T::from_panic(e.to_string()),
+            };
             then(&value);
             let mut state = filled.value.lock().unwrap_or_else(|p| p.into_inner());
             match state.callback.take() {
@@ -136,18 +163,18 @@ mod tests {
         let p = Pending::spawn_then(
             async {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                42
+                Ok(42)
             },
-            move |v| tx.send(*v).unwrap(),
+            move |v: &crate::Result<i32>| tx.send(*v.as_ref().unwrap()).unwrap(),
         )
         .unwrap();
-        assert_eq!(p.try_take(), None);
+        assert!(p.try_take().is_none());
         // The descriptor becomes readable when the result is in.
         let mut fds = [libc_pollfd(p.fd())];
         assert_eq!(poll_fds(&mut fds, 5000), 1);
         assert_eq!(rx.recv().unwrap(), 42);
-        assert_eq!(p.try_take(), Some(42));
-        assert_eq!(Pending::spawn(async { "done" }).unwrap().wait(), "done");
+        assert_eq!(p.try_take().unwrap().unwrap(), 42);
+        assert_eq!(Pending::spawn(async { crate::Result::Ok("done") }).unwrap().wait().unwrap(), "done");
     }
 
     #[test]
@@ -155,19 +182,42 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let later = Pending::spawn(async {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            "later"
+            crate::Result::Ok("later")
         })
         .unwrap();
         let tx2 = tx.clone();
-        later.on_done(move |v| tx2.send((v, std::thread::current().name().map(String::from))).unwrap());
-        let already = Pending::spawn(async { "already" }).unwrap();
+        later.on_done(move |v| tx2.send((v.unwrap(), std::thread::current().name().map(String::from))).unwrap());
+        let already = Pending::spawn(async { crate::Result::Ok("already") }).unwrap();
         let mut fds = [libc_pollfd(already.fd())];
         assert_eq!(poll_fds(&mut fds, 5000), 1);
-        already.on_done(move |v| tx.send((v, std::thread::current().name().map(String::from))).unwrap());
+        already.on_done(move |v| tx.send((v.unwrap(), std::thread::current().name().map(String::from))).unwrap());
         let first = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(first.0, "already");
         let second = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(second, ("later", Some("xmpp-hosting-worker".to_string())));
+    }
+
+    #[test]
+    fn a_panicking_task_answers_with_an_internal_error() {
+        fn boom() -> crate::Result<u8> {
+            panic!("index out of bounds")
+        }
+        // Every way of waiting gets the answer: blocking, the descriptor, and a callback.
+        let e = Pending::spawn(async { boom() }).unwrap().wait().unwrap_err();
+        assert_eq!(e.code(), "internal");
+        assert!(e.to_string().contains("index out of bounds"), "{e}");
+        let p = Pending::spawn(async { boom() }).unwrap();
+        let mut fds = [libc_pollfd(p.fd())];
+        assert_eq!(poll_fds(&mut fds, 5000), 1);
+        assert_eq!(p.try_take().unwrap().unwrap_err().code(), "internal");
+        let (tx, rx) = std::sync::mpsc::channel();
+        Pending::spawn(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            boom()
+        })
+        .unwrap()
+        .on_done(move |v| tx.send(v.map_err(|e| e.code())).unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Err("internal"));
     }
 
     // A minimal poll(2) for the test, without a libc dependency.

@@ -94,6 +94,10 @@ pub struct Srv {
 #[derive(Clone)]
 pub(crate) struct DnsClient {
     resolver: TokioResolver,
+    /// With the provider's own trust anchor: the zones it anchors, and a resolver that does not
+    /// validate, for names under none of them. No chain of trust is expected there (the anchor
+    /// replaces the root's keys), so their answers are insecure, not bogus.
+    outside: Option<(TokioResolver, std::sync::Arc<Vec<String>>)>,
     validate: bool,
     /// The most a lookup may take, retries and TCP fallback included: `timeout_ms` × `attempts`.
     deadline: Duration,
@@ -104,13 +108,65 @@ pub(crate) fn plain(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// The zones a trust anchor file (DNSKEY records in zone file syntax) anchors, plain (the root
+/// is `""`); an error when the file is not such a file.
+pub(crate) fn anchored_zones(text: &str) -> std::result::Result<Vec<String>, String> {
+    use hickory_resolver::proto::serialize::txt::trust_anchor::{Entry, Parser};
+    text.parse::<TrustAnchors>().map_err(|e| e.to_string())?;
+    let entries = Parser::new(text).parse().map_err(|e| e.to_string())?;
+    let mut zones: Vec<String> = entries
+        .into_iter()
+        .filter_map(|entry| match entry {
+            Entry::DNSKEY(r) => Some(plain(&r.name().to_ascii())),
+            // DS records and whatever later versions read: not anchors the resolver uses.
+            _ => None,
+        })
+        .collect();
+    zones.sort();
+    zones.dedup();
+    Ok(zones)
+}
+
+/// Whether `name` (plain) is at or below one of `zones` (plain; `""` is the root).
+fn covered(zones: &[String], name: &str) -> bool {
+    zones
+        .iter()
+        .any(|z| z.is_empty() || name == z || name.strip_suffix(z.as_str()).is_some_and(|rest| rest.ends_with('.')))
+}
+
 impl DnsClient {
     pub(crate) fn new(settings: &DnsSettings) -> Result<Self> {
+        // Our own anchor (a file of DNSKEY records) for a zone signed below an unsigned parent,
+        // or a lab; without one, hickory trusts the root's keys. (The stub resolver ignores
+        // `ResolverOpts::trust_anchor`, so the file is read here.)
+        let anchor = match settings.dnssec_trust_anchor.as_deref().filter(|_| settings.dnssec) {
+            Some(path) => {
+                let bad = |e: String| Error::InvalidArgument(format!("DNSSEC trust anchor {path:?}: {e}"));
+                let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+                let anchors = text.parse::<TrustAnchors>().map_err(|e| bad(e.to_string()))?;
+                Some((anchors, anchored_zones(&text).map_err(bad)?))
+            }
+            None => None,
+        };
+        let (anchors, outside) = match anchor {
+            Some((anchors, zones)) if !covered(&zones, "") => {
+                (Some(anchors), Some((Self::resolver(settings, false, None)?, std::sync::Arc::new(zones))))
+            }
+            Some((anchors, _)) => (Some(anchors), None),
+            None => (None, None),
+        };
+        let resolver = Self::resolver(settings, settings.dnssec, anchors)?;
+        let deadline =
+            Duration::from_millis(settings.timeout_ms.max(1).saturating_mul(settings.attempts.max(1) as u64));
+        Ok(DnsClient { resolver, outside, validate: settings.dnssec, deadline })
+    }
+
+    fn resolver(settings: &DnsSettings, validate: bool, anchors: Option<TrustAnchors>) -> Result<TokioResolver> {
         let mut opts = ResolverOpts::default();
         opts.timeout = Duration::from_millis(settings.timeout_ms.max(1));
         opts.attempts = settings.attempts;
         opts.cache_size = 0;
-        opts.validate = settings.dnssec;
+        opts.validate = validate;
         opts.num_concurrent_reqs = 1;
         let provider = hickory_resolver::net::runtime::TokioRuntimeProvider::default();
         let builder = if settings.nameservers.is_empty() {
@@ -131,36 +187,48 @@ impl DnsClient {
             TokioResolver::builder_with_config(ResolverConfig::from_parts(None, vec![], servers), provider)
         };
         let mut builder = builder.with_options(opts);
-        // Our own anchor (a file of DNSKEY records) for a zone signed below an unsigned parent,
-        // or a lab; without one, hickory trusts the root's keys. (The stub resolver ignores
-        // `ResolverOpts::trust_anchor`, so the file is read here.)
-        if let Some(path) = settings.dnssec_trust_anchor.as_deref().filter(|_| settings.dnssec) {
-            let anchors = TrustAnchors::from_file(std::path::Path::new(path))
-                .map_err(|e| Error::InvalidArgument(format!("DNSSEC trust anchor {path:?}: {e}")))?;
+        if let Some(anchors) = anchors {
             builder = builder.with_trust_anchor(std::sync::Arc::new(anchors));
         }
-        let resolver = builder.build().map_err(|e| Error::InvalidArgument(format!("DNS resolver: {e}")))?;
-        let deadline =
-            Duration::from_millis(settings.timeout_ms.max(1).saturating_mul(settings.attempts.max(1) as u64));
-        Ok(DnsClient { resolver, validate: settings.dnssec, deadline })
+        builder.build().map_err(|e| Error::InvalidArgument(format!("DNS resolver: {e}")))
     }
 
-    /// The answer's records of type `rtype` (RRSIGs and CNAME chains left out). A bogus answer
-    /// is an error: it must neither prove a claim nor disprove it.
-    async fn records(&self, name: &str, rtype: RecordType) -> Lookup<Vec<RData>> {
-        let fqdn = format!("{}.", plain(name));
-        let validated = |status: DnssecStatus| self.validate.then_some(status);
-        let Ok(result) = tokio::time::timeout(self.deadline, self.resolver.lookup(fqdn.as_str(), rtype)).await else {
+    /// The answer's records of type `rtype` with their owner names (RRSIGs and CNAME chains left
+    /// out). A bogus answer is an error: it must neither prove a claim nor disprove it.
+    async fn records(&self, name: &str, rtype: RecordType) -> Lookup<Vec<(String, RData)>> {
+        let name = plain(name);
+        match &self.outside {
+            Some((resolver, zones)) if !covered(zones, &name) => {
+                // Outside every anchored zone: looked up without validation, and insecure.
+                let mut answer = Self::lookup(resolver, false, self.deadline, &name, rtype).await?;
+                answer.dnssec = Some(DnssecStatus::Insecure);
+                Ok(answer)
+            }
+            _ => Self::lookup(&self.resolver, self.validate, self.deadline, &name, rtype).await,
+        }
+    }
+
+    async fn lookup(
+        resolver: &TokioResolver,
+        validate: bool,
+        deadline: Duration,
+        name: &str,
+        rtype: RecordType,
+    ) -> Lookup<Vec<(String, RData)>> {
+        let fqdn = format!("{name}.");
+        let validated = |status: DnssecStatus| validate.then_some(status);
+        let Ok(result) = tokio::time::timeout(deadline, resolver.lookup(fqdn.as_str(), rtype)).await else {
             return Err(DnsProblem::Timeout);
         };
         match result {
             Ok(lookup) => {
                 let records: Vec<_> = lookup.answers().iter().filter(|r| r.record_type() == rtype).collect();
                 let status = weakest(records.iter().map(|r| r.proof));
-                if self.validate && status == DnssecStatus::Bogus {
+                if validate && status == DnssecStatus::Bogus {
                     return Err(DnsProblem::Bogus);
                 }
-                Ok(Answer { value: records.into_iter().map(|r| r.data.clone()).collect(), dnssec: validated(status) })
+                let value = records.into_iter().map(|r| (plain(&r.name.to_ascii()), r.data.clone())).collect();
+                Ok(Answer { value, dnssec: validated(status) })
             }
             Err(NetError::Dns(DnsError::Nsec { proof, .. })) => match DnssecStatus::from(proof) {
                 DnssecStatus::Bogus => Err(DnsProblem::Bogus),
@@ -173,7 +241,7 @@ impl DnsClient {
                     Some(proof) if !proof.is_empty() => weakest(proof.iter().map(|r| r.proof)),
                     _ => DnssecStatus::Indeterminate,
                 };
-                if self.validate && status == DnssecStatus::Bogus {
+                if validate && status == DnssecStatus::Bogus {
                     return Err(DnsProblem::Bogus);
                 }
                 Ok(Answer { value: Vec::new(), dnssec: validated(status) })
@@ -183,14 +251,17 @@ impl DnsClient {
         }
     }
 
-    /// TXT values at `name`, each with its strings joined (a long value is often split).
+    /// TXT values published at `name` itself, each with its strings joined (a long value is
+    /// often split). Values found by following a CNAME at `name` into another name are left out:
+    /// they are someone else's records (see `verification`).
     pub(crate) async fn txt(&self, name: &str) -> Lookup<Vec<String>> {
+        let owner = plain(name);
         let a = self.records(name, RecordType::TXT).await?;
         let value = a
             .value
             .into_iter()
-            .filter_map(|d| match d {
-                RData::TXT(t) => Some(t.txt_data.iter().map(|s| String::from_utf8_lossy(s)).collect()),
+            .filter_map(|(at, d)| match d {
+                RData::TXT(t) if at == owner => Some(t.txt_data.iter().map(|s| String::from_utf8_lossy(s)).collect()),
                 _ => None,
             })
             .collect();
@@ -200,7 +271,7 @@ impl DnsClient {
     /// The CNAME target at `name`, if there is one.
     pub(crate) async fn cname(&self, name: &str) -> Lookup<Option<String>> {
         let a = self.records(name, RecordType::CNAME).await?;
-        let value = a.value.into_iter().find_map(|d| match d {
+        let value = a.value.into_iter().find_map(|(_, d)| match d {
             RData::CNAME(c) => Some(plain(&c.0.to_ascii())),
             _ => None,
         });
@@ -212,7 +283,7 @@ impl DnsClient {
         let value = a
             .value
             .into_iter()
-            .filter_map(|d| match d {
+            .filter_map(|(_, d)| match d {
                 RData::SRV(s) => Some(Srv {
                     target: plain(&s.target.to_ascii()),
                     port: s.port,

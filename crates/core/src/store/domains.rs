@@ -1,6 +1,6 @@
-//! SQL for hosted domains.
+//! SQL for hosted domains and the provider's settings.
 
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::Store;
 use crate::settings::{JsonSettings, ProviderSettings};
@@ -23,6 +23,50 @@ fn into_domain((name, settings, created_at, updated_at): (String, String, Timest
 
 const COLUMNS: &str = "name, settings, created_at, updated_at";
 
+/// The hosted domain `name`, inside the caller's transaction.
+pub(crate) fn domain(c: &Connection, name: &DomainName) -> Result<Option<Domain>> {
+    let row = c
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM domains WHERE name = ?1"))?
+        .query_row([name.as_str()], domain_from_row)
+        .optional()?;
+    row.map(into_domain).transpose()
+}
+
+/// A domain's settings as stored (JSON text, with any fields a newer version wrote).
+pub(crate) fn settings_text(c: &Connection, name: &DomainName) -> Result<Option<String>> {
+    Ok(c.prepare_cached("SELECT settings FROM domains WHERE name = ?1")?
+        .query_row([name.as_str()], |r| r.get(0))
+        .optional()?)
+}
+
+/// Replaces a domain's settings text; `false` if there is no such domain.
+pub(crate) fn write_settings(c: &Connection, name: &DomainName, json: &str, now: Timestamp) -> Result<bool> {
+    let n = c.prepare_cached("UPDATE domains SET settings = ?2, updated_at = ?3 WHERE name = ?1")?.execute(params![
+        name.as_str(),
+        json,
+        now
+    ])?;
+    Ok(n == 1)
+}
+
+/// Deletes a domain and (by foreign keys) everything that hangs off it; `false` if absent.
+pub(crate) fn delete(c: &Connection, name: &DomainName) -> Result<bool> {
+    Ok(c.prepare_cached("DELETE FROM domains WHERE name = ?1")?.execute([name.as_str()])? == 1)
+}
+
+pub(crate) fn provider_settings_text(c: &Connection) -> Result<Option<String>> {
+    Ok(c.query_row("SELECT settings FROM provider_settings WHERE id = 1", [], |r| r.get(0)).optional()?)
+}
+
+pub(crate) fn write_provider_settings(c: &Connection, json: &str, now: Timestamp) -> Result<()> {
+    c.execute(
+        "INSERT INTO provider_settings (id, settings, updated_at) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+        params![json, now],
+    )?;
+    Ok(())
+}
+
 impl Store {
     /// Inserts a domain; `false` if one of that name exists.
     pub(crate) fn insert_domain(&self, name: &DomainName, settings: &DomainSettings, now: Timestamp) -> Result<bool> {
@@ -37,11 +81,7 @@ impl Store {
     }
 
     pub(crate) fn select_domain(&self, name: &DomainName) -> Result<Option<Domain>> {
-        let row = self.read(|c| {
-            Ok(c.query_row(&format!("SELECT {COLUMNS} FROM domains WHERE name = ?1"), [name.as_str()], domain_from_row)
-                .optional()?)
-        })?;
-        row.map(into_domain).transpose()
+        self.read(|c| domain(c, name))
     }
 
     pub(crate) fn select_domains(&self) -> Result<Vec<Domain>> {
@@ -53,44 +93,8 @@ impl Store {
         rows.into_iter().map(into_domain).collect()
     }
 
-    /// Replaces a domain's settings; `false` if there is no such domain.
-    pub(crate) fn update_domain_settings(
-        &self,
-        name: &DomainName,
-        settings: &DomainSettings,
-        now: Timestamp,
-    ) -> Result<bool> {
-        self.write(|tx| {
-            let n = tx.execute(
-                "UPDATE domains SET settings = ?2, updated_at = ?3 WHERE name = ?1",
-                params![name.as_str(), settings.to_json(), now],
-            )?;
-            Ok(n == 1)
-        })
-    }
-
-    /// Deletes a domain and (by foreign keys) everything that hangs off it; `false` if absent.
-    pub(crate) fn delete_domain(&self, name: &DomainName) -> Result<bool> {
-        self.write(|tx| Ok(tx.execute("DELETE FROM domains WHERE name = ?1", [name.as_str()])? == 1))
-    }
-}
-
-impl Store {
     pub(crate) fn select_provider_settings(&self) -> Result<ProviderSettings> {
-        let text: Option<String> = self.read(|c| {
-            Ok(c.query_row("SELECT settings FROM provider_settings WHERE id = 1", [], |r| r.get(0)).optional()?)
-        })?;
+        let text = self.read(provider_settings_text)?;
         text.map_or_else(|| Ok(ProviderSettings::default()), |t| ProviderSettings::from_json(&t))
-    }
-
-    pub(crate) fn upsert_provider_settings(&self, settings: &ProviderSettings, now: Timestamp) -> Result<()> {
-        self.write(|tx| {
-            tx.execute(
-                "INSERT INTO provider_settings (id, settings, updated_at) VALUES (1, ?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
-                params![settings.to_json(), now],
-            )?;
-            Ok(())
-        })
     }
 }

@@ -9,7 +9,7 @@
 //! `BEGIN IMMEDIATE` for read-modify-write transactions so two processes cannot both read the
 //! old value before either writes.
 
-mod domains;
+pub(crate) mod domains;
 pub(crate) mod invites;
 pub(crate) mod quotas;
 pub(crate) mod verification;
@@ -32,6 +32,7 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
         M::up(include_str!("../../migrations/0004_verification.sql")),
         M::up(include_str!("../../migrations/0005_upload_slot_keys.sql")),
         M::up(include_str!("../../migrations/0007_default_max_file_size.sql")),
+        M::up(include_str!("../../migrations/0009_claim_findings.sql")),
     ])
 });
 

@@ -6,8 +6,8 @@ use crate::settings::JsonSettings;
 use crate::verification::{Claim, ClaimEvent, ClaimState};
 use crate::{DomainSettings, Result, Timestamp};
 
-const COLUMNS: &str =
-    "domain, account, token, state, created_at, verified_at, lost_since, last_checked_at, next_check_at, last_error";
+const COLUMNS: &str = "domain, account, token, state, created_at, verified_at, lost_since, last_checked_at, \
+                       next_check_at, last_error, finding";
 
 fn claim_from_row(r: &Row<'_>) -> rusqlite::Result<Claim> {
     let state: String = r.get(3)?;
@@ -22,6 +22,7 @@ fn claim_from_row(r: &Row<'_>) -> rusqlite::Result<Claim> {
         last_checked_at: r.get(7)?,
         next_check_at: r.get(8)?,
         last_error: r.get(9)?,
+        finding: r.get(10)?,
     })
 }
 
@@ -33,7 +34,7 @@ pub(crate) fn claim(c: &Connection, domain: &str, account: &str) -> Result<Optio
 
 pub(crate) fn insert_claim(c: &Connection, claim: &Claim) -> Result<()> {
     c.prepare_cached(&format!(
-        "INSERT INTO domain_claims ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT INTO domain_claims ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     ))?
     .execute(params![
         claim.domain,
@@ -45,7 +46,8 @@ pub(crate) fn insert_claim(c: &Connection, claim: &Claim) -> Result<()> {
         claim.lost_since,
         claim.last_checked_at,
         claim.next_check_at,
-        claim.last_error
+        claim.last_error,
+        claim.finding
     ])?;
     Ok(())
 }
@@ -53,7 +55,7 @@ pub(crate) fn insert_claim(c: &Connection, claim: &Claim) -> Result<()> {
 pub(crate) fn update_claim(c: &Connection, claim: &Claim) -> Result<()> {
     c.prepare_cached(
         "UPDATE domain_claims SET state = ?3, verified_at = ?4, lost_since = ?5, last_checked_at = ?6,
-                next_check_at = ?7, last_error = ?8
+                next_check_at = ?7, last_error = ?8, finding = ?9
          WHERE domain = ?1 AND account = ?2",
     )?
     .execute(params![
@@ -64,9 +66,32 @@ pub(crate) fn update_claim(c: &Connection, claim: &Claim) -> Result<()> {
         claim.lost_since,
         claim.last_checked_at,
         claim.next_check_at,
-        claim.last_error
+        claim.last_error,
+        claim.finding
     ])?;
     Ok(())
+}
+
+/// Ends every claim on `domain` (the operator stopped hosting it): each gets a `removed` event
+/// with `reason`, then the claims go, so no later check, recheck or proof can bring the domain
+/// back. A customer who wants it again claims it anew.
+pub(crate) fn end_claims(c: &Connection, domain: &str, reason: &str, now: Timestamp) -> Result<usize> {
+    let ended = claims(c, Some(domain))?;
+    for claim in &ended {
+        insert_event(
+            c,
+            &ClaimEvent {
+                domain: domain.into(),
+                account: claim.account.clone(),
+                at: now,
+                from: Some(claim.state),
+                to: ClaimState::Removed,
+                reason: reason.into(),
+            },
+        )?;
+    }
+    c.prepare_cached("DELETE FROM domain_claims WHERE domain = ?1")?.execute([domain])?;
+    Ok(ended.len())
 }
 
 /// Claims of a domain (all domains when `None`), ordered. Two statements, not `?1 IS NULL OR`:
@@ -127,21 +152,30 @@ pub(crate) fn events(c: &Connection, domain: &str) -> Result<Vec<ClaimEvent>> {
 }
 
 /// Makes a proved domain hosted and owned by `account`, in the transaction that records the
-/// proof: a crash between the two cannot leave a verified claim on an unhosted domain.
+/// proof: a crash between the two cannot leave a verified claim on an unhosted domain. Only the
+/// owner changes: the settings are edited as JSON, so fields this version does not know (written
+/// by a newer one) stay.
 pub(crate) fn host_for(c: &Connection, domain: &str, account: &str, now: Timestamp) -> Result<()> {
     let current: Option<String> = c
         .prepare_cached("SELECT settings FROM domains WHERE name = ?1")?
         .query_row([domain], |r| r.get(0))
         .optional()?;
-    let mut settings = match current {
-        Some(text) => DomainSettings::from_json(&text)?,
-        None => DomainSettings::default(),
+    let mut doc = match current {
+        Some(text) => {
+            // Read through the type first: unreadable settings are an error, not overwritten.
+            DomainSettings::from_json(&text)?;
+            serde_json::from_str::<serde_json::Value>(&text)
+                .map_err(|e| crate::Error::Corrupt(format!("domain settings: {e}")))?
+        }
+        None => serde_json::to_value(DomainSettings::default()).expect("settings serialise"),
     };
-    settings.owner = Some(account.to_string());
+    if let Some(fields) = doc.as_object_mut() {
+        fields.insert("owner".into(), serde_json::Value::String(account.to_string()));
+    }
     c.prepare_cached(
         "INSERT INTO domains (name, settings, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
          ON CONFLICT (name) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
     )?
-    .execute(params![domain, settings.to_json(), now])?;
+    .execute(params![domain, doc.to_string(), now])?;
     Ok(())
 }

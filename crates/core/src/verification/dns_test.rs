@@ -4,6 +4,20 @@ use serde::Serialize;
 
 use crate::dns::{plain, DnsClient, DnsProblem, DnsSettings, DnssecStatus, ExpectedSrv, Lookup, Srv};
 
+/// Refuses to run the tester when the provider expects no record at all: an empty table with a
+/// success status would read as "all correct" to an admin or a script.
+pub(crate) fn require_expectations(dns: &DnsSettings) -> crate::Result<()> {
+    if dns.xmpp_client.is_some() || dns.xmpps_client.is_some() || dns.xmpp_server.is_some() || !dns.cnames.is_empty() {
+        return Ok(());
+    }
+    Err(crate::Error::InvalidArgument(
+        "nothing to check: no DNS records are expected yet; set the provider settings dns.xmpp_client, \
+         dns.xmpps_client, dns.xmpp_server or dns.cnames first (for example dns.xmpp_client \
+         {\"target\":\"xmpp.example.net\",\"port\":5222})"
+            .into(),
+    ))
+}
+
 /// How one expected record compares with what DNS says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -4,8 +4,19 @@
 //! `verify=<token>` at `xmpp-hosting-verification.<domain>`, or a CNAME there to
 //! `<token>.v.<provider zone>`. A check finds it (pending → verified: the domain becomes hosted
 //! for that account), loses it (verified → lost, hosting continues through the grace period),
-//! or gives up (lost → suspended). Another account takes a domain only with its own proof, which
-//! suspends the previous owner's claim. Every change is recorded with its reason.
+//! or gives up (lost → suspended). Every change is recorded with its reason.
+//!
+//! Who owns a domain when several accounts claim it: the one whose proof was found, and it stays
+//! the owner while its proof is published. Another account's proof takes the domain over only
+//! once the current owner's proof is gone from DNS (the newer proof wins only then), which
+//! suspends the previous owner's claim. So an account that held the domain before cannot take it
+//! back with a record the new owner forgot to remove, and moving a domain to another account
+//! means removing the old account's record. A TXT proof counts only where it is published, at
+//! `<label>.<domain>` itself: a CNAME there is a proof only when it names the claim's own target
+//! in the provider's zone, and TXT records found by following it elsewhere prove nothing (a
+//! dangling CNAME into a zone anyone can write would otherwise hand the domain to anyone).
+//! The operator's `domain remove` ends a domain's claims, and an operator override is recorded
+//! in the domain's history like any check.
 //!
 //! Checks run on the core's worker; callers get a [`Pending`] and are never blocked by DNS.
 
@@ -17,9 +28,10 @@ use serde::Serialize;
 
 pub use dns_test::{DnsReport, DnsRow, RowStatus};
 pub use proof::Instructions;
+use proof::Seen;
 pub use state::ClaimState;
 
-use crate::dns::{DnsClient, DnsProblem, DnsSettings};
+use crate::dns::{DnsClient, DnsSettings};
 use crate::store::verification as sql;
 use crate::{DomainName, Error, Hosting, Pending, Result, Timestamp};
 use state::Evidence;
@@ -38,6 +50,10 @@ pub struct Claim {
     pub next_check_at: Option<Timestamp>,
     /// Why the last check could not conclude (a DNS timeout, say).
     pub last_error: Option<String>,
+    /// What the last check found instead of the proof, in the admin's words: `found TXT
+    /// "verify=…" at …, expected TXT "verify=…"`, `no TXT record at …`, or that the current
+    /// owner's proof is still published. `None` when the proof was found or DNS did not answer.
+    pub finding: Option<String>,
 }
 
 /// A recorded state change.
@@ -93,6 +109,7 @@ impl Hosting {
                 last_checked_at: None,
                 next_check_at: None,
                 last_error: None,
+                finding: None,
             };
             sql::insert_claim(tx, &claim)?;
             sql::insert_event(
@@ -144,8 +161,8 @@ impl Hosting {
         let hosting = self.clone();
         Pending::spawn(async move {
             let client = DnsClient::new(&dns)?;
-            let evidence = look_for_proof(&client, &dns, &claim).await;
-            hosting.record_check(&claim.domain, &claim.account, evidence, &dns)
+            let seen = look(&client, &proof_name(&dns, &claim.domain)).await;
+            hosting.record_check(&claim.domain, &claim.account, seen, &dns)
         })
         .map_err(|e| Error::Internal(format!("cannot start the DNS worker: {e}")))
     }
@@ -177,12 +194,12 @@ impl Hosting {
             let checks = claims.into_iter().map(|(domain, account)| {
                 let (client, dns, hosting) = (client.clone(), dns.clone(), hosting.clone());
                 async move {
-                    let evidence = match hosting.store().read(|c| sql::claim(c, &domain, &account)) {
-                        Ok(Some(claim)) => Ok(look_for_proof(&client, &dns, &claim).await),
+                    let seen = match hosting.store().read(|c| sql::claim(c, &domain, &account)) {
+                        Ok(Some(_)) => Ok(look(&client, &proof_name(&dns, &domain)).await),
                         Ok(None) => Err(ErrorText("not-found", format!("{domain} for {account}"))),
                         Err(e) => Err(ErrorText("internal", e.to_string())),
                     };
-                    (domain, account, evidence)
+                    (domain, account, seen)
                 }
             });
             let outcomes = bounded(checks, dns.concurrency).await;
@@ -198,6 +215,7 @@ impl Hosting {
     pub fn dns_test_many(&self, domains: &[String]) -> Result<Pending<Result<Vec<DnsReport>>>> {
         let names = domains.iter().map(|d| claimable(d).map(|n| n.to_string())).collect::<Result<Vec<_>>>()?;
         let dns = std::sync::Arc::new(self.provider_settings()?.dns);
+        dns_test::require_expectations(&dns)?;
         Pending::spawn(async move {
             let client = DnsClient::new(&dns)?;
             let tests = names.into_iter().map(|name| {
@@ -213,6 +231,7 @@ impl Hosting {
     pub fn dns_test(&self, domain: &str) -> Result<Pending<Result<DnsReport>>> {
         let name = claimable(domain)?;
         let dns = self.provider_settings()?.dns;
+        dns_test::require_expectations(&dns)?;
         Pending::spawn(async move {
             let client = DnsClient::new(&dns)?;
             Ok(dns_test::run(&client, &dns, name.as_str()).await)
@@ -220,17 +239,49 @@ impl Hosting {
         .map_err(|e| Error::Internal(format!("cannot start the DNS worker: {e}")))
     }
 
-    /// Applies a check's evidence to a claim in one transaction: state, history, and the
-    /// hosted domain's owner.
-    fn record_check(
-        &self,
-        domain: &str,
-        account: &str,
-        evidence: (Evidence, Option<DnsProblem>),
-        dns: &DnsSettings,
-    ) -> Result<Claim> {
+    /// Applies what a check saw to a claim in one transaction: state, history, and the hosted
+    /// domain's owner.
+    fn record_check(&self, domain: &str, account: &str, seen: Seen, dns: &DnsSettings) -> Result<Claim> {
         let now = self.now();
-        self.store().write(|tx| apply_check(tx, domain, account, evidence, dns, now))
+        self.store().write(|tx| apply_check(tx, domain, account, seen, dns, now))
+    }
+
+    /// The operator's override: `account`'s claim counts as verified now, without a proof, and
+    /// the domain is hosted for it (lifting a suspension). Recorded in the domain's history with
+    /// `reason`. It lasts until a check finds the proof missing: the claim is then `lost`, and
+    /// suspended again after the grace period, as any verified claim whose proof went.
+    pub fn override_claim(&self, domain: &str, account: &str, reason: &str) -> Result<Claim> {
+        let name = claimable(domain)?;
+        let account = check_account(account)?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > 500 || reason.chars().any(char::is_control) {
+            return Err(Error::InvalidArgument(
+                "an override needs a reason (1 to 500 printable characters) for the domain's history".into(),
+            ));
+        }
+        let dns = self.provider_settings()?.dns;
+        let now = self.now();
+        self.store().write(|tx| {
+            let mut claim = sql::claim(tx, name.as_str(), account)?
+                .ok_or_else(|| Error::not_found("claim", format!("{name} for {account}")))?;
+            let event = |to| ClaimEvent {
+                domain: claim.domain.clone(),
+                account: claim.account.clone(),
+                at: now,
+                from: Some(claim.state),
+                to,
+                reason: format!("operator override: {reason}"),
+            };
+            sql::insert_event(tx, &event(ClaimState::Verified))?;
+            claim.state = ClaimState::Verified;
+            claim.verified_at = Some(now);
+            claim.lost_since = None;
+            claim.finding = None;
+            claim.next_check_at = Some(now + recheck_seconds(&dns));
+            sql::update_claim(tx, &claim)?;
+            take_ownership(tx, name.as_str(), account, now)?;
+            Ok(claim)
+        })
     }
 
     /// Applies many checks' outcomes, `WRITE_BATCH` per transaction: one commit per domain was
@@ -244,10 +295,10 @@ impl Hosting {
             let written = self.store().write(|tx| {
                 Ok(chunk
                     .iter()
-                    .map(|(domain, account, evidence)| {
-                        let evidence = evidence.clone()?;
+                    .map(|(domain, account, seen)| {
+                        let seen = seen.clone()?;
                         tx.execute_batch("SAVEPOINT one_check")?;
-                        let applied = apply_check(tx, domain, account, evidence, dns, now);
+                        let applied = apply_check(tx, domain, account, seen, dns, now);
                         let end = if applied.is_ok() {
                             "RELEASE one_check"
                         } else {
@@ -270,8 +321,8 @@ impl Hosting {
     }
 }
 
-/// A claim, with what its DNS check found (or why it could not start).
-type Outcome = (String, String, std::result::Result<(Evidence, Option<DnsProblem>), ErrorText>);
+/// A claim, with what its DNS check saw (or why it could not start).
+type Outcome = (String, String, std::result::Result<Seen, ErrorText>);
 
 /// An error carried from a check task to the batched write; `Error` itself is not `Clone`.
 #[derive(Debug, Clone)]
@@ -286,22 +337,60 @@ impl From<ErrorText> for Error {
     }
 }
 
+/// Where the proof of a claim on `domain` is published.
+fn proof_name(dns: &DnsSettings, domain: &str) -> String {
+    format!("{}.{domain}", dns.verification_label)
+}
+
+fn recheck_seconds(dns: &DnsSettings) -> i64 {
+    dns.recheck_interval.clamp(60, i64::MAX as u64 / 2) as i64
+}
+
 /// What a check does to the store, inside the caller's transaction.
 fn apply_check(
     tx: &rusqlite::Transaction<'_>,
     domain: &str,
     account: &str,
-    evidence: (Evidence, Option<DnsProblem>),
+    seen: Seen,
     dns: &DnsSettings,
     now: Timestamp,
 ) -> Result<Claim> {
-    let (evidence, problem) = evidence;
     let grace = dns.grace_period.min(i64::MAX as u64) as i64;
-    let recheck = dns.recheck_interval.clamp(60, i64::MAX as u64 / 2) as i64;
+    let recheck = recheck_seconds(dns);
     let mut claim =
         sql::claim(tx, domain, account)?.ok_or_else(|| Error::not_found("claim", format!("{domain} for {account}")))?;
+    let instructions =
+        |token: &str| proof::instructions(domain, token, &dns.verification_label, dns.provider_zone.as_deref());
+    let mine = instructions(&claim.token);
+    let mut evidence = seen.evidence(&mine);
     claim.last_checked_at = Some(now);
-    claim.last_error = problem.as_ref().map(|p| format!("{p:?}"));
+    claim.last_error = seen.problem.as_ref().map(|p| format!("{p:?}"));
+    claim.finding = (evidence == Evidence::Absent).then(|| proof::finding(&mine, &seen));
+    if evidence == Evidence::Found && !matches!(claim.state, ClaimState::Verified | ClaimState::Lost) {
+        // Another account holds the domain with its proof verified: the newer proof wins only
+        // once that one is gone from DNS (see the module's documentation).
+        let holder = sql::claims(tx, Some(domain))?
+            .into_iter()
+            .find(|c| c.account != account && c.state == ClaimState::Verified);
+        if let Some(holder) = holder {
+            let held = match seen.evidence(&instructions(&holder.token)) {
+                Evidence::Absent => None,
+                Evidence::Found => Some(format!(
+                    "proof found, but the domain's current owner ({}) still publishes its proof at {}: \
+                     the domain changes hands when that record is removed",
+                    holder.account, mine.name
+                )),
+                Evidence::Unknown => Some(format!(
+                    "proof found, but DNS did not say whether the current owner's ({}) proof is still published",
+                    holder.account
+                )),
+            };
+            if held.is_some() {
+                evidence = Evidence::Unknown;
+                claim.finding = held;
+            }
+        }
+    }
     let change = state::next(claim.state, claim.lost_since, evidence, now, grace);
     if let Some((to, reason)) = change {
         sql::insert_event(
@@ -333,28 +422,50 @@ fn apply_check(
     };
     sql::update_claim(tx, &claim)?;
     if matches!(change, Some((ClaimState::Verified, _))) {
-        // The domain is this account's now: the others' claims stop counting.
-        for mut other in sql::claims(tx, Some(domain))? {
-            if other.account != account && matches!(other.state, ClaimState::Verified | ClaimState::Lost) {
-                sql::insert_event(
-                    tx,
-                    &ClaimEvent {
-                        domain: domain.into(),
-                        account: other.account.clone(),
-                        at: now,
-                        from: Some(other.state),
-                        to: ClaimState::Suspended,
-                        reason: format!("proved by another account ({account})"),
-                    },
-                )?;
-                other.state = ClaimState::Suspended;
-                other.next_check_at = None;
-                sql::update_claim(tx, &other)?;
-            }
-        }
-        sql::host_for(tx, domain, account, now)?;
+        take_ownership(tx, domain, account, now)?;
     }
     Ok(claim)
+}
+
+/// `account` holds `domain` now: the other accounts' verified or lost claims are suspended, and
+/// the domain is hosted with `account` as its owner.
+fn take_ownership(tx: &rusqlite::Connection, domain: &str, account: &str, now: Timestamp) -> Result<()> {
+    for mut other in sql::claims(tx, Some(domain))? {
+        if other.account != account && matches!(other.state, ClaimState::Verified | ClaimState::Lost) {
+            sql::insert_event(
+                tx,
+                &ClaimEvent {
+                    domain: domain.into(),
+                    account: other.account.clone(),
+                    at: now,
+                    from: Some(other.state),
+                    to: ClaimState::Suspended,
+                    reason: format!("proved by another account ({account})"),
+                },
+            )?;
+            other.state = ClaimState::Suspended;
+            other.next_check_at = None;
+            sql::update_claim(tx, &other)?;
+        }
+    }
+    sql::host_for(tx, domain, account, now)
+}
+
+/// Refuses to change the owner of a domain that customers claim: its owner is the account whose
+/// proof was verified, and a suspension must not be lifted by naming another owner.
+pub(crate) fn refuse_owner_change(c: &rusqlite::Connection, domain: &str) -> Result<()> {
+    if sql::claims(c, Some(domain))?.is_empty() {
+        return Ok(());
+    }
+    Err(Error::NotAllowed(format!(
+        "{domain} is a customer's domain: its owner changes only when an account proves it \
+         (domain verify), or by an operator override recorded in its history (domain override)"
+    )))
+}
+
+/// Ends the claims on a domain the operator removed (see `store::verification::end_claims`).
+pub(crate) fn end_claims(c: &rusqlite::Connection, domain: &str, reason: &str, now: Timestamp) -> Result<usize> {
+    sql::end_claims(c, domain, reason, now)
 }
 
 /// Whether a customer's domain lost its proof for good: its owner's claim is suspended. It stays
@@ -388,19 +499,30 @@ where
     done.into_iter().map(|(_, out)| out).collect()
 }
 
-/// Looks for the proof by TXT and CNAME at once. A found proof wins over a failed lookup of the
-/// other type; a failure with no proof found concludes nothing.
-async fn look_for_proof(client: &DnsClient, dns: &DnsSettings, claim: &Claim) -> (Evidence, Option<DnsProblem>) {
-    let i = proof::instructions(&claim.domain, &claim.token, &dns.verification_label, dns.provider_zone.as_deref());
-    let (txt, cname) = tokio::join!(client.txt(&i.name), client.cname(&i.name));
-    let txt = txt.map(|a| a.value);
-    let cname = cname.map(|a| a.value);
+/// Looks at the proof's name by TXT and CNAME at once. A found proof wins over a failed lookup
+/// of the other type; a failure with no proof found concludes nothing (see [`Seen::evidence`]).
+async fn look(client: &DnsClient, name: &str) -> Seen {
+    let (txt, cname) = tokio::join!(client.txt(name), client.cname(name));
     match (txt, cname) {
-        (Ok(t), Ok(c)) if proof::proves(&i, &t, c.as_deref()) => (Evidence::Found, None),
-        (Ok(t), _) if proof::proves(&i, &t, None) => (Evidence::Found, None),
-        (_, Ok(c)) if proof::proves(&i, &[], c.as_deref()) => (Evidence::Found, None),
-        (Ok(_), Ok(_)) => (Evidence::Absent, None),
-        (Err(p), _) | (_, Err(p)) => (Evidence::Unknown, Some(p)),
+        (Ok(t), Ok(c)) => Seen { txt: t.value, cname: c.value, problem: None },
+        (Ok(t), Err(p)) => Seen { txt: t.value, cname: None, problem: Some(p) },
+        (Err(p), Ok(c)) => Seen { txt: Vec::new(), cname: c.value, problem: Some(p) },
+        (Err(p), Err(_)) => Seen { txt: Vec::new(), cname: None, problem: Some(p) },
+    }
+}
+
+/// What a lookup would see with these tokens' TXT proofs published, for other modules' tests.
+#[cfg(test)]
+pub(crate) fn proof_seen_for_tests(tokens: &[&str]) -> Seen {
+    Seen { txt: tokens.iter().map(|t| format!("verify={t}")).collect(), ..Default::default() }
+}
+
+#[cfg(test)]
+impl Hosting {
+    /// Records a check that saw `seen`, with the provider's settings, as the worker would.
+    pub(crate) fn record_check_for_tests(&self, domain: &str, account: &str, seen: Seen) -> Result<Claim> {
+        let dns = self.provider_settings()?.dns;
+        self.record_check(domain, account, seen, &dns)
     }
 }
 
@@ -435,32 +557,157 @@ mod tests {
         assert_eq!(h.claim_history("bücher.example").unwrap().len(), 2);
     }
 
+    /// What a lookup at the proof's name saw: these claims' TXT proofs.
+    fn txt(claims: &[&Claim]) -> Seen {
+        Seen { txt: claims.iter().map(|c| format!("verify={}", c.token)).collect(), ..Default::default() }
+    }
+
+    fn nothing() -> Seen {
+        Seen::default()
+    }
+
     #[test]
     fn checks_move_claims_and_ownership() {
         let clock = crate::ManualClock::new(1_700_000_000);
         let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
         let dns = DnsSettings { grace_period: 1000, ..Default::default() };
-        h.claim_domain("example.org", "alice").unwrap();
-        h.claim_domain("example.org", "bob").unwrap();
-        let found = (Evidence::Found, None);
-        let absent = (Evidence::Absent, None);
-        assert_eq!(h.record_check("example.org", "alice", found.clone(), &dns).unwrap().state, ClaimState::Verified);
+        let alice = h.claim_domain("example.org", "alice").unwrap();
+        let bob = h.claim_domain("example.org", "bob").unwrap();
+        assert_eq!(h.record_check("example.org", "alice", txt(&[&alice]), &dns).unwrap().state, ClaimState::Verified);
         assert_eq!(h.require_domain("example.org").unwrap().settings.owner.as_deref(), Some("alice"));
-        // Bob's proof takes the domain; alice's claim is suspended.
-        assert_eq!(h.record_check("example.org", "bob", found.clone(), &dns).unwrap().state, ClaimState::Verified);
+        // Bob's proof takes the domain once alice's is gone; alice's claim is suspended.
+        assert_eq!(h.record_check("example.org", "bob", txt(&[&bob]), &dns).unwrap().state, ClaimState::Verified);
         assert_eq!(h.require_claim("example.org", "alice").unwrap().state, ClaimState::Suspended);
         assert_eq!(h.require_domain("example.org").unwrap().settings.owner.as_deref(), Some("bob"));
-        assert_eq!(h.record_check("example.org", "bob", absent.clone(), &dns).unwrap().state, ClaimState::Lost);
+        assert_eq!(h.record_check("example.org", "bob", nothing(), &dns).unwrap().state, ClaimState::Lost);
         clock.advance(999);
-        let timeout = (Evidence::Unknown, Some(DnsProblem::Timeout));
+        let timeout = Seen { problem: Some(crate::dns::DnsProblem::Timeout), ..Default::default() };
         let c = h.record_check("example.org", "bob", timeout, &dns).unwrap();
-        assert_eq!((c.state, c.last_error.as_deref()), (ClaimState::Lost, Some("Timeout")));
+        assert_eq!((c.state, c.last_error.as_deref(), c.finding.as_deref()), (ClaimState::Lost, Some("Timeout"), None));
         clock.advance(1);
-        assert_eq!(h.record_check("example.org", "bob", absent, &dns).unwrap().state, ClaimState::Suspended);
-        assert_eq!(h.record_check("example.org", "bob", found, &dns).unwrap().state, ClaimState::Verified);
+        assert_eq!(h.record_check("example.org", "bob", nothing(), &dns).unwrap().state, ClaimState::Suspended);
+        assert_eq!(h.record_check("example.org", "bob", txt(&[&bob]), &dns).unwrap().state, ClaimState::Verified);
         let reasons: Vec<_> = h.claim_history("example.org").unwrap().into_iter().map(|e| e.reason).collect();
         assert!(reasons.contains(&"proved by another account (bob)".to_string()), "{reasons:?}");
         assert!(reasons.contains(&"proof missing past the grace period".to_string()));
+    }
+
+    #[test]
+    fn a_check_that_finds_no_proof_says_what_it_found_instead() {
+        let h = Hosting::open_in_memory().unwrap();
+        let dns = DnsSettings::default();
+        let claim = h.claim_domain("bad.test", "alice").unwrap();
+        let other = Seen { txt: vec!["verify=aaaa".into()], ..Default::default() };
+        let c = h.record_check("bad.test", "alice", other, &dns).unwrap();
+        assert_eq!(c.state, ClaimState::Pending);
+        let expected = format!(
+            "found TXT \"verify=aaaa\" at xmpp-hosting-verification.bad.test, expected TXT \"verify={}\"",
+            claim.token
+        );
+        assert_eq!(c.finding.as_deref(), Some(expected.as_str()));
+        // Kept with the claim, for `domain claims` and the next caller.
+        assert_eq!(h.require_claim("bad.test", "alice").unwrap().finding, c.finding);
+        let c = h.record_check("bad.test", "alice", nothing(), &dns).unwrap();
+        assert!(c.finding.unwrap().starts_with("no TXT record at xmpp-hosting-verification.bad.test"));
+        let c = h.record_check("bad.test", "alice", txt(&[&claim]), &dns).unwrap();
+        assert_eq!((c.state, c.finding), (ClaimState::Verified, None));
+    }
+
+    #[test]
+    fn a_previous_owner_cannot_take_the_domain_back_while_the_new_owners_proof_is_published() {
+        let h = Hosting::open_in_memory().unwrap();
+        let dns = DnsSettings::default();
+        let alice = h.claim_domain("example.org", "alice").unwrap();
+        let bob = h.claim_domain("example.org", "bob").unwrap();
+        h.record_check("example.org", "alice", txt(&[&alice]), &dns).unwrap();
+        // The domain changes hands: the new holder publishes bob's proof and removes alice's.
+        h.record_check("example.org", "bob", txt(&[&bob]), &dns).unwrap();
+        assert_eq!(h.require_domain("example.org").unwrap().settings.owner.as_deref(), Some("bob"));
+        // Alice's record comes back beside bob's (a forgotten record, a restored zone backup):
+        // alice's proof is found, but bob's is still there, so bob keeps the domain.
+        let c = h.record_check("example.org", "alice", txt(&[&alice, &bob]), &dns).unwrap();
+        assert_eq!(c.state, ClaimState::Suspended);
+        assert!(c.finding.as_deref().unwrap().contains("current owner (bob) still publishes its proof"), "{c:?}");
+        assert_eq!(h.require_claim("example.org", "bob").unwrap().state, ClaimState::Verified);
+        assert_eq!(h.require_domain("example.org").unwrap().settings.owner.as_deref(), Some("bob"));
+        // A DNS failure for the owner's proof is not its absence either.
+        let unsure = Seen { problem: Some(crate::dns::DnsProblem::Timeout), ..txt(&[&alice]) };
+        assert_eq!(h.record_check("example.org", "alice", unsure, &dns).unwrap().state, ClaimState::Suspended);
+        // Once bob's record is gone, the newer proof wins.
+        assert_eq!(h.record_check("example.org", "alice", txt(&[&alice]), &dns).unwrap().state, ClaimState::Verified);
+        assert_eq!(h.require_claim("example.org", "bob").unwrap().state, ClaimState::Suspended);
+        assert_eq!(h.require_domain("example.org").unwrap().settings.owner.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn removing_a_domain_ends_its_claims_so_no_later_proof_brings_it_back() {
+        let h = Hosting::open_in_memory().unwrap();
+        let dns = DnsSettings::default();
+        let alice = h.claim_domain("example.org", "alice").unwrap();
+        let bob = h.claim_domain("example.org", "bob").unwrap();
+        h.record_check("example.org", "alice", txt(&[&alice]), &dns).unwrap();
+        h.remove_domain("example.org").unwrap();
+        assert!(h.claims(Some("example.org")).unwrap().is_empty());
+        // A check already under way when the domain went records nothing and hosts nothing.
+        assert_eq!(h.record_check("example.org", "alice", txt(&[&alice]), &dns).unwrap_err().code(), "not-found");
+        assert_eq!(h.record_check("example.org", "bob", txt(&[&bob]), &dns).unwrap_err().code(), "not-found");
+        assert_eq!(h.verify_domain("example.org", "alice").err().unwrap().code(), "not-found");
+        assert!(h.domain("example.org").unwrap().is_none());
+        let ended: Vec<_> = h
+            .claim_history("example.org")
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.to == ClaimState::Removed)
+            .map(|e| (e.account, e.from, e.reason))
+            .collect();
+        let reason = "domain removed by the operator".to_string();
+        assert_eq!(
+            ended,
+            [
+                ("alice".to_string(), Some(ClaimState::Verified), reason.clone()),
+                ("bob".to_string(), Some(ClaimState::Pending), reason)
+            ]
+        );
+        // The customer can start again, with a new challenge.
+        assert_ne!(h.claim_domain("example.org", "alice").unwrap().token, alice.token);
+    }
+
+    #[test]
+    fn a_suspension_is_lifted_by_a_proof_or_a_recorded_override_not_by_naming_another_owner() {
+        let clock = crate::ManualClock::new(1_700_000_000);
+        let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
+        let dns = DnsSettings { grace_period: 10, ..Default::default() };
+        let alice = h.claim_domain("good.test", "alice").unwrap();
+        h.record_check("good.test", "alice", txt(&[&alice]), &dns).unwrap();
+        h.record_check("good.test", "alice", nothing(), &dns).unwrap();
+        clock.advance(10);
+        assert_eq!(h.record_check("good.test", "alice", nothing(), &dns).unwrap().state, ClaimState::Suspended);
+        let invite = || h.create_invite(&crate::invites::NewInvite::account("good.test"));
+        assert_eq!(invite().unwrap_err().code(), "not-allowed");
+        for owner in ["nobody", "null"] {
+            let e = h.set_domain_setting("good.test", "owner", owner).unwrap_err();
+            assert_eq!(e.code(), "not-allowed", "{owner}");
+            assert!(e.to_string().contains("domain override"), "{e}");
+        }
+        let mut settings = h.require_domain("good.test").unwrap().settings;
+        settings.owner = None;
+        assert_eq!(h.set_domain_settings("good.test", settings).unwrap_err().code(), "not-allowed");
+        assert_eq!(invite().unwrap_err().code(), "not-allowed", "still suspended");
+        // Other settings of a customer's domain still change.
+        h.set_domain_setting("good.test", "registration.policy", "open").unwrap();
+        // The operator's override, with its reason in the history.
+        assert_eq!(h.override_claim("good.test", "alice", " ").unwrap_err().code(), "invalid-argument");
+        let c = h.override_claim("good.test", "alice", "DNS provider outage, ticket 42").unwrap();
+        assert_eq!(c.state, ClaimState::Verified);
+        assert!(invite().is_ok());
+        let last = h.claim_history("good.test").unwrap().pop().unwrap();
+        assert_eq!(
+            (last.from, last.to, last.reason.as_str()),
+            (Some(ClaimState::Suspended), ClaimState::Verified, "operator override: DNS provider outage, ticket 42")
+        );
+        // An operator's own domain (no claims) takes any owner.
+        h.add_domain("operator.example").unwrap();
+        h.set_domain_setting("operator.example", "owner", "someone").unwrap();
     }
 
     #[test]
@@ -471,8 +718,8 @@ mod tests {
         let clock = crate::ManualClock::new(1_700_000_000);
         let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
         let dns = DnsSettings { grace_period: 1000, ..Default::default() };
-        h.claim_domain("her-name.org", "alice").unwrap();
-        h.record_check("her-name.org", "alice", (Evidence::Found, None), &dns).unwrap();
+        let alice = h.claim_domain("her-name.org", "alice").unwrap();
+        h.record_check("her-name.org", "alice", txt(&[&alice]), &dns).unwrap();
         h.set_domain_setting("her-name.org", "registration.policy", "open").unwrap();
         let mut roster = NewInvite::account("her-name.org");
         (roster.kind, roster.inviter) = (InviteKind::Roster, Some("alice@her-name.org".into()));
@@ -486,10 +733,10 @@ mod tests {
         assert!(matches!(register(), RegistrationDecision::Allowed(_)));
         assert!(matches!(upload(), UploadDecision::Granted(_)));
         // Lost: still served through the grace period.
-        h.record_check("her-name.org", "alice", (Evidence::Absent, None), &dns).unwrap();
+        h.record_check("her-name.org", "alice", nothing(), &dns).unwrap();
         assert!(matches!(upload(), UploadDecision::Granted(_)));
         clock.advance(1000);
-        h.record_check("her-name.org", "alice", (Evidence::Absent, None), &dns).unwrap();
+        h.record_check("her-name.org", "alice", nothing(), &dns).unwrap();
         assert_eq!(register(), RegistrationDecision::Refused(Refusal::DomainSuspended));
         match upload() {
             UploadDecision::Denied(d) => {
@@ -500,7 +747,7 @@ mod tests {
         assert_eq!(h.create_invite(&NewInvite::account("her-name.org")).unwrap_err().code(), "not-allowed");
         assert_eq!(subscribe().unwrap(), SubscriptionDecision::Ignored { reason: IgnoredToken::DomainSuspended });
         // Proved again: served again, the invite still unused.
-        h.record_check("her-name.org", "alice", (Evidence::Found, None), &dns).unwrap();
+        h.record_check("her-name.org", "alice", txt(&[&alice]), &dns).unwrap();
         assert!(matches!(subscribe().unwrap(), SubscriptionDecision::Approved { .. }));
         assert!(matches!(upload(), UploadDecision::Granted(_)));
         // A domain the operator added without a claim is always served.

@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use crate::dns::plain;
+use super::state::Evidence;
+use crate::dns::{plain, DnsProblem};
 
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
@@ -49,6 +50,70 @@ pub(crate) fn proves(i: &Instructions, txt: &[String], cname: Option<&str>) -> b
         || matches!((cname, &i.cname), (Some(found), Some(want)) if plain(found) == plain(want))
 }
 
+/// What DNS said at the proof's name: every TXT value published there (strings joined), the
+/// CNAME target, and the lookup that failed while the other answered, if one did. One look
+/// serves every claim on the domain: all their proofs live at the same name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub txt: Vec<String>,
+    pub cname: Option<String>,
+    pub problem: Option<DnsProblem>,
+}
+
+impl Seen {
+    /// Whether this proves the claim that `i` describes. A failed lookup with no proof found
+    /// proves nothing either way.
+    pub(crate) fn evidence(&self, i: &Instructions) -> Evidence {
+        if proves(i, &self.txt, self.cname.as_deref()) {
+            Evidence::Found
+        } else if self.problem.is_some() {
+            Evidence::Unknown
+        } else {
+            Evidence::Absent
+        }
+    }
+}
+
+/// What was found instead of the proof `i` asks for, in the admin's words.
+pub(crate) fn finding(i: &Instructions, seen: &Seen) -> String {
+    let expected = match &i.cname {
+        Some(target) => format!("expected TXT \"{}\" or CNAME to {target}", i.txt),
+        None => format!("expected TXT \"{}\"", i.txt),
+    };
+    let mut found = Vec::new();
+    if !seen.txt.is_empty() {
+        const SHOWN: usize = 3;
+        let mut values: Vec<String> = seen.txt.iter().take(SHOWN).map(|v| shown(v)).collect();
+        if seen.txt.len() > SHOWN {
+            values.push(format!("and {} more", seen.txt.len() - SHOWN));
+        }
+        found.push(format!("TXT {}", values.join(", ")));
+    }
+    if let Some(target) = &seen.cname {
+        found.push(format!("CNAME to {}", shown_name(target)));
+    }
+    if found.is_empty() {
+        let kinds = if i.cname.is_some() { "TXT or CNAME" } else { "TXT" };
+        format!("no {kinds} record at {}; {expected}", i.name)
+    } else {
+        format!("found {} at {}, {expected}", found.join(" and "), i.name)
+    }
+}
+
+/// A value from someone's zone, quoted, with control characters escaped and length bounded.
+fn shown(value: &str) -> String {
+    const LONGEST: usize = 80;
+    let mut text: String = value.chars().take(LONGEST).collect();
+    if value.chars().count() > LONGEST {
+        text.push('…');
+    }
+    format!("{text:?}")
+}
+
+fn shown_name(name: &str) -> String {
+    name.chars().take(255).flat_map(char::escape_debug).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +137,37 @@ mod tests {
         assert!(!proves(&i, &["verify=abd".into()], Some("abd.v.provider.example")));
         let no_zone = instructions("example.org", "abc", "x", None);
         assert!(!proves(&no_zone, &[], Some("abc.v.provider.example")));
+    }
+
+    #[test]
+    fn the_finding_says_what_was_there_and_what_was_expected() {
+        let i = instructions("bad.test", "bbb", "xmpp-hosting-verification", None);
+        let seen = |txt: &[&str], cname: Option<&str>| Seen {
+            txt: txt.iter().map(|t| t.to_string()).collect(),
+            cname: cname.map(Into::into),
+            problem: None,
+        };
+        assert_eq!(
+            finding(&i, &seen(&["verify=aaa"], None)),
+            r#"found TXT "verify=aaa" at xmpp-hosting-verification.bad.test, expected TXT "verify=bbb""#
+        );
+        assert_eq!(
+            finding(&i, &seen(&[], None)),
+            r#"no TXT record at xmpp-hosting-verification.bad.test; expected TXT "verify=bbb""#
+        );
+        let with_zone = instructions("bad.test", "bbb", "xmpp-hosting-verification", Some("p.example"));
+        assert_eq!(
+            finding(&with_zone, &seen(&[], Some("elsewhere.example"))),
+            "found CNAME to elsewhere.example at xmpp-hosting-verification.bad.test, \
+             expected TXT \"verify=bbb\" or CNAME to bbb.v.p.example"
+        );
+        // Someone else's zone cannot put control characters or a novel into an admin's terminal.
+        let odd = finding(&i, &seen(&["a\u{1b}[2J", &"x".repeat(500), "c", "d"], None));
+        assert!(odd.contains(r#""a\u{1b}[2J""#) && odd.contains("…\"") && odd.contains("and 1 more"), "{odd}");
+        assert!(odd.len() < 300, "{odd}");
+        assert_eq!(seen(&["verify=bbb"], None).evidence(&i), Evidence::Found);
+        assert_eq!(seen(&["verify=aaa"], None).evidence(&i), Evidence::Absent);
+        let failed = Seen { problem: Some(DnsProblem::Timeout), ..Default::default() };
+        assert_eq!(failed.evidence(&i), Evidence::Unknown);
     }
 }

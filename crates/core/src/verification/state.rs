@@ -17,6 +17,9 @@ pub enum ClaimState {
     Lost,
     /// The grace period ran out, or another account proved the domain.
     Suspended,
+    /// The operator removed the domain, which ended its claims. Only found in a domain's
+    /// history: the claim itself is gone, so nothing brings the domain back but a new claim.
+    Removed,
 }
 
 impl ClaimState {
@@ -26,6 +29,7 @@ impl ClaimState {
             ClaimState::Verified => "verified",
             ClaimState::Lost => "lost",
             ClaimState::Suspended => "suspended",
+            ClaimState::Removed => "removed",
         }
     }
 
@@ -34,6 +38,7 @@ impl ClaimState {
             "verified" => ClaimState::Verified,
             "lost" => ClaimState::Lost,
             "suspended" => ClaimState::Suspended,
+            "removed" => ClaimState::Removed,
             _ => ClaimState::Pending,
         }
     }

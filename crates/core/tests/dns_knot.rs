@@ -135,12 +135,14 @@ fn a_dead_nameserver_is_a_timeout_not_a_hang() {
 fn dnssec_secure_answers_and_a_forged_proof_reported_bogus() {
     const SECURE: &str = "secure.example";
     const FORGED: &str = "forged.example";
+    const UNSIGNED: &str = "unsigned.example";
     let clock = ManualClock::new(1_700_000_000);
     let dir = std::env::temp_dir().join(format!("xh-knot-dnssec-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pre = Hosting::open(dir.join("store.db")).unwrap().with_clock(clock.clone());
     let good = pre.claim_domain(SECURE, "alice").unwrap();
     let victim = pre.claim_domain(FORGED, "mallory").unwrap();
+    let plain = pre.claim_domain(UNSIGNED, "carol").unwrap();
     let decoy = "x".repeat(victim.token.len());
     let secure_body = format!(
         "xmpp-hosting-verification TXT \"verify={}\"\n_xmpp-client._tcp SRV 5 1 5222 xmpp.provider.example.\n\
@@ -148,7 +150,15 @@ fn dnssec_secure_answers_and_a_forged_proof_reported_bogus() {
         good.token
     );
     let forged_body = format!("xmpp-hosting-verification TXT \"verify={decoy}\"\n");
-    let zones = [(SECURE, zone_of(SECURE, 1, &secure_body)), (FORGED, zone_of(FORGED, 1, &forged_body))];
+    let unsigned_body = format!(
+        "xmpp-hosting-verification TXT \"verify={}\"\n_xmpp-client._tcp SRV 5 1 5222 xmpp.provider.example.\n",
+        plain.token
+    );
+    let zones = [
+        (SECURE, zone_of(SECURE, 1, &secure_body)),
+        (FORGED, zone_of(FORGED, 1, &forged_body)),
+        (UNSIGNED, zone_of(UNSIGNED, 1, &unsigned_body)),
+    ];
     let Some(knot) = Knot::start(&zones, &[SECURE, FORGED]) else { return };
     let mut anchors = String::new();
     for z in [SECURE, FORGED] {
@@ -164,8 +174,11 @@ fn dnssec_secure_answers_and_a_forged_proof_reported_bogus() {
     let signed = std::fs::read_to_string(signed).unwrap();
     assert!(signed.contains("RRSIG") && signed.contains(&decoy), "{signed}");
     std::fs::write(knot.dir.join(format!("{FORGED}.zone")), signed.replace(&decoy, &victim.token)).unwrap();
-    std::fs::write(knot.dir.join("knot.conf"), knot_conf(&knot.dir, knot.port, &[SECURE, FORGED], &[SECURE], None))
-        .unwrap();
+    std::fs::write(
+        knot.dir.join("knot.conf"),
+        knot_conf(&knot.dir, knot.port, &[SECURE, FORGED, UNSIGNED], &[SECURE], None),
+    )
+    .unwrap();
     knot.knotc(&["reload"]);
     knot.knotc(&["zone-reload", FORGED]);
     let name = format!("xmpp-hosting-verification.{FORGED}");
@@ -198,6 +211,14 @@ fn dnssec_secure_answers_and_a_forged_proof_reported_bogus() {
             ("conference.secure.example", RowStatus::Missing, secure),
         ]
     );
+
+    // An unsigned zone that no anchor covers has no chain of trust to expect: insecure, not
+    // bogus, and its proof counts.
+    let report = h.dns_test(UNSIGNED).unwrap().wait().unwrap();
+    assert_eq!(report.rows[0].status, RowStatus::Ok, "{report:?}");
+    assert!(report.rows.iter().all(|r| r.dnssec == Some(DnssecStatus::Insecure)), "{report:?}");
+    let c = h.verify_domain(UNSIGNED, "carol").unwrap().wait().unwrap();
+    assert_eq!((c.state, c.last_error.as_deref()), (ClaimState::Verified, None), "{c:?}");
 
     // The forged TXT carries mallory's token, but its signature fails: bogus, and no proof.
     let claim = h.verify_domain(FORGED, "mallory").unwrap().wait().unwrap();
@@ -234,4 +255,49 @@ fn bad_names_are_refused_before_any_lookup() {
     }
     assert!(h.claim_domain("co.uk", "alice").unwrap_err().to_string().contains("public suffix"));
     assert!(h.claims(None).unwrap().is_empty());
+}
+
+#[test]
+fn a_txt_proof_counts_only_where_it_is_published_and_a_failed_check_says_what_it_found() {
+    const ELSEWHERE: &str = "elsewhere.example";
+    let clock = ManualClock::new(1_700_000_000);
+    let dir = std::env::temp_dir().join(format!("xh-knot-cname-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pre = Hosting::open(dir.join("store.db")).unwrap().with_clock(clock.clone());
+    let dangling = pre.claim_domain(&format!("dangling.{ZONE}"), "mallory").unwrap();
+    let wrong = pre.claim_domain(&format!("wrong.{ZONE}"), "alice").unwrap();
+    pre.claim_domain(&format!("empty.{ZONE}"), "bob").unwrap();
+    // The customer's proof name is a CNAME into a zone someone else writes (a dangling record
+    // pointing at a shared service, say), and that zone carries mallory's token.
+    let records = "xmpp-hosting-verification.dangling CNAME proof.elsewhere.example.\n\
+                   xmpp-hosting-verification.wrong TXT \"verify=aaaaaaaa\"\n";
+    let theirs = format!("proof TXT \"verify={}\"\n", dangling.token);
+    let Some(knot) = Knot::start(&[(ZONE, zone(1, records)), (ELSEWHERE, zone_of(ELSEWHERE, 1, &theirs))], &[]) else {
+        return;
+    };
+    let h = hosting(&dir.join("store.db"), &knot.nameserver(), &clock);
+    let c = h.verify_domain(&format!("dangling.{ZONE}"), "mallory").unwrap().wait().unwrap();
+    assert_eq!(c.state, ClaimState::Pending, "{c:?}");
+    let finding = c.finding.unwrap();
+    assert!(
+        finding.starts_with(&format!(
+            "found CNAME to proof.elsewhere.example at xmpp-hosting-verification.dangling.{ZONE}"
+        )),
+        "{finding}"
+    );
+    let c = h.verify_domain(&format!("wrong.{ZONE}"), "alice").unwrap().wait().unwrap();
+    assert_eq!(c.state, ClaimState::Pending);
+    assert_eq!(
+        c.finding.unwrap(),
+        format!(
+            "found TXT \"verify=aaaaaaaa\" at xmpp-hosting-verification.wrong.{ZONE}, expected TXT \"verify={}\" or CNAME to {}.v.provider.example",
+            wrong.token, wrong.token
+        )
+    );
+    let c = h.verify_domain(&format!("empty.{ZONE}"), "bob").unwrap().wait().unwrap();
+    assert!(c
+        .finding
+        .unwrap()
+        .starts_with(&format!("no TXT or CNAME record at xmpp-hosting-verification.empty.{ZONE}")));
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -16,16 +16,23 @@
 -- beside their limits.
 --
 -- Prosody 0.12 fires no event when an upload completes or a file is deleted, so the ledger is
--- kept true by watching files:
---   - completion: the slot id is read from mod_http_file_share's reply; a granted slot is
---     committed when its file appears (mod_http_file_share renames it into place only when the
---     upload is complete), under the file's path, and released when it never does. The slots
---     awaited are kept in Prosody's storage, so a restart loses none (set http_file_share_secret,
---     or mod_http_file_share itself invalidates the slots it issued before the restart).
---   - deletion: every xmpp_hosting_upload_sweep_interval seconds the core looks for the counted
---     files on disk and forgets those gone (expired by mod_http_file_share, or deleted by an
---     admin). That runs on the core's worker thread, like the purge of old slots and windows;
---     the loop only picks up the summary.
+-- kept true by watching files, all of it in the core, on its worker thread:
+--   - completion: the slot id is read from mod_http_file_share's reply and the core is told the
+--     path the slot's file will have (one row per slot in the store, written on the worker, so
+--     a slot request costs the loop one decision and nothing that grows with the slots awaited).
+--     Every xmpp_hosting_upload_check_interval seconds the core looks at the slots awaited: a
+--     file renamed into place is counted; a `<slot>.bin~` still growing (uploads over
+--     http_max_content_size stream into it, as slowly as the client likes) keeps the reservation
+--     holding; a slot that can bring no file any more gives its bytes back. Slots outlive a
+--     restart (set http_file_share_secret, or mod_http_file_share itself invalidates the slots
+--     it issued before the restart).
+--   - files the ledger does not know (a slot granted before this module was loaded, a file put
+--     there by hand): the core's sweep of this directory counts them, charged to the slot's
+--     owner when the core watched that slot, else to global storage only.
+--   - deletion: mod_xmpp_hosting's housekeeping pass (every xmpp_hosting_upload_sweep_interval
+--     seconds, 300 by default) has the core look for the counted files on disk and forget those
+--     gone (expired by mod_http_file_share, or deleted by an admin), on the core's worker
+--     thread, with the purge of old slots and windows; the loop only picks up the report.
 
 local st = require "util.stanza";
 local jid = require "util.jid";
@@ -33,25 +40,16 @@ local dm = require "util.datamanager";
 local datetime = require "util.datetime";
 local server = require "net.server";
 
-local get_store = module:depends("xmpp_hosting").get_store;
+local hosting_module = module:depends("xmpp_hosting");
+local get_store = hosting_module.get_store;
 
 local namespace = "urn:xmpp:http:upload:0";
 local check_interval = module:get_option_number("xmpp_hosting_upload_check_interval", 5);
--- How long after its slot expires an upload may still complete and be counted.
-local late_upload_grace = module:get_option_number("xmpp_hosting_upload_grace", 3600);
-local sweep_interval = module:get_option_number("xmpp_hosting_upload_sweep_interval", 300);
-
--- slot id -> { reservation = id, expires = time } while the upload is awaited.
-local slots = module:open_store("xmpp_hosting_slots", "keyval");
-local watched = slots:get(nil) or {};
-for slot, w in pairs(watched) do
-	if w.committed then watched[slot] = nil; end -- counted already (kept by older versions)
-end
-
-local function save()
-	local ok, err = slots:set(nil, watched);
-	if not ok then module:log("error", "Cannot save the watched upload slots: %s", err); end
-end
+-- mod_http_file_share 0.12 signs each slot's upload token for 300 seconds (get_authz): no
+-- upload for a slot can start later than that.
+local slot_usable_for = 300;
+-- mod_http_file_share writes an upload still arriving to the file's name plus this.
+local partial_suffix = "~";
 
 local function file_of(slot)
 	return dm.getpath(slot, module.host, "http_file_share", "bin");
@@ -116,9 +114,9 @@ module:hook("iq-get/host/" .. namespace .. ":request", function(event)
 		send = function(reply)
 			local slot = reply.attr.type == "result" and slot_of(reply);
 			if slot then
-				module:log("debug", "Watching slot %s (reservation %d)", slot, decision.id);
-				watched[slot] = { reservation = decision.id, expires = decision.expires_at };
-				save();
+				-- Recorded on the core's worker; the loop does not wait for the store.
+				local ok, watch_err = store:watch_upload_slot(decision.id, file_of(slot), slot_usable_for);
+				if not ok then module:log("error", "Cannot watch upload slot %s: %s", slot, watch_err); end
 			else
 				store:release_upload(decision.id);
 			end
@@ -202,43 +200,6 @@ module:provides("adhoc", module:require("adhoc").new("My upload usage", usage_no
 	return { status = "completed"; info = text };
 end, "any"));
 
--- Commits completed uploads and releases abandoned slots; at most `per_check` slots a tick,
--- resuming where the last tick stopped, so a tick stays short.
-local per_check = module:get_option_number("xmpp_hosting_upload_checks_per_tick", 500);
-local cursor;
-
-local function check_slots()
-	local store = get_store();
-	if not store then return check_interval; end
-	local now, changed = os.time(), false;
-	if cursor ~= nil and watched[cursor] == nil then cursor = nil; end
-	local batch = {};
-	for _ = 1, per_check do
-		cursor = next(watched, cursor);
-		if cursor == nil then break; end
-		batch[#batch + 1] = cursor;
-	end
-	for _, slot in ipairs(batch) do
-		local w = watched[slot];
-		local path = file_of(slot);
-		local size = size_of(path);
-		if size then
-			local ok, err, code = store:commit_upload(w.reservation, size, path);
-			if ok or code == "already-exists" or code == "not-found" then
-				watched[slot], changed = nil, true;
-			else
-				module:log("error", "Cannot count upload %s: %s", slot, err);
-			end
-		elseif now > w.expires + late_upload_grace then
-			store:release_upload(w.reservation);
-			watched[slot], changed = nil, true;
-		end
-	end
-	if cursor ~= nil and watched[cursor] == nil then cursor = nil; end
-	if changed then save(); end
-	return check_interval;
-end
-
 -- Runs `callback(result...)` on the loop once a result computed on the core's worker is in.
 local function when_done(pending, callback)
 	local watch;
@@ -251,23 +212,64 @@ local function when_done(pending, callback)
 	end);
 end
 
-local function upkeep()
-	local store = get_store();
-	local pending, err = store and store:start_upload_upkeep({ files_root });
-	if not pending then
-		if store then module:log("warn", "Cannot start the upload upkeep: %s", err); end
-		return sweep_interval;
+-- Earlier versions kept the slots awaited in Prosody's storage: hand them to the core once.
+local old_slots = module:open_store("xmpp_hosting_slots", "keyval");
+
+local function adopt_old_slots(store)
+	local old = old_slots:get(nil);
+	if not old then return; end
+	for slot, w in pairs(old) do
+		if not w.committed and w.reservation then
+			store:watch_upload_slot(w.reservation, file_of(slot), slot_usable_for);
+		end
 	end
-	when_done(pending, function(done, upkeep_err)
+	old_slots:set(nil, nil);
+end
+
+-- The core looks at the slots awaited on its worker; the loop only starts it and reads the summary.
+local root_watched, checking = false, false;
+
+local function check_slots()
+	local store = get_store();
+	if not store or checking then return check_interval; end
+	if not root_watched then
+		local ok, err = store:watch_upload_root(files_root, partial_suffix);
+		if not ok then
+			module:log("error", "Cannot watch the upload directory %s: %s", files_root, err);
+			return check_interval;
+		end
+		root_watched = true;
+		adopt_old_slots(store);
+	end
+	local pending, err = store:start_upload_slot_check({ files_root });
+	if not pending then
+		module:log("warn", "Cannot look at the upload slots: %s", err);
+		return check_interval;
+	end
+	checking = true;
+	when_done(pending, function(done, check_err)
+		checking = false;
 		if not done then
-			module:log("warn", "Upload upkeep failed: %s", upkeep_err);
-		elseif done.files_forgotten > 0 or done.purged > 0 then
-			module:log("info", "Upload upkeep: %d of %d files gone, %d ledger rows purged",
-				done.files_forgotten, done.files_checked, done.purged);
+			module:log("warn", "Looking at the upload slots failed: %s", check_err);
+			return;
+		end
+		if done.watch_failures > 0 then
+			module:log("error", "%d upload slot(s) could not be watched (%s): their files count in global storage only",
+				done.watch_failures, done.last_watch_failure);
+		end
+		if done.slots_completed > 0 or done.slots_ended > 0 then
+			module:log("debug", "Upload slots: %d completed, %d ended, %d arriving", done.slots_completed,
+				done.slots_ended, done.slots_arriving);
 		end
 	end);
-	return sweep_interval;
+	return check_interval;
 end
 
 module:add_timer(check_interval, check_slots);
-module:add_timer(sweep_interval, upkeep);
+-- Deleted files are swept by mod_xmpp_hosting's housekeeping pass, the one timer of every
+-- periodic step: this component only names its directory (and its own sweep interval, if set).
+hosting_module.add_upload_root(files_root, module:get_option_number("xmpp_hosting_upload_sweep_interval"));
+
+function module.unload()
+	hosting_module.remove_upload_root(files_root);
+end

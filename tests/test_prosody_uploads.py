@@ -2,13 +2,16 @@
 real HTTP uploads. The scenarios are those of ejabberd (upload_scenarios.py); what only Prosody
 does (slots awaited across a restart, disco#info) is tested here."""
 
-from urllib.parse import unquote
+import json
+import socket
+import time
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from harness.client import http_put, upload_max_file_size
 from harness.clock import ServerClock
-from harness.common import run_cli
+from harness.common import LOOPBACK, run_cli
 from harness.prosody import Prosody, upload_component
 from upload_scenarios import PASSWORD, USERS, UploadScenarios, UploadServer, no_limits, wait_for  # noqa: F401
 
@@ -123,3 +126,107 @@ def test_admins_set_and_show_limits_with_prosodyctl(prosody, server):
     # Inside the server the recount runs on the core's worker while the shell's runner waits.
     in_server = prosody.shell("xmpp_hosting:quota_audit()")
     assert "The running totals match the files and slots" in in_server.stdout, in_server
+
+
+class SlowPut:
+    """A PUT whose body arrives in parts, as from a phone on a slow link. Prosody streams a body
+    over http_max_content_size (10 MiB by default) into `<slot>.bin~` as it arrives, and renames
+    it into place when the last byte is in."""
+
+    def __init__(self, http_port: int, url: str, headers: dict, size: int):
+        u = urlsplit(url)
+        head = "".join(f"{k}: {v}\r\n" for k, v in {**headers, "Host": u.netloc, "Content-Length": size,
+                                                   "Content-Type": "application/octet-stream"}.items())
+        self.size, self.sent = size, 0
+        self.sock = socket.create_connection((LOOPBACK, http_port), timeout=30)
+        self.sock.sendall(f"PUT {u.path} HTTP/1.1\r\n{head}\r\n".encode())
+
+    def send(self, n: int):
+        n = min(n, self.size - self.sent)
+        self.sock.sendall(b"s" * n)
+        self.sent += n
+
+    def finish(self) -> int:
+        """Sends the rest; the HTTP status."""
+        while self.sent < self.size:
+            self.send(1 << 20)
+        status = self.sock.makefile("rb").readline().split()[1]
+        self.sock.close()
+        return int(status)
+
+
+BIG = 11_000_000  # streamed: over Prosody's default http_max_content_size
+
+
+def usage_of(server, user=None):
+    scope = ("--user", user) if user else ()
+    return json.loads(run_cli(server.database, "--json", "quota", "show", HOST, *scope).stdout)["usage"]
+
+
+def global_stored(server):
+    return json.loads(run_cli(server.database, "--json", "quota", "global").stdout)["usage"]["stored"]
+
+
+def test_a_slow_upload_holds_its_reservation_until_its_last_byte(prosody, server):
+    # Slots live two seconds here; the upload takes longer than that.
+    run_cli(server.database, "domain", "set", HOST, "uploads", '{"user_storage": 20000000, "slot_lifetime": 2}')
+    scenarios = UploadScenarios()
+    [first] = scenarios.slots(server, "frank", {"filename": "big1.bin", "size": BIG})
+    assert first.ok, first
+    put = SlowPut(prosody.http_port, first.put_url, first.headers, BIG)
+    for _ in range(8):  # four seconds, a megabyte at a time: still arriving after the slot expired
+        put.send(1_000_000)
+        time.sleep(0.5)
+    [second] = scenarios.slots(server, "frank", {"filename": "big2.bin", "size": BIG})
+    assert not second.ok and second.error[:2] == ("wait", "resource-constraint"), second
+    assert usage_of(server, "frank")["reserved"] == BIG
+    assert put.finish() == 201
+    assert wait_for(lambda: [usage_of(server, "frank")[k] for k in ("stored", "reserved")] == [BIG, 0])
+    # Once it is stored, the room left is what the limit says.
+    [third] = scenarios.slots(server, "frank", {"filename": "big3.bin", "size": BIG})
+    assert not third.ok and third.error[:2] == ("wait", "resource-constraint"), third
+    [small] = scenarios.slots(server, "frank", {"filename": "small.bin", "size": 9_000_000})
+    assert small.ok, small
+    server.file_of(first.put_url).unlink()
+    assert wait_for(lambda: usage_of(server, "frank")["stored"] == 0)
+
+
+def test_an_upload_that_completes_hours_after_its_slot_expired_is_counted(prosody, server):
+    scenarios = UploadScenarios()
+    before = usage_of(server, "grace")["stored"]
+    [slot] = scenarios.slots(server, "grace", {"filename": "late.bin", "size": BIG})
+    assert slot.ok, slot
+    put = SlowPut(prosody.http_port, slot.put_url, slot.headers, BIG)
+    put.send(2_000_000)
+    # Prosody is writing it (its token was checked when the upload started)...
+    assert wait_for(lambda: any(server.files_root.glob("*.bin~")))
+    # ...when two hours pass on the server's clock, the upload still arriving.
+    server.clock.set_offset(2 * 3600)
+    time.sleep(2)
+    put.send(2_000_000)
+    time.sleep(1)
+    assert put.finish() == 201
+    assert wait_for(lambda: usage_of(server, "grace")["stored"] == before + BIG)
+    server.file_of(slot.put_url).unlink()
+    assert wait_for(lambda: usage_of(server, "grace")["stored"] == before)
+
+
+def test_a_file_the_ledger_does_not_know_is_counted_and_audited(prosody, server):
+    global_before = global_stored(server)
+    prosody.stop()
+    try:
+        # A file put in place while the server is down (by hand, or by a slot granted before the
+        # module was loaded): the audit finds it, whatever the ledger says.
+        stray = server.files_root / "stray%2dfile.bin"
+        stray.write_bytes(b"z" * 4321)
+        found = run_cli(server.database, "--json", "quota", "audit", check=False)
+        assert found.returncode == 3, found  # drift
+        audit = json.loads(found.stdout)
+        assert {(d["scope"], d["counted_stored"] - d["stored"]) for d in audit} >= {("global", 4321)}, audit
+    finally:
+        prosody.start()
+    # The server's sweep counts it.
+    assert wait_for(lambda: global_stored(server) == global_before + 4321)
+    assert json.loads(run_cli(server.database, "--json", "quota", "audit").stdout) == []
+    stray.unlink()
+    assert wait_for(lambda: global_stored(server) == global_before)

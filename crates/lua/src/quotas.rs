@@ -8,6 +8,13 @@
 //! `h:start_upload_upkeep({root, ...})` runs the purge and the sweep of deleted files on the
 //! core's worker and returns a pending result (see `pending.rs`): Prosody's loop waits for none
 //! of it.
+//!
+//! The upload component tells the core where a granted slot's file will land,
+//! `h:watch_upload_slot(reservation, path, usable_for)`: recorded on the worker (it returns at
+//! once; a failure shows in the next check's `watch_failures`). `h:watch_upload_root(root,
+//! partial_suffix)` names the directory (once, at start), and `h:start_upload_slot_check({root})`
+//! has the worker look at the slots awaited there: files finished, uploads still arriving, slots
+//! over (see the core's quotas/upkeep.rs).
 
 use mlua::prelude::*;
 use xmpp_hosting_core::quotas::parse_upload_size;
@@ -66,5 +73,14 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     });
     m.add_method("start_upload_upkeep", |lua, h, roots: Vec<String>| {
         outcome(lua, || h.0.start_upload_upkeep(roots).map(LuaPending::new))
+    });
+    m.add_method("watch_upload_slot", |lua, h, (id, path, usable_for): (i64, String, u64)| {
+        outcome(lua, || h.0.watch_upload_slot_later(id, path, usable_for).map(|()| true))
+    });
+    m.add_method("watch_upload_root", |lua, h, (root, partial_suffix): (String, Option<String>)| {
+        outcome(lua, || h.0.watch_upload_root(&root, partial_suffix.as_deref().unwrap_or("")).map(|()| true))
+    });
+    m.add_method("start_upload_slot_check", |lua, h, roots: Option<Vec<String>>| {
+        outcome(lua, || h.0.start_upload_slot_check(roots.unwrap_or_default()).map(LuaPending::new))
     });
 }

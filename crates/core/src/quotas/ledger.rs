@@ -69,7 +69,7 @@ fn check_commit(bytes: i64, file_id: &str) -> Result<()> {
 
 /// Turns a reservation into a stored file: its bytes move from reserved (unless it was released
 /// already) to stored, and into the windows.
-fn commit(tx: &Connection, reservation: i64, bytes: i64, file_id: &str, now: Timestamp) -> Result<()> {
+pub(super) fn commit(tx: &Connection, reservation: i64, bytes: i64, file_id: &str, now: Timestamp) -> Result<()> {
     let (domain, user, size, released) = sql::reservation(tx, reservation)?
         .ok_or_else(|| Error::not_found("upload reservation", reservation.to_string()))?;
     sql::delete_reservation(tx, reservation)?;
@@ -89,10 +89,13 @@ pub(super) fn forget(tx: &Connection, file_id: &str) -> Result<bool> {
     }
 }
 
-/// Moves stored and reserved bytes of a (domain, user) in all three scopes.
-fn add_totals(tx: &Connection, domain: &str, user: &str, stored: i64, reserved: i64) -> Result<()> {
-    sql::add_usage(tx, "user", domain, user, stored, reserved)?;
-    sql::add_usage(tx, "domain", domain, "", stored, reserved)?;
+/// Moves stored and reserved bytes of a (domain, user) in all three scopes; of domain '' (a file
+/// found on disk that nobody can be charged for, see upkeep.rs) only in the global one.
+pub(super) fn add_totals(tx: &Connection, domain: &str, user: &str, stored: i64, reserved: i64) -> Result<()> {
+    if !domain.is_empty() {
+        sql::add_usage(tx, "user", domain, user, stored, reserved)?;
+        sql::add_usage(tx, "domain", domain, "", stored, reserved)?;
+    }
     sql::add_usage(tx, "global", "", "", stored, reserved)
 }
 
@@ -107,7 +110,7 @@ fn expire(tx: &Connection, now: Timestamp, limit: i64) -> Result<usize> {
 
 /// Gives an open reservation's bytes back and keeps it on record as released (so that a late
 /// upload still finds its slot); `false` if it was released already.
-fn release_open(tx: &Connection, id: i64) -> Result<bool> {
+pub(super) fn release_open(tx: &Connection, id: i64) -> Result<bool> {
     let Some((domain, user, size, false)) = sql::reservation(tx, id)? else { return Ok(false) };
     add_totals(tx, &domain, &user, 0, -size)?;
     sql::mark_released(tx, id)?;

@@ -242,8 +242,9 @@ pub(crate) fn recomputed_totals(c: &Connection) -> Result<Vec<ScopeTotals>> {
              UNION ALL
              SELECT domain, username, 0, size FROM upload_reservations WHERE released = 0),
          scopes (scope, domain, username, stored, reserved) AS (
-             SELECT 'user', domain, username, stored, reserved FROM items
-             UNION ALL SELECT 'domain', domain, '', stored, reserved FROM items
+             -- A file nobody could be charged for (domain '') counts only globally.
+             SELECT 'user', domain, username, stored, reserved FROM items WHERE domain != ''
+             UNION ALL SELECT 'domain', domain, '', stored, reserved FROM items WHERE domain != ''
              UNION ALL SELECT 'global', '', '', stored, reserved FROM items),
          -- total(), clamped: sum() fails on an overflow (see volume_sum).
          actual AS (SELECT scope, domain, username,
@@ -280,4 +281,118 @@ pub(crate) fn shift_usage(
     )?
     .execute(params![scope, domain, username, stored, reserved])?;
     Ok(())
+}
+
+/// A slot being watched for its file (see migration 0008).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SlotRow {
+    pub file_path: String,
+    pub domain: String,
+    pub username: String,
+    pub reservation: Option<i64>,
+    pub usable_until: Timestamp,
+    pub arriving_bytes: Option<i64>,
+}
+
+fn slot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SlotRow> {
+    Ok(SlotRow {
+        file_path: r.get(0)?,
+        domain: r.get(1)?,
+        username: r.get(2)?,
+        reservation: r.get(3)?,
+        usable_until: r.get(4)?,
+        arriving_bytes: r.get(5)?,
+    })
+}
+
+const SLOT_COLUMNS: &str = "file_path, domain, username, reservation, usable_until, arriving_bytes";
+
+/// Records a slot to watch; `false` when its path is watched already (the first grant stays).
+pub(crate) fn insert_slot(c: &Connection, s: &SlotRow, granted_at: Timestamp) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "INSERT INTO upload_slots (file_path, domain, username, reservation, granted_at, usable_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (file_path) DO NOTHING",
+    )?
+    .execute(params![s.file_path, s.domain, s.username, s.reservation, granted_at, s.usable_until])?
+        == 1)
+}
+
+pub(crate) fn slot(c: &Connection, file_path: &str) -> Result<Option<SlotRow>> {
+    Ok(c.prepare_cached(&format!("SELECT {SLOT_COLUMNS} FROM upload_slots WHERE file_path = ?1"))?
+        .query_row([file_path], slot_row)
+        .optional()?)
+}
+
+/// Up to `limit` watched slots with paths in `[from, to)` after `after`, in path order.
+pub(crate) fn slots_between(c: &Connection, from: &str, to: &str, after: &str, limit: i64) -> Result<Vec<SlotRow>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {SLOT_COLUMNS} FROM upload_slots WHERE file_path >= ?1 AND file_path < ?2 AND file_path > ?3
+         ORDER BY file_path LIMIT ?4"
+    ))?;
+    let rows = stmt.query_map(params![from, to, after, limit], slot_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(crate) fn set_slot_arriving(c: &Connection, file_path: &str, bytes: Option<i64>) -> Result<()> {
+    c.prepare_cached("UPDATE upload_slots SET arriving_bytes = ?2 WHERE file_path = ?1")?
+        .execute(params![file_path, bytes])?;
+    Ok(())
+}
+
+pub(crate) fn delete_slot(c: &Connection, file_path: &str) -> Result<()> {
+    c.prepare_cached("DELETE FROM upload_slots WHERE file_path = ?1")?.execute([file_path])?;
+    Ok(())
+}
+
+/// A reservation's expiry, and whether it is released: (expires_at, released).
+pub(crate) fn reservation_expiry(c: &Connection, id: i64) -> Result<Option<(Timestamp, bool)>> {
+    Ok(c.prepare_cached("SELECT expires_at, released FROM upload_reservations WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? == 1)))
+        .optional()?)
+}
+
+/// Sets a reservation's expiry and counting state (a released one counting again: `released`
+/// false).
+pub(crate) fn set_reservation_expiry(c: &Connection, id: i64, expires_at: Timestamp, released: bool) -> Result<()> {
+    c.prepare_cached("UPDATE upload_reservations SET expires_at = ?2, released = ?3 WHERE id = ?1")?
+        .execute(params![id, expires_at, i64::from(released)])?;
+    Ok(())
+}
+
+/// The owner of a recorded file: (domain, username, size); domain '' for a file counted only
+/// globally.
+pub(crate) fn file_owner(c: &Connection, file_id: &str) -> Result<Option<(String, String, i64)>> {
+    Ok(c.prepare_cached("SELECT domain, username, size FROM upload_files WHERE file_id = ?1")?
+        .query_row([file_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?)
+}
+
+pub(crate) fn set_file_owner(c: &Connection, file_id: &str, domain: &str, username: &str) -> Result<()> {
+    c.prepare_cached("UPDATE upload_files SET domain = ?2, username = ?3 WHERE file_id = ?1")?
+        .execute(params![file_id, domain, username])?;
+    Ok(())
+}
+
+/// Whether the ledger records `file_id` (a point lookup; the sweep's test for files it does not
+/// know).
+pub(crate) fn file_known(c: &Connection, file_id: &str) -> Result<bool> {
+    Ok(c.prepare_cached("SELECT 1 FROM upload_files WHERE file_id = ?1")?.exists([file_id])?)
+}
+
+/// Records an upload directory to watch (or its new partial suffix), and how partial uploads are named there.
+pub(crate) fn register_root(c: &Connection, root: &str, partial_suffix: &str, now: Timestamp) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO upload_roots (root, partial_suffix, registered_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (root) DO UPDATE SET partial_suffix = excluded.partial_suffix
+         WHERE partial_suffix != excluded.partial_suffix",
+    )?
+    .execute(params![root, partial_suffix, now])?;
+    Ok(())
+}
+
+/// Every watched upload directory: (root, partial suffix).
+pub(crate) fn roots(c: &Connection) -> Result<Vec<(String, String)>> {
+    let mut stmt = c.prepare_cached("SELECT root, partial_suffix FROM upload_roots ORDER BY root")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

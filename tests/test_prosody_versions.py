@@ -6,6 +6,8 @@ Runs on the session's Prosody (XH_SERVERS); scripts/test runs it on both generat
 
 import pytest
 
+from dns_scenarios import a_lost_domain_is_logged_and_told_to_the_admins
+from harness.clock import ServerClock
 from harness.common import target
 from harness.prosody import Prosody, reporting_version
 
@@ -34,3 +36,19 @@ def test_an_unsupported_prosody_version_is_refused_with_a_clear_log_line(tmp_pat
         assert "xmpp-hosting on Prosody" not in log
         assert "OK" not in server.shell('xmpp_hosting:domain_add("versions.example")').stdout
         assert server.running()
+
+
+def test_on_13_an_account_with_the_admin_role_gets_the_admins_notices(tmp_path):
+    """Prosody 13 has roles: an admin made with user:set_role (no `admins` option) is told that a
+    customer's domain was lost, as the option's admins are on 0.12 (dns_scenarios)."""
+    if target("prosody").major < (13,):
+        pytest.skip("Prosody 0.12 has no roles: its admins are the admins option (test_prosody_dns)")
+    clock = ServerClock(tmp_path)
+    host = "localhost.example"
+    with Prosody(tmp_path / "prosody", host=host, options={"xmpp_hosting_recheck_interval": 1},
+                 server_env=clock.env) as server:
+        server.create_user("boss", "pw-123456")
+        r = server.shell(f'user:set_role("boss@{host}", "{host}", "prosody:admin")')
+        assert r.returncode == 0 and "prosody:admin" in r.stdout, r
+        a_lost_domain_is_logged_and_told_to_the_admins(server.database, clock, server.c2s_port, f"boss@{host}",
+                                                       "pw-123456", server.log_text, tmp_path)

@@ -57,8 +57,17 @@ impl Hosting {
 
     pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
         let mut hosting = Self::from_store(Store::open(path.as_ref(), options.busy_timeout)?);
-        Arc::get_mut(&mut hosting.inner).expect("just made").reopen = Some((path.as_ref().to_path_buf(), options.clone()));
+        Arc::get_mut(&mut hosting.inner).expect("just made").reopen =
+            Some((path.as_ref().to_path_buf(), options.clone()));
         Ok(hosting)
+    }
+
+    /// Opens an existing store file for reading only: what an admin who may only read it (or a
+    /// disk with no space left) still allows. Nothing is created or migrated; any write fails
+    /// with a store error. A store whose schema is older than this version must be opened
+    /// writable once first.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self::from_store(Store::open_read_only(path.as_ref(), OpenOptions::default().busy_timeout)?))
     }
 
     /// A private store that vanishes with the handle, for tests.
@@ -67,7 +76,10 @@ impl Hosting {
     }
 
     fn from_store(store: Store) -> Self {
-        Hosting { inner: Arc::new(Inner { store, reopen: None, worker: OnceCell::new() }), clock: Arc::new(SystemClock) }
+        Hosting {
+            inner: Arc::new(Inner { store, reopen: None, worker: OnceCell::new() }),
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// The same store seen through another clock (tests move time with a [`crate::ManualClock`]).

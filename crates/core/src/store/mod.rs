@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use once_cell::sync::Lazy;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
 
 use crate::Result;
@@ -55,6 +55,7 @@ pub(crate) struct Store {
 
 impl Store {
     pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Self> {
+        create_private(path);
         let conn = Connection::open(path)?;
         conn.busy_timeout(busy_timeout)?;
         // WAL is a property of the file: set it once and every process sees it.
@@ -66,6 +67,37 @@ impl Store {
         // limit is only the backstop for processes without a timer, such as the CLI.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         Self::prepare(conn, Some(path.to_path_buf()), busy_timeout)
+    }
+
+    /// Opens an existing file read-only, without migrating it (see `Hosting::open_read_only`).
+    ///
+    /// A reader of a WAL database needs its `-shm` file: it must exist already (a server has the
+    /// store open) or the directory must let the reader create it. When neither holds and there
+    /// is no `-wal` file either (nobody has the store open for writing, so the database file is
+    /// complete), the file is read as immutable instead: what an admin who may only read the
+    /// store, or a full disk, allows.
+    pub(crate) fn open_read_only(path: &Path, busy_timeout: Duration) -> Result<Self> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let open = |target: &str| -> Result<Connection> {
+            let conn = Connection::open_with_flags(target, flags)?;
+            conn.busy_timeout(busy_timeout)?;
+            if MIGRATIONS.pending_migrations(&conn)? > 0 {
+                let why = "the store was written by an older version: open it once with write access to upgrade it";
+                let code = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY);
+                return Err(rusqlite::Error::SqliteFailure(code, Some(why.into())).into());
+            }
+            Ok(conn)
+        };
+        let uri = file_uri(path);
+        let conn = match open(&uri) {
+            Ok(conn) => conn,
+            Err(e) if path.exists() && !wal_path(path).exists() && !e.to_string().contains("older version") => {
+                open(&format!("{uri}?immutable=1"))?
+            }
+            Err(e) => return Err(e),
+        };
+        let path = Some(path.to_path_buf());
+        Ok(Store { conn: Mutex::new(conn), path, checkpointer: Mutex::new(None), busy_timeout })
     }
 
     pub(crate) fn open_in_memory() -> Result<Self> {
@@ -128,6 +160,38 @@ impl Store {
     }
 }
 
+/// The `-wal` file SQLite keeps beside `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// `path` as an SQLite `file:` URI (so that query parameters can follow), with the characters
+/// URIs reserve escaped.
+fn file_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        match b {
+            b'?' | b'#' | b'%' => uri.push_str(&format!("%{b:02X}")),
+            _ if b < 0x80 => uri.push(b as char),
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri
+}
+
+/// Creates the store file readable and writable by its owner only (0600) when it does not exist
+/// yet: it holds registrants' IP addresses and invite history. SQLite gives its `-wal` and `-shm`
+/// files the database file's permissions. An existing file keeps the permissions its admin chose
+/// (0640 with the server's group, say); a file that cannot be created here is left to SQLite's
+/// open to report.
+fn create_private(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +232,44 @@ mod tests {
         assert!(pages > 0);
         assert_eq!(pages, copied);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_new_store_file_is_private_to_its_owner_and_an_existing_one_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let store = crate::test_store::TestStore::new("store-mode");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let h = crate::Hosting::open(&store.path).unwrap();
+        h.add_domain("a.example").unwrap();
+        assert_eq!(mode(&store.path), 0o600);
+        let wal = store.path.with_extension("db-wal");
+        assert_eq!(mode(&wal), 0o600, "SQLite's -wal takes the database's mode");
+        drop(h);
+        std::fs::set_permissions(&store.path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        crate::Hosting::open(&store.path).unwrap();
+        assert_eq!(mode(&store.path), 0o640);
+    }
+
+    #[test]
+    fn a_read_only_handle_reads_and_refuses_writes() {
+        let store = crate::test_store::TestStore::new("store-read-only");
+        assert!(crate::Hosting::open_read_only(&store.path).is_err(), "nothing is created");
+        assert!(!store.path.exists());
+        store.open().add_domain("a.example").unwrap();
+        let h = crate::Hosting::open_read_only(&store.path).unwrap();
+        assert_eq!(h.domains().unwrap().len(), 1);
+        assert_eq!(h.provider_settings().unwrap(), crate::ProviderSettings::default());
+        assert_eq!(h.add_domain("b.example").unwrap_err().code(), "store");
+        // Readable without the -wal and -shm files, as when the reader cannot create them (an
+        // admin who may only read the store, a full disk), and at a path URIs would misread.
+        let odd = store.path.with_file_name("odd ?#%ü.db");
+        std::fs::copy(&store.path, &odd).unwrap();
+        assert_eq!(crate::Hosting::open_read_only(&odd).unwrap().domains().unwrap().len(), 1);
+        // A store an older version wrote is not migrated behind a reader's back.
+        let c = Connection::open(&store.path).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        let e = crate::Hosting::open_read_only(&store.path).unwrap_err();
+        assert!(e.to_string().contains("open it once with write access"), "{e}");
     }
 
     #[test]

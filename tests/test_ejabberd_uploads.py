@@ -81,7 +81,9 @@ def test_disco_advertises_the_domains_max_file_size(ej, server):
     def advertised():
         return upload_max_file_size(ej.c2s_port, f"alice@{HOST}", PASSWORD, server.share)
 
-    assert advertised() is None  # max_size: infinity, and no limit in the store
+    assert advertised() == 104857600  # max_size: infinity, and the store's default largest file
+    run_cli(ej.database, "quota", "set", HOST, "max_file_size", "null")
+    assert advertised() is None  # no limit anywhere (a slot over 1 PiB is still refused)
     run_cli(ej.database, "quota", "set", HOST, "max_file_size", "5000")
     assert advertised() == 5000
 

@@ -81,7 +81,10 @@ def test_disco_advertises_the_max_file_size_that_applies_to_the_user(prosody, se
     def advertised(user):
         return upload_max_file_size(prosody.c2s_port, f"{user}@{HOST}", PASSWORD, SHARE)
 
+    # The default largest file of every domain (100 MiB), below mod_http_file_share's 1e9.
+    assert advertised("alice") == 104857600
     # No limit of ours: mod_http_file_share's own.
+    run_cli(prosody.database, "quota", "set", HOST, "max_file_size", "null")
     assert advertised("alice") == 1000000000
     run_cli(prosody.database, "quota", "set", HOST, "max_file_size", "5000")
     assert advertised("alice") == 5000

@@ -146,6 +146,28 @@ class UploadScenarios:
         assert server.running()
         assert self.usage(server, "frank")["reserved"] == 0
 
+    def test_a_size_no_server_could_store_is_refused_and_breaks_no_one(self, server):
+        """Issue 11.1: with no size limit anywhere (ejabberd's max_size: infinity, the store's
+        max_file_size removed), a slot of about 2^63 bytes was granted and the next reservation
+        overflowed the running sums: every slot request on every domain got internal-server-error."""
+        self.cli(server, "quota", "set", server.host, "max_file_size", "null")
+        for size in ["9223372036854775807", str(2**62), str(2**50 + 1)]:
+            [answer] = self.slots(server, "frank", {"filename": "huge.bin", "size": size})
+            assert answer.error[:2] == ("modify", "bad-request"), answer
+            assert "larger than any server can store" in (answer.error[2] or ""), answer
+        assert server.running()
+        assert self.usage(server, "frank")["reserved"] == 0
+        # Everyone still gets slots and uploads.
+        self.upload(server, "grace", "after-huge.txt", b"still fine")
+        [slot] = self.slots(server, "frank", {"filename": "small.bin", "size": 10})
+        assert slot.ok, slot
+
+    def test_every_domain_has_a_largest_file_by_default(self, server):
+        # no_limits set the domain's uploads to {}: the defaults.
+        [answer] = self.slots(server, "frank", {"filename": "big.bin", "size": 104857601})
+        assert answer.error[:2] == ("modify", "not-acceptable"), answer
+        assert answer.max_file_size == 104857600
+
     def test_a_restart_keeps_every_count_equal_to_the_files(self, server):
         for i in range(3):
             self.upload(server, "grace", f"g{i}.txt", b"g" * (10 + i))

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +37,12 @@ def test_domain_round_trip(db):
         (["domain", "remove", "missing.example"], "domain not found: missing.example"),
         (["invite", "create", "missing.example"], "domain not found: missing.example"),
         (["invite", "create", "example.org", "--uses", "0"], "invalid argument: uses must be between"),
-        (["invite", "create", "example.org", "--expires-in", "soon"], "--expires-in takes seconds"),
+        (["invite", "create", "example.org", "--expires-in", "soon"], "an invite expires in a whole number of seconds"),
+        # Issue 10.3: a negative or absurd lifetime, and an id no invite has, in the admin's words.
+        (["invite", "create", "example.org", "--expires-in", "-5"], "from 1 to 315360000 (ten years), or \"never\", not \"-5\""),
+        (["invite", "create", "example.org", "--expires-in", "99999999999999"], "(ten years)"),
+        (["invite", "revoke", "example.org", "1.5"], "an invite id is a whole number from 1 up, not \"1.5\""),
+        (["invite", "revoke", "example.org", "99999999999999999999"], "an invite id is a whole number"),
     ],
 )
 def test_errors_are_one_line_and_exit_1(db, args, message):
@@ -198,3 +204,72 @@ def test_account_removed_revokes_what_acts_for_it(db):
     assert again == {"invites_revoked": 0, "upload_limits_cleared": False}
     r = run_cli(db, "account", "removed", "example.org", "", check=False)
     assert r.returncode == 1 and "is not a username" in r.stderr
+
+
+# Issue 10.3: settings that cannot work are refused when set, with the reason.
+@pytest.mark.parametrize("args, reason", [
+    (["provider", "set", "dns.nameservers", '["127.0.0.1:99999"]'], "is not an address:port"),
+    (["provider", "set", "dns.nameservers", '["not-an-address"]'], "is not an address:port"),
+    (["provider", "set", "dns.provider_zone", "not a zone"], "is not a DNS zone"),
+    (["provider", "set", "dns.dnssec_trust_anchor", "/nonexistent"], "cannot be read"),
+    (["domain", "set", "example.org", "registration.landing_url", "javascript:alert(1)"], "must start with https://"),
+    (["domain", "set", "example.org", "registration.landing_url", "http://example.org/{token}"], "must be https"),
+])
+def test_settings_that_cannot_work_are_refused_when_set(db, args, reason):
+    run_cli(db, "domain", "add", "example.org")
+    before = run_cli(db, "--json", "provider", "show").stdout, run_cli(db, "--json", "domain", "show", "example.org").stdout
+    r = run_cli(db, *args, check=False)
+    assert r.returncode == 1 and r.stdout == "", r
+    assert r.stderr.startswith("xmpp-hosting: invalid argument: cannot set ") and reason in r.stderr, r.stderr
+    assert args[-2] in r.stderr, "names the setting"
+    after = run_cli(db, "--json", "provider", "show").stdout, run_cli(db, "--json", "domain", "show", "example.org").stdout
+    assert after == before
+
+
+def test_account_removed_on_a_domain_the_store_does_not_host_is_an_error(db):
+    r = run_cli(db, "account", "removed", "nothere.example", "alice", check=False)
+    assert r.returncode == 1 and r.stderr == "xmpp-hosting: domain not found: nothere.example\n", r
+
+
+def test_dns_check_with_nothing_expected_says_what_is_missing(db):
+    r = run_cli(db, "dns", "check", "customer.example", check=False)
+    assert r.returncode == 1 and r.stdout == "", r
+    assert "nothing to check" in r.stderr and "dns.xmpp_client" in r.stderr, r.stderr
+
+
+def test_the_store_is_created_readable_by_its_owner_only(db):
+    run_cli(db, "domain", "add", "example.org")
+    assert os.stat(db).st_mode & 0o777 == 0o600
+    assert os.stat(f"{db}-wal").st_mode & 0o777 == 0o600 if os.path.exists(f"{db}-wal") else True
+
+
+def test_read_only_commands_work_on_a_store_the_admin_may_only_read(tmp_path):
+    """An admin who may read the store but not write it (nor create files beside it) can still
+    list and show; writing fails with one line. Run as `nobody` (root ignores permissions)."""
+    import shutil
+    import tempfile
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run the CLI as another user")
+    shared = Path(tempfile.mkdtemp(prefix="xh-read-only-"))  # traversable by nobody, writable only by root
+    try:
+        shared.chmod(0o755)
+        db = shared / "store.sqlite"
+        run_cli(db, "domain", "add", "example.org")
+        run_cli(db, "domain", "claim", "example.org", "--account", "alice")
+        db.chmod(0o644)
+        assert not Path(f"{db}-wal").exists()
+
+        def as_nobody(*args):
+            return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(CLI),
+                                   "--db", str(db), *args], capture_output=True, text=True, timeout=60)
+
+        for args in (["domain", "list"], ["domain", "show", "example.org"], ["domain", "claims"],
+                     ["domain", "history", "example.org"], ["provider", "show"], ["invite", "list", "example.org"],
+                     ["quota", "show", "example.org"]):
+            r = as_nobody(*args)
+            assert r.returncode == 0, (args, r.stderr)
+        assert "example.org" in as_nobody("domain", "list").stdout
+        r = as_nobody("domain", "add", "other.example")
+        assert r.returncode == 1 and r.stderr.count("\n") == 1 and "readonly" in r.stderr, r.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

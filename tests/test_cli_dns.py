@@ -48,7 +48,8 @@ def test_claim_verify_and_dns_check(provider, tmp_path):
         r = run_cli(db, "dns", "check", ZONE, check=False)
         assert r.returncode == 3, r.stdout + r.stderr
         lines = r.stdout.splitlines()
-        assert lines[0].split() == ["NAME", "TYPE", "RESULT", "EXPECTED", "FOUND"]
+        assert lines[0].split() == ["NAME", "TYPE", "RESULT", "DNSSEC", "EXPECTED", "FOUND"]
+        assert all(line.split()[3] == "-" for line in lines[1:]), "no DNSSEC status when the provider does not validate"
         rows = {line.split()[0]: line.split()[2] for line in lines[1:]}
         assert rows == {f"_xmpp-client._tcp.{ZONE}": "ok", f"_xmpp-server._tcp.{ZONE}": "wrong",
                         f"share.{ZONE}": "missing"}
@@ -63,3 +64,73 @@ def test_claim_verify_and_dns_check(provider, tmp_path):
 def test_unclaimable_names_are_refused(provider, name, message):
     r = run_cli(provider, "domain", "claim", name, "--account", "alice", check=False)
     assert r.returncode == 1 and message in r.stderr
+
+
+def test_a_failed_verification_says_what_it_found_and_exits_non_zero(provider, tmp_path):
+    db = provider
+    claimed = json.loads(run_cli(db, "--json", "domain", "claim", "bad.test", "--account", "alice").stdout)
+    token = claimed["claim"]["token"]
+    other = "a" * len(token)
+    with Knot(tmp_path / "knot", {"bad.test": zone_text("bad.test", 1, f'xmpp-hosting-verification TXT "verify={other}"\n'),
+                                  ZONE: zone_text(ZONE, 1, "")}) as knot:
+        configure(db, knot.nameserver)
+        r = run_cli(db, "domain", "verify", "bad.test", "--account", "alice", check=False)
+        assert r.returncode == 3, r
+        expected = (f'found TXT "verify={other}" at xmpp-hosting-verification.bad.test, '
+                    f'expected TXT "verify={token}" or CNAME to {token}.v.provider.example')
+        assert "pending" in r.stdout and expected in r.stdout, r.stdout
+        as_json = json.loads(run_cli(db, "--json", "domain", "verify", "bad.test", "--account", "alice", check=False).stdout)
+        assert as_json["state"] == "pending" and as_json["finding"] == expected
+        run_cli(db, "domain", "claim", ZONE, "--account", "bob")
+        r = run_cli(db, "domain", "verify", ZONE, "--account", "bob", check=False)
+        assert r.returncode == 3 and f"no TXT or CNAME record at xmpp-hosting-verification.{ZONE}" in r.stdout, r.stdout
+        # `domain claims` keeps saying why.
+        assert f"no TXT or CNAME record at xmpp-hosting-verification.{ZONE}" in run_cli(db, "domain", "claims").stdout
+
+
+def suspended(db, knot, token):
+    """Verifies ZONE for alice, removes the proof and lets the (zero) grace period run out."""
+    run_cli(db, "provider", "set", "dns.grace_period", "0")
+    assert run_cli(db, "domain", "verify", ZONE, "--account", "alice").returncode == 0
+    knot.replace(ZONE, zone_text(ZONE, 2, ""))
+    for state in ("lost", "suspended"):
+        r = run_cli(db, "--json", "domain", "verify", ZONE, "--account", "alice", check=False)
+        assert r.returncode == 3 and json.loads(r.stdout)["state"] == state, r
+
+
+def test_a_suspension_is_lifted_only_by_a_proof_or_a_recorded_override(provider, tmp_path):
+    db = provider
+    token = json.loads(run_cli(db, "--json", "domain", "claim", ZONE, "--account", "alice").stdout)["claim"]["token"]
+    with Knot(tmp_path / "knot", {ZONE: zone_text(ZONE, 1, f'xmpp-hosting-verification TXT "verify={token}"\n')}) as knot:
+        configure(db, knot.nameserver)
+        suspended(db, knot, token)
+    assert run_cli(db, "invite", "create", ZONE, check=False).returncode == 1
+    r = run_cli(db, "domain", "set", ZONE, "owner", "nobody", check=False)
+    assert r.returncode == 1 and "not allowed" in r.stderr and "domain override" in r.stderr, r.stderr
+    r = run_cli(db, "invite", "create", ZONE, check=False)
+    assert r.returncode == 1 and "suspended" in r.stderr, r.stderr
+    r = run_cli(db, "domain", "override", ZONE, "--account", "alice", "--reason", "registrar outage, ticket 42")
+    assert f"{ZONE} for alice: verified" in r.stdout
+    assert run_cli(db, "invite", "create", ZONE).returncode == 0
+    last = json.loads(run_cli(db, "--json", "domain", "history", ZONE).stdout)[-1]
+    assert (last["from"], last["to"], last["reason"]) == ("suspended", "verified",
+                                                          "operator override: registrar outage, ticket 42")
+
+
+def test_removing_a_domain_ends_its_claims(provider, tmp_path):
+    """Issue 11.8: an operator's `domain remove` used to be undone by the next proof change."""
+    db = provider
+    token = json.loads(run_cli(db, "--json", "domain", "claim", ZONE, "--account", "alice").stdout)["claim"]["token"]
+    with Knot(tmp_path / "knot", {ZONE: zone_text(ZONE, 1, f'xmpp-hosting-verification TXT "verify={token}"\n')}) as knot:
+        configure(db, knot.nameserver)
+        run_cli(db, "provider", "set", "dns.recheck_interval", "60")
+        run_cli(db, "domain", "verify", ZONE, "--account", "alice")
+        run_cli(db, "domain", "remove", ZONE)
+        r = run_cli(db, "domain", "verify", ZONE, "--account", "alice", check=False)
+        assert r.returncode == 1 and "claim not found" in r.stderr, r
+        assert json.loads(run_cli(db, "--json", "dns", "recheck").stdout) == []
+        assert json.loads(run_cli(db, "--json", "domain", "list").stdout) == []
+        assert json.loads(run_cli(db, "--json", "domain", "claims").stdout) == []
+    history = json.loads(run_cli(db, "--json", "domain", "history", ZONE).stdout)
+    assert (history[-1]["from"], history[-1]["to"], history[-1]["reason"]) == (
+        "verified", "removed", "domain removed by the operator")

@@ -15,6 +15,9 @@ pub enum AccountCommand {
 
 pub fn run(h: &Hosting, out: &Output, cmd: AccountCommand) -> Result<()> {
     let AccountCommand::Removed { domain, user } = cmd;
+    // The servers tell the store of every account they remove, hosted here or not; an admin
+    // naming a domain the store does not host has mistyped it.
+    h.require_domain(&domain)?;
     let removed = h.account_removed(&domain, &user)?;
     out.show(&removed, |r| {
         let limits = if r.upload_limits_cleared { ", upload exceptions dropped" } else { "" };

@@ -1,6 +1,7 @@
 //! `xmpp-hosting domain …`
 
 use clap::Subcommand;
+use xmpp_hosting_core::verification::ClaimState;
 use xmpp_hosting_core::{Domain, DomainName, Hosting, Result};
 
 use crate::output::{table, time, Output};
@@ -13,7 +14,8 @@ pub enum DomainCommand {
     List,
     /// Show one domain with its settings.
     Show { name: String },
-    /// Stop hosting a domain and delete everything stored for it.
+    /// Stop hosting a domain and delete everything stored for it; customers' claims on it end
+    /// (recorded in its history), so no later proof brings it back.
     Remove { name: String },
     /// Start a customer's claim on a domain and print the DNS record that proves it.
     Claim {
@@ -21,11 +23,22 @@ pub enum DomainCommand {
         #[arg(long)]
         account: String,
     },
-    /// Look for the proof now and record the outcome.
+    /// Look for the proof now and record the outcome; says what was found instead of the proof,
+    /// and exits 3 unless the claim is verified.
     Verify {
         name: String,
         #[arg(long)]
         account: String,
+    },
+    /// Count ACCOUNT's claim as verified without a proof (lifting a suspension), recorded with
+    /// REASON in the domain's history; the next check that finds no proof starts the grace
+    /// period again.
+    Override {
+        name: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        reason: String,
     },
     /// List claims (of one domain, or all) with their verification state.
     Claims { name: Option<String> },
@@ -36,7 +49,15 @@ pub enum DomainCommand {
     Set { name: String, setting: String, value: String },
 }
 
-pub fn run(h: &Hosting, out: &Output, cmd: DomainCommand) -> Result<()> {
+impl DomainCommand {
+    /// Whether the command only reads the store (it is then opened read-only).
+    pub fn reads_only(&self) -> bool {
+        matches!(self, Self::List | Self::Show { .. } | Self::Claims { .. } | Self::History { .. })
+    }
+}
+
+/// Runs a domain command; `false` when a verification did not verify (the caller exits 3).
+pub fn run(h: &Hosting, out: &Output, cmd: DomainCommand) -> Result<bool> {
     match cmd {
         DomainCommand::Add { name } => out.show(&h.add_domain(&name)?, |d| println!("added {}", label(d))),
         DomainCommand::List => out.show(&h.domains()?, |ds| {
@@ -72,9 +93,18 @@ pub fn run(h: &Hosting, out: &Output, cmd: DomainCommand) -> Result<()> {
         }
         DomainCommand::Verify { name, account } => {
             let claim = h.verify_domain(&name, &account)?.wait()?;
+            let verified = claim.state == ClaimState::Verified;
             out.show(&claim, |c| {
                 let why = c.last_error.as_deref().map(|e| format!(" (DNS: {e})")).unwrap_or_default();
-                println!("{} for {}: {}{why}", c.domain, c.account, c.state.as_str());
+                let found = c.finding.as_deref().map(|f| format!(": {f}")).unwrap_or_default();
+                println!("{} for {}: {}{why}{found}", c.domain, c.account, c.state.as_str());
+            });
+            return Ok(verified);
+        }
+        DomainCommand::Override { name, account, reason } => {
+            let claim = h.override_claim(&name, &account, &reason)?;
+            out.show(&claim, |c| {
+                println!("{} for {}: {} (operator override recorded)", c.domain, c.account, c.state.as_str())
             })
         }
         DomainCommand::Claims { name } => out.show(&h.claims(name.as_deref())?, |claims| {
@@ -86,11 +116,15 @@ pub fn run(h: &Hosting, out: &Output, cmd: DomainCommand) -> Result<()> {
                         c.account.clone(),
                         c.state.as_str().into(),
                         time(c.last_checked_at),
-                        c.last_error.clone().unwrap_or_default(),
+                        c.last_error
+                            .as_ref()
+                            .map(|e| format!("DNS: {e}"))
+                            .or_else(|| c.finding.clone())
+                            .unwrap_or_default(),
                     ]
                 })
                 .collect();
-            table(&["DOMAIN", "ACCOUNT", "STATE", "CHECKED", "ERROR"], &rows);
+            table(&["DOMAIN", "ACCOUNT", "STATE", "CHECKED", "WHY"], &rows);
         }),
         DomainCommand::History { name } => out.show(&h.claim_history(&name)?, |events| {
             let rows: Vec<Vec<String>> = events
@@ -114,7 +148,7 @@ pub fn run(h: &Hosting, out: &Output, cmd: DomainCommand) -> Result<()> {
             });
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The ASCII name, with the Unicode form beside it when they differ.

@@ -66,11 +66,25 @@ enum Command {
     Account(account::AccountCommand),
 }
 
+impl Command {
+    fn reads_only(&self) -> bool {
+        match self {
+            Command::Domain(cmd) => cmd.reads_only(),
+            Command::Dns(cmd) => cmd.reads_only(),
+            Command::Provider(cmd) => cmd.reads_only(),
+            Command::Invite(invite::InviteCommand::List { .. } | invite::InviteCommand::Audit { .. }) => true,
+            Command::Quota(quota::QuotaCommand::Show { .. } | quota::QuotaCommand::Global) => true,
+            _ => false,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
-        // The command worked and its answer is "no" (a DNS check found problems).
+        // The command worked and its answer is "no" (a DNS check found problems, a domain did
+        // not verify).
         Ok(false) => ExitCode::from(3),
         Err(message) => {
             eprintln!("xmpp-hosting: {message}");
@@ -81,10 +95,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<bool, String> {
     let db = cli.db.ok_or("no store given: pass --db PATH or set XMPP_HOSTING_DB")?;
-    let hosting = Hosting::open(&db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+    // Commands that only read open the store read-only: they work for an admin who may only read
+    // it, and on a full disk. A store that does not exist yet is created (empty) as before.
+    let opened =
+        if cli.command.reads_only() && db.exists() { Hosting::open_read_only(&db) } else { Hosting::open(&db) };
+    let hosting = opened.map_err(|e| format!("cannot open {}: {e}", db.display()))?;
     let out = output::Output { json: cli.json };
     let result = match cli.command {
-        Command::Domain(cmd) => domain::run(&hosting, &out, cmd).map(|()| true),
+        Command::Domain(cmd) => domain::run(&hosting, &out, cmd),
         Command::Invite(cmd) => invite::run(&hosting, &out, cmd).map(|()| true),
         Command::Quota(cmd) => quota::run(&hosting, &out, cmd),
         Command::Dns(cmd) => dns::run(&hosting, &out, cmd),

@@ -9,8 +9,16 @@ use crate::output::Output;
 pub enum ProviderCommand {
     /// Show the provider-wide settings.
     Show,
-    /// Change one: `provider set dns.nameservers '["127.0.0.1:53"]'` (VALUE is JSON or a string).
+    /// Change one: `provider set dns.nameservers '["127.0.0.1:53"]'` (VALUE is JSON or a string);
+    /// a value that cannot work (a bad address, a missing trust anchor file) is refused.
     Set { setting: String, value: String },
+}
+
+impl ProviderCommand {
+    /// Whether the command only reads the store (it is then opened read-only).
+    pub fn reads_only(&self) -> bool {
+        matches!(self, Self::Show)
+    }
 }
 
 pub fn run(h: &Hosting, out: &Output, cmd: ProviderCommand) -> Result<()> {

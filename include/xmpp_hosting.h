@@ -5,6 +5,11 @@
  * (valid until the next call on the same thread). Every string the library hands out is JSON and
  * is freed with xh_string_free(). Handles are freed with xh_close(). No function panics across
  * the ABI; NULL pointers and non-UTF-8 strings are reported as errors.
+ *
+ * Results: a function with an `out_json` (or other `out_…`) parameter writes it only when it
+ * returns XH_OK. After a failure `*out_json` is left exactly as the caller set it: nothing was
+ * allocated, so there is nothing to free. Set it to NULL before the call and free it with
+ * xh_string_free() only after XH_OK. Pass NULL as `out_json` when the result is not wanted.
  */
 
 #ifndef XMPP_HOSTING_H

@@ -123,6 +123,16 @@ int main(int argc, char **argv) {
     json = NULL;
     expect(xh_domain_get(h, "missing.example", &json), XH_ERR_NOT_FOUND, "domain not found", "xh_domain_get(missing)");
     check(json == NULL, "a failed get writes no JSON");
+    {
+        /* The header's promise: after a failure *out_json is left as the caller set it. */
+        char sentinel = 0;
+        char *untouched = &sentinel;
+        expect(xh_domain_get(h, "missing.example", &untouched), XH_ERR_NOT_FOUND, NULL, "xh_domain_get(sentinel)");
+        check(untouched == &sentinel, "a failure leaves *out_json as the caller set it");
+        expect(xh_domain_add(h, "a..b", &untouched), XH_ERR_INVALID_DOMAIN, NULL, "xh_domain_add(sentinel)");
+        check(untouched == &sentinel, "a refused add leaves *out_json as the caller set it");
+    }
+
     expect(xh_domain_list(h, &json), XH_OK, NULL, "xh_domain_list");
     check(json && json[0] == '[' && strstr(json, "example.org") < strstr(json, "xn--bcher-kva.example"),
           "xh_domain_list is a JSON array ordered by name");

@@ -194,9 +194,11 @@ xh_status xh_subscription_preauthorize(xh_hosting *h,
                                        const char *token,
                                        char **out_json);
 
-// Decides a slot request for `size` bytes and writes `{"decision": "granted", "id", ...}` or
+// Decides a slot request for `size` bytes and writes `{"decision": "granted", "id", "size",
+// "expires_at", "count_until"}` (until when a late upload of the slot is still committed) or
 // `{"decision": "denied", "limit", "limit_value", "usage", "retry_at"?, "type", "condition",
-// "text"}`. A size of zero or less is `XH_ERR_INVALID_ARGUMENT` (answer `bad-request`).
+// "text"}`. A size of zero or less, or over 1 PiB (no server could store it), is
+// `XH_ERR_INVALID_ARGUMENT` (answer `bad-request`).
 //
 // # Safety
 // `h` is a live handle; `domain`, `username` NUL-terminated strings; `out_json` NULL or writable.

@@ -48,16 +48,13 @@ function module.load()
 			module:log("warn", "mod_%s is loaded too: unload it, registration must be gated by one module", other);
 		end
 	end
-	-- A host that loads this module is hosted: make sure the store knows it, with the default
-	-- (invite-only) policy until an admin changes it.
+	-- A host that loads this module is hosted (the core's rule, the same on ejabberd).
 	local store = get_store();
-	if store and not store:domain(host) then
-		local ok, err = store:add_domain(host);
-		if ok then
-			module:log("info", "Added %s to the xmpp-hosting store (registration: invite only)", host);
-		else
-			module:log("error", "Cannot add %s to the xmpp-hosting store: %s", host, err);
-		end
+	local hosted, err = store and store:ensure_hosted(host);
+	if hosted and hosted.log then
+		module:log("info", "%s", hosted.log);
+	elseif store and not hosted then
+		module:log("error", "Cannot add %s to the xmpp-hosting store: %s", host, err);
 	end
 end
 

@@ -8,6 +8,8 @@ domain to the default policy before each of its tests.
 
 import asyncio
 import json
+import re
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,10 @@ class ServerUnderTest:
     add_user: Callable[[str, str], None]
     remove_user: Callable[[str], None]
     running: Callable[[], bool]
+    # The invite purge run inside the server (admin shell, ejabberdctl), and the server's own
+    # invite listing; both print text.
+    purge_invites: Callable[[], str] | None = None
+    list_invites: Callable[[], str] | None = None
 
     def jid(self, user: str) -> str:
         return f"{user}@{self.host}"
@@ -56,6 +62,90 @@ class InviteScenarios:
     def test_module_added_its_host_to_the_store(self, server):
         names = [d["name"] for d in json.loads(self.cli(server, "--json", "domain", "list").stdout)]
         assert server.host in names
+
+    @staticmethod
+    def raw_register(server, username: str, token: str | None = None) -> str:
+        """Registers with exactly these characters (slixmpp would nodeprep the name first, as a
+        well-behaved client does; an attacker's client does not). Returns the reply's condition,
+        or "ok"."""
+        s = RawStream(server.c2s_port, server.host)
+        try:
+            preauth = f"<iq type='set' id='pre'>{preauth_element(token)}</iq>" if token is not None else ""
+            s.send((preauth + "<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>" + username
+                    + "</username><password>pw-123456-look</password></query></iq>").encode())
+            # A result may be a self-closed <iq/>: read until the reply to 'reg' is whole.
+            whole = re.compile(r"<iq\b[^>]*\bid=['\"]reg['\"][^>]*?(?:/>|>.*?</iq>)", re.S)
+            while not (m := whole.search(s.buffer.decode(errors="replace"))):
+                chunk = s.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError(s.buffer[-300:])
+                s.buffer += chunk
+            return error_condition(m.group(0)) or "ok"
+        finally:
+            s.close()
+
+    def test_look_alike_usernames_meet_reserved_blocked_and_held_names(self, server):
+        """Issue 11.3: ejabberd registered admin+U+00AD, ro+U+200B+ot and carol+U+00AD as admin,
+        root and carol, around the reserved and blocked lists and carol's named invite (here
+        dora's: another scenario registers carol)."""
+        self.cli(server, "domain", "set", server.host, "registration", json.dumps(
+            {"policy": "open", "reserved_usernames": ["admin"], "blocked_usernames": ["root"]}))
+        dora = self.invite(server, "--username", "dora")
+        other = self.invite(server)
+        assert self.raw_register(server, "admin\u00ad") == "conflict"
+        assert self.raw_register(server, "ro\u200bot") == "conflict"
+        assert self.raw_register(server, "dora\u00ad") == "conflict"
+        assert self.raw_register(server, "DORA\u00ad", token=other["token"]) == "conflict"
+        for name in ("admin", "root", "dora"):
+            assert not client.login(server.c2s_port, server.jid(name), "pw-123456-look"), name
+        # The invitee's own look-alike is the invited name, created as such.
+        assert self.raw_register(server, "Dora\u00ad", token=dora["token"]) == "ok"
+        assert client.login(server.c2s_port, server.jid("dora"), "pw-123456-look")
+
+    def test_a_failed_report_never_gives_a_single_use_back(self, server):
+        """Issue 11.7: the account was created but reporting it failed; once the registration is
+        stale, the purge asks the server's account store and keeps the use spent."""
+        inv = self.invite(server)
+        db = sqlite3.connect(server.database, timeout=10)
+        try:
+            # The store refuses to record the outcome, as a full disk or a broken file would.
+            db.execute("CREATE TRIGGER xh_test_fail_finish BEFORE UPDATE OF state ON registrations "
+                       "WHEN NEW.state = 'created' BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+            db.commit()
+            assert register(server.c2s_port, server.jid("reported"), "pw-123456", token=inv["token"]).ok
+        finally:
+            db.execute("DROP TRIGGER IF EXISTS xh_test_fail_finish")
+            db.commit()
+        # Ten minutes and more pass without an outcome.
+        aged = db.execute("UPDATE registrations SET started_at = started_at - 700 "
+                          "WHERE state = 'pending' AND username = 'reported'").rowcount
+        db.commit()
+        db.close()
+        assert aged == 1
+        out = server.purge_invites()
+        assert "settled 1 registration(s)" in out, out
+        r = register(server.c2s_port, server.jid("second"), "pw-123456", token=inv["token"])
+        assert r.preauth[:2] == ("cancel", "item-not-found") and not r.ok
+        assert client.login(server.c2s_port, server.jid("reported"), "pw-123456")
+        assert not client.login(server.c2s_port, server.jid("second"), "pw-123456")
+
+    def test_the_servers_listing_says_each_status_as_the_core_does(self, server):
+        """Issue 10.4: the status and the line are the core's, on both servers and the CLI alike."""
+        server.add_user("listinviter", "pw-123456")
+        active = self.invite(server, "--expires-in", "3600", "--note", "family")
+        used = self.invite(server)
+        revoked = self.invite(server)
+        self.cli(server, "invite", "revoke", server.host, str(revoked["invite"]["id"]))
+        assert register(server.c2s_port, server.jid("listused"), "pw-123456", token=used["token"]).ok
+        listed = {i["id"]: i for i in json.loads(self.cli(server, "--json", "invite", "list", server.host).stdout)}
+        assert listed[active["invite"]["id"]]["status"] == "active"
+        assert listed[used["invite"]["id"]]["status"] == "used-up"
+        assert listed[revoked["invite"]["id"]]["status"] == "revoked"
+        out = server.list_invites()
+        for inv in (active, used, revoked):
+            assert listed[inv["invite"]["id"]]["line"] in out, out
+        line = listed[active["invite"]["id"]]["line"]
+        assert " account active, 1/1 left, expires 20" in line and "Z, by admin" in line and "note: family" in line
 
     def test_stream_features_announce_invites(self, server):
         s = RawStream(server.c2s_port, server.host)

@@ -5,6 +5,7 @@ the one core, so a client must see the same answers. ejabberdctl's commands are 
 """
 
 import json
+import re
 
 import pytest
 from slixmpp.exceptions import IqError
@@ -38,7 +39,9 @@ def ej(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(ej):
-    return ServerUnderTest(ej.host, ej.c2s_port, ej.database, ej.register, ej.unregister, ej.is_running)
+    return ServerUnderTest(ej.host, ej.c2s_port, ej.database, ej.register, ej.unregister, ej.is_running,
+                           purge_invites=lambda: ej.ctl("xmpp_hosting_invite_purge").stdout,
+                           list_invites=lambda: ej.ctl("xmpp_hosting_invite_list", HOST).stdout)
 
 
 class TestEjabberdInvites(InviteScenarios):
@@ -55,7 +58,7 @@ def test_ejabberdctl_invite_commands(ej):
     assert f"uri xmpp:{HOST}?register;preauth={token}" in r.stdout
     invite_id = r.stdout.split()[1]
     listed = ej.ctl("xmpp_hosting_invite_list", HOST).stdout
-    assert f"{invite_id} account 2/2 left" in listed and "note: for the Smiths" in listed
+    assert f"{invite_id} account active, 2/2 left" in listed and "note: for the Smiths" in listed
     assert register(ej.c2s_port, jid("viactl"), "pw-123456", token=token).ok
     assert ej.ctl("xmpp_hosting_invite_revoke", HOST, invite_id).returncode == 0
     assert not register(ej.c2s_port, jid("viactl2"), "pw-123456", token=token).ok
@@ -76,7 +79,8 @@ def test_ejabberdctl_creates_named_roster_and_reset_invites(ej):
     assert client.roster(ej.c2s_port, jid("ctlfriend"), "friend-pass") == {jid("ctlinviter"): "both"}
 
     named_id, token, _ = created("xmpp_hosting_invite_create_named", HOST, "ctlnamed", "0", "")
-    assert f"{named_id} account for ctlnamed 1/1 left" in ej.ctl("xmpp_hosting_invite_list", HOST).stdout
+    named = [l for l in ej.ctl("xmpp_hosting_invite_list", HOST).stdout.splitlines() if l.startswith(named_id + " ")]
+    assert named[0].startswith(f"{named_id} account active, 1/1 left") and named[0].endswith("for ctlnamed"), named
     assert register(ej.c2s_port, jid("ctlother"), "pw-123456", token=token).error[:2] == ("modify", "not-acceptable")
     assert register(ej.c2s_port, jid("ctlnamed"), "pw-123456", token=token).ok
 
@@ -167,3 +171,27 @@ def test_weak_passwords_are_refused_for_new_accounts_and_resets_alike(ej):
     # The refused reset gave its use back: a strong password goes through.
     assert register(ej.c2s_port, jid("resetweak"), "new-strong-pass", token=inv["token"]).ok
     assert client.login(ej.c2s_port, jid("resetweak"), "new-strong-pass")
+
+
+@pytest.mark.parametrize("args, message", [
+    # Issue 10.3: each was a badarg from the NIF or serde's words; each is now the core's, exit 1.
+    (["xmpp_hosting_invite_create", HOST, "99999999999999999999", "0", ""], "uses is a whole number from 1 to 100000"),
+    (["xmpp_hosting_invite_create", HOST, "1", "99999999999999999999", ""], "(ten years)"),
+    (["xmpp_hosting_invite_create", HOST, "1", "99999999999999", ""], "(ten years)"),
+    (["xmpp_hosting_invite_create", HOST, "1", "-5", ""], 'or "never", not "-5"'),
+    (["xmpp_hosting_invite_revoke", HOST, "99999999999999999999"], "an invite id is a whole number"),
+])
+def test_ejabberdctl_refuses_bad_invite_input_in_words(ej, args, message):
+    r = ej.ctl(*args, check=False)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and message in out, out
+    assert "badarg" not in out and "ExpiryRepr" not in out
+
+
+def test_ejabberdctl_invite_list_prints_iso8601_utc(ej):
+    r = ej.ctl("xmpp_hosting_invite_create", HOST, "1", "3600", "")
+    invite_id = r.stdout.split()[1]
+    line = next(l for l in ej.ctl("xmpp_hosting_invite_list", HOST).stdout.splitlines() if l.startswith(invite_id + " "))
+    expires = line.split("expires ")[1].split(",")[0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", expires), line
+    assert " account active, 1/1 left" in line

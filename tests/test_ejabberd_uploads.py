@@ -102,6 +102,11 @@ def test_admins_set_and_show_limits_with_ejabberdctl(ej, server):
         assert slot_for("dave", 20000).max_file_size == 1000
         assert f"carol@{HOST}\nLargest file: 50 kB\n" in ej.ctl("xmpp_hosting_quota_show", HOST, "carol").stdout
         assert "Largest file: 1 kB" in ej.ctl("xmpp_hosting_quota_show", HOST, "").stdout
+        # The limits each user has by default are shown beside the domain-wide ones (issue 10.3).
+        ej.ctl("xmpp_hosting_quota_set", HOST, "", "user_daily", "50000")
+        assert "Each user, unless given an exception:\n" in ej.ctl("xmpp_hosting_quota_show", HOST, "").stdout
+        shown = ej.ctl("xmpp_hosting_quota_show", HOST, "carol").stdout
+        assert "Exceptions to the domain's limits: largest file 50 kB" in shown
         bad = ej.ctl("xmpp_hosting_quota_set", HOST, "carol", "daily", "lots", check=False)
         assert bad.returncode == 1 and "not a number of bytes" in bad.stdout + bad.stderr
     finally:

@@ -29,7 +29,9 @@ def prosody(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(prosody):
     return ServerUnderTest(prosody.host, prosody.c2s_port, prosody.database, prosody.create_user,
-                           prosody.delete_user, prosody.running)
+                           prosody.delete_user, prosody.running,
+                           purge_invites=lambda: prosody.shell("xmpp_hosting:invite_purge()").stdout,
+                           list_invites=lambda: prosody.ctl("mod_xmpp_hosting", "invite", "list", HOST).stdout)
 
 
 class TestProsodyInvites(InviteScenarios):
@@ -125,3 +127,22 @@ def test_a_10_kb_token_alone_meets_prosodys_limit_for_streams_not_logged_in(pros
         s.close()
     assert prosody.running()
     assert client.login(prosody.c2s_port, jid("admin"), "admin-pass")
+
+
+@pytest.mark.parametrize("args, message", [
+    # Issue 10.3: each was a Lua traceback or serde's words ("untagged enum ExpiryRepr", a list of
+    # internal field names); each is now one line in the admin's words, exit 1.
+    (["revoke", HOST, "1.5"], 'an invite id is a whole number from 1 up, not "1.5"'),
+    (["revoke", HOST, "99999999999999999999"], "an invite id is a whole number"),
+    (["create", HOST, "--expires-in", "-5"], 'from 1 to 315360000 (ten years), or "never", not "-5"'),
+    (["create", HOST, "--expires-in", "99999999999999"], "(ten years)"),
+    (["create", HOST, "--bogusflag", "1"], 'unknown option "--bogusflag"; invite create takes --kind, --uses'),
+    (["create", HOST, "--uses", "99999999999999999999"], "uses is a whole number from 1 to 100000"),
+    (["create", HOST, "--uses"], "the option --uses needs a value"),
+])
+def test_prosodyctl_refuses_bad_invite_input_in_words(prosody, args, message):
+    r = prosody.ctl("mod_xmpp_hosting", "invite", *args)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert message in r.stderr, r.stderr
+    assert "traceback" not in (r.stdout + r.stderr).lower() and "ExpiryRepr" not in r.stderr
+    assert "created_by" not in r.stderr

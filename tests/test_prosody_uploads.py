@@ -118,6 +118,10 @@ def test_admins_set_and_show_limits_with_prosodyctl(prosody, server):
         assert shown.returncode == 0
         assert f"carol@{HOST}\nLargest file: 50 kB\n" in shown.stdout
         assert "Largest file: 1 kB" in quota("show", HOST).stdout
+        # The limits each user has by default are shown beside the domain-wide ones (issue 10.3).
+        assert quota("set", HOST, "user_daily", "50000").returncode == 0
+        assert "Each user, unless given an exception:\n" in quota("show", HOST).stdout
+        assert "Exceptions to the domain's limits: largest file 50 kB" in quota("show", HOST, "carol").stdout
         bad = quota("set", HOST, "daily", "lots", "--user", "carol")
         assert bad.returncode == 1 and "not a number of bytes" in bad.stderr
         assert quota("set", HOST, "max_file_size", "1", "--usr", "carol").returncode == 1

@@ -46,7 +46,8 @@ pub unsafe extern "C" fn xh_invite_check(
     })
 }
 
-/// Writes a domain's invites (active or not, until purged) as a JSON array.
+/// Writes a domain's invites (active or not, until purged) as a JSON array; each has its
+/// `status` (active, expired, used-up, revoked) and the `line` an admin's listing prints.
 ///
 /// # Safety
 /// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
@@ -56,7 +57,7 @@ pub unsafe extern "C" fn xh_invite_list(
     domain: *const c_char,
     out_json: *mut *mut c_char,
 ) -> xh_status {
-    guard(|| write_json(out_json, &hosting(h)?.invites(text(domain, "domain")?)?))
+    guard(|| write_json(out_json, &hosting(h)?.invite_list(text(domain, "domain")?)?))
 }
 
 /// Revokes an invite as the admin; `XH_ERR_NOT_FOUND` when the domain has no invite `id`.
@@ -71,8 +72,9 @@ pub unsafe extern "C" fn xh_invite_revoke(h: *mut xh_hosting, domain: *const c_c
     })
 }
 
-/// Deletes unusable invites and gives back uses held by registrations that never finished;
-/// writes `{invites_removed, stale_registrations_failed}`.
+/// Deletes unusable invites (in short steps, each its own transaction); writes
+/// `{invites_removed, registrations_unsettled}`. Registrations that never finished keep their
+/// invite's use until a server that knows the account store settles them.
 ///
 /// # Safety
 /// `h` is a live handle; `out_json` NULL or writable.

@@ -6,9 +6,11 @@ use crate::error::{guard, xh_status};
 use crate::handle::{hosting, xh_hosting};
 use crate::strings::{optional_text, text, write_json};
 
-/// Decides a slot request for `size` bytes and writes `{"decision": "granted", "id", ...}` or
+/// Decides a slot request for `size` bytes and writes `{"decision": "granted", "id", "size",
+/// "expires_at", "count_until"}` (until when a late upload of the slot is still committed) or
 /// `{"decision": "denied", "limit", "limit_value", "usage", "retry_at"?, "type", "condition",
-/// "text"}`. A size of zero or less is `XH_ERR_INVALID_ARGUMENT` (answer `bad-request`).
+/// "text"}`. A size of zero or less, or over 1 PiB (no server could store it), is
+/// `XH_ERR_INVALID_ARGUMENT` (answer `bad-request`).
 ///
 /// # Safety
 /// `h` is a live handle; `domain`, `username` NUL-terminated strings; `out_json` NULL or writable.

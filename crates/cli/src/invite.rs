@@ -1,8 +1,8 @@
 //! `xmpp-hosting invite …`
 
 use clap::{Args, Subcommand, ValueEnum};
-use xmpp_hosting_core::invites::{Creator, Expiry, InviteKind, NewInvite};
-use xmpp_hosting_core::{Error, Hosting, Result};
+use xmpp_hosting_core::invites::{parse_invite_id, Creator, Expiry, InviteKind, NewInvite};
+use xmpp_hosting_core::{Hosting, Result};
 
 use crate::output::{table, time, Output};
 
@@ -13,7 +13,11 @@ pub enum InviteCommand {
     /// List a domain's invites with their remaining uses and expiry.
     List { domain: String },
     /// Revoke an invite by its id.
-    Revoke { domain: String, id: i64 },
+    Revoke {
+        domain: String,
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Delete invites nobody can use any more (expired, used up, revoked).
     Purge,
     /// Show the newest entries of a domain's invite history.
@@ -46,8 +50,8 @@ pub struct CreateArgs {
     /// How many accounts it may create.
     #[arg(long, default_value_t = 1)]
     uses: u32,
-    /// Lifetime in seconds, or "never"; the domain's default (7 days) when absent.
-    #[arg(long)]
+    /// Lifetime in seconds (at most ten years), or "never"; the domain's default (7 days) when absent.
+    #[arg(long, allow_hyphen_values = true)]
     expires_in: Option<String>,
     #[arg(long)]
     note: Option<String>,
@@ -58,10 +62,7 @@ pub fn run(h: &Hosting, out: &Output, cmd: InviteCommand) -> Result<()> {
         InviteCommand::Create(a) => {
             let expiry = match a.expires_in.as_deref() {
                 None => Expiry::Default,
-                Some("never") => Expiry::Never,
-                Some(s) => Expiry::After(s.parse().map_err(|_| {
-                    Error::InvalidArgument(format!("--expires-in takes seconds or \"never\", not {s:?}"))
-                })?),
+                Some(s) => Expiry::parse(s)?,
             };
             let new = NewInvite {
                 domain: a.domain,
@@ -89,15 +90,15 @@ pub fn run(h: &Hosting, out: &Output, cmd: InviteCommand) -> Result<()> {
             });
         }
         InviteCommand::List { domain } => {
-            let now = h.now();
-            out.show(&h.invites(&domain)?, |list| {
+            out.show(&h.invite_list(&domain)?, |list| {
                 let rows: Vec<Vec<String>> = list
                     .iter()
-                    .map(|i| {
+                    .map(|l| {
+                        let i = &l.invite;
                         vec![
                             i.id.to_string(),
                             i.kind.as_str().into(),
-                            format!("{:?}", i.status(now)).to_lowercase(),
+                            l.status.as_str().into(),
                             format!("{}/{}", i.uses_left, i.uses_total),
                             time(i.expires_at),
                             i.username.clone().unwrap_or_default(),
@@ -109,14 +110,18 @@ pub fn run(h: &Hosting, out: &Output, cmd: InviteCommand) -> Result<()> {
                 table(&["ID", "KIND", "STATUS", "LEFT", "EXPIRES", "USERNAME", "BY", "NOTE"], &rows);
             });
         }
-        InviteCommand::Revoke { domain, id } => {
-            out.show(&h.revoke_invite(&domain, id, &Creator::Admin)?, |i| println!("revoked invite {}", i.id))
-        }
+        InviteCommand::Revoke { domain, id } => out
+            .show(&h.revoke_invite(&domain, parse_invite_id(&id)?, &Creator::Admin)?, |i| {
+                println!("revoked invite {}", i.id)
+            }),
         InviteCommand::Purge => out.show(&h.purge_invites()?, |r| {
-            println!(
-                "removed {} invite(s); gave back {} stale registration(s)",
-                r.invites_removed, r.stale_registrations_failed
-            )
+            println!("removed {} invite(s)", r.invites_removed);
+            if r.registrations_unsettled > 0 {
+                println!(
+                    "{} registration(s) never finished: the server settles them by its account store",
+                    r.registrations_unsettled
+                );
+            }
         }),
         InviteCommand::Audit { domain, limit } => out.show(&h.invite_audit(&domain, limit)?, |entries| {
             let rows: Vec<Vec<String>> = entries

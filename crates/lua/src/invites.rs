@@ -7,7 +7,7 @@
 
 use mlua::prelude::*;
 use serde::Deserialize;
-use xmpp_hosting_core::invites::{Creator, NewInvite, RegistrationRequest};
+use xmpp_hosting_core::invites::{parse_invite_id, AccountOutcome, Creator, NewInvite, RegistrationRequest};
 
 use crate::convert::{from_lua, outcome, serialized};
 use crate::handle::Handle;
@@ -33,11 +33,39 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
             Err(_) => Ok(None),
         })
     });
-    m.add_method("invites", |lua, h, domain: String| serialized(lua, || h.0.invites(&domain)));
-    m.add_method("revoke_invite", |lua, h, (domain, id, by): (String, i64, Option<String>)| {
-        serialized(lua, || h.0.revoke_invite(&domain, id, &by.map_or(Creator::Admin, Creator::from)))
+    // `h:create_invite_from_options(domain, {"--uses", "3", "--expires-in", "never"})`: what an
+    // admin typed on prosodyctl, read and refused by the core in their words.
+    m.add_method("create_invite_from_options", |lua, h, (domain, args): (String, Vec<String>)| {
+        serialized(lua, || h.0.create_invite(&NewInvite::from_options(&domain, &args)?))
+    });
+    // Each invite with its `status` and the `line` an admin's listing prints.
+    m.add_method("invites", |lua, h, domain: String| serialized(lua, || h.0.invite_list(&domain)));
+    // The id as typed (`"12"`) or a number; `1.5` is the admin's mistake, not a conversion error.
+    m.add_method("revoke_invite", |lua, h, (domain, id, by): (String, LuaValue, Option<String>)| {
+        serialized(lua, || {
+            let id = match &id {
+                LuaValue::Integer(i) => parse_invite_id(&i.to_string())?,
+                LuaValue::Number(n) => parse_invite_id(&n.to_string())?,
+                LuaValue::String(s) => parse_invite_id(&s.to_string_lossy())?,
+                other => parse_invite_id(other.type_name())?,
+            };
+            h.0.revoke_invite(&domain, id, &by.map_or(Creator::Admin, Creator::from))
+        })
     });
     m.add_method("purge_invites", |lua, h, ()| serialized(lua, || h.0.purge_invites()));
+    // The purge on the core's worker: a pending result (see pending.rs), so thousands of invites
+    // never stall Prosody's loop.
+    m.add_method("start_purge_invites", |lua, h, ()| outcome(lua, || h.0.start_purge_invites().map(LuaPending::new)));
+    // Registrations whose outcome never came: `{{id, domain, username}, ...}`, for the server to
+    // check in its account store and answer with `h:settle_stale_registrations{{id, account_exists}}`.
+    m.add_method("stale_registrations", |lua, h, limit: Option<usize>| {
+        serialized(lua, || h.0.stale_registrations(limit.unwrap_or(100)))
+    });
+    m.add_method("settle_stale_registrations", |lua, h, outcomes: LuaValue| {
+        serialized(lua, || h.0.settle_stale_registrations(&from_lua::<Vec<AccountOutcome>>(lua, outcomes)?))
+    });
+    // A host that loads the invite module is hosted: `{domain, added, log}`.
+    m.add_method("ensure_hosted", |lua, h, domain: String| serialized(lua, || h.0.ensure_hosted(&domain)));
     m.add_method("invite_audit", |lua, h, (domain, limit): (String, Option<u32>)| {
         serialized(lua, || h.0.invite_audit(&domain, limit.unwrap_or(50)))
     });

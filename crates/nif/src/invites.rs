@@ -7,7 +7,7 @@
 
 use rustler::types::map::MapIterator;
 use rustler::{Binary, Encoder, Env, NifResult, Term};
-use xmpp_hosting_core::invites::{Creator, NewInvite, RegistrationRequest};
+use xmpp_hosting_core::invites::{parse_invite_id, AccountOutcome, Creator, NewInvite, RegistrationRequest};
 use xmpp_hosting_core::Error;
 
 use crate::args::{optional_text, text};
@@ -17,10 +17,11 @@ use crate::handle::Handle;
 use crate::json::{from_term, serialized};
 
 /// `create_invite(H, #{domain => <<"example.org">>, uses => 3, expiry => 86400 | never, ...})`.
+/// `uses` and `expiry` may also be digits in a binary: ejabberdctl's commands pass what the admin
+/// typed that way, so a 20-digit number is refused in words instead of failing as a bignum.
 #[rustler::nif(schedule = "DirtyIo")]
 fn create_invite<'a>(env: Env<'a>, handle: Handle, spec: Term<'a>) -> NifResult<Term<'a>> {
-    let spec = serde_json::from_value::<NewInvite>(from_term(spec)?)
-        .map_err(|e| Error::InvalidArgument(format!("invite spec: {e}")));
+    let spec = serde_json::from_value::<NewInvite>(from_term(spec)?).map_err(|e| Error::InvalidArgument(e.to_string()));
     reply(env, spec.and_then(|spec| handle.hosting.create_invite(&spec)), serialized)
 }
 
@@ -38,19 +39,51 @@ fn check_invite<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, token: Bin
     })
 }
 
+/// `{ok, [Invite]}`, each with its `status` (active, expired, used-up, revoked) and the `line`
+/// an admin's listing prints, both the core's.
 #[rustler::nif(schedule = "DirtyIo")]
 fn invites<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>) -> NifResult<Term<'a>> {
-    reply(env, handle.hosting.invites(text(&domain)?), serialized)
+    reply(env, handle.hosting.invite_list(text(&domain)?), serialized)
 }
 
+/// `revoke_invite(H, Domain, Id)`, Id an integer or its digits in a binary; an id no invite can
+/// have (`1.5`, a bignum) is the core's invalid_argument, in words, not badarg.
 #[rustler::nif(schedule = "DirtyIo")]
-fn revoke_invite<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, id: i64) -> NifResult<Term<'a>> {
-    reply(env, handle.hosting.revoke_invite(text(&domain)?, id, &Creator::Admin), serialized)
+fn revoke_invite<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, id: Term<'a>) -> NifResult<Term<'a>> {
+    let id = match (id.decode::<i64>(), id.decode::<Binary<'a>>()) {
+        (Ok(id), _) => parse_invite_id(&id.to_string()),
+        (_, Ok(digits)) => parse_invite_id(text(&digits)?),
+        _ => parse_invite_id(&format!("{id:?}")),
+    };
+    let domain = text(&domain)?;
+    reply(env, id.and_then(|id| handle.hosting.revoke_invite(domain, id, &Creator::Admin)), serialized)
 }
 
 #[rustler::nif(schedule = "DirtyIo")]
 fn purge_invites(env: Env<'_>, handle: Handle) -> NifResult<Term<'_>> {
     reply(env, handle.hosting.purge_invites(), serialized)
+}
+
+/// `{ok, [#{id, domain, username}]}`: registrations whose outcome never came, for the node to
+/// check with ejabberd_auth:user_exists and answer with [`settle_stale_registrations`].
+#[rustler::nif(schedule = "DirtyIo")]
+fn stale_registrations(env: Env<'_>, handle: Handle, limit: u32) -> NifResult<Term<'_>> {
+    reply(env, handle.hosting.stale_registrations(limit as usize), serialized)
+}
+
+/// `settle_stale_registrations(H, [#{id => Id, account_exists => Bool}])` -> `{ok, Settled}`.
+#[rustler::nif(schedule = "DirtyIo")]
+fn settle_stale_registrations<'a>(env: Env<'a>, handle: Handle, outcomes: Term<'a>) -> NifResult<Term<'a>> {
+    let outcomes =
+        serde_json::from_value::<Vec<AccountOutcome>>(from_term(outcomes)?).map_err(|_| rustler::Error::BadArg)?;
+    reply(env, handle.hosting.settle_stale_registrations(&outcomes), serialized)
+}
+
+/// `ensure_hosted(H, Domain)` -> `{ok, #{domain, added, log}}`: a host that loads the invite
+/// module is hosted (the core's rule; the module logs `log` when the store had to be told).
+#[rustler::nif(schedule = "DirtyIo")]
+fn ensure_hosted<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>) -> NifResult<Term<'a>> {
+    reply(env, handle.hosting.ensure_hosted(text(&domain)?), serialized)
 }
 
 #[rustler::nif(schedule = "DirtyIo")]

@@ -222,8 +222,10 @@ register(#{server := Server, lang := Lang, ip := {Address, _}} = State, IQ, User
             ?INFO_MSG("xmpp_hosting_invites: registration of ~ts@~ts from ~ts refused: ~ts",
                       [User, Server, Ip, Why]),
             send(State, xmpp:make_error(IQ, xmpp_hosting_stanza:error(Type, Cond, Text, Lang)));
-        {ok, #{decision := <<"allowed">>, id := Ticket} = Ticket0} ->
-            Result = create(Ticket0, User, Server, Password, Address),
+        {ok, #{decision := <<"allowed">>, id := Ticket, username := Prepped} = Ticket0} ->
+            %% The account is created under the name the core checked: nodeprep'd, so that a
+            %% look-alike (admin + U+00AD) met the reserved and blocked names as it will exist.
+            Result = create(Ticket0, Prepped, Server, Password, Address),
             Finish = fun(H) -> xmpp_hosting_nif:finish_registration(H, Ticket, Result == ok) end,
             case with_store(Server, Finish) of
                 ok -> ok;
@@ -232,7 +234,7 @@ register(#{server := Server, lang := Lang, ip := {Address, _}} = State, IQ, User
             end,
             case Result of
                 ok ->
-                    subscribe_both(Ticket0, User, Server),
+                    subscribe_both(Ticket0, Prepped, Server),
                     send(State#{xmpp_hosting_token => undefined}, xmpp:make_iq_result(IQ));
                 {error, Why} ->
                     send(State, xmpp:make_error(IQ, registration_error(Why, Lang)))
@@ -361,10 +363,8 @@ format_error(Why) -> mod_register:format_error(Why).
 send(#{server := Server} = State, Reply) ->
     ejabberd_c2s:send(State, xmpp:set_from_to(Reply, jid:make(Server), undefined)).
 
-%% The client's address as the store counts it. A dual-stack listener shows IPv4 clients as
-%% ::ffff:a.b.c.d; the per-IP limits must count them as the a.b.c.d that Prosody and the CLI see.
-ip_text({0, 0, 0, 0, 0, 16#ffff, AB, CD}) ->
-    ip_text({AB bsr 8, AB band 255, CD bsr 8, CD band 255});
+%% The client's address; the core counts an IPv4-mapped IPv6 address (a dual-stack listener's
+%% ::ffff:a.b.c.d) as the IPv4 address, as Prosody and the CLI see it.
 ip_text(Address) ->
     list_to_binary(inet:ntoa(Address)).
 
@@ -374,16 +374,11 @@ with_store(Host, Fun) ->
         {error, _} = Err -> Err
     end.
 
-%% A host that loads this module is hosted: make sure the store knows it, with the default
-%% (invite-only) policy until an admin changes it.
+%% A host that loads this module is hosted (the core's rule, the same on Prosody): the store is
+%% told so, with the default (invite-only) policy until an admin changes it.
 ensure_hosted(Host) ->
-    with_store(Host,
-               fun(H) ->
-                       case xmpp_hosting_nif:domain(H, Host) of
-                           {ok, undefined} ->
-                               ?INFO_MSG("xmpp_hosting_invites: added ~ts to the store "
-                                         "(registration: invite only)", [Host]),
-                               xmpp_hosting_nif:add_domain(H, Host);
-                           Other -> Other
-                       end
-               end).
+    case with_store(Host, fun(H) -> xmpp_hosting_nif:ensure_hosted(H, Host) end) of
+        {ok, #{log := Log}} when is_binary(Log) -> ?INFO_MSG("xmpp_hosting_invites: ~ts", [Log]);
+        {ok, _} -> ok;
+        {error, Err} -> ?ERROR_MSG("xmpp_hosting_invites: cannot add ~ts to the store: ~p", [Host, Err])
+    end.

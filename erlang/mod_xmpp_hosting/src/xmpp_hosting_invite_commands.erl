@@ -67,7 +67,8 @@ spec() ->
                         args = [{domain, binary}],
                         args_example = [<<"customer.example">>],
                         result = {invites, {list, {invite, string}}},
-                        result_desc = "One line per invite: id, kind, uses left/total, expiry, creator"},
+                        result_desc = "One line per invite: id, kind, status, uses left/total, "
+                                      "expiry (ISO 8601 UTC), creator, then username, inviter, note"},
      #ejabberd_commands{name = xmpp_hosting_invite_revoke, tags = [xmpp_hosting],
                         desc = "Revoke an invite",
                         policy = admin,
@@ -100,25 +101,59 @@ list(Domain) ->
     call(fun(H) -> xmpp_hosting_nif:invites(H, Domain) end,
          fun(Invites) -> [line(I) || I <- Invites] end).
 
+%% The id goes to the core as digits: one too big for the store is refused in words there.
 revoke(Domain, Id) ->
-    call(fun(H) -> xmpp_hosting_nif:revoke_invite(H, Domain, Id) end,
-         fun(_) -> {ok, iolist_to_binary(io_lib:format("Revoked invite ~B", [Id]))} end).
+    call(fun(H) -> xmpp_hosting_nif:revoke_invite(H, Domain, integer_to_binary(Id)) end,
+         fun(#{id := Revoked}) -> {ok, iolist_to_binary(io_lib:format("Revoked invite ~B", [Revoked]))} end).
 
+%% Registrations that never finished are settled first by this node's account store (a use is
+%% never given back for an account that exists; other nodes' domains are left to them).
 purge() ->
-    call(fun(H) -> xmpp_hosting_nif:purge_invites(H) end,
-         fun(#{invites_removed := N}) -> {ok, iolist_to_binary(io_lib:format("Removed ~B invite(s)", [N]))} end).
+    call(fun(H) ->
+                 case settle_stale(H) of
+                     {ok, Settled} ->
+                         case xmpp_hosting_nif:purge_invites(H) of
+                             {ok, Report} -> {ok, Report#{settled => Settled}};
+                             Other -> Other
+                         end;
+                     Err -> Err
+                 end
+         end,
+         fun(#{invites_removed := N, settled := S, registrations_unsettled := U}) ->
+                 {ok, iolist_to_binary(
+                        [io_lib:format("Removed ~B invite(s)", [N]),
+                         [io_lib:format("; settled ~B registration(s) that never finished", [S]) || S > 0],
+                         [io_lib:format("; ~B registration(s) that never finished wait for their server", [U])
+                          || U > 0]])}
+         end).
 
 %%%===================================================================
 %%% Internal
 %%%===================================================================
 
-%% The core checks the spec (kinds, usernames, the inviter's domain, uses) and says what is wrong.
+settle_stale(H) ->
+    case xmpp_hosting_nif:stale_registrations(H, 100) of
+        {ok, Stale} ->
+            Hosts = ejabberd_option:hosts(),
+            Answers = [#{id => Id, account_exists => ejabberd_auth:user_exists(User, Domain)}
+                       || #{id := Id, domain := Domain, username := User} <- Stale, lists:member(Domain, Hosts)],
+            case Answers of
+                [] -> {ok, 0};
+                _ -> xmpp_hosting_nif:settle_stale_registrations(H, Answers)
+            end;
+        Err -> Err
+    end.
+
+%% The core checks the spec (kinds, usernames, the inviter's domain, uses, the expiry) and says
+%% what is wrong. Numbers go as digits, so that a 20-digit one is refused in words by the core
+%% rather than failing as a bignum in the NIF.
 new(Spec, ExpiresIn, Note) ->
     Expiry = case ExpiresIn of
                  0 -> default;
-                 _ -> ExpiresIn
+                 _ -> integer_to_binary(ExpiresIn)
              end,
-    Full = Spec#{expiry => Expiry, note => case Note of <<>> -> undefined; _ -> Note end},
+    Digits = maps:map(fun(uses, N) when is_integer(N) -> integer_to_binary(N); (_, V) -> V end, Spec),
+    Full = Digits#{expiry => Expiry, note => case Note of <<>> -> undefined; _ -> Note end},
     call(fun(H) -> xmpp_hosting_nif:create_invite(H, Full) end,
          fun(#{token := Token, uri := Uri, invite := #{id := Id}}) ->
                  {ok, iolist_to_binary(io_lib:format("Invite ~B token ~ts uri ~ts", [Id, Token, Uri]))}
@@ -127,11 +162,6 @@ new(Spec, ExpiresIn, Note) ->
 call(Call, Format) ->
     mod_xmpp_hosting:run_command(Call, Format).
 
-line(#{id := Id, kind := Kind, uses_left := Left, uses_total := Total,
-       expires_at := Expires, created_by := By, revoked_at := Revoked} = Invite) ->
-    Status = case Revoked of null -> <<"">>; _ -> <<" revoked">> end,
-    Expiry = case Expires of null -> <<"never">>; T -> integer_to_binary(T) end,
-    Note = case maps:get(note, Invite, null) of null -> <<"">>; N -> [<<", note: ">>, N] end,
-    For = case maps:get(username, Invite, null) of null -> <<"">>; U -> [<<" for ">>, U] end,
-    iolist_to_binary(io_lib:format("~B ~ts~ts ~B/~B left, expires ~ts, by ~ts~ts~ts",
-                                   [Id, Kind, For, Left, Total, Expiry, By, Status, Note])).
+%% The core's line: status (active, expired, used-up, revoked) by its clock, times in ISO 8601 UTC.
+line(#{line := Line}) ->
+    Line.

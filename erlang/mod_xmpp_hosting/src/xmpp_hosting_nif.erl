@@ -19,6 +19,7 @@
 -export([version/0, open/1, add_domain/2, domain/2, domains/1, remove_domain/2,
          set_domain_setting/4, checkpoint/1]).
 -export([claim_domain/3, claims/2, verify_domain/4, dns_test/3, recheck_due/3]).
+-export([stale_registrations/2, settle_stale_registrations/2, ensure_hosted/2]).
 -export([create_invite/2, check_invite/3, invites/2, revoke_invite/3, purge_invites/1,
          invite_audit/3, begin_registration/2, finish_registration/3,
          preauthorize_subscription/4]).
@@ -127,8 +128,21 @@ check_invite(_H, _Domain, _Token) -> not_loaded(?LINE).
 -spec invites(handle(), binary()) -> {ok, [map()]} | error().
 invites(_H, _Domain) -> not_loaded(?LINE).
 
--spec revoke_invite(handle(), binary(), integer()) -> {ok, map()} | error().
+%% Id: an integer or its digits in a binary (as an admin typed it).
+-spec revoke_invite(handle(), binary(), integer() | binary()) -> {ok, map()} | error().
 revoke_invite(_H, _Domain, _Id) -> not_loaded(?LINE).
+
+%% Registrations whose outcome never came: {ok, [#{id, domain, username}]}, at most Limit.
+-spec stale_registrations(handle(), non_neg_integer()) -> {ok, [map()]} | error().
+stale_registrations(_H, _Limit) -> not_loaded(?LINE).
+
+%% The node's word on them: [#{id => Id, account_exists => boolean()}] -> {ok, Settled}.
+-spec settle_stale_registrations(handle(), [map()]) -> {ok, non_neg_integer()} | error().
+settle_stale_registrations(_H, _Outcomes) -> not_loaded(?LINE).
+
+%% A host that loads mod_xmpp_hosting_invites is hosted: {ok, #{domain, added, log}}.
+-spec ensure_hosted(handle(), binary()) -> {ok, map()} | error().
+ensure_hosted(_H, _Domain) -> not_loaded(?LINE).
 
 -spec purge_invites(handle()) -> {ok, map()} | error().
 purge_invites(_H) -> not_loaded(?LINE).

@@ -8,6 +8,7 @@
 //! also be used by someone who already has an account: their subscription request carries the
 //! token and [`Hosting::preauthorize_subscription`] approves it for the inviter (XEP-0379).
 
+mod listing;
 mod policy;
 mod registration;
 mod subscription;
@@ -16,14 +17,15 @@ mod uri;
 
 use serde::{Deserialize, Serialize};
 
+pub use listing::{utc_iso8601, HostedDomain, ListedInvite};
 pub use policy::{normalize_username, Refusal, RegistrationPolicy, RegistrationSettings, DEFAULT_INVITE_TTL};
-pub use registration::{RegistrationDecision, RegistrationRequest, RegistrationTicket};
+pub use registration::{canonical_ip, RegistrationDecision, RegistrationRequest, RegistrationTicket};
 pub use subscription::{IgnoredToken, SubscriptionDecision};
 pub use token::MAX_TOKEN_LEN;
 pub use uri::{landing_url, register_uri, roster_uri};
 
 use crate::store::invites as sql;
-use crate::{DomainName, Error, Hosting, Result, Timestamp};
+use crate::{DomainName, Error, Hosting, Pending, Result, Timestamp};
 
 /// What redeeming an invite does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,44 +64,134 @@ impl std::str::FromStr for InviteKind {
 }
 
 /// When a new invite stops working. In data (JSON, Lua tables, Erlang maps): `"default"`,
-/// `"never"`, or a number of seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(untagged, into = "ExpiryRepr", try_from = "ExpiryRepr")]
+/// `"never"`, or a number of seconds (a number, or digits in a string, as command lines give it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(into = "ExpiryRepr")]
 pub enum Expiry {
     /// The domain's `invite_ttl` setting (7 days unless changed).
     #[default]
     Default,
     Never,
-    /// This many seconds from now.
+    /// This many seconds from now, from 1 to [`MAX_EXPIRES_IN`].
     After(u64),
 }
 
-#[derive(Serialize, Deserialize)]
+/// The longest an invite may be made to last, in seconds: ten years. Longer is a typo (a
+/// timestamp for a duration, milliseconds for seconds) that would leave a token valid for good;
+/// "never" says so on purpose.
+pub const MAX_EXPIRES_IN: u64 = 10 * 365 * 24 * 3600;
+
+#[derive(Serialize)]
 #[serde(untagged)]
 enum ExpiryRepr {
-    Word(String),
+    Word(&'static str),
     Seconds(u64),
 }
 
 impl From<Expiry> for ExpiryRepr {
     fn from(e: Expiry) -> Self {
         match e {
-            Expiry::Default => ExpiryRepr::Word("default".into()),
-            Expiry::Never => ExpiryRepr::Word("never".into()),
+            Expiry::Default => ExpiryRepr::Word("default"),
+            Expiry::Never => ExpiryRepr::Word("never"),
             Expiry::After(s) => ExpiryRepr::Seconds(s),
         }
     }
 }
 
-impl TryFrom<ExpiryRepr> for Expiry {
-    type Error = String;
-    fn try_from(r: ExpiryRepr) -> std::result::Result<Self, String> {
-        match r {
-            ExpiryRepr::Word(w) if w == "default" => Ok(Expiry::Default),
-            ExpiryRepr::Word(w) if w == "never" => Ok(Expiry::Never),
-            ExpiryRepr::Word(w) => Err(format!("expiry must be \"default\", \"never\" or seconds, not {w:?}")),
-            ExpiryRepr::Seconds(s) => Ok(Expiry::After(s)),
+impl Expiry {
+    /// Reads what an admin typed: seconds, `never` or `default`; refused in their words.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim() {
+            "default" => Ok(Expiry::Default),
+            "never" => Ok(Expiry::Never),
+            t => Self::seconds(t.parse::<i128>().ok(), &format!("{text:?}")),
         }
+    }
+
+    fn seconds(n: Option<i128>, shown: &dyn std::fmt::Display) -> Result<Self> {
+        match n {
+            Some(n) if n >= 1 && n <= MAX_EXPIRES_IN as i128 => Ok(Expiry::After(n as u64)),
+            _ => Err(Error::InvalidArgument(format!(
+                "an invite expires in a whole number of seconds from 1 to {MAX_EXPIRES_IN} (ten years), \
+                 or \"never\", not {shown}"
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Expiry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Expiry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"default\", \"never\" or a number of seconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Expiry, E> {
+                Expiry::parse(v).map_err(|e| E::custom(message(e)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Expiry, E> {
+                Expiry::seconds(Some(v.into()), &v).map_err(|e| E::custom(message(e)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Expiry, E> {
+                Expiry::seconds(Some(v.into()), &v).map_err(|e| E::custom(message(e)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<Expiry, E> {
+                let whole = (v.fract() == 0.0 && v.abs() < 1e18).then_some(v as i128);
+                Expiry::seconds(whole, &v).map_err(|e| E::custom(message(e)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The words of a core error without its "invalid argument: " prefix, for a serde error that the
+/// bindings wrap again.
+fn message(e: Error) -> String {
+    match e {
+        Error::InvalidArgument(m) => m,
+        other => other.to_string(),
+    }
+}
+
+/// Reads a count of uses: a number, or digits in a string; refused in the admin's words.
+fn parse_uses(n: Option<i128>, shown: &dyn std::fmt::Display) -> Result<u32> {
+    match n {
+        Some(n) if n >= 1 && n <= MAX_USES as i128 => Ok(n as u32),
+        _ => Err(Error::InvalidArgument(format!("uses is a whole number from 1 to {MAX_USES}, not {shown}"))),
+    }
+}
+
+fn deserialize_uses<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u32, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = u32;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a number of uses")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<u32, E> {
+            parse_uses(v.trim().parse().ok(), &format!("{v:?}")).map_err(|e| E::custom(message(e)))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<u32, E> {
+            parse_uses(Some(v.into()), &v).map_err(|e| E::custom(message(e)))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<u32, E> {
+            parse_uses(Some(v.into()), &v).map_err(|e| E::custom(message(e)))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<u32, E> {
+            let whole = (v.fract() == 0.0 && v.abs() < 1e18).then_some(v as i128);
+            parse_uses(whole, &v).map_err(|e| E::custom(message(e)))
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// Reads an invite id an admin typed (`12`); `1.5`, `-3` or a 20-digit number are refused in
+/// their words rather than failing a conversion inside a binding.
+pub fn parse_invite_id(text: &str) -> Result<i64> {
+    match text.trim().parse::<i64>() {
+        Ok(id) if id >= 1 => Ok(id),
+        _ => Err(Error::InvalidArgument(format!("an invite id is a whole number from 1 up, not {text:?}"))),
     }
 }
 
@@ -158,7 +250,7 @@ pub struct NewInvite {
     /// For `Roster`: the bare JID the new account is subscribed with; defaults to the creating user.
     pub inviter: Option<String>,
     /// How many accounts it creates (a group invite has more than one).
-    #[serde(default = "default_uses")]
+    #[serde(default = "default_uses", deserialize_with = "deserialize_uses")]
     pub uses: u32,
     #[serde(default)]
     pub expiry: Expiry,
@@ -175,7 +267,40 @@ fn default_uses() -> u32 {
     1
 }
 
+/// The options an admin gives `invite create` on a server's command line (prosodyctl), by the
+/// names they type.
+pub const INVITE_OPTIONS: [&str; 6] = ["--kind", "--uses", "--username", "--inviter", "--expires-in", "--note"];
+
 impl NewInvite {
+    /// An admin's invite from command-line options (`--uses 3 --expires-in never ...`), each
+    /// refused in the admin's words: an unknown option names the known ones, not the fields
+    /// of this struct.
+    pub fn from_options(domain: &str, args: &[String]) -> Result<Self> {
+        let mut new = NewInvite::account(domain);
+        let mut args = args.iter();
+        while let Some(option) = args.next() {
+            if !INVITE_OPTIONS.contains(&option.as_str()) {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown option {option:?}; invite create takes {}",
+                    INVITE_OPTIONS.join(", ")
+                )));
+            }
+            let value = args
+                .next()
+                .ok_or_else(|| Error::InvalidArgument(format!("the option {option} needs a value")))?
+                .clone();
+            match option.as_str() {
+                "--kind" => new.kind = value.parse()?,
+                "--uses" => new.uses = parse_uses(value.trim().parse().ok(), &format!("{value:?}"))?,
+                "--username" => new.username = Some(value),
+                "--inviter" => new.inviter = Some(value),
+                "--expires-in" => new.expiry = Expiry::parse(&value)?,
+                _ => new.note = Some(value),
+            }
+        }
+        Ok(new)
+    }
+
     /// A single-use account invite made by an admin, with the domain's default expiry.
     pub fn account(domain: impl Into<String>) -> Self {
         NewInvite {
@@ -304,17 +429,42 @@ pub(crate) fn audit_revoked(tx: &rusqlite::Connection, at: Timestamp, domain: &s
     audit(tx, at, domain, id, AuditAction::Revoked, None, Some(why))
 }
 
-/// What [`Hosting::purge_invites`] removed.
+/// What [`Hosting::purge_invites`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PurgeReport {
     /// Expired, used-up and revoked invites deleted (their audit trail stays).
     pub invites_removed: usize,
-    /// Registrations that never reported an outcome; their invite uses were given back.
-    pub stale_registrations_failed: usize,
+    /// Stale registrations still waiting for a server to say whether their account exists;
+    /// their invites keep their uses held (and are not purged) until then.
+    pub registrations_unsettled: usize,
 }
 
-/// How long a begun registration may go without an outcome before its use is given back.
+/// How long a begun registration may go without an outcome before it counts as stale, and a
+/// server is asked whether its account exists.
 pub const STALE_REGISTRATION_SECS: i64 = 600;
+
+/// Invites deleted per write transaction of a purge: each step holds the write lock for a few
+/// milliseconds, however many invites have piled up, so registrations interleave with a purge.
+pub const PURGE_STEP: usize = 500;
+
+/// A registration begun more than [`STALE_REGISTRATION_SECS`] ago whose outcome was never
+/// reported (the server died, or reporting it failed). Only the server can say whether the
+/// account exists: it answers with an [`AccountOutcome`] for each one it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaleRegistration {
+    pub id: i64,
+    pub domain: String,
+    /// As the server created it (nodeprep'd).
+    pub username: String,
+}
+
+/// A server's word on a [`StaleRegistration`]: whether its account exists now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountOutcome {
+    pub id: i64,
+    pub account_exists: bool,
+}
 
 /// Checks a bare JID of the form `user@domain` and returns it case-folded.
 fn bare_jid_on(jid: &str, domain: &DomainName) -> Result<String> {
@@ -383,8 +533,7 @@ impl Hosting {
         let expires_at = match new.expiry {
             Expiry::Default => settings.invite_ttl.map(|ttl| now.saturating_add(ttl.min(i64::MAX as u64) as i64)),
             Expiry::Never => None,
-            Expiry::After(0) => return Err(Error::InvalidArgument("an invite must live at least one second".into())),
-            Expiry::After(s) => Some(now.saturating_add(s.min(i64::MAX as u64) as i64)),
+            Expiry::After(s) => Some(now.saturating_add(Expiry::seconds(Some(s.into()), &s).map(|_| s as i64)?)),
         };
 
         let token = token::generate()?;
@@ -417,15 +566,22 @@ impl Hosting {
 
     /// The invite a token stands for, if it can be used now on `domain`; `None` for anything
     /// else (unknown, malformed, expired, used up, revoked, or another domain's), which clients
-    /// are told as one answer so a guesser learns nothing.
+    /// are told as one answer so a guesser learns nothing. A suspended domain's invites are not
+    /// usable either: the registration would be refused, so the token must not be called valid.
     pub fn check_invite(&self, domain: &str, token: &str) -> Result<Option<Invite>> {
-        let domain = DomainName::parse(domain)?;
+        let name = DomainName::parse(domain)?;
         if !token::is_well_formed(token) {
             return Ok(None);
         }
+        let Some(domain) = self.domain(name.as_str())? else { return Ok(None) };
         let now = self.now();
-        let invite = self.store().read(|c| sql::invite_by_hash(c, &domain, &token::hash(token)))?;
-        Ok(invite.filter(|i| i.status(now) == InviteStatus::Active))
+        self.store().read(|c| {
+            if crate::verification::is_suspended(c, &domain)? {
+                return Ok(None);
+            }
+            let invite = sql::invite_by_hash(c, &name, &token::hash(token))?;
+            Ok(invite.filter(|i| i.status(now) == InviteStatus::Active))
+        })
     }
 
     /// The invites of a domain, oldest first, active or not (until purged).
@@ -460,23 +616,82 @@ impl Hosting {
         })
     }
 
-    /// Deletes invites nobody can use any more and gives back the uses held by registrations
-    /// that never finished. Meant for the background worker; safe to run at any time.
-    pub fn purge_invites(&self) -> Result<PurgeReport> {
+    /// Registrations whose outcome never came, oldest first, at most `limit`: a server checks
+    /// each account in its own account store and hands the answers to
+    /// [`Hosting::settle_stale_registrations`].
+    /// A use is never given back on the store's guess: an account created by a server that then
+    /// failed to report it must not let its single-use invite register a second account.
+    pub fn stale_registrations(&self, limit: usize) -> Result<Vec<StaleRegistration>> {
+        let before = self.now() - STALE_REGISTRATION_SECS;
+        self.store().read(|c| sql::stale_registrations(c, before, limit))
+    }
+
+    /// Settles the stale registrations a server answered for (`outcomes`, from
+    /// [`Hosting::stale_registrations`], checked in its account store): a use is spent when the
+    /// account exists and given back when it does not. Returns how many were settled; one that
+    /// was settled meanwhile (a late report) or is not stale is left alone.
+    pub fn settle_stale_registrations(&self, outcomes: &[AccountOutcome]) -> Result<usize> {
+        if outcomes.is_empty() {
+            return Ok(0);
+        }
         let now = self.now();
         self.store().write(|tx| {
-            let mut report = PurgeReport::default();
-            for id in sql::stale_registrations(tx, now - STALE_REGISTRATION_SECS)? {
-                registration::settle(tx, id, false, now, "never finished")?;
-                report.stale_registrations_failed += 1;
+            let mut settled = 0;
+            for o in outcomes {
+                if sql::is_stale(tx, o.id, now - STALE_REGISTRATION_SECS)? {
+                    let why = if o.account_exists { "the server has the account" } else { "no such account" };
+                    registration::settle(tx, o.id, o.account_exists, now, why)?;
+                    settled += 1;
+                }
             }
-            for (id, domain) in sql::inactive_invite_ids(tx, now)? {
-                sql::delete_invite(tx, id)?;
-                audit(tx, now, &domain, id, AuditAction::Purged, None, None)?;
-                report.invites_removed += 1;
-            }
-            Ok(report)
+            Ok(settled)
         })
+    }
+
+    /// Deletes invites nobody can use any more, in steps of [`PURGE_STEP`] so that no
+    /// transaction holds the write lock for long. An invite held by a registration whose outcome
+    /// never came is kept, with its use held, until a server settles it (see
+    /// [`Hosting::stale_registrations`]). Safe to run at any time, from any process.
+    pub fn purge_invites(&self) -> Result<PurgeReport> {
+        let now = self.now();
+        let mut report = PurgeReport::default();
+        let mut after = 0;
+        loop {
+            let (removed, last) = self.purge_step(now, after, PURGE_STEP)?;
+            report.invites_removed += removed;
+            match last {
+                Some(last) if removed == PURGE_STEP => after = last,
+                _ => break,
+            }
+        }
+        report.registrations_unsettled =
+            self.store().read(|c| sql::count_stale_registrations(c, now - STALE_REGISTRATION_SECS))?;
+        Ok(report)
+    }
+
+    /// One bounded step of a purge: deletes at most `limit` unusable invites with ids above
+    /// `after`, in one transaction; returns how many, and the last id looked at.
+    fn purge_step(&self, now: Timestamp, after: i64, limit: usize) -> Result<(usize, Option<i64>)> {
+        self.store().write(|tx| {
+            let ids = sql::inactive_invite_ids(tx, now, after, limit)?;
+            for (id, domain) in &ids {
+                sql::delete_invite(tx, *id)?;
+                audit(tx, now, domain, *id, AuditAction::Purged, None, None)?;
+            }
+            Ok((ids.len(), ids.last().map(|(id, _)| *id)))
+        })
+    }
+
+    /// [`Hosting::purge_invites`] on the core's worker, for a server's timer or admin command:
+    /// a purge of thousands of invites must not stall Prosody's event loop or a scheduler.
+    pub fn start_purge_invites(&self) -> Result<Pending<Result<PurgeReport>>> {
+        let hosting = self.clone();
+        Pending::spawn(async move {
+            tokio::task::spawn_blocking(move || hosting.purge_invites())
+                .await
+                .map_err(|e| Error::Internal(format!("invite purge failed: {e}")))?
+        })
+        .map_err(|e| Error::Internal(format!("cannot start the worker: {e}")))
     }
 
     /// The newest `limit` lines of a domain's invite history.

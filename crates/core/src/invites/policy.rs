@@ -42,9 +42,10 @@ pub const DEFAULT_INVITE_TTL: u64 = 7 * 24 * 3600;
 #[serde(default)]
 pub struct RegistrationSettings {
     pub policy: RegistrationPolicy,
-    /// `open` only: minimum seconds between two registrations from one IP address.
+    /// `open` only: minimum seconds between two registrations from one IP address (0: no minimum).
     pub min_seconds_between_per_ip: Option<u64>,
-    /// `open` only: at most this many registrations from one IP address in 24 hours.
+    /// `open` only: at most this many registrations from one IP address in 24 hours (0: no limit;
+    /// a domain that takes no registrations at all is `closed`).
     pub max_per_ip_per_day: Option<u32>,
     /// Usernames nobody may take by registering (admin, postmaster...), compared case-insensitively.
     pub reserved_usernames: Vec<String>,
@@ -74,13 +75,20 @@ impl Default for RegistrationSettings {
 }
 
 impl RegistrationSettings {
+    /// Compared in nodeprep'd form on both sides: an admin's `Admin` and a client's `admin` +
+    /// U+00AD (which the server creates as `admin`) are the same name.
     pub(crate) fn is_reserved(&self, username: &str) -> bool {
-        self.reserved_usernames.iter().any(|u| u.eq_ignore_ascii_case(username))
+        listed(&self.reserved_usernames, username)
     }
 
     pub(crate) fn is_blocked(&self, username: &str) -> bool {
-        self.blocked_usernames.iter().any(|u| u.eq_ignore_ascii_case(username))
+        listed(&self.blocked_usernames, username)
     }
+}
+
+/// Whether `username` (already normalised) is on `list`, whose entries an admin typed as they liked.
+fn listed(list: &[String], username: &str) -> bool {
+    list.iter().any(|u| normalize_username(u).is_some_and(|u| u == username))
 }
 
 /// Why a registration is refused. Serialises with everything a server needs to answer:
@@ -180,15 +188,23 @@ impl Serialize for Refusal {
 /// The longest localpart RFC 7622 allows, in bytes.
 pub const MAX_USERNAME_LEN: usize = 1023;
 
-/// Normalises a username for comparison and storage: XMPP localparts are case-insensitive.
-/// Returns `None` for names no server would create.
+/// Normalises a username to the form the servers create the account under: nodeprep (RFC 3920
+/// Appendix A), what Prosody 0.12 (`util.encodings.stringprep.nodeprep`) and ejabberd
+/// (`jid:nodeprep`) apply. Comparing anything less lets look-alikes through: ejabberd hands the
+/// raw name over, and `admin` + U+00AD (soft hyphen) or `ro` + U+200B + `ot` become `admin` and
+/// `root` only when the account is created, after a reserved or blocked check on the raw form
+/// had passed. Returns `None` for names nodeprep refuses (spaces, `@`, `/`, controls, unassigned
+/// code points...) or longer than a localpart may be.
 pub fn normalize_username(username: &str) -> Option<String> {
-    let u = username.trim();
-    let forbidden = |c: char| c.is_whitespace() || c.is_control() || "\"&'/:<>@".contains(c);
-    if u.is_empty() || u.len() > MAX_USERNAME_LEN || u.chars().any(forbidden) {
+    // Mapping can only shrink or grow a name a few times over; no need to prep a megabyte.
+    if username.is_empty() || username.len() > 4 * MAX_USERNAME_LEN {
         return None;
     }
-    Some(u.to_lowercase())
+    let prepped = stringprep::nodeprep(username).ok()?;
+    if prepped.is_empty() || prepped.len() > MAX_USERNAME_LEN {
+        return None;
+    }
+    Some(prepped.into_owned())
 }
 
 #[cfg(test)]
@@ -202,6 +218,34 @@ mod tests {
         assert_eq!(normalize_username("a b"), None);
         assert_eq!(normalize_username("a@b"), None);
         assert_eq!(normalize_username(&"x".repeat(2000)), None);
+        assert_eq!(normalize_username(" alice"), None);
+    }
+
+    #[test]
+    fn usernames_are_nodeprepped_as_the_servers_create_them() {
+        // Look-alikes that ejabberd registered as admin, root and carol (issue 11.3).
+        assert_eq!(normalize_username("admin\u{00AD}").as_deref(), Some("admin"));
+        assert_eq!(normalize_username("ro\u{200B}ot").as_deref(), Some("root"));
+        assert_eq!(normalize_username("Carol\u{00AD}").as_deref(), Some("carol"));
+        // NFKC and case folding beyond ASCII.
+        assert_eq!(normalize_username("ＡＤＭＩＮ").as_deref(), Some("admin"));
+        assert_eq!(normalize_username("Straße").as_deref(), Some("strasse"));
+        // What nodeprep refuses: non-ASCII spaces, private use, a name only of ignorable characters.
+        assert_eq!(normalize_username("a\u{00A0}b"), None);
+        assert_eq!(normalize_username("\u{E000}x"), None);
+        assert_eq!(normalize_username("\u{00AD}"), None);
+    }
+
+    #[test]
+    fn reserved_and_blocked_lists_match_look_alikes() {
+        let s = RegistrationSettings {
+            reserved_usernames: vec!["Admin".into()],
+            blocked_usernames: vec!["root".into()],
+            ..Default::default()
+        };
+        assert!(s.is_reserved(&normalize_username("admin\u{00AD}").unwrap()));
+        assert!(s.is_blocked(&normalize_username("ro\u{200B}ot").unwrap()));
+        assert!(!s.is_blocked("rooty"));
     }
 
     #[test]

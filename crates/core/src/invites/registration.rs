@@ -62,7 +62,8 @@ impl Hosting {
         if settings.is_blocked(&username) {
             return refuse(Refusal::UsernameBlocked);
         }
-        let ip = req.ip.filter(|ip| !ip.is_empty());
+        let ip = req.ip.filter(|ip| !ip.is_empty()).map(canonical_ip);
+        let ip = ip.as_deref();
         let now = self.now();
 
         self.store().write(|tx| {
@@ -141,7 +142,23 @@ pub(super) fn settle(tx: &Connection, id: i64, created: bool, now: Timestamp, wh
     }
 }
 
-/// The per-IP abuse limits of `open` registration.
+/// An address as the per-IP limits count it. A dual-stack listener shows an IPv4 client as
+/// `::ffff:a.b.c.d` (ejabberd does; Prosody and the CLI see `a.b.c.d`): both are one client, so
+/// the mapped form counts as the IPv4 address, and every address is written one way (`::1`, not
+/// `0:0:0:0:0:0:0:1`). Text that is not an address is counted as given.
+pub fn canonical_ip(ip: &str) -> String {
+    match ip.trim().parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        Ok(v4) => v4.to_string(),
+        Err(_) => ip.to_string(),
+    }
+}
+
+/// The per-IP abuse limits of `open` registration. A limit of 0 is no limit, as an unset one:
+/// "at most 0 a day" would close registration, which `closed` says plainly.
 fn ip_limits(
     tx: &Connection,
     domain: &DomainName,
@@ -149,20 +166,24 @@ fn ip_limits(
     ip: &str,
     now: Timestamp,
 ) -> Result<Option<Refusal>> {
-    if settings.min_seconds_between_per_ip.is_none() && settings.max_per_ip_per_day.is_none() {
+    let min_between = settings.min_seconds_between_per_ip.filter(|&s| s > 0);
+    let max_per_day = settings.max_per_ip_per_day.filter(|&n| n > 0);
+    if min_between.is_none() && max_per_day.is_none() {
         return Ok(None);
     }
     let recent = sql::registrations_from_ip(tx, domain, ip, now - DAY)?;
-    if let (Some(min), Some(&last)) = (settings.min_seconds_between_per_ip, recent.last()) {
+    if let (Some(min), Some(&last)) = (min_between, recent.last()) {
         let min = min.min(DAY as u64) as i64;
         if now - last < min {
             return Ok(Some(Refusal::TooSoon { retry_at: last + min }));
         }
     }
-    if let Some(max) = settings.max_per_ip_per_day {
-        if recent.len() >= max as usize {
-            // Room frees up when the oldest registration that still counts leaves the window.
-            let oldest_counting = recent[recent.len() - max as usize];
+    if let Some(max) = max_per_day {
+        let max = max as usize;
+        if recent.len() >= max {
+            // Room frees up when the oldest registration that still counts leaves the window
+            // (max >= 1 here, so the index is inside `recent`).
+            let oldest_counting = recent[recent.len() - max];
             return Ok(Some(Refusal::TooMany { retry_at: oldest_counting + DAY }));
         }
     }

@@ -149,15 +149,26 @@ pub(crate) fn username_held_by_invite(
     )?)
 }
 
-/// Invites no one can use any more: expired, revoked or used up (and not held by a registration
-/// still in progress, which could give its use back).
-pub(crate) fn inactive_invite_ids(c: &Connection, now: Timestamp) -> Result<Vec<(i64, String)>> {
-    let mut stmt = c.prepare(
+/// At most `limit` invites with ids above `after` that no one can use any more: expired,
+/// revoked or used up (and not held by a registration still in progress, which could give its
+/// use back), in id order so that a purge walks the table once. The pending check uses
+/// `registrations_by_invite` (migration 0006); without it each invite scanned every registration.
+pub(crate) fn inactive_invite_ids(
+    c: &Connection,
+    now: Timestamp,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<(i64, String)>> {
+    let mut stmt = c.prepare_cached(
         "SELECT id, domain FROM invites i
-         WHERE (revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ?1) OR uses_left = 0)
-           AND NOT EXISTS (SELECT 1 FROM registrations r WHERE r.invite_id = i.id AND r.state = 'pending')",
+         WHERE id > ?2
+           AND (revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ?1) OR uses_left = 0)
+           AND NOT EXISTS (SELECT 1 FROM registrations r WHERE r.invite_id = i.id AND r.state = 'pending')
+         ORDER BY id LIMIT ?3",
     )?;
-    let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = stmt
+        .query_map(params![now, after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
@@ -200,11 +211,40 @@ pub(crate) fn finish_registration(c: &Connection, id: i64, created: bool, now: T
     Ok(())
 }
 
-/// Registrations started before `before` that never reported an outcome (the server died).
-pub(crate) fn stale_registrations(c: &Connection, before: Timestamp) -> Result<Vec<i64>> {
-    let mut stmt = c.prepare("SELECT id FROM registrations WHERE state = 'pending' AND started_at < ?1")?;
-    let rows = stmt.query_map([before], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+/// Registrations started before `before` that never reported an outcome (the server died, or
+/// reporting failed), oldest first, at most `limit`.
+pub(crate) fn stale_registrations(
+    c: &Connection,
+    before: Timestamp,
+    limit: usize,
+) -> Result<Vec<crate::invites::StaleRegistration>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, domain, username FROM registrations WHERE state = 'pending' AND started_at < ?1
+         ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![before, limit as i64], |r| {
+            Ok(crate::invites::StaleRegistration { id: r.get(0)?, domain: r.get(1)?, username: r.get(2)? })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
+}
+
+/// Whether registration `id` is still pending and was started before `before`.
+pub(crate) fn is_stale(c: &Connection, id: i64, before: Timestamp) -> Result<bool> {
+    Ok(c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM registrations WHERE id = ?1 AND state = 'pending' AND started_at < ?2)",
+        params![id, before],
+        |r| r.get(0),
+    )?)
+}
+
+pub(crate) fn count_stale_registrations(c: &Connection, before: Timestamp) -> Result<usize> {
+    let n: i64 =
+        c.query_row("SELECT count(*) FROM registrations WHERE state = 'pending' AND started_at < ?1", [before], |r| {
+            r.get(0)
+        })?;
+    Ok(n as usize)
 }
 
 /// Start times of the registrations without an invite from `ip` on `domain` after `since`,

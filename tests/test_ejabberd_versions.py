@@ -5,8 +5,11 @@ start, and refuses to start on a version it was not built and tested for (suppor
 Runs on the session's ejabberd (XH_SERVERS); scripts/test runs it on both generations.
 """
 
+import time
+
 import pytest
 
+from harness import client
 from harness.ejabberd import Ejabberd
 
 HOST = "versions.example"
@@ -31,3 +34,18 @@ def test_an_unsupported_ejabberd_version_is_refused_with_a_clear_log_line(tmp_pa
     assert f"xmpp_hosting {HOST}: xmpp-hosting supports ejabberd 23.01 to 24.12; this is ejabberd {vsn}: not loading" in log
     assert f"xmpp_hosting {HOST}: store " not in log  # refused before it opened anything
     assert node.stray_processes() == []
+
+
+def test_harness_logins_authenticate_at_the_first_attempt(tmp_path):
+    """The test client speaks PLAIN over plain TCP on every version (harness.client._plain): a
+    SCRAM attempt there sends the gs2 flag "y", which 24.12's xmpp library refuses as a channel
+    binding downgrade before PLAIN succeeds, a failed login in the log for every test login."""
+    with Ejabberd(tmp_path / "node", host=HOST, install="none") as node:
+        node.register("alice", "pw-123456")
+        assert client.login(node.c2s_port, f"alice@{HOST}", "pw-123456")
+        deadline = time.monotonic() + 10  # the logger writes a moment later
+        while f"Accepted c2s PLAIN authentication for alice@{HOST}" not in node.log_file.read_text():
+            assert time.monotonic() < deadline, node.logs_tail()
+            time.sleep(0.1)
+        log = node.log_file.read_text()
+        assert "Failed c2s" not in log and "channel binding" not in log

@@ -27,6 +27,11 @@ STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 def _plain(client: slixmpp.ClientXMPP):
     client.plugin["feature_mechanisms"].unencrypted_plain = True
+    # PLAIN only: the servers offer no TLS here, and slixmpp's SCRAM over plain TCP sends the gs2
+    # flag "y" (client supports channel binding, server seems not to), which ejabberd 24.12's xmpp
+    # library (1.9) refuses as a downgrade ("Invalid channel binding") before a fallback to PLAIN.
+    # slixmpp 1.17 already leaves SCRAM out without TLS; this keeps any slixmpp to PLAIN.
+    client.plugin["feature_mechanisms"].use_mechs = {"PLAIN"}
     client.enable_starttls = False
     client.enable_direct_tls = False
     client.enable_plaintext = True

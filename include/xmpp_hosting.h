@@ -54,6 +54,10 @@ typedef enum {
 // used from several threads; calls on it are serialised.
 typedef struct xh_hosting xh_hosting;
 
+// One process's housekeeping: the schedule and when each step last ran. Opaque to C: created by
+// [`xh_housekeeping_new`], freed by [`xh_housekeeping_free`]; it keeps the store open on its own.
+typedef struct xh_housekeeping xh_housekeeping;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -127,6 +131,50 @@ xh_status xh_open(const char *path, xh_hosting **out);
 // `h` is NULL or a handle from [`xh_open`] that has not been closed.
 void xh_close(xh_hosting *h);
 
+// Makes the housekeeping of this process. `overrides_json` (NULL for the core's schedule) is an
+// object of seconds by step, e.g. `{"domain_recheck": 60, "upload_upkeep": 30}`, and may set
+// `recheck_batch`.
+//
+// # Safety
+// `h` is a live handle; `overrides_json` NULL or a NUL-terminated string; `out` points to
+// storage for one pointer.
+xh_status xh_housekeeping_new(xh_hosting *h, const char *overrides_json, xh_housekeeping **out);
+
+// Frees a housekeeping object. NULL is ignored.
+//
+// # Safety
+// `hk` is NULL or an object from [`xh_housekeeping_new`] that has not been freed.
+void xh_housekeeping_free(xh_housekeeping *hk);
+
+// Writes the registrations that never finished, `[{"id", "domain", "username"}]`, listed only
+// when the invite purge is due: answer each from your account store in
+// [`xh_housekeeping_run`]'s `answers_json`.
+//
+// # Safety
+// `hk` is a live object; `out_json` NULL or writable.
+xh_status xh_housekeeping_stale_registrations(xh_housekeeping *hk, char **out_json);
+
+// Runs the steps due now (blocking) and writes the finished report: `ran`, each step's figures,
+// `failures`, `log` (`[{"level": "info"|"warn", "text"}]`), `notices` (`[{"to": "admins",
+// "event", "domain", "account", "text"}]`) and `next_in` (seconds until the next call).
+// `upload_roots_json` is a JSON array of the directories uploads live in, `answers_json` a JSON
+// array of `{"id", "account_exists"}`; either may be NULL for none. A failing step is in the
+// report, not the status: the others still ran.
+//
+// # Safety
+// `hk` is a live object; the JSON arguments NULL or NUL-terminated strings; `out_json` NULL or
+// writable.
+xh_status xh_housekeeping_run(xh_housekeeping *hk,
+                              const char *upload_roots_json,
+                              const char *answers_json,
+                              char **out_json);
+
+// Writes the seconds until the next step is due (0: one is due now).
+//
+// # Safety
+// `hk` is a live object; `out_seconds` points to writable storage.
+xh_status xh_housekeeping_next_in(xh_housekeeping *hk, uint64_t *out_seconds);
+
 // Creates an invite from JSON (`{"domain": "example.org", "uses": 3, "expiry": 86400}`; only
 // `domain` is required) and writes `{token, uri, landing_url, invite}`. The token is shown only
 // here.
@@ -141,7 +189,8 @@ xh_status xh_invite_create(xh_hosting *h, const char *new_invite_json, char **ou
 // `h` is a live handle; `domain`, `token` NUL-terminated strings; `out_json` NULL or writable.
 xh_status xh_invite_check(xh_hosting *h, const char *domain, const char *token, char **out_json);
 
-// Writes a domain's invites (active or not, until purged) as a JSON array.
+// Writes a domain's invites (active or not, until purged) as a JSON array; each has its
+// `status` (active, expired, used-up, revoked) and the `line` an admin's listing prints.
 //
 // # Safety
 // `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
@@ -153,8 +202,9 @@ xh_status xh_invite_list(xh_hosting *h, const char *domain, char **out_json);
 // `h` is a live handle; `domain` a NUL-terminated string.
 xh_status xh_invite_revoke(xh_hosting *h, const char *domain, int64_t id);
 
-// Deletes unusable invites and gives back uses held by registrations that never finished;
-// writes `{invites_removed, stale_registrations_failed}`.
+// Deletes unusable invites (in short steps, each its own transaction); writes
+// `{invites_removed, registrations_unsettled}`. Registrations that never finished keep their
+// invite's use until a server that knows the account store settles them.
 //
 // # Safety
 // `h` is a live handle; `out_json` NULL or writable.

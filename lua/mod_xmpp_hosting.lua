@@ -16,10 +16,11 @@
 --   prosodyctl shell:  xmpp_hosting:domain_add("example.org")  (domain_list, domain_show, domain_remove,
 --                      invite_create(domain, {uses = 3}), invite_list(domain), invite_revoke(domain, id))
 --
--- In the server it also purges unusable invites once an hour, re-checks customers' verified
--- domains (logging a warning and firing xmpp-hosting/domain-lost when a record is gone), and
--- checkpoints the store's write-ahead log every few seconds (xmpp_hosting_checkpoint_interval).
--- DNS work runs on the core's worker thread; the loop only watches for its result.
+-- In the server it also runs the core's housekeeping pass from one timer: checkpoints of the
+-- store's write-ahead log, re-checks of customers' verified domains (the admins get the core's
+-- notice, and xmpp-hosting/domain-lost or -suspended fires, when a record is gone), the purge of
+-- unusable invites and the upkeep of the upload ledger. The core's worker does the work; the
+-- loop only watches for the report and delivers it.
 --
 -- The rules live in the Rust core (require "xmpp_hosting"); this file only wires them into
 -- Prosody. Other xmpp-hosting modules get the open store with module:depends("xmpp_hosting").
@@ -41,6 +42,7 @@ local async = require "util.async";
 local server = require "net.server";
 local st = require "util.stanza";
 local jid_split = require "util.jid".split;
+local usermanager = require "core.usermanager";
 
 local database_path = module:get_option_path("xmpp_hosting_database", "xmpp_hosting.sqlite", "data");
 -- Seconds a store call on the server's event loop may wait for another process's write lock (the
@@ -91,61 +93,113 @@ function call_off_loop(store, method, ...) -- luacheck: ignore 131 (exported to 
 	return store[method](store, ...);
 end
 
-local purge_interval = module:get_option_number("xmpp_hosting_purge_interval", 3600);
--- Seconds between re-checks of customers' verified domains (each is checked when due).
-local recheck_interval = module:get_option_number("xmpp_hosting_recheck_interval", 600);
--- Seconds between checkpoints of the store's write-ahead log: done here, on a timer, so that no
--- request (a registration, an upload slot) pays for it.
-local checkpoint_interval = module:get_option_number("xmpp_hosting_checkpoint_interval", 5);
+-- Housekeeping: ONE timer runs the core's housekeeping pass (store checkpoint, re-checks of
+-- customers' domains, invite purge, upload-ledger upkeep). The core decides what is due, runs it
+-- on its worker and hands back a finished report: log lines, notices for the admins, and when to
+-- come back. This file only delivers it. The options below change the core's schedule (seconds);
+-- unset, the core's defaults apply.
+local schedule_options = {
+	checkpoint = "xmpp_hosting_checkpoint_interval",
+	domain_recheck = "xmpp_hosting_recheck_interval",
+	invite_purge = "xmpp_hosting_purge_interval",
+	upload_upkeep = "xmpp_hosting_upload_sweep_interval",
+};
+
+-- Upload directories the pass sweeps for deleted files, registered by mod_xmpp_hosting_uploads
+-- on each upload component (root -> that component's xmpp_hosting_upload_sweep_interval or false).
+local upload_roots = {};
+local housekeeping, housekeeping_stopped;
+
+function add_upload_root(root, sweep_interval) -- luacheck: ignore 131 (exported to dependent modules)
+	upload_roots[root] = sweep_interval or false;
+	housekeeping = nil; -- made again with the new schedule at the next pass
+end
+
+function remove_upload_root(root) -- luacheck: ignore 131 (exported to dependent modules)
+	upload_roots[root] = nil;
+	housekeeping = nil;
+end
+
+local function get_housekeeping(s)
+	if housekeeping then return housekeeping; end
+	local overrides = {};
+	for step, option in pairs(schedule_options) do overrides[step] = module:get_option_number(option); end
+	-- A component's own sweep interval applies when the global option is unset.
+	for _, interval in pairs(upload_roots) do
+		if interval and not module:get_option_number(schedule_options.upload_upkeep) then
+			overrides.upload_upkeep = math.min(overrides.upload_upkeep or interval, interval);
+		end
+	end
+	local err;
+	housekeeping, err = s:housekeeping(overrides);
+	if not housekeeping then module:log("error", "Housekeeping cannot start: %s", err); end
+	return housekeeping;
+end
+
+-- Sends a notice of the report to the people the core named: `admins` (the global option), each
+-- from their own host (this module is global and has no host to send from).
+local function deliver(notice)
+	if notice.to == "admins" then
+		for _, admin in ipairs(server_lib.admin_jids(server_api)) do
+			local _, host = jid_split(admin);
+			module:context(host):send(st.message({ to = admin, from = host, type = "chat" }):text_tag("body", notice.text));
+		end
+	end
+	module:fire_event("xmpp-hosting/" .. notice.event, { notice = notice });
+end
+
+-- Registrations that never finished, answered from Prosody's own account store (only for the
+-- hosts this server serves: another server's accounts are not ours to vouch for).
+local function account_answers(hk)
+	local stale, err = hk:stale_registrations();
+	if not stale then
+		module:log("warn", "Cannot list unfinished registrations: %s", err);
+		return {};
+	end
+	local answers = {};
+	for _, r in ipairs(stale) do
+		if prosody.hosts[r.domain] and prosody.hosts[r.domain].users then
+			answers[#answers + 1] = { id = r.id, account_exists = usermanager.user_exists(r.username, r.domain) };
+		end
+	end
+	return answers;
+end
+
+-- One pass; the next is scheduled when its report is in, so passes never overlap.
+local function housekeep()
+	if housekeeping_stopped then return; end
+	local s = get_store();
+	local hk = s and get_housekeeping(s);
+	if not hk then return 60; end
+	local roots = {};
+	for root in pairs(upload_roots) do roots[#roots + 1] = root; end
+	local pending, err = hk:run(roots, account_answers(hk));
+	if not pending then
+		module:log("warn", "Housekeeping failed to start: %s", err);
+		return 60;
+	end
+	local watch;
+	watch = server.watchfd(pending:getfd(), function()
+		if not (watch and pending:ready()) then return; end
+		watch:close();
+		watch = nil;
+		local report, report_err = pending:result();
+		if report then
+			for _, line in ipairs(report.log) do module:log(line.level, "%s", line.text); end
+			for _, notice in ipairs(report.notices) do deliver(notice); end
+		else
+			module:log("warn", "Housekeeping failed: %s", report_err);
+		end
+		if not housekeeping_stopped then module:add_timer(report and report.next_in or 60, housekeep); end
+	end);
+end
 
 function module.load()
 	if prosody.process_type ~= "prosody" then return; end
 	-- Open at start in the server so a broken store shows in the log right away.
 	get_store();
-	module:add_timer(purge_interval, function()
-		local s = get_store();
-		local report, err = s and s:purge_invites();
-		if report then
-			module:log("debug", "Purged %d invite(s), %d stale registration(s)", report.invites_removed, report.stale_registrations_failed);
-		else
-			module:log("warn", "Invite purge failed: %s", tostring(err));
-		end
-		return purge_interval;
-	end);
-	module:add_timer(recheck_interval, function()
-		local s = get_store();
-		local pending = s and s:recheck_due(1000);
-		if pending then
-			-- The timer must not wait: a runner picks the result up when the worker is done.
-			async.runner(function()
-				local claims, err = await(pending);
-				if not claims then
-					module:log("warn", "Domain re-verification failed: %s", tostring(err));
-					return;
-				end
-				for _, c in ipairs(claims) do
-					if c.state == "lost" or c.state == "suspended" then
-						local text = ("Domain %s of %s is %s: its verification record is gone%s"):format(c.domain,
-							c.account, c.state, c.state == "lost" and " (grace period running)" or "");
-						module:log("warn", "%s", text);
-						-- Tell the admins (the global `admins` option), from their own host.
-						for _, admin in ipairs(server_lib.admin_jids(server_api)) do
-							local _, host = jid_split(admin);
-							module:context(host):send(st.message({ to = admin, from = host, type = "chat" }):text_tag("body", text));
-						end
-						module:fire_event("xmpp-hosting/domain-" .. c.state, { claim = c });
-					end
-				end
-			end):run(true);
-		end
-		return recheck_interval;
-	end);
-	module:add_timer(checkpoint_interval, function()
-		local s = get_store();
-		local ok, err = s and s:checkpoint();
-		if s and not ok then module:log("warn", "Store checkpoint failed: %s", tostring(err)); end
-		return checkpoint_interval;
-	end);
+	-- The first pass waits a moment, for the hosts and upload components to load.
+	module:add_timer(1, housekeep);
 end
 
 -- An account removed inside the server (in-band by its user, in the admin shell, by an ad-hoc
@@ -220,43 +274,28 @@ function domain_commands.claim(s, name, account)
 	if not account then return false, "Usage: domain claim NAME ACCOUNT"; end
 	local c, err = s:claim_domain(name, account);
 	if not c then return false, err; end
-	local i = c.instructions;
-	local lines = {
-		("%s claimed for %s (%s). Create one of these records, then run `domain verify`:"):format(c.claim.domain, account, c.claim.state),
-		("  %s  TXT    \"%s\""):format(i.name, i.txt),
-	};
-	if i.cname then lines[#lines + 1] = ("  %s  CNAME  %s."):format(i.name, i.cname); end
-	return true, table.concat(lines, "\n");
+	return true, c.text;
 end
 
 function domain_commands.verify(s, name, account)
 	if not account then return false, "Usage: domain verify NAME ACCOUNT"; end
 	local c, err = await(s:verify_domain(name, account));
 	if not c then return false, err; end
-	return true, ("%s for %s: %s%s"):format(c.domain, c.account, c.state,
-		c.last_error and (" (DNS: " .. c.last_error .. ")") or "");
+	return true, c.text;
 end
 
--- Checks every claim now (bounded concurrency on the core's worker) and sums up the states.
+-- Checks every claim now (bounded concurrency on the core's worker); the core sums up the states.
 function domain_commands.verify_all(s)
 	local summary, verify_err = await(s:verify_all_claims());
 	if not summary then return false, verify_err; end
-	local parts = {};
-	for state, n in pairs(summary.states) do parts[#parts + 1] = ("%d %s"):format(n, state); end
-	table.sort(parts);
-	local text = ("%d claim(s) checked: %s"):format(summary.checked, table.concat(parts, ", "));
-	if #summary.not_verified > 0 then text = text .. "\nNot verified: " .. table.concat(summary.not_verified, " "); end
-	return true, text;
+	return true, summary.text;
 end
 
 function domain_commands.claims(s, name)
 	local list, err = s:claims(name);
 	if not list then return false, err; end
 	local lines = {};
-	for _, c in ipairs(list) do
-		lines[#lines + 1] = ("%s  %s  %s%s"):format(c.domain, c.account, c.state,
-			c.last_error and ("  (DNS: " .. c.last_error .. ")") or "");
-	end
+	for _, c in ipairs(list) do lines[#lines + 1] = c.text; end
 	lines[#lines + 1] = ("%d claim(s)"):format(#list);
 	return true, table.concat(lines, "\n");
 end
@@ -275,15 +314,11 @@ function dns_commands.check(s, name)
 	return true, table.concat(lines, "\n");
 end
 
--- The DNS tester for every claimed domain, summed up.
+-- The DNS tester for every claimed domain, summed up by the core.
 function dns_commands.check_all(s)
 	local summary, test_err = await(s:dns_test_all_claims());
 	if not summary then return false, test_err; end
-	local text = ("%d domain(s) tested: %d with every record right"):format(summary.tested, summary.all_ok);
-	if #summary.with_problems > 0 then
-		text = text .. "\nWith problems (see `dns check NAME`): " .. table.concat(summary.with_problems, " ");
-	end
-	return true, text;
+	return true, summary.text;
 end
 
 local function format_time(t)
@@ -363,17 +398,9 @@ end
 -- Recounts storage from the files and open slots the ledger holds (on the core's worker: seconds
 -- for a million files); --repair corrects the running totals that differ.
 function quota_commands.audit(s, repair)
-	local drifts, err = await(s:start_upload_audit(repair == "--repair"));
-	if not drifts then return false, err; end
-	if #drifts == 0 then return true, "The running totals match the files and slots"; end
-	local lines = {};
-	for _, d in ipairs(drifts) do
-		local scope = d.scope == "user" and (d.username .. "@" .. d.domain) or d.scope == "domain" and d.domain or "(all domains)";
-		lines[#lines + 1] = ("%s: stored %d -> %d, reserved %d -> %d"):format(scope, d.stored, d.counted_stored,
-			d.reserved, d.counted_reserved);
-	end
-	lines[#lines + 1] = repair == "--repair" and "Repaired" or "Not repaired (use --repair)";
-	return true, table.concat(lines, "\n");
+	local audit, err = await(s:start_upload_audit(repair == "--repair"));
+	if not audit then return false, err; end
+	return true, audit.text;
 end
 
 local groups = {
@@ -472,5 +499,6 @@ for group_name, group in pairs(groups) do
 end
 
 function module.unload()
+	housekeeping_stopped = true;
 	shell_env.xmpp_hosting = nil;
 end

@@ -36,7 +36,7 @@ def test_claim_verify_list_and_dns_check_with_ejabberdctl(ej, tmp_path):
         point_store_at(ej.database, knot.nameserver)
         r = ej.ctl("xmpp_hosting_domain_verify", ZONE, "alice")
         assert r.stdout.strip() == f"{ZONE} for alice: verified", r.stdout + r.stderr
-        assert f"{ZONE} alice verified" in ej.ctl("xmpp_hosting_domain_claims").stdout
+        assert f"{ZONE} for alice: verified" in ej.ctl("xmpp_hosting_domain_claims").stdout
         rows = ej.ctl("xmpp_hosting_dns_check", ZONE).stdout.splitlines()
         assert f"_xmpp-client._tcp.{ZONE} SRV ok expected 1 1 5222 xmpp.provider.example, found 1 1 5222 xmpp.provider.example" in rows
         assert f"share.{ZONE} CNAME missing expected xmpp.provider.example, found nothing" in rows

@@ -42,7 +42,7 @@ def test_verify_in_the_admin_shell_and_dns_check_with_prosodyctl(prosody, tmp_pa
         r = prosody.shell(f'xmpp_hosting:domain_claim("{ZONE}", "bob")')
         assert "xmpp-hosting-verification.customer.example  TXT" in r.stdout
         r = prosody.ctl("mod_xmpp_hosting", "domain", "claims")
-        assert f"{ZONE}  alice  verified" in r.stdout and f"{ZONE}  bob  pending" in r.stdout, r.stdout
+        assert f"{ZONE} for alice: verified" in r.stdout and f"{ZONE} for bob: pending" in r.stdout, r.stdout
         # The bulk commands answer with summaries (Lua never receives thousands of tables).
         r = prosody.shell("xmpp_hosting:domain_verify_all()")
         assert "2 claim(s) checked: 1 pending, 1 verified" in r.stdout and f"Not verified: {ZONE}" in r.stdout, r.stdout

@@ -417,6 +417,52 @@ int main(int argc, char **argv) {
            "xh_domain_verify(no claim)");
     expect(xh_dns_check(h, NULL, NULL), XH_ERR_NULL_POINTER, "domain", "xh_dns_check(NULL)");
 
+    /* Housekeeping: the core's schedule, one pass, and the report. */
+    {
+        xh_housekeeping *hk = NULL;
+        uint64_t next = 99;
+        expect(xh_housekeeping_new(NULL, NULL, &hk), XH_ERR_NULL_POINTER, "h", "xh_housekeeping_new(NULL h)");
+        expect(xh_housekeeping_new(h, "{\"invite_purge\":0}", &hk), XH_ERR_INVALID_ARGUMENT, "more than 0",
+               "xh_housekeeping_new(zero interval)");
+        expect(xh_housekeeping_new(h, "{\"recheck\":5}", &hk), XH_ERR_INVALID_ARGUMENT,
+               "unknown housekeeping setting", "xh_housekeeping_new(unknown step)");
+        expect(xh_housekeeping_new(h, "[1]", &hk), XH_ERR_INVALID_ARGUMENT, "overrides_json",
+               "xh_housekeeping_new(not an object)");
+        expect(xh_housekeeping_new(h, NULL, &hk), XH_OK, NULL, "xh_housekeeping_new(the core's schedule)");
+        expect(xh_housekeeping_next_in(hk, &next), XH_OK, NULL, "xh_housekeeping_next_in");
+        check(next == 0, "a fresh housekeeping has every step due");
+        expect(xh_housekeeping_stale_registrations(hk, &json), XH_OK, NULL, "xh_housekeeping_stale_registrations");
+        check(json != NULL && json[0] == '[', "the unfinished registrations are a JSON array");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_housekeeping_run(hk, "[\"/nonexistent/xh-root\"]", "[]", &json), XH_OK, NULL,
+               "xh_housekeeping_run");
+        check(contains(json, "\"ran\":[\"checkpoint\",\"domain_recheck\",\"invite_purge\",\"upload_upkeep\"]"),
+              "the first pass runs every step");
+        check(contains(json, "\"failures\":[]"), "no step failed");
+        check(json_int(json, "next_in") >= 1 && json_int(json, "next_in") <= 5,
+              "the report says to come back within the checkpoint interval");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_housekeeping_run(hk, NULL, NULL, &json), XH_OK, NULL, "xh_housekeeping_run(again)");
+        check(!contains(json, "invite_purge") && !contains(json, "upload_upkeep") && !contains(json, "domain_recheck"),
+              "right after a pass only the checkpoint can be due again");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_housekeeping_next_in(hk, &next), XH_OK, NULL, "xh_housekeeping_next_in(after)");
+        check(next <= 5, "the next step is due within the checkpoint interval");
+        expect(xh_housekeeping_run(hk, "not json", NULL, NULL), XH_ERR_INVALID_ARGUMENT, "upload_roots_json",
+               "xh_housekeeping_run(bad roots)");
+        expect(xh_housekeeping_run(hk, NULL, "[{\"id\":\"x\"}]", NULL), XH_ERR_INVALID_ARGUMENT, "answers_json",
+               "xh_housekeeping_run(bad answers)");
+        expect(xh_housekeeping_next_in(hk, NULL), XH_ERR_NULL_POINTER, "out_seconds",
+               "xh_housekeeping_next_in(NULL out)");
+        expect(xh_housekeeping_run(NULL, NULL, NULL, NULL), XH_ERR_NULL_POINTER, "hk", "xh_housekeeping_run(NULL)");
+        xh_housekeeping_free(hk);
+        xh_housekeeping_free(NULL);
+        check(xh_last_error_code() == XH_OK, "xh_housekeeping_free(NULL) is a no-op");
+    }
+
     /* One handle shared by several threads; each thread keeps its own last error. */
     {
         thrd_t threads[THREADS];

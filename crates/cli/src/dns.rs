@@ -13,7 +13,7 @@ pub enum DnsCommand {
     Check { domain: String },
     /// Re-check verified and lost domains whose time has come (what the servers' timers run).
     Recheck {
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = xmpp_hosting_core::housekeeping::RECHECK_BATCH)]
         limit: u32,
     },
 }
@@ -57,11 +57,12 @@ pub fn run(h: &Hosting, out: &Output, cmd: DnsCommand) -> Result<bool> {
         }
         DnsCommand::Recheck { limit } => {
             let claims = h.recheck_due(limit)?.wait()?;
+            // Each claim and the summary in the core's words, as the servers' commands print them.
             out.show(&claims, |cs| {
                 for c in cs {
-                    println!("{} for {}: {}", c.domain, c.account, c.state.as_str());
+                    println!("{}", c.describe());
                 }
-                println!("{} claim(s) checked", cs.len());
+                println!("{}", xmpp_hosting_core::texts::ClaimsSummary::of(cs).text);
             });
             Ok(true)
         }

@@ -82,23 +82,15 @@ pub fn run(h: &Hosting, out: &Output, cmd: DomainCommand) -> Result<bool> {
         DomainCommand::Claim { name, account } => {
             let claim = h.claim_domain(&name, &account)?;
             let how = h.verification_instructions(&claim.domain, &account)?;
+            // The core words it, as prosodyctl and ejabberdctl print it.
             out.show(&serde_json::json!({ "claim": claim, "instructions": how }), |_| {
-                println!("{} claimed for {account} ({:?})", claim.domain, claim.state);
-                println!("Create one of these records, then run `domain verify`:");
-                println!("  {}  TXT    \"{}\"", how.name, how.txt);
-                if let Some(target) = &how.cname {
-                    println!("  {}  CNAME  {target}.", how.name);
-                }
+                println!("{}", claim.describe_with(&how))
             })
         }
         DomainCommand::Verify { name, account } => {
             let claim = h.verify_domain(&name, &account)?.wait()?;
             let verified = claim.state == ClaimState::Verified;
-            out.show(&claim, |c| {
-                let why = c.last_error.as_deref().map(|e| format!(" (DNS: {e})")).unwrap_or_default();
-                let found = c.finding.as_deref().map(|f| format!(": {f}")).unwrap_or_default();
-                println!("{} for {}: {}{why}{found}", c.domain, c.account, c.state.as_str());
-            });
+            out.show(&claim, |c| println!("{}", c.describe()));
             return Ok(verified);
         }
         DomainCommand::Override { name, account, reason } => {

@@ -18,6 +18,7 @@ macro_rules! println {
 mod account;
 mod dns;
 mod domain;
+mod housekeeping;
 mod invite;
 mod output;
 mod provider;
@@ -64,6 +65,9 @@ enum Command {
     /// User accounts: removed (revokes what acts in the name of an account removed elsewhere).
     #[command(subcommand)]
     Account(account::AccountCommand),
+    /// The periodic upkeep the servers' timers run: run (for cron, where no server runs it), schedule.
+    #[command(subcommand)]
+    Housekeeping(housekeeping::HousekeepingCommand),
 }
 
 impl Command {
@@ -108,6 +112,7 @@ fn run(cli: Cli) -> Result<bool, String> {
         Command::Dns(cmd) => dns::run(&hosting, &out, cmd),
         Command::Provider(cmd) => provider::run(&hosting, &out, cmd).map(|()| true),
         Command::Account(cmd) => account::run(&hosting, &out, cmd).map(|()| true),
+        Command::Housekeeping(cmd) => housekeeping::run(&hosting, &out, cmd),
     };
     result.map_err(|e| e.to_string())
 }

@@ -14,13 +14,16 @@ pub mod domain_name;
 pub mod domains;
 pub mod error;
 mod hosting;
+pub mod housekeeping;
 pub mod invites;
 mod off_loop;
 pub mod quotas;
+pub mod retention;
 pub mod settings;
 mod store;
 #[cfg(test)]
 mod test_store;
+pub mod texts;
 pub mod verification;
 mod worker;
 
@@ -29,6 +32,7 @@ pub use domain_name::{DomainName, DomainNameError};
 pub use domains::Domain;
 pub use error::{Error, Result};
 pub use hosting::{Hosting, OpenOptions};
+pub use housekeeping::{Housekeeping, HousekeepingReport, Schedule};
 pub use settings::{DomainSettings, ProviderSettings};
 pub use worker::{FromPanic, Pending};
 

@@ -27,6 +27,7 @@ impl LuaUserData for Handle {
     fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
         crate::accounts::add_methods(methods);
         crate::domains::add_methods(methods);
+        crate::housekeeping::add_methods(methods);
         crate::invites::add_methods(methods);
         crate::quotas::add_methods(methods);
         crate::verification::add_methods(methods);

@@ -8,13 +8,15 @@
 //! Lua: inside a core call it becomes `nil, message, "internal"` (convert.rs), anywhere else in a
 //! callback mlua's own catch_unwind turns it into a Lua error.
 //!
-//! Every call is a short SQLite transaction on the calling thread; nothing here starts threads
-//! or touches Lua from another thread.
+//! Every call is a short SQLite transaction on the calling thread, or work started on the core's
+//! worker that comes back through a descriptor the loop watches (`pending.rs`); nothing here
+//! touches Lua from another thread.
 
 mod accounts;
 mod convert;
 mod domains;
 mod handle;
+mod housekeeping;
 mod invites;
 mod pending;
 mod quotas;

@@ -69,7 +69,16 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     });
     // Recounts every file (seconds for a million): on the worker, a pending result to await.
     m.add_method("start_upload_audit", |lua, h, repair: Option<bool>| {
-        outcome(lua, || h.0.start_upload_audit(repair.unwrap_or(false)).map(LuaPending::new))
+        // `{drifts = {...}, text = "..."}`: the core words the answer, as for every server.
+        let repair = repair.unwrap_or(false);
+        outcome(lua, || {
+            h.0.start_upload_audit(repair).map(|p| {
+                LuaPending::viewed(p, move |drifts| {
+                    let text = xmpp_hosting_core::texts::describe_audit(&drifts, repair);
+                    serde_json::json!({ "drifts": drifts, "text": text })
+                })
+            })
+        })
     });
     m.add_method("start_upload_upkeep", |lua, h, roots: Vec<String>| {
         outcome(lua, || h.0.start_upload_upkeep(roots).map(LuaPending::new))

@@ -2,36 +2,27 @@
 //! pending results (see `pending.rs`), so Prosody's loop never waits for DNS.
 
 use mlua::prelude::*;
-use serde::Serialize;
-use xmpp_hosting_core::verification::{Claim, DnsReport, Instructions};
+use xmpp_hosting_core::texts::{ClaimsSummary, Described, DnsSummary};
+use xmpp_hosting_core::verification::{Claim, DnsReport};
 
 use crate::convert::{outcome, serialized};
 use crate::handle::Handle;
 use crate::pending::LuaPending;
 
-#[derive(Serialize)]
-struct ClaimWithInstructions {
-    claim: Claim,
-    instructions: Instructions,
+/// A claim with its sentence, as every command prints it (the core words it).
+fn described(claim: Claim) -> Described<Claim> {
+    let text = claim.describe();
+    Described::new(claim, text)
 }
 
-/// Bulk results reach Lua as summaries: `{checked = N, states = {verified = n, ...}, not_verified
-/// = {domain, ...}}` (at most 100 names), so Prosody's loop never converts thousands of tables.
+/// Bulk results reach Lua as the core's summaries (counts, at most 100 names, and the sentence),
+/// so Prosody's loop never converts thousands of tables.
 fn claims_summary(claims: Vec<Claim>) -> serde_json::Value {
-    let mut states = std::collections::BTreeMap::<&str, usize>::new();
-    for c in &claims {
-        *states.entry(c.state.as_str()).or_default() += 1;
-    }
-    let not_verified: Vec<&str> =
-        claims.iter().filter(|c| c.state.as_str() != "verified").take(100).map(|c| c.domain.as_str()).collect();
-    serde_json::json!({ "checked": claims.len(), "states": states, "not_verified": not_verified })
+    serde_json::to_value(ClaimsSummary::of(&claims)).unwrap_or_default()
 }
 
-/// `{tested = N, all_ok = M, with_problems = {domain, ...}}` (at most 100 names).
 fn reports_summary(reports: Vec<DnsReport>) -> serde_json::Value {
-    let ok = reports.iter().filter(|r| r.all_ok()).count();
-    let problems: Vec<&str> = reports.iter().filter(|r| !r.all_ok()).take(100).map(|r| r.domain.as_str()).collect();
-    serde_json::json!({ "tested": reports.len(), "all_ok": ok, "with_problems": problems })
+    serde_json::to_value(DnsSummary::of(&reports)).unwrap_or_default()
 }
 
 pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
@@ -39,12 +30,18 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
         serialized(lua, || {
             let claim = h.0.claim_domain(&domain, &account)?;
             let instructions = h.0.verification_instructions(&claim.domain, &account)?;
-            Ok(ClaimWithInstructions { claim, instructions })
+            let text = claim.describe_with(&instructions);
+            Ok(serde_json::json!({ "claim": claim, "instructions": instructions, "text": text }))
         })
     });
-    m.add_method("claims", |lua, h, domain: Option<String>| serialized(lua, || h.0.claims(domain.as_deref())));
+    m.add_method("claims", |lua, h, domain: Option<String>| {
+        serialized(lua, || Ok(h.0.claims(domain.as_deref())?.into_iter().map(described).collect::<Vec<_>>()))
+    });
     m.add_method("verify_domain", |lua, h, (domain, account): (String, String)| {
-        outcome(lua, || h.0.verify_domain(&domain, &account).map(LuaPending::new))
+        outcome(lua, || {
+            h.0.verify_domain(&domain, &account)
+                .map(|p| LuaPending::viewed(p, |c| serde_json::to_value(described(c)).unwrap_or_default()))
+        })
     });
     // Many at once, with the provider's bounded concurrency: `{ {domain, account}, ... }`.
     m.add_method("verify_domains", |lua, h, pairs: Vec<Vec<String>>| {
@@ -78,6 +75,8 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     });
     m.add_method("dns_test", |lua, h, domain: String| outcome(lua, || h.0.dns_test(&domain).map(LuaPending::new)));
     m.add_method("recheck_due", |lua, h, limit: Option<u32>| {
-        outcome(lua, || h.0.recheck_due(limit.unwrap_or(1000)).map(LuaPending::new))
+        outcome(lua, || {
+            h.0.recheck_due(limit.unwrap_or(xmpp_hosting_core::housekeeping::RECHECK_BATCH)).map(LuaPending::new)
+        })
     });
 }

@@ -13,6 +13,7 @@ mod atoms;
 mod domains;
 mod error;
 mod handle;
+mod housekeeping;
 mod invites;
 mod json;
 mod later;

@@ -148,5 +148,14 @@ fn clear_user_upload_limits<'a>(
 /// `audit_upload_ledger(H, Repair)` -> `{ok, [Drift]}`. Recounts every file: a maintenance call.
 #[rustler::nif(schedule = "DirtyIo")]
 fn audit_upload_ledger(env: Env<'_>, handle: Handle, repair: bool) -> NifResult<Term<'_>> {
-    reply(env, handle.hosting.audit_upload_ledger(repair), serialized)
+    // Each drift with the core's line for it (`text`), which the commands print as it is.
+    let drifts = handle.hosting.audit_upload_ledger(repair).map(|ds| {
+        ds.into_iter()
+            .map(|d| {
+                let text = d.describe();
+                xmpp_hosting_core::texts::Described::new(d, text)
+            })
+            .collect::<Vec<_>>()
+    });
+    reply(env, drifts, serialized)
 }

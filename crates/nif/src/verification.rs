@@ -7,20 +7,29 @@
 
 use rustler::{Binary, Env, NifResult, Term};
 use serde_json::json;
+use xmpp_hosting_core::texts::Described;
+use xmpp_hosting_core::verification::Claim;
 
 use crate::args::text;
 use crate::error::reply;
 use crate::handle::Handle;
 use crate::json::serialized;
-use crate::later::started;
+use crate::later::{started, started_viewed};
 
-/// `{ok, #{claim => Claim, instructions => #{name, txt, cname}}}`.
+/// A claim with the core's sentence for it (`text`), which the commands print as it is.
+fn described(claim: Claim) -> Described<Claim> {
+    let text = claim.describe();
+    Described::new(claim, text)
+}
+
+/// `{ok, #{claim => Claim, instructions => #{name, txt, cname}, text => Sentence}}`.
 #[rustler::nif(schedule = "DirtyIo")]
 fn claim_domain<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, account: Binary<'a>) -> NifResult<Term<'a>> {
     let (domain, account) = (text(&domain)?, text(&account)?);
     let result = handle.hosting.claim_domain(domain, account).and_then(|claim| {
         let instructions = handle.hosting.verification_instructions(&claim.domain, account)?;
-        Ok(json!({ "claim": claim, "instructions": instructions }))
+        let text = claim.describe_with(&instructions);
+        Ok(json!({ "claim": claim, "instructions": instructions, "text": text }))
     });
     reply(env, result, serialized)
 }
@@ -29,7 +38,8 @@ fn claim_domain<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, account: B
 #[rustler::nif(schedule = "DirtyIo")]
 fn claims<'a>(env: Env<'a>, handle: Handle, domain: Term<'a>) -> NifResult<Term<'a>> {
     let domain = crate::args::optional_text(domain)?;
-    reply(env, handle.hosting.claims(domain), serialized)
+    let claims = handle.hosting.claims(domain).map(|cs| cs.into_iter().map(described).collect::<Vec<_>>());
+    reply(env, claims, serialized)
 }
 
 #[rustler::nif(schedule = "DirtyIo")]
@@ -40,7 +50,7 @@ fn verify_domain<'a>(
     account: Binary<'a>,
     tag: i64,
 ) -> NifResult<Term<'a>> {
-    started(env, tag, handle.hosting.verify_domain(text(&domain)?, text(&account)?))
+    started_viewed(env, tag, handle.hosting.verify_domain(text(&domain)?, text(&account)?), described)
 }
 
 #[rustler::nif(schedule = "DirtyIo")]

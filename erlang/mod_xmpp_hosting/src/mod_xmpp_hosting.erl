@@ -24,7 +24,7 @@
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 %% For other modules (hooks added later) and tests.
--export([store/1, checkpoint/1, recheck/1, remove_user/2]).
+-export([store/1, remove_user/2]).
 %% For the commands of other files (xmpp_hosting_invite_commands, xmpp_hosting_quota_commands).
 -export([run_command/2]).
 %% Command callbacks.
@@ -37,8 +37,12 @@
 -include("ejabberd_commands.hrl").
 
 -define(DB_FILE, "xmpp_hosting.db").
--define(CHECKPOINT_MS, 5000).
 -define(DNS_WAIT_MS, 120000).
+%% How long the housekeeping loop waits for a pass's report (re-checking a thousand domains is
+%% bounded by the DNS timeouts, well under this).
+-define(HOUSEKEEPING_WAIT_MS, 600000).
+%% When the pass could not run (store closed, a failure before it started): try again then.
+-define(RETRY_S, 60).
 
 %%%===================================================================
 %%% gen_mod
@@ -81,15 +85,11 @@ start_store(Host, Opts) ->
     Path = database_path(gen_mod:get_opt(database, Opts)),
     case open_store(Path) of
         {ok, Handle} ->
-            stop_timer(Host),
-            %% Checkpoints of the store's write-ahead log run here, every few seconds, so that
-            %% no request (a registration, an upload slot) pays for one.
-            {ok, Checkpoints} = timer:apply_interval(?CHECKPOINT_MS, ?MODULE, checkpoint, [Host]),
-            %% Customers' verified domains are re-checked in the background (DNS runs on the
-            %% core's worker, the answer comes back as a message).
-            {ok, Rechecks} = timer:apply_interval(gen_mod:get_opt(recheck_interval, Opts), ?MODULE, recheck, [Host]),
-            persistent_term:put(timer_key(Host), [Checkpoints, Rechecks]),
+            stop_housekeeping(Host),
             persistent_term:put(key(Host), {Path, Handle}),
+            %% One loop runs the core's housekeeping pass (checkpoints, re-checks of customers'
+            %% domains, the invite purge, the upload ledger's upkeep) on the core's worker.
+            start_housekeeping(Host),
             warn_if_other_database(Host, Path),
             ejabberd_hooks:add(remove_user, Host, ?MODULE, remove_user, 50),
             %% Registering again when another host already did is harmless: the records are equal.
@@ -109,7 +109,7 @@ stop(Host) ->
         true -> ok
     end,
     ejabberd_hooks:delete(remove_user, Host, ?MODULE, remove_user, 50),
-    stop_timer(Host),
+    stop_housekeeping(Host),
     %% The handle closes when the last process holding it drops it.
     _ = persistent_term:erase(key(Host)),
     ok.
@@ -130,45 +130,127 @@ remove_user(User, Server) ->
         {error, _} -> ok
     end.
 
-stop_timer(Host) ->
-    case persistent_term:get(timer_key(Host), undefined) of
+%%%===================================================================
+%%% Housekeeping: one loop per host; the first host with a store runs the pass for all (they
+%%% share one store). The core decides what is due, runs it on its worker and answers with a
+%%% finished report: log lines, notices for the admins, and when to come back. This module
+%%% only delivers it, and answers the core's questions about accounts from ejabberd's own store.
+%%%===================================================================
+
+start_housekeeping(Host) ->
+    Pid = spawn(fun() -> housekeeping_loop(Host, undefined, 1) end),
+    persistent_term:put(housekeeping_key(Host), Pid).
+
+stop_housekeeping(Host) ->
+    case persistent_term:get(housekeeping_key(Host), undefined) of
         undefined -> ok;
-        Timers ->
-            _ = [timer:cancel(T) || T <- Timers],
-            _ = persistent_term:erase(timer_key(Host)),
+        Pid ->
+            exit(Pid, kill),
+            _ = persistent_term:erase(housekeeping_key(Host)),
             ok
     end.
 
-%% @doc Called by the interval timer started in start/2: re-checks the claims whose time has
-%% come (once per store: only the first host with one does it), and warns about lost domains.
-recheck(Host) ->
+%% Sleeps until the next pass is due, as the last report said. HK is the core's housekeeping
+%% object with the schedule it was made for, made again when the options change (an upload
+%% host that starts after this module adds its sweep interval).
+housekeeping_loop(Host, HK, Seconds) ->
+    timer:sleep(timer:seconds(Seconds)),
+    {HK1, Next} = try housekeep(Host, HK)
+                  catch Class:Reason:Stack ->
+                          ?WARNING_MSG("xmpp_hosting: housekeeping failed: ~p", [{Class, Reason, Stack}]),
+                          {undefined, ?RETRY_S}
+                  end,
+    housekeeping_loop(Host, HK1, Next).
+
+housekeep(Host, HK) ->
     case [H || H <- ejabberd_option:hosts(), {ok, _} <- [store(H)]] of
         [Host | _] ->
-            spawn(fun() ->
-                          case dns_call(Host, fun(H, Tag) -> xmpp_hosting_nif:recheck_due(H, 1000, Tag) end) of
-                              {ok, Claims} ->
-                                  [domain_gone(Host, Claim) || #{state := S} = Claim <- Claims,
-                                                               S == <<"lost">> orelse S == <<"suspended">>],
-                                  ok;
-                              {error, Err} ->
-                                  ?WARNING_MSG("xmpp_hosting: domain re-verification failed: ~p", [Err])
-                          end
-                  end),
-            ok;
-        _ -> ok
+            case housekeeping(Host, HK) of
+                {ok, {_, Obj} = HK1} -> {HK1, run_housekeeping(Host, Obj)};
+                {error, Err} ->
+                    ?ERROR_MSG("xmpp_hosting: housekeeping cannot start: ~p", [Err]),
+                    {undefined, ?RETRY_S}
+            end;
+        _ -> {HK, ?RETRY_S} % another host runs the pass on the shared store
     end.
 
-%% A customer's domain lost its verification record: a warning in the log and a chat message,
-%% from the host, to each JID of the `notify` option (by default the host's admins).
-domain_gone(Host, #{domain := Domain, account := Account, state := State}) ->
-    Text = iolist_to_binary(
-             io_lib:format("Domain ~ts of ~ts is ~ts: its verification record is gone~ts",
-                           [Domain, Account, State,
-                            case State of <<"lost">> -> " (grace period running)"; _ -> "" end])),
-    ?WARNING_MSG("xmpp_hosting: ~ts", [Text]),
+%% The core's schedule, changed by this module's options and mod_xmpp_hosting_uploads'
+%% sweep_interval (milliseconds here, seconds for the core); unset, the core's defaults apply.
+schedule_overrides(Host) ->
+    Own = [{Step, gen_mod:get_module_opt(Host, ?MODULE, Opt)}
+           || {Step, Opt} <- [{checkpoint, checkpoint_interval}, {domain_recheck, recheck_interval},
+                              {invite_purge, purge_interval}]],
+    Uploads = [{upload_upkeep, gen_mod:get_module_opt(H, mod_xmpp_hosting_uploads, sweep_interval)}
+               || H <- ejabberd_option:hosts(), gen_mod:is_loaded(H, mod_xmpp_hosting_uploads)],
+    Sweep = case [Ms || {_, Ms} <- Uploads, is_integer(Ms)] of
+                [] -> [];
+                Ms -> [{upload_upkeep, lists:min(Ms)}]
+            end,
+    maps:from_list([{Step, Ms / 1000} || {Step, Ms} <- Own ++ Sweep, is_integer(Ms)]).
+
+housekeeping(Host, HK) ->
+    Overrides = schedule_overrides(Host),
+    case HK of
+        {Overrides, _} -> {ok, HK};
+        _ ->
+            {ok, H} = store(Host),
+            case xmpp_hosting_nif:housekeeping_new(H, Overrides) of
+                {ok, Obj} -> {ok, {Overrides, Obj}};
+                {error, _} = Err -> Err
+            end
+    end.
+
+%% One pass; returns the seconds until the next.
+run_housekeeping(Host, HK) ->
+    Tag = erlang:unique_integer([positive]),
+    case xmpp_hosting_nif:housekeeping_run(HK, upload_roots(), account_answers(HK), Tag) of
+        ok ->
+            receive
+                {xmpp_hosting_result, Tag, {ok, #{log := Log, notices := Notices, next_in := Next}}} ->
+                    [log_line(Line) || Line <- Log],
+                    [deliver(Host, Notice) || Notice <- Notices],
+                    Next;
+                {xmpp_hosting_result, Tag, {error, Err}} ->
+                    ?WARNING_MSG("xmpp_hosting: housekeeping failed: ~p", [Err]),
+                    ?RETRY_S
+            after ?HOUSEKEEPING_WAIT_MS ->
+                    ?WARNING_MSG("xmpp_hosting: no housekeeping report after ~B s", [?HOUSEKEEPING_WAIT_MS div 1000]),
+                    ?RETRY_S
+            end;
+        {error, Err} ->
+            ?WARNING_MSG("xmpp_hosting: housekeeping failed to start: ~p", [Err]),
+            ?RETRY_S
+    end.
+
+log_line(#{level := <<"info">>, text := Text}) -> ?INFO_MSG("xmpp_hosting: ~ts", [Text]);
+log_line(#{text := Text}) -> ?WARNING_MSG("xmpp_hosting: ~ts", [Text]).
+
+%% The directories of the hosts' uploads, for the sweep of deleted files.
+upload_roots() ->
+    lists:usort([Root || H <- ejabberd_option:hosts(), gen_mod:is_loaded(H, mod_xmpp_hosting_uploads),
+                         {ok, Root} <- [mod_xmpp_hosting_uploads:upload_root(H)]]).
+
+%% Registrations that never finished, answered from ejabberd's account store (for this
+%% server's hosts only: another server's accounts are not ours to vouch for).
+account_answers(HK) ->
+    case xmpp_hosting_nif:housekeeping_stale_registrations(HK) of
+        {ok, Stale} ->
+            Hosts = ejabberd_option:hosts(),
+            [#{id => Id, account_exists => ejabberd_auth:user_exists(User, Domain)}
+             || #{id := Id, domain := Domain, username := User} <- Stale, lists:member(Domain, Hosts)];
+        {error, Err} ->
+            ?WARNING_MSG("xmpp_hosting: cannot list unfinished registrations: ~p", [Err]),
+            []
+    end.
+
+%% A notice of the core's, to the people it names: `admins` are the JIDs of the `notify`
+%% option (by default the host's admins), written to from the host.
+deliver(Host, #{to := <<"admins">>, text := Text}) ->
     From = jid:make(Host),
     [ejabberd_router:route(#message{from = From, to = To, type = chat, body = xmpp:mk_text(Text)})
      || To <- notify_jids(Host)],
+    ok;
+deliver(_Host, _Notice) ->
     ok.
 
 notify_jids(Host) ->
@@ -199,22 +281,12 @@ dns_call(Host, Start) ->
         {error, not_started} -> {error, {not_started, <<"mod_xmpp_hosting is not running">>}}
     end.
 
-%% @doc Called by the interval timer started in start/2.
-checkpoint(Host) ->
-    case store(Host) of
-        {ok, H} ->
-            case xmpp_hosting_nif:checkpoint(H) of
-                ok -> ok;
-                {error, Err} -> ?WARNING_MSG("xmpp_hosting ~ts: store checkpoint failed: ~p", [Host, Err])
-            end;
-        {error, _} -> ok
-    end.
-
 reload(Host, NewOpts, OldOpts) ->
     NewPath = database_path(gen_mod:get_opt(database, NewOpts)),
-    Same = gen_mod:get_opt(recheck_interval, NewOpts) == gen_mod:get_opt(recheck_interval, OldOpts),
+    %% The housekeeping loop reads the other options at every pass.
+    _ = OldOpts,
     case persistent_term:get(key(Host), undefined) of
-        {NewPath, _} when Same -> ok;
+        {NewPath, _} -> ok;
         _ -> start(Host, NewOpts)
     end.
 
@@ -224,12 +296,17 @@ depends(_Host, _Opts) ->
 mod_opt_type(database) ->
     econf:either(econf:enum([undefined]), econf:binary());
 mod_opt_type(recheck_interval) ->
-    econf:timeout(second);
+    econf:either(econf:enum([undefined]), econf:timeout(second));
+mod_opt_type(purge_interval) ->
+    econf:either(econf:enum([undefined]), econf:timeout(second));
+mod_opt_type(checkpoint_interval) ->
+    econf:either(econf:enum([undefined]), econf:timeout(second));
 mod_opt_type(notify) ->
     econf:either(econf:enum([admins]), econf:list(econf:jid())).
 
 mod_options(_Host) ->
-    [{database, undefined}, {recheck_interval, timer:minutes(10)}, {notify, admins}].
+    [{database, undefined}, {recheck_interval, undefined}, {purge_interval, undefined},
+     {checkpoint_interval, undefined}, {notify, admins}].
 
 mod_doc() ->
     #{desc =>
@@ -248,7 +325,15 @@ mod_doc() ->
            {recheck_interval,
             #{value => "timeout()",
               desc => ?T("How often customers' verified domains whose time has come are "
-                         "checked again. The default is 10 minutes.")}},
+                         "checked again. The default is the core's schedule (10 minutes).")}},
+           {purge_interval,
+            #{value => "timeout()",
+              desc => ?T("How often invites nobody can use any more are deleted. The default "
+                         "is the core's schedule (1 hour).")}},
+           {checkpoint_interval,
+            #{value => "timeout()",
+              desc => ?T("How often the store's write-ahead log is moved into the database. "
+                         "The default is the core's schedule (5 seconds).")}},
            {notify,
             #{value => ?T("admins | [JID]"),
               desc => ?T("Who gets a chat message when a customer's domain loses its "
@@ -349,7 +434,7 @@ domain_commands() ->
                         module = ?MODULE, function = domain_claims,
                         args = [],
                         result = {claims, {list, {claim, string}}},
-                        result_desc = "One line per claim: domain, account, state"},
+                        result_desc = "One line per claim: domain, account, state and what the last check found"},
      #ejabberd_commands{name = xmpp_hosting_dns_check, tags = [xmpp_hosting],
                         desc = "Check the DNS records a customer's domain needs",
                         policy = admin,
@@ -408,17 +493,12 @@ domain_set(Name, Setting, Value) ->
               end
       end).
 
+%% The claim, verify and claims texts are the core's (`text`), the same as prosodyctl and the CLI print.
 domain_claim(Domain, Account) ->
     with_store(
       fun(H) ->
               case xmpp_hosting_nif:claim_domain(H, Domain, Account) of
-                  {ok, #{claim := #{domain := D, state := State}, instructions := #{name := N, txt := Txt} = I}} ->
-                      Cname = case maps:get(cname, I, null) of
-                                  null -> <<>>;
-                                  Target -> <<"; or CNAME ", Target/binary, ".">>
-                              end,
-                      {ok, <<D/binary, " claimed for ", Account/binary, " (", State/binary, "). Create ",
-                             N/binary, " TXT \"", Txt/binary, "\"", Cname/binary>>};
+                  {ok, #{text := Text}} -> {ok, Text};
                   {error, Err} -> command_error(Err)
               end
       end).
@@ -427,12 +507,7 @@ domain_verify(Domain, Account) ->
     with_host(
       fun(Host) ->
               case dns_call(Host, fun(H, Tag) -> xmpp_hosting_nif:verify_domain(H, Domain, Account, Tag) end) of
-                  {ok, #{domain := D, account := A, state := S} = C} ->
-                      Why = case maps:get(last_error, C, null) of
-                                null -> <<>>;
-                                E -> <<" (DNS: ", E/binary, ")">>
-                            end,
-                      {ok, <<D/binary, " for ", A/binary, ": ", S/binary, Why/binary>>};
+                  {ok, #{text := Text}} -> {ok, Text};
                   {error, Err} -> command_error(Err)
               end
       end).
@@ -441,8 +516,7 @@ domain_claims() ->
     with_store(
       fun(H) ->
               case xmpp_hosting_nif:claims(H, undefined) of
-                  {ok, Claims} -> [<<D/binary, " ", A/binary, " ", S/binary>>
-                                   || #{domain := D, account := A, state := S} <- Claims];
+                  {ok, Claims} -> [Text || #{text := Text} <- Claims];
                   {error, Err} -> command_error(Err)
               end
       end).
@@ -477,8 +551,8 @@ with_host(Fun) ->
 key(Host) ->
     {?MODULE, Host}.
 
-timer_key(Host) ->
-    {?MODULE, checkpoint_timer, Host}.
+housekeeping_key(Host) ->
+    {?MODULE, housekeeping, Host}.
 
 %% Commands are global while stores are per host: use the first host that has one. Hosts are
 %% meant to share one store file (start/2 warns when they do not).

@@ -17,8 +17,8 @@
 %%%     and the finished PUT, which names the same directory, commits it. The file is recorded
 %%%     under its path. A PUT that fails after mod_http_upload used the slot up (the connection
 %%%     closed: 404; the write failed: 500) gives its reservation back at once.
-%%%   - deletion: every `sweep_interval` the core looks for the recorded files under
-%%%     mod_http_upload's docroot and forgets those gone (expired by mod_http_upload_quota's
+%%%   - deletion: every `sweep_interval` mod_xmpp_hosting's housekeeping pass has the core look
+%%%     for the recorded files under mod_http_upload's docroot and forget those gone (expired by mod_http_upload_quota's
 %%%     `max_days`, removed with their account, or by an admin), on its worker thread. The same
 %%%     pass releases slots never used: a reservation lasts as long as mod_http_upload's slot,
 %%%     five hours.
@@ -27,7 +27,7 @@
 -behaviour(gen_mod).
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
--export([http_upload_slot_request/6, disco_info/5, upkeep/1]).
+-export([http_upload_slot_request/6, disco_info/5, upload_root/1]).
 -export([adhoc_local_items/4, adhoc_local_commands/4]).
 -export([process/2]).
 
@@ -36,7 +36,6 @@
 -include("translate.hrl").
 -include("ejabberd_http.hrl").
 
--define(UPKEEP_WAIT_MS, 600000).
 %% How long mod_http_upload keeps a slot usable (its add_slot timer in 23.01): the reservation
 %% holds the bytes as long, so slots granted in a burst can never be used to overshoot a limit.
 -define(SLOT_LIFETIME, 5 * 3600).
@@ -45,13 +44,12 @@
 %%% gen_mod
 %%%===================================================================
 
-start(Host, Opts) ->
+start(Host, _Opts) ->
     ejabberd_hooks:add(http_upload_slot_request, Host, ?MODULE, http_upload_slot_request, 40),
     %% After mod_disco (100), whose server-info form replaces what came before it.
     ejabberd_hooks:add(disco_info, Host, ?MODULE, disco_info, 110),
     ejabberd_hooks:add(adhoc_local_items, Host, ?MODULE, adhoc_local_items, 50),
     ejabberd_hooks:add(adhoc_local_commands, Host, ?MODULE, adhoc_local_commands, 50),
-    start_timer(Host, Opts),
     ok.
 
 stop(Host) ->
@@ -59,21 +57,20 @@ stop(Host) ->
     ejabberd_hooks:delete(disco_info, Host, ?MODULE, disco_info, 110),
     ejabberd_hooks:delete(adhoc_local_items, Host, ?MODULE, adhoc_local_items, 50),
     ejabberd_hooks:delete(adhoc_local_commands, Host, ?MODULE, adhoc_local_commands, 50),
-    stop_timer(Host),
     ok.
 
-reload(Host, NewOpts, _OldOpts) ->
-    start_timer(Host, NewOpts),
+%% mod_xmpp_hosting's housekeeping reads sweep_interval at every pass.
+reload(_Host, _NewOpts, _OldOpts) ->
     ok.
 
 depends(_Host, _Opts) ->
     [{mod_xmpp_hosting, hard}, {mod_http_upload, hard}, {mod_adhoc, soft}].
 
 mod_opt_type(sweep_interval) ->
-    econf:timeout(second).
+    econf:either(econf:enum([undefined]), econf:timeout(second)).
 
 mod_options(_Host) ->
-    [{sweep_interval, timer:minutes(5)}].
+    [{sweep_interval, undefined}].
 
 mod_doc() ->
     #{desc =>
@@ -88,23 +85,9 @@ mod_doc() ->
           [{sweep_interval,
             #{value => "timeout()",
               desc => ?T("How often the files counted are looked for on disk, so that deleted "
-                         "ones free their storage. The default is 5 minutes.")}}]}.
+                         "ones free their storage (by mod_xmpp_hosting's housekeeping pass). The "
+                         "default is the core's schedule (5 minutes).")}}]}.
 
-start_timer(Host, Opts) ->
-    stop_timer(Host),
-    {ok, Timer} = timer:apply_interval(gen_mod:get_opt(sweep_interval, Opts), ?MODULE, upkeep, [Host]),
-    persistent_term:put(timer_key(Host), Timer).
-
-stop_timer(Host) ->
-    case persistent_term:get(timer_key(Host), undefined) of
-        undefined -> ok;
-        Timer ->
-            _ = timer:cancel(Timer),
-            _ = persistent_term:erase(timer_key(Host)),
-            ok
-    end.
-
-timer_key(Host) -> {?MODULE, timer, Host}.
 
 %%%===================================================================
 %%% The slot request
@@ -272,38 +255,11 @@ store_of(Proc) ->
 %%% Upkeep
 %%%===================================================================
 
-%% @doc Called by the interval timer: on the core's worker, releases slots never used and forgets
-%% the files under the docroot that are gone.
-upkeep(Host) ->
-    spawn(fun() ->
-                  Result = try
-                               {ok, DocRoot, _} = gen_server:call(
-                                                    mod_http_upload:get_proc_name(Host, mod_http_upload),
-                                                    get_conf),
-                               run_upkeep(Host, DocRoot)
-                           catch Class:Reason -> {error, {Class, Reason}}
-                           end,
-                  case Result of
-                      {ok, #{files_forgotten := 0, purged := 0}} -> ok;
-                      {ok, #{files_checked := Checked, files_forgotten := Gone, purged := Purged}} ->
-                          ?INFO_MSG("xmpp_hosting_uploads ~ts: ~B of ~B files gone, ~B ledger rows purged",
-                                    [Host, Gone, Checked, Purged]);
-                      {error, Err} ->
-                          ?WARNING_MSG("xmpp_hosting_uploads ~ts: upload upkeep failed: ~p", [Host, Err])
-                  end
-          end),
-    ok.
-
-run_upkeep(Host, DocRoot) ->
-    case mod_xmpp_hosting:store(Host) of
-        {ok, H} ->
-            Tag = erlang:unique_integer([positive]),
-            case xmpp_hosting_nif:upload_upkeep(H, [DocRoot], Tag) of
-                ok ->
-                    receive {xmpp_hosting_result, Tag, Result} -> Result
-                    after ?UPKEEP_WAIT_MS -> {error, timeout}
-                    end;
-                {error, _} = Err -> Err
-            end;
-        {error, _} = Err -> Err
+%% @doc The directory mod_http_upload keeps this host's files in, for the sweep of deleted files
+%% that mod_xmpp_hosting's housekeeping pass runs (with the release of slots never used).
+upload_root(Host) ->
+    try gen_server:call(mod_http_upload:get_proc_name(Host, mod_http_upload), get_conf) of
+        {ok, DocRoot, _} -> {ok, DocRoot};
+        _ -> error
+    catch _:_ -> error
     end.

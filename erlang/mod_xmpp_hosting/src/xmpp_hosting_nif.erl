@@ -27,6 +27,8 @@
          forget_file/2, upload_report/3, describe_upload_usage/3, describe_upload_quota/3, upload_upkeep/3, audit_upload_ledger/2,
          set_upload_limit/5, clear_user_upload_limits/3]).
 -export([account_removed/3]).
+-export([housekeeping_new/2, housekeeping_stale_registrations/1, housekeeping_run/4,
+         housekeeping_next_in/1]).
 -export([so_path/0]).
 
 -on_load(load/0).
@@ -227,6 +229,25 @@ set_upload_limit(_H, _Domain, _User, _Limit, _Value) -> not_loaded(?LINE).
 
 -spec clear_user_upload_limits(handle(), binary(), binary()) -> ok | error().
 clear_user_upload_limits(_H, _Domain, _User) -> not_loaded(?LINE).
+
+%% The core's housekeeping pass (mod_xmpp_hosting's one timer). Overrides change the core's
+%% schedule: #{checkpoint | domain_recheck | invite_purge | upload_upkeep => Seconds,
+%% recheck_batch => N}.
+-spec housekeeping_new(handle(), map()) -> {ok, reference()} | error().
+housekeeping_new(_H, _Overrides) -> not_loaded(?LINE).
+
+%% Registrations that never finished, listed only when the invite purge is due:
+%% [#{id, domain, username}], to answer with #{id => Id, account_exists => boolean()}.
+-spec housekeeping_stale_registrations(reference()) -> {ok, [map()]} | error().
+housekeeping_stale_registrations(_HK) -> not_loaded(?LINE).
+
+%% Runs what is due on the core's worker: ok at once, then {xmpp_hosting_result, Tag,
+%% {ok, #{log, notices, next_in, ...}} | error()}.
+-spec housekeeping_run(reference(), [binary()], [map()], integer()) -> ok | error().
+housekeeping_run(_HK, _UploadRoots, _Answers, _Tag) -> not_loaded(?LINE).
+
+-spec housekeeping_next_in(reference()) -> non_neg_integer().
+housekeeping_next_in(_HK) -> not_loaded(?LINE).
 
 not_loaded(Line) ->
     erlang:nif_error({not_loaded, [{module, ?MODULE}, {line, Line}, {library, so_path()}]}).

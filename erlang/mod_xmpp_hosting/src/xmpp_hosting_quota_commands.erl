@@ -94,12 +94,6 @@ user(User) -> User.
 scope(Domain, <<>>) -> Domain;
 scope(Domain, User) -> <<User/binary, "@", Domain/binary>>.
 
+%% Each drift's line is the core's (`text`), as prosodyctl and the CLI print it.
 drift_lines(Drifts) ->
-    [lists:flatten(io_lib:format("~ts: stored ~B -> ~B, reserved ~B -> ~B",
-                                 [drift_scope(D), Stored, Counted, Reserved, CountedReserved]))
-     || #{stored := Stored, counted_stored := Counted, reserved := Reserved,
-          counted_reserved := CountedReserved} = D <- Drifts].
-
-drift_scope(#{scope := <<"user">>, username := U, domain := D}) -> <<U/binary, "@", D/binary>>;
-drift_scope(#{scope := <<"domain">>, domain := D}) -> D;
-drift_scope(_) -> <<"(all domains)">>.
+    [Text || #{text := Text} <- Drifts].

@@ -102,3 +102,27 @@ def test_a_suspended_customer_domain_takes_no_registrations(tmp_path):
                   extra_modules=modules, extra_config="registration_timeout: infinity\n",
                   server_env=clock.env) as node:
         a_suspended_customer_domain_takes_no_registrations(node.database, clock, node.c2s_port, tmp_path)
+
+
+def test_a_failed_verification_says_why_and_the_owner_follows_the_proof(ej, tmp_path):
+    """ejabberdctl's verify says what it found instead of the proof (the core's `finding`, through the
+    NIF); the owner of a customer's domain cannot be renamed through its settings; removing the domain
+    ends its claims (issue 10.3, 11.8)."""
+    domain = "owner.example"
+    token = json.loads(run_cli(ej.database, "--json", "domain", "claim", domain, "--account", "alice").stdout)["claim"]["token"]
+    other = "b" * len(token)
+    with Knot(tmp_path / "knot", {domain: zone_text(domain, 1, f'xmpp-hosting-verification TXT "verify={other}"\n')}) as knot:
+        point_store_at(ej.database, knot.nameserver)
+        r = ej.ctl("xmpp_hosting_domain_verify", domain, "alice", check=False)
+        finding = f'found TXT "verify={other}" at xmpp-hosting-verification.{domain}, expected TXT "verify={token}"'
+        assert "pending" in r.stdout and finding in r.stdout, r.stdout + r.stderr
+        knot.replace(domain, zone_text(domain, 2, f'xmpp-hosting-verification TXT "verify={token}"\n'))
+        r = ej.ctl("xmpp_hosting_domain_verify", domain, "alice")
+        assert r.stdout.strip() == f"{domain} for alice: verified", r.stdout + r.stderr
+    r = ej.ctl("xmpp_hosting_domain_set", domain, "owner", "nobody", check=False)
+    assert r.returncode != 0 and "domain override" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert json.loads(run_cli(ej.database, "--json", "domain", "show", domain).stdout)["settings"]["owner"] == "alice"
+    ej.ctl("xmpp_hosting_domain_remove", domain)
+    assert json.loads(run_cli(ej.database, "--json", "domain", "claims", domain).stdout) == []
+    last = json.loads(run_cli(ej.database, "--json", "domain", "history", domain).stdout)[-1]
+    assert (last["to"], last["reason"]) == ("removed", "domain removed by the operator")

@@ -96,3 +96,29 @@ def test_a_suspended_customer_domain_takes_no_registrations(tmp_path):
     with Prosody(tmp_path / "prosody", host=ZONE, host_modules=["xmpp_hosting_invites"],
                  options={"xmpp_hosting_recheck_interval": 1}, server_env=clock.env) as server:
         a_suspended_customer_domain_takes_no_registrations(server.database, clock, server.c2s_port, tmp_path)
+
+
+def test_a_failed_verification_says_why_and_the_owner_follows_the_proof(prosody, tmp_path):
+    """prosodyctl's verify says what it found instead of the proof (the core's `finding`, through the
+    Lua binding); the owner of a customer's domain cannot be renamed through its settings; removing
+    the domain ends its claims (issue 10.3, 11.8)."""
+    token = json.loads(run_cli(prosody.database, "--json", "domain", "claim", ZONE, "--account", "alice").stdout)["claim"]["token"]
+    other = "b" * len(token)
+    with Knot(tmp_path / "knot", {ZONE: zone_text(ZONE, 1, f'xmpp-hosting-verification TXT "verify={other}"\n')}) as knot:
+        point_store_at(prosody.database, knot.nameserver)
+        r = prosody.ctl("mod_xmpp_hosting", "domain", "verify", ZONE, "alice")
+        finding = f'found TXT "verify={other}" at xmpp-hosting-verification.{ZONE}, expected TXT "verify={token}"'
+        assert "pending" in r.stdout and finding in r.stdout, r.stdout + r.stderr
+        r = prosody.shell(f'xmpp_hosting:domain_verify("{ZONE}", "alice")')
+        assert finding in r.stdout, r.stdout + r.stderr
+        knot.replace(ZONE, zone_text(ZONE, 2, f'xmpp-hosting-verification TXT "verify={token}"\n'))
+        r = prosody.ctl("mod_xmpp_hosting", "domain", "verify", ZONE, "alice")
+        assert f"{ZONE} for alice: verified" in r.stdout and "found" not in r.stdout, r.stdout + r.stderr
+    r = prosody.ctl("mod_xmpp_hosting", "domain", "set", ZONE, "owner", "nobody")
+    assert r.returncode != 0 and "domain override" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert json.loads(run_cli(prosody.database, "--json", "domain", "show", ZONE).stdout)["settings"]["owner"] == "alice"
+    r = prosody.ctl("mod_xmpp_hosting", "domain", "remove", ZONE)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(run_cli(prosody.database, "--json", "domain", "claims", ZONE).stdout) == []
+    last = json.loads(run_cli(prosody.database, "--json", "domain", "history", ZONE).stdout)[-1]
+    assert (last["to"], last["reason"]) == ("removed", "domain removed by the operator")

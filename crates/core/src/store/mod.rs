@@ -31,8 +31,9 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
         M::up(include_str!("../../migrations/0003_quotas.sql")),
         M::up(include_str!("../../migrations/0004_verification.sql")),
         M::up(include_str!("../../migrations/0005_upload_slot_keys.sql")),
-        M::up(include_str!("../../migrations/0008_upload_slots.sql")),
+        M::up(include_str!("../../migrations/0006_invite_purge.sql")),
         M::up(include_str!("../../migrations/0007_default_max_file_size.sql")),
+        M::up(include_str!("../../migrations/0008_upload_slots.sql")),
         M::up(include_str!("../../migrations/0009_claim_findings.sql")),
     ])
 });

@@ -327,10 +327,17 @@ end
 
 local invite_commands = {};
 
+-- spec: the options as typed on prosodyctl ({"--uses", "3", ...}, read and checked by the core),
+-- or a table of fields from the admin shell (invite_create("example.org", {uses = 3})).
 function invite_commands.create(s, domain, spec)
 	spec = spec or {};
-	spec.domain = domain;
-	local created, err = s:create_invite(spec);
+	local created, err;
+	if spec[1] ~= nil or next(spec) == nil then
+		created, err = s:create_invite_from_options(domain, spec);
+	else
+		spec.domain = domain;
+		created, err = s:create_invite(spec);
+	end
 	if not created then return false, err; end
 	local lines = {
 		("Invite %d created on %s (%d use(s), expires %s)"):format(created.invite.id, created.invite.domain,
@@ -341,32 +348,47 @@ function invite_commands.create(s, domain, spec)
 	return true, table.concat(lines, "\n");
 end
 
+-- Each line, status included, is the core's: the same on ejabberdctl and the CLI.
 function invite_commands.list(s, domain)
 	local list, err = s:invites(domain);
 	if not list then return false, err; end
-	local now, lines = os.time(), {};
-	for _, i in ipairs(list) do
-		local status = i.revoked_at and "revoked" or (i.expires_at and i.expires_at <= now and "expired")
-			or (i.uses_left == 0 and "used-up") or "active";
-		lines[#lines + 1] = ("%d  %s  %s  %d/%d left  expires %s  by %s%s"):format(i.id, i.kind, status, i.uses_left,
-			i.uses_total, format_time(i.expires_at), i.created_by, i.note and ("  " .. i.note) or "");
-	end
+	local lines = {};
+	for _, i in ipairs(list) do lines[#lines + 1] = i.line; end
 	lines[#lines + 1] = ("%d invite(s)"):format(#list);
 	return true, table.concat(lines, "\n");
 end
 
+-- The id as typed: the core refuses "1.5" or "x" in words.
 function invite_commands.revoke(s, domain, id)
-	local n = tonumber(id);
-	if not n then return false, "Usage: invite revoke DOMAIN ID"; end
-	local invite, err = s:revoke_invite(domain, math.tointeger(n) or n);
+	if id == nil then return false, "Usage: invite revoke DOMAIN ID"; end
+	local invite, err = s:revoke_invite(domain, id);
 	if not invite then return false, err; end
 	return true, ("Revoked invite %d"):format(invite.id);
 end
 
+-- Inside the server, registrations that never finished are settled first by this server's
+-- account store (a use is never given back for an account that exists); the purge itself runs
+-- on the core's worker, so thousands of invites do not stall the loop.
 function invite_commands.purge(s)
-	local report, err = s:purge_invites();
+	local settled = 0;
+	if prosody.process_type == "prosody" then
+		local answers = account_answers(s);
+		if #answers > 0 then
+			local n, err = s:settle_stale_registrations(answers);
+			if not n then return false, err; end
+			settled = n;
+		end
+	end
+	local report, err = await(s:start_purge_invites());
 	if not report then return false, err; end
-	return true, ("Removed %d invite(s)"):format(report.invites_removed);
+	local text = ("Removed %d invite(s)"):format(report.invites_removed);
+	if settled > 0 then
+		text = text .. ("; settled %d registration(s) that never finished"):format(settled);
+	end
+	if report.registrations_unsettled > 0 then
+		text = text .. ("; %d registration(s) that never finished wait for their server"):format(report.registrations_unsettled);
+	end
+	return true, text;
 end
 
 local quota_commands = {};
@@ -425,23 +447,6 @@ local function run_command(group_name, verb, ...)
 	return command(s, ...);
 end
 
--- "--uses 3 --expires-in never" into the fields of a new invite.
-local function parse_invite_options(args, first)
-	local spec = {};
-	for i = first, #args, 2 do
-		local key, value = args[i]:match("^%-%-(.+)$"), args[i + 1];
-		if not key or value == nil then return nil, "Options are --name value pairs, not " .. args[i]; end
-		key = key:gsub("%-", "_");
-		if key == "expires_in" then
-			key, value = "expiry", tonumber(value) or value;
-		elseif key == "uses" then
-			value = tonumber(value) or value;
-		end
-		spec[key] = value;
-	end
-	return spec;
-end
-
 local usage = [[
 Usage: prosodyctl mod_xmpp_hosting domain add|list|show|remove [NAME]
        prosodyctl mod_xmpp_hosting domain set NAME SETTING VALUE   (e.g. registration.policy open)
@@ -464,12 +469,8 @@ function module.command(arg)
 	end
 	local ok, text;
 	if group == "invite" and verb == "create" then
-		local spec, err = parse_invite_options(arg, 4);
-		if spec then
-			ok, text = run_command(group, verb, arg[3], spec);
-		else
-			ok, text = false, err;
-		end
+		-- The options go to the core as typed ("--uses", "3", ...): it reads and refuses them.
+		ok, text = run_command(group, verb, arg[3], { table.unpack(arg, 4) });
 	elseif group == "quota" and verb == "set" and arg[6] ~= nil then
 		if arg[6] ~= "--user" or not arg[7] then
 			ok, text = false, "Usage: quota set DOMAIN LIMIT VALUE [--user USER]";

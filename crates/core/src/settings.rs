@@ -50,7 +50,8 @@ pub(crate) trait JsonSettings: Serialize + serde::de::DeserializeOwned {
 
     /// The JSON to store for `self` over what was stored (`stored`, JSON text): every field this
     /// version knows is written, and fields it does not know (written by a newer version) are
-    /// kept rather than silently dropped.
+    /// kept rather than silently dropped. Settings types must therefore serialise every field
+    /// (no `skip_serializing_if`): a field left out would keep its stored value when cleared.
     fn to_json_over(&self, stored: Option<&str>) -> String {
         let ours = serde_json::to_value(self).expect("settings serialise");
         match stored.and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()) {
@@ -350,6 +351,11 @@ mod tests {
         assert_eq!(doc["retention"]["days"], 30);
         assert_eq!(doc["registration"]["captcha"], true);
         assert_eq!(doc["registration"]["policy"], "open");
+        // A field this version knows is cleared for real, not kept from the stored text.
+        h.set_domain_setting("d.example", "registration.landing_url", "https://d.example/{token}").unwrap();
+        h.set_domain_setting("d.example", "registration.landing_url", "null").unwrap();
+        assert!(stored(&h)["registration"]["landing_url"].is_null());
+        assert_eq!(h.require_domain("d.example").unwrap().settings.registration.landing_url, None);
         // A proof's change of owner keeps them too.
         let c = h.claim_domain("d.example", "alice").unwrap();
         let seen = crate::verification::proof_seen_for_tests(&[&c.token]);

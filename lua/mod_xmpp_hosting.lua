@@ -35,7 +35,9 @@ if not server_api then
 	module:log("error", "%s: not loading", unsupported);
 	error(unsupported);
 end
-module:log("info", "xmpp-hosting on Prosody %s: %s", prosody.version, server_api.api);
+-- In the server's log; prosodyctl would print it before every command's output, so debug there.
+module:log(prosody.process_type == "prosody" and "info" or "debug", "xmpp-hosting on Prosody %s: %s",
+	prosody.version, server_api.api);
 
 local xh = require "xmpp_hosting";
 local async = require "util.async";

@@ -273,3 +273,39 @@ def test_read_only_commands_work_on_a_store_the_admin_may_only_read(tmp_path):
         assert r.returncode == 1 and r.stderr.count("\n") == 1 and "readonly" in r.stderr, r.stderr
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_read_only_commands_work_on_a_full_disk(tmp_path):
+    """A store on a disk with no space left: listing and showing still work (the writable open
+    needed room for SQLite's -shm file), writing fails with one line, and once there is room
+    again everything works."""
+    import shutil
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and a tmpfs mount to fill a disk")
+    try:
+        db = disk / "store.sqlite"
+        run_cli(db, "domain", "add", "example.org")
+        filler = disk / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill the disk to the last block
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        assert shutil.disk_usage(disk).free < 4096
+        for args in (["domain", "list"], ["domain", "show", "example.org"], ["provider", "show"]):
+            r = run_cli(db, *args, check=False)
+            assert r.returncode == 0, (args, r.stderr)
+        assert "example.org" in run_cli(db, "domain", "list").stdout
+        r = run_cli(db, "domain", "add", "other.example", check=False)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+        filler.unlink()
+        run_cli(db, "domain", "add", "other.example")
+        assert "other.example" in run_cli(db, "domain", "list").stdout
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)

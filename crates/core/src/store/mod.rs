@@ -73,10 +73,10 @@ impl Store {
     /// Opens an existing file read-only, without migrating it (see `Hosting::open_read_only`).
     ///
     /// A reader of a WAL database needs its `-shm` file: it must exist already (a server has the
-    /// store open) or the directory must let the reader create it. When neither holds and there
-    /// is no `-wal` file either (nobody has the store open for writing, so the database file is
-    /// complete), the file is read as immutable instead: what an admin who may only read the
-    /// store, or a full disk, allows.
+    /// store open) or the reader must be able to create it (a writable directory, a disk with room
+    /// for it). When it cannot and the `-wal` file is missing or empty (nothing in it that the
+    /// database file lacks), the file is read as immutable instead: what an admin who may only
+    /// read the store, or a full disk, allows.
     pub(crate) fn open_read_only(path: &Path, busy_timeout: Duration) -> Result<Self> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let open = |target: &str| -> Result<Connection> {
@@ -90,9 +90,11 @@ impl Store {
             Ok(conn)
         };
         let uri = file_uri(path);
+        // Looked at before the first attempt, which may itself leave an empty -wal behind.
+        let wal_empty = std::fs::metadata(wal_path(path)).map_or(true, |m| m.len() == 0);
         let conn = match open(&uri) {
             Ok(conn) => conn,
-            Err(e) if path.exists() && !wal_path(path).exists() && !e.to_string().contains("older version") => {
+            Err(e) if path.exists() && wal_empty && !e.to_string().contains("older version") => {
                 open(&format!("{uri}?immutable=1"))?
             }
             Err(e) => return Err(e),

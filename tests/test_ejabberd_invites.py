@@ -195,3 +195,20 @@ def test_ejabberdctl_invite_list_prints_iso8601_utc(ej):
     expires = line.split("expires ")[1].split(",")[0]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", expires), line
     assert " account active, 1/1 left" in line
+
+
+def test_nif_stale_registration_and_hosting_calls(ej):
+    """The NIF calls the invite commands and the module use: wrong types are badarg, an id no
+    invite can have is the core's invalid_argument, and a host that loads the module is hosted."""
+    assert ej.eval(H + f'{{ok, #{{added := A}}}} = xmpp_hosting_nif:ensure_hosted(H, <<"{HOST}">>), A.') == "false"
+    assert ej.eval(H + "xmpp_hosting_nif:stale_registrations(H, 10).").startswith("{ok,")
+    assert ej.eval(H + "xmpp_hosting_nif:settle_stale_registrations(H, []).") == "{ok,0}"
+    for call in ('xmpp_hosting_nif:settle_stale_registrations(H, [#{id => <<"x">>, account_exists => true}])',
+                 "xmpp_hosting_nif:settle_stale_registrations(H, not_a_list)",
+                 "xmpp_hosting_nif:stale_registrations(H, -1)",
+                 'xmpp_hosting_nif:ensure_hosted(H, "invites.example")'):
+        assert ej.eval(H + f"try {call} of V -> {{returned, V}} catch C:R -> {{C, R}} end.") == "{error,badarg}", call
+    for bad_id in ("1.5", "-3", "<<\"1.5\">>", "99999999999999999999"):
+        out = ej.eval(H + f'xmpp_hosting_nif:revoke_invite(H, <<"{HOST}">>, {bad_id}).')
+        assert out.startswith("{error,{invalid_argument,") and "an invite id is a whole number" in out, out
+    assert ej.is_running()

@@ -6,12 +6,13 @@ commands, prosodyctl and the admin shell) are here.
 
 import ctypes
 import json
+import subprocess
 
 import pytest
 
 from harness import client
 from harness.client import RawStream, error_condition, preauth_element, register
-from harness.common import run_cli
+from harness.common import LUA_CPATH_DIR, run_cli
 from harness.prosody import Prosody
 from invite_scenarios import InviteScenarios, ServerUnderTest, invite_only  # noqa: F401 (autouse fixture)
 
@@ -146,3 +147,43 @@ def test_prosodyctl_refuses_bad_invite_input_in_words(prosody, args, message):
     assert message in r.stderr, r.stderr
     assert "traceback" not in (r.stdout + r.stderr).lower() and "ExpiryRepr" not in r.stderr
     assert "created_by" not in r.stderr
+
+
+LUA_INVITE_BAD_INPUT = r"""
+local xh = require "xmpp_hosting"
+local h = assert(xh.open(arg[1]))
+assert(h:add_domain("x.example"))
+local function check(label, ok, ...) print(label, ok, ...) end
+check("options-bogus", true, h:create_invite_from_options("x.example", { "--bogusflag", "1" }))
+check("options-nil", pcall(h.create_invite_from_options, h, "x.example", nil))
+check("revoke-float", true, h:revoke_invite("x.example", 1.5))
+check("revoke-text", true, h:revoke_invite("x.example", "1.5"))
+check("revoke-table", true, h:revoke_invite("x.example", {}))
+check("settle-bad", true, h:settle_stale_registrations({ { id = "x", account_exists = true } }))
+check("settle-empty", true, h:settle_stale_registrations({}))
+check("stale", true, #h:stale_registrations(5))
+check("hosted", true, h:ensure_hosted("x.example").added)
+check("hosted-bad", true, h:ensure_hosted("a..b"))
+print("survived")
+"""
+
+
+def test_lua_invite_calls_take_bad_input_cleanly(tmp_path):
+    """The Lua calls behind prosodyctl's invite commands and the module: bad values are the core's
+    words (nil, message, code), never a conversion error or a crash."""
+    script = tmp_path / "bad.lua"
+    script.write_text(LUA_INVITE_BAD_INPUT)
+    r = subprocess.run(["lua5.4", str(script), str(tmp_path / "db.sqlite")], capture_output=True, text=True,
+                       env={"LUA_CPATH_5_4": f"{LUA_CPATH_DIR}/?.so;;", "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = dict(line.split("\t", 1) for line in r.stdout.splitlines() if "\t" in line)
+    assert 'unknown option "--bogusflag"' in lines["options-bogus"] and lines["options-bogus"].endswith("invalid-argument")
+    assert lines["options-nil"].startswith("false\t")
+    for label in ("revoke-float", "revoke-text", "revoke-table"):
+        assert "an invite id is a whole number" in lines[label] and lines[label].endswith("invalid-argument"), lines[label]
+    assert lines["settle-bad"].endswith("invalid-argument")
+    assert lines["settle-empty"] == "true\t0"
+    assert lines["stale"] == "true\t0"
+    assert lines["hosted"] == "true\tfalse"
+    assert lines["hosted-bad"].endswith("invalid-domain")
+    assert "survived" in r.stdout

@@ -24,6 +24,11 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A retention period that cannot be meant (negative, zero, an unknown unit, over 100
+    /// years): retention deletes people's data, so a misread value is refused, never guessed.
+    #[error("invalid retention period: {0}")]
+    InvalidPeriod(#[from] crate::retention::PeriodError),
+
     /// The thing asked for does not exist.
     #[error("{what} not found: {key}")]
     NotFound { what: &'static str, key: String },
@@ -58,7 +63,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::InvalidDomain(_) | Error::PublicSuffix(_) => "invalid-domain",
-            Error::InvalidArgument(_) => "invalid-argument",
+            Error::InvalidArgument(_) | Error::InvalidPeriod(_) => "invalid-argument",
             Error::NotFound { .. } => "not-found",
             Error::AlreadyExists { .. } => "already-exists",
             Error::NotAllowed(_) => "not-allowed",

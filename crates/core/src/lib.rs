@@ -18,6 +18,7 @@ pub mod housekeeping;
 pub mod invites;
 mod off_loop;
 pub mod quotas;
+pub mod retention;
 pub mod settings;
 mod store;
 #[cfg(test)]

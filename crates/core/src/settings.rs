@@ -17,6 +17,8 @@ pub struct DomainSettings {
     pub registration: crate::invites::RegistrationSettings,
     /// What users may upload and keep.
     pub uploads: crate::quotas::UploadLimits,
+    /// How long archives and uploads are kept (all `never` until an admin sets them).
+    pub retention: crate::retention::RetentionPolicy,
 }
 
 /// Settings of the whole service, not of one domain (global caps, the provider's own DNS values).

@@ -82,7 +82,7 @@ pub(super) fn commit(tx: &Connection, reservation: i64, bytes: i64, file_id: &st
 }
 
 /// Takes a deleted file out of storage; `false` when the ledger does not know it.
-pub(super) fn forget(tx: &Connection, file_id: &str) -> Result<bool> {
+pub(crate) fn forget(tx: &Connection, file_id: &str) -> Result<bool> {
     match sql::take_file(tx, file_id)? {
         Some((domain, user, size)) => add_totals(tx, &domain, &user, -size, 0).map(|()| true),
         None => Ok(false),

@@ -30,6 +30,9 @@ pub use policy::{
 };
 pub use report::{ScopeLimits, UploadQuotaView, UploadReport, UploadUsage};
 pub use upkeep::UploadUpkeep;
+// For retention, which deletes recorded files by the same path rule and ledger update.
+pub(crate) use ledger::forget as forget_recorded_file;
+pub(crate) use paths::UploadRoot;
 
 use crate::invites::normalize_username;
 use crate::{Error, Result};

@@ -50,6 +50,12 @@ impl UploadRoot {
         Some(UploadRoot { given: given.to_string(), real, checked_dirs: HashSet::new() })
     }
 
+    /// The root with its links resolved: every path [`UploadRoot::file`] hands out is below it
+    /// (retention opens it and the directories below without following links to delete).
+    pub(crate) fn real(&self) -> &std::path::Path {
+        &self.real
+    }
+
     /// The path to look at for file id `id`, or `None` when the id is not strictly below this
     /// root (see the module's rule).
     pub(crate) fn file(&mut self, id: &str) -> Option<PathBuf> {

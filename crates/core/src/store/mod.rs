@@ -12,6 +12,7 @@
 pub(crate) mod domains;
 pub(crate) mod invites;
 pub(crate) mod quotas;
+pub(crate) mod retention;
 pub(crate) mod verification;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
         M::up(include_str!("../../migrations/0007_default_max_file_size.sql")),
         M::up(include_str!("../../migrations/0008_upload_slots.sql")),
         M::up(include_str!("../../migrations/0009_claim_findings.sql")),
+        M::up(include_str!("../../migrations/0010_retention.sql")),
     ])
 });
 

@@ -1,0 +1,189 @@
+//! Retention: how long each hosted domain keeps archives and uploads, and the sweeps that keep
+//! that promise (issue 13).
+//!
+//! - [`period`]: durations as the servers' admins write them (`"1w"`, `"30d"`, seconds,
+//!   `"never"`), nonsense refused with a [`PeriodError`];
+//! - [`policy`]: the per-domain policy (in the domain's settings, section `retention`) and a
+//!   user's own shorter archive retention;
+//! - [`sweep`]: the engine: bounded steps, resumable from a cursor in the store, dry runs, the
+//!   audit log, and the guarantee that nothing newer than the cutoff is deleted;
+//! - `uploads`: expired uploads deleted from disk inside the upload directory, the quota
+//!   ledger updated in the same step.
+//!
+//! One-to-one and group chat archives live in the servers' own stores; the core sweeps them
+//! once a server hands it the way in (not built yet: [`Hosting::retention_sweep`] says so).
+
+pub mod period;
+pub mod policy;
+pub mod sweep;
+mod uploads;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use period::{Period, PeriodError, MAX_PERIOD};
+pub use policy::{RetentionPolicy, POLICY_FIELDS};
+pub use sweep::{SweepOptions, SweepRecord, SweepState};
+
+use crate::{Error, Hosting, Result};
+
+/// A kind of data a sweep deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// One-to-one message archives (MAM).
+    Archive,
+    /// Group chat (MUC) archives.
+    Muc,
+    /// Uploaded files.
+    Uploads,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Archive, Kind::Muc, Kind::Uploads];
+
+    /// The name in commands, settings and the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Archive => "archive",
+            Kind::Muc => "muc",
+            Kind::Uploads => "uploads",
+        }
+    }
+
+    /// What it is, in a sentence.
+    pub fn what(self) -> &'static str {
+        match self {
+            Kind::Archive => "one-to-one archives",
+            Kind::Muc => "group chat archives",
+            Kind::Uploads => "uploaded files",
+        }
+    }
+
+    /// Reads a kind as commands take it.
+    pub fn parse(text: &str) -> Result<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == text).ok_or_else(|| {
+            Error::InvalidArgument(format!("{text:?} is not a kind of data to sweep: use archive, muc or uploads"))
+        })
+    }
+}
+
+/// How often each domain's kinds are swept by the housekeeping pass, in seconds.
+pub const SWEEP_EVERY: i64 = 3600;
+
+/// How long one housekeeping pass spends on sweeps at most; an unfinished sweep resumes at the
+/// next pass.
+pub const PASS_BUDGET: Duration = Duration::from_secs(2);
+
+impl Hosting {
+    /// Runs (or resumes) the sweep of one kind of one domain now. `upload_roots` add upload
+    /// directories to the watched ones (a server's configured directory). Archives and group
+    /// chat archives are refused until a server hands the core its archive store.
+    pub fn retention_sweep(
+        &self,
+        domain: &str,
+        kind: Kind,
+        upload_roots: &[String],
+        options: &SweepOptions,
+    ) -> Result<SweepRecord> {
+        match kind {
+            Kind::Uploads => {
+                let mut target = uploads::Uploads::open(self, upload_roots)?;
+                self.sweep_with(domain, kind, &mut target, options)
+            }
+            Kind::Archive | Kind::Muc => {
+                self.require_domain(domain)?;
+                Err(Error::InvalidArgument(format!(
+                    "the {} of {domain} are in the XMPP server's own store, which the core cannot sweep yet; \
+                     only uploads are swept",
+                    kind.what()
+                )))
+            }
+        }
+    }
+
+    /// The housekeeping pass's share: resumes unfinished sweeps and starts those due (each
+    /// domain's kinds with a period, every [`SWEEP_EVERY`] seconds), spending at most `budget`
+    /// in steps. Kinds the core cannot sweep yet are left alone.
+    pub fn retention_pass(&self, upload_roots: &[String], budget: Duration) -> Result<Vec<SweepRecord>> {
+        let started = std::time::Instant::now();
+        let now = self.now();
+        let mut out = Vec::new();
+        for d in self.domains()? {
+            let kind = Kind::Uploads;
+            if d.settings.retention.period(kind) == Period::Never {
+                continue;
+            }
+            let name = d.name.as_str();
+            let running = self.store().read(|c| crate::store::retention::running(c, name, kind))?.is_some();
+            let last = self.store().read(|c| crate::store::retention::last_finished_start(c, name, kind))?;
+            // A clock set back (last in the future) makes the sweep due rather than put off.
+            let due = running || last.is_none_or(|t| t > now || now - t >= SWEEP_EVERY);
+            let left = budget.saturating_sub(started.elapsed());
+            if !due || left.is_zero() {
+                continue;
+            }
+            let options = SweepOptions { budget: Some(left), ..Default::default() };
+            match self.retention_sweep(name, kind, upload_roots, &options) {
+                Ok(rec) => out.push(rec),
+                // Another process runs it: its turn.
+                Err(Error::NotAllowed(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+
+    #[test]
+    fn kinds_read_as_commands_write_them() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.as_str()).unwrap(), k);
+        }
+        assert!(Kind::parse("mam").unwrap_err().to_string().contains("archive, muc or uploads"));
+    }
+
+    #[test]
+    fn the_pass_sweeps_each_domain_once_an_hour_and_resumes_unfinished_ones() {
+        let clock = ManualClock::new(1_000_000);
+        let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
+        h.add_domain("a.example").unwrap();
+        h.add_domain("b.example").unwrap();
+        assert!(h.retention_pass(&[], PASS_BUDGET).unwrap().is_empty(), "nothing has a period");
+        h.set_retention("a.example", "uploads", "1d").unwrap();
+        let first = h.retention_pass(&[], PASS_BUDGET).unwrap();
+        assert_eq!(first.iter().map(|r| r.domain.as_str()).collect::<Vec<_>>(), ["a.example"]);
+        assert!(h.retention_pass(&[], PASS_BUDGET).unwrap().is_empty(), "done this hour");
+        clock.advance(SWEEP_EVERY);
+        assert_eq!(h.retention_pass(&[], PASS_BUDGET).unwrap().len(), 1);
+        clock.advance(-2 * SWEEP_EVERY);
+        assert_eq!(h.retention_pass(&[], PASS_BUDGET).unwrap().len(), 1, "a clock set back makes it due");
+        // An unfinished sweep is resumed whatever the hour.
+        h.store()
+            .write(|tx| {
+                tx.execute(
+                    "UPDATE retention_sweeps SET state = 'running' WHERE id = (SELECT max(id) FROM retention_sweeps)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        let resumed = h.retention_pass(&[], PASS_BUDGET).unwrap();
+        assert_eq!((resumed.len(), resumed[0].parts, resumed[0].state), (1, 2, SweepState::Done));
+    }
+
+    #[test]
+    fn archives_are_refused_until_a_server_hands_over_its_store() {
+        let h = Hosting::open_in_memory().unwrap();
+        h.add_domain("a.example").unwrap();
+        h.set_retention("a.example", "archive", "1w").unwrap();
+        let e = h.retention_sweep("a.example", Kind::Archive, &[], &SweepOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("only uploads are swept"), "{e}");
+    }
+}

@@ -1,7 +1,7 @@
 //! `xmpp-hosting quota …`: upload limits and usage.
 
 use clap::Subcommand;
-use xmpp_hosting_core::{Hosting, Result};
+use xmpp_hosting_core::{texts, Hosting, Result};
 
 use crate::output::{table, Output};
 
@@ -61,27 +61,22 @@ pub fn run(h: &Hosting, out: &Output, cmd: QuotaCommand) -> Result<bool> {
         QuotaCommand::Audit { repair } => {
             let drifts = h.audit_upload_ledger(repair)?;
             out.show(&drifts, |drifts| {
+                // The scope's name and the verdicts are the core's words, as on both servers.
                 let rows: Vec<Vec<String>> = drifts
                     .iter()
                     .map(|d| {
-                        let scope = match d.scope.as_str() {
-                            "user" => format!("{}@{}", d.username, d.domain),
-                            "domain" => d.domain.clone(),
-                            _ => "(all domains)".into(),
-                        };
                         vec![
-                            scope,
+                            d.scope_name(),
                             format!("{} -> {}", d.stored, d.counted_stored),
                             format!("{} -> {}", d.reserved, d.counted_reserved),
                         ]
                     })
                     .collect();
-                match (rows.is_empty(), repair) {
-                    (true, _) => println!("the running totals match the files and slots"),
-                    (false, fixed) => {
-                        table(&["SCOPE", "STORED", "RESERVED"], &rows);
-                        println!("{}", if fixed { "repaired" } else { "not repaired (use --repair)" });
-                    }
+                if rows.is_empty() {
+                    println!("{}", texts::AUDIT_MATCHES);
+                } else {
+                    table(&["SCOPE", "STORED", "RESERVED"], &rows);
+                    println!("{}", texts::audit_outcome(repair));
                 }
             });
             return Ok(drifts.is_empty() || repair);

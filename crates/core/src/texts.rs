@@ -92,7 +92,10 @@ impl ClaimsSummary {
             .map(|c| c.domain.clone())
             .collect();
         let counts: Vec<String> = states.iter().map(|(state, n)| format!("{n} {state}")).collect();
-        let mut text = format!("{} claim(s) checked: {}", claims.len(), counts.join(", "));
+        let mut text = format!("{} claim(s) checked", claims.len());
+        if !counts.is_empty() {
+            text.push_str(&format!(": {}", counts.join(", ")));
+        }
         if !not_verified.is_empty() {
             text.push_str(&format!("\nNot verified: {}", not_verified.join(" ")));
         }
@@ -136,13 +139,25 @@ impl LedgerDrift {
     }
 }
 
+/// What an audit that found no drift says.
+pub const AUDIT_MATCHES: &str = "The running totals match the files and slots";
+
+/// The line after an audit's drifts: whether they were repaired.
+pub fn audit_outcome(repaired: bool) -> &'static str {
+    if repaired {
+        "Repaired"
+    } else {
+        "Not repaired (use --repair)"
+    }
+}
+
 /// The audit's whole answer, as the servers' commands print it.
 pub fn describe_audit(drifts: &[LedgerDrift], repaired: bool) -> String {
     if drifts.is_empty() {
-        return "The running totals match the files and slots".into();
+        return AUDIT_MATCHES.into();
     }
     let mut lines: Vec<String> = drifts.iter().map(LedgerDrift::describe).collect();
-    lines.push(if repaired { "Repaired" } else { "Not repaired (use --repair)" }.into());
+    lines.push(audit_outcome(repaired).into());
     lines.join("\n")
 }
 
@@ -189,6 +204,7 @@ mod tests {
         let many: Vec<Claim> = (0..150).map(|i| claim(&format!("d{i}.example"), ClaimState::Pending)).collect();
         assert_eq!(ClaimsSummary::of(&many).not_verified.len(), SUMMARY_NAMES);
         assert_eq!(DnsSummary::of(&[]).text, "0 domain(s) tested: 0 with every record right");
+        assert_eq!(ClaimsSummary::of(&[]).text, "0 claim(s) checked");
     }
 
     #[test]

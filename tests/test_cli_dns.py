@@ -134,3 +134,38 @@ def test_removing_a_domain_ends_its_claims(provider, tmp_path):
     history = json.loads(run_cli(db, "--json", "domain", "history", ZONE).stdout)
     assert (history[-1]["from"], history[-1]["to"], history[-1]["reason"]) == (
         "verified", "removed", "domain removed by the operator")
+
+
+def test_a_previous_owner_takes_the_domain_back_only_once_the_new_owners_proof_is_gone(provider, tmp_path):
+    """Issue 11 (takeover): the newer proof wins only when the current owner's proof is gone."""
+    db = provider
+    token = {a: json.loads(run_cli(db, "--json", "domain", "claim", ZONE, "--account", a).stdout)["claim"]["token"]
+             for a in ("alice", "bob")}
+
+    def publish(knot, serial, *accounts):
+        body = "".join(f'xmpp-hosting-verification TXT "verify={token[a]}"\n' for a in accounts)
+        knot.replace(ZONE, zone_text(ZONE, serial, body))
+
+    def verify(account):
+        r = run_cli(db, "--json", "domain", "verify", ZONE, "--account", account, check=False)
+        return json.loads(r.stdout)
+
+    def owner():
+        return json.loads(run_cli(db, "--json", "domain", "show", ZONE).stdout)["settings"]["owner"]
+
+    with Knot(tmp_path / "knot", {ZONE: zone_text(ZONE, 1, "")}) as knot:
+        configure(db, knot.nameserver)
+        publish(knot, 2, "alice")
+        assert verify("alice")["state"] == "verified" and owner() == "alice"
+        publish(knot, 3, "bob")  # the domain changed hands; alice's record went
+        assert verify("bob")["state"] == "verified" and owner() == "bob"
+        publish(knot, 4, "alice", "bob")  # alice's record is back beside bob's
+        claim = verify("alice")
+        assert claim["state"] == "suspended" and owner() == "bob", claim
+        assert "current owner (bob) still publishes its proof" in claim["finding"], claim
+        r = run_cli(db, "domain", "verify", ZONE, "--account", "alice", check=False)
+        assert r.returncode == 3 and "current owner (bob)" in r.stdout, r.stdout
+        publish(knot, 5, "alice")  # bob's record is gone: the newer proof wins
+        assert verify("alice")["state"] == "verified" and owner() == "alice"
+    states = {c["account"]: c["state"] for c in json.loads(run_cli(db, "--json", "domain", "claims", ZONE).stdout)}
+    assert states == {"alice": "verified", "bob": "suspended"}

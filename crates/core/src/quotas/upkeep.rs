@@ -761,6 +761,19 @@ mod tests {
     }
 
     #[test]
+    fn an_audit_repair_counts_the_files_it_found() {
+        let s = Setup::new("repair", limits(20_000, 300));
+        let slotted = s.slot("grace", 250, "slotted");
+        fs::write(&slotted, vec![0u8; 250]).unwrap();
+        fs::write(format!("{}/stray.bin", s.root), vec![0u8; 1000]).unwrap();
+        let found = s.h.audit_upload_ledger(true).unwrap();
+        assert!(found.iter().any(|d| d.scope == "global" && d.counted_stored - d.stored == 1250), "{found:?}");
+        assert!(s.h.audit_upload_ledger(false).unwrap().is_empty());
+        assert_eq!(s.usage("grace"), (250, 0));
+        assert_eq!(s.h.global_upload_usage().unwrap().stored, 1250);
+    }
+
+    #[test]
     fn a_file_found_before_its_watch_is_charged_to_the_slot_owner_once_the_watch_arrives() {
         let s = Setup::new("raced", limits(20_000, 300));
         let r = s.grant("frank", 400).unwrap();

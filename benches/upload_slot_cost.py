@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""What our upload module adds to a slot request on each real server: the same client (slixmpp,
+loopback, one session) asks Prosody 0.12 (mod_http_file_share) and ejabberd 23.01
+(mod_http_upload + mod_http_upload_quota) for --requests slots one after another, with and
+without mod_xmpp_hosting_uploads deciding, at 1,000 and 100,000 uploads stored. Prints p50 / p99
+of the round trips, the p50 of the first and of the last 200 requests (flat or not as granted
+slots pile up), a ping's round trip, and the ratio with / without. Figures, not assertions; the
+target (issue 11.4) is at most the server's own p50 + 0.5 ms, flat from first request to last.
+
+    PROFILE=release scripts/build && python3 benches/upload_slot_cost.py
+        [--servers prosody,ejabberd] [--sizes 1000,100000] [--requests 2000]
+
+Uploads stored: the servers' own records hold N uploads (Prosody: its `uploads` archive in SQL
+storage, as benches/prosody_file_share_cost.py seeds it; ejabberd: N files in the user's upload
+directory, as benches/ejabberd_upload_quota_cost.py creates them), and so does the store's ledger
+(benches/quotas_seed.sql) when the module runs. Slots are never used: every request reserves its
+1,000 bytes until the slot ends, so 2,000 grants pile up as the issue's did. Limits are far above
+the traffic: every request is granted. Servers log at info level.
+"""
+
+import argparse
+import asyncio
+import hashlib
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+BENCHES = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCHES.parent / "tests"))
+sys.path.insert(0, str(BENCHES))
+from harness import client  # noqa: E402
+from harness.common import run_cli  # noqa: E402
+import ejabberd_upload_quota_cost as ejb  # noqa: E402
+import prosody_file_share_cost as pfs  # noqa: E402
+
+PASSWORD = "bench-password"
+WINDOW = 200  # requests at the start and at the end compared for flatness
+
+
+def seed_ledger(database: Path, domain: str, n: int):
+    """Creates the store with `domain` hosted and fills its ledger with n uploads."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    run_cli(database, "domain", "add", domain)
+    sql = (BENCHES / "quotas_seed.sql").read_text()
+    # Longest names first: ":n" is a prefix of ":now".
+    for name, value in ((":history", "100"), (":domain", f"'{domain}'"), (":now", str(int(time.time()))),
+                        (":n", str(n))):
+        sql = sql.replace(name, value)
+    c = sqlite3.connect(database)
+    c.executescript(sql)
+    # Steady state: commits and the upkeep keep only about a day of hourly buckets; the seed
+    # writes a month of them, which the server's first upkeep would then purge during the run.
+    with c:
+        c.execute("DELETE FROM upload_volume WHERE span = 3600 AND start < ?", (int(time.time()) // 3600 - 25,))
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.close()
+
+
+async def slot_round_trips(c, share: str, requests: int):
+    """A ping, then `requests` slot requests one after another; round trips in seconds."""
+    c.register_plugin("xep_0199")
+    t0 = time.perf_counter()
+    await c.plugin["xep_0199"].send_ping(c.boundjid.host, timeout=60)
+    ping = time.perf_counter() - t0
+    times = []
+    for _ in range(requests):
+        iq = c.Iq()
+        iq["type"] = "get"
+        iq["to"] = share
+        iq.append(ET.fromstring(pfs.REQUEST))
+        t0 = time.perf_counter()
+        reply = await iq.send(timeout=600)
+        times.append(time.perf_counter() - t0)
+        assert reply["type"] == "result", reply
+    return times, ping
+
+
+def measure(port: int, jid: str, share: str, requests: int):
+    return asyncio.run(client._session(port, jid, PASSWORD, lambda c: slot_round_trips(c, share, requests), 3600))
+
+
+def prosody_run(n: int, with_module: bool, requests: int, work: Path):
+    options = {"storage": "sql", "sql": {"driver": "SQLite3", "database": "prosody.sqlite"}}
+    component = f"""
+Component "{pfs.SHARE}" "http_file_share"
+  http_file_share_size_limit = 1000000000
+  http_file_share_daily_quota = 1000000000000000
+  http_file_share_expires_after = {31 * 86400}
+  http_file_share_secret = "bench-secret"
+"""
+    if with_module:
+        component += '  modules_enabled = { "xmpp_hosting_uploads" }\n'
+    prosody = pfs.BenchProsody(work / f"prosody-{n}-{with_module}", host=pfs.HOST, options=options,
+                               extra_config=component)
+    prosody.write_config()
+    prosody.create_user("measure0", PASSWORD)
+    pfs.seed_sql(prosody.data / "prosody.sqlite", n, 1, int(time.time()))
+    if with_module:
+        seed_ledger(prosody.database, pfs.HOST, n)
+    with prosody:
+        times, ping = measure(prosody.c2s_port, f"measure0@{pfs.HOST}", pfs.SHARE, requests)
+        errors = [line for line in prosody.log_text().splitlines() if "\terror\t" in line]
+    if errors:
+        print(f"  ({len(errors)} error lines in Prosody's log, first: {errors[0][:200]})", file=sys.stderr)
+    return times, ping
+
+
+class ModuleEjabberd(ejb.BenchEjabberd):
+    """The cost bench's node, with (or without) mod_xmpp_hosting_uploads deciding."""
+
+    def __init__(self, workdir: Path, docroot: Path, soft_mib: int, hard_mib: int, with_module: bool):
+        super().__init__(workdir, docroot, soft_mib, hard_mib)
+        if with_module:
+            self.install = "config"
+            self.extra_modules += "  mod_xmpp_hosting_uploads: {}\n"
+            self.http_handlers = {"/upload": "mod_xmpp_hosting_uploads"}
+
+
+def ejabberd_run(n: int, with_module: bool, requests: int, work: Path):
+    docroot = work / "ejabberd-upload"
+    user_dir = docroot / hashlib.sha1(f"{ejb.USER}@{ejb.HOST}".encode()).hexdigest()
+    if ejb.count(user_dir) > n:
+        import shutil
+        shutil.rmtree(user_dir)
+    ejb.fill(user_dir, n, int(time.time()))
+    fit = -(-(n * ejb.SIZE + requests * ejb.SIZE) // ejb.MIB)  # MiB: the files and every slot fit
+    node = ModuleEjabberd(work / f"ejabberd-{n}-{with_module}", docroot, fit + 10, fit + 20, with_module)
+    if with_module:
+        seed_ledger(node.database, ejb.HOST, n)
+    with node:
+        node.register(ejb.USER, PASSWORD)
+        times, ping = measure(node.c2s_port, f"{ejb.USER}@{ejb.HOST}", ejb.SHARE, requests)
+    return times, ping
+
+
+def pct(v: list[float], q: float) -> float:
+    s = sorted(v)
+    return s[min(len(s) - 1, round((len(s) - 1) * q))] * 1000
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--servers", default="prosody,ejabberd")
+    ap.add_argument("--sizes", default="1000,100000")
+    ap.add_argument("--requests", type=int, default=2000)
+    args = ap.parse_args()
+    runs = {"prosody": prosody_run, "ejabberd": ejabberd_run}
+    work = Path(tempfile.mkdtemp(prefix="xh-bench-slots-"))
+    print(f"Slot request round trip, ms: {args.requests} requests in one session, loopback\n")
+    print("| server | uploads stored | module | p50 | p99 | first 200 p50 | last 200 p50 | ping | p50 ratio | p50 + |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for server in [s.strip() for s in args.servers.split(",") if s.strip()]:
+        for n in [int(s) for s in args.sizes.split(",") if s.strip()]:
+            base = None
+            for with_module in (False, True):
+                times, ping = runs[server](n, with_module, args.requests, work)
+                p50 = pct(times, 0.5)
+                ratio = f"×{p50 / base:.2f}" if base else ""
+                extra = f"{p50 - base:+.2f}" if base else ""
+                print(f"| {server} | {n} | {'with' if with_module else 'without'} | {p50:.2f} | {pct(times, 0.99):.2f} "
+                      f"| {pct(times[:WINDOW], 0.5):.2f} | {pct(times[-WINDOW:], 0.5):.2f} | {ping * 1000:.2f} "
+                      f"| {ratio} | {extra} |", flush=True)
+                base = base or p50
+    import shutil
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -360,14 +360,19 @@ void xh_string_free(char *s);
 // `h` is a live handle; `domain`, `account` NUL-terminated strings; `out_json` NULL or writable.
 xh_status xh_domain_claim(xh_hosting *h, const char *domain, const char *account, char **out_json);
 
-// Looks for the proof now (blocking on DNS) and writes the claim as it is afterwards.
+// Looks for the proof now (blocking on DNS) and writes the claim as it is afterwards: `{domain,
+// account, state, …, last_error, finding}`, where `last_error` says why DNS gave no answer and
+// `finding` what was found instead of the proof (`found TXT "verify=…" at …, expected TXT
+// "verify=…"`, `no TXT record at …`), both `null` once verified. A claim that stays `pending`
+// is still `XH_OK`: the call worked, the answer is no.
 //
 // # Safety
 // As for [`xh_domain_claim`].
 xh_status xh_domain_verify(xh_hosting *h, const char *domain, const char *account, char **out_json);
 
 // Runs the DNS tester (blocking on DNS) and writes `{domain, rows: [{name, type, expected,
-// found, status, problem}]}`.
+// found, status, problem, dnssec}]}`; `XH_ERR_INVALID_ARGUMENT` while the provider expects no
+// record at all.
 //
 // # Safety
 // `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.

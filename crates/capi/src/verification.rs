@@ -32,7 +32,11 @@ pub unsafe extern "C" fn xh_domain_claim(
     })
 }
 
-/// Looks for the proof now (blocking on DNS) and writes the claim as it is afterwards.
+/// Looks for the proof now (blocking on DNS) and writes the claim as it is afterwards: `{domain,
+/// account, state, …, last_error, finding}`, where `last_error` says why DNS gave no answer and
+/// `finding` what was found instead of the proof (`found TXT "verify=…" at …, expected TXT
+/// "verify=…"`, `no TXT record at …`), both `null` once verified. A claim that stays `pending`
+/// is still `XH_OK`: the call worked, the answer is no.
 ///
 /// # Safety
 /// As for [`xh_domain_claim`].
@@ -49,7 +53,8 @@ pub unsafe extern "C" fn xh_domain_verify(
 }
 
 /// Runs the DNS tester (blocking on DNS) and writes `{domain, rows: [{name, type, expected,
-/// found, status, problem}]}`.
+/// found, status, problem, dnssec}]}`; `XH_ERR_INVALID_ARGUMENT` while the provider expects no
+/// record at all.
 ///
 /// # Safety
 /// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.

@@ -23,6 +23,7 @@ mod invite;
 mod output;
 mod provider;
 mod quota;
+mod retention;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +69,9 @@ enum Command {
     /// The periodic upkeep the servers' timers run: run (for cron, where no server runs it), schedule.
     #[command(subcommand)]
     Housekeeping(housekeeping::HousekeepingCommand),
+    /// How long archives and uploads are kept: show, set, sweep, log.
+    #[command(subcommand)]
+    Retention(retention::RetentionCommand),
 }
 
 impl Command {
@@ -76,6 +80,7 @@ impl Command {
             Command::Domain(cmd) => cmd.reads_only(),
             Command::Dns(cmd) => cmd.reads_only(),
             Command::Provider(cmd) => cmd.reads_only(),
+            Command::Retention(cmd) => cmd.reads_only(),
             Command::Invite(invite::InviteCommand::List { .. } | invite::InviteCommand::Audit { .. }) => true,
             Command::Quota(quota::QuotaCommand::Show { .. } | quota::QuotaCommand::Global) => true,
             _ => false,
@@ -113,6 +118,7 @@ fn run(cli: Cli) -> Result<bool, String> {
         Command::Provider(cmd) => provider::run(&hosting, &out, cmd).map(|()| true),
         Command::Account(cmd) => account::run(&hosting, &out, cmd).map(|()| true),
         Command::Housekeeping(cmd) => housekeeping::run(&hosting, &out, cmd),
+        Command::Retention(cmd) => retention::run(&hosting, &out, cmd),
     };
     result.map_err(|e| e.to_string())
 }

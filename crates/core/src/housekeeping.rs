@@ -44,10 +44,15 @@ pub enum Step {
     /// Purges the upload ledger (expired reservations, old window buckets) and forgets files
     /// gone from the servers' upload directories.
     UploadUpkeep,
+    /// Deletes what each domain's retention policy says has expired (issue 13), in bounded,
+    /// resumable sweeps: each domain's kinds once an hour, at most
+    /// [`crate::retention::PASS_BUDGET`] a pass.
+    Retention,
 }
 
 impl Step {
-    pub const ALL: [Step; 4] = [Step::Checkpoint, Step::DomainRecheck, Step::InvitePurge, Step::UploadUpkeep];
+    pub const ALL: [Step; 5] =
+        [Step::Checkpoint, Step::DomainRecheck, Step::InvitePurge, Step::UploadUpkeep, Step::Retention];
 
     /// The name used in reports and in schedule overrides.
     pub fn as_str(self) -> &'static str {
@@ -56,6 +61,7 @@ impl Step {
             Step::DomainRecheck => "domain_recheck",
             Step::InvitePurge => "invite_purge",
             Step::UploadUpkeep => "upload_upkeep",
+            Step::Retention => "retention",
         }
     }
 
@@ -66,6 +72,7 @@ impl Step {
             Step::DomainRecheck => "Domain re-verification",
             Step::InvitePurge => "Invite purge",
             Step::UploadUpkeep => "Upload upkeep",
+            Step::Retention => "Retention sweep",
         }
     }
 }
@@ -77,6 +84,7 @@ pub struct Schedule {
     pub domain_recheck: u64,
     pub invite_purge: u64,
     pub upload_upkeep: u64,
+    pub retention: u64,
     pub recheck_batch: u32,
 }
 
@@ -90,6 +98,9 @@ impl Default for Schedule {
             domain_recheck: 600,
             invite_purge: 3600,
             upload_upkeep: 300,
+            // Each domain is swept once an hour; looking every 5 minutes resumes a sweep its
+            // budget cut short soon enough.
+            retention: 300,
             recheck_batch: RECHECK_BATCH,
         }
     }
@@ -107,6 +118,7 @@ impl Schedule {
             Step::DomainRecheck => self.domain_recheck,
             Step::InvitePurge => self.invite_purge,
             Step::UploadUpkeep => self.upload_upkeep,
+            Step::Retention => self.retention,
         }
     }
 
@@ -125,8 +137,8 @@ impl Schedule {
         }
         let Some(step) = Step::ALL.into_iter().find(|s| s.as_str() == name) else {
             return Err(Error::InvalidArgument(format!(
-                "unknown housekeeping setting {name:?}: use checkpoint, domain_recheck, invite_purge, upload_upkeep \
-                 (seconds) or recheck_batch"
+                "unknown housekeeping setting {name:?}: use checkpoint, domain_recheck, invite_purge, upload_upkeep, \
+                 retention (seconds) or recheck_batch"
             )));
         };
         if !(value.is_finite() && value > 0.0 && value <= MAX_INTERVAL as f64) {
@@ -140,6 +152,7 @@ impl Schedule {
             Step::DomainRecheck => self.domain_recheck = seconds,
             Step::InvitePurge => self.invite_purge = seconds,
             Step::UploadUpkeep => self.upload_upkeep = seconds,
+            Step::Retention => self.retention = seconds,
         }
         Ok(())
     }
@@ -219,6 +232,8 @@ pub struct HousekeepingReport {
     /// Registrations that never finished, settled by the server's answers about their accounts.
     pub registrations_settled: Option<usize>,
     pub uploads: Option<UploadUpkeep>,
+    /// Retention sweeps that ran (or resumed) in this pass.
+    pub retention: Option<Vec<crate::retention::SweepRecord>>,
     pub failures: Vec<StepFailure>,
     pub notices: Vec<Notice>,
     pub log: Vec<LogLine>,
@@ -396,6 +411,13 @@ impl Housekeeping {
                     }
                     report.uploads = Some(done);
                 }),
+                Step::Retention => h.retention_pass(upload_roots, crate::retention::PASS_BUDGET).map(|sweeps| {
+                    for s in sweeps.iter().filter(|s| s.deleted > 0 || s.failed > 0) {
+                        let level = if s.failed > 0 { LogLevel::Warn } else { LogLevel::Info };
+                        report.log.push(LogLine { level, text: format!("Retention: {}", s.describe()) });
+                    }
+                    report.retention = Some(sweeps);
+                }),
                 Step::DomainRecheck => {
                     h.recheck_due(self.schedule.recheck_batch).and_then(Pending::wait).map(|claims| {
                         report.domains_rechecked = Some(claims.len());
@@ -471,10 +493,10 @@ mod tests {
         assert_eq!(hk.due(), vec![Step::Checkpoint]);
         assert_eq!(hk.run(&[], &[]).ran, vec![Step::Checkpoint]);
         clock.advance(295);
-        assert_eq!(hk.due(), vec![Step::Checkpoint, Step::UploadUpkeep]);
+        assert_eq!(hk.due(), vec![Step::Checkpoint, Step::UploadUpkeep, Step::Retention]);
         hk.run(&[], &[]);
         clock.advance(300);
-        assert_eq!(hk.due(), vec![Step::Checkpoint, Step::DomainRecheck, Step::UploadUpkeep]);
+        assert_eq!(hk.due(), vec![Step::Checkpoint, Step::DomainRecheck, Step::UploadUpkeep, Step::Retention]);
         hk.run(&[], &[]);
         clock.advance(3000);
         assert_eq!(hk.due(), Step::ALL.to_vec(), "an hour after the first pass the invites are purged again");
@@ -545,6 +567,7 @@ mod tests {
         let report = hk.run(&[], &[]);
         assert_eq!(report.ran, Step::ALL.to_vec());
         assert!(report.invites.is_some() && report.uploads.is_some() && report.checkpoint.is_some());
+        assert_eq!(report.retention, Some(Vec::new()));
         assert_eq!(report.domains_rechecked, None);
         assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
         let failure = &report.failures[0];

@@ -179,6 +179,36 @@ mod tests {
     }
 
     #[test]
+    fn the_housekeeping_pass_deletes_expired_uploads_and_logs_the_sweep() {
+        let dir = std::env::temp_dir().join(format!("xh-retention-pass-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = dir.to_str().unwrap().to_string();
+        let clock = ManualClock::new(1_000_000);
+        let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
+        h.add_domain("a.example").unwrap();
+        h.set_retention("a.example", "uploads", "1h").unwrap();
+        let path = format!("{root}/old.bin");
+        std::fs::write(&path, b"12345").unwrap();
+        let crate::quotas::UploadDecision::Granted(r) = h.authorize_upload("a.example", "alice", 5).unwrap() else {
+            panic!()
+        };
+        h.commit_upload(r.id, 5, &path).unwrap();
+        clock.advance(3601);
+        // The root is the server's (passed to the pass), not watched: still inside the rule.
+        let hk = crate::Housekeeping::new(h.clone(), crate::Schedule::default());
+        let report = hk.run(std::slice::from_ref(&root), &[]);
+        assert!(report.ran.contains(&crate::housekeeping::Step::Retention));
+        let sweeps = report.retention.unwrap();
+        assert_eq!((sweeps.len(), sweeps[0].deleted, sweeps[0].bytes), (1, 1, 5));
+        assert!(report.log.iter().any(|l| l.text.starts_with("Retention: #")), "{:?}", report.log);
+        assert!(!std::path::Path::new(&path).exists());
+        assert_eq!(h.upload_usage("a.example", Some("alice")).unwrap().stored, 0);
+        assert_eq!(h.retention_log(None, 10).unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn archives_are_refused_until_a_server_hands_over_its_store() {
         let h = Hosting::open_in_memory().unwrap();
         h.add_domain("a.example").unwrap();

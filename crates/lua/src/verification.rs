@@ -1,5 +1,7 @@
 //! Customer domains: claims and DNS checks. Checks run on the core's worker and come back as
 //! pending results (see `pending.rs`), so Prosody's loop never waits for DNS.
+//! A claim table carries, beside its state, `last_error` (why DNS gave no answer) and `finding`
+//! (what a check found instead of the proof, in the admin's words), `nil` when there is none.
 
 use mlua::prelude::*;
 use xmpp_hosting_core::texts::{ClaimsSummary, Described, DnsSummary};

@@ -4,6 +4,9 @@
 //! returns `ok` at once and the calling process later receives
 //! `{xmpp_hosting_result, Tag, {ok, Claim} | {error, {Code, Message}}}`; likewise `dns_test/3`
 //! and `recheck_due/3`. `Tag` is any integer the caller picks to match the answer.
+//!
+//! A claim is a map with, beside its state, `last_error` (why DNS gave no answer) and `finding`
+//! (what a check found instead of the proof, in the admin's words), `null` when there is none.
 
 use rustler::{Binary, Env, NifResult, Term};
 use serde_json::json;

@@ -21,7 +21,7 @@ from harness.clock import ServerClock
 from harness.common import run_cli
 
 PASSWORD = "pw-123456"
-USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace")
+USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan")
 
 
 @dataclass
@@ -152,19 +152,19 @@ class UploadScenarios:
         overflowed the running sums: every slot request on every domain got internal-server-error."""
         self.cli(server, "quota", "set", server.host, "max_file_size", "null")
         for size in ["9223372036854775807", str(2**62), str(2**50 + 1)]:
-            [answer] = self.slots(server, "frank", {"filename": "huge.bin", "size": size})
+            [answer] = self.slots(server, "heidi", {"filename": "huge.bin", "size": size})
             assert answer.error[:2] == ("modify", "bad-request"), answer
             assert "larger than any server can store" in (answer.error[2] or ""), answer
         assert server.running()
-        assert self.usage(server, "frank")["reserved"] == 0
+        assert self.usage(server, "heidi")["reserved"] == 0
         # Everyone still gets slots and uploads.
-        self.upload(server, "grace", "after-huge.txt", b"still fine")
-        [slot] = self.slots(server, "frank", {"filename": "small.bin", "size": 10})
+        self.upload(server, "ivan", "after-huge.txt", b"still fine")
+        [slot] = self.slots(server, "heidi", {"filename": "small.bin", "size": 10})
         assert slot.ok, slot
 
     def test_every_domain_has_a_largest_file_by_default(self, server):
         # no_limits set the domain's uploads to {}: the defaults.
-        [answer] = self.slots(server, "frank", {"filename": "big.bin", "size": 104857601})
+        [answer] = self.slots(server, "heidi", {"filename": "big.bin", "size": 104857601})
         assert answer.error[:2] == ("modify", "not-acceptable"), answer
         assert answer.max_file_size == 104857600
 

@@ -230,8 +230,13 @@ def test_concurrent_calls_from_many_processes(ej):
 def test_store_waits_run_on_dirty_schedulers_and_fail_cleanly(ej):
     """Another process holds the store's write lock: every call waits out the busy timeout.
 
-    More callers than there are normal schedulers wait at once; had the NIF run on normal
-    schedulers they would all be blocked for that time and the ticking process would stall.
+    More callers than there are normal schedulers wait at once. Checked by order, not by a clock:
+    each caller says it is calling, then calls; once every caller has said so, the test's own
+    process sleeps a few timer ticks (which needs a normal scheduler) and looks at its mailbox:
+    no call may have returned yet. Had the NIF run on normal schedulers, the first callers would
+    block every scheduler until the busy timeout, so the last "calling" (and the ticks) could only
+    come after a call had returned. (The store's 2 s busy timeout is what the callers wait; the
+    ticks take a few tens of ms.)
     """
     ej.ctl("xmpp_hosting_domain_list")  # the store file exists
     con = sqlite3.connect(ej.database, isolation_level=None, timeout=10)
@@ -239,19 +244,19 @@ def test_store_waits_run_on_dirty_schedulers_and_fail_cleanly(ej):
         con.execute("BEGIN IMMEDIATE")
         out = ej.eval(
             H + "N = erlang:system_info(schedulers_online) + 2, Self = self(), "
-            "T0 = erlang:monotonic_time(millisecond), "
-            "[spawn(fun() -> Self ! {nif, xmpp_hosting_nif:add_domain(H, "
+            "[spawn(fun() -> Self ! {calling, I}, Self ! {nif, xmpp_hosting_nif:add_domain(H, "
             "iolist_to_binary([\"locked\", integer_to_list(I), \".example\"]))} end) "
             "|| I <- lists:seq(1, N)], "
-            "_ = [timer:sleep(10) || _ <- lists:seq(1, 60)], "
-            "Ticked = erlang:monotonic_time(millisecond) - T0, "
+            "[receive {calling, I} -> ok after 20000 -> error({never_called, I}) end || I <- lists:seq(1, N)], "
+            "_ = [timer:sleep(10) || _ <- lists:seq(1, 5)], "
+            "{messages, Early} = erlang:process_info(self(), messages), "
             "Rs = [receive {nif, R} -> R after 20000 -> timeout end || _ <- lists:seq(1, N)], "
-            "{Ticked < 1500, lists:usort([element(1, element(2, R)) || R <- Rs]), hd(Rs)}."
+            "{[E || {nif, _} = E <- Early], lists:usort([element(1, element(2, R)) || R <- Rs]), hd(Rs)}."
         )
     finally:
         con.rollback() if con.in_transaction else None
         con.close()
-    assert out.startswith("{true,[store],{error,{store,<<"), out
+    assert out.startswith("{[],[store],{error,{store,<<"), out  # no call had returned before the ticks
     assert "locked" in out
     assert_alive(ej)
     # Once the lock is gone the same handle works again.

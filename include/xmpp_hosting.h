@@ -347,6 +347,64 @@ xh_status xh_upload_purge(xh_hosting *h, uint64_t *out_changed);
 // `h` is a live handle; `out_json` NULL or writable.
 xh_status xh_upload_audit(xh_hosting *h, bool repair, char **out_json);
 
+// Writes a domain's policy: `{"archive", "muc", "uploads", "backups"}`, each a period as
+// written (`"1w"`, `"30d"`) or `"never"`.
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
+xh_status xh_retention_show(xh_hosting *h, const char *domain, char **out_json);
+
+// Sets one entry of a domain's policy (`what`: archive, muc, uploads or backups) from a period
+// as admins write it (`"30d"`, `"1 week"`, seconds, `"never"`) and writes the policy. A value
+// that cannot be meant (negative, zero, an unknown unit, over 100 years) is
+// `XH_ERR_INVALID_ARGUMENT` with the reason.
+//
+// # Safety
+// `h` is a live handle; `domain`, `what`, `value` NUL-terminated strings; `out_json` NULL or
+// writable.
+xh_status xh_retention_set(xh_hosting *h,
+                           const char *domain,
+                           const char *what,
+                           const char *value,
+                           char **out_json);
+
+// Sets a user's own archive retention (`value` NULL: back to the domain's) and writes how long
+// their archive is kept now, `{"archive": "1w"}`. Longer than the domain's is
+// `XH_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `h` is a live handle; `domain`, `username` NUL-terminated strings; `value` NULL or one;
+// `out_json` NULL or writable.
+xh_status xh_retention_set_user(xh_hosting *h,
+                                const char *domain,
+                                const char *username,
+                                const char *value,
+                                char **out_json);
+
+// Runs (or resumes) the sweep of one kind (`"archive"`, `"muc"`, `"uploads"`) of a domain, or
+// with `dry_run` non-zero counts what would go, and writes its audit record: `{"id",
+// "domain", "kind", "dry_run", "cutoff", "state", "started_at", "finished_at", "parts",
+// "steps", "deleted", "bytes", "failed", "duration_us", "longest_step_us", "errors"}`.
+// `upload_roots_json` (NULL for none) is a JSON array of upload directories besides the
+// watched ones. Blocks until the sweep is done.
+//
+// # Safety
+// `h` is a live handle; `domain`, `kind` NUL-terminated strings; `upload_roots_json` NULL or
+// one; `out_json` NULL or writable.
+xh_status xh_retention_sweep(xh_hosting *h,
+                             const char *domain,
+                             const char *kind,
+                             int32_t dry_run,
+                             const char *upload_roots_json,
+                             char **out_json);
+
+// Writes the audit log of sweeps, newest first, at most `limit`: of `domain`, or of every
+// domain when it is NULL. A JSON array of records as [`xh_retention_sweep`] writes them.
+//
+// # Safety
+// `h` is a live handle; `domain` NULL or a NUL-terminated string; `out_json` NULL or writable.
+xh_status xh_retention_log(xh_hosting *h, const char *domain, uint32_t limit, char **out_json);
+
 // Frees a string returned by this library. NULL is ignored.
 //
 // # Safety

@@ -463,6 +463,82 @@ int main(int argc, char **argv) {
         check(xh_last_error_code() == XH_OK, "xh_housekeeping_free(NULL) is a no-op");
     }
 
+    /* Retention: the policy, a user's shorter archive, a sweep of an expired upload, the log. */
+    {
+        expect(xh_domain_add(h, "retention.example", NULL), XH_OK, NULL, "xh_domain_add(retention.example)");
+        expect(xh_retention_show(h, "retention.example", &json), XH_OK, NULL, "xh_retention_show");
+        check(contains(json, "\"uploads\":\"never\"") && contains(json, "\"archive\":\"never\""),
+              "nothing expires until an admin sets a period");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_retention_set(h, "retention.example", "archive", "1 week", &json), XH_OK, NULL, "xh_retention_set");
+        check(contains(json, "\"archive\":\"1w\""), "the period is stored as written");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_retention_set(h, "retention.example", "archive", "-1d", NULL), XH_ERR_INVALID_ARGUMENT, "negative",
+               "xh_retention_set(negative)");
+        expect(xh_retention_set(h, "retention.example", "mam", "1d", NULL), XH_ERR_INVALID_ARGUMENT,
+               "no retention setting", "xh_retention_set(unknown)");
+        expect(xh_retention_set_user(h, "retention.example", "alice", "1y", NULL), XH_ERR_INVALID_ARGUMENT,
+               "at most", "xh_retention_set_user(longer than the domain)");
+        expect(xh_retention_set_user(h, "retention.example", "alice", "2d", &json), XH_OK, NULL,
+               "xh_retention_set_user");
+        check(contains(json, "\"archive\":\"2d\""), "a user may keep less");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_retention_set_user(h, "retention.example", "alice", NULL, &json), XH_OK, NULL,
+               "xh_retention_set_user(NULL: the domain's)");
+        check(contains(json, "\"archive\":\"1w\""), "back to the domain's period");
+        xh_string_free(json);
+        json = NULL;
+
+        char root[] = "/tmp/xh-capi-retention-XXXXXX";
+        check(mkdtemp(root) != NULL, "a temporary upload directory");
+        char path[128], roots[160];
+        snprintf(path, sizeof path, "%s/old.bin", root);
+        snprintf(roots, sizeof roots, "[\"%s\"]", root);
+        FILE *f = fopen(path, "w");
+        check(f != NULL && fputs("12345", f) >= 0 && fclose(f) == 0, "an uploaded file");
+        expect(xh_upload_authorize(h, "retention.example", "alice", 5, &json), XH_OK, NULL, "authorize(retention)");
+        long long slot = json_int(json, "id");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_upload_commit(h, slot, 5, path), XH_OK, NULL, "commit(retention)");
+        expect(xh_retention_set(h, "retention.example", "uploads", "1s", NULL), XH_OK, NULL, "uploads kept 1 s");
+        sleep(2); /* the ledger's clock is the system's: the file must be more than a second old */
+        expect(xh_retention_sweep(h, "retention.example", "uploads", 1, roots, &json), XH_OK, NULL,
+               "xh_retention_sweep(dry run)");
+        check(contains(json, "\"dry_run\":true") && json_int(json, "deleted") == 1 && json_int(json, "bytes") == 5,
+              "a dry run counts the expired file");
+        xh_string_free(json);
+        json = NULL;
+        check(access(path, F_OK) == 0, "a dry run deletes nothing");
+        expect(xh_retention_sweep(h, "retention.example", "uploads", 0, roots, &json), XH_OK, NULL,
+               "xh_retention_sweep");
+        check(contains(json, "\"state\":\"done\"") && json_int(json, "deleted") == 1 && json_int(json, "failed") == 0,
+              "the sweep deletes the expired file");
+        xh_string_free(json);
+        json = NULL;
+        check(access(path, F_OK) != 0, "the file is gone from disk");
+        expect(xh_upload_usage(h, "retention.example", "alice", &json), XH_OK, NULL, "usage after the sweep");
+        check(contains(json, "\"stored\":0"), "its quota is free at once");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_retention_log(h, "retention.example", 10, &json), XH_OK, NULL, "xh_retention_log");
+        check(json != NULL && json[0] == '[' && contains(json, "\"dry_run\":false") && contains(json, "\"dry_run\":true"),
+              "the log holds the sweep and the dry run");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_retention_log(h, NULL, 1, NULL), XH_OK, NULL, "xh_retention_log(every domain)");
+        expect(xh_retention_sweep(h, "retention.example", "mam", 0, NULL, NULL), XH_ERR_INVALID_ARGUMENT,
+               "archive, muc or uploads", "xh_retention_sweep(unknown kind)");
+        expect(xh_retention_sweep(h, "retention.example", "uploads", 0, "{", NULL), XH_ERR_INVALID_ARGUMENT,
+               "upload_roots_json", "xh_retention_sweep(bad roots)");
+        expect(xh_retention_sweep(h, NULL, "uploads", 0, NULL, NULL), XH_ERR_NULL_POINTER, "domain",
+               "xh_retention_sweep(NULL domain)");
+        rmdir(root);
+    }
+
     /* One handle shared by several threads; each thread keeps its own last error. */
     {
         thrd_t threads[THREADS];

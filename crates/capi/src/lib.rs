@@ -14,6 +14,7 @@ mod handle;
 mod housekeeping;
 mod invites;
 mod quotas;
+mod retention;
 mod strings;
 mod verification;
 
@@ -23,6 +24,7 @@ pub use handle::*;
 pub use housekeeping::*;
 pub use invites::*;
 pub use quotas::*;
+pub use retention::*;
 pub use strings::xh_string_free;
 pub use verification::*;
 

@@ -21,7 +21,8 @@ impl TestStore {
     /// A handle with its own connection, as each server process or CLI run has; the busy
     /// timeout is long so that racing writers queue instead of failing.
     pub(crate) fn open(&self) -> Hosting {
-        Hosting::open_with(&self.path, &OpenOptions { busy_timeout: Duration::from_secs(30), ..OpenOptions::default() }).unwrap()
+        Hosting::open_with(&self.path, &OpenOptions { busy_timeout: Duration::from_secs(30), ..OpenOptions::default() })
+            .unwrap()
     }
 }
 

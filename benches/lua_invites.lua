@@ -1,6 +1,6 @@
 -- Redeem latency through the Lua binding, as Prosody calls it, with N invites stored.
 --   PROFILE=release scripts/build
---   LUA_CPATH_5_4="target/lua/?.so;/usr/lib/prosody/?.so;;" lua5.4 benches/lua_invites.lua [N] [REDEEMS]
+--   XH_SERVER=prosody-13 benches/lua.sh benches/lua_invites.lua [N] [REDEEMS]
 -- Prints create throughput and begin+finish registration latency percentiles. Figures, not a test.
 
 local xh = require "xmpp_hosting";

@@ -3,7 +3,8 @@
 #   PROFILE=release scripts/build && benches/nif_invites.sh [N] [REDEEMS]
 # or, building only the NIF:
 #   cargo build -p xmpp-hosting-nif --release && LIB=target/release/libxmpp_hosting_nif.so benches/nif_invites.sh
-# Runs a bare Erlang VM (OTP 25, as ejabberd 23.01) with xmpp_hosting_nif; prints figures only.
+#   XH_SERVER=ejabberd-24.12 benches/nif_invites.sh ...   on 24.12's VM (default ejabberd-23.01; benches/nif_vm.sh)
+# Runs a bare Erlang VM, the one the chosen ejabberd runs on, with xmpp_hosting_nif; prints figures only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-100000}"; REDEEMS="${2:-10000}"
@@ -39,5 +40,6 @@ run(Db, N, Redeems) ->
               [N, Redeems, Total, round(Redeems / Total), P(0.5), P(0.99), lists:last(Sorted)]).
 ERL
 erlc -o "$work" "$work/bench.erl"
-erl -noshell -pa "$work/ebin" -pa "$work" -eval \
+echo "# NIF on $vm_name"
+"${erl_vm[@]}" -noshell -pa "$work/ebin" -pa "$work" -eval \
   "bench:run(<<\"$work/bench.db\">>, $N, $REDEEMS), halt()."

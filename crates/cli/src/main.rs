@@ -27,9 +27,10 @@ mod retention;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use xmpp_hosting_core::Hosting;
+use xmpp_hosting_core::{Hosting, OpenOptions};
 
 #[derive(Parser)]
 #[command(name = "xmpp-hosting", version = xmpp_hosting_core::VERSION, about = "Administer an xmpp-hosting store")]
@@ -106,8 +107,14 @@ fn run(cli: Cli) -> Result<bool, String> {
     let db = cli.db.ok_or("no store given: pass --db PATH or set XMPP_HOSTING_DB")?;
     // Commands that only read open the store read-only: they work for an admin who may only read
     // it, and on a full disk. A store that does not exist yet is created (empty) as before.
-    let opened =
-        if cli.command.reads_only() && db.exists() { Hosting::open_read_only(&db) } else { Hosting::open(&db) };
+    // An admin's command may wait out a server's or a backup's write for a while; the servers'
+    // own handles wait briefly because their event loops wait with them.
+    let options = OpenOptions { busy_timeout: Duration::from_secs(15), ..OpenOptions::default() };
+    let opened = if cli.command.reads_only() && db.exists() {
+        Hosting::open_read_only(&db)
+    } else {
+        Hosting::open_with(&db, &options)
+    };
     let hosting = opened.map_err(|e| format!("cannot open {}: {e}", db.display()))?;
     let out = output::Output { json: cli.json };
     let result = match cli.command {

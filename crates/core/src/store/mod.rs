@@ -40,6 +40,9 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
     ])
 });
 
+/// Tries at opening a store another process may be creating or migrating at the same moment.
+const OPEN_ATTEMPTS: u32 = 5;
+
 /// About 40 MB of WAL before a writer checkpoints by itself.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
@@ -59,6 +62,24 @@ pub(crate) struct Store {
 impl Store {
     pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Self> {
         create_private(path);
+        // Two processes (or a server's two connections) opening a new or older file at the same
+        // moment race: switching it to WAL can find it locked without waiting, and both read its
+        // old version, so the slower one's migration fails on what the other just created
+        // ("table domains already exists") and rolls back. A second look finds the other's work.
+        let mut attempt = 1;
+        loop {
+            match Self::open_once(path, busy_timeout) {
+                Ok(store) => return Ok(store),
+                Err(_) if attempt < OPEN_ATTEMPTS => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(20 * u64::from(attempt)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn open_once(path: &Path, busy_timeout: Duration) -> Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(busy_timeout)?;
         // WAL is a property of the file: set it once and every process sees it.
@@ -204,6 +225,30 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         MIGRATIONS.validate().unwrap();
+    }
+
+    #[test]
+    fn processes_opening_a_new_store_at_once_all_succeed() {
+        let dir = std::env::temp_dir().join(format!("xh-store-race-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).unwrap();
+        for round in 0..5 {
+            let path = dir.join(format!("race-{round}.db"));
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open(&path, Duration::from_secs(10)).map(|_| ())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                opener.join().unwrap().unwrap();
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -11,7 +11,7 @@ import pytest
 
 from harness.client import http_put, upload_max_file_size
 from harness.clock import ServerClock
-from harness.common import LOOPBACK, run_cli
+from harness.common import LOOPBACK, run_cli, wait_for_port
 from harness.prosody import Prosody, upload_component
 from upload_scenarios import PASSWORD, USERS, UploadScenarios, UploadServer, no_limits, wait_for  # noqa: F401
 
@@ -47,15 +47,22 @@ def stored_file(p: Prosody, put_url: str):
     return found
 
 
+def restart(p: Prosody):
+    """Stops and starts Prosody; it opens its HTTP port after c2s on a restart, so both are
+    waited for before a client uploads."""
+    p.stop()
+    p.start()
+    wait_for_port(p.http_port, p.proc, log=p.log)
+
+
 @pytest.fixture(scope="module")
 def server(prosody):
-    def restart():
-        prosody.stop()
-        prosody.start()
+    def restart_server():
+        restart(prosody)
 
     return UploadServer(
         host=HOST, share=SHARE, c2s_port=prosody.c2s_port, http_port=prosody.http_port,
-        database=prosody.database, clock=prosody.clock, running=prosody.running, restart=restart,
+        database=prosody.database, clock=prosody.clock, running=prosody.running, restart=restart_server,
         file_of=lambda url: stored_file(prosody, url),
         # The datamanager encodes the host's dots in the directory name.
         commands_at=SHARE,
@@ -71,8 +78,7 @@ def test_a_slot_granted_before_a_restart_is_counted_after_it(prosody, server):
     scenarios = UploadScenarios()
     [slot] = scenarios.slots(server, "bob", {"filename": "late.bin", "size": 5})
     stored = scenarios.usage(server, "bob")["stored"]
-    prosody.stop()
-    prosody.start()
+    restart(prosody)
     assert http_put(prosody.http_port, slot.put_url, slot.headers, b"12345") == 201
     assert wait_for(lambda: scenarios.usage(server, "bob")["stored"] == stored + 5)
 
@@ -232,6 +238,7 @@ def test_a_file_the_ledger_does_not_know_is_counted_and_audited(prosody, server)
         assert {(d["scope"], d["counted_stored"] - d["stored"]) for d in audit} >= {("global", 4321)}, audit
     finally:
         prosody.start()
+        wait_for_port(prosody.http_port, prosody.proc, log=prosody.log)
     # The server's sweep counts it.
     assert wait_for(lambda: global_stored(server) == global_before + 4321)
     assert json.loads(run_cli(server.database, "--json", "quota", "audit").stdout) == []

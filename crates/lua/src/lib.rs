@@ -20,6 +20,7 @@ mod housekeeping;
 mod invites;
 mod pending;
 mod quotas;
+mod retention;
 mod verification;
 
 use mlua::prelude::*;

@@ -103,6 +103,18 @@ impl Hosting {
         }
     }
 
+    /// [`Hosting::retention_sweep`] on the core's worker, for a server's event loop or scheduler:
+    /// a sweep takes as long as there is to delete, so it never runs on the caller's thread.
+    pub fn start_retention_sweep(
+        &self,
+        domain: String,
+        kind: Kind,
+        upload_roots: Vec<String>,
+        options: SweepOptions,
+    ) -> Result<crate::Pending<Result<SweepRecord>>> {
+        self.later(move |worker| worker.retention_sweep(&domain, kind, &upload_roots, &options))
+    }
+
     /// The housekeeping pass's share: resumes unfinished sweeps and starts those due (each
     /// domain's kinds with a period, every [`SWEEP_EVERY`] seconds), spending at most `budget`
     /// in steps. Kinds the core cannot sweep yet are left alone.
@@ -206,6 +218,19 @@ mod tests {
         assert_eq!(h.upload_usage("a.example", Some("alice")).unwrap().stored, 0);
         assert_eq!(h.retention_log(None, 10).unwrap().len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_sweep_started_on_the_worker_reports_like_one_run_here() {
+        let h = Hosting::open_in_memory().unwrap();
+        h.add_domain("a.example").unwrap();
+        h.set_retention("a.example", "uploads", "1d").unwrap();
+        let options = SweepOptions { dry_run: true, ..Default::default() };
+        let rec = h.start_retention_sweep("a.example".into(), Kind::Uploads, Vec::new(), options).unwrap().wait();
+        let rec = rec.unwrap();
+        assert_eq!((rec.dry_run, rec.deleted, rec.domain.as_str()), (true, 0, "a.example"));
+        let e = h.start_retention_sweep("nope.example".into(), Kind::Uploads, Vec::new(), SweepOptions::default());
+        assert_eq!(e.unwrap().wait().unwrap_err().code(), "not-found");
     }
 
     #[test]

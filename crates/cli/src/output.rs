@@ -52,25 +52,12 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// A timestamp as UTC `YYYY-MM-DD HH:MM`, or `never`.
+/// A timestamp as UTC `YYYY-MM-DD HH:MM`, or `never`: the core's ISO 8601 date, shorter.
 pub fn time(t: Option<i64>) -> String {
     let Some(t) = t else { return "never".into() };
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", secs / 3600, secs % 3600 / 60)
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    let iso = xmpp_hosting_core::invites::utc_iso8601(t);
+    let (date, clock) = iso.split_once('T').unwrap_or((&iso, ""));
+    format!("{date} {}", clock.get(..5).unwrap_or(clock))
 }
 
 #[cfg(test)]

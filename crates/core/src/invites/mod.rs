@@ -119,29 +119,64 @@ impl Expiry {
     }
 }
 
-impl<'de> Deserialize<'de> for Expiry {
+/// A number as data gives it: JSON and Lua numbers, Erlang integers, or text (command lines pass
+/// what was typed), read once here so that every field reports a bad value in the same words.
+enum Scalar {
+    Whole(i128),
+    /// A number that is not whole (1.5), shown as given.
+    Fraction(String),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct V;
         impl serde::de::Visitor<'_> for V {
-            type Value = Expiry;
+            type Value = Scalar;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("\"default\", \"never\" or a number of seconds")
+                f.write_str("a number or a word")
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Expiry, E> {
-                Expiry::parse(v).map_err(|e| E::custom(message(e)))
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Text(v.to_string()))
             }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Expiry, E> {
-                Expiry::seconds(Some(v.into()), &v).map_err(|e| E::custom(message(e)))
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Whole(v.into()))
             }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Expiry, E> {
-                Expiry::seconds(Some(v.into()), &v).map_err(|e| E::custom(message(e)))
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Whole(v.into()))
             }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<Expiry, E> {
-                let whole = (v.fract() == 0.0 && v.abs() < 1e18).then_some(v as i128);
-                Expiry::seconds(whole, &v).map_err(|e| E::custom(message(e)))
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<Scalar, E> {
+                Ok(if v.fract() == 0.0 && v.abs() < 1e18 {
+                    Scalar::Whole(v as i128)
+                } else {
+                    Scalar::Fraction(v.to_string())
+                })
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+impl Scalar {
+    /// Reads the value with `parse` (a whole number, or `None` with how to show it), or `word`
+    /// for text; a failure is the core's message, as a serde error the bindings wrap.
+    fn read<T, E: serde::de::Error>(
+        self,
+        parse: impl Fn(Option<i128>, &dyn std::fmt::Display) -> Result<T>,
+        word: impl Fn(&str) -> Result<T>,
+    ) -> std::result::Result<T, E> {
+        match self {
+            Scalar::Whole(n) => parse(Some(n), &n),
+            Scalar::Fraction(shown) => parse(None, &shown),
+            Scalar::Text(t) => word(&t),
+        }
+        .map_err(|e| E::custom(message(e)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Expiry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Scalar::deserialize(d)?.read(Expiry::seconds, Expiry::parse)
     }
 }
 
@@ -162,28 +197,13 @@ fn parse_uses(n: Option<i128>, shown: &dyn std::fmt::Display) -> Result<u32> {
     }
 }
 
+/// [`parse_uses`] for what an admin typed.
+fn parse_uses_text(text: &str) -> Result<u32> {
+    parse_uses(text.trim().parse().ok(), &format!("{text:?}"))
+}
+
 fn deserialize_uses<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u32, D::Error> {
-    struct V;
-    impl serde::de::Visitor<'_> for V {
-        type Value = u32;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a number of uses")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<u32, E> {
-            parse_uses(v.trim().parse().ok(), &format!("{v:?}")).map_err(|e| E::custom(message(e)))
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<u32, E> {
-            parse_uses(Some(v.into()), &v).map_err(|e| E::custom(message(e)))
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<u32, E> {
-            parse_uses(Some(v.into()), &v).map_err(|e| E::custom(message(e)))
-        }
-        fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<u32, E> {
-            let whole = (v.fract() == 0.0 && v.abs() < 1e18).then_some(v as i128);
-            parse_uses(whole, &v).map_err(|e| E::custom(message(e)))
-        }
-    }
-    d.deserialize_any(V)
+    Scalar::deserialize(d)?.read(parse_uses, parse_uses_text)
 }
 
 /// Reads an invite id an admin typed (`12`); `1.5`, `-3` or a 20-digit number are refused in
@@ -291,7 +311,7 @@ impl NewInvite {
                 .clone();
             match option.as_str() {
                 "--kind" => new.kind = value.parse()?,
-                "--uses" => new.uses = parse_uses(value.trim().parse().ok(), &format!("{value:?}"))?,
+                "--uses" => new.uses = parse_uses_text(&value)?,
                 "--username" => new.username = Some(value),
                 "--inviter" => new.inviter = Some(value),
                 "--expires-in" => new.expiry = Expiry::parse(&value)?,

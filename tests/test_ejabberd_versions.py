@@ -15,13 +15,20 @@ from harness.ejabberd import Ejabberd
 HOST = "versions.example"
 
 
-def test_the_module_names_the_ejabberd_version_and_the_api_it_uses(tmp_path):
-    with Ejabberd(tmp_path / "node", host=HOST, install="config") as node:
-        log = node.log_file.read_text()
-        line = next(x for x in log.splitlines() if f"xmpp_hosting {HOST}: ejabberd " in x)
-        otp = node.eval("erlang:system_info(otp_release).").strip('"')
-        assert f"xmpp_hosting {HOST}: ejabberd {node.version} on OTP {otp}: one code path for 23.01 to 24.12" in line
-        assert node.module_loaded()
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    """One node with the module for the tests that only read what it logged (a start is the
+    costliest step of these tests)."""
+    with Ejabberd(tmp_path_factory.mktemp("ejabberd-versions"), host=HOST, install="config") as node:
+        yield node
+
+
+def test_the_module_names_the_ejabberd_version_and_the_api_it_uses(node):
+    log = node.log_file.read_text()
+    line = next(x for x in log.splitlines() if f"xmpp_hosting {HOST}: ejabberd " in x)
+    otp = node.eval("erlang:system_info(otp_release).").strip('"')
+    assert f"xmpp_hosting {HOST}: ejabberd {node.version} on OTP {otp}: one code path for 23.01 to 24.12" in line
+    assert node.module_loaded()
 
 
 @pytest.mark.parametrize("vsn", ["22.10", "26.07-1"])  # older, and the Debian 13 backports one
@@ -36,16 +43,15 @@ def test_an_unsupported_ejabberd_version_is_refused_with_a_clear_log_line(tmp_pa
     assert node.stray_processes() == []
 
 
-def test_harness_logins_authenticate_at_the_first_attempt(tmp_path):
+def test_harness_logins_authenticate_at_the_first_attempt(node):
     """The test client speaks PLAIN over plain TCP on every version (harness.client._plain): a
     SCRAM attempt there sends the gs2 flag "y", which 24.12's xmpp library refuses as a channel
     binding downgrade before PLAIN succeeds, a failed login in the log for every test login."""
-    with Ejabberd(tmp_path / "node", host=HOST, install="none") as node:
-        node.register("alice", "pw-123456")
-        assert client.login(node.c2s_port, f"alice@{HOST}", "pw-123456")
-        deadline = time.monotonic() + 10  # the logger writes a moment later
-        while f"Accepted c2s PLAIN authentication for alice@{HOST}" not in node.log_file.read_text():
-            assert time.monotonic() < deadline, node.logs_tail()
-            time.sleep(0.1)
-        log = node.log_file.read_text()
-        assert "Failed c2s" not in log and "channel binding" not in log
+    node.register("alice", "pw-123456")
+    assert client.login(node.c2s_port, f"alice@{HOST}", "pw-123456")
+    deadline = time.monotonic() + 60  # the logger writes a moment later (a guard against a hang)
+    while f"Accepted c2s PLAIN authentication for alice@{HOST}" not in node.log_file.read_text():
+        assert time.monotonic() < deadline, node.logs_tail()
+        time.sleep(0.1)
+    log = node.log_file.read_text()
+    assert "Failed c2s" not in log and "channel binding" not in log

@@ -18,6 +18,7 @@ mod invites;
 mod json;
 mod later;
 mod quotas;
+mod retention;
 mod verification;
 
 /// The core library's version, so ejabberd can log which store rules it runs.

@@ -27,6 +27,7 @@
          forget_file/2, upload_report/3, describe_upload_usage/3, describe_upload_quota/3, upload_upkeep/3, audit_upload_ledger/2,
          set_upload_limit/5, clear_user_upload_limits/3]).
 -export([account_removed/3]).
+-export([retention_policy/2, set_retention/4, set_user_archive_retention/4, retention_sweep/6, retention_log/3]).
 -export([housekeeping_new/2, housekeeping_stale_registrations/1, housekeeping_run/4,
          housekeeping_next_in/1]).
 -export([so_path/0]).
@@ -229,6 +230,26 @@ set_upload_limit(_H, _Domain, _User, _Limit, _Value) -> not_loaded(?LINE).
 
 -spec clear_user_upload_limits(handle(), binary(), binary()) -> ok | error().
 clear_user_upload_limits(_H, _Domain, _User) -> not_loaded(?LINE).
+
+%% Retention (issue 13): a domain's policy #{archive, muc, uploads, backups} (periods as written,
+%% <<"never">> for no expiry), a user's own shorter archive retention, sweeps and their log.
+-spec retention_policy(handle(), binary()) -> {ok, map()} | error().
+retention_policy(_H, _Domain) -> not_loaded(?LINE).
+
+-spec set_retention(handle(), binary(), binary(), binary()) -> {ok, map()} | error().
+set_retention(_H, _Domain, _What, _Value) -> not_loaded(?LINE).
+
+%% Value undefined: back to the domain's period. {ok, Period} kept for that user's archive now.
+-spec set_user_archive_retention(handle(), binary(), binary(), binary() | undefined) -> {ok, binary()} | error().
+set_user_archive_retention(_H, _Domain, _User, _Value) -> not_loaded(?LINE).
+
+%% Sweeps one kind (<<"archive">>, <<"muc">>, <<"uploads">>) of a domain on the core's worker: ok
+%% at once, then {xmpp_hosting_result, Tag, {ok, Record} | error()} with the sweep's audit record.
+-spec retention_sweep(handle(), binary(), binary(), boolean(), [binary()], integer()) -> ok | error().
+retention_sweep(_H, _Domain, _Kind, _DryRun, _Roots, _Tag) -> not_loaded(?LINE).
+
+-spec retention_log(handle(), binary() | undefined, non_neg_integer()) -> {ok, [map()]} | error().
+retention_log(_H, _Domain, _Limit) -> not_loaded(?LINE).
 
 %% The core's housekeeping pass (mod_xmpp_hosting's one timer). Overrides change the core's
 %% schedule: #{checkpoint | domain_recheck | invite_purge | upload_upkeep => Seconds,

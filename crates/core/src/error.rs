@@ -29,6 +29,11 @@ pub enum Error {
     #[error("invalid retention period: {0}")]
     InvalidPeriod(#[from] crate::retention::PeriodError),
 
+    /// A certificate operation refused (an import that does not fit the domain, a POSH file that
+    /// is not one...); the inner error says why. Its code is the inner one's.
+    #[error("{0}")]
+    Certificate(crate::certificates::CertificateError),
+
     /// The thing asked for does not exist.
     #[error("{what} not found: {key}")]
     NotFound { what: &'static str, key: String },
@@ -71,6 +76,7 @@ impl Error {
             Error::Migration(_) => "store",
             Error::Corrupt(_) => "corrupt",
             Error::Internal(_) => "internal",
+            Error::Certificate(e) => e.code(),
         }
     }
 

@@ -9,6 +9,7 @@
 //! `BEGIN IMMEDIATE` for read-modify-write transactions so two processes cannot both read the
 //! old value before either writes.
 
+pub(crate) mod certificates;
 pub(crate) mod domains;
 pub(crate) mod invites;
 pub(crate) mod quotas;
@@ -37,6 +38,7 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
         M::up(include_str!("../../migrations/0008_upload_slots.sql")),
         M::up(include_str!("../../migrations/0009_claim_findings.sql")),
         M::up(include_str!("../../migrations/0010_retention.sql")),
+        M::up(include_str!("../../migrations/0011_certificates.sql")),
     ])
 });
 

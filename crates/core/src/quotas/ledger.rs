@@ -21,6 +21,9 @@ use crate::{Error, Hosting, Result, Timestamp};
 /// Expired reservations released, and long-released ones forgotten, per decision: bounded work
 /// on the hot path that still keeps up with any rate of abandoned slots.
 const EXPIRE_PER_CALL: i64 = 16;
+/// Rows one background purge step changes at most (see `purge_upload_ledger`).
+const PURGE_EXPIRED_STEP: i64 = 250;
+const PURGE_BUCKET_STEP: i64 = 500;
 /// How long after its expiry a reservation is kept (as released) so that an upload completing
 /// late is still recorded: a day, far longer than any slot's upload takes. The one rule for it;
 /// grants tell servers the resulting time (`Reservation::count_until`).
@@ -285,11 +288,13 @@ impl Hosting {
 
     /// Maintenance for a background worker (decisions already do a bounded share of it):
     /// releases expired reservations, forgets long-released ones, and drops volume buckets no
-    /// window reaches, of scopes that stopped uploading. Bounded per call (a few thousand rows,
-    /// all found by index); returns how many rows it changed, so a caller may repeat while it
-    /// is not zero.
+    /// window reaches, of scopes that stopped uploading. Bounded per call (a few hundred rows,
+    /// all found by index, so the write lock is held for milliseconds: a server's slot decision
+    /// waiting for it on its event loop gives up after a fraction of a second); returns how many
+    /// rows it changed, so a caller may repeat while it is not zero.
     pub fn purge_upload_ledger(&self) -> Result<usize> {
         let now = self.now();
-        self.store().write(|tx| Ok(expire(tx, now, 1000)? + windows::prune_all(tx, now, 2000)?))
+        self.store()
+            .write(|tx| Ok(expire(tx, now, PURGE_EXPIRED_STEP)? + windows::prune_all(tx, now, PURGE_BUCKET_STEP)?))
     }
 }

@@ -41,7 +41,10 @@ const SLOT_PAGE: i64 = 500;
 /// Files found on disk checked against the ledger per read.
 const FOUND_PAGE: usize = 1000;
 /// Purge rounds per upkeep; each is bounded, so a huge backlog is worked off over several runs.
-const PURGE_ROUNDS: usize = 50;
+const PURGE_ROUNDS: usize = 200;
+/// A pause between purge rounds, so that a writer waiting for the lock (a slot decision on a
+/// server's loop, whose busy handler polls) gets it between two rounds instead of behind all.
+const PURGE_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 /// How long a reservation keeps holding after its upload was last seen growing. Prosody drops
 /// an HTTP connection idle for 14 minutes and then deletes the partial file; a partial file that
 /// stays without growing for an hour is left over (a crash), and must not hold a quota forever.
@@ -552,6 +555,7 @@ impl Hosting {
                 0 => break,
                 n => upkeep.purged += n,
             }
+            std::thread::sleep(PURGE_PAUSE);
         }
         let watched = self.watched_roots()?;
         let mut swept: Vec<String> = Vec::new();

@@ -16,6 +16,7 @@ macro_rules! println {
 }
 
 mod account;
+mod cert;
 mod dns;
 mod domain;
 mod housekeeping;
@@ -73,6 +74,9 @@ enum Command {
     /// How long archives and uploads are kept: show, set, sweep, log.
     #[command(subcommand)]
     Retention(retention::RetentionCommand),
+    /// A domain's certificate: generate, show, posh, csr, import, export, check.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
 }
 
 impl Command {
@@ -82,6 +86,7 @@ impl Command {
             Command::Dns(cmd) => cmd.reads_only(),
             Command::Provider(cmd) => cmd.reads_only(),
             Command::Retention(cmd) => cmd.reads_only(),
+            Command::Cert(cmd) => cmd.reads_only(),
             Command::Invite(invite::InviteCommand::List { .. } | invite::InviteCommand::Audit { .. }) => true,
             Command::Quota(quota::QuotaCommand::Show { .. } | quota::QuotaCommand::Global) => true,
             _ => false,
@@ -126,6 +131,7 @@ fn run(cli: Cli) -> Result<bool, String> {
         Command::Account(cmd) => account::run(&hosting, &out, cmd).map(|()| true),
         Command::Housekeeping(cmd) => housekeeping::run(&hosting, &out, cmd),
         Command::Retention(cmd) => retention::run(&hosting, &out, cmd),
+        Command::Cert(cmd) => cert::run(&hosting, &out, cmd),
     };
     result.map_err(|e| e.to_string())
 }

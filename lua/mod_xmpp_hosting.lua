@@ -427,12 +427,65 @@ function quota_commands.audit(s, repair)
 	return true, audit.text;
 end
 
+-- Retention (issue 13): the policy, the sweeps and their log, in the core's words.
+local retention_commands = {};
+
+function retention_commands.show(s, domain, username)
+	if username then
+		local period, err = s:user_archive_retention(domain, username);
+		if not period then return false, err; end
+		return true, ("%s@%s: archive kept for %s"):format(username, domain, period);
+	end
+	local text, err = s:describe_retention(domain);
+	if not text then return false, err; end
+	return true, ("%s: %s"):format(domain, text);
+end
+
+-- archive | muc | uploads | backups, a period as written ("30d", "1w", seconds, "never"); with a
+-- user, that user's own archive ("default": back to the domain's).
+function retention_commands.set(s, domain, what, value, username)
+	if not what or not value then return false, "Usage: retention set DOMAIN WHAT PERIOD [--user USER]"; end
+	if username then
+		if what ~= "archive" then return false, "a user chooses only their own archive's retention"; end
+		local period, err = s:set_user_archive_retention(domain, username, value ~= "default" and value or nil);
+		if not period then return false, err; end
+		return true, ("%s@%s: archive kept for %s"):format(username, domain, period);
+	end
+	local ok, err = s:set_retention(domain, what, value);
+	if not ok then return false, err; end
+	local text = s:describe_retention(domain);
+	return true, ("%s: %s; takes effect at the next sweep"):format(domain, text);
+end
+
+-- On the core's worker; uploads unless --kind says otherwise (the only kind the core sweeps yet).
+function retention_commands.sweep(s, domain, options)
+	local kind, dry_run = "uploads", false;
+	local i = 1;
+	while options and options[i] do
+		if options[i] == "--kind" and options[i + 1] then kind, i = options[i + 1], i + 2;
+		elseif options[i] == "--dry-run" then dry_run, i = true, i + 1;
+		else return false, "Usage: retention sweep DOMAIN [--kind archive|muc|uploads] [--dry-run]"; end
+	end
+	local pending, err = s:start_retention_sweep(domain, kind, { dry_run = dry_run });
+	if not pending then return false, err; end
+	local record, sweep_err = await(pending);
+	if not record then return false, sweep_err; end
+	return record.failed == 0, record.text;
+end
+
+function retention_commands.log(s, domain)
+	local text, err = s:describe_retention_log(domain, 20);
+	if not text then return false, err; end
+	return true, text;
+end
+
 local groups = {
 	domain = { commands = domain_commands, arg = "NAME",
 		needs_arg = { add = true, show = true, remove = true, set = true, claim = true, verify = true } },
 	invite = { commands = invite_commands, needs_arg = { create = true, list = true, revoke = true }, arg = "DOMAIN" },
 	dns = { commands = dns_commands, needs_arg = { check = true }, arg = "DOMAIN" },
 	quota = { commands = quota_commands, needs_arg = { show = true, set = true, clear = true }, arg = "DOMAIN" },
+	retention = { commands = retention_commands, needs_arg = { show = true, set = true, sweep = true }, arg = "DOMAIN" },
 };
 
 local function run_command(group_name, verb, ...)
@@ -449,7 +502,7 @@ local function run_command(group_name, verb, ...)
 	return command(s, ...);
 end
 
-local usage = [[
+local usage = [=[
 Usage: prosodyctl mod_xmpp_hosting domain add|list|show|remove [NAME]
        prosodyctl mod_xmpp_hosting domain set NAME SETTING VALUE   (e.g. registration.policy open)
        prosodyctl mod_xmpp_hosting invite create DOMAIN [--uses N] [--kind account|roster|reset]
@@ -460,7 +513,10 @@ Usage: prosodyctl mod_xmpp_hosting domain add|list|show|remove [NAME]
        prosodyctl mod_xmpp_hosting quota show DOMAIN [USER] | clear DOMAIN USER | audit [--repair]
        prosodyctl mod_xmpp_hosting quota set DOMAIN LIMIT BYTES|null [--user USER]
                   (LIMIT: max_file_size, user_storage, domain_storage, user_daily, ..., domain_monthly;
-                   with --user: max_file_size, storage, daily, weekly, monthly)]];
+                   with --user: max_file_size, storage, daily, weekly, monthly)
+       prosodyctl mod_xmpp_hosting retention show DOMAIN [USER] | log [DOMAIN]
+       prosodyctl mod_xmpp_hosting retention set DOMAIN archive|muc|uploads|backups PERIOD [--user USER]
+       prosodyctl mod_xmpp_hosting retention sweep DOMAIN [--kind archive|muc|uploads] [--dry-run]]=];
 
 -- prosodyctl mod_xmpp_hosting …
 function module.command(arg)
@@ -473,6 +529,14 @@ function module.command(arg)
 	if group == "invite" and verb == "create" then
 		-- The options go to the core as typed ("--uses", "3", ...): it reads and refuses them.
 		ok, text = run_command(group, verb, arg[3], { table.unpack(arg, 4) });
+	elseif group == "retention" and verb == "sweep" then
+		ok, text = run_command(group, verb, arg[3], { table.unpack(arg, 4) });
+	elseif group == "retention" and verb == "set" and arg[6] ~= nil then
+		if arg[6] ~= "--user" or not arg[7] then
+			ok, text = false, "Usage: retention set DOMAIN WHAT PERIOD [--user USER]";
+		else
+			ok, text = run_command(group, verb, arg[3], arg[4], arg[5], arg[7]);
+		end
 	elseif group == "quota" and verb == "set" and arg[6] ~= nil then
 		if arg[6] ~= "--user" or not arg[7] then
 			ok, text = false, "Usage: quota set DOMAIN LIMIT VALUE [--user USER]";

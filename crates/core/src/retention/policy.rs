@@ -33,6 +33,15 @@ impl RetentionPolicy {
             Kind::Uploads => self.uploads,
         }
     }
+
+    /// The policy in one line, the same on every command line:
+    /// `archive 1w, muc never, uploads 30d, backups 1y (declared)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "archive {}, muc {}, uploads {}, backups {} (declared)",
+            self.archive, self.muc, self.uploads, self.backups
+        )
+    }
 }
 
 /// The settings names an admin may set, as `retention set DOMAIN NAME VALUE` takes them.
@@ -129,6 +138,7 @@ mod tests {
             (Period::After(604_800), Period::After(2_592_000), Period::After(86_400), Period::After(31_556_952))
         );
         assert_eq!(h.require_domain("example.org").unwrap().settings.retention, p);
+        assert_eq!(p.describe(), "archive 1w, muc 30d, uploads 1d, backups 1y (declared)");
         // The generic settings path reads the same values.
         let d = h.set_domain_setting("example.org", "retention.archive", "3600").unwrap();
         assert_eq!(d.settings.retention.archive, Period::After(3600));

@@ -76,6 +76,88 @@ xh_status xh_account_removed(xh_hosting *h,
                              const char *username,
                              char **out_json);
 
+// Makes a new key and self-signed certificate for `domain` and its service names and writes
+// what `xh_cert_show` writes. `key`: `"ecdsa"` (NULL: the default) or `"rsa"`; `days`: 1 to
+// 3650, 0 for the default 365.
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `key` NULL or one; `out_json` NULL or
+// writable.
+xh_status xh_cert_generate(xh_hosting *h,
+                           const char *domain,
+                           const char *key,
+                           int64_t days,
+                           char **out_json);
+
+// Writes the served certificate's description: `domain`, `source` (`self-signed`, `imported`),
+// `key`, `not_before`, `not_after`, `days_left`, `fingerprint` (`sha256_hex`, `sha256_base64`),
+// `names`, `services_covered`, `services_not_covered`, `chain_length`, `updated_at`.
+// A domain without a certificate is `XH_ERR_NOT_FOUND`.
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
+xh_status xh_cert_show(xh_hosting *h, const char *domain, char **out_json);
+
+// Writes `{"pem": ...}`: the certificate followed by its chain (never the key).
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
+xh_status xh_cert_pem(xh_hosting *h, const char *domain, char **out_json);
+
+// Writes `{"pem": ...}`: a CSR for the domain and its service names from the domain's key.
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
+xh_status xh_cert_csr(xh_hosting *h, const char *domain, char **out_json);
+
+// Writes the POSH file (`{"fingerprints":[{"sha-256":...}],"expires":...}`) for `service`
+// (`"client"`, `"server"`; NULL: client).
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `service` NULL or one; `out_json`
+// NULL or writable.
+xh_status xh_cert_posh(xh_hosting *h, const char *domain, const char *service, char **out_json);
+
+// Compares the POSH file the customer published (`published`, its text) with the served
+// certificate: writes `{"matches", "matched", "redirect", "problems"}`. Text that is not a POSH
+// file is `XH_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `h` is a live handle; `domain`, `published` NUL-terminated strings; `out_json` NULL or writable.
+xh_status xh_cert_posh_check(xh_hosting *h,
+                             const char *domain,
+                             const char *published,
+                             char **out_json);
+
+// Serves a CA-signed certificate (`pem`: the certificate, then its chain) for `domain` and writes
+// what `xh_cert_show` writes. One that does not fit (another domain, another key, expired, not
+// yet valid, a chain that does not link, not PEM, a private key included) is
+// `XH_ERR_INVALID_ARGUMENT` with the reason, and nothing changes.
+//
+// # Safety
+// `h` is a live handle; `domain`, `pem` NUL-terminated strings; `out_json` NULL or writable.
+xh_status xh_cert_import(xh_hosting *h, const char *domain, const char *pem, char **out_json);
+
+// Writes `domain`'s certificate and key into the directory `dir` as `layout` (`"prosody"`:
+// DOMAIN.crt 0644 and DOMAIN.key 0600; `"ejabberd"`: DOMAIN.pem 0600) and writes the list of
+// files.
+//
+// # Safety
+// `h` is a live handle; `domain`, `dir`, `layout` NUL-terminated strings; `out_json` NULL or
+// writable.
+xh_status xh_cert_export(xh_hosting *h,
+                         const char *domain,
+                         const char *dir,
+                         const char *layout,
+                         char **out_json);
+
+// Writes the days left of every domain's certificate, soonest first:
+// `[{"domain", "source", "not_after", "days_left"}]`.
+//
+// # Safety
+// `h` is a live handle; `out_json` NULL or writable.
+xh_status xh_cert_expiry(xh_hosting *h, char **out_json);
+
 // Starts hosting `name` (Unicode or ASCII form); writes the domain as JSON to `*out_json`.
 //
 // # Safety

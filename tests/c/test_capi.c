@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <threads.h>
 #include <unistd.h>
 
@@ -537,6 +538,63 @@ int main(int argc, char **argv) {
         expect(xh_retention_sweep(h, NULL, "uploads", 0, NULL, NULL), XH_ERR_NULL_POINTER, "domain",
                "xh_retention_sweep(NULL domain)");
         rmdir(root);
+    }
+
+    /* Certificates: self-signed, PEM and CSR without the key, POSH and its check, refusals, export. */
+    {
+        expect(xh_domain_add(h, "cert.example", NULL), XH_OK, NULL, "xh_domain_add(cert.example)");
+        expect(xh_cert_show(h, "cert.example", NULL), XH_ERR_NOT_FOUND, "cert generate", "xh_cert_show(none yet)");
+        expect(xh_cert_generate(h, "cert.example", "dsa", 0, NULL), XH_ERR_INVALID_ARGUMENT, "unknown key type",
+               "xh_cert_generate(dsa)");
+        expect(xh_cert_generate(h, "cert.example", NULL, 4000, NULL), XH_ERR_INVALID_ARGUMENT, "1 to 3650",
+               "xh_cert_generate(4000 days)");
+        expect(xh_cert_generate(h, "cert.example", NULL, 0, &json), XH_OK, NULL, "xh_cert_generate");
+        check(contains(json, "\"source\":\"self-signed\"") && contains(json, "\"key\":\"ecdsa\"") &&
+                  contains(json, "\"conference.cert.example\"") && contains(json, "\"days_left\":36") &&
+                  !contains(json, "PRIVATE"),
+              "xh_cert_generate writes names, validity and no key");
+        xh_string_free(json);
+        expect(xh_cert_pem(h, "cert.example", &json), XH_OK, NULL, "xh_cert_pem");
+        check(contains(json, "BEGIN CERTIFICATE") && !contains(json, "PRIVATE"), "xh_cert_pem: certificate, no key");
+        xh_string_free(json);
+        expect(xh_cert_csr(h, "cert.example", &json), XH_OK, NULL, "xh_cert_csr");
+        check(contains(json, "BEGIN CERTIFICATE REQUEST") && !contains(json, "PRIVATE"), "xh_cert_csr: a CSR");
+        xh_string_free(json);
+        char *posh = NULL;
+        expect(xh_cert_posh(h, "cert.example", "server", &posh), XH_OK, NULL, "xh_cert_posh");
+        check(contains(posh, "\"sha-256\":") && contains(posh, "\"expires\":"), "xh_cert_posh writes the file");
+        expect(xh_cert_posh_check(h, "cert.example", posh, &json), XH_OK, NULL, "xh_cert_posh_check");
+        check(contains(json, "\"matches\":true"), "the served POSH file matches");
+        xh_string_free(json);
+        xh_string_free(posh);
+        expect(xh_cert_posh(h, "cert.example", "web", NULL), XH_ERR_INVALID_ARGUMENT, "client or server",
+               "xh_cert_posh(unknown service)");
+        expect(xh_cert_posh_check(h, "cert.example", "<html>", NULL), XH_ERR_INVALID_ARGUMENT, "not a POSH file",
+               "xh_cert_posh_check(not POSH)");
+        expect(xh_cert_import(h, "cert.example", "not a certificate", NULL), XH_ERR_INVALID_ARGUMENT,
+               "not a PEM certificate", "xh_cert_import(garbage)");
+        expect(xh_cert_import(h, "cert.example", NULL, NULL), XH_ERR_NULL_POINTER, "pem", "xh_cert_import(NULL)");
+        char dir[] = "/tmp/xh-capi-certs-XXXXXX";
+        check(mkdtemp(dir) != NULL, "mkdtemp for the export");
+        expect(xh_cert_export(h, "cert.example", dir, "prosody", &json), XH_OK, NULL, "xh_cert_export(prosody)");
+        check(contains(json, "cert.example.crt") && contains(json, "cert.example.key"), "xh_cert_export lists files");
+        xh_string_free(json);
+        char crt[128], key[128];
+        struct stat st;
+        snprintf(crt, sizeof crt, "%s/cert.example.crt", dir);
+        snprintf(key, sizeof key, "%s/cert.example.key", dir);
+        check(stat(crt, &st) == 0 && (st.st_mode & 0777) == 0644, "the certificate file is 0644");
+        check(stat(key, &st) == 0 && (st.st_mode & 0777) == 0600, "the key file is 0600");
+        expect(xh_cert_export(h, "cert.example", dir, "lighttpd", NULL), XH_ERR_INVALID_ARGUMENT, "prosody or ejabberd",
+               "xh_cert_export(unknown layout)");
+        unlink(crt);
+        unlink(key);
+        rmdir(dir);
+        expect(xh_cert_expiry(h, &json), XH_OK, NULL, "xh_cert_expiry");
+        /* 364 or 365: whole days, counted down from the moment of generation (slow under valgrind). */
+        check(contains(json, "\"domain\":\"cert.example\"") && contains(json, "\"days_left\":36"),
+              "xh_cert_expiry lists the domain's days left");
+        xh_string_free(json);
     }
 
     /* One handle shared by several threads; each thread keeps its own last error. */

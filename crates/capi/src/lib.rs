@@ -8,6 +8,7 @@
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
 mod accounts;
+mod certificates;
 mod domains;
 mod error;
 mod handle;
@@ -18,6 +19,7 @@ mod retention;
 mod strings;
 mod verification;
 
+pub use certificates::*;
 pub use domains::*;
 pub use error::{xh_last_error_code, xh_last_error_message, xh_status};
 pub use handle::*;

@@ -238,6 +238,17 @@ impl Hosting {
     }
 
     pub(crate) fn describe(&self, s: &StoredCertificate, names: &CertificateNames) -> Result<CertificateInfo> {
+        self.describe_at(s, names, self.now())
+    }
+
+    /// Like `describe`, with days left counted from `now` (the moment a certificate was made, so
+    /// that `generate --days 30` says 30 however long the key took).
+    pub(crate) fn describe_at(
+        &self,
+        s: &StoredCertificate,
+        names: &CertificateNames,
+        now: Timestamp,
+    ) -> Result<CertificateInfo> {
         let der = first_der(&s.cert_pem)?;
         let (_, cert) = X509Certificate::from_der(&der)
             .map_err(|e| CertificateError::Internal(format!("stored certificate unreadable: {e}")))?;
@@ -251,7 +262,7 @@ impl Hosting {
             key: s.key.kind,
             not_before: s.not_before,
             not_after: s.not_after,
-            days_left: days_left(s.not_after, self.now()),
+            days_left: days_left(s.not_after, now),
             fingerprint: Fingerprint::of_der(&der),
             names: dns,
             services_covered: covered,

@@ -105,7 +105,7 @@ impl Hosting {
             // The domain may have been removed meanwhile; the foreign key would refuse the row.
             crate::store::certificates::upsert(tx, &stored)
         })?;
-        self.describe(&stored, &names)
+        self.describe_at(&stored, &names, now)
     }
 }
 

@@ -90,9 +90,7 @@ def main():
         if command != "done":
             seconds, out = outcome
             print(f"{command}: {seconds:.2f} s (prosodyctl shell round trip) -> {out.splitlines()[-1]}")
-    rtts.sort()
-    ms = lambda q: rtts[min(len(rtts) - 1, int(len(rtts) * q))] * 1000  # noqa: E731
-    print(f"pings during the run: {len(rtts)}, p50 {ms(0.5):.1f} ms, p99 {ms(0.99):.1f} ms, max {rtts[-1] * 1000:.1f} ms")
+    print(client.ping_summary(rtts))
 
 
 if __name__ == "__main__":

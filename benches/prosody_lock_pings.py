@@ -72,9 +72,7 @@ def main():
     print(f"lock held {hold:.1f} s at a time, {len(held)} times; registrations: {ok} of {n} succeeded, "
           f"failures: {[o[1] for o in outcomes if not o[0]]}")
     print(f"registration round trips: min {waits[0]:.2f} s, max {waits[-1]:.2f} s")
-    rtts.sort()
-    ms = lambda q: rtts[min(len(rtts) - 1, int(len(rtts) * q))] * 1000  # noqa: E731
-    print(f"pings during the run: {len(rtts)}, p50 {ms(0.5):.1f} ms, p99 {ms(0.99):.1f} ms, max {rtts[-1] * 1000:.1f} ms")
+    print(client.ping_summary(rtts))
 
 
 if __name__ == "__main__":

@@ -150,6 +150,14 @@ async def ping_until(c: slixmpp.ClientXMPP, done, interval: float, timeout: floa
     return rtts
 
 
+def ping_summary(rtts: list[float]) -> str:
+    """One line for benches: how many pings, their p50, p99 and max round trips."""
+    rtts = sorted(rtts)
+    ms = lambda q: rtts[min(len(rtts) - 1, int(len(rtts) * q))] * 1000  # noqa: E731
+    return (f"pings during the run: {len(rtts)}, p50 {ms(0.5):.1f} ms, p99 {ms(0.99):.1f} ms, "
+            f"max {rtts[-1] * 1000:.1f} ms")
+
+
 def login(port: int, jid: str, password: str, timeout: float = 20) -> bool:
     """Whether `jid` can log in with `password`."""
     async def nothing(_client):

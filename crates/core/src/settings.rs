@@ -185,11 +185,7 @@ impl crate::Hosting {
     pub fn set_provider_setting(&self, path: &str, value: &str) -> crate::Result<ProviderSettings> {
         let now = self.now();
         self.store().write(|tx| {
-            let stored = crate::store::domains::provider_settings_text(tx)?;
-            let current = match &stored {
-                Some(text) => ProviderSettings::from_json(text)?,
-                None => ProviderSettings::default(),
-            };
+            let (stored, current) = stored_provider_settings(tx)?;
             let updated = set_by_path(&current, path, value)?;
             crate::store::domains::write_provider_settings(tx, &updated.to_json_over(stored.as_deref()), now)?;
             Ok(updated)
@@ -205,15 +201,22 @@ impl crate::Hosting {
     pub fn set_provider_settings(&self, settings: &ProviderSettings) -> crate::Result<()> {
         let now = self.now();
         self.store().write(|tx| {
-            let stored = crate::store::domains::provider_settings_text(tx)?;
-            let current = match &stored {
-                Some(text) => ProviderSettings::from_json(text)?,
-                None => ProviderSettings::default(),
-            };
+            let (stored, current) = stored_provider_settings(tx)?;
             refuse_new_problems(&current, settings)?;
             crate::store::domains::write_provider_settings(tx, &settings.to_json_over(stored.as_deref()), now)
         })
     }
+}
+
+/// The provider-wide settings as stored (kept to write back fields a newer version added) and as
+/// this version reads them, inside the caller's transaction.
+fn stored_provider_settings(tx: &rusqlite::Transaction<'_>) -> crate::Result<(Option<String>, ProviderSettings)> {
+    let stored = crate::store::domains::provider_settings_text(tx)?;
+    let current = match &stored {
+        Some(text) => ProviderSettings::from_json(text)?,
+        None => ProviderSettings::default(),
+    };
+    Ok((stored, current))
 }
 
 #[cfg(test)]

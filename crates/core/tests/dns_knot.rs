@@ -7,7 +7,6 @@ mod knot;
 
 use std::net::UdpSocket;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use knot::{eventually, knot_conf, zone_of, Knot};
 use xmpp_hosting_core::dns::{DnsProblem, DnssecStatus};
@@ -115,17 +114,17 @@ fn a_dead_nameserver_is_a_timeout_not_a_hang() {
     std::fs::create_dir_all(&dir).unwrap();
     let h = hosting(&dir.join("store.db"), &sink.local_addr().unwrap().to_string(), &clock);
     h.claim_domain(ZONE, "alice").unwrap();
-    // timeout_ms is 1500 with one attempt: TXT and CNAME are asked at once, so ~1.5 s, not 3.
-    let started = Instant::now();
+    // The nameserver never answers, so the result cannot be in before the lookup's timeout
+    // (1.5 s): had the call waited for DNS, its result would be there the moment it returned.
+    // (How long the timeout takes is the DNS bench's business, not a test's.)
     let pending = h.verify_domain(ZONE, "alice").unwrap();
-    assert!(started.elapsed() < Duration::from_millis(200), "the caller was blocked");
+    assert!(pending.try_take().is_none(), "the caller was blocked until the lookup ended");
     let claim = pending.wait().unwrap();
-    assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
     assert_eq!(claim.state, ClaimState::Pending);
     assert_eq!(claim.last_error.as_deref(), Some("Timeout"));
-    let started = Instant::now();
-    let report = h.dns_test(ZONE).unwrap().wait().unwrap();
-    assert!(started.elapsed() < Duration::from_millis(2500), "six rows in {:?}", started.elapsed());
+    let pending = h.dns_test(ZONE).unwrap();
+    assert!(pending.try_take().is_none(), "the caller was blocked until the lookups ended");
+    let report = pending.wait().unwrap();
     assert_eq!(report.rows.len(), 6);
     assert!(report.rows.iter().all(|r| r.status == RowStatus::Error && r.problem == Some(DnsProblem::Timeout)));
     std::fs::remove_dir_all(&dir).ok();

@@ -22,6 +22,18 @@ struct Registration {
     token: Option<String>,
 }
 
+impl Registration {
+    /// The core's view of the request, borrowing this table's fields.
+    fn request(&self) -> RegistrationRequest<'_> {
+        RegistrationRequest {
+            domain: &self.domain,
+            username: &self.username,
+            ip: self.ip.as_deref(),
+            token: self.token.as_deref(),
+        }
+    }
+}
+
 pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("create_invite", |lua, h, spec: LuaTable| {
         serialized(lua, || h.0.create_invite(&from_lua::<NewInvite>(lua, LuaValue::Table(spec))?))
@@ -72,12 +84,7 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("begin_registration", |lua, h, spec: LuaTable| {
         serialized(lua, || {
             let r: Registration = from_lua(lua, LuaValue::Table(spec))?;
-            h.0.begin_registration(&RegistrationRequest {
-                domain: &r.domain,
-                username: &r.username,
-                ip: r.ip.as_deref(),
-                token: r.token.as_deref(),
-            })
+            h.0.begin_registration(&r.request())
         })
     });
     // `h:preauthorize_subscription(inviter, contact, token)`: `{decision = "approved", invite_id}`
@@ -94,15 +101,7 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("begin_registration_later", |lua, h, spec: LuaTable| {
         outcome(lua, || {
             let r: Registration = from_lua(lua, LuaValue::Table(spec))?;
-            h.0.later(move |w| {
-                w.begin_registration(&RegistrationRequest {
-                    domain: &r.domain,
-                    username: &r.username,
-                    ip: r.ip.as_deref(),
-                    token: r.token.as_deref(),
-                })
-            })
-            .map(LuaPending::new)
+            h.0.later(move |w| w.begin_registration(&r.request())).map(LuaPending::new)
         })
     });
     m.add_method("finish_registration_later", |lua, h, (id, created): (i64, bool)| {

@@ -23,6 +23,7 @@ mod housekeeping;
 mod invite;
 mod output;
 mod provider;
+mod publish;
 mod quota;
 mod retention;
 
@@ -77,6 +78,9 @@ enum Command {
     /// A domain's certificate: generate, show, posh, csr, import, export, check.
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// What a domain publishes: show, set, provider-file, page, disco.
+    #[command(subcommand)]
+    Publish(publish::PublishCommand),
 }
 
 impl Command {
@@ -87,6 +91,7 @@ impl Command {
             Command::Provider(cmd) => cmd.reads_only(),
             Command::Retention(cmd) => cmd.reads_only(),
             Command::Cert(cmd) => cmd.reads_only(),
+            Command::Publish(cmd) => cmd.reads_only(),
             Command::Invite(invite::InviteCommand::List { .. } | invite::InviteCommand::Audit { .. }) => true,
             Command::Quota(quota::QuotaCommand::Show { .. } | quota::QuotaCommand::Global) => true,
             _ => false,
@@ -132,6 +137,7 @@ fn run(cli: Cli) -> Result<bool, String> {
         Command::Housekeeping(cmd) => housekeeping::run(&hosting, &out, cmd),
         Command::Retention(cmd) => retention::run(&hosting, &out, cmd),
         Command::Cert(cmd) => cert::run(&hosting, &out, cmd),
+        Command::Publish(cmd) => publish::run(&hosting, &out, cmd),
     };
     result.map_err(|e| e.to_string())
 }

@@ -18,6 +18,7 @@ mod hosting;
 pub mod housekeeping;
 pub mod invites;
 mod off_loop;
+pub mod publish;
 pub mod quotas;
 pub mod retention;
 pub mod settings;

@@ -19,6 +19,7 @@ pub struct DomainSettings {
     pub uploads: crate::quotas::UploadLimits,
     /// How long archives and uploads are kept (all `never` until an admin sets them).
     pub retention: crate::retention::RetentionPolicy,
+    pub publication: crate::publish::Description,
 }
 
 /// Settings of the whole service, not of one domain (global caps, the provider's own DNS values).
@@ -105,6 +106,7 @@ impl JsonSettings for DomainSettings {
                 out.push(("registration.landing_url".into(), format!("{url:?} {why}")));
             }
         }
+        out.extend(self.publication.problems());
         out
     }
 }

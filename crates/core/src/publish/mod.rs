@@ -1,0 +1,144 @@
+//! Publication (issue 15): each domain tells people and clients what it is and what it enforces,
+//! from the settings it enforces.
+//!
+//! - [`description`]: what the admin says (who runs it, where, rules, links, contacts), stored
+//!   in the domain's settings (section `publication`) and checked before it is stored;
+//! - [`enforced`]: registration, upload limits and retention read from the settings that
+//!   enforce them, never typed a second time;
+//! - [`provider_file`]: the XMPP Providers provider file v2;
+//! - [`disco`]: the XEP-0157 contact addresses and the policy as XEP-0128 forms for disco#info;
+//! - [`page`]: the policy page (HTML for phones, JSON for portals);
+//! - [`statistics`]: usage counts a server hands in, published approximately.
+//!
+//! Every output is computed on each request from the store, so a changed setting is published
+//! by the next request, with nothing else to edit or reload.
+
+pub mod description;
+pub mod disco;
+pub mod enforced;
+pub mod page;
+pub mod provider_file;
+pub mod statistics;
+mod validate;
+
+use serde::Serialize;
+
+pub use description::{Contacts, Description, Organization};
+pub use disco::{DiscoField, DiscoForm, POLICY_FORM_TYPE, SERVERINFO_FORM_TYPE};
+pub use enforced::Enforced;
+pub use page::PolicyDocument;
+pub use provider_file::ProviderFile;
+pub use statistics::UsageStatistics;
+
+use crate::{Error, Hosting, Result};
+
+/// A domain's publication: what its admin wrote and what it enforces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Publication {
+    pub domain: String,
+    pub description: Description,
+    pub enforced: Enforced,
+}
+
+impl Publication {
+    /// The publication as an admin reads it on a command line: the enforced values, then each
+    /// field that is set.
+    pub fn describe(&self) -> String {
+        let e = &self.enforced;
+        let mut out = format!(
+            "{}: registration {}, largest file {}, storage per user {}, archive {}, uploads {} (enforced)\n",
+            self.domain,
+            e.registration_word(),
+            e.max_file_size.map_or("no limit".into(), enforced::size_words),
+            e.user_storage.map_or("no limit".into(), enforced::size_words),
+            enforced::period_words(e.archive_retention),
+            enforced::period_words(e.upload_retention),
+        );
+        let doc = serde_json::to_value(&self.description).unwrap_or_default();
+        let mut unset = Vec::new();
+        if let serde_json::Value::Object(fields) = doc {
+            for (name, value) in fields {
+                let empty = match &value {
+                    serde_json::Value::Null => true,
+                    serde_json::Value::Array(a) => a.is_empty(),
+                    serde_json::Value::Object(o) => o.values().all(|v| v.as_array().is_some_and(|a| a.is_empty())),
+                    _ => false,
+                };
+                if empty {
+                    unset.push(name);
+                } else {
+                    out.push_str(&format!("  {name}: {value}\n"));
+                }
+            }
+        }
+        if !unset.is_empty() {
+            out.push_str(&format!("  not set: {}\n", unset.join(", ")));
+        }
+        out
+    }
+}
+
+impl Hosting {
+    /// A domain's description and the values it enforces.
+    pub fn publication(&self, domain: &str) -> Result<Publication> {
+        let d = self.require_domain(domain)?;
+        let enforced = Enforced::read(self, &d)?;
+        Ok(Publication { domain: d.name.to_string(), description: d.settings.publication.clone(), enforced })
+    }
+
+    /// Sets one field of a domain's description (a name from [`Description::fields`], or a path
+    /// below one such as `contacts.abuse`). `value` is JSON (`["mailto:abuse@example.org"]`,
+    /// `{"en": "https://example.org/terms"}`, `3`, `null` to clear) or a plain string. Refused
+    /// with the reason when it cannot be published (an http link, a country that is not ISO
+    /// 3166-1, a language that is not BCP 47, an unknown organization type...).
+    pub fn set_publication(&self, domain: &str, field: &str, value: &str) -> Result<Publication> {
+        let top = field.split('.').next().unwrap_or_default();
+        if !Description::fields().iter().any(|f| f == top) {
+            let enforced = ["registration", "max_file_size", "user_storage", "retention", "archive", "uploads"];
+            let why = if enforced.iter().any(|e| top.contains(e)) {
+                format!(
+                    "{field:?} is published from the setting that enforces it: change that one \
+                     (registration.policy, uploads.*, retention.*)"
+                )
+            } else {
+                format!("there is no publication field {field:?}: use one of {}", Description::fields().join(", "))
+            };
+            return Err(Error::InvalidArgument(why));
+        }
+        self.set_domain_setting(domain, &format!("publication.{field}"), value)?;
+        self.publication(domain)
+    }
+
+    /// The provider file v2 of `domain`.
+    pub fn provider_file(&self, domain: &str) -> Result<ProviderFile> {
+        let p = self.publication(domain)?;
+        Ok(ProviderFile::new(&p.description, &p.enforced))
+    }
+
+    /// The XEP-0128 forms for `domain`'s disco#info (XEP-0157 contacts, the policy).
+    pub fn disco_forms(&self, domain: &str) -> Result<Vec<DiscoForm>> {
+        let p = self.publication(domain)?;
+        Ok(disco::forms(&p.description, &p.enforced))
+    }
+
+    /// The policy page's content for a reader of `language` (a BCP 47 tag or an HTTP
+    /// Accept-Language value; empty for the domain's own), with the server's counts.
+    pub fn policy_document(&self, domain: &str, language: &str, stats: UsageStatistics) -> Result<PolicyDocument> {
+        let p = self.publication(domain)?;
+        let reader = first_language(language);
+        Ok(PolicyDocument::new(&p.domain, &p.description, &p.enforced, stats, &reader))
+    }
+}
+
+/// The first language of an Accept-Language value (`de-CH,de;q=0.9,en;q=0.8` → `de-CH`).
+fn first_language(accept: &str) -> String {
+    let first = accept.split(',').next().unwrap_or_default().split(';').next().unwrap_or_default().trim();
+    if first == "*" || validate::language_problem(first).is_some() {
+        String::new()
+    } else {
+        first.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+//! Publication through the handle: what is set is checked, what is enforced is read live.
+
+use super::*;
+
+fn hosting() -> Hosting {
+    let h = Hosting::open_in_memory().unwrap();
+    h.add_domain("example.org").unwrap();
+    h
+}
+
+fn describe(h: &Hosting) {
+    for (field, value) in [
+        ("website", r#"{"en": "https://example.org/", "de": "https://example.org/de/"}"#),
+        ("alternative_jids", r#"["example.net"]"#),
+        ("bus_factor", "2"),
+        ("organization", "non-governmental"),
+        ("password_reset", r#"{"en": "https://example.org/reset"}"#),
+        ("server_testing", "true"),
+        ("professional_hosting", "true"),
+        ("free_of_charge", "true"),
+        ("legal_notice", r#"{"en": "https://example.org/legal"}"#),
+        ("server_locations", r#"["DE", "fr"]"#),
+        ("since", "2016-02-29"),
+        ("jurisdiction", "de"),
+        ("contacts.abuse", r#"["mailto:abuse@example.org", "xmpp:abuse@example.org"]"#),
+        ("contacts.support", r#"["xmpp:support@chat.example.org?join"]"#),
+        ("rules", r#"{"en": ["Be kind.", "No spam."]}"#),
+        ("description", r#"{"en": "A small server run by a club."}"#),
+        ("support_room", "support@chat.example.org"),
+    ] {
+        h.set_publication("example.org", field, value).unwrap_or_else(|e| panic!("{field}: {e}"));
+    }
+}
+
+#[test]
+fn the_provider_file_has_exactly_the_formats_fields_and_units() {
+    let h = hosting();
+    describe(&h);
+    h.set_upload_limit("example.org", None, "user_storage", "104857600").unwrap();
+    h.set_retention("example.org", "uploads", "30d").unwrap();
+    h.set_retention("example.org", "archive", "1y").unwrap();
+    let file: serde_json::Value = serde_json::from_str(&h.provider_file("example.org").unwrap().to_json()).unwrap();
+    let want = serde_json::json!({
+        "website": {"en": "https://example.org/", "de": "https://example.org/de/"},
+        "alternativeJids": ["example.net"],
+        "busFactor": 2,
+        "organization": "non-governmental",
+        "passwordReset": {"en": "https://example.org/reset"},
+        "serverTesting": true,
+        "maximumHttpFileUploadTotalSize": 104,
+        "maximumHttpFileUploadStorageTime": 30,
+        "maximumMessageArchiveManagementStorageTime": 365,
+        "professionalHosting": true,
+        "freeOfCharge": true,
+        "legalNotice": {"en": "https://example.org/legal"},
+        "serverLocations": ["de", "fr"],
+        "since": "2016-02-29"
+    });
+    assert_eq!(file, want);
+}
+
+#[test]
+fn nothing_is_invented_for_a_domain_nobody_described() {
+    let h = hosting();
+    let file: serde_json::Value = serde_json::from_str(&h.provider_file("example.org").unwrap().to_json()).unwrap();
+    // The three enforced numbers (no limit = 0) and the format's n/a bus factor, nothing else.
+    assert_eq!(
+        file,
+        serde_json::json!({
+            "busFactor": -1,
+            "maximumHttpFileUploadTotalSize": 0,
+            "maximumHttpFileUploadStorageTime": 0,
+            "maximumMessageArchiveManagementStorageTime": 0
+        })
+    );
+}
+
+#[test]
+fn enforced_values_are_published_from_the_enforcing_settings_at_once() {
+    let h = hosting();
+    let days = |h: &Hosting| {
+        let f = h.provider_file("example.org").unwrap();
+        (
+            f.maximum_message_archive_management_storage_time,
+            f.maximum_http_file_upload_storage_time,
+            f.maximum_http_file_upload_total_size,
+        )
+    };
+    assert_eq!(days(&h), (0, 0, 0));
+    h.set_retention("example.org", "archive", "2w").unwrap();
+    assert_eq!(days(&h), (14, 0, 0));
+    h.set_retention("example.org", "uploads", "12h").unwrap();
+    assert_eq!(days(&h), (14, -1, 0));
+    h.set_upload_limit("example.org", None, "user_storage", "500000").unwrap();
+    assert_eq!(days(&h), (14, -1, -1));
+    h.set_upload_limit("example.org", None, "user_storage", "2000000000").unwrap();
+    assert_eq!(days(&h), (14, -1, 2000));
+    h.set_domain_setting("example.org", "registration.policy", "closed").unwrap();
+    let p = h.publication("example.org").unwrap();
+    assert_eq!(p.enforced.registration_word(), "closed");
+    let html = h.policy_document("example.org", "", UsageStatistics::default()).unwrap().to_html();
+    assert!(html.contains("Registration is closed") && html.contains("14 days") && html.contains("2 GB"), "{html}");
+    // A user's exceptions are counted, not hidden.
+    h.set_upload_limit("example.org", Some("alice"), "storage", "5000000000").unwrap();
+    h.set_user_archive_retention("example.org", "bob", Some("1d")).unwrap();
+    let e = h.publication("example.org").unwrap().enforced;
+    assert_eq!((e.users_with_own_upload_limits, e.users_with_shorter_archive), (1, 1));
+}
+
+#[test]
+fn enforced_values_cannot_be_typed_for_publication() {
+    let h = hosting();
+    for field in ["registration", "max_file_size", "archive_retention", "maximumHttpFileUploadTotalSize"] {
+        let e = h.set_publication("example.org", field, "1").unwrap_err();
+        assert_eq!(e.code(), "invalid-argument", "{field}");
+    }
+    let e = h.set_publication("example.org", "archive_retention", "1").unwrap_err();
+    assert!(e.to_string().contains("published from the setting that enforces it"), "{e}");
+}
+
+#[test]
+fn invalid_values_are_refused_with_the_reason_and_nothing_is_stored() {
+    let h = hosting();
+    describe(&h);
+    let before = h.publication("example.org").unwrap();
+    for (field, value, says) in [
+        ("website", r#"{"en": "http://example.org/"}"#, "must be an https:// address"),
+        ("terms", r#"{"en": "javascript:alert(1)"}"#, "https"),
+        ("privacy", r#"{"english": "https://example.org/p"}"#, "not a BCP 47 language tag"),
+        ("rules", r#"{"xx-notalang": ["x"]}"#, "language tag"),
+        ("server_locations", r#"["uk"]"#, "not an ISO 3166-1 country code"),
+        ("jurisdiction", "Germany", "not a country code"),
+        ("organization", "club", "unknown variant"),
+        ("since", "2016-02-30", "not a day of the calendar"),
+        ("bus_factor", "0", "at least 1"),
+        ("bus_factor", "-1", "invalid"),
+        ("contacts.abuse", r#"["abuse@example.org"]"#, "mailto:"),
+        ("contacts.nobody", r#"["mailto:a@example.org"]"#, "no setting"),
+        ("support_room", "chat.example.org", "not a group chat address"),
+        ("language", "english", "BCP 47"),
+        ("description", r#"{"en": ""}"#, "one or two sentences"),
+    ] {
+        let e = h.set_publication("example.org", field, value).unwrap_err();
+        assert_eq!(e.code(), "invalid-argument", "{field} {value}");
+        assert!(e.to_string().contains(says), "{field} {value}: {e}");
+    }
+    assert_eq!(h.publication("example.org").unwrap(), before);
+    assert_eq!(h.set_publication("nope.example", "since", "2020-01-01").unwrap_err().code(), "not-found");
+}
+
+#[test]
+fn disco_carries_the_contacts_and_the_policy() {
+    let h = hosting();
+    let forms = h.disco_forms("example.org").unwrap();
+    assert_eq!(forms.len(), 1, "no contacts: no serverinfo form");
+    assert_eq!(forms[0].form_type, POLICY_FORM_TYPE);
+    describe(&h);
+    h.set_retention("example.org", "archive", "1w").unwrap();
+    let forms = h.disco_forms("example.org").unwrap();
+    assert_eq!(forms[0].form_type, SERVERINFO_FORM_TYPE);
+    let vars: Vec<(&str, &[String])> = forms[0].fields.iter().map(|f| (f.var.as_str(), &f.values[..])).collect();
+    assert_eq!(vars.len(), 2);
+    assert_eq!(vars[0].0, "abuse-addresses");
+    assert_eq!(vars[0].1, ["mailto:abuse@example.org", "xmpp:abuse@example.org"]);
+    assert_eq!(vars[1].0, "support-addresses");
+    let policy = &forms[1].fields;
+    let value = |var: &str| policy.iter().find(|f| f.var == var).map(|f| f.values[0].clone());
+    assert_eq!(value("registration").as_deref(), Some("invite"));
+    assert_eq!(value("max-archive-storage-days").as_deref(), Some("7"));
+    assert_eq!(value("support-room").as_deref(), Some("xmpp:support@chat.example.org?join"));
+}
+
+#[test]
+fn the_page_language_follows_accept_language() {
+    let h = hosting();
+    h.set_publication("example.org", "rules", r#"{"en": ["Be kind."], "de": ["Sei nett."]}"#).unwrap();
+    let doc = h.policy_document("example.org", "de-CH,de;q=0.9,en;q=0.8", UsageStatistics::default()).unwrap();
+    assert_eq!(doc.rules, ["Sei nett."]);
+    let doc = h.policy_document("example.org", "*", UsageStatistics::default()).unwrap();
+    assert_eq!(doc.rules, ["Be kind."]);
+    h.set_publication("example.org", "language", "de").unwrap();
+    let doc = h.policy_document("example.org", "", UsageStatistics::default()).unwrap();
+    assert_eq!(doc.rules, ["Sei nett."]);
+}
+
+#[test]
+fn statistics_are_shown_approximately() {
+    let h = hosting();
+    let stats = UsageStatistics { accounts: Some(1_234), daily_active: Some(57), monthly_active: None };
+    let doc = h.policy_document("example.org", "", stats).unwrap();
+    assert_eq!(doc.statistics.accounts, Some(1_200));
+    let html = doc.to_html();
+    assert!(html.contains("about 1200") && html.contains("about 57") && !html.contains("Active in a month"));
+}
+
+#[test]
+fn show_lists_what_is_set_and_what_is_not() {
+    let h = hosting();
+    h.set_publication("example.org", "since", "2020-01-01").unwrap();
+    let text = h.publication("example.org").unwrap().describe();
+    assert!(text.starts_with("example.org: registration invite"), "{text}");
+    assert!(text.contains("since: \"2020-01-01\""), "{text}");
+    assert!(text.contains("not set:") && text.contains("rules"), "{text}");
+}

@@ -48,11 +48,21 @@ pub enum Step {
     /// resumable sweeps: each domain's kinds once an hour, at most
     /// [`crate::retention::PASS_BUDGET`] a pass.
     Retention,
+    /// Certificates (issue 14): a first self-signed certificate for verified customers' domains,
+    /// renewal of self-signed ones, expiry notices for the others, and the server's certificate
+    /// directory brought in line with the store (see `certificates::expiry`).
+    Certificates,
 }
 
 impl Step {
-    pub const ALL: [Step; 5] =
-        [Step::Checkpoint, Step::DomainRecheck, Step::InvitePurge, Step::UploadUpkeep, Step::Retention];
+    pub const ALL: [Step; 6] = [
+        Step::Checkpoint,
+        Step::DomainRecheck,
+        Step::InvitePurge,
+        Step::UploadUpkeep,
+        Step::Retention,
+        Step::Certificates,
+    ];
 
     /// The name used in reports and in schedule overrides.
     pub fn as_str(self) -> &'static str {
@@ -62,6 +72,7 @@ impl Step {
             Step::InvitePurge => "invite_purge",
             Step::UploadUpkeep => "upload_upkeep",
             Step::Retention => "retention",
+            Step::Certificates => "certificates",
         }
     }
 
@@ -73,6 +84,7 @@ impl Step {
             Step::InvitePurge => "Invite purge",
             Step::UploadUpkeep => "Upload upkeep",
             Step::Retention => "Retention sweep",
+            Step::Certificates => "Certificate upkeep",
         }
     }
 }
@@ -85,6 +97,7 @@ pub struct Schedule {
     pub invite_purge: u64,
     pub upload_upkeep: u64,
     pub retention: u64,
+    pub certificates: u64,
     pub recheck_batch: u32,
 }
 
@@ -101,6 +114,9 @@ impl Default for Schedule {
             // Each domain is swept once an hour; looking every 5 minutes resumes a sweep its
             // budget cut short soon enough.
             retention: 300,
+            // A certificate changed by the CLI or another process is installed within a minute;
+            // a pass with nothing to do reads the store and compares files.
+            certificates: 60,
             recheck_batch: RECHECK_BATCH,
         }
     }
@@ -119,6 +135,7 @@ impl Schedule {
             Step::InvitePurge => self.invite_purge,
             Step::UploadUpkeep => self.upload_upkeep,
             Step::Retention => self.retention,
+            Step::Certificates => self.certificates,
         }
     }
 
@@ -138,7 +155,7 @@ impl Schedule {
         let Some(step) = Step::ALL.into_iter().find(|s| s.as_str() == name) else {
             return Err(Error::InvalidArgument(format!(
                 "unknown housekeeping setting {name:?}: use checkpoint, domain_recheck, invite_purge, upload_upkeep, \
-                 retention (seconds) or recheck_batch"
+                 retention, certificates (seconds) or recheck_batch"
             )));
         };
         if !(value.is_finite() && value > 0.0 && value <= MAX_INTERVAL as f64) {
@@ -153,6 +170,7 @@ impl Schedule {
             Step::InvitePurge => self.invite_purge = seconds,
             Step::UploadUpkeep => self.upload_upkeep = seconds,
             Step::Retention => self.retention = seconds,
+            Step::Certificates => self.certificates = seconds,
         }
         Ok(())
     }
@@ -173,6 +191,8 @@ impl Schedule {
 #[serde(rename_all = "snake_case")]
 pub enum Recipients {
     Admins,
+    /// The owner of the notice's domain (the account that proved it): `Notice::account`.
+    Owner,
 }
 
 /// A message the server sends as it is: the core decided who gets it and wrote it.
@@ -180,7 +200,8 @@ pub enum Recipients {
 pub struct Notice {
     pub to: Recipients,
     /// What happened, for servers that also raise an event (Prosody fires
-    /// `xmpp-hosting/<event>`): `domain-lost` or `domain-suspended`.
+    /// `xmpp-hosting/<event>`): `domain-lost`, `domain-suspended`, `certificate-renewed`,
+    /// `certificate-expiring` or `certificate-expired`.
     pub event: &'static str,
     pub domain: String,
     pub account: String,
@@ -234,6 +255,9 @@ pub struct HousekeepingReport {
     pub uploads: Option<UploadUpkeep>,
     /// Retention sweeps that ran (or resumed) in this pass.
     pub retention: Option<Vec<crate::retention::SweepRecord>>,
+    /// What the certificate upkeep did; servers reload their TLS configuration when
+    /// `installed` says files changed.
+    pub certificates: Option<crate::certificates::CertificateUpkeep>,
     pub failures: Vec<StepFailure>,
     pub notices: Vec<Notice>,
     pub log: Vec<LogLine>,
@@ -256,6 +280,8 @@ pub struct Housekeeping {
     hosting: Hosting,
     schedule: Schedule,
     runs: Arc<Mutex<Runs>>,
+    /// Where this server reads the hosted domains' certificates (none: not installed).
+    certificates: Arc<Mutex<Option<crate::certificates::InstallTarget>>>,
 }
 
 /// Clears the "pass under way" mark however the pass ends (a panic included), so a failure can
@@ -270,7 +296,13 @@ impl Drop for RunningGuard {
 
 impl Housekeeping {
     pub fn new(hosting: Hosting, schedule: Schedule) -> Self {
-        Housekeeping { hosting, schedule, runs: Arc::default() }
+        Housekeeping { hosting, schedule, runs: Arc::default(), certificates: Arc::default() }
+    }
+
+    /// Makes the certificate step install the store's certificates into `target` (the server's
+    /// own directory for them), from the next pass on; clones share it.
+    pub fn install_certificates_into(&self, target: Option<crate::certificates::InstallTarget>) {
+        *self.certificates.lock().unwrap_or_else(|p| p.into_inner()) = target;
     }
 
     pub fn schedule(&self) -> &Schedule {
@@ -418,6 +450,10 @@ impl Housekeeping {
                     }
                     report.retention = Some(sweeps);
                 }),
+                Step::Certificates => {
+                    let target = self.certificates.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    h.certificate_upkeep(target.as_ref()).map(|done| certificate_log(&mut report, done))
+                }
                 Step::DomainRecheck => {
                     h.recheck_due(self.schedule.recheck_batch).and_then(Pending::wait).map(|claims| {
                         report.domains_rechecked = Some(claims.len());
@@ -435,6 +471,32 @@ impl Housekeeping {
         }
         report
     }
+}
+
+/// The certificate upkeep's log lines and notices, into the report.
+fn certificate_log(report: &mut HousekeepingReport, done: crate::certificates::CertificateUpkeep) {
+    for (domain, why) in &done.failed {
+        report.log.push(LogLine {
+            level: LogLevel::Warn,
+            text: format!("Certificate of {domain} not made or renewed: {why}"),
+        });
+    }
+    for domain in &done.generated {
+        report.log.push(info(format!("Made a self-signed certificate for {domain}")));
+    }
+    if let Some(i) = done.installed.as_ref().filter(|i| i.changed()) {
+        let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        report.log.push(info(format!(
+            "Certificates installed for {}; removed for {}",
+            list(&i.installed),
+            list(&i.removed)
+        )));
+    }
+    for notice in done.notices.iter().filter(|n| n.to == Recipients::Admins) {
+        report.log.push(LogLine { level: LogLevel::Warn, text: notice.text.clone() });
+    }
+    report.notices.extend(done.notices.iter().cloned());
+    report.certificates = Some(done);
 }
 
 fn info(text: String) -> LogLine {
@@ -493,10 +555,13 @@ mod tests {
         assert_eq!(hk.due(), vec![Step::Checkpoint]);
         assert_eq!(hk.run(&[], &[]).ran, vec![Step::Checkpoint]);
         clock.advance(295);
-        assert_eq!(hk.due(), vec![Step::Checkpoint, Step::UploadUpkeep, Step::Retention]);
+        assert_eq!(hk.due(), vec![Step::Checkpoint, Step::UploadUpkeep, Step::Retention, Step::Certificates]);
         hk.run(&[], &[]);
         clock.advance(300);
-        assert_eq!(hk.due(), vec![Step::Checkpoint, Step::DomainRecheck, Step::UploadUpkeep, Step::Retention]);
+        assert_eq!(
+            hk.due(),
+            vec![Step::Checkpoint, Step::DomainRecheck, Step::UploadUpkeep, Step::Retention, Step::Certificates]
+        );
         hk.run(&[], &[]);
         clock.advance(3000);
         assert_eq!(hk.due(), Step::ALL.to_vec(), "an hour after the first pass the invites are purged again");
@@ -596,6 +661,32 @@ mod tests {
         let suspended = domain_notice(&claim(ClaimState::Suspended)).unwrap();
         assert_eq!(suspended.event, "domain-suspended");
         assert_eq!(suspended.text, "Domain her-name.org of alice is suspended: its verification record is gone");
+    }
+
+    #[test]
+    fn the_certificate_step_installs_renews_and_tells_admins_and_owner() {
+        let (hk, clock) = keeper(Schedule::default());
+        let h = hk.hosting.clone();
+        h.add_domain("example.org").unwrap();
+        h.set_domain_setting("example.org", "owner", "alice@example.net").unwrap();
+        h.generate_certificate("example.org", crate::certificates::GenerateOptions::default()).unwrap();
+        let dir = std::env::temp_dir().join(format!("xh-hk-certs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        hk.install_certificates_into(Some(crate::certificates::InstallTarget {
+            dir: dir.clone(),
+            layout: crate::certificates::Layout::Ejabberd,
+        }));
+        let first = hk.run(&[], &[]);
+        let installed = first.certificates.as_ref().and_then(|c| c.installed.clone()).unwrap();
+        assert_eq!(installed.installed, ["example.org"]);
+        assert!(first.log.iter().any(|l| l.text == "Certificates installed for example.org; removed for none"));
+        clock.advance(335 * 86_400);
+        let renewed = hk.run(&[], &[]);
+        let to: Vec<_> = renewed.notices.iter().map(|n| (n.to, n.event)).collect();
+        assert_eq!(to, [(Recipients::Admins, "certificate-renewed"), (Recipients::Owner, "certificate-renewed")]);
+        let c = renewed.certificates.unwrap();
+        assert_eq!(c.installed.unwrap().installed, ["example.org"], "the renewal is installed in the same pass");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

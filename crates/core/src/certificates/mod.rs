@@ -7,15 +7,19 @@
 //!   check of what they published;
 //! - [`csr`] and [`import`]: a CSR from the domain's key, and the CA-signed certificate the
 //!   customer brings back, accepted only when it fits (key, names, validity, chain);
-//! - [`export`]: the files each server reads, and [`Hosting::certificate_expiry`] for days left.
+//! - [`export`]: the files each server reads, and [`Hosting::certificate_expiry`] for days left;
+//! - [`install`]: a server's certificate directory kept equal to the store, and [`expiry`]: the
+//!   housekeeping step that renews self-signed certificates and warns about the others.
 //!
 //! The private key lives in the store (see the 0011 migration) and leaves the core only as a file
 //! of mode 0600 written by [`export`]: no value returned here contains it.
 
 pub mod csr;
+pub mod expiry;
 pub mod export;
 pub mod fingerprint;
 pub mod import;
+pub mod install;
 pub(crate) mod keys;
 pub mod names;
 pub mod posh;
@@ -24,8 +28,10 @@ pub mod self_signed;
 use serde::Serialize;
 use x509_parser::prelude::*;
 
+pub use expiry::CertificateUpkeep;
 pub use export::Layout;
 pub use fingerprint::Fingerprint;
+pub use install::{InstallReport, InstallTarget};
 pub use keys::KeyKind;
 pub use names::CertificateNames;
 pub use posh::{PoshCheck, PoshService};

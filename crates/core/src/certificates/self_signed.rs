@@ -81,32 +81,41 @@ impl Hosting {
     /// serves it from now on (replacing any earlier key and certificate: a CSR made before no
     /// longer fits).
     pub fn generate_certificate(&self, domain: &str, options: GenerateOptions) -> Result<CertificateInfo> {
-        if !(1..=MAX_DAYS).contains(&options.days) {
-            return Err(CertificateError::InvalidDays(options.days).into());
-        }
         let names = self.certificate_names(domain)?;
-        // Key generation (RSA takes a while) happens before the store is touched: no lock held.
-        let key = DomainKey::generate(options.key)?;
         let now = self.now();
-        let (cert_pem, not_before, not_after) = make(&names, &key, options.days, now)?;
-        let der = super::first_der(&cert_pem)?;
-        let stored = StoredCertificate {
-            domain: names.domain.to_string(),
-            key,
-            source: Source::SelfSigned,
-            cert_pem,
-            chain_pem: String::new(),
-            not_before,
-            not_after,
-            sha256_hex: Fingerprint::of_der(&der).sha256_hex,
-            updated_at: now,
-        };
+        let stored = new_self_signed(&names, options, now)?;
         self.store().write(|tx| {
             // The domain may have been removed meanwhile; the foreign key would refuse the row.
             crate::store::certificates::upsert(tx, &stored)
         })?;
         self.describe_at(&stored, &names, now)
     }
+}
+
+/// A new key and a self-signed certificate for `names`, ready to store. Key generation (RSA
+/// takes a while) happens here, before any store lock is taken.
+pub(crate) fn new_self_signed(
+    names: &CertificateNames,
+    options: GenerateOptions,
+    now: Timestamp,
+) -> Result<StoredCertificate> {
+    if !(1..=MAX_DAYS).contains(&options.days) {
+        return Err(CertificateError::InvalidDays(options.days).into());
+    }
+    let key = DomainKey::generate(options.key)?;
+    let (cert_pem, not_before, not_after) = make(names, &key, options.days, now)?;
+    let der = super::first_der(&cert_pem)?;
+    Ok(StoredCertificate {
+        domain: names.domain.to_string(),
+        key,
+        source: Source::SelfSigned,
+        cert_pem,
+        chain_pem: String::new(),
+        not_before,
+        not_after,
+        sha256_hex: Fingerprint::of_der(&der).sha256_hex,
+        updated_at: now,
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub(crate) fn upsert(c: &Connection, s: &StoredCertificate) -> Result<()> {
          ON CONFLICT (domain) DO UPDATE SET key_kind = excluded.key_kind, key_pem = excluded.key_pem,
              source = excluded.source, cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem,
              not_before = excluded.not_before, not_after = excluded.not_after, sha256 = excluded.sha256,
-             updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at, expiry_notified = NULL",
     )?
     .execute(params![
         s.domain,
@@ -72,4 +72,20 @@ pub(crate) fn select_all(c: &Connection) -> Result<Vec<StoredCertificate>> {
     let mut stmt = c.prepare_cached(&format!("SELECT {COLUMNS} FROM certificates ORDER BY domain"))?;
     let rows = stmt.query_map([], row)?.collect::<rusqlite::Result<Vec<_>>>()?;
     rows.into_iter().map(finish).collect()
+}
+
+/// The expiry threshold already announced for each domain's current certificate (see 0015).
+pub(crate) fn expiry_notified(c: &Connection) -> Result<std::collections::HashMap<String, i64>> {
+    let mut stmt =
+        c.prepare_cached("SELECT domain, expiry_notified FROM certificates WHERE expiry_notified IS NOT NULL")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Records that `days` was announced for `domain`'s certificate, unless the certificate changed
+/// since it was read (its fingerprint is no longer `sha256`): a new one starts from nothing.
+pub(crate) fn set_expiry_notified(c: &Connection, domain: &str, sha256: &str, days: i64) -> Result<()> {
+    c.prepare_cached("UPDATE certificates SET expiry_notified = ?3 WHERE domain = ?1 AND sha256 = ?2")?
+        .execute(params![domain, sha256, days])?;
+    Ok(())
 }

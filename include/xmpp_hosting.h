@@ -326,6 +326,56 @@ xh_status xh_subscription_preauthorize(xh_hosting *h,
                                        const char *token,
                                        char **out_json);
 
+// Writes a domain's publication: `{"domain", "description", "enforced"}`.
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
+xh_status xh_publish_show(xh_hosting *h, const char *domain, char **out_json);
+
+// Sets one field of a domain's description (`field`: `jurisdiction`, `terms`,
+// `contacts.abuse`...; `value`: JSON or plain text, `null` clears) and writes the publication.
+// A value that cannot be published (an http link, a country that is not ISO 3166-1, a language
+// that is not BCP 47, an unknown organization type, an enforced value) is
+// `XH_ERR_INVALID_ARGUMENT` with the reason.
+//
+// # Safety
+// `h` is a live handle; `domain`, `field`, `value` NUL-terminated strings; `out_json` NULL or
+// writable.
+xh_status xh_publish_set(xh_hosting *h,
+                         const char *domain,
+                         const char *field,
+                         const char *value,
+                         char **out_json);
+
+// Writes the provider file v2 of a domain: the JSON text to serve at
+// `/.well-known/xmpp-provider-v2.json`.
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `out_text` NULL or writable.
+xh_status xh_publish_provider_file(xh_hosting *h, const char *domain, char **out_text);
+
+// Writes the data forms for a domain's disco#info: `[{"form_type", "fields": [{"var",
+// "values"}]}]` (XEP-0157 contact addresses, the enforced policy).
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
+xh_status xh_publish_disco(xh_hosting *h, const char *domain, char **out_json);
+
+// Writes the policy page of a domain for a reader of `language` (a BCP 47 tag or an
+// Accept-Language value; NULL for the domain's own): HTML, or with `as_json` non-zero the same
+// content as JSON. `accounts` is the number of accounts the caller counted, negative if unknown
+// (shown approximately).
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `language` NULL or one; `out_text`
+// NULL or writable.
+xh_status xh_publish_page(xh_hosting *h,
+                          const char *domain,
+                          const char *language,
+                          int64_t accounts,
+                          int32_t as_json,
+                          char **out_text);
+
 // Decides a slot request for `size` bytes and writes `{"decision": "granted", "id", "size",
 // "expires_at", "count_until"}` (until when a late upload of the slot is still committed) or
 // `{"decision": "denied", "limit", "limit_value", "usage", "retry_at"?, "type", "condition",

@@ -620,6 +620,51 @@ int main(int argc, char **argv) {
         json = NULL;
     }
 
+    /* Publication: a description set and refused, the provider file from the enforced retention,
+       the disco forms, the page escaping what an admin typed. */
+    {
+        char *text = NULL;
+        expect(xh_domain_add(h, "publish.example", NULL), XH_OK, NULL, "xh_domain_add(publish.example)");
+        expect(xh_publish_set(h, "publish.example", "jurisdiction", "de", &json), XH_OK, NULL, "xh_publish_set");
+        check(contains(json, "\"jurisdiction\":\"de\""), "the description is stored");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_publish_set(h, "publish.example", "server_locations", "[\"uk\"]", NULL), XH_ERR_INVALID_ARGUMENT,
+               "not an ISO 3166-1 country code", "xh_publish_set(bad country)");
+        expect(xh_publish_set(h, "publish.example", "terms", "{\"en\":\"http://publish.example/t\"}", NULL),
+               XH_ERR_INVALID_ARGUMENT, "https", "xh_publish_set(http link)");
+        expect(xh_publish_set(h, "publish.example", "organization", "club", NULL), XH_ERR_INVALID_ARGUMENT,
+               "unknown variant", "xh_publish_set(bad organization)");
+        expect(xh_publish_set(h, "publish.example", "rules", "{\"en\":[\"<script>x</script>\"]}", NULL), XH_OK, NULL,
+               "xh_publish_set(rules)");
+        expect(xh_publish_set(h, "publish.example", "contacts.abuse", "[\"mailto:abuse@publish.example\"]", NULL),
+               XH_OK, NULL, "xh_publish_set(contacts)");
+        expect(xh_retention_set(h, "publish.example", "archive", "2w", NULL), XH_OK, NULL, "xh_retention_set(2w)");
+        expect(xh_publish_provider_file(h, "publish.example", &text), XH_OK, NULL, "xh_publish_provider_file");
+        check(contains(text, "\"maximumMessageArchiveManagementStorageTime\": 14"),
+              "the provider file reads the enforced archive retention in days");
+        check(contains(text, "\"busFactor\": -1"), "an unset bus factor is n/a");
+        xh_string_free(text);
+        text = NULL;
+        expect(xh_publish_disco(h, "publish.example", &json), XH_OK, NULL, "xh_publish_disco");
+        check(contains(json, "http://jabber.org/network/serverinfo") && contains(json, "abuse-addresses"),
+              "the XEP-0157 form carries the abuse address");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_publish_page(h, "publish.example", NULL, 1234, 0, &text), XH_OK, NULL, "xh_publish_page");
+        check(contains(text, "<!DOCTYPE html>") && contains(text, "&lt;script&gt;") && !contains(text, "<script>"),
+              "the page escapes the admin's text");
+        check(contains(text, "14 days") && contains(text, "about 1200"), "the page shows the enforced values and counts");
+        xh_string_free(text);
+        text = NULL;
+        expect(xh_publish_page(h, "publish.example", "de", -1, 1, &text), XH_OK, NULL, "xh_publish_page(json)");
+        check(contains(text, "\"rules\"") && !contains(text, "\"accounts\": 1"), "the JSON page, no count given");
+        xh_string_free(text);
+        text = NULL;
+        expect(xh_publish_show(h, "missing.example", NULL), XH_ERR_NOT_FOUND, NULL, "xh_publish_show(missing)");
+        expect(xh_publish_page(h, NULL, NULL, 0, 0, &text), XH_ERR_NULL_POINTER, "domain", "xh_publish_page(NULL)");
+    }
+
     xh_string_free(NULL);
     check(1, "xh_string_free(NULL) is harmless");
     expect(xh_domain_get(h, "missing.example", NULL), XH_ERR_NOT_FOUND, NULL, "a failure just before closing");

@@ -19,6 +19,7 @@ mod handle;
 mod housekeeping;
 mod invites;
 mod pending;
+mod publish;
 mod quotas;
 mod retention;
 mod verification;

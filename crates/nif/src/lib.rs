@@ -17,6 +17,7 @@ mod housekeeping;
 mod invites;
 mod json;
 mod later;
+mod publish;
 mod quotas;
 mod retention;
 mod verification;

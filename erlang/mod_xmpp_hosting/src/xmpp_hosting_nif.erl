@@ -27,6 +27,7 @@
          forget_file/2, upload_report/3, describe_upload_usage/3, describe_upload_quota/3, upload_upkeep/3, audit_upload_ledger/2,
          set_upload_limit/5, clear_user_upload_limits/3]).
 -export([account_removed/3]).
+-export([publication/2, set_publication/4, describe_publication/2, provider_file/2, disco_forms/2, policy_page/5]).
 -export([retention_policy/2, set_retention/4, set_user_archive_retention/4, retention_sweep/6, retention_log/3]).
 -export([housekeeping_new/2, housekeeping_stale_registrations/1, housekeeping_run/4,
          housekeeping_next_in/1]).
@@ -230,6 +231,23 @@ set_upload_limit(_H, _Domain, _User, _Limit, _Value) -> not_loaded(?LINE).
 
 -spec clear_user_upload_limits(handle(), binary(), binary()) -> ok | error().
 clear_user_upload_limits(_H, _Domain, _User) -> not_loaded(?LINE).
+
+%% Publication (issue 15): the description and enforced values as JSON text ({ok, Json}), the
+%% provider file v2 as JSON text, the disco#info forms [#{form_type, fields => [#{var, values}]}],
+%% the policy page for a reader's language (<<>> for the domain's own) with the accounts counted
+%% (or undefined), as html or json.
+-spec publication(handle(), binary()) -> {ok, binary()} | error().
+publication(_H, _Domain) -> not_loaded(?LINE).
+-spec set_publication(handle(), binary(), binary(), binary()) -> {ok, binary()} | error().
+set_publication(_H, _Domain, _Field, _Value) -> not_loaded(?LINE).
+-spec describe_publication(handle(), binary()) -> {ok, binary()} | error().
+describe_publication(_H, _Domain) -> not_loaded(?LINE).
+-spec provider_file(handle(), binary()) -> {ok, binary()} | error().
+provider_file(_H, _Domain) -> not_loaded(?LINE).
+-spec disco_forms(handle(), binary()) -> {ok, [map()]} | error().
+disco_forms(_H, _Domain) -> not_loaded(?LINE).
+-spec policy_page(handle(), binary(), binary(), non_neg_integer() | undefined, html | json) -> {ok, binary()} | error().
+policy_page(_H, _Domain, _Language, _Accounts, _Format) -> not_loaded(?LINE).
 
 %% Retention (issue 13): a domain's policy #{archive, muc, uploads, backups} (periods as written,
 %% <<"never">> for no expiry), a user's own shorter archive retention, sweeps and their log.

@@ -12,6 +12,7 @@ pub mod certificates;
 pub mod clock;
 pub mod dns;
 pub mod domain_name;
+pub mod domain_users;
 pub mod domains;
 pub mod error;
 mod hosting;

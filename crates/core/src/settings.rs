@@ -20,6 +20,29 @@ pub struct DomainSettings {
     /// How long archives and uploads are kept (all `never` until an admin sets them).
     pub retention: crate::retention::RetentionPolicy,
     pub publication: crate::publish::Description,
+    /// "Everyone is in everybody else's contact list": every account of the domain sees every
+    /// other one in its roster (see `domain_users`). Set with `on`/`off` (or `true`/`false`).
+    #[serde(deserialize_with = "on_off")]
+    pub shared_roster: bool,
+}
+
+/// A switch as admins type it: `on`/`off`, `true`/`false` (JSON or text), `yes`/`no`. Anything
+/// else is refused by name, never guessed.
+fn on_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Switch {
+        Bool(bool),
+        Text(String),
+    }
+    match Switch::deserialize(d)? {
+        Switch::Bool(b) => Ok(b),
+        Switch::Text(t) => match t.to_ascii_lowercase().as_str() {
+            "on" | "true" | "yes" => Ok(true),
+            "off" | "false" | "no" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!("{t:?} is not on or off"))),
+        },
+    }
 }
 
 /// Settings of the whole service, not of one domain (global caps, the provider's own DNS values).
@@ -271,6 +294,23 @@ mod tests {
         assert_eq!(d.settings.registration.policy, crate::invites::RegistrationPolicy::Open);
         assert_eq!(d.settings.owner.as_deref(), Some("alice"));
         assert_eq!(h.set_domain_setting("nope.example", "owner", "x").unwrap_err().code(), "not-found");
+    }
+
+    #[test]
+    fn the_shared_roster_is_switched_on_and_off_in_the_admins_words() {
+        let h = crate::Hosting::open_in_memory().unwrap();
+        h.add_domain("example.org").unwrap();
+        assert!(!h.require_domain("example.org").unwrap().settings.shared_roster, "off by default");
+        for (value, on) in [("on", true), ("off", false), ("ON", true), ("false", false), ("true", true), ("no", false)]
+        {
+            let d = h.set_domain_setting("example.org", "shared_roster", value).unwrap();
+            assert_eq!(d.settings.shared_roster, on, "{value}");
+        }
+        let e = h.set_domain_setting("example.org", "shared_roster", "maybe").unwrap_err();
+        assert!(e.to_string().contains("\"maybe\" is not on or off"), "{e}");
+        let stored = h.require_domain("example.org").unwrap().settings;
+        assert!(!stored.shared_roster);
+        assert!(DomainSettings::from_json(&stored.to_json()).unwrap() == stored, "stored as a plain boolean");
     }
 
     #[test]

@@ -16,9 +16,14 @@ def zone_text(origin: str, serial: int, body: str) -> str:
 class Knot:
     """knotd with a generated config and zone files in `workdir`; a context manager."""
 
-    def __init__(self, workdir: Path, zones: dict[str, str]):
+    def __init__(self, workdir: Path, zones: dict[str, str], extra_conf: list[str] = (),
+                 zone_conf: dict[str, list[str]] | None = None):
+        """`extra_conf`: config lines before `zone:` (keys, acls); `zone_conf`: lines under a
+        zone's entry (e.g. `acl: update` for a zone taking TSIG-signed updates)."""
         self.dir = Path(workdir)
         self.zones = zones
+        self.extra_conf = list(extra_conf)
+        self.zone_conf = zone_conf or {}
         self.port = free_port()
         self.conf = self.dir / "knot.conf"
         self.log = self.dir / "knot.log"
@@ -37,11 +42,13 @@ class Knot:
             "log:", f"  - target: {self.log}", "    any: info",
             "template:", "  - id: default", f"    storage: {self.dir}", '    file: "%s.zone"',
             "    zonefile-load: whole", "    journal-content: none",
+            *self.extra_conf,
             "zone:",
         ]
         for name, text in self.zones.items():
             (self.dir / f"{name}.zone").write_text(text)
             lines.append(f"  - domain: {name}")
+            lines.extend(f"    {line}" for line in self.zone_conf.get(name, []))
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc = subprocess.Popen(["knotd", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)

@@ -58,6 +58,16 @@ pub enum CertCommand {
     },
     /// Days left for every domain's certificate; exit 3 when one has fewer than 7.
     Check,
+    /// Obtain now a CA-signed certificate for DOMAIN and *.DOMAIN by ACME DNS-01 through the
+    /// customer's `_acme-challenge` CNAME (see `provider set acme.…`), and keep renewing it;
+    /// with --due instead, renew every ACME certificate that is due (for cron; exit 3 when one
+    /// failed).
+    Acme {
+        #[arg(required_unless_present = "due", conflicts_with = "due")]
+        domain: Option<String>,
+        #[arg(long)]
+        due: bool,
+    },
 }
 
 impl CertCommand {
@@ -113,7 +123,20 @@ pub fn run(h: &Hosting, out: &Output, cmd: CertCommand) -> Result<bool> {
             out.show(&info, print_info);
         }
         CertCommand::Show { domain, pem: true } => print!("{}", h.certificate_pem(&domain)?),
-        CertCommand::Show { domain, pem: false } => out.show(&h.certificate(&domain)?, print_info),
+        CertCommand::Show { domain, pem: false } => {
+            let info = h.certificate(&domain)?;
+            match h.acme_status(&domain)? {
+                None => out.show(&info, print_info),
+                Some(acme) => {
+                    let mut shown = serde_json::to_value(&info).expect("serialisable");
+                    shown["acme"] = serde_json::to_value(&acme).expect("serialisable");
+                    out.show(&shown, |_| {
+                        print_info(&info);
+                        print_line(format_args!("acme  {}", acme.describe()));
+                    })
+                }
+            }
+        }
         CertCommand::Posh { domain, service, check: None } => {
             let service = PoshService::parse(&service).unwrap_or(PoshService::Client);
             print_line(format_args!("{}", h.certificate_posh(&domain, service)?));
@@ -142,6 +165,32 @@ pub fn run(h: &Hosting, out: &Output, cmd: CertCommand) -> Result<bool> {
             let files = h.export_certificate(&domain, &dir, layout)?;
             let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
             out.show(&files, |f| f.iter().for_each(|f| print_line(format_args!("wrote {f}"))));
+        }
+        CertCommand::Acme { domain: Some(domain), .. } => {
+            let info = h.acme_issue(&domain)?.wait()?;
+            out.show(&info, print_info);
+        }
+        CertCommand::Acme { domain: None, .. } => {
+            let renewals = h.acme_renew_due()?;
+            let ok = renewals.iter().all(|r| r.error.is_none());
+            out.show(&renewals, |all| {
+                if all.is_empty() {
+                    print_line(format_args!("no ACME certificate is due for renewal"));
+                }
+                for r in all {
+                    match (&r.renewed, &r.notice) {
+                        (Some(info), _) => print_line(format_args!(
+                            "{}: renewed, valid until {} ({})",
+                            r.domain,
+                            time(Some(info.not_after)),
+                            info.fingerprint.sha256_hex
+                        )),
+                        (None, Some(notice)) => print_line(format_args!("{notice}")),
+                        (None, None) => print_line(format_args!("{}: not renewed", r.domain)),
+                    }
+                }
+            });
+            return Ok(ok);
         }
         CertCommand::Check => {
             let all = h.certificate_expiry()?;

@@ -34,6 +34,11 @@ pub enum Error {
     #[error("{0}")]
     Certificate(crate::certificates::CertificateError),
 
+    /// An ACME issue or renewal that did not happen (not configured, the customer's CNAME
+    /// missing or wrong, the CA or the DNS update failing); the inner error says why.
+    #[error("{0}")]
+    Acme(crate::acme::AcmeError),
+
     /// The thing asked for does not exist.
     #[error("{what} not found: {key}")]
     NotFound { what: &'static str, key: String },
@@ -77,6 +82,7 @@ impl Error {
             Error::Corrupt(_) => "corrupt",
             Error::Internal(_) => "internal",
             Error::Certificate(e) => e.code(),
+            Error::Acme(e) => e.code(),
         }
     }
 

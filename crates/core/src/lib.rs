@@ -8,6 +8,7 @@
 //! another process could change.
 
 pub mod accounts;
+pub mod acme;
 pub mod certificates;
 pub mod clock;
 pub mod dns;

@@ -53,6 +53,8 @@ pub struct ProviderSettings {
     pub uploads: crate::quotas::GlobalUploadLimits,
     /// Where to ask DNS, and what customers' zones must say.
     pub dns: crate::dns::DnsSettings,
+    /// The CA and the provider's ACME zone, for trusted certificates by DNS-01 (issue 14).
+    pub acme: crate::acme::AcmeSettings,
 }
 
 /// A setting that cannot work: its dotted path and why, in the admin's words.
@@ -138,7 +140,8 @@ impl JsonSettings for ProviderSettings {
     const WHAT: &'static str = "provider settings";
 
     fn problems(&self) -> Vec<Problem> {
-        self.dns.problems().into_iter().map(|(path, why)| (format!("dns.{path}"), why)).collect()
+        let dns = self.dns.problems().into_iter().map(|(path, why)| (format!("dns.{path}"), why));
+        dns.chain(self.acme.problems().into_iter().map(|(path, why)| (format!("acme.{path}"), why))).collect()
     }
 }
 

@@ -53,6 +53,10 @@ impl Claim {
         if let Some(target) = &how.cname {
             lines.push(format!("  {}  CNAME  {target}.", how.name));
         }
+        if let Some(acme) = &how.acme_cname {
+            lines.push("For a trusted certificate (ACME), also create once:".into());
+            lines.push(format!("  {}  CNAME  {}.", acme.name, acme.target));
+        }
         lines.join("\n")
     }
 }
@@ -182,8 +186,12 @@ mod tests {
             c.describe(),
             "her-name.org for alice: pending (DNS: Timeout): no TXT record at xmpp-hosting-verification.her-name.org"
         );
-        let how =
-            Instructions { name: "x.her-name.org".into(), txt: "verify=T".into(), cname: Some("T.v.p.example".into()) };
+        let how = Instructions {
+            name: "x.her-name.org".into(),
+            txt: "verify=T".into(),
+            cname: Some("T.v.p.example".into()),
+            acme_cname: None,
+        };
         assert_eq!(
             c.describe_with(&how),
             "her-name.org claimed for alice (pending). Create one of these records, then run `domain verify`:\n  \

@@ -40,6 +40,7 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
         M::up(include_str!("../../migrations/0010_retention.sql")),
         M::up(include_str!("../../migrations/0011_certificates.sql")),
         M::up(include_str!("../../migrations/0015_certificate_expiry_notices.sql")),
+        M::up(include_str!("../../migrations/0017_acme.sql")),
     ])
 });
 

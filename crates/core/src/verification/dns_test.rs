@@ -6,8 +6,13 @@ use crate::dns::{plain, DnsClient, DnsProblem, DnsSettings, DnssecStatus, Expect
 
 /// Refuses to run the tester when the provider expects no record at all: an empty table with a
 /// success status would read as "all correct" to an admin or a script.
-pub(crate) fn require_expectations(dns: &DnsSettings) -> crate::Result<()> {
-    if dns.xmpp_client.is_some() || dns.xmpps_client.is_some() || dns.xmpp_server.is_some() || !dns.cnames.is_empty() {
+pub(crate) fn require_expectations(dns: &DnsSettings, acme_zone: Option<&str>) -> crate::Result<()> {
+    if dns.xmpp_client.is_some()
+        || dns.xmpps_client.is_some()
+        || dns.xmpp_server.is_some()
+        || !dns.cnames.is_empty()
+        || acme_zone.is_some()
+    {
         return Ok(());
     }
     Err(crate::Error::InvalidArgument(
@@ -102,8 +107,14 @@ fn cname_row(name: String, want: &str, found: Lookup<Option<String>>) -> DnsRow 
 }
 
 /// Looks up every expected record of `domain`, all at once: a dead nameserver costs one
-/// timeout per report, not one per row.
-pub(crate) async fn run(client: &DnsClient, settings: &DnsSettings, domain: &str) -> DnsReport {
+/// timeout per report, not one per row. With an ACME zone (`acme.zone`), the customer's
+/// `_acme-challenge` CNAME is one of them (see `acme`).
+pub(crate) async fn run(
+    client: &DnsClient,
+    settings: &DnsSettings,
+    acme_zone: Option<&str>,
+    domain: &str,
+) -> DnsReport {
     let mut tasks = tokio::task::JoinSet::new();
     let srvs = [
         ("_xmpp-client._tcp", &settings.xmpp_client),
@@ -122,6 +133,10 @@ pub(crate) async fn run(client: &DnsClient, settings: &DnsSettings, domain: &str
         let (name, client) = (format!("{}.{domain}", c.label), client.clone());
         tasks.spawn(async move { (index, cname_row(name.clone(), &c.target, client.cname(&name).await)) });
         index += 1;
+    }
+    if let Some(acme) = acme_zone.and_then(|zone| crate::acme::cname_for(domain, zone).ok()) {
+        let client = client.clone();
+        tasks.spawn(async move { (index, cname_row(acme.name.clone(), &acme.target, client.cname(&acme.name).await)) });
     }
     let mut rows: Vec<(usize, DnsRow)> = tasks.join_all().await;
     rows.sort_by_key(|(i, _)| *i);

@@ -130,8 +130,12 @@ impl Hosting {
     /// The records the customer must create to prove a claim.
     pub fn verification_instructions(&self, domain: &str, account: &str) -> Result<Instructions> {
         let claim = self.require_claim(domain, account)?;
-        let dns = self.provider_settings()?.dns;
-        Ok(proof::instructions(&claim.domain, &claim.token, &dns.verification_label, dns.provider_zone.as_deref()))
+        let provider = self.provider_settings()?;
+        let dns = provider.dns;
+        let mut how =
+            proof::instructions(&claim.domain, &claim.token, &dns.verification_label, dns.provider_zone.as_deref());
+        how.acme_cname = provider.acme.zone.and_then(|zone| crate::acme::cname_for(&claim.domain, &zone).ok());
+        Ok(how)
     }
 
     fn require_claim(&self, domain: &str, account: &str) -> Result<Claim> {
@@ -214,13 +218,14 @@ impl Hosting {
     /// come back in the order of `domains`.
     pub fn dns_test_many(&self, domains: &[String]) -> Result<Pending<Result<Vec<DnsReport>>>> {
         let names = domains.iter().map(|d| claimable(d).map(|n| n.to_string())).collect::<Result<Vec<_>>>()?;
-        let dns = std::sync::Arc::new(self.provider_settings()?.dns);
-        dns_test::require_expectations(&dns)?;
+        let provider = self.provider_settings()?;
+        let (dns, acme_zone) = (std::sync::Arc::new(provider.dns), std::sync::Arc::new(provider.acme.zone));
+        dns_test::require_expectations(&dns, acme_zone.as_deref())?;
         Pending::spawn(async move {
             let client = DnsClient::new(&dns)?;
             let tests = names.into_iter().map(|name| {
-                let (client, dns) = (client.clone(), dns.clone());
-                async move { dns_test::run(&client, &dns, &name).await }
+                let (client, dns, acme_zone) = (client.clone(), dns.clone(), acme_zone.clone());
+                async move { dns_test::run(&client, &dns, acme_zone.as_deref(), &name).await }
             });
             Ok(bounded(tests, dns.concurrency).await)
         })
@@ -230,11 +235,12 @@ impl Hosting {
     /// Runs the DNS tester for a domain on the worker.
     pub fn dns_test(&self, domain: &str) -> Result<Pending<Result<DnsReport>>> {
         let name = claimable(domain)?;
-        let dns = self.provider_settings()?.dns;
-        dns_test::require_expectations(&dns)?;
+        let provider = self.provider_settings()?;
+        let (dns, acme_zone) = (provider.dns, provider.acme.zone);
+        dns_test::require_expectations(&dns, acme_zone.as_deref())?;
         Pending::spawn(async move {
             let client = DnsClient::new(&dns)?;
-            Ok(dns_test::run(&client, &dns, name.as_str()).await)
+            Ok(dns_test::run(&client, &dns, acme_zone.as_deref(), name.as_str()).await)
         })
         .map_err(|e| Error::Internal(format!("cannot start the DNS worker: {e}")))
     }

@@ -34,6 +34,9 @@ pub struct Instructions {
     pub txt: String,
     /// CNAME target to publish there instead, when the provider has a zone for it.
     pub cname: Option<String>,
+    /// For trusted certificates by ACME: the one CNAME that lets the provider answer the CA's
+    /// DNS-01 challenges, when the provider has an ACME zone (`acme.zone`).
+    pub acme_cname: Option<crate::acme::AcmeCname>,
 }
 
 pub(crate) fn instructions(domain: &str, token: &str, label: &str, provider_zone: Option<&str>) -> Instructions {
@@ -41,6 +44,7 @@ pub(crate) fn instructions(domain: &str, token: &str, label: &str, provider_zone
         name: format!("{label}.{domain}"),
         txt: format!("verify={token}"),
         cname: provider_zone.map(|z| format!("{token}.v.{}", plain(z))),
+        acme_cname: None,
     }
 }
 

@@ -1,0 +1,162 @@
+"""ACME on loopback: Debian's pebble (Let's Encrypt's test CA) resolving DNS-01 challenges through
+a real recursive resolver (unbound) that asks the test Knot, whose provider ACME zone takes
+TSIG-signed RFC 2136 updates.
+
+Why unbound in between: pebble asks its `-dnsserver` once and reads TXT records from the answer;
+Knot, being authoritative, answers `_acme-challenge.<customer>` with the CNAME only (the target
+lives in another zone), as any authoritative server does. A CA's validator is a recursive
+resolver that follows the CNAME, and so is unbound here.
+"""
+
+import base64
+import json
+import os
+import ssl
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from .common import LOOPBACK, free_port, stop_process_group, tail, wait_for_port
+from .knot import Knot, zone_text
+
+TSIG_KEY = "acme-update"
+
+
+def tsig_secret() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def acme_knot(workdir: Path, zones: dict[str, str], acme_zone: str, secret: str, algorithm="hmac-sha256") -> Knot:
+    """A Knot serving `zones`, where `acme_zone` accepts updates signed with the TSIG key."""
+    extra = [
+        "key:", f"  - id: {TSIG_KEY}", f"    algorithm: {algorithm}", f"    secret: {secret}",
+        "acl:", f"  - id: {TSIG_KEY}", f"    key: {TSIG_KEY}", "    action: update",
+    ]
+    return Knot(workdir, zones, extra_conf=extra, zone_conf={acme_zone: [f"acl: {TSIG_KEY}"]})
+
+
+class Unbound:
+    """A recursive resolver on loopback that knows only the given zones, each served by `ns`
+    (address@port), and caches nothing (a renewal's new TXT must be seen at once)."""
+
+    def __init__(self, workdir: Path, zones: list[str], ns: str):
+        self.dir = Path(workdir)
+        self.zones = zones
+        self.ns = ns
+        self.port = free_port()
+        self.log = self.dir / "unbound.log"
+        self.proc = None
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def __enter__(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "server:", f"  interface: {LOOPBACK}", f"  port: {self.port}", "  do-ip6: no",
+            "  do-not-query-localhost: no", f"  access-control: {LOOPBACK}/8 allow",
+            '  username: ""', '  chroot: ""', f'  directory: "{self.dir}"', f'  pidfile: "{self.dir}/unbound.pid"',
+            "  use-syslog: no", f'  logfile: "{self.log}"', "  verbosity: 1", "  num-threads: 1",
+            '  module-config: "iterator"', "  cache-max-ttl: 0", "  cache-max-negative-ttl: 0",
+            "  qname-minimisation: no",
+        ]
+        for z in self.zones:
+            lines += [f'  local-zone: "{z}." transparent']
+        for z in self.zones:
+            lines += ["stub-zone:", f'  name: "{z}."', f"  stub-addr: {self.ns}"]
+        conf = self.dir / "unbound.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        self.proc = subprocess.Popen(["unbound", "-d", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=open(self.dir / "unbound.stderr", "w"), start_new_session=True)
+        try:
+            wait_for_port(self.port, self.proc, log=self.dir / "unbound.stderr")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            stop_process_group(self.proc)
+            self.proc = None
+
+
+def make_tls(dir: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate for 127.0.0.1/localhost signed by it, for pebble's https:
+    (ca.pem, cert.pem, key.pem)."""
+    dir.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (dir / n for n in ("ca.key", "ca.pem", "key.pem", "cert.csr", "cert.pem"))
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(ca_key),
+        "-out", str(ca), "-days", "3650", "-subj", "/CN=pebble https test CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out",
+        str(csr), "-subj", "/CN=localhost")
+    ext = dir / "ext.cnf"
+    ext.write_text("subjectAltName = IP:127.0.0.1, DNS:localhost\nextendedKeyUsage = serverAuth\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out",
+        str(cert), "-days", "3650", "-extfile", str(ext))
+    return ca, cert, key
+
+
+class Pebble:
+    """pebble with a fresh throwaway root, validating DNS-01 through `dns` (address:port)."""
+
+    def __init__(self, workdir: Path, dns: str, validity_seconds: int = 40 * 86400):
+        self.dir = Path(workdir)
+        self.dns = dns
+        self.validity = validity_seconds
+        self.port = free_port()
+        self.mgmt = free_port()
+        self.log = self.dir / "pebble.log"
+        self.proc = None
+
+    @property
+    def directory_url(self) -> str:
+        return f"https://{LOOPBACK}:{self.port}/dir"
+
+    def __enter__(self):
+        self.tls_ca, cert, key = make_tls(self.dir / "tls")
+        conf = self.dir / "pebble.json"
+        conf.write_text(json.dumps({"pebble": {
+            "listenAddress": f"{LOOPBACK}:{self.port}",
+            "managementListenAddress": f"{LOOPBACK}:{self.mgmt}",
+            "certificate": str(cert), "privateKey": str(key),
+            "httpPort": free_port(), "tlsPort": free_port(),
+            "ocspResponderURL": "", "externalAccountBindingRequired": False,
+            "certificateValidityPeriod": self.validity,
+        }}))
+        env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0", PEBBLE_AUTHZREUSE="0")
+        self.proc = subprocess.Popen(["pebble", "-config", str(conf), "-dnsserver", self.dns],
+                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+        try:
+            wait_for_port(self.port, self.proc, log=self.log)
+            wait_for_port(self.mgmt, self.proc, log=self.log)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _get(self, path: str) -> str:
+        ctx = ssl.create_default_context(cafile=str(self.tls_ca))
+        with urllib.request.urlopen(f"https://{LOOPBACK}:{self.mgmt}{path}", context=ctx, timeout=10) as r:
+            return r.read().decode()
+
+    def root(self) -> str:
+        """The throwaway root that signs this run's certificates (PEM)."""
+        return self._get("/roots/0")
+
+    def intermediate(self) -> str:
+        return self._get("/intermediates/0")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            stop_process_group(self.proc)
+            self.proc = None
+
+
+__all__ = ["Pebble", "Unbound", "acme_knot", "tsig_secret", "zone_text", "TSIG_KEY", "tail"]

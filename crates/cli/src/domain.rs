@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 use xmpp_hosting_core::verification::ClaimState;
-use xmpp_hosting_core::{Domain, DomainName, Hosting, Result};
+use xmpp_hosting_core::{Domain, DomainName, Error, Hosting, Result};
 
 use crate::output::{table, time, Output};
 
@@ -47,12 +47,23 @@ pub enum DomainCommand {
     /// Change one setting: `domain set example.org registration.policy open`
     /// (VALUE is JSON such as 3, true, ["a","b"], null, or else a plain string).
     Set { name: String, setting: String, value: String },
+    /// Show a domain's settings, or change one: `domain settings example.org shared_roster on`
+    /// (everyone is in everybody else's contact list; `off` takes it back). Any setting `set`
+    /// takes is taken here too.
+    Settings { name: String, setting: Option<String>, value: Option<String> },
 }
 
 impl DomainCommand {
     /// Whether the command only reads the store (it is then opened read-only).
     pub fn reads_only(&self) -> bool {
-        matches!(self, Self::List | Self::Show { .. } | Self::Claims { .. } | Self::History { .. })
+        matches!(
+            self,
+            Self::List
+                | Self::Show { .. }
+                | Self::Claims { .. }
+                | Self::History { .. }
+                | Self::Settings { setting: None, .. }
+        )
     }
 }
 
@@ -129,6 +140,15 @@ pub fn run(h: &Hosting, out: &Output, cmd: DomainCommand) -> Result<bool> {
             table(&["AT", "ACCOUNT", "CHANGE", "REASON"], &rows);
         }),
         DomainCommand::Set { name, setting, value } => {
+            out.show(&h.set_domain_setting(&name, &setting, &value)?, |d| println!("{} {setting} = {value}", d.name))
+        }
+        DomainCommand::Settings { name, setting: None, .. } => out.show(&h.require_domain(&name)?.settings, |s| {
+            println!("{}", serde_json::to_string_pretty(s).expect("serialisable"))
+        }),
+        DomainCommand::Settings { name, setting: Some(setting), value } => {
+            let value = value.ok_or_else(|| {
+                Error::InvalidArgument(format!("give a value for {setting}: domain settings {name} {setting} VALUE"))
+            })?;
             out.show(&h.set_domain_setting(&name, &setting, &value)?, |d| println!("{} {setting} = {value}", d.name))
         }
         DomainCommand::Remove { name } => {

@@ -14,6 +14,7 @@
 
 mod accounts;
 mod convert;
+mod domain_users;
 mod domains;
 mod handle;
 mod housekeeping;

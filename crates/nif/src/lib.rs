@@ -10,6 +10,7 @@
 mod accounts;
 mod args;
 mod atoms;
+mod domain_users;
 mod domains;
 mod error;
 mod handle;

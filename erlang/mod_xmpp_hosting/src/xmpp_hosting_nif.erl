@@ -27,6 +27,7 @@
          forget_file/2, upload_report/3, describe_upload_usage/3, describe_upload_quota/3, upload_upkeep/3, audit_upload_ledger/2,
          set_upload_limit/5, clear_user_upload_limits/3]).
 -export([account_removed/3]).
+-export([decide_user_command/2, domain_user_list/3, shared_roster/4]).
 -export([publication/2, set_publication/4, describe_publication/2, provider_file/2, disco_forms/2, policy_page/5]).
 -export([retention_policy/2, set_retention/4, set_user_archive_retention/4, retention_sweep/6, retention_log/3]).
 -export([housekeeping_new/2, housekeeping_stale_registrations/1, housekeeping_run/4,
@@ -176,6 +177,19 @@ preauthorize_subscription(_H, _Inviter, _Contact, _Token) -> not_loaded(?LINE).
 %% {ok, #{invites_revoked, upload_limits_cleared}}; nothing to do for a domain not hosted.
 -spec account_removed(handle(), binary(), binary()) -> {ok, map()} | error().
 account_removed(_H, _Domain, _User) -> not_loaded(?LINE).
+
+%% The hosted domain's users (mod_xmpp_hosting_users, mod_xmpp_hosting_roster).
+%% decide_user_command(H, #{domain, requester, operator_admin, action, account, password,
+%% password_verify, policy}) -> {ok, #{decision := <<"allowed">>, domain, as, username, jid,
+%% if_exists, if_missing, done}} | {ok, #{decision := <<"refused">>, type, condition, text}}.
+-spec decide_user_command(handle(), map()) -> {ok, map()} | error().
+decide_user_command(_H, _Command) -> not_loaded(?LINE).
+%% {ok, #{jids, text}}: the accounts the node listed, as the manager is shown them.
+-spec domain_user_list(handle(), binary(), [binary()]) -> {ok, map()} | error().
+domain_user_list(_H, _Domain, _Usernames) -> not_loaded(?LINE).
+%% {ok, #{on := true, id, group, contacts}} or {ok, #{on := false, id}}.
+-spec shared_roster(handle(), binary(), binary() | undefined, [binary()]) -> {ok, map()} | error().
+shared_roster(_H, _Domain, _User, _Accounts) -> not_loaded(?LINE).
 
 %% Upload quotas. authorize_upload(H, Domain, User, Size, SlotKey | undefined, Lifetime | undefined) ->
 %% {ok, #{decision := <<"granted">>, id, size, expires_at}} or

@@ -1,0 +1,59 @@
+//! The hosted domain's users, for mod_xmpp_hosting_users and mod_xmpp_hosting_roster:
+//!
+//! - `decide_user_command(H, #{domain, requester, operator_admin, action, account, password,
+//!   password_verify, policy})` -> `{ok, #{decision := <<"allowed">>, domain, as, username, jid,
+//!   if_exists, if_missing, done}}` or `{ok, #{decision := <<"refused">>, type, condition, text}}`;
+//! - `domain_user_list(H, Domain, [Username])` -> `{ok, #{jids, text}}`;
+//! - `shared_roster(H, Domain, Username | undefined, [Username])` -> `{ok, #{on := true, id,
+//!   group, contacts}}`, or `{ok, #{on := false, id}}` when the domain has no shared roster (or
+//!   is not hosted): ejabberd keeps the group in mod_shared_roster, and takes it out by its id.
+
+use rustler::{Binary, Env, NifResult, Term};
+use xmpp_hosting_core::domain_users::{UserCommand, SHARED_ROSTER_ID};
+use xmpp_hosting_core::Error;
+
+use crate::args::{optional_text, text};
+use crate::error::reply;
+use crate::handle::Handle;
+use crate::json::{from_term, serialized, to_term};
+
+fn names(list: Vec<Binary<'_>>) -> NifResult<Vec<String>> {
+    list.iter().map(|b| text(b).map(str::to_owned)).collect()
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn decide_user_command<'a>(env: Env<'a>, handle: Handle, cmd: Term<'a>) -> NifResult<Term<'a>> {
+    let cmd = serde_json::from_value::<UserCommand>(from_term(cmd)?).map_err(|e| Error::InvalidArgument(e.to_string()));
+    reply(env, cmd.and_then(|cmd| handle.hosting.decide_user_command(&cmd)), serialized)
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn domain_user_list<'a>(
+    env: Env<'a>,
+    handle: Handle,
+    domain: Binary<'a>,
+    usernames: Vec<Binary<'a>>,
+) -> NifResult<Term<'a>> {
+    let usernames = names(usernames)?;
+    reply(env, handle.hosting.domain_user_list(text(&domain)?, &usernames), serialized)
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn shared_roster<'a>(
+    env: Env<'a>,
+    handle: Handle,
+    domain: Binary<'a>,
+    username: Term<'a>,
+    accounts: Vec<Binary<'a>>,
+) -> NifResult<Term<'a>> {
+    let accounts = names(accounts)?;
+    let roster = handle.hosting.shared_roster(text(&domain)?, optional_text(username)?, &accounts);
+    reply(env, roster, |env, found| match found {
+        Some(r) => {
+            let mut value = serde_json::to_value(r).map_err(|_| rustler::Error::BadArg)?;
+            value["on"] = true.into();
+            to_term(env, &value)
+        }
+        None => to_term(env, &serde_json::json!({ "on": false, "id": SHARED_ROSTER_ID })),
+    })
+}

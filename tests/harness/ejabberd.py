@@ -62,6 +62,7 @@ class Ejabberd:
         admins: list[str] | None = None,
         version: ServerTarget | None = None,
         app_vsn: str | None = None,
+        extra_hosts: list[str] | None = None,
     ):
         self.target = version or target("ejabberd")
         # The version the node's ejabberd application states instead of its own (ejabberd.app's
@@ -74,6 +75,7 @@ class Ejabberd:
         self._own_tmp = workdir is None
         self.dir = Path(tempfile.mkdtemp(prefix="xh-ejabberd-")) if workdir is None else Path(workdir)
         self.host = host
+        self.extra_hosts = list(extra_hosts or [])  # more vhosts beside `host`
         self.install = install
         self.module_options = module_options or {}
         self.extra_modules = extra_modules
@@ -418,7 +420,7 @@ class Ejabberd:
         (self.conf_dir / "ejabberd.yml").write_text(
             f"""hosts:
   - "{self.host}"
-loglevel: info
+{"".join(f'  - "{h}"{chr(10)}' for h in self.extra_hosts)}loglevel: info
 log_rotate_count: 0
 certfiles: []
 acme:

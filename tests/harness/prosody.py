@@ -327,8 +327,8 @@ def demo(workdir: str):
     # glibc does not resolve share.demo.localhost: slot URLs name the loopback address instead, and
     # the upload service answers requests that carry it as their Host.
     server = Prosody(workdir, host=host, c2s_port=c2s, http_port=http,
-                     host_modules=["xmpp_hosting_invites"], options={"admins": [f"admin@{host}"]},
-                     extra_config=upload_component(share, http_host=LOOPBACK))
+                     host_modules=["xmpp_hosting_invites", "xmpp_hosting_roster", "xmpp_hosting_users"],
+                     options={"admins": [f"admin@{host}"]}, extra_config=upload_component(share, http_host=LOOPBACK))
     server.database = server.data / "xmpp_hosting.sqlite"  # all of the demo's data in one directory
     server.write_config()
     cert = _demo_certificate(workdir / "certs", host, share)

@@ -1,0 +1,116 @@
+-- mod_xmpp_hosting_roster: "everyone is in everybody else's contact list", per hosted domain.
+--
+-- Load it on each VirtualHost (modules_enabled = { "xmpp_hosting_roster" }); switch it per
+-- domain in the store: `xmpp-hosting domain settings DOMAIN shared_roster on|off` (or
+-- `prosodyctl mod_xmpp_hosting domain set DOMAIN shared_roster on`). Who is in the group and
+-- what it is called is the core's answer (store:shared_roster); this file only puts that
+-- answer into Prosody's rosters, the way mod_groups does:
+--   - roster-load: the contacts are added to the roster as it is loaded (subscription both, in
+--     the domain's group), marked so they are never saved (persist = false, dropped by a
+--     datamanager callback as mod_groups does) and so they can be taken out again;
+--   - resource-bind: a roster kept in memory from before (an online user's, or Prosody's roster
+--     cache) is brought in line with the setting as it is now, so switching off takes the
+--     contacts away at the next login, and switching on adds them;
+--   - an account created (in-band registration, or mod_xmpp_hosting_users' ad-hoc command) or
+--     deleted: every online user's roster is brought in line and the change pushed to their
+--     clients (RFC 6121 roster push), so a new user appears without a re-login.
+-- Roster items a user made themselves are never changed.
+
+local usermanager = require "core.usermanager";
+local rostermanager = require "core.rostermanager";
+local datamanager = require "util.datamanager";
+
+local hosting_module = module:depends("xmpp_hosting");
+local get_store = hosting_module.get_store;
+local host = module.host;
+
+local function accounts()
+	local list = {};
+	for username in usermanager.users(host) do list[#list + 1] = username; end
+	return list;
+end
+
+-- The core's answer for `username`: { group, contacts } or false (no shared roster here).
+local function shared_for(username, list)
+	local store = get_store();
+	if not store then return false; end
+	local shared, err = store:shared_roster(host, username, list or accounts());
+	if shared == nil then
+		module:log("warn", "Cannot read the shared roster of %s@%s: %s", username, host, err);
+		return false;
+	end
+	return shared;
+end
+
+-- Brings `roster` in line with `shared`: adds the contacts it lacks, takes out the ones this
+-- module added that are contacts no more. Returns the JIDs changed.
+local function reconcile(roster, shared)
+	local changed, wanted = {}, {};
+	for contact, item in pairs(roster) do
+		if contact and item.xmpp_hosting_shared then wanted[contact] = false; end
+	end
+	if shared then
+		for _, contact in ipairs(shared.contacts) do
+			if wanted[contact] == false then
+				wanted[contact] = true;
+			elseif not roster[contact] then
+				roster[contact] = { subscription = "both", groups = { [shared.group] = true }, persist = false,
+					xmpp_hosting_shared = true };
+				changed[#changed + 1] = contact;
+			end
+		end
+		if roster[false] then roster[false].version = true; end -- as mod_groups: not versioned
+	end
+	for contact, keep in pairs(wanted) do
+		if not keep then
+			roster[contact] = nil;
+			changed[#changed + 1] = contact;
+		end
+	end
+	return changed;
+end
+
+module:hook("roster-load", function(event)
+	reconcile(event.roster, shared_for(event.username));
+end);
+
+local function push(username, changed)
+	for _, contact in ipairs(changed) do rostermanager.roster_push(username, host, contact); end
+end
+
+module:hook("resource-bind", function(event)
+	local session = event.session;
+	if session.roster then push(session.username, reconcile(session.roster, shared_for(session.username))); end
+end);
+
+-- Every online user's roster, after an account came or went.
+local function accounts_changed()
+	local list = accounts();
+	for username, user in pairs(prosody.hosts[host].sessions or {}) do
+		if user.roster then push(username, reconcile(user.roster, shared_for(username, list))); end
+	end
+end
+
+module:hook("user-registered", accounts_changed);
+module:hook("xmpp-hosting/account-created", accounts_changed);
+module:hook_global("user-deleted", function(event)
+	if event.host == host then accounts_changed(); end
+end);
+
+-- The contacts added here are never written to the user's stored roster.
+local function unsaved(username, store_host, datastore, data)
+	if store_host == host and datastore == "roster" and type(data) == "table" then
+		local kept = {};
+		for contact, item in pairs(data) do
+			if not (contact and item.xmpp_hosting_shared) then kept[contact] = item; end
+		end
+		return username, store_host, datastore, kept;
+	end
+	return username, store_host, datastore, data;
+end
+
+datamanager.add_callback(unsaved);
+
+function module.unload()
+	datamanager.remove_callback(unsaved);
+end

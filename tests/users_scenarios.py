@@ -1,0 +1,253 @@
+"""The hosted domain's users (issue 14): the shared roster and the owner's ad-hoc commands, run
+against every server (see test_prosody_users.py, test_ejabberd_users.py) with a real client.
+
+Both servers take who may manage which accounts, and who is in whose roster, from the one core,
+so a client must see the same answers from each. A test module provides a `server` fixture (a
+UsersServer) with two hosted domains: `host`, owned by boss@host, and `other`, owned by
+bob@other; `admin` is one of the operator's admins.
+"""
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Callable
+from xml.etree import ElementTree as ET
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from harness import client
+from harness.common import run_cli
+
+COMMANDS = "http://jabber.org/protocol/commands"
+DATA = "jabber:x:data"
+NODE = "urn:xmpp-hosting:users#"
+PASSWORD = "pw-123456-users"
+
+
+@dataclass
+class UsersServer:
+    host: str
+    other: str
+    c2s_port: int
+    database: object
+    # add_user(username, password, host)
+    add_user: Callable[[str, str, str], None]
+    admin: str  # a bare JID the server counts as the operator's admin (password PASSWORD)
+
+
+def jid(user, host):
+    return f"{user}@{host}"
+
+
+def cli(server, *args, check=True):
+    return run_cli(server.database, *args, check=check)
+
+
+def prepare(server: UsersServer):
+    """Both domains hosted and owned, as after their owners' DNS proofs (recorded as the
+    operator's override: no DNS on loopback), and their users created."""
+    for domain, owner in ((server.host, "boss"), (server.other, "bob")):
+        added = cli(server, "domain", "add", domain, check=False)
+        assert added.returncode == 0 or "already exists" in added.stderr, added.stderr
+        cli(server, "domain", "claim", domain, "--account", jid(owner, domain))
+        cli(server, "domain", "override", domain, "--account", jid(owner, domain), "--reason", "test: proof on loopback")
+        server.add_user(owner, PASSWORD, domain)
+    for user in ("carol", "dave"):
+        server.add_user(user, PASSWORD, server.host)
+    server.add_user("eve", PASSWORD, server.other)
+
+
+async def _command(c, to, node, action="execute", sessionid=None, fields=None):
+    """One XEP-0050 request; the reply's <command/>, or ('error', condition, text)."""
+    iq = c.Iq()
+    iq["type"], iq["to"] = "set", to
+    cmd = ET.Element(f"{{{COMMANDS}}}command", {"node": node, "action": action})
+    if sessionid:
+        cmd.set("sessionid", sessionid)
+    if fields is not None:
+        x = ET.SubElement(cmd, f"{{{DATA}}}x", {"type": "submit"})
+        for var, value in fields.items():
+            f = ET.SubElement(x, f"{{{DATA}}}field", {"var": var})
+            ET.SubElement(f, f"{{{DATA}}}value").text = value
+    iq.append(cmd)
+    try:
+        reply = await iq.send(timeout=15)
+    except IqError as e:
+        return ("error", e.iq["error"]["condition"], e.iq["error"]["text"])
+    return reply.xml.find(f"{{{COMMANDS}}}command")
+
+
+def _outcome(cmd) -> dict:
+    if isinstance(cmd, tuple):
+        return {"error": cmd[1], "text": cmd[2]}
+    notes = [n.text for n in cmd.findall(f"{{{COMMANDS}}}note")]
+    values = {f.get("var"): [v.text for v in f.findall(f"{{{DATA}}}value")] for f in cmd.iter(f"{{{DATA}}}field")}
+    return {"status": cmd.get("status"), "notes": notes, "fields": values}
+
+
+async def _run(c, to, node, fields=None):
+    first = await _command(c, to, node)
+    if isinstance(first, tuple) or fields is None or first.get("status") != "executing":
+        return _outcome(first)
+    return _outcome(await _command(c, to, node, "complete", first.get("sessionid"), fields))
+
+
+def command(server, who: str, to: str, action: str, fields: dict | None = None, password=PASSWORD) -> dict:
+    """`who` runs the users command `action` on `to`, submitting `fields` at the second stage."""
+    return asyncio.run(client._session(server.c2s_port, who, password,
+                                       lambda c: _run(c, to, NODE + action, fields), 30))
+
+
+def account_fields(user_jid, password=None, again=None):
+    fields = {"FORM_TYPE": "http://jabber.org/protocol/admin", "accountjid": user_jid}
+    if password is not None:
+        fields["password"] = password
+        fields["password-verify"] = again if again is not None else password
+    return fields
+
+
+def listed(server, who, to):
+    out = command(server, who, to, "list")
+    assert out.get("status") == "completed", out
+    return out["fields"]["accountjids"]
+
+
+def domain_settings(server, domain):
+    return json.loads(cli(server, "--json", "domain", "show", domain).stdout)["settings"]
+
+
+@pytest.fixture
+def shared_roster_off(server):
+    cli(server, "domain", "settings", server.host, "shared_roster", "off")
+    cli(server, "domain", "settings", server.other, "shared_roster", "off")
+    yield
+    cli(server, "domain", "settings", server.host, "shared_roster", "off")
+
+
+class UsersScenarios:
+    # ---- everyone is in everybody else's contact list -------------------------------------
+
+    def test_everyone_sees_everyone_of_their_domain_when_switched_on(self, server, shared_roster_off):
+        carol, dave, eve = jid("carol", server.host), jid("dave", server.host), jid("eve", server.other)
+        assert dave not in client.roster(server.c2s_port, carol, PASSWORD)
+        out = cli(server, "domain", "settings", server.host, "shared_roster", "on")
+        assert "shared_roster" in out.stdout
+        assert domain_settings(server, server.host)["shared_roster"] is True
+        mine = client.roster(server.c2s_port, carol, PASSWORD)
+        assert mine.get(dave) == "both" and mine.get(jid("boss", server.host)) == "both", mine
+        assert eve not in mine and jid("bob", server.other) not in mine
+        assert client.roster(server.c2s_port, dave, PASSWORD).get(carol) == "both"
+        # The other domain did not switch it on: its users see nobody, least of all carol.
+        assert client.roster(server.c2s_port, eve, PASSWORD) == {}
+        # Switched off: gone at the next login.
+        cli(server, "domain", "settings", server.host, "shared_roster", "off")
+        assert client.roster(server.c2s_port, carol, PASSWORD) == {}
+        assert client.roster(server.c2s_port, dave, PASSWORD) == {}
+
+    def test_a_new_user_appears_in_an_online_roster_without_a_relogin(self, server, shared_roster_off):
+        cli(server, "domain", "settings", server.host, "shared_roster", "on")
+        carol, newbie = jid("carol", server.host), jid("newbie", server.host)
+        pushed = []
+
+        async def watch(c):
+            seen = asyncio.get_running_loop().create_future()
+
+            def on_push(iq):
+                for item in iq["roster"]["items"].items():
+                    pushed.append((str(item[0]), item[1]["subscription"]))
+                if any(j == newbie for j, _ in pushed) and not seen.done():
+                    seen.set_result(True)
+            c.add_event_handler("roster_update", on_push)
+            await c.get_roster()
+            assert newbie not in [str(j) for j in c.client_roster]
+            # The owner creates the account while carol is online, from a session of their own.
+            created = await client._session(server.c2s_port, jid("boss", server.host), PASSWORD,
+                                            lambda b: _run(b, server.host, NODE + "create",
+                                                           account_fields(newbie, "newbie-pass")), 30)
+            assert created.get("status") == "completed", created
+            await asyncio.wait_for(seen, 20)  # a guard against a hang, not a measurement
+            return c.client_roster[newbie]["subscription"]
+
+        try:
+            assert asyncio.run(client._session(server.c2s_port, carol, PASSWORD, watch, 60)) == "both"
+            assert (newbie, "both") in pushed
+            assert client.roster(server.c2s_port, newbie, "newbie-pass").get(carol) == "both"
+        finally:
+            command(server, jid("boss", server.host), server.host, "delete", account_fields(newbie))
+
+    # ---- the owner manages the domain's users -----------------------------------------------
+
+    def test_the_owner_creates_lists_repasswords_and_deletes_a_user(self, server):
+        boss, made = jid("boss", server.host), jid("made", server.host)
+        out = command(server, boss, server.host, "create", account_fields(made, "first-pass"))
+        assert out["status"] == "completed" and out["notes"] == [f"{made} created"], out
+        assert client.login(server.c2s_port, made, "first-pass")
+        accounts = listed(server, boss, server.host)
+        assert made in accounts and jid("carol", server.host) in accounts
+        assert all(a.endswith("@" + server.host) for a in accounts), accounts
+        assert accounts == sorted(accounts)
+
+        out = command(server, boss, server.host, "password", account_fields(made, "second-pass"))
+        assert out["status"] == "completed", out
+        assert client.login(server.c2s_port, made, "second-pass")
+        assert not client.login(server.c2s_port, made, "first-pass")
+
+        out = command(server, boss, server.host, "delete", account_fields(made))
+        assert out["status"] == "completed" and out["notes"] == [f"{made} deleted"], out
+        assert not client.login(server.c2s_port, made, "second-pass")
+        assert made not in listed(server, boss, server.host)
+
+    def test_the_servers_answers_for_an_account_that_is_there_or_not(self, server):
+        boss = jid("boss", server.host)
+        carol, ghost = jid("carol", server.host), jid("ghost", server.host)
+        assert command(server, boss, server.host, "create", account_fields(carol, "x-pass"))["error"] == "conflict"
+        assert client.login(server.c2s_port, carol, PASSWORD), "carol's password is unchanged"
+        assert command(server, boss, server.host, "delete", account_fields(ghost))["error"] == "item-not-found"
+        assert command(server, boss, server.host, "password", account_fields(ghost, "x-pass"))["error"] == \
+            "item-not-found"
+        out = command(server, boss, server.host, "create", account_fields(ghost, "one-pass", "two-pass"))
+        assert (out["error"], out["text"]) == ("bad-request", "the two passwords differ")
+        assert command(server, boss, server.host, "create", account_fields("a b", "x-pass"))["error"] == "bad-request"
+        assert not client.login(server.c2s_port, ghost, "one-pass")
+        # The owner's own account stays: deleting it would leave the domain without its manager.
+        assert command(server, boss, server.host, "delete", account_fields(boss))["error"] == "not-allowed"
+        assert client.login(server.c2s_port, boss, PASSWORD)
+
+    def test_a_user_and_the_owner_of_another_domain_are_forbidden(self, server):
+        carol, bob = jid("carol", server.host), jid("bob", server.other)
+        dave = jid("dave", server.host)
+        for who, to, action, fields in [
+            (carol, server.host, "list", None),
+            (carol, server.host, "delete", account_fields(dave)),
+            (bob, server.host, "list", None),
+            (bob, server.host, "create", account_fields(jid("intruder", server.host), "x-pass")),
+            (bob, server.host, "password", account_fields(dave, "x-pass")),
+            (bob, server.host, "registration", {"policy": "open"}),
+            # Through his own domain, naming an account of the other.
+            (bob, server.other, "delete", account_fields(dave)),
+            (bob, server.other, "password", account_fields(dave, "x-pass")),
+        ]:
+            out = command(server, who, to, action, fields)
+            assert out.get("error") == "forbidden", (who, to, action, out)
+        assert client.login(server.c2s_port, dave, PASSWORD)
+        assert not client.login(server.c2s_port, jid("intruder", server.host), "x-pass")
+        # bob manages his own domain.
+        assert jid("eve", server.other) in listed(server, bob, server.other)
+        assert jid("carol", server.host) not in listed(server, bob, server.other)
+
+    def test_the_operators_admin_manages_any_domain(self, server):
+        for domain in (server.host, server.other):
+            assert jid("boss" if domain == server.host else "bob", domain) in listed(server, server.admin, domain)
+
+    def test_the_owner_sets_who_may_register(self, server):
+        boss = jid("boss", server.host)
+        try:
+            out = command(server, boss, server.host, "registration", {"policy": "open"})
+            assert out["status"] == "completed", out
+            assert domain_settings(server, server.host)["registration"]["policy"] == "open"
+            out = command(server, boss, server.host, "registration", {"policy": "sometimes"})
+            assert out["error"] == "bad-request", out
+            assert domain_settings(server, server.host)["registration"]["policy"] == "open"
+        finally:
+            cli(server, "domain", "set", server.host, "registration.policy", "invite")

@@ -13,7 +13,10 @@ HOST = "publish.example"
 @pytest.fixture(scope="module")
 def prosody(tmp_path_factory):
     server = Prosody(tmp_path_factory.mktemp("prosody-publish"), host=HOST,
-                     host_modules=["xmpp_hosting_invites", "xmpp_hosting_publish"])
+                     host_modules=["xmpp_hosting_invites", "xmpp_hosting_publish"],
+                     # Without mod_register (which brings mod_user_account_management), in-band
+                     # deletion works only because mod_xmpp_hosting_publish keeps its promise.
+                     options={"modules_disabled": ["register"]})
     # Hosted before the server starts, so no test races the modules' own ensure_hosted at load.
     run_cli(server.database, "domain", "add", HOST)
     with server:

@@ -540,6 +540,75 @@ mod tests {
         assert_eq!([1, 2, 3, 5, 6, 20].map(backoff), [3600, 7200, 14_400, 57_600, 86_400, 86_400]);
     }
 
+    /// `domain` serving a CA-signed certificate (`days` long from now) as ACME issued it.
+    fn acme_managed_certificate(h: &Hosting, domain: &str, days: i64) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let now = h.now();
+        let at = |t: i64| ::time::OffsetDateTime::from_unix_timestamp(t).unwrap();
+        h.generate_certificate(domain, GenerateOptions::default()).unwrap();
+        let mut p = CertificateParams::default();
+        p.distinguished_name.push(DnType::CommonName, "Test ACME CA");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        (p.not_before, p.not_after) = (at(now - 86_400), at(now + 3650 * 86_400));
+        let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+        let mut leaf = CertificateParams::new(vec![domain.to_string(), format!("*.{domain}")]).unwrap();
+        (leaf.not_before, leaf.not_after) = (at(now - 60), at(now + days * 86_400));
+        let key = h.stored_certificate(domain).unwrap().key.key_pair().unwrap();
+        let info = h.import_certificate(domain, &leaf.signed_by(&key, &ca).unwrap().pem()).unwrap();
+        let record = AcmeRecord {
+            domain: domain.into(),
+            enabled_at: now,
+            issued_sha256: Some(info.fingerprint.sha256_hex),
+            issued_at: Some(now),
+            last_attempt_at: Some(now),
+            failures: 0,
+            next_attempt_at: None,
+            last_error: None,
+        };
+        h.store().write(|tx| store::put(tx, &record)).unwrap();
+    }
+
+    #[test]
+    fn the_certificate_upkeep_renews_acme_certificates_and_warns_only_when_renewal_fails() {
+        let clock = crate::ManualClock::new(1_800_000_000);
+        let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
+        h.add_domain("example.org").unwrap();
+        h.set_domain_setting("example.org", "owner", "owner@example.org").unwrap();
+        acme_managed_certificate(&h, "example.org", 90);
+        assert!(h.acme_managed("example.org").unwrap());
+        // 31 days left: an imported certificate would be warned about; an ACME one is renewed
+        // the day after, so nobody hears about it.
+        clock.advance(59 * 86_400);
+        let done = h.certificate_upkeep(None).unwrap();
+        assert!(done.notices.is_empty() && done.failed.is_empty(), "{done:?}");
+        // 30 days left: due. The renewal fails here (no CA configured): the admins and the
+        // owner hear why, and the next attempt waits an hour.
+        clock.advance(86_400);
+        let done = h.certificate_upkeep(None).unwrap();
+        let to: Vec<_> = done.notices.iter().map(|n| (n.to, n.event, n.account.as_str())).collect();
+        use crate::housekeeping::Recipients;
+        assert_eq!(
+            to,
+            [
+                (Recipients::Admins, "certificate-acme-failed", "owner@example.org"),
+                (Recipients::Owner, "certificate-acme-failed", "owner@example.org")
+            ]
+        );
+        let text = &done.notices[0].text;
+        assert!(text.starts_with("Renewal of example.org's certificate by ACME failed (30 day(s) left, attempt 1): ACME is not configured"), "{text}");
+        assert!(text.contains("Next attempt at"), "{text}");
+        assert_eq!(done.failed.len(), 1);
+        // Backed off: the next pass an hour minus a second later leaves it alone.
+        clock.advance(3599);
+        assert!(h.acme_renew_due().unwrap().is_empty());
+        clock.advance(1);
+        assert_eq!(
+            h.acme_renew_due().unwrap()[0].error.as_deref().map(|e| e.starts_with("ACME is not configured")),
+            Some(true)
+        );
+        assert_eq!(h.acme_status("example.org").unwrap().unwrap().failures, 2);
+    }
+
     #[test]
     fn issuing_without_settings_names_what_is_missing_and_records_the_failure() {
         let h = Hosting::open_in_memory().unwrap();

@@ -104,6 +104,19 @@ impl Hosting {
     pub fn certificate_upkeep(&self, target: Option<&InstallTarget>) -> Result<CertificateUpkeep> {
         let mut done = CertificateUpkeep::default();
         self.generate_for_verified(&mut done)?;
+        // ACME certificates due are renewed first (see `crate::acme`), so that the expiry
+        // notices below see the new ones; a failed renewal comes with its own notice.
+        match self.acme_renew_due() {
+            Ok(renewals) => {
+                for r in renewals {
+                    if let Some(text) = r.notice {
+                        done.notices.extend(notices("certificate-acme-failed", &r.domain, r.owner.as_deref(), text));
+                        done.failed.push((r.domain, r.error.unwrap_or_default()));
+                    }
+                }
+            }
+            Err(e) => done.failed.push(("(ACME renewals)".into(), e.to_string())),
+        }
         let now = self.now();
         let stored = self.store().read(crate::store::certificates::select_all)?;
         let notified = self.store().read(crate::store::certificates::expiry_notified)?;
@@ -131,6 +144,11 @@ impl Hosting {
             }
             let days = days_left(s.not_after, now);
             let Some(t) = threshold(days) else { continue };
+            // An ACME certificate is renewed here from 30 days left, and a failed renewal has
+            // its own notice (above): the 31-day warning would only alarm. 7 and 1 days stand.
+            if t == NOTICE_DAYS[0] && self.acme_managed(&s.domain).unwrap_or(false) {
+                continue;
+            }
             if notified.get(&s.domain).is_some_and(|&n| n <= t) {
                 continue;
             }

@@ -43,17 +43,18 @@ local function shared_for(username, list)
 end
 
 -- Brings `roster` in line with `shared`: adds the contacts it lacks, takes out the ones this
--- module added that are contacts no more. Returns the JIDs changed.
-local function reconcile(roster, shared)
+-- module added that are contacts no more. With `only` (a set of JIDs), only those are looked
+-- at: `shared` was then computed from those accounts alone. Returns the JIDs changed.
+local function reconcile(roster, shared, only)
 	local changed, wanted = {}, {};
 	for contact, item in pairs(roster) do
-		if contact and item.xmpp_hosting_shared then wanted[contact] = false; end
+		if contact and item.xmpp_hosting_shared and (not only or only[contact]) then wanted[contact] = false; end
 	end
 	if shared then
 		for _, contact in ipairs(shared.contacts) do
 			if wanted[contact] == false then
 				wanted[contact] = true;
-			elseif not roster[contact] then
+			elseif not roster[contact] and (not only or only[contact]) then
 				roster[contact] = { subscription = "both", groups = { [shared.group] = true }, persist = false,
 					xmpp_hosting_shared = true };
 				changed[#changed + 1] = contact;
@@ -83,18 +84,23 @@ module:hook("resource-bind", function(event)
 	if session.roster then push(session.username, reconcile(session.roster, shared_for(session.username))); end
 end);
 
--- Every online user's roster, after an account came or went.
-local function accounts_changed()
-	local list = accounts();
-	for username, user in pairs(prosody.hosts[host].sessions or {}) do
-		if user.roster then push(username, reconcile(user.roster, shared_for(username, list))); end
+-- Every online user's roster, after `username`'s account came (exists) or went: only that JID is looked
+-- at, so the cost is one store call per online user, not a listing of the domain's accounts.
+local function account_changed(username, exists)
+	local only = { [username .. "@" .. host] = true };
+	for online, user in pairs(prosody.hosts[host].sessions or {}) do
+		if user.roster and online ~= username then
+			push(online, reconcile(user.roster, shared_for(online, exists and { username } or {}), only));
+		end
 	end
 end
 
-module:hook("user-registered", accounts_changed);
-module:hook("xmpp-hosting/account-created", accounts_changed);
+module:hook("user-registered", function(event) account_changed(event.username, true); end);
+module:hook("xmpp-hosting/account-created", function(event) account_changed(event.username, true); end);
+-- The account is gone even while its sessions are still being closed (user_exists would say
+-- it is there as long as one is open).
 module:hook_global("user-deleted", function(event)
-	if event.host == host then accounts_changed(); end
+	if event.host == host then account_changed(event.username, false); end
 end);
 
 -- The contacts added here are never written to the user's stored roster.

@@ -99,6 +99,11 @@ def command(server, who: str, to: str, action: str, fields: dict | None = None, 
                                        lambda c: _run(c, to, NODE + action, fields), 30))
 
 
+async def _roster_of(c):
+    await c.get_roster()
+    return {str(j): c.client_roster[j]["subscription"] for j in c.client_roster if str(j) != c.boundjid.bare}
+
+
 def account_fields(user_jid, password=None, again=None):
     fields = {"FORM_TYPE": "http://jabber.org/protocol/admin", "accountjid": user_jid}
     if password is not None:
@@ -167,14 +172,26 @@ class UsersScenarios:
                                                            account_fields(newbie, "newbie-pass")), 30)
             assert created.get("status") == "completed", created
             await asyncio.wait_for(seen, 20)  # a guard against a hang, not a measurement
-            return c.client_roster[newbie]["subscription"]
+            subscription = c.client_roster[newbie]["subscription"]
+            assert (await client._session(server.c2s_port, newbie, "newbie-pass", _roster_of, 30)).get(carol) == "both"
+            # Deleted while carol is online: pushed out of her roster too.
+            gone = asyncio.get_running_loop().create_future()
+            c.add_event_handler("roster_update", lambda iq: gone.done() or any(
+                str(j) == newbie and i["subscription"] == "remove" for j, i in iq["roster"]["items"].items())
+                and gone.set_result(True))
+            deleted = await client._session(server.c2s_port, jid("boss", server.host), PASSWORD,
+                                            lambda b: _run(b, server.host, NODE + "delete", account_fields(newbie)), 30)
+            assert deleted.get("status") == "completed", deleted
+            await asyncio.wait_for(gone, 20)  # a guard against a hang, not a measurement
+            return subscription
 
         try:
-            assert asyncio.run(client._session(server.c2s_port, carol, PASSWORD, watch, 60)) == "both"
+            assert asyncio.run(client._session(server.c2s_port, carol, PASSWORD, watch, 90)) == "both"
             assert (newbie, "both") in pushed
-            assert client.roster(server.c2s_port, newbie, "newbie-pass").get(carol) == "both"
+            assert newbie not in client.roster(server.c2s_port, carol, PASSWORD)
         finally:
-            command(server, jid("boss", server.host), server.host, "delete", account_fields(newbie))
+            if client.login(server.c2s_port, newbie, "newbie-pass"):
+                command(server, jid("boss", server.host), server.host, "delete", account_fields(newbie))
 
     # ---- the owner manages the domain's users -----------------------------------------------
 

@@ -15,6 +15,9 @@
 -- is closed: this module loads mod_user_account_management, which answers it, whatever
 -- allow_registration says.
 --
+-- New accounts registered in-band get the domain's support room as a bookmark (XEP-0402, through
+-- mod_pep).
+--
 -- Admin commands: prosodyctl mod_xmpp_hosting_publish show|set|provider-file|page|disco DOMAIN ...
 
 local st = require "util.stanza";
@@ -142,6 +145,32 @@ if prosody.process_type == "prosody" and host ~= "*" then
 		end
 		if prosody.start_time then refresh(); end
 	end
+end
+
+-- The support room (publication.support_room) as a bookmark (XEP-0402) of each account that
+-- registers in-band, joined automatically, so new users find help without looking for it.
+if prosody.process_type == "prosody" and host ~= "*" then
+	local pep = module:depends("pep");
+	local bookmark_options = {
+		persist_items = true; max_items = "max"; send_last_published_item = "never"; access_model = "whitelist";
+	};
+	module:hook("user-registered", function(event)
+		local store = get_store();
+		local bookmark, err = nil, "no store";
+		if store then bookmark, err = store:support_bookmark(host); end
+		if not bookmark then
+			if err then module:log("error", "No support bookmark for %s@%s: %s", event.username, host, tostring(err)); end
+			return;
+		end
+		local item = st.stanza("item", { xmlns = "http://jabber.org/protocol/pubsub", id = bookmark.jid })
+			:tag("conference", { xmlns = "urn:xmpp:bookmarks:1", name = bookmark.name,
+				autojoin = bookmark.autojoin and "true" or "false" });
+		local ok, perr = pep.get_pep_service(event.username):publish("urn:xmpp:bookmarks:1", true, bookmark.jid, item,
+			bookmark_options);
+		if not ok then
+			module:log("error", "Cannot bookmark %s for %s@%s: %s", bookmark.jid, event.username, host, tostring(perr));
+		end
+	end);
 end
 
 -- prosodyctl mod_xmpp_hosting_publish show|set|provider-file|page|disco DOMAIN [FIELD VALUE]

@@ -95,6 +95,19 @@ def remove_own_account(server, jid, password):
         return "disconnected"
 
 
+def bookmarks(server, jid, password):
+    """The account's XEP-0402 bookmarks as {room: {name, autojoin}}, read from its PEP by slixmpp."""
+    async def fetch(c: slixmpp.ClientXMPP):
+        c.register_plugin("xep_0060")
+        result = await c.plugin["xep_0060"].get_items(c.boundjid.bare, "urn:xmpp:bookmarks:1", timeout=15)
+        out = {}
+        for item in result.xml.iter("{http://jabber.org/protocol/pubsub}item"):
+            conference = item.find("{urn:xmpp:bookmarks:1}conference")
+            out[item.get("id")] = {"name": conference.get("name"), "autojoin": conference.get("autojoin")}
+        return out
+    return asyncio.run(client._session(server.c2s_port, jid, password, fetch, 30))
+
+
 DESCRIPTION = {
     "website": '{"en": "https://example.org/"}',
     "alternative_jids": '["example.net"]',
@@ -194,6 +207,13 @@ class PublishScenarios:
         status, _, page = get(server, "/policy")
         assert status == 200 and "even while registration is closed" in page, (status, page[:300])
         assert "Registration is closed" in page, page
+
+    def test_a_new_account_gets_the_support_room_as_a_bookmark(self, server):
+        cli(server, "domain", "set", server.host, "registration.policy", "open")
+        jid = f"newcomer@{server.host}"
+        assert client.register(server.c2s_port, jid, "newcomer-pass-123").ok
+        items = bookmarks(server, jid, "newcomer-pass-123")
+        assert items == {"support@chat.example.org": {"name": f"{server.host} support", "autojoin": "true"}}, items
 
     def test_the_policy_json_is_the_page_for_portals(self, server):
         status, headers, body = get(server, "/policy/json")

@@ -17,6 +17,9 @@ MODULES = """  mod_roster: {}
     allow_modules: [mod_xmpp_hosting_invites]
   mod_xmpp_hosting_invites: {}
   mod_xmpp_hosting_publish: {}
+  mod_caps: {}
+  mod_pubsub:
+    plugins: [flat, pep]
 """
 
 

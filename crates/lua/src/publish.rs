@@ -37,6 +37,9 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("provider_file", |lua, h, domain: String| {
         outcome(lua, || h.0.provider_file(&domain).map(|f| f.to_json()))
     });
+    // `h:support_bookmark(domain)` -> `{jid, name, autojoin}` or nil: the bookmark (XEP-0402) a
+    // new account gets.
+    m.add_method("support_bookmark", |lua, h, domain: String| serialized(lua, || h.0.support_bookmark(&domain)));
     m.add_method("disco_forms", |lua, h, domain: String| serialized(lua, || h.0.disco_forms(&domain)));
     m.add_method("policy_page", |lua, h, (domain, language, stats): (String, Option<String>, Option<LuaTable>)| {
         let stats = counts(stats)?;

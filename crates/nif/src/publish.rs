@@ -80,3 +80,10 @@ fn policy_page<'a>(
         Ok(if html { doc.to_html() } else { doc.to_json() }.encode(env))
     })
 }
+
+/// `support_bookmark(H, Domain)` -> `{ok, #{jid, name, autojoin}}` or `{ok, null}`: the bookmark
+/// (XEP-0402) a new account of the domain gets for its support room.
+#[rustler::nif(schedule = "DirtyIo")]
+fn support_bookmark<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>) -> NifResult<Term<'a>> {
+    reply(env, handle.hosting.support_bookmark(text(&domain)?), serialized)
+}

@@ -16,13 +16,16 @@
 %%% - In-band account deletion (XEP-0077 <remove/>) is mod_register's and stays possible while
 %%%   registration is closed (mod_xmpp_hosting_invites only answers unauthenticated requests to
 %%%   register); the policy page says so, so this module depends on mod_register.
+%%% - New accounts get the domain's support room (publication.support_room) as a bookmark
+%%%   (XEP-0402), joined automatically, published to their PEP with mod_pubsub (load it with the
+%%%   pep plugin; without it no bookmark is made, and the log says so).
 %%% - ejabberdctl xmpp_hosting_publish_show|set|provider_file|page.
 -module(mod_xmpp_hosting_publish).
 
 -behaviour(gen_mod).
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_doc/0]).
--export([process/2, disco_info/5]).
+-export([process/2, disco_info/5, register_user/2]).
 -export([show/1, set/3, provider_file/1, page/1]).
 
 -include("xmpp.hrl").
@@ -40,11 +43,13 @@
 start(Host, _Opts) ->
     %% After mod_disco's get_info (100), which answers with its own server_info form.
     ejabberd_hooks:add(disco_info, Host, ?MODULE, disco_info, 110),
+    ejabberd_hooks:add(register_user, Host, ?MODULE, register_user, 60),
     ejabberd_commands:register_commands(commands()),
     ok.
 
 stop(Host) ->
     ejabberd_hooks:delete(disco_info, Host, ?MODULE, disco_info, 110),
+    ejabberd_hooks:delete(register_user, Host, ?MODULE, register_user, 60),
     case gen_mod:is_loaded_elsewhere(Host, ?MODULE) of
         false -> ejabberd_commands:unregister_commands(commands());
         true -> ok
@@ -157,6 +162,43 @@ form_type(#xdata{fields = Fields}) ->
     end;
 form_type(_) ->
     undefined.
+
+%%%===================================================================
+%%% The support room bookmark
+%%%===================================================================
+
+register_user(User, Server) ->
+    case mod_xmpp_hosting:store(Server) of
+        {ok, H} ->
+            case xmpp_hosting_nif:support_bookmark(H, Server) of
+                {ok, #{jid := Room, name := Name, autojoin := Autojoin}} ->
+                    bookmark(User, Server, Room, Name, Autojoin);
+                {ok, _None} ->
+                    ok;
+                {error, {_Code, Message}} ->
+                    ?ERROR_MSG("No support bookmark for ~ts@~ts: ~ts", [User, Server, Message])
+            end;
+        {error, not_started} ->
+            ok
+    end.
+
+bookmark(User, Server, Room, Name, Autojoin) ->
+    case gen_mod:is_loaded(Server, mod_pubsub) of
+        false ->
+            ?WARNING_MSG("No support bookmark for ~ts@~ts: mod_pubsub (with the pep plugin) is not loaded",
+                         [User, Server]);
+        true ->
+            JID = jid:make(User, Server),
+            El = #xmlel{name = <<"conference">>,
+                        attrs = [{<<"xmlns">>, <<"urn:xmpp:bookmarks:1">>}, {<<"name">>, Name},
+                                 {<<"autojoin">>, atom_to_binary(Autojoin, utf8)}]},
+            PubOpts = [{persist_items, true}, {access_model, whitelist}],
+            case mod_pubsub:publish_item(jid:remove_resource(jid:tolower(JID)), Server, <<"urn:xmpp:bookmarks:1">>,
+                                         JID, Room, [El], PubOpts, all) of
+                {result, _} -> ok;
+                {error, Err} -> ?ERROR_MSG("Cannot bookmark ~ts for ~ts@~ts: ~p", [Room, User, Server, Err])
+            end
+    end.
 
 %%%===================================================================
 %%% ejabberdctl

@@ -130,6 +130,29 @@ impl Hosting {
     }
 }
 
+/// The bookmark (XEP-0402) a new account of the domain gets for its support room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SupportBookmark {
+    /// The room's bare JID, also the bookmark's item id.
+    pub jid: String,
+    /// The name clients show for it.
+    pub name: String,
+    /// Joined when the client connects, so a new user finds help without looking for it.
+    pub autojoin: bool,
+}
+
+impl Hosting {
+    /// The support room bookmark for a new account of `domain`, if the domain names a room.
+    pub fn support_bookmark(&self, domain: &str) -> Result<Option<SupportBookmark>> {
+        let p = self.publication(domain)?;
+        Ok(p.description.support_room.map(|room| SupportBookmark {
+            jid: room.to_lowercase(),
+            name: format!("{} support", p.domain),
+            autojoin: true,
+        }))
+    }
+}
+
 /// The first language of an Accept-Language value (`de-CH,de;q=0.9,en;q=0.8` → `de-CH`).
 fn first_language(accept: &str) -> String {
     let first = accept.split(',').next().unwrap_or_default().split(';').next().unwrap_or_default().trim();

@@ -202,3 +202,16 @@ fn show_lists_what_is_set_and_what_is_not() {
     assert!(text.contains("since: \"2020-01-01\""), "{text}");
     assert!(text.contains("not set:") && text.contains("rules"), "{text}");
 }
+
+#[test]
+fn the_support_room_becomes_a_bookmark_for_new_accounts() {
+    let h = hosting();
+    assert_eq!(h.support_bookmark("example.org").unwrap(), None);
+    h.set_publication("example.org", "support_room", "Support@Chat.Example.org").unwrap();
+    let b = h.support_bookmark("example.org").unwrap().unwrap();
+    assert_eq!(
+        (b.jid.as_str(), b.name.as_str(), b.autojoin),
+        ("support@chat.example.org", "example.org support", true)
+    );
+    assert_eq!(h.support_bookmark("nope.example").unwrap_err().code(), "not-found");
+}

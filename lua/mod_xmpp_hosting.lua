@@ -30,6 +30,7 @@ module:set_global();
 -- Which Prosody this is decides the APIs used (xmpp_hosting_server.lib.lua); on a version the
 -- modules were not built and tested for they refuse to load rather than half-work.
 local server_lib = module:require("xmpp_hosting_server");
+local certs = module:require("xmpp_hosting_certs");
 local server_api, unsupported = server_lib.detect();
 if not server_api then
 	module:log("error", "%s: not loading", unsupported);
@@ -105,6 +106,7 @@ local schedule_options = {
 	domain_recheck = "xmpp_hosting_recheck_interval",
 	invite_purge = "xmpp_hosting_purge_interval",
 	upload_upkeep = "xmpp_hosting_upload_sweep_interval",
+	certificates = "xmpp_hosting_certificates_interval",
 };
 
 -- Upload directories the pass sweeps for deleted files, registered by mod_xmpp_hosting_uploads
@@ -135,17 +137,29 @@ local function get_housekeeping(s)
 	local err;
 	housekeeping, err = s:housekeeping(overrides);
 	if not housekeeping then module:log("error", "Housekeeping cannot start: %s", err); end
+	-- Its certificate step keeps xmpp_hosting_certificates equal to the store (issue 14).
+	if housekeeping then housekeeping:install_certificates_into(certs.directory(module), "prosody"); end
 	return housekeeping;
 end
 
 -- Sends a notice of the report to the people the core named: `admins` (the global option), each
--- from their own host (this module is global and has no host to send from).
+-- from their own host (this module is global and has no host to send from); `owner`, the
+-- domain's owner, from that domain when this server hosts it, else from the owner's own host.
 local function deliver(notice)
 	if notice.to == "admins" then
 		for _, admin in ipairs(server_lib.admin_jids(server_api)) do
 			local _, host = jid_split(admin);
 			module:context(host):send(st.message({ to = admin, from = host, type = "chat" }):text_tag("body", notice.text));
 		end
+	elseif notice.to == "owner" then
+		local node, host = jid_split(notice.account);
+		local from = prosody.hosts[notice.domain] and notice.domain or (node and prosody.hosts[host] and host);
+		if from then
+			module:context(from):send(st.message({ to = notice.account, from = from, type = "chat" }):text_tag("body", notice.text));
+		else
+			module:log("info", "No local host to tell %s: %s", tostring(notice.account), notice.text);
+		end
+		return; -- the admins' copy already fired the event
 	end
 	module:fire_event("xmpp-hosting/" .. notice.event, { notice = notice });
 end
@@ -189,6 +203,8 @@ local function housekeep()
 		if report then
 			for _, line in ipairs(report.log) do module:log(line.level, "%s", line.text); end
 			for _, notice in ipairs(report.notices) do deliver(notice); end
+			local installed = report.certificates and report.certificates.installed;
+			if installed and (#installed.installed > 0 or #installed.removed > 0) then certs.reload(module); end
 		else
 			module:log("warn", "Housekeeping failed: %s", report_err);
 		end
@@ -200,6 +216,7 @@ function module.load()
 	if prosody.process_type ~= "prosody" then return; end
 	-- Open at start in the server so a broken store shows in the log right away.
 	get_store();
+	certs.reindex_before_tls(module);
 	-- The first pass waits a moment, for the hosts and upload components to load.
 	module:add_timer(1, housekeep);
 end
@@ -219,7 +236,8 @@ module:hook_global("user-deleted", function(event)
 	end
 end);
 
--- Admin commands, shared by prosodyctl and the admin shell. Each returns ok, text.
+-- Admin commands, shared by prosodyctl and the admin shell. Each returns ok, text. (The cert
+-- group lives in xmpp_hosting_certs.lib.lua.)
 
 local function format_domain(d)
 	local name = d.name;
@@ -479,7 +497,11 @@ function retention_commands.log(s, domain)
 	return true, text;
 end
 
+local cert_commands = certs.commands(module, await);
+
 local groups = {
+	cert = { commands = cert_commands, arg = "DOMAIN",
+		needs_arg = { generate = true, show = true, csr = true, import = true, posh = true } },
 	domain = { commands = domain_commands, arg = "NAME",
 		needs_arg = { add = true, show = true, remove = true, set = true, claim = true, verify = true } },
 	invite = { commands = invite_commands, needs_arg = { create = true, list = true, revoke = true }, arg = "DOMAIN" },
@@ -516,7 +538,10 @@ Usage: prosodyctl mod_xmpp_hosting domain add|list|show|remove [NAME]
                    with --user: max_file_size, storage, daily, weekly, monthly)
        prosodyctl mod_xmpp_hosting retention show DOMAIN [USER] | log [DOMAIN]
        prosodyctl mod_xmpp_hosting retention set DOMAIN archive|muc|uploads|backups PERIOD [--user USER]
-       prosodyctl mod_xmpp_hosting retention sweep DOMAIN [--kind archive|muc|uploads] [--dry-run]]=];
+       prosodyctl mod_xmpp_hosting retention sweep DOMAIN [--kind archive|muc|uploads] [--dry-run]
+       prosodyctl mod_xmpp_hosting cert generate DOMAIN [--key ecdsa|rsa] [--days N] | show DOMAIN [--pem]
+       prosodyctl mod_xmpp_hosting cert csr DOMAIN | import DOMAIN FILE | check | install
+       prosodyctl mod_xmpp_hosting cert posh DOMAIN [--service client|server] | posh DOMAIN --check FILE]=];
 
 -- prosodyctl mod_xmpp_hosting …
 function module.command(arg)
@@ -531,6 +556,13 @@ function module.command(arg)
 		ok, text = run_command(group, verb, arg[3], { table.unpack(arg, 4) });
 	elseif group == "retention" and verb == "sweep" then
 		ok, text = run_command(group, verb, arg[3], { table.unpack(arg, 4) });
+	elseif group == "cert" then
+		ok, text = run_command(group, verb, arg[3], { table.unpack(arg, 4) });
+		-- A check's answer is its list, also when it says no (exit 1).
+		if not ok and (verb == "check" or verb == "posh") and text and text:find("\n") then
+			print(text);
+			return 1;
+		end
 	elseif group == "retention" and verb == "set" and arg[6] ~= nil then
 		if arg[6] ~= "--user" or not arg[7] then
 			ok, text = false, "Usage: retention set DOMAIN WHAT PERIOD [--user USER]";

@@ -26,6 +26,7 @@ impl Handle {
 impl LuaUserData for Handle {
     fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
         crate::accounts::add_methods(methods);
+        crate::certificates::add_methods(methods);
         crate::domain_users::add_methods(methods);
         crate::domains::add_methods(methods);
         crate::housekeeping::add_methods(methods);

@@ -37,6 +37,10 @@ impl LuaUserData for LuaHousekeeping {
         m.add_method("due", |lua, hk, ()| serialized(lua, || Ok(hk.0.due())));
         m.add_method("next_in", |_, hk, ()| Ok(hk.0.next_in()));
         m.add_method("schedule", |lua, hk, ()| serialized(lua, || Ok(hk.0.schedule().clone())));
+        // `hk:install_certificates_into(dir, "prosody"|"ejabberd")`: see certificates.rs.
+        m.add_method("install_certificates_into", |lua, hk, (dir, layout): (Option<String>, Option<String>)| {
+            outcome(lua, || crate::certificates::install_into(&hk.0, dir, layout))
+        });
     }
 }
 

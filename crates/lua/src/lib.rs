@@ -13,6 +13,7 @@
 //! touches Lua from another thread.
 
 mod accounts;
+mod certificates;
 mod convert;
 mod domain_users;
 mod domains;

@@ -68,6 +68,46 @@ pub struct CertificateUpkeep {
     pub installed: Option<InstallReport>,
 }
 
+/// `cert check` answers no when a certificate has fewer days left than this (ejabberd's pkix and
+/// `prosodyctl check certs` start warning in earnest a week ahead).
+pub const CHECK_DAYS: i64 = 7;
+
+/// Every domain's days left, and whether all have at least [`CHECK_DAYS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateCheck {
+    pub ok: bool,
+    pub expiries: Vec<super::Expiry>,
+    /// One line a domain, then the verdict.
+    pub text: String,
+}
+
+impl Hosting {
+    /// `cert check` on every server: days left for every domain, soonest first.
+    pub fn check_certificates(&self) -> Result<CertificateCheck> {
+        let expiries = self.certificate_expiry()?;
+        let short: Vec<&str> =
+            expiries.iter().filter(|e| e.days_left < CHECK_DAYS).map(|e| e.domain.as_str()).collect();
+        let mut lines: Vec<String> = expiries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{:<40} {:<12} expires {}  {} days left",
+                    e.domain,
+                    e.source.as_str(),
+                    human_time(e.not_after),
+                    e.days_left
+                )
+            })
+            .collect();
+        lines.push(if short.is_empty() {
+            format!("{} certificate(s), none expiring within {CHECK_DAYS} days", expiries.len())
+        } else {
+            format!("{} certificate(s); expiring within {CHECK_DAYS} days: {}", expiries.len(), short.join(", "))
+        });
+        Ok(CertificateCheck { ok: short.is_empty(), expiries, text: lines.join("\n") })
+    }
+}
+
 /// The notices of one certificate event: to the admins, and to the domain's owner when it has one.
 fn notices(event: &'static str, domain: &str, owner: Option<&str>, text: String) -> Vec<Notice> {
     let mut out = vec![Notice {
@@ -235,6 +275,23 @@ mod tests {
         let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
         h.add_domain("example.org").unwrap();
         (h, clock)
+    }
+
+    #[test]
+    fn check_says_no_under_a_week() {
+        let (h, clock) = hosting();
+        assert!(h.check_certificates().unwrap().ok);
+        h.generate_certificate("example.org", GenerateOptions { days: 30, ..Default::default() }).unwrap();
+        let c = h.check_certificates().unwrap();
+        assert!(c.ok && c.text.ends_with("1 certificate(s), none expiring within 7 days"), "{}", c.text);
+        clock.advance(23 * DAY + 1);
+        let c = h.check_certificates().unwrap();
+        assert!(!c.ok);
+        assert!(
+            c.text.contains("6 days left") && c.text.ends_with("expiring within 7 days: example.org"),
+            "{}",
+            c.text
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub mod self_signed;
 use serde::Serialize;
 use x509_parser::prelude::*;
 
-pub use expiry::CertificateUpkeep;
+pub use expiry::{CertificateCheck, CertificateUpkeep};
 pub use export::Layout;
 pub use fingerprint::Fingerprint;
 pub use install::{InstallReport, InstallTarget};
@@ -158,6 +158,28 @@ pub struct CertificateInfo {
     /// Certificates sent after it (intermediates).
     pub chain_length: usize,
     pub updated_at: Timestamp,
+}
+
+impl CertificateInfo {
+    /// The certificate as the admin commands print it (prosodyctl, ejabberdctl): one "name  value"
+    /// line each; never the key.
+    pub fn describe(&self) -> String {
+        let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        let rows = [
+            ("domain", self.domain.clone()),
+            ("source", self.source.as_str().into()),
+            ("key", self.key.as_str().into()),
+            ("valid from", human_time(self.not_before)),
+            ("valid until", format!("{} ({} days left)", human_time(self.not_after), self.days_left)),
+            ("sha-256", self.fingerprint.sha256_hex.clone()),
+            ("sha-256 base64", self.fingerprint.sha256_base64.clone()),
+            ("names", self.names.join(", ")),
+            ("services covered", list(&self.services_covered)),
+            ("services not covered", list(&self.services_not_covered)),
+            ("chain", format!("{} certificate(s) after it", self.chain_length)),
+        ];
+        rows.iter().map(|(k, v)| format!("{k:<20}  {v}")).collect::<Vec<_>>().join("\n")
+    }
 }
 
 /// Days left for one domain, as `cert check` lists them.

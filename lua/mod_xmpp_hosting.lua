@@ -106,6 +106,7 @@ local schedule_options = {
 	domain_recheck = "xmpp_hosting_recheck_interval",
 	invite_purge = "xmpp_hosting_purge_interval",
 	upload_upkeep = "xmpp_hosting_upload_sweep_interval",
+	retention = "xmpp_hosting_retention_interval",
 	certificates = "xmpp_hosting_certificates_interval",
 };
 
@@ -203,6 +204,8 @@ local function housekeep()
 		if report then
 			for _, line in ipairs(report.log) do module:log(line.level, "%s", line.text); end
 			for _, notice in ipairs(report.notices) do deliver(notice); end
+			-- Archives only the server may change (internal storage): mod_xmpp_hosting_retention runs them.
+			for _, due in ipairs(report.retention_due or {}) do module:fire_event("xmpp-hosting/retention-due", due); end
 			local installed = report.certificates and report.certificates.installed;
 			if installed and (#installed.installed > 0 or #installed.removed > 0) then certs.reload(module); end
 		else
@@ -475,7 +478,9 @@ function retention_commands.set(s, domain, what, value, username)
 	return true, ("%s: %s; takes effect at the next sweep"):format(domain, text);
 end
 
--- On the core's worker; uploads unless --kind says otherwise (the only kind the core sweeps yet).
+-- On the core's worker; uploads unless --kind says otherwise. Archives in Prosody's internal
+-- storage only the running server may change: in the server (admin shell) the sweep is handed to
+-- the host's mod_xmpp_hosting_retention, which runs it step by step; prosodyctl says so.
 function retention_commands.sweep(s, domain, options)
 	local kind, dry_run = "uploads", false;
 	local i = 1;
@@ -486,8 +491,16 @@ function retention_commands.sweep(s, domain, options)
 	end
 	local pending, err = s:start_retention_sweep(domain, kind, { dry_run = dry_run });
 	if not pending then return false, err; end
-	local record, sweep_err = await(pending);
-	if not record then return false, sweep_err; end
+	local record, sweep_err, code = await(pending);
+	if not record then
+		if code == "not-allowed" and prosody.process_type == "prosody" and not dry_run then
+			local started = prosody.events.fire_event("xmpp-hosting/retention-sweep-now", { domain = domain, kind = kind });
+			if started then
+				return true, ("Sweep #%d of the %s of %s runs in the server: see retention log"):format(started, kind, domain);
+			end
+		end
+		return false, sweep_err;
+	end
 	return record.failed == 0, record.text;
 end
 

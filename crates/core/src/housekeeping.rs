@@ -255,6 +255,11 @@ pub struct HousekeepingReport {
     pub uploads: Option<UploadUpkeep>,
     /// Retention sweeps that ran (or resumed) in this pass.
     pub retention: Option<Vec<crate::retention::SweepRecord>>,
+    /// Retention sweeps due that the server runs itself through its storage API
+    /// ([`Hosting::begin_driven_sweep`]).
+    pub retention_due: Vec<crate::retention::DueSweep>,
+    /// A sweep stopped at the pass's budget: the next pass comes within seconds, not minutes.
+    pub retention_unfinished: bool,
     /// What the certificate upkeep did; servers reload their TLS configuration when
     /// `installed` says files changed.
     pub certificates: Option<crate::certificates::CertificateUpkeep>,
@@ -387,6 +392,7 @@ impl Housekeeping {
             let Some((steps, guard)) = begun else { return Ok(this.idle_report()) };
             let mut report = this.run_steps(worker, &steps, &upload_roots, &outcomes);
             drop(guard);
+            this.resume_soon(&report);
             report.next_in = this.next_in().max(1);
             Ok(report)
         })
@@ -397,8 +403,18 @@ impl Housekeeping {
         let Some((steps, guard)) = self.begin() else { return self.idle_report() };
         let mut report = self.run_steps(&self.hosting, &steps, upload_roots, outcomes);
         drop(guard);
+        self.resume_soon(&report);
         report.next_in = self.next_in().max(1);
         report
+    }
+
+    /// A retention sweep cut short by the pass's budget resumes at the next pass, a second from
+    /// now rather than a whole retention interval later.
+    fn resume_soon(&self, report: &HousekeepingReport) {
+        if report.retention_unfinished {
+            let soon = self.hosting.now() - self.schedule.retention as i64 + 1;
+            self.runs().last.insert(Step::Retention, soon);
+        }
     }
 
     /// What a pass that found another under way says: nothing ran, come back in a second.
@@ -443,12 +459,14 @@ impl Housekeeping {
                     }
                     report.uploads = Some(done);
                 }),
-                Step::Retention => h.retention_pass(upload_roots, crate::retention::PASS_BUDGET).map(|sweeps| {
-                    for s in sweeps.iter().filter(|s| s.deleted > 0 || s.failed > 0) {
-                        let level = if s.failed > 0 { LogLevel::Warn } else { LogLevel::Info };
+                Step::Retention => h.retention_pass(upload_roots, crate::retention::PASS_BUDGET).map(|pass| {
+                    for s in pass.sweeps.iter().filter(|s| s.deleted > 0 || s.failed > 0 || !s.errors.is_empty()) {
+                        let level = if s.failed > 0 || !s.errors.is_empty() { LogLevel::Warn } else { LogLevel::Info };
                         report.log.push(LogLine { level, text: format!("Retention: {}", s.describe()) });
                     }
-                    report.retention = Some(sweeps);
+                    report.retention = Some(pass.sweeps);
+                    report.retention_due = pass.due;
+                    report.retention_unfinished = pass.unfinished;
                 }),
                 Step::Certificates => {
                     let target = self.certificates.lock().unwrap_or_else(|p| p.into_inner()).clone();

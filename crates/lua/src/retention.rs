@@ -9,11 +9,19 @@
 //! sweep's audit record plus `text` (it in the core's words); `h:retention_log(domain_or_nil,
 //! limit_or_nil)` -> records, newest first; `h:describe_retention(domain)` and
 //! `h:describe_retention_log(domain_or_nil, limit_or_nil)` -> the same in words.
+//!
+//! Prosody's archives: `h:register_archive_store(domain, kind, server_host, backend, location_or_nil,
+//! store)` says where a host's archive lives (`prosody_sql` with the database file, or
+//! `prosody_internal`); `h:archive_stores(domain, kind)` lists them; `h:server_expiry_conflict(domain,
+//! kind, server_host, option, value_or_nil)` -> nil or `{level, text}` (Prosody's own expiry next to
+//! the policy); `h:begin_driven_sweep(domain, kind)` -> the first step for Prosody to run through
+//! its storage API, `h:driven_step_done(sweep_id, {deleted, failures, next, took_us, batch})` ->
+//! `{record, next}` (`record.text` in the core's words; `next` nil once the sweep ended).
 
 use mlua::prelude::*;
-use xmpp_hosting_core::retention::{Kind, SweepOptions};
+use xmpp_hosting_core::retention::{DrivenDone, Kind, SweepOptions};
 
-use crate::convert::{outcome, serialized};
+use crate::convert::{from_lua, outcome, serialized};
 use crate::handle::Handle;
 use crate::pending::LuaPending;
 
@@ -60,6 +68,38 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
             } else {
                 log.iter().map(|s| s.describe()).collect::<Vec<_>>().join("\n")
             })
+        })
+    });
+    m.add_method(
+        "register_archive_store",
+        |lua, h, (domain, kind, host, backend, location, store): (String, String, String, String, Option<String>, String)| {
+            serialized(lua, || {
+                h.0.register_archive_store(&domain, Kind::parse(&kind)?, &host, &backend, location.as_deref(), &store)
+            })
+        },
+    );
+    m.add_method("archive_stores", |lua, h, (domain, kind): (String, String)| {
+        serialized(lua, || h.0.archive_stores(&domain, Kind::parse(&kind)?))
+    });
+    m.add_method(
+        "server_expiry_conflict",
+        |lua, h, (domain, kind, host, option, value): (String, String, String, String, Option<String>)| {
+            serialized(lua, || {
+                h.0.server_expiry_conflict(&domain, Kind::parse(&kind)?, &host, &option, value.as_deref())
+            })
+        },
+    );
+    m.add_method("begin_driven_sweep", |lua, h, (domain, kind): (String, String)| {
+        serialized(lua, || h.0.begin_driven_sweep(&domain, Kind::parse(&kind)?))
+    });
+    m.add_method("driven_step_done", |lua, h, (sweep, done): (i64, LuaValue)| {
+        let done: Result<DrivenDone, _> = from_lua(lua, done);
+        outcome(lua, || {
+            let out = h.0.driven_step_done(sweep, done?)?;
+            let text = out.record.describe();
+            let mut value = serde_json::to_value(&out).expect("outcomes serialise");
+            value["record"]["text"] = text.into();
+            crate::convert::to_lua(lua, &value).map_err(|e| xmpp_hosting_core::Error::Internal(e.to_string()))
         })
     });
     m.add_method("retention_log", |lua, h, (domain, limit): (Option<String>, Option<u32>)| {

@@ -10,11 +10,14 @@
 //! - `uploads`: expired uploads deleted from disk inside the upload directory, the quota
 //!   ledger updated in the same step.
 //!
-//! One-to-one and group chat archives live in the servers' own stores; the core sweeps them
-//! once a server hands it the way in (not built yet: [`Hosting::retention_sweep`] says so).
+//! - [`prosody_archive`]: Prosody's one-to-one and group chat archives: on SQLite the core
+//!   deletes in Prosody's database on its worker; on internal storage Prosody deletes through
+//!   its storage API in steps planned here (`driven`).
 
+mod driven;
 pub mod period;
 pub mod policy;
+pub mod prosody_archive;
 pub mod sweep;
 mod uploads;
 
@@ -22,9 +25,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use driven::{DrivenDone, DrivenOutcome, DrivenStep};
 pub use period::{Period, PeriodError, MAX_PERIOD};
-pub use policy::{RetentionPolicy, POLICY_FIELDS};
-pub use sweep::{SweepOptions, SweepRecord, SweepState};
+pub use policy::{RetentionPolicy, ServerExpiry, POLICY_FIELDS};
+pub use prosody_archive::{ArchiveStore, PROSODY_INTERNAL, PROSODY_SQL};
+pub use sweep::{Progress, SweepOptions, SweepRecord, SweepState, USERS_ONLY};
 
 use crate::{Error, Hosting, Result};
 
@@ -93,12 +98,26 @@ impl Hosting {
                 self.sweep_with(domain, kind, &mut target, options)
             }
             Kind::Archive | Kind::Muc => {
-                self.require_domain(domain)?;
-                Err(Error::InvalidArgument(format!(
-                    "the {} of {domain} are in the XMPP server's own store, which the core cannot sweep yet; \
-                     only uploads are swept",
-                    kind.what()
-                )))
+                let stores = self.archive_stores(domain, kind)?;
+                if stores.is_empty() {
+                    return Err(Error::InvalidArgument(format!(
+                        "no server has registered where the {} of {domain} are kept: the server module does when \
+                         it loads (Prosody: mod_xmpp_hosting beside mod_mam or mod_muc_mam)",
+                        kind.what()
+                    )));
+                }
+                let (ours, theirs): (Vec<_>, Vec<_>) =
+                    stores.into_iter().partition(|s| prosody_archive::swept_by_core(&s.backend));
+                if ours.is_empty() {
+                    return Err(Error::NotAllowed(format!(
+                        "the {} of {domain} are in the server's {} storage, which only the running server can \
+                         change: its housekeeping sweeps them (Prosody: `retention sweep` in the admin shell)",
+                        kind.what(),
+                        theirs[0].backend
+                    )));
+                }
+                let mut target = prosody_archive::ProsodySql::new(ours, kind);
+                self.sweep_with(domain, kind, &mut target, options)
             }
         }
     }
@@ -117,35 +136,81 @@ impl Hosting {
 
     /// The housekeeping pass's share: resumes unfinished sweeps and starts those due (each
     /// domain's kinds with a period, every [`SWEEP_EVERY`] seconds), spending at most `budget`
-    /// in steps. Kinds the core cannot sweep yet are left alone.
-    pub fn retention_pass(&self, upload_roots: &[String], budget: Duration) -> Result<Vec<SweepRecord>> {
+    /// in steps. Archives that only the server can change (its internal storage) are not swept
+    /// here: they come back in [`RetentionPass::due`] for the server to drive
+    /// ([`Hosting::begin_driven_sweep`]).
+    pub fn retention_pass(&self, upload_roots: &[String], budget: Duration) -> Result<RetentionPass> {
         let started = std::time::Instant::now();
         let now = self.now();
-        let mut out = Vec::new();
+        let mut out = RetentionPass::default();
         for d in self.domains()? {
-            let kind = Kind::Uploads;
-            if d.settings.retention.period(kind) == Period::Never {
-                continue;
-            }
             let name = d.name.as_str();
-            let running = self.store().read(|c| crate::store::retention::running(c, name, kind))?.is_some();
-            let last = self.store().read(|c| crate::store::retention::last_finished_start(c, name, kind))?;
-            // A clock set back (last in the future) makes the sweep due rather than put off.
-            let due = running || last.is_none_or(|t| t > now || now - t >= SWEEP_EVERY);
-            let left = budget.saturating_sub(started.elapsed());
-            if !due || left.is_zero() {
-                continue;
-            }
-            let options = SweepOptions { budget: Some(left), ..Default::default() };
-            match self.retention_sweep(name, kind, upload_roots, &options) {
-                Ok(rec) => out.push(rec),
-                // Another process runs it: its turn.
-                Err(Error::NotAllowed(_)) => {}
-                Err(e) => return Err(e),
+            for kind in Kind::ALL {
+                let kept_for_ever = d.settings.retention.period(kind) == Period::Never
+                    && (kind != Kind::Archive || self.user_archive_cutoffs(name)?.is_empty());
+                if kept_for_ever {
+                    continue;
+                }
+                let (core, server) = if kind == Kind::Uploads {
+                    (true, false)
+                } else {
+                    let stores = self.archive_stores(name, kind)?;
+                    (
+                        stores.iter().any(|s| prosody_archive::swept_by_core(&s.backend)),
+                        stores.iter().any(|s| !prosody_archive::swept_by_core(&s.backend)),
+                    )
+                };
+                if !core && !server {
+                    continue;
+                }
+                let running = self.store().read(|c| crate::store::retention::running(c, name, kind))?.is_some();
+                let last = self.store().read(|c| crate::store::retention::last_finished_start(c, name, kind))?;
+                // A clock set back (last in the future) makes the sweep due rather than put off.
+                let due = running || last.is_none_or(|t| t > now || now - t >= SWEEP_EVERY);
+                if !due {
+                    continue;
+                }
+                if server && !core {
+                    out.due.push(DueSweep { domain: name.to_string(), kind });
+                    continue;
+                }
+                let left = budget.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    out.unfinished = true;
+                    continue;
+                }
+                let options = SweepOptions { budget: Some(left), ..Default::default() };
+                match self.retention_sweep(name, kind, upload_roots, &options) {
+                    Ok(rec) => {
+                        out.unfinished |= rec.state == SweepState::Running && rec.errors.is_empty();
+                        out.sweeps.push(rec);
+                    }
+                    // Another process runs it: its turn.
+                    Err(Error::NotAllowed(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(out)
     }
+}
+
+/// A sweep the server must run itself (its storage API), due now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DueSweep {
+    pub domain: String,
+    pub kind: Kind,
+}
+
+/// What the housekeeping pass's retention share did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionPass {
+    /// Sweeps that ran (or resumed) in the core.
+    pub sweeps: Vec<SweepRecord>,
+    /// Sweeps due that the server drives.
+    pub due: Vec<DueSweep>,
+    /// A sweep stopped at the pass's budget: the next pass should come soon.
+    pub unfinished: bool,
 }
 
 #[cfg(test)]
@@ -167,15 +232,15 @@ mod tests {
         let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
         h.add_domain("a.example").unwrap();
         h.add_domain("b.example").unwrap();
-        assert!(h.retention_pass(&[], PASS_BUDGET).unwrap().is_empty(), "nothing has a period");
+        assert!(h.retention_pass(&[], PASS_BUDGET).unwrap().sweeps.is_empty(), "nothing has a period");
         h.set_retention("a.example", "uploads", "1d").unwrap();
-        let first = h.retention_pass(&[], PASS_BUDGET).unwrap();
+        let first = h.retention_pass(&[], PASS_BUDGET).unwrap().sweeps;
         assert_eq!(first.iter().map(|r| r.domain.as_str()).collect::<Vec<_>>(), ["a.example"]);
-        assert!(h.retention_pass(&[], PASS_BUDGET).unwrap().is_empty(), "done this hour");
+        assert!(h.retention_pass(&[], PASS_BUDGET).unwrap().sweeps.is_empty(), "done this hour");
         clock.advance(SWEEP_EVERY);
-        assert_eq!(h.retention_pass(&[], PASS_BUDGET).unwrap().len(), 1);
+        assert_eq!(h.retention_pass(&[], PASS_BUDGET).unwrap().sweeps.len(), 1);
         clock.advance(-2 * SWEEP_EVERY);
-        assert_eq!(h.retention_pass(&[], PASS_BUDGET).unwrap().len(), 1, "a clock set back makes it due");
+        assert_eq!(h.retention_pass(&[], PASS_BUDGET).unwrap().sweeps.len(), 1, "a clock set back makes it due");
         // An unfinished sweep is resumed whatever the hour.
         h.store()
             .write(|tx| {
@@ -186,7 +251,7 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        let resumed = h.retention_pass(&[], PASS_BUDGET).unwrap();
+        let resumed = h.retention_pass(&[], PASS_BUDGET).unwrap().sweeps;
         assert_eq!((resumed.len(), resumed[0].parts, resumed[0].state), (1, 2, SweepState::Done));
     }
 
@@ -234,11 +299,39 @@ mod tests {
     }
 
     #[test]
-    fn archives_are_refused_until_a_server_hands_over_its_store() {
+    fn archives_are_refused_until_a_server_registers_where_they_are() {
         let h = Hosting::open_in_memory().unwrap();
         h.add_domain("a.example").unwrap();
         h.set_retention("a.example", "archive", "1w").unwrap();
         let e = h.retention_sweep("a.example", Kind::Archive, &[], &SweepOptions::default()).unwrap_err();
-        assert!(e.to_string().contains("only uploads are swept"), "{e}");
+        assert!(e.to_string().contains("no server has registered"), "{e}");
+        assert!(h.retention_pass(&[], PASS_BUDGET).unwrap().sweeps.is_empty());
+    }
+
+    #[test]
+    fn archives_in_a_servers_internal_storage_are_handed_to_the_server_when_due() {
+        let clock = ManualClock::new(1_000_000);
+        let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
+        h.add_domain("a.example").unwrap();
+        h.register_archive_store("a.example", Kind::Muc, "conference.a.example", PROSODY_INTERNAL, None, "muc_log")
+            .unwrap();
+        assert!(h.retention_pass(&[], PASS_BUDGET).unwrap().due.is_empty(), "kept for ever");
+        h.set_retention("a.example", "muc", "1d").unwrap();
+        let pass = h.retention_pass(&[], PASS_BUDGET).unwrap();
+        assert_eq!(pass.due, vec![DueSweep { domain: "a.example".into(), kind: Kind::Muc }]);
+        let e = h.retention_sweep("a.example", Kind::Muc, &[], &SweepOptions::default()).unwrap_err();
+        assert_eq!(e.code(), "not-allowed", "{e}");
+        // The server runs it; then it is not due again before the hour.
+        let plan = h.begin_driven_sweep("a.example", Kind::Muc).unwrap();
+        let out = h
+            .driven_step_done(
+                plan.sweep,
+                DrivenDone { deleted: 3, took_us: 500, batch: plan.batch, ..Default::default() },
+            )
+            .unwrap();
+        assert_eq!((out.record.state, out.record.deleted), (SweepState::Done, 3));
+        assert!(h.retention_pass(&[], PASS_BUDGET).unwrap().due.is_empty());
+        clock.advance(SWEEP_EVERY);
+        assert_eq!(h.retention_pass(&[], PASS_BUDGET).unwrap().due.len(), 1);
     }
 }

@@ -108,6 +108,70 @@ impl Hosting {
     }
 }
 
+/// What the server's own expiry of the same data means next to the domain's policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerExpiry {
+    /// `warn`: both run, the server's needlessly (Prosody's blocks its loop while it deletes);
+    /// `error`: the server deletes sooner than the policy promises to keep.
+    pub level: &'static str,
+    pub text: String,
+}
+
+impl Hosting {
+    /// Compares a server's own expiry option for `kind` on `server_host` (`value` as configured,
+    /// the server's default filled in; `None` or `never` for none) with the domain's policy.
+    /// `None` when they cannot disagree: the policy keeps the kind for ever (the server's
+    /// option is then the admin's business) or the server expires nothing.
+    pub fn server_expiry_conflict(
+        &self,
+        domain: &str,
+        kind: Kind,
+        server_host: &str,
+        option: &str,
+        value: Option<&str>,
+    ) -> Result<Option<ServerExpiry>> {
+        let ours = self.retention_policy(domain)?.period(kind);
+        let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+        if ours == Period::Never {
+            return Ok(None);
+        }
+        let theirs = match Period::parse(value) {
+            Ok(Period::Never) => return Ok(None),
+            Ok(p) => p,
+            Err(_) => {
+                return Ok(Some(ServerExpiry {
+                    level: "warn",
+                    text: format!(
+                        "{option} = {value:?} on {server_host} cannot be read; xmpp-hosting deletes the {} of \
+                         {domain} after {ours}: set {option} = \"never\" so only one of them expires them",
+                        kind.what()
+                    ),
+                }))
+            }
+        };
+        Ok(Some(if theirs < ours {
+            ServerExpiry {
+                level: "error",
+                text: format!(
+                    "{option} = {value:?} on {server_host} deletes the {} of {domain} after {theirs}, sooner than \
+                     the {ours} xmpp-hosting promises to keep them: set {option} = \"never\"",
+                    kind.what()
+                ),
+            }
+        } else {
+            ServerExpiry {
+                level: "warn",
+                text: format!(
+                    "{option} = {value:?} on {server_host} runs the server's own cleanup of the {} of {domain} \
+                     beside xmpp-hosting's ({ours}), as one long delete that blocks the server: set {option} = \
+                     \"never\" to leave expiry to xmpp-hosting",
+                    kind.what()
+                ),
+            }
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +231,26 @@ mod tests {
         }
         assert_eq!(h.retention_policy("example.org").unwrap().archive, Period::After(604_800));
         assert_eq!(h.set_retention("nope.example", "archive", "1w").unwrap_err().code(), "not-found");
+    }
+
+    #[test]
+    fn the_servers_own_expiry_is_flagged_when_it_runs_beside_the_policy_and_an_error_when_sooner() {
+        let h = hosting();
+        let check = |v: Option<&str>| {
+            h.server_expiry_conflict("example.org", Kind::Archive, "example.org", "archive_expires_after", v).unwrap()
+        };
+        assert_eq!(check(Some("1w")), None, "our policy keeps for ever: not ours to judge");
+        h.set_retention("example.org", "archive", "30d").unwrap();
+        assert_eq!(check(None), None);
+        assert_eq!(check(Some("never")), None);
+        let sooner = check(Some("1w")).unwrap();
+        assert_eq!(sooner.level, "error");
+        assert!(sooner.text.contains("sooner than the 30d"), "{}", sooner.text);
+        let later = check(Some("1y")).unwrap();
+        assert_eq!(later.level, "warn");
+        assert!(later.text.contains("archive_expires_after = \"never\""), "{}", later.text);
+        assert_eq!(check(Some("30d")).unwrap().level, "warn", "the same period: both run");
+        assert!(check(Some("soonish")).unwrap().text.contains("cannot be read"));
     }
 
     #[test]

@@ -99,12 +99,17 @@ impl SweepRecord {
     /// One line for a log or a terminal.
     pub fn describe(&self) -> String {
         let what = if self.dry_run { "would delete" } else { "deleted" };
+        let cutoff = if self.cutoff == USERS_ONLY {
+            "users' own retention".to_string()
+        } else {
+            format!("before {}", self.cutoff)
+        };
         let mut text = format!(
-            "#{} {} {} before {}: {} ({} {}{}",
+            "#{} {} {} {}: {} ({} {}{}",
             self.id,
             self.domain,
             self.kind.as_str(),
-            self.cutoff,
+            cutoff,
             self.state.as_str(),
             what,
             self.deleted,
@@ -130,8 +135,11 @@ impl SweepRecord {
     }
 }
 
+/// Called after every step with the record so far (a terminal's progress bar).
+pub type Progress = std::sync::Arc<dyn Fn(&SweepRecord) + Send + Sync>;
+
 /// How a sweep runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SweepOptions {
     /// Count what would go; delete nothing.
     pub dry_run: bool,
@@ -141,11 +149,25 @@ pub struct SweepOptions {
     pub max_steps: Option<u64>,
     /// Items in the first step.
     pub batch: usize,
+    /// Told after every step.
+    pub progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for SweepOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SweepOptions")
+            .field("dry_run", &self.dry_run)
+            .field("budget", &self.budget)
+            .field("max_steps", &self.max_steps)
+            .field("batch", &self.batch)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl Default for SweepOptions {
     fn default() -> Self {
-        SweepOptions { dry_run: false, budget: None, max_steps: None, batch: FIRST_BATCH }
+        SweepOptions { dry_run: false, budget: None, max_steps: None, batch: FIRST_BATCH, progress: None }
     }
 }
 
@@ -175,7 +197,7 @@ pub(crate) trait Target {
 }
 
 /// This process, as a sweep's owner.
-static OWNER: Lazy<String> = Lazy::new(|| {
+pub(super) static OWNER: Lazy<String> = Lazy::new(|| {
     let mut nonce = [0u8; 8];
     let _ = getrandom::fill(&mut nonce);
     format!("{}:{:016x}", std::process::id(), u64::from_le_bytes(nonce))
@@ -187,12 +209,65 @@ fn held_elsewhere(row: &sql::SweepRow, now: Timestamp) -> bool {
     row.owner.as_deref().is_some_and(|o| o != OWNER.as_str()) && row.lease_until > now && row.lease_until - now <= LEASE
 }
 
-/// The cutoff the policy gives now, `None` when the kind is kept for ever.
+/// The cutoff of a sweep whose domain keeps one-to-one archives for ever while some of its users
+/// chose a period of their own: only those users' messages go (each by their own cutoff).
+pub const USERS_ONLY: Timestamp = Timestamp::MIN;
+
+/// The cutoff the policy gives now, `None` when the kind is kept for ever (and, for archives,
+/// no user chose a period of their own).
 fn fresh_cutoff(h: &Hosting, domain: &str, kind: Kind) -> Result<Option<Timestamp>> {
-    Ok(h.retention_policy(domain)?.period(kind).cutoff(h.now()))
+    let cutoff = h.retention_policy(domain)?.period(kind).cutoff(h.now());
+    if cutoff.is_none() && kind == Kind::Archive && !h.user_archive_cutoffs(domain)?.is_empty() {
+        return Ok(Some(USERS_ONLY));
+    }
+    Ok(cutoff)
 }
 
-fn push_error(rec: &mut SweepRecord, text: String) {
+/// Lowers the record's cutoff to what the policy and the clock give now; `false` when the sweep
+/// must stop here (the policy became `never`: cancelled; the policy unreadable: paused).
+pub(super) fn refresh_cutoff(h: &Hosting, rec: &mut SweepRecord) -> bool {
+    match fresh_cutoff(h, &rec.domain, rec.kind) {
+        Ok(Some(fresh)) => {
+            rec.cutoff = rec.cutoff.min(fresh);
+            true
+        }
+        Ok(None) => {
+            rec.state = SweepState::Cancelled;
+            false
+        }
+        Err(e) => {
+            push_error(rec, format!("policy unreadable, sweep paused: {e}"));
+            false
+        }
+    }
+}
+
+/// The next step's batch: halved above [`STEP_TARGET`], doubled well below it.
+pub(super) fn next_batch(batch: usize, took: Duration, max: usize) -> usize {
+    if took > STEP_TARGET {
+        (batch / 2).max(1)
+    } else if took < STEP_TARGET / 4 {
+        (batch * 2).min(max)
+    } else {
+        batch
+    }
+}
+
+/// Adds one step to the record.
+pub(super) fn count_step(rec: &mut SweepRecord, done: StepDone, took: Duration) {
+    let took_us = took.as_micros().min(i64::MAX as u128) as i64;
+    rec.steps += 1;
+    rec.duration_us += took_us;
+    rec.longest_step_us = rec.longest_step_us.max(took_us);
+    rec.deleted += done.deleted;
+    rec.bytes += done.bytes;
+    rec.failed += done.failures.len() as i64;
+    for f in done.failures {
+        push_error(rec, f);
+    }
+}
+
+pub(super) fn push_error(rec: &mut SweepRecord, text: String) {
     if rec.errors.len() < MAX_ERRORS {
         rec.errors.push(text);
     } else if rec.errors.len() == MAX_ERRORS {
@@ -210,23 +285,7 @@ impl Hosting {
         options: &SweepOptions,
     ) -> Result<SweepRecord> {
         let domain = self.require_domain(domain)?.name.as_str().to_string();
-        let period = self.retention_policy(&domain)?.period(kind);
-        let Some(cutoff) = period.cutoff(self.now()) else {
-            self.store().write(|tx| {
-                if let Some(row) = sql::running(tx, &domain, kind)? {
-                    let mut rec = row.record;
-                    rec.state = SweepState::Cancelled;
-                    rec.finished_at = Some(self.now());
-                    sql::finish(tx, &rec)?;
-                }
-                Ok(())
-            })?;
-            return Err(Error::InvalidArgument(format!(
-                "{domain} keeps its {} for ever (retention {}): nothing to sweep",
-                kind.what(),
-                Period::Never
-            )));
-        };
+        let cutoff = self.sweep_cutoff_or_cancel(&domain, kind)?;
         let now = self.now();
         if options.dry_run {
             let (items, bytes) = target.count(self, &domain, cutoff)?;
@@ -251,8 +310,90 @@ impl Hosting {
             rec.id = self.store().write(|tx| sql::insert(tx, &rec, None, 0))?;
             return Ok(rec);
         }
-        // Claim the sweep: resume the running one (with the lower cutoff) or begin one.
-        let (id, mut cursor) = self.store().write(|tx| match sql::running(tx, &domain, kind)? {
+        let (id, mut cursor) = self.claim_sweep(&domain, kind, cutoff)?;
+        let mut rec = self.store().read(|c| sql::by_id(c, id))?.record;
+        let mut batch = options.batch.clamp(1, MAX_BATCH);
+        let mut spent = Duration::ZERO;
+        let mut steps_here = 0u64;
+        loop {
+            // The policy and the clock as they are now: the cutoff only ever goes down.
+            if !refresh_cutoff(self, &mut rec) {
+                break;
+            }
+            let out_of_budget =
+                options.budget.is_some_and(|b| spent >= b) || options.max_steps.is_some_and(|m| steps_here >= m);
+            if out_of_budget {
+                break;
+            }
+            let started = Instant::now();
+            let done = match target.step(self, &domain, rec.cutoff, cursor.as_deref(), batch) {
+                Ok(done) => done,
+                Err(e) => {
+                    // The next run retries from the same place.
+                    push_error(&mut rec, format!("step failed, sweep paused: {e}"));
+                    break;
+                }
+            };
+            let took = started.elapsed();
+            spent += took;
+            steps_here += 1;
+            batch = next_batch(batch, took, MAX_BATCH);
+            cursor = done.next.clone();
+            count_step(&mut rec, done, took);
+            if let Some(progress) = &options.progress {
+                progress(&rec);
+            }
+            let lease = self.now() + LEASE;
+            self.store().write(|tx| sql::record_step(tx, &rec, cursor.as_deref(), lease))?;
+            if cursor.is_none() {
+                rec.state = SweepState::Done;
+                break;
+            }
+        }
+        self.end_part(rec, cursor.as_deref())
+    }
+
+    /// The cutoff a sweep of `kind` starts with, or (the kind kept for ever) the running sweep
+    /// cancelled and a clear refusal.
+    pub(super) fn sweep_cutoff_or_cancel(&self, domain: &str, kind: Kind) -> Result<Timestamp> {
+        if let Some(cutoff) = fresh_cutoff(self, domain, kind)? {
+            return Ok(cutoff);
+        }
+        self.store().write(|tx| {
+            if let Some(row) = sql::running(tx, domain, kind)? {
+                let mut rec = row.record;
+                rec.state = SweepState::Cancelled;
+                rec.finished_at = Some(self.now());
+                sql::finish(tx, &rec)?;
+            }
+            Ok(())
+        })?;
+        Err(Error::InvalidArgument(format!(
+            "{domain} keeps its {} for ever (retention {}): nothing to sweep",
+            kind.what(),
+            Period::Never
+        )))
+    }
+
+    /// Ends this process's part of a sweep: finished (done, cancelled) or let go for the next run.
+    pub(super) fn end_part(&self, mut rec: SweepRecord, cursor: Option<&str>) -> Result<SweepRecord> {
+        if rec.state != SweepState::Running {
+            rec.finished_at = Some(self.now());
+        }
+        self.store().write(|tx| {
+            sql::record_step(tx, &rec, cursor, 0)?;
+            sql::finish(tx, &rec)
+        })?;
+        rec.parts = self.store().read(|c| sql::by_id(c, rec.id))?.record.parts;
+        Ok(rec)
+    }
+
+    /// Claims the sweep of a domain's kind for this process: resumes the running one (with the
+    /// lower cutoff) or begins one. Refused while another process holds it.
+    pub(super) fn claim_sweep(&self, domain: &str, kind: Kind, cutoff: Timestamp) -> Result<(i64, Option<String>)> {
+        let now = self.now();
+        let domain = domain.to_string();
+        self.store().write(|tx| match sql::running(tx, &domain, kind)? {
             Some(row) if held_elsewhere(&row, now) => Err(Error::NotAllowed(format!(
                 "the {} sweep of {domain} is running in another process (sweep #{}); it resumes here if that \
                  process stops for {LEASE} s",
@@ -284,75 +425,7 @@ impl Hosting {
                 };
                 Ok((sql::insert(tx, &rec, Some(&OWNER), now + LEASE)?, None))
             }
-        })?;
-        let mut rec = self.store().read(|c| sql::by_id(c, id))?.record;
-        let mut batch = options.batch.clamp(1, MAX_BATCH);
-        let mut spent = Duration::ZERO;
-        let mut steps_here = 0u64;
-        loop {
-            // The policy and the clock as they are now: the cutoff only ever goes down.
-            match fresh_cutoff(self, &domain, kind) {
-                Ok(Some(fresh)) => rec.cutoff = rec.cutoff.min(fresh),
-                Ok(None) => {
-                    rec.state = SweepState::Cancelled;
-                    break;
-                }
-                Err(e) => {
-                    push_error(&mut rec, format!("policy unreadable, sweep paused: {e}"));
-                    break;
-                }
-            }
-            let out_of_budget =
-                options.budget.is_some_and(|b| spent >= b) || options.max_steps.is_some_and(|m| steps_here >= m);
-            if out_of_budget {
-                break;
-            }
-            let started = Instant::now();
-            let done = match target.step(self, &domain, rec.cutoff, cursor.as_deref(), batch) {
-                Ok(done) => done,
-                Err(e) => {
-                    // The next run retries from the same place.
-                    push_error(&mut rec, format!("step failed, sweep paused: {e}"));
-                    break;
-                }
-            };
-            let took = started.elapsed();
-            spent += took;
-            steps_here += 1;
-            let took_us = took.as_micros().min(i64::MAX as u128) as i64;
-            rec.steps += 1;
-            rec.duration_us += took_us;
-            rec.longest_step_us = rec.longest_step_us.max(took_us);
-            rec.deleted += done.deleted;
-            rec.bytes += done.bytes;
-            rec.failed += done.failures.len() as i64;
-            for f in done.failures {
-                push_error(&mut rec, f);
-            }
-            batch = if took > STEP_TARGET {
-                (batch / 2).max(1)
-            } else if took < STEP_TARGET / 4 {
-                (batch * 2).min(MAX_BATCH)
-            } else {
-                batch
-            };
-            cursor = done.next;
-            let lease = self.now() + LEASE;
-            self.store().write(|tx| sql::record_step(tx, &rec, cursor.as_deref(), lease))?;
-            if cursor.is_none() {
-                rec.state = SweepState::Done;
-                break;
-            }
-        }
-        if rec.state != SweepState::Running {
-            rec.finished_at = Some(self.now());
-        }
-        self.store().write(|tx| {
-            sql::record_step(tx, &rec, cursor.as_deref(), 0)?;
-            sql::finish(tx, &rec)
-        })?;
-        rec.parts = self.store().read(|c| sql::by_id(c, id))?.record.parts;
-        Ok(rec)
+        })
     }
 
     /// The audit log of sweeps, newest first: of one domain, or of every domain with `None`.

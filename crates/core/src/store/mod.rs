@@ -39,6 +39,7 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
         M::up(include_str!("../../migrations/0009_claim_findings.sql")),
         M::up(include_str!("../../migrations/0010_retention.sql")),
         M::up(include_str!("../../migrations/0011_certificates.sql")),
+        M::up(include_str!("../../migrations/0012_archive_stores.sql")),
         M::up(include_str!("../../migrations/0015_certificate_expiry_notices.sql")),
         M::up(include_str!("../../migrations/0017_acme.sql")),
     ])

@@ -213,3 +213,52 @@ pub(crate) fn file_stored_at(c: &Connection, file_id: &str) -> Result<Option<Tim
         .query_row([file_id], |r| r.get(0))
         .optional()?)
 }
+
+/// Every user of a domain with their own archive retention: (username, period as written).
+pub(crate) fn user_archives(c: &Connection, domain: &str) -> Result<Vec<(String, String)>> {
+    let mut stmt =
+        c.prepare_cached("SELECT username, period FROM retention_user_archive WHERE domain = ?1 ORDER BY username")?;
+    let rows = stmt.query_map([domain], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Registers (or moves) where a server keeps one host's archive of a kind.
+pub(crate) fn register_archive_store(c: &Connection, s: &crate::retention::ArchiveStore) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO retention_archive_stores (kind, server_host, domain, backend, location, store, registered_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (kind, server_host) DO UPDATE SET domain = excluded.domain, backend = excluded.backend,
+             location = excluded.location, store = excluded.store, registered_at = excluded.registered_at",
+    )?
+    .execute(params![
+        s.kind.as_str(),
+        s.server_host,
+        s.domain,
+        s.backend,
+        s.location,
+        s.store,
+        s.registered_at
+    ])?;
+    Ok(())
+}
+
+/// Where a domain's archives of a kind are kept, by server host.
+pub(crate) fn archive_stores(c: &Connection, domain: &str, kind: Kind) -> Result<Vec<crate::retention::ArchiveStore>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT kind, server_host, domain, backend, location, store, registered_at FROM retention_archive_stores
+         WHERE domain = ?1 AND kind = ?2 ORDER BY server_host",
+    )?;
+    let rows = stmt.query_map([domain, kind.as_str()], |r| {
+        let kind: String = r.get(0)?;
+        Ok(crate::retention::ArchiveStore {
+            kind: Kind::parse(&kind).unwrap_or(Kind::Archive),
+            server_host: r.get(1)?,
+            domain: r.get(2)?,
+            backend: r.get(3)?,
+            location: r.get(4)?,
+            store: r.get(5)?,
+            registered_at: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}

@@ -147,6 +147,19 @@ if prosody.process_type == "prosody" and host ~= "*" then
 	end
 end
 
+-- Logins, for the daily and monthly active accounts on the page: one short write by key (at
+-- most one an hour per account is kept), only the core's digest of the name is stored.
+if prosody.process_type == "prosody" and host ~= "*" then
+	module:hook("resource-bind", function(event)
+		local session = event.session;
+		local store = get_store();
+		local ok, err = store and store:record_activity(host, session.username);
+		if store and not ok then
+			module:log("warn", "Cannot count the login of %s@%s: %s", tostring(session.username), host, tostring(err));
+		end
+	end);
+end
+
 -- The support room (publication.support_room) as a bookmark (XEP-0402) of each account that
 -- registers in-band, joined automatically, so new users find help without looking for it.
 if prosody.process_type == "prosody" and host ~= "*" then

@@ -40,6 +40,10 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     // `h:support_bookmark(domain)` -> `{jid, name, autojoin}` or nil: the bookmark (XEP-0402) a
     // new account gets.
     m.add_method("support_bookmark", |lua, h, domain: String| serialized(lua, || h.0.support_bookmark(&domain)));
+    // `h:record_activity(domain, username)`: a login, for the daily and monthly active counts.
+    m.add_method("record_activity", |lua, h, (domain, user): (String, String)| {
+        outcome(lua, || h.0.record_activity(&domain, &user).map(|()| true))
+    });
     m.add_method("disco_forms", |lua, h, domain: String| serialized(lua, || h.0.disco_forms(&domain)));
     m.add_method("policy_page", |lua, h, (domain, language, stats): (String, Option<String>, Option<LuaTable>)| {
         let stats = counts(stats)?;

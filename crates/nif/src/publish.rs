@@ -87,3 +87,9 @@ fn policy_page<'a>(
 fn support_bookmark<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>) -> NifResult<Term<'a>> {
     reply(env, handle.hosting.support_bookmark(text(&domain)?), serialized)
 }
+
+/// `record_activity(H, Domain, User)` -> `ok`: a login, for the daily and monthly active counts.
+#[rustler::nif(schedule = "DirtyIo")]
+fn record_activity<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, user: Binary<'a>) -> NifResult<Term<'a>> {
+    crate::error::reply_unit(env, handle.hosting.record_activity(text(&domain)?, text(&user)?))
+}

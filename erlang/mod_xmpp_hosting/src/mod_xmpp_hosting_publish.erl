@@ -25,7 +25,7 @@
 -behaviour(gen_mod).
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_doc/0]).
--export([process/2, disco_info/5, register_user/2]).
+-export([process/2, disco_info/5, register_user/2, sm_register_connection_hook/3]).
 -export([show/1, set/3, provider_file/1, page/1]).
 
 -include("xmpp.hrl").
@@ -44,12 +44,14 @@ start(Host, _Opts) ->
     %% After mod_disco's get_info (100), which answers with its own server_info form.
     ejabberd_hooks:add(disco_info, Host, ?MODULE, disco_info, 110),
     ejabberd_hooks:add(register_user, Host, ?MODULE, register_user, 60),
+    ejabberd_hooks:add(sm_register_connection_hook, Host, ?MODULE, sm_register_connection_hook, 60),
     ejabberd_commands:register_commands(commands()),
     ok.
 
 stop(Host) ->
     ejabberd_hooks:delete(disco_info, Host, ?MODULE, disco_info, 110),
     ejabberd_hooks:delete(register_user, Host, ?MODULE, register_user, 60),
+    ejabberd_hooks:delete(sm_register_connection_hook, Host, ?MODULE, sm_register_connection_hook, 60),
     case gen_mod:is_loaded_elsewhere(Host, ?MODULE) of
         false -> ejabberd_commands:unregister_commands(commands());
         true -> ok
@@ -162,6 +164,23 @@ form_type(#xdata{fields = Fields}) ->
     end;
 form_type(_) ->
     undefined.
+
+%%%===================================================================
+%%% Logins, for the daily and monthly active accounts
+%%%===================================================================
+
+%% One short write by key on a dirty scheduler (the core keeps one row per account, by a digest
+%% of its name, rewritten at most once an hour).
+sm_register_connection_hook(_SID, #jid{luser = User, lserver = Server}, _Info) ->
+    case mod_xmpp_hosting:store(Server) of
+        {ok, H} ->
+            case xmpp_hosting_nif:record_activity(H, Server, User) of
+                ok -> ok;
+                {error, {_Code, Message}} -> ?WARNING_MSG("Cannot count the login of ~ts@~ts: ~ts", [User, Server, Message])
+            end;
+        {error, not_started} ->
+            ok
+    end.
 
 %%%===================================================================
 %%% The support room bookmark

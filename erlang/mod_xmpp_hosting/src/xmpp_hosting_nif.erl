@@ -29,7 +29,7 @@
 -export([account_removed/3]).
 -export([decide_user_command/2, domain_user_list/3, shared_roster/4]).
 -export([publication/2, set_publication/4, describe_publication/2, provider_file/2, disco_forms/2, policy_page/5,
-         support_bookmark/2]).
+         support_bookmark/2, record_activity/3]).
 -export([retention_policy/2, set_retention/4, set_user_archive_retention/4, retention_sweep/6, retention_log/3]).
 -export([housekeeping_new/2, housekeeping_stale_registrations/1, housekeeping_run/4,
          housekeeping_next_in/1]).
@@ -266,6 +266,9 @@ policy_page(_H, _Domain, _Language, _Accounts, _Format) -> not_loaded(?LINE).
 %% {ok, #{jid, name, autojoin}} or {ok, null}: the XEP-0402 bookmark a new account gets.
 -spec support_bookmark(handle(), binary()) -> {ok, map() | null} | error().
 support_bookmark(_H, _Domain) -> not_loaded(?LINE).
+%% ok: a login of User, for the daily and monthly active accounts.
+-spec record_activity(handle(), binary(), binary()) -> ok | error().
+record_activity(_H, _Domain, _User) -> not_loaded(?LINE).
 
 %% Retention (issue 13): a domain's policy #{archive, muc, uploads, backups} (periods as written,
 %% <<"never">> for no expiry), a user's own shorter archive retention, sweeps and their log.

@@ -8,11 +8,13 @@
 //! - [`provider_file`]: the XMPP Providers provider file v2;
 //! - [`disco`]: the XEP-0157 contact addresses and the policy as XEP-0128 forms for disco#info;
 //! - [`page`]: the policy page (HTML for phones, JSON for portals);
-//! - [`statistics`]: usage counts a server hands in, published approximately.
+//! - [`statistics`]: usage counts, published approximately: accounts counted by the server,
+//!   daily and monthly active accounts from the logins it reports (`activity`).
 //!
 //! Every output is computed on each request from the store, so a changed setting is published
 //! by the next request, with nothing else to edit or reload.
 
+mod activity;
 pub mod description;
 pub mod disco;
 pub mod enforced;
@@ -125,6 +127,7 @@ impl Hosting {
     /// Accept-Language value; empty for the domain's own), with the server's counts.
     pub fn policy_document(&self, domain: &str, language: &str, stats: UsageStatistics) -> Result<PolicyDocument> {
         let p = self.publication(domain)?;
+        let stats = self.usage_statistics(domain, stats)?;
         let reader = first_language(language);
         Ok(PolicyDocument::new(&p.domain, &p.description, &p.enforced, stats, &reader))
     }

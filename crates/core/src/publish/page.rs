@@ -219,7 +219,9 @@ impl PolicyDocument {
         let stats: Vec<(String, String)> =
             [("Accounts", s.accounts), ("Active in a day", s.daily_active), ("Active in a month", s.monthly_active)]
                 .into_iter()
-                .filter_map(|(w, n)| n.map(|n| (w.to_string(), format!("about {n}"))))
+                .filter_map(|(w, n)| {
+                    n.map(|n| (w.to_string(), if n == 0 { "none".into() } else { format!("about {n}") }))
+                })
                 .collect();
         if !stats.is_empty() {
             table(&mut h, "statistics", "Statistics", &stats);

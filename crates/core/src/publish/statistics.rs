@@ -16,8 +16,8 @@ pub struct UsageStatistics {
 }
 
 impl UsageStatistics {
-    /// Each count rounded to two significant digits (below 10 rounded to "under 10", written 10),
-    /// so one account more or less never shows.
+    /// Each count rounded to two significant digits, 1 to 10 written 10, so one account more or
+    /// less never shows (none is none).
     pub fn approximate(self) -> UsageStatistics {
         UsageStatistics {
             accounts: self.accounts.map(approximate),
@@ -27,8 +27,11 @@ impl UsageStatistics {
     }
 }
 
-/// `n` to two significant digits, at least 10.
+/// `n` to two significant digits, 1 to 10 as 10.
 pub fn approximate(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
     if n <= 10 {
         return 10;
     }
@@ -45,7 +48,8 @@ mod tests {
 
     #[test]
     fn counts_are_rounded_so_one_account_does_not_show() {
-        assert_eq!(approximate(0), 10);
+        assert_eq!(approximate(0), 0);
+        assert_eq!(approximate(1), 10);
         assert_eq!(approximate(7), 10);
         assert_eq!(approximate(57), 57);
         assert_eq!(approximate(1_234), 1_200);

@@ -283,9 +283,10 @@ if module:get_host_type() == "local" then
 			end
 			local username, domain = jid.split(jid.bare(data.from));
 			local s = get_store();
+			if not s then return { status = "completed"; error = { message = "Retention cannot be changed right now" } }; end
 			local value = fields.period;
 			if value == "" then value = nil; end
-			local period, err = s and s:set_user_archive_retention(domain, username, value);
+			local period, err = s:set_user_archive_retention(domain, username, value);
 			if not period then
 				return { status = "completed"; error = { message = tostring(err) } };
 			end

@@ -1,7 +1,32 @@
-"""Retention on the real Prosody (mod_http_file_share uploads): the shared scenarios of
-retention_scenarios.py, on the upload test's server setup."""
+"""Retention on the real Prosody: uploads (mod_http_file_share; the shared scenarios of
+retention_scenarios.py, on the upload test's server setup), and message archives (mod_mam,
+mod_muc_mam) on SQLite and internal storage, looked at by a real client's MAM queries.
+
+Old messages are archived through Prosody itself: the server starts with its clock (libfaketime)
+two days back, the clients talk, then the clock is set right and they talk again. The policy
+is set with the CLI; the sweeps run from mod_xmpp_hosting's housekeeping timer (retention
+looked at every second here), on SQLite in the core, on internal storage through Prosody's
+storage API as the core plans it."""
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import time
+import uuid
+import xml.etree.ElementTree as ET
+
+import pytest
+import slixmpp
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 import test_prosody_uploads as uploads
+from harness.client import _session, ping_summary
+from harness.clock import ServerClock
+from harness.common import run_cli
+from harness.prosody import Prosody
 from retention_scenarios import RetentionScenarios
 from upload_scenarios import no_limits  # noqa: F401 (autouse: limits and the clock reset per test)
 
@@ -36,10 +61,222 @@ def test_prosodyctl_retention_commands(prosody, server):
     assert last(ctl("show", host)).startswith(f"{host}: archive 1w, muc never, uploads 30d")
     r = ctl("sweep", host, "--dry-run")
     assert r.returncode == 0 and f"{host} uploads before" in r.stdout and "would delete 0" in r.stdout, r.stdout + r.stderr
-    r = ctl("sweep", host, "--kind", "archive")
-    assert r.returncode == 1 and "cannot sweep yet" in r.stderr, r.stderr
+    r = ctl("sweep", host, "--kind", "archive")  # this server loads no mod_mam
+    assert r.returncode == 1 and "no server has registered" in r.stderr, r.stderr
     r = ctl("log", host)
     assert r.returncode == 0 and "would delete 0" in r.stdout, r.stdout + r.stderr
     for what in ("archive", "uploads"):
         ctl("set", host, what, "never")
     ctl("set", host, "archive", "default", "--user", "alice")
+
+
+
+# --- Message archives -------------------------------------------------------------------------
+
+HOST = "archives.example"
+MUC = f"conference.{HOST}"
+ROOM = f"lounge@{MUC}"
+PASSWORD = "retention-pw"
+DAY = 86_400
+MAM = "urn:xmpp:mam:2"
+
+
+def archive_server(work, storage: str, clock: ServerClock, **options) -> Prosody:
+    muc = "\n".join([
+        f'Component "{MUC}" "muc"',
+        '  modules_enabled = { "muc_mam", "xmpp_hosting_retention" }',
+        "  muc_room_default_persistent = true",
+        '  muc_log_expires_after = "never"',
+    ]) + "\n"
+    opts = {
+        "storage": storage,
+        # Prosody's own expiry left off, as the README tells admins (its warning is tested below).
+        "archive_expires_after": "never",
+        "xmpp_hosting_retention_interval": 1,
+        **options,
+    }
+    if storage == "sql":
+        opts["sql"] = {"driver": "SQLite3", "database": "prosody.sqlite"}
+    server = Prosody(work, host=HOST, host_modules=["mam", "xmpp_hosting_retention"], options=opts,
+                     extra_config=muc, server_env=clock.env)
+    server.clock = clock
+    # Hosted before the server starts: the retention module registers the archives at load.
+    run_cli(server.database, "domain", "add", HOST)
+    return server
+
+
+def chat(user: str, to: str, bodies: list[str]):
+    """`user` sends chat messages to `to` (archived by mod_mam on both sides)."""
+    async def send(c):
+        for b in bodies:
+            c.send_message(mto=to, mbody=b, mtype="chat")
+        await asyncio.sleep(0.3)
+        # A round trip after them: they were handled before the session ends.
+        c.register_plugin("xep_0199")
+        await c.plugin["xep_0199"].send_ping(HOST, timeout=10)
+    asyncio.run(_session_of(user, send))
+
+
+def groupchat(user: str, bodies: list[str]):
+    """`user` joins the room (made on first join) and says `bodies` there."""
+    async def say(c):
+        c.register_plugin("xep_0045")
+        await c.plugin["xep_0045"].join_muc_wait(slixmpp.JID(ROOM), user, maxstanzas=0, timeout=10)
+        echoes = []
+        c.add_event_handler("groupchat_message", lambda m: echoes.append(m["body"]))
+        for b in bodies:
+            c.send_message(mto=ROOM, mbody=b, mtype="groupchat")
+        for _ in range(100):
+            if all(b in echoes for b in bodies):
+                break
+            await asyncio.sleep(0.1)
+        assert all(b in echoes for b in bodies), echoes
+    asyncio.run(_session_of(user, say))
+
+
+def _session_of(user, action, timeout=30):
+    return _session(SERVER["port"], f"{user}@{HOST}", PASSWORD, action, timeout)
+
+
+SERVER = {}
+
+
+def mam_bodies(user: str, archive: str | None = None) -> list[str]:
+    """The bodies a MAM query (XEP-0313) by `user` returns: of their own archive, or of the
+    room `archive`."""
+    async def query(c):
+        qid = uuid.uuid4().hex
+        found = []
+
+        def on_message(msg):
+            result = msg.xml.find(f"{{{MAM}}}result")
+            if result is not None and result.get("queryid") == qid:
+                body = result.find(".//{jabber:client}body")
+                found.append(body.text if body is not None else None)
+        # slixmpp's "message" event skips messages without a body of their own: match the results.
+        c.register_handler(Callback(f"mam-{qid}", MatchXPath(f"{{jabber:client}}message/{{{MAM}}}result"), on_message))
+        if archive:
+            c.register_plugin("xep_0045")
+            await c.plugin["xep_0045"].join_muc_wait(slixmpp.JID(ROOM), user, maxstanzas=0, timeout=10)
+        iq = c.Iq()
+        iq["type"] = "set"
+        if archive:
+            iq["to"] = archive
+        iq.append(ET.fromstring(f"<query xmlns='{MAM}' queryid='{qid}'><set xmlns='http://jabber.org/protocol/rsm'>"
+                                "<max>1000</max></set></query>"))
+        await iq.send(timeout=20)
+        await asyncio.sleep(0.2)
+        return found
+    return asyncio.run(_session_of(user, query))
+
+
+def set_own_retention(user: str, period: str) -> str:
+    """Runs the ad-hoc command "Archive retention" (XEP-0050) as `user`: its form, then `period`
+    submitted; returns the completed command's note."""
+    ns = "http://jabber.org/protocol/commands"
+
+    async def run(c):
+        iq = c.Iq()
+        iq["type"], iq["to"] = "set", HOST
+        iq.append(ET.fromstring(f"<command xmlns='{ns}' node='urn:xmpp-hosting:retention' action='execute'/>"))
+        first = (await iq.send(timeout=10)).xml.find(f"{{{ns}}}command")
+        assert first.get("status") == "executing", ET.tostring(first)
+        shown = [v.text for v in first.iter("{jabber:x:data}value")]
+        iq = c.Iq()
+        iq["type"], iq["to"] = "set", HOST
+        iq.append(ET.fromstring(
+            f"<command xmlns='{ns}' node='urn:xmpp-hosting:retention' sessionid='{first.get('sessionid')}'>"
+            "<x xmlns='jabber:x:data' type='submit'>"
+            "<field var='FORM_TYPE'><value>urn:xmpp-hosting:retention</value></field>"
+            f"<field var='period'><value>{period}</value></field></x></command>"))
+        done = (await iq.send(timeout=10)).xml.find(f"{{{ns}}}command")
+        note = done.find(f"{{{ns}}}note")
+        return shown, done.get("status"), (note.get("type"), note.text) if note is not None else None
+    return asyncio.run(_session_of(user, run))
+
+
+def sweeps(server, kind):
+    log = json.loads(run_cli(server.database, "--json", "retention", "log", HOST).stdout)
+    return [s for s in log if s["kind"] == kind and not s["dry_run"]]
+
+
+def wait_until(predicate, timeout=60, every=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    return predicate()
+
+
+@pytest.fixture(scope="module", params=["sql", "internal"])
+def archives(request, tmp_path_factory):
+    storage = request.param
+    work = tmp_path_factory.mktemp(f"prosody-archives-{storage}")
+    clock = ServerClock(work)
+    clock.set_offset(-2 * DAY)
+    server = archive_server(work, storage, clock)
+    with server:
+        SERVER["port"] = server.c2s_port
+        for user in ("alice", "bob", "carol"):
+            server.create_user(user, PASSWORD)
+        # Two days ago.
+        chat("alice", f"bob@{HOST}", ["old-1", "old-2", "old-3"])
+        groupchat("alice", ["old-muc-1", "old-muc-2"])
+        clock.set_offset(0)
+        chat("alice", f"bob@{HOST}", ["new-1"])
+        chat("carol", f"bob@{HOST}", ["carol-new"])
+        groupchat("alice", ["new-muc-1"])
+        assert {"old-1", "old-3", "new-1", "carol-new"} <= set(mam_bodies("bob"))
+        server.storage = storage
+        yield server
+        for kind in ("archive", "muc"):
+            run_cli(server.database, "retention", "set", HOST, kind, "never")
+
+
+def test_old_messages_vanish_from_mam_and_newer_ones_stay(archives):
+    run_cli(archives.database, "retention", "set", HOST, "archive", "1d")
+    assert wait_until(lambda: "old-1" not in mam_bodies("bob")), "the sweep did not run"
+    for user, kept in (("bob", {"new-1", "carol-new"}), ("alice", {"new-1"})):
+        bodies = mam_bodies(user)
+        assert not {"old-1", "old-2", "old-3"} & set(bodies), (user, bodies)
+        assert kept <= set(bodies), (user, bodies)
+    [done] = wait_until(lambda: [s for s in sweeps(archives, "archive") if s["state"] == "done"])
+    # Three messages two days old, archived for their sender and their recipient.
+    assert done["deleted"] == 6 and done["failed"] == 0, done
+    # Group chat archives have their own period: untouched.
+    assert {"old-muc-1", "new-muc-1"} <= set(mam_bodies("carol", ROOM))
+
+
+def test_old_group_chat_messages_vanish_from_the_rooms_archive(archives):
+    run_cli(archives.database, "retention", "set", HOST, "muc", "1d")
+    assert wait_until(lambda: "old-muc-1" not in mam_bodies("bob", ROOM))
+    bodies = mam_bodies("bob", ROOM)
+    assert "old-muc-2" not in bodies and "new-muc-1" in bodies, bodies
+    [done] = wait_until(lambda: [s for s in sweeps(archives, "muc") if s["state"] == "done"])
+    assert done["deleted"] == 2, done
+
+
+def test_a_users_own_shorter_retention_set_by_ad_hoc_and_a_policy_change_at_the_next_sweep(archives):
+    run_cli(archives.database, "retention", "set", HOST, "archive", "1w")
+    shown, status, note = set_own_retention("carol", "1y")
+    assert "Your archive is kept for 1w" in shown and status == "completed", (shown, status)
+    assert note[0] == "error" and "1w at most" in note[1], note
+    shown, status, note = set_own_retention("carol", "1h")
+    assert note == ("info", "Your archive is now kept for 1h"), note
+    assert "kept for 1h" in run_cli(archives.database, "retention", "show", HOST, "--user", "carol").stdout
+    before = len(sweeps(archives, "archive"))
+    # Two hours on: carol's message is past her hour, within everyone else's week; the
+    # domain's sweep is due again (each domain's kinds are swept once an hour).
+    archives.clock.set_offset(2 * 3600)
+    assert wait_until(lambda: "carol-new" not in mam_bodies("carol"))
+    assert "carol-new" in mam_bodies("bob") and "new-1" in mam_bodies("alice")
+    assert len(sweeps(archives, "archive")) > before
+    # The domain's period shortened to an hour: the next sweep (an hour on) applies it.
+    run_cli(archives.database, "retention", "set", HOST, "archive", "1h")
+    assert "new-1" in mam_bodies("bob"), "not before the next sweep"
+    archives.clock.set_offset(3 * 3600 + 60)
+    assert wait_until(lambda: not mam_bodies("bob"))
+    assert not mam_bodies("alice")
+    run_cli(archives.database, "retention", "set", HOST, "archive", "default", "--user", "carol")

@@ -159,4 +159,69 @@ class Pebble:
             self.proc = None
 
 
-__all__ = ["Pebble", "Unbound", "acme_knot", "tsig_secret", "zone_text", "TSIG_KEY", "tail"]
+def customer_zone(origin: str, serial: int, cnames: dict[str, str]) -> str:
+    """The customers' zone: `_acme-challenge.<label> CNAME <target>.` for each entry."""
+    body = "\n".join(f"_acme-challenge.{label} CNAME {target}." for label, target in cnames.items())
+    return zone_text(origin, serial, body)
+
+
+class AcmeLab:
+    """Knot (the customers' zone with their CNAMEs, and the provider's ACME zone taking TSIG-signed
+    updates), unbound and pebble, started together; `configure(db)` points a store at them."""
+
+    def __init__(self, workdir: Path, customers: str, acme_zone: str, cnames: dict[str, str]):
+        self.dir = Path(workdir)
+        self.customers, self.acme_zone, self.cnames = customers, acme_zone, dict(cnames)
+        self.secret = tsig_secret()
+        self._stack = []
+
+    def good_cname(self, label: str) -> str:
+        return f"{label}.{self.customers}.{self.acme_zone}"
+
+    def __enter__(self):
+        zones = {self.customers: customer_zone(self.customers, 1, self.cnames),
+                 self.acme_zone: zone_text(self.acme_zone, 1, "")}
+        try:
+            self.knot = acme_knot(self.dir / "knot", zones, self.acme_zone, self.secret).__enter__()
+            self._stack.append(self.knot)
+            self.unbound = Unbound(self.dir / "unbound", [self.customers, self.acme_zone],
+                                   f"{LOOPBACK}@{self.knot.port}").__enter__()
+            self._stack.append(self.unbound)
+            self.pebble = Pebble(self.dir / "pebble", self.unbound.address).__enter__()
+            self._stack.append(self.pebble)
+        except BaseException:
+            self.__exit__()
+            raise
+        self.secret_file = self.dir / "tsig.secret"
+        self.secret_file.write_text(self.secret + "\n")
+        os.chmod(self.secret_file, 0o600)
+        return self
+
+    def settings(self) -> list[tuple[str, str]]:
+        """The provider settings (`provider set KEY VALUE`) for this lab."""
+        return [
+            ("dns.nameservers", json.dumps([self.knot.nameserver])),
+            ("dns.timeout_ms", "2000"),
+            ("dns.attempts", "1"),
+            ("acme.directory_url", self.pebble.directory_url),
+            ("acme.ca_file", str(self.pebble.tls_ca)),
+            ("acme.contact", "hostmaster@provider.example"),
+            ("acme.zone", self.acme_zone),
+            ("acme.dns_server", self.knot.nameserver),
+            ("acme.tsig_key_name", TSIG_KEY),
+            ("acme.tsig_secret_file", str(self.secret_file)),
+            ("acme.propagation_timeout", "30"),
+        ]
+
+    def configure(self, db: Path):
+        from .common import run_cli
+        for key, value in self.settings():
+            run_cli(db, "provider", "set", key, value)
+
+    def __exit__(self, *exc):
+        while self._stack:
+            self._stack.pop().__exit__(None, None, None)
+
+
+__all__ = ["AcmeLab", "Pebble", "Unbound", "acme_knot", "customer_zone", "tsig_secret", "zone_text", "TSIG_KEY",
+           "tail"]

@@ -282,6 +282,7 @@ impl Hosting {
         let started = self.now();
         let result = self.acme_obtain(domain).await;
         let now = self.now();
+        let renew_days = self.provider_settings().map(|p| p.acme.renew_days).unwrap_or(30);
         self.store().write(|tx| {
             let mut r = store::record(tx, domain)?.unwrap_or(AcmeRecord {
                 domain: domain.to_string(),
@@ -301,6 +302,16 @@ impl Hosting {
                     r.failures = 0;
                     r.next_attempt_at = None;
                     r.last_error = None;
+                    // A CA whose certificates are shorter than the renewal window would make
+                    // every pass renew again: at most once a day then, and the admin is told.
+                    if info.not_after - now <= i64::from(renew_days) * 86_400 {
+                        r.next_attempt_at = Some(now + 86_400);
+                        r.last_error = Some(format!(
+                            "the CA's certificate is valid for {} day(s), within acme.renew_days ({renew_days}): \
+                             renewed at most daily; lower acme.renew_days",
+                            info.days_left
+                        ));
+                    }
                 }
                 Err(e) => {
                     r.failures += 1;

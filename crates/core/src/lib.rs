@@ -20,6 +20,7 @@ mod hosting;
 pub mod housekeeping;
 pub mod invites;
 mod off_loop;
+pub mod panel;
 pub mod publish;
 pub mod quotas;
 pub mod retention;

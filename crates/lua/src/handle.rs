@@ -31,6 +31,7 @@ impl LuaUserData for Handle {
         crate::domains::add_methods(methods);
         crate::housekeeping::add_methods(methods);
         crate::invites::add_methods(methods);
+        crate::panel::add_methods(methods);
         crate::publish::add_methods(methods);
         crate::quotas::add_methods(methods);
         crate::retention::add_methods(methods);

@@ -20,6 +20,7 @@ mod domains;
 mod handle;
 mod housekeeping;
 mod invites;
+mod panel;
 mod pending;
 mod publish;
 mod quotas;

@@ -43,6 +43,7 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
         M::up(include_str!("../../migrations/0015_certificate_expiry_notices.sql")),
         M::up(include_str!("../../migrations/0017_acme.sql")),
         M::up(include_str!("../../migrations/0014_publish_activity.sql")),
+        M::up(include_str!("../../migrations/0019_panel.sql")),
     ])
 });
 

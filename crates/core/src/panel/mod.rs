@@ -1,0 +1,374 @@
+//! The customer's web panel (issue 16): one JSON API, implemented here once, that each server's
+//! HTTP (Prosody's mod_http, ejabberd's request handlers) only converts to and from.
+//!
+//! A binding hands [`Panel::handle`] the request as it came (method, path under the panel's base,
+//! the Cookie and X-CSRF-Token headers, the body, the peer address, whether it came over TLS) and
+//! gets back either a finished [`Response`] (status, headers, body) or, for a login, a
+//! [`PasswordCheck`]: the password is checked by the SERVER's own authentication, never here (the
+//! core never sees stored passwords), and the binding completes the exchange with
+//! [`Panel::finish_login`] and the server's verdict.
+//!
+//! Everything else is decided here: sessions ([`session`]), CSRF, login throttling
+//! ([`throttle`]), who may see which domain ([`access`]), the routes ([`routes`]) and the
+//! pages themselves ([`assets`], built into the library from `web/panel/`). Long operations
+//! (verification, the DNS tester) run on the core's worker and answer with a job id the page
+//! polls ([`jobs`]), so no request waits for DNS.
+
+pub mod access;
+pub mod assets;
+mod certificates;
+mod domains;
+mod invites;
+pub mod jobs;
+pub mod routes;
+pub mod session;
+mod settings;
+pub mod throttle;
+mod usage;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::{Error, Hosting, Timestamp};
+use access::Role;
+use routes::{Access, Route};
+use session::Session;
+
+/// How a server mounts the panel.
+#[derive(Debug, Clone)]
+pub struct PanelOptions {
+    /// The URL path the panel is served under (`/panel`); the session cookie is limited to it.
+    pub base: String,
+    /// Longest life of a session, whatever its use.
+    pub session_lifetime: i64,
+    /// A session unused this long ends.
+    pub idle_timeout: i64,
+}
+
+impl Default for PanelOptions {
+    fn default() -> Self {
+        PanelOptions { base: "/panel".into(), session_lifetime: 12 * 3600, idle_timeout: 3600 }
+    }
+}
+
+/// An HTTP request as the server received it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Request {
+    pub method: String,
+    /// The path under the panel's base, starting with `/` (`/api/session`, `/`).
+    pub path: String,
+    /// The Cookie header, as sent.
+    pub cookie: Option<String>,
+    /// The X-CSRF-Token header, as sent.
+    pub csrf: Option<String>,
+    /// The Content-Type header, as sent.
+    pub content_type: Option<String>,
+    pub body: String,
+    /// The peer's address (what login throttling counts per address).
+    pub address: String,
+    /// Whether the request came over TLS (the cookie is then `Secure`).
+    pub tls: bool,
+}
+
+/// What to send back. Header names are lower case; a binding writes them as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Response {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+/// A login's password, to be checked by the server's own authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PasswordCheck {
+    /// Hand it back to [`Panel::finish_login`] with the verdict.
+    pub ticket: String,
+    pub username: String,
+    pub host: String,
+    pub password: String,
+}
+
+/// What [`Panel::handle`] asks of the binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    Respond(Response),
+    CheckPassword { check_password: PasswordCheck },
+}
+
+/// The panel of one server: the store, and what lives only as long as the server (jobs, logins
+/// waiting for the server's verdict).
+pub struct Panel {
+    hosting: Hosting,
+    options: PanelOptions,
+    jobs: jobs::Jobs,
+    logins: Mutex<HashMap<String, session::LoginTicket>>,
+}
+
+/// A refusal or failure, as the API answers it: `{"error": code, "message": text}`.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub retry_after: Option<i64>,
+}
+
+impl Failure {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Failure { status, code: code.into(), message: message.into(), retry_after: None }
+    }
+}
+
+/// Core errors as HTTP answers: the caller's mistakes are 4xx in the core's words; a busy store is
+/// 503 (try again); the machine's failures are 500.
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::InvalidDomain(_) | Error::PublicSuffix(_) | Error::InvalidArgument(_) | Error::InvalidPeriod(_) => {
+                400
+            }
+            Error::Certificate(_) => 422,
+            Error::NotFound { .. } => 404,
+            Error::AlreadyExists { .. } => 409,
+            Error::NotAllowed(_) => 403,
+            Error::Store(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::DatabaseBusy => 503,
+            _ => 500,
+        };
+        Failure::new(status, e.code(), e.to_string())
+    }
+}
+
+pub(crate) type Answer = Result<Value, Failure>;
+
+/// What a route handler gets: the panel, the caller, the domain named in the path (already
+/// authorised), the other path parameters and the parsed body.
+pub(crate) struct Call<'a> {
+    pub panel: &'a Panel,
+    pub session: Option<&'a Session>,
+    pub domain: Option<&'a str>,
+    pub role: Option<Role>,
+    pub params: &'a [String],
+    pub body: &'a Value,
+}
+
+impl Call<'_> {
+    pub fn hosting(&self) -> &Hosting {
+        &self.panel.hosting
+    }
+    pub fn session(&self) -> &Session {
+        self.session.expect("routes other than Public have a session")
+    }
+    pub fn domain(&self) -> &str {
+        self.domain.expect("routes with {domain} have one")
+    }
+    pub fn role(&self) -> Role {
+        self.role.expect("routes with {domain} have a role")
+    }
+    /// A text field of the body, required.
+    pub fn text(&self, field: &str) -> Result<&str, Failure> {
+        self.body
+            .get(field)
+            .and_then(Value::as_str)
+            .ok_or_else(|| Failure::new(400, "invalid-argument", format!("the request needs a text field {field:?}")))
+    }
+}
+
+impl Panel {
+    pub fn new(hosting: Hosting, options: PanelOptions) -> Self {
+        Panel { hosting, options, jobs: jobs::Jobs::default(), logins: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn options(&self) -> &PanelOptions {
+        &self.options
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.hosting.now()
+    }
+
+    /// Answers one request. Never panics across a binding: a handler's panic is caught and answered 500.
+    pub fn handle(&self, request: &Request) -> Outcome {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.route(request))) {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::Respond(self.failure(Failure::new(500, "internal", "the panel failed on this request"))),
+        }
+    }
+
+    fn route(&self, request: &Request) -> Outcome {
+        let method = request.method.to_ascii_uppercase();
+        let path = request.path.split('?').next().unwrap_or("");
+        let (route, params) = match routes::find(&method, path) {
+            Ok(found) => found,
+            Err(failure) => return Outcome::Respond(self.failure(failure)),
+        };
+        if let Access::Asset = route.access {
+            return Outcome::Respond(assets::serve(path));
+        }
+        match self.api(route, &params, request) {
+            Ok(Step::Json(status, value, cookie)) => Outcome::Respond(self.json(status, &value, cookie)),
+            Ok(Step::Login(check)) => Outcome::CheckPassword { check_password: check },
+            Err(failure) => Outcome::Respond(self.failure(failure)),
+        }
+    }
+
+    fn api(&self, route: &Route, params: &[String], request: &Request) -> Result<Step, Failure> {
+        let changes = route.method != "GET";
+        let body: Value = if changes { parse_body(request)? } else { Value::Null };
+        if route.path == "/api/login" {
+            return self.begin_login(&body, request).map(Step::Login);
+        }
+        let session = self.current_session(request)?;
+        if route.path == "/api/session" {
+            return Ok(Step::Json(200, session::describe(session.as_ref()), None));
+        }
+        if route.access == Access::Public {
+            return Ok(Step::Json(200, routes::table(), None));
+        }
+        let session = session.ok_or_else(|| Failure::new(401, "not-logged-in", "log in first"))?;
+        if changes {
+            session::check_csrf(&session, request.csrf.as_deref())?;
+        }
+        if route.path == "/api/logout" {
+            session::end(&self.hosting, &session)?;
+            return Ok(Step::Json(200, json!({"logged_out": true}), Some(session::clear_cookie(&self.options.base))));
+        }
+        let (domain, role) = match route.path.contains("{domain}") {
+            true => {
+                let domain = params.first().map(String::as_str).unwrap_or("");
+                let role = access::role(&self.hosting, &session, domain)?;
+                access::require(route.access, role, domain)?;
+                (Some(domain), Some(role))
+            }
+            false => (None, None),
+        };
+        let rest = if domain.is_some() { &params[1..] } else { params };
+        let call = Call { panel: self, session: Some(&session), domain, role, params: rest, body: &body };
+        let value = (route.handler)(&call)?;
+        Ok(Step::Json(if changes { route.created } else { 200 }, value, None))
+    }
+
+    fn current_session(&self, request: &Request) -> Result<Option<Session>, Failure> {
+        let Some(id) = session::cookie_value(request.cookie.as_deref()) else { return Ok(None) };
+        Ok(session::find(&self.hosting, &self.options, id)?)
+    }
+
+    fn begin_login(&self, body: &Value, request: &Request) -> Result<PasswordCheck, Failure> {
+        let jid = body.get("jid").and_then(Value::as_str).unwrap_or("");
+        let password = body.get("password").and_then(Value::as_str).unwrap_or("");
+        let (username, host) = session::split_jid(jid)?;
+        if password.is_empty() {
+            return Err(Failure::new(400, "invalid-argument", "enter your password"));
+        }
+        let account = format!("{username}@{host}");
+        throttle::check(&self.hosting, &account, &request.address)?;
+        let ticket = session::new_secret()?;
+        let mut logins = self.logins.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.now();
+        logins.retain(|_, t| t.expires_at > now);
+        if logins.len() >= session::MAX_LOGINS_IN_FLIGHT {
+            return Err(Failure::new(503, "busy", "too many logins at once; try again in a moment"));
+        }
+        logins.insert(
+            ticket.clone(),
+            session::LoginTicket {
+                account,
+                address: request.address.clone(),
+                tls: request.tls,
+                expires_at: now + session::TICKET_LIFETIME,
+            },
+        );
+        Ok(PasswordCheck { ticket, username, host, password: password.to_string() })
+    }
+
+    /// Completes a login with the server's verdict on the password; `admin` says whether the
+    /// account is one of the operator's admins (who see every domain).
+    pub fn finish_login(&self, ticket: &str, password_ok: bool, admin: bool) -> Response {
+        let taken = self.logins.lock().unwrap_or_else(|p| p.into_inner()).remove(ticket);
+        let Some(ticket) = taken.filter(|t| t.expires_at > self.now()) else {
+            return self.failure(Failure::new(400, "invalid-argument", "this login expired; log in again"));
+        };
+        let result = if password_ok {
+            throttle::succeeded(&self.hosting, &ticket.account).map_err(Failure::from).and_then(|()| {
+                let (secret, session) = session::start(&self.hosting, &self.options, &ticket.account, admin)?;
+                let cookie = session::cookie(&self.options, &secret, ticket.tls);
+                Ok((session, cookie))
+            })
+        } else {
+            match throttle::failed(&self.hosting, &ticket.account, &ticket.address) {
+                Ok(()) => Err(Failure::new(401, "wrong-password", "wrong address or password")),
+                Err(e) => Err(Failure::from(e)),
+            }
+        };
+        match result {
+            Ok((session, cookie)) => self.json(200, &session::describe(Some(&session)), Some(cookie)),
+            Err(failure) => self.failure(failure),
+        }
+    }
+
+    fn json(&self, status: u16, value: &Value, cookie: Option<String>) -> Response {
+        let mut headers = security_headers();
+        headers.insert("content-type".into(), "application/json".into());
+        headers.insert("cache-control".into(), "no-store".into());
+        if let Some(cookie) = cookie {
+            headers.insert("set-cookie".into(), cookie);
+        }
+        Response { status, headers, body: value.to_string() }
+    }
+
+    fn failure(&self, failure: Failure) -> Response {
+        let mut response = self.json(failure.status, &json!({"error": failure.code, "message": failure.message}), None);
+        if let Some(seconds) = failure.retry_after {
+            response.headers.insert("retry-after".into(), seconds.max(1).to_string());
+        }
+        response
+    }
+}
+
+enum Step {
+    Json(u16, Value, Option<String>),
+    Login(PasswordCheck),
+}
+
+/// A state change's body: JSON only. A cross-site form cannot send `application/json` without the
+/// browser asking first, which adds to SameSite and the CSRF token rather than replacing them.
+fn parse_body(request: &Request) -> Result<Value, Failure> {
+    let json_type = request
+        .content_type
+        .as_deref()
+        .map(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+        .unwrap_or(false);
+    if !json_type {
+        return Err(Failure::new(415, "invalid-argument", "send the request as application/json"));
+    }
+    if request.body.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    match serde_json::from_str::<Value>(&request.body) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(Failure::new(400, "invalid-argument", "the request body must be a JSON object")),
+        Err(e) => Err(Failure::new(400, "invalid-argument", format!("the request body is not JSON: {e}"))),
+    }
+}
+
+/// Sent with every answer: the pages load nothing from elsewhere and may not be framed.
+pub(crate) fn security_headers() -> BTreeMap<String, String> {
+    let mut h = BTreeMap::new();
+    h.insert(
+        "content-security-policy".into(),
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            .into(),
+    );
+    h.insert("x-content-type-options".into(), "nosniff".into());
+    h.insert("x-frame-options".into(), "DENY".into());
+    h.insert("referrer-policy".into(), "no-referrer".into());
+    h
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,48 @@
+//! The customer's web panel for mod_xmpp_hosting_panel: the core's router, converted.
+//!
+//! - `h:panel{base = "/panel"}` -> a panel (one per server; it keeps the running jobs and the
+//!   logins waiting for the server's password check);
+//! - `panel:handle{method=, path=, cookie=, csrf=, content_type=, body=, address=, tls=}` ->
+//!   `{status=, headers={["content-type"]=...}, body=}`, or `{check_password = {ticket=,
+//!   username=, host=, password=}}` for a login: the module checks the password with the server's
+//!   own authentication and calls
+//! - `panel:finish_login(ticket, password_ok, is_admin)` -> `{status=, headers=, body=}`.
+//!
+//! Every call is a short store transaction on the calling thread; verification and the DNS tester
+//! run on the core's worker and the page polls them, so nothing here waits for DNS.
+
+use mlua::prelude::*;
+use xmpp_hosting_core::panel::{Panel, PanelOptions, Request};
+
+use crate::convert::{from_lua, outcome, serialized, text};
+use crate::handle::Handle;
+
+pub struct LuaPanel(Panel);
+
+impl LuaUserData for LuaPanel {
+    fn add_methods<M: LuaUserDataMethods<Self>>(m: &mut M) {
+        m.add_method("handle", |lua, p, request: LuaValue| {
+            serialized(lua, || {
+                let request: Request = from_lua(lua, request)?;
+                Ok(p.0.handle(&request))
+            })
+        });
+        m.add_method("finish_login", |lua, p, (ticket, ok, admin): (LuaString, bool, Option<bool>)| {
+            serialized(lua, || Ok(p.0.finish_login(&text(&ticket, "ticket")?, ok, admin.unwrap_or(false))))
+        });
+    }
+}
+
+pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
+    m.add_method("panel", |lua, h, options: Option<LuaTable>| {
+        outcome(lua, || {
+            let mut o = PanelOptions::default();
+            if let Some(options) = options {
+                if let Some(base) = options.get::<Option<LuaString>>("base").ok().flatten() {
+                    o.base = text(&base, "base")?;
+                }
+            }
+            Ok(LuaPanel(Panel::new(h.0.clone(), o)))
+        })
+    });
+}

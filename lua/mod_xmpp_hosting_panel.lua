@@ -1,0 +1,101 @@
+-- mod_xmpp_hosting_panel: the customers' web panel, served by Prosody's own HTTP.
+--
+-- Load it on one VirtualHost (with mod_xmpp_hosting in the global modules_enabled); the panel is
+-- at /panel on that host's HTTP (move it with http_paths = { xmpp_hosting_panel = "/..." }).
+-- Customers log in with their XMPP address (an account on any host of this server) and see only
+-- their own domains; the admins of the server see every domain.
+--
+-- This module only converts: the core's router (the pages, the JSON API, sessions, CSRF, login
+-- throttling, who may see what) answers every request. The one thing done here is the password
+-- check, by Prosody's own authentication (usermanager.test_password): the core never sees a
+-- stored password. HTTP handlers run in util.async runners, so an auth provider that waits
+-- (SQL, LDAP, an external service) waits without blocking the loop; internal_hashed computes its
+-- PBKDF2 on the loop, a few milliseconds per login, which login throttling bounds.
+
+local usermanager = require "core.usermanager";
+
+local xmpp_hosting = module:depends("xmpp_hosting");
+local server_lib = module:require("xmpp_hosting_server");
+
+local APP = "xmpp_hosting_panel";
+local DEFAULT_PATH = "/panel";
+
+local panel;
+local function get_panel()
+	if panel then return panel; end
+	local store, err, code = xmpp_hosting.get_store();
+	if not store then return nil, err, code; end
+	local url = module:http_url(APP, DEFAULT_PATH);
+	local base = url:match("^%a+://[^/]+(/.*)$") or DEFAULT_PATH;
+	panel, err, code = store:panel({ base = base });
+	return panel, err, code;
+end
+
+local function is_admin(jid)
+	local generation = server_lib.detect();
+	if not generation then return false; end
+	for _, admin in ipairs(server_lib.admin_jids(generation)) do
+		if admin == jid then return true; end
+	end
+	return false;
+end
+
+-- The server's verdict on a login's password; an address on a host this server does not serve is
+-- a wrong password like any other (and counted as one).
+local function check_password(c)
+	if not prosody.hosts[c.host] then return false; end
+	local ok = usermanager.test_password(c.username, c.host, c.password);
+	return ok == true;
+end
+
+local function serve(event, path)
+	local request, response = event.request, event.response;
+	local p, err, code = get_panel();
+	if not p then
+		module:log("error", "The panel cannot open the store: %s (%s)", tostring(err), tostring(code));
+		return 500;
+	end
+	local headers = request.headers;
+	local answer;
+	answer, err, code = p:handle({
+		method = request.method;
+		path = "/" .. (path or "");
+		cookie = headers.cookie;
+		csrf = headers.x_csrf_token;
+		content_type = headers.content_type;
+		body = request.body or "";
+		address = request.ip or "";
+		tls = request.secure and true or false;
+	});
+	if answer and answer.check_password then
+		local c = answer.check_password;
+		local ok = check_password(c);
+		answer, err, code = p:finish_login(c.ticket, ok, ok and is_admin(c.username .. "@" .. c.host));
+	end
+	if not answer then
+		module:log("warn", "Panel request refused: %s (%s)", tostring(err), tostring(code));
+		return code == "invalid-argument" and 400 or 500;
+	end
+	for name, value in pairs(answer.headers) do
+		response.headers[name:gsub("-", "_")] = value;
+	end
+	response.status_code = answer.status;
+	return answer.body;
+end
+
+if prosody.process_type == "prosody" and module.host ~= "*" then
+	module:depends("http");
+	module:provides("http", {
+		name = APP;
+		default_path = DEFAULT_PATH;
+		route = {
+			-- The base without its slash: send the browser to the page (its links are relative).
+			GET = function(event)
+				event.response.headers.location = event.request.path .. "/";
+				return 301;
+			end;
+			["GET /*"] = serve;
+			["POST /*"] = serve;
+		};
+	});
+end

@@ -1,0 +1,366 @@
+// The customer's panel: plain DOM, no library. Every text from the server or the customer is put
+// in the page with textContent (el() below), never parsed as HTML. Long operations (verification,
+// the DNS tester, certificate generation) answer with a job that this page polls.
+"use strict";
+
+const state = { session: null, domain: null, tab: null };
+
+function $(id) { return document.getElementById(id); }
+
+// el("p", {class: "x"}, "text", child...): attributes set one by one, children as text nodes.
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+function say(text, error) {
+  const s = $("status");
+  s.textContent = text || "";
+  s.className = error ? "error" : "";
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  const init = { method, headers, credentials: "same-origin" };
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    if (state.session && state.session.csrf) headers["X-CSRF-Token"] = state.session.csrf;
+    init.body = JSON.stringify(body || {});
+  }
+  const r = await fetch("api/" + path, init);
+  let data = null;
+  try { data = await r.json(); } catch (e) { data = null; }
+  if (r.status === 401 && path !== "login") { showLogin(); }
+  if (!r.ok) {
+    const err = new Error((data && data.message) || ("the server answered " + r.status));
+    err.status = r.status;
+    throw err;
+  }
+  return data;
+}
+
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+
+// Polls a job until it is done; `progress` shows that it still runs.
+async function awaitJob(job, progress) {
+  for (let i = 0; ; i++) {
+    const j = await api("GET", "jobs/" + encodeURIComponent(job));
+    if (j.state === "done") return j.result;
+    if (j.state === "failed") throw new Error(j.error && j.error.message ? j.error.message : "the check failed");
+    if (progress) progress(i);
+    await sleep(Math.min(250 + i * 100, 1500));
+  }
+}
+
+function enc(domain) { return encodeURIComponent(domain); }
+
+function when(ts) { return ts ? new Date(ts * 1000).toLocaleString() : "—"; }
+
+function download(file) {
+  const blob = new Blob([file.content], { type: file.type || "application/octet-stream" });
+  const a = el("a", { href: URL.createObjectURL(blob), download: file.filename });
+  document.body.append(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+
+function copyButton(text, label) {
+  return el("button", { type: "button", class: "secondary", "aria-label": label || "Copy", onclick: async (ev) => {
+    try { await navigator.clipboard.writeText(text); ev.target.textContent = "Copied"; }
+    catch (e) { say("Copy failed; select the text and copy it by hand.", true); }
+  } }, "Copy");
+}
+
+function busy(button, on) { if (button) button.disabled = on; }
+
+// ---- login and the domain list ----
+
+function show(section) {
+  for (const id of ["login", "domains", "domain"]) $(id).hidden = id !== section;
+}
+
+function showLogin() {
+  state.session = null;
+  $("who").hidden = true;
+  show("login");
+  $("login-jid").focus();
+}
+
+async function start() {
+  try {
+    const s = await api("GET", "session");
+    if (!s.account) { showLogin(); return; }
+    loggedIn(s);
+  } catch (e) { say(e.message, true); }
+}
+
+function loggedIn(s) {
+  state.session = s;
+  $("who").hidden = false;
+  $("who-account").textContent = s.account + (s.admin ? " (admin)" : "");
+  route();
+}
+
+$("login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const button = $("login-submit");
+  busy(button, true);
+  try {
+    const s = await api("POST", "login", { jid: $("login-jid").value, password: $("login-password").value });
+    $("login-password").value = "";
+    say("");
+    loggedIn(s);
+  } catch (e) { say(e.message, true); }
+  finally { busy(button, false); }
+});
+
+$("logout").addEventListener("click", async () => {
+  try { await api("POST", "logout"); } catch (e) { /* the session may be over already */ }
+  location.hash = "#/";
+  showLogin();
+});
+
+$("claim-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    const r = await api("POST", "domains", { domain: $("claim-domain").value });
+    $("claim-domain").value = "";
+    location.hash = "#/d/" + enc(r.claim.domain) + "/status";
+  } catch (e) { say(e.message, true); }
+});
+
+async function showDomains() {
+  show("domains");
+  const list = $("domain-list");
+  list.replaceChildren();
+  const r = await api("GET", "domains");
+  if (!r.domains.length) list.append(el("li", {}, "No domain yet: add one below."));
+  for (const d of r.domains) {
+    list.append(el("li", {}, el("a", { href: "#/d/" + enc(d.domain) + "/status" }, d.domain), " — ", d.role,
+      d.state ? " (" + d.state + ")" : ""));
+  }
+}
+
+// ---- one domain ----
+
+const TABS = [
+  ["status", "Verification", ["admin", "owner", "claimant", "member"]],
+  ["dns", "DNS tester", ["admin", "owner", "claimant"]],
+  ["certificate", "Certificate", ["admin", "owner"]],
+  ["settings", "Settings", ["admin", "owner"]],
+  ["invites", "Invites", ["admin", "owner"]],
+  ["usage", "Usage", ["admin", "owner", "member"]],
+  ["retention", "Retention", ["admin", "owner", "member"]],
+];
+
+async function showDomain(domain, tab) {
+  show("domain");
+  $("domain-name").textContent = domain;
+  const page = $("page");
+  page.replaceChildren(el("p", {}, "Loading…"));
+  const info = await api("GET", "domains/" + enc(domain));
+  const tabs = $("tabs");
+  tabs.replaceChildren();
+  for (const [id, label, roles] of TABS) {
+    if (!roles.includes(info.role)) continue;
+    tabs.append(el("li", {}, el("a", { href: "#/d/" + enc(domain) + "/" + id, "aria-current": id === tab ? "page" : null }, label)));
+  }
+  const render = PAGES[tab] || PAGES.status;
+  page.replaceChildren();
+  await render(page, domain, info);
+}
+
+function row(...cells) { return el("tr", {}, cells.map((c) => el("td", {}, c))); }
+function head(...cells) { return el("thead", {}, el("tr", {}, cells.map((c) => el("th", { scope: "col" }, c)))); }
+function table(headers, rows) { return el("div", { class: "table-wrap" }, el("table", {}, head(...headers), el("tbody", {}, rows))); }
+function facts(pairs) { return el("dl", {}, pairs.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])); }
+
+const PAGES = {
+  async status(page, domain, info) {
+    page.append(facts([
+      ["Your role", info.role],
+      ["Hosted here", info.hosted ? "yes" : "not yet"],
+      ["Verification", info.claim ? info.claim.state : "no claim"],
+      ["Last checked", info.claim ? when(info.claim.last_checked_at) : "—"],
+    ]));
+    if (!info.claim) return;
+    const records = await api("GET", "domains/" + enc(domain) + "/records");
+    const rows = [row(el("code", {}, records.name), "TXT", el("code", { id: "record-txt" }, records.txt), copyButton(records.txt, "Copy the TXT value"))];
+    if (records.cname) rows.push(row(el("code", {}, records.name), "CNAME", el("code", {}, records.cname), copyButton(records.cname, "Copy the CNAME target")));
+    page.append(el("h3", {}, "Records to create (either one)"), table(["Name", "Type", "Value", ""], rows));
+    const result = el("div", { id: "verify-result", role: "status", "aria-live": "polite" });
+    if (info.claim.finding) result.append(el("p", {}, "Last check found: ", info.claim.finding));
+    const button = el("button", { type: "button", id: "verify-now", onclick: async () => {
+      busy(button, true);
+      result.replaceChildren(el("p", {}, "Checking DNS…"));
+      try {
+        const job = await api("POST", "domains/" + enc(domain) + "/verify");
+        const claim = await awaitJob(job.job, (i) => { result.firstChild.textContent = "Checking DNS" + ".".repeat(1 + (i % 3)); });
+        const ok = claim.state === "verified";
+        result.replaceChildren(el("p", { class: ok ? "ok" : "bad", id: "verify-state" }, ok ? "Verified: " + domain + " is yours." : "Not verified (" + claim.state + ")."));
+        if (!ok && claim.finding) result.append(el("p", {}, "Found instead: ", claim.finding));
+        if (!ok && claim.last_error) result.append(el("p", {}, "DNS problem: ", claim.last_error));
+      } catch (e) { result.replaceChildren(el("p", { class: "bad" }, e.message)); }
+      finally { busy(button, false); }
+    } }, "Verify now");
+    page.append(button, result);
+  },
+
+  async dns(page, domain) {
+    const out = el("div", { id: "dns-result", role: "status", "aria-live": "polite" });
+    const button = el("button", { type: "button", id: "dns-refresh", onclick: () => run() }, "Refresh");
+    page.append(el("p", {}, "Checks every record your domain needs, as the world sees it."), button, out);
+    async function run() {
+      busy(button, true);
+      out.replaceChildren(el("p", {}, "Testing…"));
+      try {
+        const job = await api("POST", "domains/" + enc(domain) + "/dns-test");
+        const report = await awaitJob(job.job);
+        const rows = report.rows.map((r) => row(el("code", {}, r.name), r.type, el("code", {}, r.expected),
+          el("code", {}, (r.found || []).join(", ") || "nothing"),
+          el("span", { class: r.status === "ok" ? "ok" : "bad" }, r.status + (r.problem ? " (" + r.problem + ")" : "")),
+          r.dnssec || "—"));
+        out.replaceChildren(table(["Name", "Type", "Expected", "Found", "Status", "DNSSEC"], rows));
+        out.firstChild.querySelector("table").id = "dns-table";
+      } catch (e) { out.replaceChildren(el("p", { class: "bad" }, e.message)); }
+      finally { busy(button, false); }
+    }
+    run();
+  },
+
+  async certificate(page, domain) {
+    const r = await api("GET", "domains/" + enc(domain) + "/certificate");
+    const c = r.certificate;
+    const box = el("div", { id: "cert-info" });
+    if (c) {
+      box.append(facts([
+        ["Source", c.source], ["Key", c.key], ["Valid until", when(c.not_after)],
+        ["Days left", String(c.days_left)], ["SHA-256", el("code", { id: "cert-fingerprint" }, c.fingerprint.sha256_hex)],
+        ["Names", c.names.join(", ")],
+      ]));
+    } else box.append(el("p", {}, "No certificate yet."));
+    const msg = el("div", { role: "status", "aria-live": "polite", id: "cert-message" });
+    const gen = el("button", { type: "button", id: "cert-generate", onclick: async () => {
+      busy(gen, true);
+      msg.replaceChildren(el("p", {}, "Generating…"));
+      try {
+        const job = await api("POST", "domains/" + enc(domain) + "/certificate/generate", {});
+        await awaitJob(job.job);
+        route();
+      } catch (e) { msg.replaceChildren(el("p", { class: "bad" }, e.message)); busy(gen, false); }
+    } }, c ? "Generate a new self-signed certificate" : "Generate a self-signed certificate");
+    const files = c ? [
+      el("button", { type: "button", class: "secondary", id: "cert-posh", onclick: async () => {
+        try { download(await api("GET", "domains/" + enc(domain) + "/certificate/posh")); } catch (e) { say(e.message, true); }
+      } }, "Download the POSH file"),
+      " ",
+      el("button", { type: "button", class: "secondary", id: "cert-csr", onclick: async () => {
+        try { download(await api("GET", "domains/" + enc(domain) + "/certificate/csr")); } catch (e) { say(e.message, true); }
+      } }, "Download a CSR"),
+    ] : [];
+    const pem = el("textarea", { id: "cert-pem", spellcheck: "false" });
+    const upload = el("form", { id: "cert-upload", onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        await api("POST", "domains/" + enc(domain) + "/certificate/import", { pem: pem.value });
+        msg.replaceChildren(el("p", { class: "ok" }, "Certificate imported."));
+        route();
+      } catch (e) { msg.replaceChildren(el("p", { class: "bad" }, "Refused: " + e.message)); }
+    } }, el("label", { for: "cert-pem" }, "Upload a CA-signed certificate (PEM, with its chain; no key)"), pem,
+      el("button", { type: "submit" }, "Upload"));
+    page.append(box, gen, el("p", {}, files), upload, msg);
+  },
+
+  async settings(page, domain) {
+    const r = await api("GET", "domains/" + enc(domain) + "/settings");
+    const s = r.settings;
+    const policy = el("select", { id: "set-policy" }, ["open", "invite", "closed"].map((p) =>
+      el("option", { value: p, selected: s["registration.policy"] === p }, p)));
+    const roster = el("input", { type: "checkbox", id: "set-shared-roster", checked: !!s["shared_roster"] });
+    const msg = el("p", { role: "status", "aria-live": "polite" });
+    const form = el("form", { onsubmit: async (ev) => {
+      ev.preventDefault();
+      const change = { "registration.policy": policy.value };
+      if (s["shared_roster"] !== null && s["shared_roster"] !== undefined) change["shared_roster"] = roster.checked;
+      try { await api("POST", "domains/" + enc(domain) + "/settings", change); msg.textContent = "Saved."; }
+      catch (e) { msg.textContent = e.message; }
+    } }, el("label", { for: "set-policy" }, "Who can register"), policy,
+      s["shared_roster"] === null || s["shared_roster"] === undefined ? null :
+        el("label", {}, roster, " Everyone is in everybody else's contact list"),
+      el("button", { type: "submit", id: "set-save" }, "Save"));
+    page.append(form, msg);
+  },
+
+  async invites(page, domain) {
+    const list = el("div", { id: "invite-list" });
+    const created = el("div", { role: "status", "aria-live": "polite", id: "invite-created" });
+    const uses = el("input", { type: "number", id: "invite-uses", min: "1", value: "1" });
+    const expiry = el("select", { id: "invite-expiry" }, [["86400", "1 day"], ["604800", "7 days"], ["2592000", "30 days"], ["never", "never"]].map(([v, t]) =>
+      el("option", { value: v, selected: v === "604800" }, t)));
+    async function refresh() {
+      const r = await api("GET", "domains/" + enc(domain) + "/invites");
+      const rows = r.invites.map((i) => row(String(i.id), i.status, String(i.uses_left) + "/" + String(i.uses_total), when(i.expires_at),
+        i.status === "active" ? el("button", { type: "button", class: "secondary", onclick: async () => {
+          try { await api("POST", "domains/" + enc(domain) + "/invites/" + i.id + "/revoke"); refresh(); } catch (e) { say(e.message, true); }
+        } }, "Revoke") : ""));
+      list.replaceChildren(rows.length ? table(["#", "Status", "Uses left", "Expires", ""], rows) : el("p", {}, "No invites."));
+    }
+    const form = el("form", { onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        const r = await api("POST", "domains/" + enc(domain) + "/invites", { uses: Number(uses.value), expires_in: expiry.value === "never" ? "never" : Number(expiry.value) });
+        const link = r.landing_url || r.uri;
+        created.replaceChildren(el("p", {}, "New invite (shown once): "), el("code", { id: "invite-link" }, link), copyButton(link, "Copy the invite link"));
+        refresh();
+      } catch (e) { created.replaceChildren(el("p", { class: "bad" }, e.message)); }
+    } }, el("label", { for: "invite-uses" }, "Accounts it may create"), uses,
+      el("label", { for: "invite-expiry" }, "Expires after"), expiry, el("button", { type: "submit", id: "invite-create" }, "Create invite"));
+    page.append(form, created, list);
+    refresh();
+  },
+
+  async usage(page, domain) {
+    const r = await api("GET", "domains/" + enc(domain) + "/usage");
+    const u = r.uploads;
+    page.append(el("p", {}, u.user ? "Your uploads" : "Uploads of the whole domain"),
+      el("pre", { class: "mono", id: "usage" }, JSON.stringify({ usage: u.usage, limits: u.limits }, null, 2)));
+  },
+
+  async retention(page, domain) {
+    const r = await api("GET", "domains/" + enc(domain) + "/retention");
+    page.append(el("p", { id: "retention-text" }, r.text));
+    if (r.own_archive === undefined) return;
+    const own = el("input", { type: "text", id: "retention-own", value: r.own_archive });
+    const msg = el("p", { role: "status", "aria-live": "polite" });
+    page.append(el("form", { onsubmit: async (ev) => {
+      ev.preventDefault();
+      try { await api("POST", "domains/" + enc(domain) + "/retention", { archive: own.value }); msg.textContent = "Saved."; }
+      catch (e) { msg.textContent = e.message; }
+    } }, el("label", { for: "retention-own" }, "Keep my own message archive for (shorter than the domain's, e.g. 30d)"), own,
+      el("button", { type: "submit" }, "Save")), msg);
+  },
+};
+
+// ---- navigation: #/ (domains) and #/d/<domain>/<tab> ----
+
+async function route() {
+  if (!state.session) return;
+  say("");
+  const m = location.hash.match(/^#\/d\/([^/]+)\/([a-z]+)$/);
+  try {
+    if (m) await showDomain(decodeURIComponent(m[1]), m[2]);
+    else await showDomains();
+  } catch (e) { if (e.status !== 401) say(e.message, true); }
+}
+
+window.addEventListener("hashchange", route);
+start();

@@ -134,17 +134,9 @@ if prosody.process_type == "prosody" and host ~= "*" then
 	end
 	module:hook("iq-get/host/http://jabber.org/protocol/disco#info:query", function() refresh(); end, 10);
 	module:hook_global("server-started", refresh);
-	function module.load()
-		-- A host that loads this module is hosted (the core's rule, the same on ejabberd).
-		local store = get_store();
-		local hosted, err = store and store:ensure_hosted(host);
-		if hosted and hosted.log then
-			module:log("info", "%s", hosted.log);
-		elseif store and not hosted then
-			module:log("error", "Cannot add %s to the xmpp-hosting store: %s", host, err);
-		end
-		if prosody.start_time then refresh(); end
-	end
+	-- The host is hosted by the module that gates its registration (mod_xmpp_hosting_invites)
+	-- or by `xmpp-hosting domain add`; a host the store does not know publishes nothing (404).
+	function module.load() if prosody.start_time then refresh(); end end
 end
 
 -- Logins, for the daily and monthly active accounts on the page: one short write by key (at

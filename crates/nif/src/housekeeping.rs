@@ -22,7 +22,7 @@ use crate::json::{from_term, serialized};
 use crate::later::started;
 
 pub struct HousekeepingResource {
-    housekeeping: Housekeeping,
+    pub(crate) housekeeping: Housekeeping,
 }
 
 #[rustler::resource_impl]

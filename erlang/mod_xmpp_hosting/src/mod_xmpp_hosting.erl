@@ -14,6 +14,7 @@
 %%%   xmpp_hosting_dns_check DOMAIN        customers' own domains
 %%%   xmpp_hosting_invite_*               invites: see xmpp_hosting_invite_commands
 %%%   xmpp_hosting_quota_*                upload limits: see xmpp_hosting_quota_commands
+%%%   xmpp_hosting_cert_*                 certificates: see xmpp_hosting_cert_commands
 %%% Failures use ejabberd's extended error form {error, Type, 1, Message}: ejabberdctl prints
 %%% "Error: Type: Message" and exits 1; Type is the core's error code (invalid_domain, store,
 %%% ...), except that already_exists and not_found become ejabberd's conflict and not_exists,
@@ -179,7 +180,7 @@ housekeep(Host, HK) ->
 schedule_overrides(Host) ->
     Own = [{Step, gen_mod:get_module_opt(Host, ?MODULE, Opt)}
            || {Step, Opt} <- [{checkpoint, checkpoint_interval}, {domain_recheck, recheck_interval},
-                              {invite_purge, purge_interval}]],
+                              {invite_purge, purge_interval}, {certificates, certificates_interval}]],
     Uploads = [{upload_upkeep, gen_mod:get_module_opt(H, mod_xmpp_hosting_uploads, sweep_interval)}
                || H <- ejabberd_option:hosts(), gen_mod:is_loaded(H, mod_xmpp_hosting_uploads)],
     Sweep = case [Ms || {_, Ms} <- Uploads, is_integer(Ms)] of
@@ -195,7 +196,14 @@ housekeeping(Host, HK) ->
         _ ->
             {ok, H} = store(Host),
             case xmpp_hosting_nif:housekeeping_new(H, Overrides) of
-                {ok, Obj} -> {ok, {Overrides, Obj}};
+                {ok, Obj} ->
+                    %% Its certificate step installs into certificates_dir (issue 14).
+                    _ = xmpp_hosting_cert_commands:set_housekeeping_target(Obj, Host),
+                    case HK of
+                        undefined -> xmpp_hosting_cert_commands:load_installed(Host);
+                        _ -> ok
+                    end,
+                    {ok, {Overrides, Obj}};
                 {error, _} = Err -> Err
             end
     end.
@@ -206,9 +214,14 @@ run_housekeeping(Host, HK) ->
     case xmpp_hosting_nif:housekeeping_run(HK, upload_roots(), account_answers(HK), Tag) of
         ok ->
             receive
-                {xmpp_hosting_result, Tag, {ok, #{log := Log, notices := Notices, next_in := Next}}} ->
+                {xmpp_hosting_result, Tag, {ok, #{log := Log, notices := Notices, next_in := Next} = Report}} ->
                     [log_line(Line) || Line <- Log],
                     [deliver(Host, Notice) || Notice <- Notices],
+                    case Report of
+                        #{certificates := #{installed := #{} = Installed}} ->
+                            xmpp_hosting_cert_commands:apply_install(Installed);
+                        _ -> ok
+                    end,
                     Next;
                 {xmpp_hosting_result, Tag, {error, Err}} ->
                     ?WARNING_MSG("xmpp_hosting: housekeeping failed: ~p", [Err]),
@@ -249,6 +262,16 @@ deliver(Host, #{to := <<"admins">>, text := Text}) ->
     From = jid:make(Host),
     [ejabberd_router:route(#message{from = From, to = To, type = chat, body = xmpp:mk_text(Text)})
      || To <- notify_jids(Host)],
+    ok;
+%% `owner`: the domain's owner (the account that proved it), from the domain when it is a host.
+deliver(Host, #{to := <<"owner">>, account := Owner, domain := Domain, text := Text}) ->
+    try jid:decode(Owner) of
+        #jid{luser = <<_, _/binary>>} = To ->
+            From = jid:make(case lists:member(Domain, ejabberd_option:hosts()) of true -> Domain; false -> Host end),
+            ejabberd_router:route(#message{from = From, to = To, type = chat, body = xmpp:mk_text(Text)});
+        _ -> ok
+    catch _:_ -> ok
+    end,
     ok;
 deliver(_Host, _Notice) ->
     ok.
@@ -301,12 +324,17 @@ mod_opt_type(purge_interval) ->
     econf:either(econf:enum([undefined]), econf:timeout(second));
 mod_opt_type(checkpoint_interval) ->
     econf:either(econf:enum([undefined]), econf:timeout(second));
+mod_opt_type(certificates_dir) ->
+    econf:either(econf:enum([undefined]), econf:binary());
+mod_opt_type(certificates_interval) ->
+    econf:either(econf:enum([undefined]), econf:timeout(second));
 mod_opt_type(notify) ->
     econf:either(econf:enum([admins]), econf:list(econf:jid())).
 
 mod_options(_Host) ->
     [{database, undefined}, {recheck_interval, undefined}, {purge_interval, undefined},
-     {checkpoint_interval, undefined}, {notify, admins}].
+     {checkpoint_interval, undefined}, {certificates_dir, undefined}, {certificates_interval, undefined},
+     {notify, admins}].
 
 mod_doc() ->
     #{desc =>
@@ -357,7 +385,8 @@ store(Host) ->
 %%%===================================================================
 
 get_commands_spec() ->
-    domain_commands() ++ xmpp_hosting_invite_commands:spec() ++ xmpp_hosting_quota_commands:spec().
+    domain_commands() ++ xmpp_hosting_invite_commands:spec() ++ xmpp_hosting_quota_commands:spec()
+        ++ xmpp_hosting_cert_commands:spec().
 
 domain_commands() ->
     [#ejabberd_commands{name = xmpp_hosting_domain_add, tags = [xmpp_hosting],

@@ -33,6 +33,8 @@
 -export([retention_policy/2, set_retention/4, set_user_archive_retention/4, retention_sweep/6, retention_log/3]).
 -export([housekeeping_new/2, housekeeping_stale_registrations/1, housekeeping_run/4,
          housekeeping_next_in/1]).
+-export([cert_generate/5, cert_show/2, cert_import/3, cert_pem/2, cert_csr/2, cert_posh/3,
+         cert_posh_check/3, cert_check/1, cert_install/3, housekeeping_install_certificates/3]).
 -export([so_path/0]).
 
 -on_load(load/0).
@@ -83,6 +85,19 @@ version() -> not_loaded(?LINE).
 
 -spec open(binary()) -> {ok, handle()} | error().
 open(_Path) -> not_loaded(?LINE).
+
+%% Certificates (crates/nif/src/certificates.rs): none takes or returns a private key.
+%% cert_generate/5 answers later as {xmpp_hosting_result, Tag, {ok, Info} | {error, _}}.
+cert_generate(_H, _Domain, _Key, _Days, _Tag) -> not_loaded(?LINE).
+cert_show(_H, _Domain) -> not_loaded(?LINE).
+cert_import(_H, _Domain, _Pem) -> not_loaded(?LINE).
+cert_pem(_H, _Domain) -> not_loaded(?LINE).
+cert_csr(_H, _Domain) -> not_loaded(?LINE).
+cert_posh(_H, _Domain, _Service) -> not_loaded(?LINE).
+cert_posh_check(_H, _Domain, _Published) -> not_loaded(?LINE).
+cert_check(_H) -> not_loaded(?LINE).
+cert_install(_H, _Dir, _Layout) -> not_loaded(?LINE).
+housekeeping_install_certificates(_HK, _Dir, _Layout) -> not_loaded(?LINE).
 
 -spec add_domain(handle(), binary()) -> {ok, domain()} | error().
 add_domain(_H, _Name) -> not_loaded(?LINE).

@@ -438,7 +438,7 @@ int main(int argc, char **argv) {
         json = NULL;
         expect(xh_housekeeping_run(hk, "[\"/nonexistent/xh-root\"]", "[]", &json), XH_OK, NULL,
                "xh_housekeeping_run");
-        check(contains(json, "\"ran\":[\"checkpoint\",\"domain_recheck\",\"invite_purge\",\"upload_upkeep\",\"retention\"]"),
+        check(contains(json, "\"ran\":[\"checkpoint\",\"domain_recheck\",\"invite_purge\",\"upload_upkeep\",\"retention\",\"certificates\"]"),
               "the first pass runs every step");
         check(contains(json, "\"failures\":[]"), "no step failed");
         check(json_int(json, "next_in") >= 1 && json_int(json, "next_in") <= 5,
@@ -594,21 +594,6 @@ int main(int argc, char **argv) {
         /* 364 or 365: whole days, counted down from the moment of generation (slow under valgrind). */
         check(contains(json, "\"domain\":\"cert.example\"") && contains(json, "\"days_left\":36"),
               "xh_cert_expiry lists the domain's days left");
-        xh_string_free(json);
-
-        /* ACME: nothing is asked of any CA before the provider configured one; the attempt is recorded. */
-        expect(xh_cert_acme_status(h, "cert.example", &json), XH_OK, NULL, "xh_cert_acme_status(never)");
-        check(strcmp(json, "null") == 0, "xh_cert_acme_status: null before any attempt");
-        xh_string_free(json);
-        expect(xh_cert_acme(h, "cert.example", NULL), XH_ERR_INVALID_ARGUMENT, "ACME is not configured: set acme.directory_url",
-               "xh_cert_acme(not configured)");
-        expect(xh_cert_acme_status(h, "cert.example", &json), XH_OK, NULL, "xh_cert_acme_status");
-        check(contains(json, "\"failures\":1") && contains(json, "\"serving\":false") && !contains(json, "PRIVATE"),
-              "xh_cert_acme_status: the failed attempt, nothing served");
-        xh_string_free(json);
-        expect(xh_cert_acme(h, "nowhere.example", NULL), XH_ERR_NOT_FOUND, "nowhere.example", "xh_cert_acme(unknown)");
-        expect(xh_cert_acme_renew_due(h, &json), XH_OK, NULL, "xh_cert_acme_renew_due");
-        check(strcmp(json, "[]") == 0, "xh_cert_acme_renew_due: nothing issued, nothing due");
         xh_string_free(json);
     }
 

@@ -15,6 +15,7 @@
 //!   its storage API in steps planned here (`driven`).
 
 mod driven;
+pub mod ejabberd_archive;
 pub mod period;
 pub mod policy;
 pub mod prosody_archive;

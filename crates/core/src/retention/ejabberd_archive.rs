@@ -1,0 +1,650 @@
+//! ejabberd's message archives (mod_mam, one-to-one and group chat) swept by the core's engine.
+//!
+//! ejabberd has no expiry of its own: `delete_old_mam_messages` deletes everything in one
+//! statement (on a million SQLite rows it ran past its 5 s call timeout and the next query
+//! crashed the host's SQLite connection) and `delete_old_mam_messages_batch` manages about 5k
+//! rows/s, with an "already running" guard per node. Here the rule stays in the core: the engine
+//! ([`super::sweep`]) picks the cutoff, the step size and the cursor, and an [`ArchiveSteps`]
+//! carries each step out where the rows live:
+//!
+//! - on SQL, [`SqlArchive`] renders each step as two statements on ejabberd's `archive` table
+//!   (the default schema or `new_sql_schema`, where rows carry `server_host`) and hands them to
+//!   an [`ArchiveSql`] executor. ejabberd's module runs them through ejabberd's own connection
+//!   (the NIF's bridge): its SQLite driver opens the file without a busy timeout, so a lock
+//!   held by a second connection makes ejabberd's own queries fail at once (a message not
+//!   archived, a login refused), whereas a step queued on ejabberd's connection only delays
+//!   them by its few milliseconds. [`SqliteFile`] opens the file itself (benchmarks, tests, and
+//!   a database no ejabberd has open).
+//! - on Mnesia, ejabberd's module walks `archive_msg` itself, a bounded step at a time as the
+//!   engine plans it (the NIF's bridge hands it each [`ArchiveStep`]).
+//!
+//! A step visits at most `limit` rows in archive order (timestamp, then id) strictly before the
+//! cutoff and deletes those of the swept kind (`chat` rows are one-to-one archives,
+//! `groupchat` rows group chat archives, whose `username` is the room's JID). Every DELETE
+//! carries `timestamp < cutoff` itself, so nothing newer than the cutoff goes whatever the
+//! cursor says. Archive timestamps are microseconds; the engine's cutoff is seconds.
+//!
+//! Users who chose a shorter retention for their own archive
+//! ([`Hosting::set_user_archive_retention`]) are swept after the domain's pass, each with the
+//! cutoff of their own period (their choice is the promise for their rows).
+
+use rusqlite::types::Value;
+use serde::{Deserialize, Serialize};
+
+use super::sweep::{StepDone, Target};
+use super::{Kind, SweepOptions, SweepRecord};
+use crate::{Error, Hosting, Result, Timestamp};
+
+/// One bounded step asked of a server's archive store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArchiveStep {
+    /// `archive` (rows of type chat) or `muc` (rows of type groupchat).
+    pub kind: Kind,
+    /// The server host whose rows these are (ejabberd's `server_host`, the hosted domain).
+    pub host: String,
+    /// Only this local user's archive (a user's own shorter retention), else every archive.
+    pub user: Option<String>,
+    /// Rows stored at or after this (microseconds since 1970) are never touched.
+    pub cutoff_us: i64,
+    /// Rows stored before this (microseconds) are not looked at: during a user's part, those
+    /// older than the domain's cutoff, which the domain's part dealt with (a dry run would
+    /// count them twice).
+    pub not_before_us: Option<i64>,
+    /// The store's own cursor from the previous step (`None`: from the oldest).
+    pub after: Option<String>,
+    /// At most this many rows are visited.
+    pub limit: usize,
+    /// `false`: count what would be deleted, delete nothing (a dry run).
+    pub delete: bool,
+}
+
+/// What a step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveStepDone {
+    /// Rows deleted (or, counting, that would be).
+    pub matched: i64,
+    /// Where the next step starts; `None` when nothing older than the cutoff is left.
+    pub next: Option<String>,
+}
+
+/// Where a server's archive rows live, a bounded step at a time.
+pub trait ArchiveSteps: Send {
+    fn step(&mut self, step: &ArchiveStep) -> Result<ArchiveStepDone>;
+}
+
+/// ejabberd's two SQL layouts of the `archive` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqlSchema {
+    /// One database per host (or hosts mixed): no `server_host` column.
+    Default,
+    /// `new_sql_schema: true`: every row carries its `server_host`.
+    New,
+}
+
+impl SqlSchema {
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "default" => Ok(SqlSchema::Default),
+            "new" => Ok(SqlSchema::New),
+            other => Err(Error::InvalidArgument(format!(
+                "{other:?} is not an ejabberd SQL schema: use default or new (new_sql_schema: true)"
+            ))),
+        }
+    }
+}
+
+/// Runs one SQL statement on the server's database: the rows of a SELECT (integers), or for
+/// any other statement the number of rows it changed as `[[n]]`.
+pub trait ArchiveSql: Send {
+    fn query(&mut self, sql: &str) -> Result<Vec<Vec<i64>>>;
+}
+
+/// An [`ArchiveSteps`] over ejabberd's SQL `archive` table.
+pub struct SqlArchive<E> {
+    pub schema: SqlSchema,
+    pub exec: E,
+}
+
+/// A text as an SQL literal. Hosts and usernames are nodeprep'd names without quotes, but a
+/// quote is doubled all the same: the statement is text handed to ejabberd's SQL layer.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The SQL cursor: the (timestamp, id) of the last row visited.
+fn sql_cursor(after: Option<&str>) -> Result<Option<(i64, i64)>> {
+    let Some(text) = after else { return Ok(None) };
+    text.split_once(':')
+        .and_then(|(t, i)| Some((t.parse().ok()?, i.parse().ok()?)))
+        .map(Some)
+        .ok_or_else(|| Error::Corrupt(format!("an archive sweep's cursor {text:?} is not timestamp:id")))
+}
+
+impl<E: ArchiveSql> SqlArchive<E> {
+    /// The WHERE clause of the rows a step may visit: this host's (new schema), this user's (a
+    /// user's own retention), strictly before the cutoff, after the cursor.
+    fn visited(&self, step: &ArchiveStep, after: Option<(i64, i64)>) -> String {
+        let mut clauses = Vec::new();
+        if self.schema == SqlSchema::New {
+            clauses.push(format!("server_host = {}", literal(&step.host)));
+        }
+        if let Some(user) = &step.user {
+            clauses.push(format!("username = {}", literal(user)));
+        }
+        clauses.push(format!("timestamp < {}", step.cutoff_us));
+        if let Some(from) = step.not_before_us {
+            clauses.push(format!("timestamp >= {from}"));
+        }
+        if let Some((t, id)) = after {
+            clauses.push(format!("(timestamp, id) > ({t}, {id})"));
+        }
+        clauses.join(" AND ")
+    }
+
+    /// The rows of the swept kind among the visited ones, up to `last` (inclusive).
+    fn of_kind(&self, step: &ArchiveStep, after: Option<(i64, i64)>, last: Option<(i64, i64)>) -> String {
+        let kind = match step.kind {
+            Kind::Muc => "groupchat",
+            _ => "chat",
+        };
+        let mut clause = format!("{} AND kind = '{kind}'", self.visited(step, after));
+        if let Some((t, id)) = last {
+            clause.push_str(&format!(" AND (timestamp, id) <= ({t}, {id})"));
+        }
+        clause
+    }
+}
+
+impl<E: ArchiveSql> ArchiveSteps for SqlArchive<E> {
+    fn step(&mut self, step: &ArchiveStep) -> Result<ArchiveStepDone> {
+        if step.kind == Kind::Uploads {
+            return Err(Error::InvalidArgument("uploads are not in the archive table".into()));
+        }
+        let after = sql_cursor(step.after.as_deref())?;
+        let limit = step.limit.max(1);
+        // The last row this step may visit: the limit-th in archive order (the index on
+        // (server_host,) timestamp orders rows by timestamp then id). None: fewer are left.
+        let boundary = self.exec.query(&format!(
+            "SELECT timestamp, id FROM archive WHERE {} ORDER BY timestamp, id LIMIT 1 OFFSET {}",
+            self.visited(step, after),
+            limit - 1
+        ))?;
+        let last = match boundary.first().map(Vec::as_slice) {
+            Some([t, id]) => Some((*t, *id)),
+            Some(_) => {
+                return Err(Error::Internal("ejabberd's archive: the boundary query answered an odd row".into()))
+            }
+            None => None,
+        };
+        let matched = if step.delete {
+            let sql = format!("DELETE FROM archive WHERE {}", self.of_kind(step, after, last));
+            self.exec.query(&sql)?.first().and_then(|r| r.first().copied()).unwrap_or(0)
+        } else {
+            let sql = format!("SELECT count(*) FROM archive WHERE {}", self.of_kind(step, after, last));
+            self.exec.query(&sql)?.first().and_then(|r| r.first().copied()).unwrap_or(0)
+        };
+        Ok(ArchiveStepDone { matched, next: last.map(|(t, id)| format!("{t}:{id}")) })
+    }
+}
+
+/// [`ArchiveSql`] on an SQLite file the core opens itself (benchmarks, tests, a database no
+/// server has open). Each statement is its own transaction; a lock held elsewhere is waited for
+/// up to 50 ms, then the step fails and the sweep resumes at the next pass.
+pub struct SqliteFile {
+    conn: rusqlite::Connection,
+}
+
+impl SqliteFile {
+    pub fn open(path: &str) -> Result<Self> {
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_millis(50))?;
+        Ok(SqliteFile { conn })
+    }
+}
+
+impl ArchiveSql for SqliteFile {
+    fn query(&mut self, sql: &str) -> Result<Vec<Vec<i64>>> {
+        let mut stmt = self.conn.prepare(sql)?;
+        if stmt.column_count() == 0 {
+            return Ok(vec![vec![stmt.execute([])? as i64]]);
+        }
+        let n = stmt.column_count();
+        let rows = stmt.query_map([], |r| {
+            (0..n)
+                .map(|i| match r.get::<_, Value>(i)? {
+                    Value::Integer(v) => Ok(v),
+                    _ => Ok(0),
+                })
+                .collect::<rusqlite::Result<Vec<i64>>>()
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// The engine's view of an archive: the domain's rows first, then each user with a shorter
+/// retention of their own. The engine's cursor is `d` plus the store's cursor during the
+/// domain's part, `u` plus the user, a tab and the store's cursor during a user's part.
+struct ArchiveTarget<'a> {
+    store: &'a mut dyn ArchiveSteps,
+    kind: Kind,
+}
+
+enum Phase {
+    Domain(Option<String>),
+    User(String, Option<String>),
+}
+
+fn phase(cursor: Option<&str>) -> Phase {
+    match cursor {
+        None => Phase::Domain(None),
+        Some(c) => match c.split_at_checked(1) {
+            Some(("u", rest)) => {
+                let (user, inner) = rest.split_once('\t').unwrap_or((rest, ""));
+                Phase::User(user.to_string(), (!inner.is_empty()).then(|| inner.to_string()))
+            }
+            Some(("d", rest)) if !rest.is_empty() => Phase::Domain(Some(rest.to_string())),
+            _ => Phase::Domain(None),
+        },
+    }
+}
+
+impl ArchiveTarget<'_> {
+    /// The first user after `previous` (by name) whose own retention is shorter than the
+    /// domain's, with the cutoff it gives now.
+    fn next_user(&self, h: &Hosting, domain: &str, previous: Option<&str>) -> Result<Option<(String, Timestamp)>> {
+        if self.kind != Kind::Archive {
+            return Ok(None);
+        }
+        let mut users = h.user_archive_cutoffs(domain)?;
+        users.sort();
+        Ok(users.into_iter().find(|(user, _)| previous.is_none_or(|p| user.as_str() > p)))
+    }
+
+    fn run(
+        &mut self,
+        h: &Hosting,
+        domain: &str,
+        cutoff: Timestamp,
+        cursor: Option<&str>,
+        limit: usize,
+        delete: bool,
+    ) -> Result<(i64, Option<String>)> {
+        let (user, user_cutoff, after) = match phase(cursor) {
+            Phase::Domain(after) => (None, cutoff, after),
+            Phase::User(user, after) => {
+                let cut = h.user_archive_cutoffs(domain)?.into_iter().find(|(u, _)| *u == user).map(|(_, c)| c);
+                match cut {
+                    // Still a shorter choice: continue this user.
+                    Some(cut) => (Some(user), cut, after),
+                    // Cleared (or no longer shorter) meanwhile: on to the next one.
+                    None => match self.next_user(h, domain, Some(&user))? {
+                        Some((next, cut)) => (Some(next), cut, None),
+                        None => return Ok((0, None)),
+                    },
+                }
+            }
+        };
+        let step = ArchiveStep {
+            kind: self.kind,
+            host: domain.to_string(),
+            user: user.clone(),
+            // A user's part never deletes more than the domain's cutoff would keep... and never
+            // less than theirs: their cutoff is the later of the two.
+            cutoff_us: user_cutoff.max(cutoff).saturating_mul(1_000_000),
+            not_before_us: user.as_ref().map(|_| cutoff.saturating_mul(1_000_000)),
+            after,
+            limit,
+            delete,
+        };
+        let done = self.store.step(&step)?;
+        let next = match (done.next, &user) {
+            (Some(inner), None) => Some(format!("d{inner}")),
+            (Some(inner), Some(u)) => Some(format!("u{u}\t{inner}")),
+            (None, previous) => self.next_user(h, domain, previous.as_deref())?.map(|(u, _)| format!("u{u}\t")),
+        };
+        Ok((done.matched, next))
+    }
+}
+
+impl Target for ArchiveTarget<'_> {
+    fn count(&mut self, h: &Hosting, domain: &str, cutoff: Timestamp) -> Result<(i64, i64)> {
+        let mut cursor = None;
+        let mut total = 0;
+        loop {
+            let (n, next) = self.run(h, domain, cutoff, cursor.as_deref(), super::sweep::MAX_BATCH, false)?;
+            total += n;
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok((total, 0)),
+            }
+        }
+    }
+
+    fn step(
+        &mut self,
+        h: &Hosting,
+        domain: &str,
+        cutoff: Timestamp,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<StepDone> {
+        let (deleted, next) = self.run(h, domain, cutoff, cursor, limit, true)?;
+        Ok(StepDone { deleted, bytes: 0, failures: Vec::new(), next })
+    }
+}
+
+impl Hosting {
+    /// Runs (or resumes) the sweep of a domain's one-to-one (`Kind::Archive`) or group chat
+    /// (`Kind::Muc`) archives kept by a server, each step carried out by `store`. Audit log,
+    /// lease, cursor, dry run and the cutoff rule are the engine's ([`super::sweep`]).
+    pub fn retention_sweep_archive(
+        &self,
+        domain: &str,
+        kind: Kind,
+        store: &mut dyn ArchiveSteps,
+        options: &SweepOptions,
+    ) -> Result<SweepRecord> {
+        if kind == Kind::Uploads {
+            return Err(Error::InvalidArgument(
+                "uploads are swept from the upload directory, not from an archive store".into(),
+            ));
+        }
+        let mut target = ArchiveTarget { store, kind };
+        self.sweep_with(domain, kind, &mut target, options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retention::SweepState;
+    use crate::{Clock, ManualClock};
+
+    const NOW: i64 = 1_700_000_000;
+    const HOST: &str = "example.org";
+
+    /// An SQLite database with ejabberd 23.01's own `archive` table of `schema` (as in its
+    /// lite.sql and lite.new.sql), in a temporary file.
+    struct Db {
+        path: std::path::PathBuf,
+        schema: SqlSchema,
+    }
+
+    impl Drop for Db {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    impl Db {
+        fn new(name: &str, schema: SqlSchema) -> Db {
+            let path = std::env::temp_dir().join(format!("xh-ej-archive-{name}-{}.db", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let c = rusqlite::Connection::open(&path).unwrap();
+            let host_col = if schema == SqlSchema::New { "server_host text NOT NULL," } else { "" };
+            c.execute_batch(&format!(
+                "CREATE TABLE archive (
+                    username text NOT NULL, {host_col}
+                    timestamp BIGINT UNSIGNED NOT NULL, peer text NOT NULL, bare_peer text NOT NULL,
+                    xml text NOT NULL, txt text, id INTEGER PRIMARY KEY AUTOINCREMENT, kind text, nick text,
+                    created_at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP);"
+            ))
+            .unwrap();
+            if schema == SqlSchema::New {
+                c.execute_batch(
+                    "CREATE INDEX i_archive_sh_username_timestamp ON archive (server_host, username, timestamp);
+                     CREATE INDEX i_archive_sh_timestamp ON archive (server_host, timestamp);",
+                )
+                .unwrap();
+            } else {
+                c.execute_batch(
+                    "CREATE INDEX i_username_timestamp ON archive(username, timestamp);
+                     CREATE INDEX i_timestamp ON archive(timestamp);",
+                )
+                .unwrap();
+            }
+            Db { path, schema }
+        }
+
+        fn add(&self, user: &str, host: &str, at_s: i64, kind: &str) {
+            let c = rusqlite::Connection::open(&self.path).unwrap();
+            let ts = at_s * 1_000_000;
+            if self.schema == SqlSchema::New {
+                c.execute(
+                    "INSERT INTO archive (username, server_host, timestamp, peer, bare_peer, xml, kind, nick)
+                     VALUES (?1, ?2, ?3, 'p@x', 'p@x', '<message/>', ?4, '')",
+                    rusqlite::params![user, host, ts, kind],
+                )
+                .unwrap();
+            } else {
+                c.execute(
+                    "INSERT INTO archive (username, timestamp, peer, bare_peer, xml, kind, nick)
+                     VALUES (?1, ?2, 'p@x', 'p@x', '<message/>', ?3, '')",
+                    rusqlite::params![user, ts, kind],
+                )
+                .unwrap();
+            }
+        }
+
+        /// (username, seconds, kind) of every row left, in archive order.
+        fn rows(&self) -> Vec<(String, i64, String)> {
+            let c = rusqlite::Connection::open(&self.path).unwrap();
+            let mut s = c.prepare("SELECT username, timestamp, kind FROM archive ORDER BY timestamp, id").unwrap();
+            s.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? / 1_000_000, r.get(2)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        }
+
+        fn store(&self) -> SqlArchive<SqliteFile> {
+            SqlArchive { schema: self.schema, exec: SqliteFile::open(self.path.to_str().unwrap()).unwrap() }
+        }
+    }
+
+    fn hosting() -> (Hosting, ManualClock) {
+        let clock = ManualClock::new(NOW);
+        let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
+        h.add_domain(HOST).unwrap();
+        (h, clock)
+    }
+
+    fn opts(batch: usize) -> SweepOptions {
+        SweepOptions { batch, ..Default::default() }
+    }
+
+    #[test]
+    fn old_chat_rows_go_newer_ones_and_group_chats_stay_on_both_schemas() {
+        for schema in [SqlSchema::Default, SqlSchema::New] {
+            let (h, _) = hosting();
+            h.set_retention(HOST, "archive", "1d").unwrap();
+            let db = Db::new(&format!("basic-{schema:?}"), schema);
+            for i in 0..50 {
+                db.add(&format!("u{}", i % 3), HOST, NOW - 2 * 86_400 + i * 60, "chat");
+                db.add("room@conference.example.org", HOST, NOW - 2 * 86_400 + i * 60, "groupchat");
+            }
+            // Exactly at the cutoff: kept (strictly before is deleted).
+            db.add("u0", HOST, NOW - 86_400, "chat");
+            db.add("u1", HOST, NOW - 86_399, "chat");
+            let mut store = db.store();
+            let dry = h
+                .retention_sweep_archive(
+                    HOST,
+                    Kind::Archive,
+                    &mut store,
+                    &SweepOptions { dry_run: true, batch: 7, ..Default::default() },
+                )
+                .unwrap();
+            assert_eq!((dry.deleted, dry.dry_run), (50, true));
+            assert_eq!(db.rows().len(), 102, "a dry run deletes nothing");
+            let rec = h.retention_sweep_archive(HOST, Kind::Archive, &mut store, &opts(7)).unwrap();
+            assert_eq!((rec.state, rec.deleted), (SweepState::Done, 50), "{schema:?}");
+            assert!(rec.steps > 1);
+            let left = db.rows();
+            assert_eq!(
+                left.iter().filter(|r| r.2 == "chat").map(|r| r.1).collect::<Vec<_>>(),
+                [NOW - 86_400, NOW - 86_399]
+            );
+            assert_eq!(left.iter().filter(|r| r.2 == "groupchat").count(), 50, "group chats are the muc kind's");
+            // The muc kind, with its own period.
+            h.set_retention(HOST, "muc", "1h").unwrap();
+            let rec = h.retention_sweep_archive(HOST, Kind::Muc, &mut store, &opts(5)).unwrap();
+            assert_eq!(rec.deleted, 50);
+            assert_eq!(db.rows().len(), 2);
+        }
+    }
+
+    #[test]
+    fn the_new_schema_sweeps_only_the_domains_own_rows() {
+        let (h, _) = hosting();
+        h.set_retention(HOST, "archive", "1d").unwrap();
+        let db = Db::new("hosts", SqlSchema::New);
+        for i in 0..10 {
+            db.add("alice", HOST, NOW - 3 * 86_400 + i, "chat");
+            db.add("alice", "other.example", NOW - 3 * 86_400 + i, "chat");
+        }
+        let rec = h.retention_sweep_archive(HOST, Kind::Archive, &mut db.store(), &opts(3)).unwrap();
+        assert_eq!(rec.deleted, 10);
+        assert_eq!(db.rows().len(), 10, "other.example's rows stay");
+    }
+
+    #[test]
+    fn rows_with_equal_timestamps_are_all_visited_across_steps() {
+        let (h, _) = hosting();
+        h.set_retention(HOST, "archive", "1h").unwrap();
+        let db = Db::new("ties", SqlSchema::Default);
+        for _ in 0..9 {
+            db.add("bob", HOST, NOW - 7200, "chat");
+        }
+        let rec = h.retention_sweep_archive(HOST, Kind::Archive, &mut db.store(), &opts(2)).unwrap();
+        assert_eq!(rec.deleted, 9);
+        assert!(db.rows().is_empty());
+    }
+
+    #[test]
+    fn a_users_shorter_retention_is_swept_after_the_domains() {
+        let (h, _) = hosting();
+        h.set_retention(HOST, "archive", "30d").unwrap();
+        h.set_user_archive_retention(HOST, "alice", Some("1d")).unwrap();
+        h.set_user_archive_retention(HOST, "carol", Some("2d")).unwrap();
+        let db = Db::new("users", SqlSchema::New);
+        for user in ["alice", "bob", "carol"] {
+            db.add(user, HOST, NOW - 40 * 86_400, "chat"); // past the domain's 30 days
+            db.add(user, HOST, NOW - 36 * 3600, "chat"); // past alice's day, within carol's two
+            db.add(user, HOST, NOW - 3600, "chat");
+        }
+        let dry = h
+            .retention_sweep_archive(
+                HOST,
+                Kind::Archive,
+                &mut db.store(),
+                &SweepOptions { dry_run: true, ..Default::default() },
+            )
+            .unwrap();
+        assert_eq!(dry.deleted, 4);
+        let rec = h.retention_sweep_archive(HOST, Kind::Archive, &mut db.store(), &opts(1)).unwrap();
+        assert_eq!((rec.deleted, rec.state), (4, SweepState::Done));
+        let left: Vec<(String, i64)> = db.rows().into_iter().map(|r| (r.0, NOW - r.1)).collect();
+        let mut expect = vec![
+            ("bob".to_string(), 36 * 3600),
+            ("carol".to_string(), 36 * 3600),
+            ("alice".to_string(), 3600),
+            ("bob".to_string(), 3600),
+            ("carol".to_string(), 3600),
+        ];
+        let mut left_sorted = left.clone();
+        left_sorted.sort();
+        expect.sort();
+        assert_eq!(left_sorted, expect);
+    }
+
+    #[test]
+    fn a_sweep_stopped_part_way_resumes_from_its_cursor_and_keeps_newer_rows() {
+        let (h, clock) = hosting();
+        h.set_retention(HOST, "archive", "1d").unwrap();
+        let db = Db::new("resume", SqlSchema::Default);
+        for i in 0..40 {
+            db.add("u", HOST, NOW - 2 * 86_400 + i, "chat");
+        }
+        for i in 0..5 {
+            db.add("u", HOST, NOW - 100 + i, "chat");
+        }
+        let part = h
+            .retention_sweep_archive(
+                HOST,
+                Kind::Archive,
+                &mut db.store(),
+                &SweepOptions { batch: 4, max_steps: Some(2), ..Default::default() },
+            )
+            .unwrap();
+        assert_eq!(part.state, SweepState::Running);
+        assert!(part.deleted > 0 && part.deleted < 40);
+        clock.advance(30);
+        // Another store (a restarted server) resumes the same sweep.
+        let rest = h.retention_sweep_archive(HOST, Kind::Archive, &mut db.store(), &opts(4)).unwrap();
+        assert_eq!((rest.id, rest.parts, rest.deleted, rest.state), (part.id, 2, 40, SweepState::Done));
+        assert_eq!(db.rows().len(), 5);
+    }
+
+    #[test]
+    fn a_failing_store_pauses_the_sweep_with_its_error_and_uploads_are_refused() {
+        struct Broken;
+        impl ArchiveSteps for Broken {
+            fn step(&mut self, _: &ArchiveStep) -> Result<ArchiveStepDone> {
+                Err(Error::Internal("ejabberd's archive: database is locked".into()))
+            }
+        }
+        let (h, _) = hosting();
+        h.set_retention(HOST, "archive", "1d").unwrap();
+        let rec = h.retention_sweep_archive(HOST, Kind::Archive, &mut Broken, &opts(4)).unwrap();
+        assert_eq!(rec.state, SweepState::Running);
+        assert!(rec.errors[0].contains("database is locked"), "{:?}", rec.errors);
+        let e = h.retention_sweep_archive(HOST, Kind::Uploads, &mut Broken, &opts(4)).unwrap_err();
+        assert_eq!(e.code(), "invalid-argument");
+        assert!(SqlSchema::parse("old").unwrap_err().to_string().contains("default or new"));
+    }
+
+    /// Random histories against a model: rows stored at random times, sweeps of random batch
+    /// sizes stopped after random numbers of steps, the clock moving both ways. A row may vanish
+    /// only if it was older than the cutoff of the moment.
+    #[test]
+    fn property_no_row_newer_than_the_cutoff_is_deleted() {
+        let (h, clock) = hosting();
+        h.set_retention(HOST, "archive", "1h").unwrap();
+        let db = Db::new("property", SqlSchema::New);
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..60 {
+            for _ in 0..rnd(10) {
+                let kind = if rnd(4) == 0 { "groupchat" } else { "chat" };
+                db.add(&format!("u{}", rnd(3)), HOST, clock.now() - rnd(3 * 3600) as i64 + 600, kind);
+            }
+            let before = db.rows();
+            let _ = h.retention_sweep_archive(
+                HOST,
+                Kind::Archive,
+                &mut db.store(),
+                &SweepOptions { batch: 1 + rnd(6) as usize, max_steps: Some(rnd(4)), ..Default::default() },
+            );
+            let after = db.rows();
+            let cutoff = clock.now() - 3600;
+            let mut left = after.clone();
+            for row in before {
+                if let Some(i) = left.iter().position(|r| *r == row) {
+                    left.remove(i);
+                } else {
+                    assert!(row.1 < cutoff && row.2 == "chat", "{row:?} deleted with cutoff {cutoff}");
+                }
+            }
+            clock.advance(rnd(1200) as i64 - 400);
+        }
+    }
+}

@@ -17,6 +17,11 @@ directory, as benches/ejabberd_upload_quota_cost.py creates them), and so does t
 1,000 bytes until the slot ends, so 2,000 grants pile up as the issue's did. Limits are far above
 the traffic: every request is granted. Servers log at info level.
 
+The servers load a private copy of this build's Lua library and ejabberd module (PROFILE, default
+release), taken when the bench starts: other work on the machine rebuilding target/lua or the NIF
+in debug meanwhile does not change what is measured. XH_SERVERS picks the generations, as for the
+tests (`XH_SERVERS=prosody-13,ejabberd-24.12`); the bench prints which ones ran, and the load.
+
 --prosody-storage internal keeps Prosody's data in its internal files (storage_archive_item_limit
 raised), as benches/prosody_file_share_cost.py --storage internal does: a warm slot request then
 costs mod_http_file_share a fraction of a millisecond instead of an SQLite append, so what the
@@ -26,6 +31,8 @@ module adds stands out from the noise.
 import argparse
 import asyncio
 import hashlib
+import os
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -36,13 +43,30 @@ from xml.etree import ElementTree as ET
 BENCHES = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHES.parent / "tests"))
 sys.path.insert(0, str(BENCHES))
+os.environ.setdefault("PROFILE", "release")
 from harness import client  # noqa: E402
-from harness.common import run_cli  # noqa: E402
+from harness import ejabberd as ejabberd_harness  # noqa: E402
+from harness import prosody as prosody_harness  # noqa: E402
+from harness.common import TARGET, run_cli, target  # noqa: E402
 import ejabberd_upload_quota_cost as ejb  # noqa: E402
 import prosody_file_share_cost as pfs  # noqa: E402
 
 PASSWORD = "bench-password"
 WINDOW = 200  # requests at the start and at the end compared for flatness
+
+
+def private_builds(work: Path):
+    """Points the harnesses at copies of this build's Lua library and ejabberd module in `work`."""
+    lua = work / "lua"
+    lua.mkdir()
+    shutil.copy(TARGET / "libxmpp_hosting_lua.so", lua / "xmpp_hosting.so")
+    module = work / "erlang" / ejabberd_harness.MODULE
+    shutil.copytree(ejabberd_harness.MODULE_SRC, module, symlinks=True)
+    (module / "priv" / "lib").mkdir(parents=True, exist_ok=True)
+    shutil.copy(TARGET / "libxmpp_hosting_nif.so", module / "priv" / "lib" / "xmpp_hosting_nif.so")
+    prosody_harness.LUA_CPATH_DIR = lua
+    ejabberd_harness.MODULE_SRC = module
+    ejabberd_harness.NIF_SO = module / "priv" / "lib" / "xmpp_hosting_nif.so"
 
 
 def seed_ledger(database: Path, domain: str, n: int):
@@ -113,6 +137,9 @@ Component "{pfs.SHARE}" "http_file_share"
     with prosody:
         times, ping = measure(prosody.c2s_port, f"measure0@{pfs.HOST}", pfs.SHARE, requests)
         errors = [line for line in prosody.log_text().splitlines() if "\terror\t" in line]
+        for line in prosody.log_text().splitlines():
+            if "PROF" in line:
+                print(line, file=sys.stderr)
     if errors:
         print(f"  ({len(errors)} error lines in Prosody's log, first: {errors[0][:200]})", file=sys.stderr)
     return times, ping
@@ -133,7 +160,6 @@ def ejabberd_run(n: int, with_module: bool, requests: int, work: Path):
     docroot = work / "ejabberd-upload"
     user_dir = docroot / hashlib.sha1(f"{ejb.USER}@{ejb.HOST}".encode()).hexdigest()
     if ejb.count(user_dir) > n:
-        import shutil
         shutil.rmtree(user_dir)
     ejb.fill(user_dir, n, int(time.time()))
     fit = -(-(n * ejb.SIZE + requests * ejb.SIZE) // ejb.MIB)  # MiB: the files and every slot fit
@@ -160,11 +186,15 @@ def main():
     args = ap.parse_args()
     runs = {"prosody": lambda *a: prosody_run(*a, storage=args.prosody_storage), "ejabberd": ejabberd_run}
     work = Path(tempfile.mkdtemp(prefix="xh-bench-slots-"))
+    private_builds(work)
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     print(f"Slot request round trip, ms: {args.requests} requests in one session, loopback "
-          f"(Prosody's upload archive: {args.prosody_storage})\n")
-    print("| server | uploads stored | module | p50 | p99 | first 200 p50 | last 200 p50 | ping | p50 ratio | p50 + |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for server in [s.strip() for s in args.servers.split(",") if s.strip()]:
+          f"(Prosody's upload archive: {args.prosody_storage}); {os.environ['PROFILE']} build; "
+          f"{', '.join(target(s).name for s in servers)}\n")
+    print("| server | uploads stored | module | p50 | p99 | first 200 p50 | last 200 p50 | ping | p50 ratio | p50 + "
+          "| load (1 min) |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for server in servers:
         for n in [int(s) for s in args.sizes.split(",") if s.strip()]:
             base = None
             for with_module in (False, True):
@@ -174,9 +204,8 @@ def main():
                 extra = f"{p50 - base:+.2f}" if base else ""
                 print(f"| {server} | {n} | {'with' if with_module else 'without'} | {p50:.2f} | {pct(times, 0.99):.2f} "
                       f"| {pct(times[:WINDOW], 0.5):.2f} | {pct(times[-WINDOW:], 0.5):.2f} | {ping * 1000:.2f} "
-                      f"| {ratio} | {extra} |", flush=True)
+                      f"| {ratio} | {extra} | {os.getloadavg()[0]:.2f} |", flush=True)
                 base = base or p50
-    import shutil
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -39,6 +39,7 @@ local jid = require "util.jid";
 local dm = require "util.datamanager";
 local datetime = require "util.datetime";
 local server = require "net.server";
+local async = require "util.async";
 
 local hosting_module = module:depends("xmpp_hosting");
 local get_store = hosting_module.get_store;
@@ -86,43 +87,117 @@ local function quota_error(stanza, d)
 	return reply;
 end
 
-module:hook("iq-get/host/" .. namespace .. ":request", function(event)
-	local stanza, origin = event.stanza, event.origin;
-	local request = stanza.tags[1];
-	local username, domain = jid.split(jid.bare(stanza.attr.from));
-	local store = get_store();
-	if not store or not username or not store:domain(domain) then
-		return; -- not ours to decide
-	end
-	local decision, err, code = store:authorize_upload(domain, username, request.attr.size);
-	if not decision then
-		if code == "invalid-argument" then
-			origin.send(st.error_reply(stanza, "modify", "bad-request", err));
-		else
-			module:log("error", "Upload quota check failed for %s@%s: %s", username, domain, err);
-			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+-- Runs `callback(result...)` on the loop once a result computed on the core's worker is in.
+local function when_done(pending, callback)
+	local watch;
+	watch = server.watchfd(pending:getfd(), function()
+		if pending:ready() and watch then
+			watch:close();
+			watch = nil;
+			callback(pending:result());
 		end
-		return true;
+	end);
+end
+
+-- Store writes the slot hook makes besides the decision (a slot mod_http_file_share did not
+-- issue gives its bytes back): done at once when nobody else holds the store's lock, else on the
+-- core's worker; the loop never waits for another process.
+local function release(store, reservation)
+	local done, err = store:release_upload_or_later(reservation);
+	if type(done) == "userdata" then
+		when_done(done, function(ok, late_err)
+			if not ok then module:log("warn", "Cannot release upload reservation %s: %s", reservation, late_err); end
+		end);
+	elseif not done then
+		module:log("warn", "Cannot release upload reservation %s: %s", reservation, err);
 	end
-	if decision.decision == "denied" then
-		module:log("info", "Upload slot for %s@%s refused: %s", username, domain, decision.text);
-		origin.send(quota_error(stanza, decision));
-		return true;
-	end
-	-- Granted: let mod_http_file_share issue the slot, and read its id from the reply.
+end
+
+-- A granted slot: mod_http_file_share issues it (its handler runs after this one), and its id is
+-- read from the reply so that the core can watch for the slot's file.
+local function issue(event, store, grant)
+	local origin = event.origin;
 	event.origin = setmetatable({
 		send = function(reply)
 			local slot = reply.attr.type == "result" and slot_of(reply);
 			if slot then
 				-- Recorded on the core's worker; the loop does not wait for the store.
-				local ok, watch_err = store:watch_upload_slot(decision.id, file_of(slot), slot_usable_for);
+				local ok, watch_err = store:watch_upload_slot(grant.id, file_of(slot), slot_usable_for);
 				if not ok then module:log("error", "Cannot watch upload slot %s: %s", slot, watch_err); end
 			else
-				store:release_upload(decision.id);
+				release(store, grant.id);
 			end
 			return origin.send(reply);
 		end;
 	}, { __index = origin });
+end
+
+-- Answers a refused or failed request; true when answered, nil for a grant (after `issue`).
+local function answer(event, store, decision, err, code)
+	local stanza, origin = event.stanza, event.origin;
+	if not decision then
+		if code == "invalid-argument" then
+			origin.send(st.error_reply(stanza, "modify", "bad-request", err));
+		else
+			module:log("error", "Upload quota check failed for %s: %s", stanza.attr.from, err);
+			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+		end
+		return true;
+	end
+	if decision.decision == "denied" then
+		module:log("info", "Upload slot for %s refused: %s", stanza.attr.from, decision.text);
+		origin.send(quota_error(stanza, decision));
+		return true;
+	end
+	issue(event, store, decision);
+end
+
+local request_event = "iq-get/host/" .. namespace .. ":request";
+
+-- A request decided on the core's worker is fired again once the decision is in, so that
+-- mod_http_file_share issues the slot as for any other; in a runner, as stanza handlers run.
+local again = async.runner(function(event)
+	if not module:fire_event(request_event, event) then
+		-- mod_http_file_share went away meanwhile: nobody else will answer.
+		local grant = event.xmpp_hosting.decision;
+		if grant then release(get_store(), grant.id); end
+		event.origin.send(st.error_reply(event.stanza, "cancel", "service-unavailable"));
+	end
+end, {
+	error = function(_, err) module:log("error", "Issuing an upload slot decided off the loop failed: %s", err); end;
+});
+
+module:hook(request_event, function(event)
+	local store = get_store();
+	if event.xmpp_hosting then -- decided on the worker, fired again (see `again`)
+		if event.xmpp_hosting.decision then issue(event, store, event.xmpp_hosting.decision); end
+		return;
+	end
+	local username, domain = jid.split(jid.bare(event.stanza.attr.from));
+	if not store or not username or not domain then
+		return; -- not ours to decide
+	end
+	-- The decision at once, or, while another process holds the store's write lock, the same
+	-- decision made by the core's worker once the lock is free: answered then, and the session
+	-- (and every other) is served meanwhile.
+	local decision, err, code = store:authorize_upload_or_later(domain, username, event.stanza.tags[1].attr.size);
+	if not decision and (code == "not-found" or code == "invalid-domain") then
+		return; -- a domain the store does not host: mod_http_file_share's own rules apply
+	end
+	if type(decision) ~= "userdata" then
+		return answer(event, store, decision, err, code);
+	end
+	when_done(decision, function(late, late_err, late_code)
+		if not late and (late_code == "not-found" or late_code == "invalid-domain") then
+			event.xmpp_hosting = { not_ours = true };
+		elseif answer(event, store, late, late_err, late_code) then
+			return;
+		else
+			event.xmpp_hosting = { decision = late };
+		end
+		again:run(event);
+	end);
+	return true;
 end, 10);
 
 -- disco#info: the max-file-size of the service's form (XEP-0363 section 4) is the one that
@@ -199,18 +274,6 @@ module:provides("adhoc", module:require("adhoc").new("My upload usage", usage_no
 	end
 	return { status = "completed"; info = text };
 end, "any"));
-
--- Runs `callback(result...)` on the loop once a result computed on the core's worker is in.
-local function when_done(pending, callback)
-	local watch;
-	watch = server.watchfd(pending:getfd(), function()
-		if pending:ready() and watch then
-			watch:close();
-			watch = nil;
-			callback(pending:result());
-		end
-	end);
-end
 
 -- Earlier versions kept the slots awaited in Prosody's storage: hand them to the core once.
 local old_slots = module:open_store("xmpp_hosting_slots", "keyval");

@@ -2,9 +2,12 @@
 
 The CLI, ejabberd on the same store, or a backup may hold SQLite's write lock for seconds. A
 registration then waits for it on the core's worker, not on the loop: other sessions keep being
-served meanwhile, and the registration succeeds once the lock is released.
+served meanwhile, and the registration succeeds once the lock is released. A slot request is
+decided on the loop when the lock is free and otherwise by the worker once it is: the slot is
+granted then, and the same session's pings are answered meanwhile.
 """
 
+import base64
 import json
 import re
 import socket
@@ -15,19 +18,23 @@ import pytest
 
 from harness.client import RawStream, error_condition, login, preauth_element
 from harness.common import run_cli
-from harness.prosody import Prosody
+from harness.prosody import Prosody, upload_component
 
 HOST = "locked.example"
+SHARE = f"share.{HOST}"
+PASSWORD = "pw-lock-123"
 
 
 @pytest.fixture(scope="module")
 def prosody(tmp_path_factory):
-    with Prosody(tmp_path_factory.mktemp("prosody-lock"), host=HOST, host_modules=["xmpp_hosting_invites"]) as server:
+    with Prosody(tmp_path_factory.mktemp("prosody-lock"), host=HOST, host_modules=["xmpp_hosting_invites"],
+                 extra_config=upload_component(SHARE)) as server:
         # The module adds its host to the store as it loads, which may finish after the port opens.
         for _ in range(100):
             if run_cli(server.database, "domain", "show", HOST, check=False).returncode == 0:
                 break
             time.sleep(0.1)
+        server.create_user("uploader", PASSWORD)
         yield server
 
 
@@ -91,3 +98,58 @@ def test_a_registration_waits_for_a_held_lock_off_the_loop_and_then_succeeds(pro
     assert "type='result'" in reply or 'type="result"' in reply, (reply, error_condition(reply))
     registrant.close()
     assert login(prosody.c2s_port, f"patient@{HOST}", "pw-123456")
+
+
+def logged_in(port: int, username: str) -> RawStream:
+    """A raw stream authenticated (SASL PLAIN) as username@HOST, with a bound resource."""
+    stream = RawStream(port, HOST)
+    plain = base64.b64encode(f"\0{username}\0{PASSWORD}".encode()).decode()
+    stream.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>".encode())
+    stream.read_until(b"<success")
+    stream.send(f"<?xml version='1.0'?><stream:stream to='{HOST}' xmlns='jabber:client' "
+                "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>".encode())
+    stream.read_until(b"</stream:features>")
+    stream.send(b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+    assert "result" in reply_to(stream, "bind")
+    return stream
+
+
+def slot_request(iq_id: str, size: int) -> bytes:
+    return (f"<iq type='get' id='{iq_id}' to='{SHARE}'><request xmlns='urn:xmpp:http:upload:0' "
+            f"filename='held.bin' size='{size}' content-type='application/octet-stream'/></iq>").encode()
+
+
+def ping(iq_id: str) -> bytes:
+    return f"<iq type='get' id='{iq_id}' to='{HOST}'><ping xmlns='urn:xmpp:ping'/></iq>".encode()
+
+
+def test_a_slot_request_is_granted_once_a_held_lock_is_released_and_pings_are_answered_meanwhile(prosody):
+    client = logged_in(prosody.c2s_port, "uploader")
+    # With the lock free, the decision is made at once.
+    client.send(slot_request("free", 1000))
+    assert "<slot" in reply_to(client, "free")
+
+    holder = sqlite3.connect(prosody.database, timeout=0, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        client.send(slot_request("held", 2000))
+        # The same session's pings are answered while the slot request waits for the lock: the
+        # loop (and the session) go on. A loop waiting for the lock itself would answer the
+        # slot first, with an error, once its own wait gave up.
+        for n in range(3):
+            client.send(ping(f"ping{n}"))
+            assert "result" in reply_to(client, f"ping{n}")
+        read_available(client)
+        assert b"'held'" not in client.buffer and b'"held"' not in client.buffer, \
+            f"answered while the lock was held: {client.buffer!r}"
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+
+    reply = reply_to(client, "held")
+    assert "type='result'" in reply or 'type="result"' in reply, (reply, error_condition(reply))
+    assert "<slot" in reply and "<put" in reply, reply
+    # Counted like any other grant: both slots hold their bytes.
+    usage = json.loads(run_cli(prosody.database, "--json", "quota", "show", HOST, "--user", "uploader").stdout)
+    assert usage["usage"]["reserved"] == 3000, usage
+    client.close()

@@ -86,6 +86,13 @@ impl Error {
         }
     }
 
+    /// Whether the store gave up because another connection held the lock it needed
+    /// (SQLITE_BUSY, by its result code): the call may succeed later, unlike any other store
+    /// error. See [`crate::Hosting::now_or_later`].
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Store(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy)
+    }
+
     pub(crate) fn not_found(what: &'static str, key: impl Into<String>) -> Self {
         Error::NotFound { what, key: key.into() }
     }

@@ -2,12 +2,16 @@
 //! that Prosody's event loop can watch: `p:getfd()` becomes readable when the result is in
 //! (for `server.watchfd`), `p:ready()` says whether it is, `p:result()` gives it (value, or
 //! `nil, message, code`). Lua is only ever touched from Prosody's own thread.
+//!
+//! A call tried on the loop first ([`NowOrLater`]) gives Lua its value at once, or such a pending
+//! result when another process held the store's lock: the caller tells them apart by type
+//! (`type(r) == "userdata"`).
 
 use std::cell::RefCell;
 
 use mlua::prelude::*;
 use serde::Serialize;
-use xmpp_hosting_core::{Error, Pending};
+use xmpp_hosting_core::{Error, NowOrLater, Pending};
 
 use crate::convert::{failure, to_lua};
 
@@ -84,5 +88,18 @@ impl LuaUserData for LuaPending {
                 Err(e) => failure(lua, e),
             }
         });
+    }
+}
+
+/// A core result given at once (as a plain Lua value) or still running on the worker (as a
+/// [`LuaPending`]).
+pub struct LuaNowOrLater<T>(pub NowOrLater<T>);
+
+impl<T: Serialize + Send + 'static> IntoLua for LuaNowOrLater<T> {
+    fn into_lua(self, lua: &Lua) -> LuaResult<LuaValue> {
+        match self.0 {
+            NowOrLater::Now(value) => to_lua(lua, &value),
+            NowOrLater::Later(pending) => LuaPending::new(pending).into_lua(lua),
+        }
     }
 }

@@ -5,6 +5,11 @@
 //! sizes. It returns `{decision = "granted", id, size, expires_at, count_until}` or `{decision = "denied",
 //! limit, limit_value, usage, retry_at, type, condition, text}`.
 //!
+//! `h:authorize_upload_or_later(domain, username, size)` is the same decision for Prosody's loop:
+//! that table when it could be made at once, or a pending result (userdata, see `pending.rs`)
+//! when another process held the store's write lock; the core's worker then decides once the
+//! lock is free, and the loop never waits for it.
+//!
 //! `h:start_upload_upkeep({root, ...})` runs the purge and the sweep of deleted files on the
 //! core's worker and returns a pending result (see `pending.rs`): Prosody's loop waits for none
 //! of it.
@@ -22,7 +27,7 @@ use xmpp_hosting_core::Error;
 
 use crate::convert::{outcome, serialized};
 use crate::handle::Handle;
-use crate::pending::LuaPending;
+use crate::pending::{LuaNowOrLater, LuaPending};
 
 fn size_of(value: &LuaValue) -> Result<i64, Error> {
     match value {
@@ -37,10 +42,19 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("authorize_upload", |lua, h, (domain, username, size): (String, String, LuaValue)| {
         serialized(lua, || h.0.authorize_upload(&domain, &username, size_of(&size)?))
     });
+    // The slot hook's call: the decision at once, or, while another process holds the store's
+    // write lock, a pending result that the worker fills once it could decide (see pending.rs).
+    m.add_method("authorize_upload_or_later", |lua, h, (domain, username, size): (String, String, LuaValue)| {
+        outcome(lua, || h.0.authorize_upload_now_or_later(&domain, &username, size_of(&size)?).map(LuaNowOrLater))
+    });
     m.add_method("commit_upload", |lua, h, (id, bytes, file_id): (i64, i64, String)| {
         serialized(lua, || h.0.commit_upload(id, bytes, &file_id).map(|()| true))
     });
     m.add_method("release_upload", |lua, h, id: i64| serialized(lua, || h.0.release_upload(id).map(|()| true)));
+    // `true` at once, or a pending result while another process holds the store's write lock.
+    m.add_method("release_upload_or_later", |lua, h, id: i64| {
+        outcome(lua, || h.0.now_or_later(move |w| w.release_upload(id).map(|()| true)).map(LuaNowOrLater))
+    });
     m.add_method("forget_file", |lua, h, file_id: String| serialized(lua, || h.0.forget_file(&file_id)));
     m.add_method("upload_usage", |lua, h, (domain, username): (String, Option<String>)| {
         serialized(lua, || h.0.upload_usage(&domain, username.as_deref()))

@@ -14,9 +14,11 @@ use super::paths::plain_file_id;
 use super::policy::{user_overrides, EffectiveLimits, MAX_DOMAIN_STORAGE, MAX_UPLOAD_SIZE};
 use super::username_of;
 use super::windows::{self, Scope, DAY};
+use crate::settings::JsonSettings;
+use crate::store::domains as store_domains;
 use crate::store::quotas as sql;
 use crate::verification::is_suspended;
-use crate::{Error, Hosting, Result, Timestamp};
+use crate::{DomainName, Error, Hosting, NowOrLater, ProviderSettings, Result, Timestamp};
 
 /// Expired reservations released, and long-released ones forgotten, per decision: bounded work
 /// on the hot path that still keeps up with any rate of abandoned slots.
@@ -132,6 +134,21 @@ impl Hosting {
         self.authorize(domain, username, size, None, None)
     }
 
+    /// [`Hosting::authorize_upload`] for a server's event loop: decided at once when nobody else
+    /// holds the store's write lock (the usual case, at the usual cost), else on the core's
+    /// worker, which waits for the lock (see [`Hosting::now_or_later`]). A slot request is thus
+    /// never refused because another process wrote to the store for a moment, and the loop
+    /// never waits for it.
+    pub fn authorize_upload_now_or_later(
+        &self,
+        domain: &str,
+        username: &str,
+        size: i64,
+    ) -> Result<NowOrLater<UploadDecision>> {
+        let (domain, username) = (domain.to_string(), username.to_string());
+        self.now_or_later(move |h| h.authorize_upload(&domain, &username, size))
+    }
+
     /// [`Hosting::authorize_upload`] for a server that names the slot only when the upload
     /// completes (ejabberd names the uploader's directory) and whose slots live a fixed time: a
     /// grant remembers `slot_key`, so [`Hosting::commit_keyed_upload`] finds the reservation, and
@@ -157,13 +174,21 @@ impl Hosting {
         slot_key: Option<&str>,
         lifetime: Option<u64>,
     ) -> Result<UploadDecision> {
-        let size_u = check_upload_size(size)?;
-        let user = username_of(username)?;
-        let d = self.require_domain(domain)?;
-        let global = self.provider_settings()?.uploads;
-        let name = d.name.as_str();
+        let parsed = DomainName::parse(domain)?;
         let now = self.now();
+        // One transaction, the domain's and the provider's settings read in it too: each
+        // transaction of its own cost the server's loop its locking round again.
         self.store().write(|tx| {
+            // The domain first: a request from a domain not hosted here is not ours to judge,
+            // whatever it asks for.
+            let d = store_domains::domain(tx, &parsed)?.ok_or_else(|| Error::not_found("domain", parsed.as_str()))?;
+            let size_u = check_upload_size(size)?;
+            let user = username_of(username)?;
+            let global = match store_domains::provider_settings_text(tx)? {
+                Some(text) => ProviderSettings::from_json(&text)?.uploads,
+                None => ProviderSettings::default().uploads,
+            };
+            let name = d.name.as_str();
             expire(tx, now, EXPIRE_PER_CALL)?;
             if is_suspended(tx, &d)? {
                 let limit = UploadLimit::DomainSuspended;

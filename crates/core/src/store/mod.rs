@@ -50,6 +50,9 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
 /// Tries at opening a store another process may be creating or migrating at the same moment.
 const OPEN_ATTEMPTS: u32 = 5;
 
+/// Prepared statements kept per connection (see `Store::prepare`).
+const STATEMENT_CACHE: usize = 128;
+
 /// About 40 MB of WAL before a writer checkpoints by itself.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
@@ -139,14 +142,26 @@ impl Store {
 
     fn prepare(mut conn: Connection, path: Option<PathBuf>, busy_timeout: Duration) -> Result<Self> {
         conn.pragma_update(None, "foreign_keys", true)?;
+        // A slot decision alone uses a dozen statements; with rusqlite's default of 16 cached, a
+        // server that also registers and runs its housekeeping on the same handle kept evicting
+        // and parsing them again.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         MIGRATIONS.to_latest(&mut conn)?;
         Ok(Store { conn: Mutex::new(conn), path, checkpointer: Mutex::new(None), busy_timeout })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    fn lock(&self) -> Held<'_> {
         // A panic while holding the lock cannot leave the connection half-changed: any open
         // transaction was rolled back when it was dropped. So a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // During a `Hosting::now_or_later` attempt another connection's lock fails the call at
+        // once (SQLITE_BUSY) instead of being waited for; the timeout is back when the call ends.
+        // Setting it is a field write in SQLite, no system call.
+        let restore = (!crate::off_loop::waits_for_locks() && !self.busy_timeout.is_zero()).then(|| {
+            let _ = conn.busy_timeout(Duration::ZERO);
+            self.busy_timeout
+        });
+        Held { conn, restore }
     }
 
     /// Runs `f` with the connection, outside any explicit transaction.
@@ -189,7 +204,37 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
+        crate::off_loop::committed();
         Ok(value)
+    }
+}
+
+/// The handle's connection, locked for one call.
+struct Held<'a> {
+    conn: MutexGuard<'a, Connection>,
+    /// The busy timeout to put back when the call ends, if the call was not to wait.
+    restore: Option<Duration>,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(timeout) = self.restore {
+            let _ = self.conn.busy_timeout(timeout);
+        }
     }
 }
 

@@ -438,7 +438,7 @@ int main(int argc, char **argv) {
         json = NULL;
         expect(xh_housekeeping_run(hk, "[\"/nonexistent/xh-root\"]", "[]", &json), XH_OK, NULL,
                "xh_housekeeping_run");
-        check(contains(json, "\"ran\":[\"checkpoint\",\"domain_recheck\",\"invite_purge\",\"upload_upkeep\",\"retention\",\"certificates\"]"),
+        check(contains(json, "\"ran\":[\"checkpoint\",\"domain_recheck\",\"invite_purge\",\"upload_upkeep\",\"retention\"]"),
               "the first pass runs every step");
         check(contains(json, "\"failures\":[]"), "no step failed");
         check(json_int(json, "next_in") >= 1 && json_int(json, "next_in") <= 5,
@@ -659,6 +659,26 @@ int main(int argc, char **argv) {
         text = NULL;
         expect(xh_publish_page(h, "publish.example", "de", -1, 1, &text), XH_OK, NULL, "xh_publish_page(json)");
         check(contains(text, "\"rules\"") && !contains(text, "\"accounts\": 1"), "the JSON page, no count given");
+        xh_string_free(text);
+        text = NULL;
+        expect(xh_publish_support_bookmark(h, "publish.example", &json), XH_OK, NULL, "xh_publish_support_bookmark");
+        check(json != NULL && strcmp(json, "null") == 0, "no support room, no bookmark");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_publish_set(h, "publish.example", "support_room", "help@chat.publish.example", NULL), XH_OK, NULL,
+               "xh_publish_set(support_room)");
+        expect(xh_publish_support_bookmark(h, "publish.example", &json), XH_OK, NULL, "xh_publish_support_bookmark");
+        check(contains(json, "\"jid\":\"help@chat.publish.example\"") && contains(json, "\"autojoin\":true"),
+              "the support room is a bookmark joined automatically");
+        xh_string_free(json);
+        json = NULL;
+        expect(xh_publish_record_activity(h, "publish.example", "alice"), XH_OK, NULL, "xh_publish_record_activity");
+        expect(xh_publish_record_activity(h, "unhosted.example", "alice"), XH_OK, NULL,
+               "xh_publish_record_activity(a domain not hosted is ignored)");
+        expect(xh_publish_record_activity(h, "publish.example", "a b"), XH_ERR_INVALID_ARGUMENT, "not a username",
+               "xh_publish_record_activity(bad username)");
+        expect(xh_publish_page(h, "publish.example", NULL, -1, 1, &text), XH_OK, NULL, "xh_publish_page(after a login)");
+        check(contains(text, "\"daily_active\": 10"), "the login counts as active today (shown as about 10)");
         xh_string_free(text);
         text = NULL;
         expect(xh_publish_show(h, "missing.example", NULL), XH_ERR_NOT_FOUND, NULL, "xh_publish_show(missing)");

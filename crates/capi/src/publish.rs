@@ -106,3 +106,31 @@ pub unsafe extern "C" fn xh_publish_page(
         write_text(out_text, if as_json != 0 { doc.to_json() } else { doc.to_html() })
     })
 }
+
+/// Records a login of `username` on `domain`, for the daily and monthly active accounts the
+/// policy page shows (a domain the store does not host is ignored).
+///
+/// # Safety
+/// `h` is a live handle; `domain`, `username` NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn xh_publish_record_activity(
+    h: *mut xh_hosting,
+    domain: *const c_char,
+    username: *const c_char,
+) -> xh_status {
+    guard(|| Ok(hosting(h)?.record_activity(text(domain, "domain")?, text(username, "username")?)?))
+}
+
+/// Writes the support room bookmark (XEP-0402) a new account of `domain` gets:
+/// `{"jid", "name", "autojoin"}`, or `null` when the domain names no support room.
+///
+/// # Safety
+/// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn xh_publish_support_bookmark(
+    h: *mut xh_hosting,
+    domain: *const c_char,
+    out_json: *mut *mut c_char,
+) -> xh_status {
+    guard(|| write_json(out_json, &hosting(h)?.support_bookmark(text(domain, "domain")?)?))
+}

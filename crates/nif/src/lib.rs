@@ -19,6 +19,7 @@ mod housekeeping;
 mod invites;
 mod json;
 mod later;
+mod panel;
 mod publish;
 mod quotas;
 mod retention;

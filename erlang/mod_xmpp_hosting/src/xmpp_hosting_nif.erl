@@ -35,6 +35,7 @@
          housekeeping_next_in/1]).
 -export([cert_generate/5, cert_show/2, cert_import/3, cert_pem/2, cert_csr/2, cert_posh/3,
          cert_posh_check/3, cert_check/1, cert_install/3, housekeeping_install_certificates/3]).
+-export([panel_open/2, panel_handle/9, panel_finish_login/4]).
 -export([so_path/0]).
 
 -on_load(load/0).
@@ -267,6 +268,10 @@ clear_user_upload_limits(_H, _Domain, _User) -> not_loaded(?LINE).
 %% the policy page for a reader's language (<<>> for the domain's own) with the accounts counted
 %% (or undefined), as html or json.
 -spec publication(handle(), binary()) -> {ok, binary()} | error().
+panel_open(_H, _Base) -> not_loaded(?LINE).
+panel_handle(_P, _Method, _Path, _Cookie, _Csrf, _ContentType, _Body, _Address, _Tls) -> not_loaded(?LINE).
+panel_finish_login(_P, _Ticket, _Ok, _Admin) -> not_loaded(?LINE).
+
 publication(_H, _Domain) -> not_loaded(?LINE).
 -spec set_publication(handle(), binary(), binary(), binary()) -> {ok, binary()} | error().
 set_publication(_H, _Domain, _Field, _Value) -> not_loaded(?LINE).

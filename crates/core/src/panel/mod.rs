@@ -82,6 +82,30 @@ pub struct Response {
     pub body: String,
 }
 
+impl Response {
+    /// The status line's reason phrase, for servers whose HTTP layer knows only some codes
+    /// (ejabberd 23.01's has no phrase for 422 or 429 and fails the request without one).
+    pub fn reason(&self) -> &'static str {
+        match self.status {
+            200 => "OK",
+            201 => "Created",
+            202 => "Accepted",
+            301 => "Moved Permanently",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            409 => "Conflict",
+            415 => "Unsupported Media Type",
+            422 => "Unprocessable Content",
+            429 => "Too Many Requests",
+            503 => "Service Unavailable",
+            _ => "Internal Server Error",
+        }
+    }
+}
+
 /// A login's password, to be checked by the server's own authentication.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PasswordCheck {

@@ -1,0 +1,89 @@
+//! The customer's web panel for mod_xmpp_hosting_panel (ejabberd's request handler): the core's
+//! router, converted. Every function runs on a dirty I/O scheduler (store calls).
+//!
+//! - `panel_open(H, Base)` -> `{ok, Panel}`: one per node (it keeps the running jobs and the
+//!   logins waiting for ejabberd's password check);
+//! - `panel_handle(Panel, Method, Path, Cookie, Csrf, ContentType, Body, Address, Tls)` ->
+//!   `{respond, Status, Reason, [{Name, Value}], Body}` or `{check_password, Ticket, User, Host,
+//!   Password}` for a login, which the module checks with ejabberd_auth and completes with
+//! - `panel_finish_login(Panel, Ticket, PasswordOk, IsAdmin)` -> `{respond, Status, Reason, Headers, Body}`.
+//!
+//! Absent headers are empty binaries.
+
+use rustler::{Binary, Encoder, Env, NifResult, ResourceArc, Term};
+use xmpp_hosting_core::panel::{Outcome, Panel, PanelOptions, Request, Response};
+
+use crate::args::text;
+use crate::error::reply;
+use crate::handle::Handle;
+
+pub struct PanelResource(Panel);
+
+#[rustler::resource_impl]
+impl rustler::Resource for PanelResource {}
+
+mod atoms {
+    rustler::atoms! { respond, check_password }
+}
+
+fn respond<'a>(env: Env<'a>, r: Response) -> Term<'a> {
+    let reason = r.reason();
+    let headers: Vec<(String, String)> = r.headers.into_iter().collect();
+    (atoms::respond(), r.status, reason, headers, r.body).encode(env)
+}
+
+fn optional(b: &Binary) -> NifResult<Option<String>> {
+    let t = text(b)?;
+    Ok((!t.is_empty()).then(|| t.to_string()))
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn panel_open<'a>(env: Env<'a>, handle: Handle, base: Binary<'a>) -> NifResult<Term<'a>> {
+    let options = PanelOptions { base: text(&base)?.to_string(), ..PanelOptions::default() };
+    let panel = Panel::new(handle.hosting.clone(), options);
+    reply(env, Ok(ResourceArc::new(PanelResource(panel))), |env, p| Ok(p.encode(env)))
+}
+
+#[allow(clippy::too_many_arguments)]
+#[rustler::nif(schedule = "DirtyIo")]
+fn panel_handle<'a>(
+    env: Env<'a>,
+    panel: ResourceArc<PanelResource>,
+    method: Binary<'a>,
+    path: Binary<'a>,
+    cookie: Binary<'a>,
+    csrf: Binary<'a>,
+    content_type: Binary<'a>,
+    body: Binary<'a>,
+    address: Binary<'a>,
+    tls: bool,
+) -> NifResult<Term<'a>> {
+    let request = Request {
+        method: text(&method)?.to_string(),
+        path: text(&path)?.to_string(),
+        cookie: optional(&cookie)?,
+        csrf: optional(&csrf)?,
+        content_type: optional(&content_type)?,
+        // A body that is not UTF-8 is not JSON either: the router refuses it as such.
+        body: String::from_utf8_lossy(body.as_slice()).into_owned(),
+        address: text(&address)?.to_string(),
+        tls,
+    };
+    Ok(match panel.0.handle(&request) {
+        Outcome::Respond(r) => respond(env, r),
+        Outcome::CheckPassword { check_password: c } => {
+            (atoms::check_password(), c.ticket, c.username, c.host, c.password).encode(env)
+        }
+    })
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn panel_finish_login<'a>(
+    env: Env<'a>,
+    panel: ResourceArc<PanelResource>,
+    ticket: Binary<'a>,
+    password_ok: bool,
+    admin: bool,
+) -> NifResult<Term<'a>> {
+    Ok(respond(env, panel.0.finish_login(text(&ticket)?, password_ok, admin)))
+}

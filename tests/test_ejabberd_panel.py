@@ -1,0 +1,100 @@
+"""The customer's web panel (issue 16) as ejabberd's request handler (mod_xmpp_hosting_panel at
+/panel), with Knot on loopback: the same checks as on Prosody (test_prosody_panel.py, whose
+scenario functions take any server with `http_port` and `database`): login checked by ejabberd's
+own authentication (ejabberd_auth) with the operator's admin from ejabberd's ACL, CSRF,
+throttling after five wrong passwords, 403 on every route of the route table for another
+customer's domain, claim + records + verify + DNS tester + certificate, and the headless
+Chromium at phone width (screenshots in target/test-reports/). Runs on 23.01 and 24.12."""
+
+import pytest
+
+import test_prosody_panel as scenarios
+from harness.common import run_cli
+from harness.ejabberd import Ejabberd
+from harness.knot import point_store_at
+
+PROVIDER = scenarios.PROVIDER
+knot = scenarios.knot  # the same module-scoped Knot fixture
+browser = scenarios.browser  # the same headless Chromium
+
+# The operator's admins are who mod_xmpp_hosting_users' access_operator allows (the panel follows
+# it where that module is loaded, else ejabberd's `configure` rule).
+MODULES = f"""  mod_adhoc: {{}}
+  mod_xmpp_hosting_users:
+    access_operator:
+      allow:
+        user: "op@{PROVIDER}"
+"""
+
+
+@pytest.fixture(scope="module")
+def ejabberd(tmp_path_factory, knot):
+    node = Ejabberd(tmp_path_factory.mktemp("ejabberd-panel"), host=PROVIDER, extra_hosts=["a.example", "b.example"],
+                    install="config", http_handlers={"/panel": "mod_xmpp_hosting_panel"}, extra_modules=MODULES)
+    node.database.parent.mkdir(parents=True, exist_ok=True)
+    for domain, owner in [("a.example", "alice@a.example"), ("b.example", "bob@b.example")]:
+        run_cli(node.database, "domain", "add", domain, check=False)
+        run_cli(node.database, "domain", "claim", domain, "--account", owner)
+        run_cli(node.database, "domain", "override", domain, "--account", owner, "--reason", "panel test")
+    point_store_at(node.database, knot.nameserver)
+    with node:
+        for user, host in scenarios.USERS:
+            node.register(user, scenarios.PW, host)
+        yield node
+
+
+def test_login_is_checked_by_ejabberd_and_gives_a_strict_http_only_cookie(ejabberd):
+    c = scenarios.Client(ejabberd)
+    assert c.get("api/session").json() == {"account": None}
+    assert c.login("alice@a.example", "not-her-password").status_code == 401
+    assert c.login("nobody@elsewhere.example").status_code == 401, "a host this node does not serve"
+    r = c.login("Alice@A.example")
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("application/json"), r.headers
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/panel" in cookie, cookie
+    assert "Secure" not in cookie, "served over plain HTTP here"
+    me = c.get("api/session").json()
+    assert (me["account"], me["admin"]) == ("alice@a.example", False)
+    domains = c.get("api/domains").json()["domains"]
+    assert {"domain": "a.example", "role": "owner", "state": "verified"} in domains, domains
+    assert c.get("api/domains/b.example/settings").status_code == 403
+    assert c.post("api/logout").status_code == 200
+    assert c.get("api/domains").status_code == 401
+    op = scenarios.Client(ejabberd)
+    assert op.login(f"op@{PROVIDER}").json()["admin"] is True, "the access rule names op as the operator"
+    assert op.get("api/domains/b.example/settings").status_code == 200
+    assert scenarios.Client(ejabberd).login(f"dora@{PROVIDER}").json()["admin"] is False
+
+
+def test_the_pages_come_with_their_own_types_and_a_strict_policy(ejabberd):
+    c = scenarios.Client(ejabberd)
+    bare = c.http.get(c.base.rstrip("/"), allow_redirects=False, timeout=30)
+    assert (bare.status_code, bare.headers["Location"]) == (301, "/panel/"), "the links are relative to /panel/"
+    page = c.get("")
+    assert page.status_code == 200 and "panel.js" in page.text
+    assert page.headers["Content-Type"].startswith("text/html"), page.headers
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    script = c.get("panel.js")
+    assert script.status_code == 200 and "javascript" in script.headers["Content-Type"], script.headers
+    assert c.get("no-such-file.js").status_code == 404
+
+
+def test_a_state_change_without_the_csrf_token_is_refused(ejabberd):
+    scenarios.test_a_state_change_without_the_csrf_token_is_refused(ejabberd)
+
+
+def test_the_sixth_wrong_password_is_throttled(ejabberd):
+    scenarios.test_the_sixth_wrong_password_is_throttled(ejabberd)
+
+
+def test_a_customer_gets_403_on_every_route_of_another_customers_domain(ejabberd):
+    scenarios.test_a_customer_gets_403_on_every_route_of_another_customers_domain(ejabberd)
+
+
+def test_claim_records_verify_and_dns_test(ejabberd, knot):
+    scenarios.test_claim_records_verify_and_dns_test(ejabberd, knot)
+
+
+def test_a_customer_uses_the_panel_in_a_browser_at_phone_width(ejabberd, knot, browser):
+    scenarios.test_a_customer_uses_the_panel_in_a_browser_at_phone_width(ejabberd, knot, browser)

@@ -78,6 +78,10 @@ def test_the_pages_come_with_their_own_types_and_a_strict_policy(ejabberd):
     script = c.get("panel.js")
     assert script.status_code == 200 and "javascript" in script.headers["Content-Type"], script.headers
     assert c.get("no-such-file.js").status_code == 404
+    # Bytes that are not UTF-8 (a path segment ejabberd percent-decoded, a cookie) get an answer, not
+    # a dropped connection.
+    assert c.get("%ff.js").status_code == 404
+    assert c.http.get(c.base + "api/session", headers={"Cookie": b"xh=\xff"}, timeout=30).status_code == 200
 
 
 def test_a_state_change_without_the_csrf_token_is_refused(ejabberd):

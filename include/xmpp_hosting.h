@@ -158,6 +158,33 @@ xh_status xh_cert_export(xh_hosting *h,
 // `h` is a live handle; `out_json` NULL or writable.
 xh_status xh_cert_expiry(xh_hosting *h, char **out_json);
 
+// Obtains a CA-signed certificate for `domain` and `*.domain` by ACME DNS-01 through the
+// customer's `_acme-challenge` CNAME (provider settings `acme.*`), serves it, and writes what
+// `xh_cert_show` writes. Blocks for the whole exchange with the CA (seconds): call it from a
+// thread that may wait. A missing or wrong CNAME is `XH_ERR_NOT_ALLOWED` with what was found
+// (nothing is asked of the CA then); missing settings `XH_ERR_INVALID_ARGUMENT`; the CA or the
+// DNS update failing `XH_ERR_INTERNAL` with the reason.
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
+xh_status xh_cert_acme(xh_hosting *h, const char *domain, char **out_json);
+
+// Writes `domain`'s ACME bookkeeping: `{domain, cname: {name, target}, serving, issued_at,
+// renew_at, last_attempt_at, failures, next_attempt_at, last_error}`, or `null` when ACME was
+// never used for it.
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `out_json` NULL or writable.
+xh_status xh_cert_acme_status(xh_hosting *h, const char *domain, char **out_json);
+
+// Renews every ACME certificate that is due (blocking, like `xh_cert_acme`) and writes
+// `[{domain, renewed, error, notice, owner}]`: `renewed` is the new certificate's description,
+// or `error` and `notice` (for the admins and `owner`) say why not.
+//
+// # Safety
+// `h` is a live handle; `out_json` NULL or writable.
+xh_status xh_cert_acme_renew_due(xh_hosting *h, char **out_json);
+
 // Starts hosting `name` (Unicode or ASCII form); writes the domain as JSON to `*out_json`.
 //
 // # Safety

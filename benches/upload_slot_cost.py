@@ -55,18 +55,21 @@ PASSWORD = "bench-password"
 WINDOW = 200  # requests at the start and at the end compared for flatness
 
 
-def private_builds(work: Path):
-    """Points the harnesses at copies of this build's Lua library and ejabberd module in `work`."""
-    lua = work / "lua"
-    lua.mkdir()
-    shutil.copy(TARGET / "libxmpp_hosting_lua.so", lua / "xmpp_hosting.so")
-    module = work / "erlang" / ejabberd_harness.MODULE
-    shutil.copytree(ejabberd_harness.MODULE_SRC, module, symlinks=True)
-    (module / "priv" / "lib").mkdir(parents=True, exist_ok=True)
-    shutil.copy(TARGET / "libxmpp_hosting_nif.so", module / "priv" / "lib" / "xmpp_hosting_nif.so")
-    prosody_harness.LUA_CPATH_DIR = lua
-    ejabberd_harness.MODULE_SRC = module
-    ejabberd_harness.NIF_SO = module / "priv" / "lib" / "xmpp_hosting_nif.so"
+def private_builds(work: Path, servers: list[str]):
+    """Points the harnesses at copies of this build's Lua library and ejabberd module in `work`
+    (only those of the servers measured)."""
+    if "prosody" in servers:
+        lua = work / "lua"
+        lua.mkdir()
+        shutil.copy(TARGET / "libxmpp_hosting_lua.so", lua / "xmpp_hosting.so")
+        prosody_harness.LUA_CPATH_DIR = lua
+    if "ejabberd" in servers:
+        module = work / "erlang" / ejabberd_harness.MODULE
+        shutil.copytree(ejabberd_harness.MODULE_SRC, module, symlinks=True)
+        (module / "priv" / "lib").mkdir(parents=True, exist_ok=True)
+        shutil.copy(TARGET / "libxmpp_hosting_nif.so", module / "priv" / "lib" / "xmpp_hosting_nif.so")
+        ejabberd_harness.MODULE_SRC = module
+        ejabberd_harness.NIF_SO = module / "priv" / "lib" / "xmpp_hosting_nif.so"
 
 
 def seed_ledger(database: Path, domain: str, n: int):
@@ -137,9 +140,6 @@ Component "{pfs.SHARE}" "http_file_share"
     with prosody:
         times, ping = measure(prosody.c2s_port, f"measure0@{pfs.HOST}", pfs.SHARE, requests)
         errors = [line for line in prosody.log_text().splitlines() if "\terror\t" in line]
-        for line in prosody.log_text().splitlines():
-            if "PROF" in line:
-                print(line, file=sys.stderr)
     if errors:
         print(f"  ({len(errors)} error lines in Prosody's log, first: {errors[0][:200]})", file=sys.stderr)
     return times, ping
@@ -186,8 +186,8 @@ def main():
     args = ap.parse_args()
     runs = {"prosody": lambda *a: prosody_run(*a, storage=args.prosody_storage), "ejabberd": ejabberd_run}
     work = Path(tempfile.mkdtemp(prefix="xh-bench-slots-"))
-    private_builds(work)
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    private_builds(work, servers)
     print(f"Slot request round trip, ms: {args.requests} requests in one session, loopback "
           f"(Prosody's upload archive: {args.prosody_storage}); {os.environ['PROFILE']} build; "
           f"{', '.join(target(s).name for s in servers)}\n")

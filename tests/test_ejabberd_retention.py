@@ -1,7 +1,34 @@
-"""Retention on the real ejabberd (mod_http_upload's docroot): the shared scenarios of
-retention_scenarios.py, on the upload test's server setup."""
+"""Retention on the real ejabberd (23.01 and 24.12).
+
+- Uploads (mod_http_upload's docroot): the shared scenarios of retention_scenarios.py, on the
+  upload test's server setup.
+- Message archives (mod_mam, issue 13): mod_xmpp_hosting_retention sweeps a hosted domain's
+  one-to-one and group chat archives on SQLite (ejabberd's default schema and
+  `new_sql_schema: true`) and on Mnesia. Old messages are written through ejabberd's own MAM
+  storage (its backend's store/8,10 with an old timestamp); what a real client (slixmpp) gets
+  back from a MAM query is what counts.
+"""
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from xml.etree import ElementTree as ET
+
+import pytest
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 import test_ejabberd_uploads as uploads
+from harness.client import _session, login
+from harness.clock import ServerClock
+from harness.common import run_cli
+from harness.ejabberd import Ejabberd
 from retention_scenarios import RetentionScenarios
 from upload_scenarios import no_limits  # noqa: F401 (autouse: limits and the clock reset per test)
 
@@ -35,3 +62,332 @@ def test_the_nif_sets_refuses_sweeps_on_the_worker_and_reads_the_log(ej):
     assert out == "true", out
     for what in ("archive", "muc", "uploads"):
         ej.eval(h + f'xmpp_hosting_nif:set_retention(H, D, <<"{what}">>, <<"never">>).')
+
+
+# ---- message archives -------------------------------------------------------------------------
+
+MAM_HOST = "archive.example"
+MUC_HOST = f"conference.{MAM_HOST}"
+ROOM = "lobby"
+PASSWORD = "archive-secret"
+DAY = 86_400
+
+
+def mam_config(backend: str, db) -> tuple[str, str]:
+    """(extra_config, extra_modules) for mod_mam and mod_muc on `backend`."""
+    sql = ""
+    if backend.startswith("sql"):
+        sql = f'sql_type: sqlite\nsql_database: "{db}"\n'
+        if backend == "sql_new":
+            sql += "new_sql_schema: true\n"
+    db_type = "sql" if backend.startswith("sql") else "mnesia"
+    modules = f"""  mod_disco: {{}}
+  mod_adhoc: {{}}
+  mod_muc_admin: {{}}
+  mod_mam:
+    db_type: {db_type}
+    default: always
+  mod_muc:
+    host: "{MUC_HOST}"
+    default_room_options:
+      mam: true
+      persistent: true
+  mod_xmpp_hosting_retention: {{}}
+"""
+    return sql, modules
+
+
+@pytest.fixture(scope="module", params=["sql", "sql_new", "mnesia"])
+def mam(request, tmp_path_factory):
+    backend = request.param
+    work = tmp_path_factory.mktemp(f"ejabberd-mam-{backend}")
+    clock = ServerClock(work)
+    sql, modules = mam_config(backend, work / "ejabberd.db")
+    node = Ejabberd(work, host=MAM_HOST, install="config", server_env=clock.env, extra_config=sql,
+                    extra_modules=modules)
+    node.clock = clock
+    node.backend = backend
+    node.sqlite = work / "ejabberd.db"
+    if backend.startswith("sql"):
+        # ejabberd's own schema, from the installation (a node run from this test's directory
+        # looks for it in the module's priv/ and would start with an empty file).
+        schema = node.ejabberd_lib / "priv" / "sql" / ("lite.new.sql" if backend == "sql_new" else "lite.sql")
+        with sqlite3.connect(node.sqlite) as db:
+            db.executescript(schema.read_text())
+    with node:
+        run_cli(node.database, "domain", "add", MAM_HOST)
+        for user in ("alice", "bob", "carol"):
+            node.register(user, PASSWORD)
+        node.ctl("create_room", ROOM, MUC_HOST, MAM_HOST)
+        yield node
+
+
+def store_messages(node: Ejabberd, owner: str, bodies: list[str], age_s: int, groupchat: bool = False):
+    """Archives messages `age_s` seconds old through ejabberd's own MAM backend (store/8 on
+    23.01, store/10 on 24.12): in `owner`'s archive, or in the room's with `groupchat`."""
+    items = ",".join(f'<<"{b}">>' for b in bodies)
+    if groupchat:
+        us = f'{{<<"{ROOM}">>, <<"{MUC_HOST}">>}}'
+        peer = f'jid:make(<<"{ROOM}">>, <<"{MUC_HOST}">>, <<"bob">>)'
+        kind, nick, mtype = "groupchat", '<<"bob">>', "groupchat"
+    else:
+        us = f'{{<<"{owner}">>, <<"{MAM_HOST}">>}}'
+        peer = f'jid:make(<<"bob">>, <<"{MAM_HOST}">>, <<"r">>)'
+        kind, nick, mtype = "chat", "<<>>", "chat"
+    expr = (
+        f'Host = <<"{MAM_HOST}">>, Mod = gen_mod:db_mod(Host, mod_mam), Peer = {peer}, '
+        f"Now = erlang:system_time(microsecond) - {age_s} * 1000000, "
+        "Store = fun(Body, N) -> "
+        f'  Pkt = {{xmlel, <<"message">>, [{{<<"type">>, <<"{mtype}">>}}, {{<<"id">>, Body}}], '
+        '         [{xmlel, <<"body">>, [], [{xmlcdata, Body}]}]}, '
+        "  TS = Now + N, "
+        "  case erlang:function_exported(Mod, store, 10) of "
+        f"    true -> Mod:store(Pkt, Host, {us}, {kind}, Peer, {nick}, recv, TS, <<>>, false); "
+        f"    false -> Mod:store(Pkt, Host, {us}, {kind}, Peer, {nick}, recv, TS) "
+        "  end end, "
+        f"lists:foldl(fun(B, N) -> ok = Store(B, N), N + 1 end, 0, [{items}]), ok."
+    )
+    assert node.eval(expr) == "ok"
+
+
+def mam_bodies(node: Ejabberd, user: str, archive: str | None = None) -> list[str]:
+    """The bodies a real client gets from a MAM query of its own archive, or a room's."""
+    async def query(client):
+        qid = secrets.token_hex(4)
+        bodies = []
+
+        def result(msg):
+            r = msg.xml.find("{urn:xmpp:mam:2}result")
+            if r is not None and r.get("queryid") == qid:
+                body = r.find(".//{jabber:client}body")
+                bodies.append(body.text if body is not None else None)
+
+        client.register_handler(Callback("mam", MatchXPath("{jabber:client}message/{urn:xmpp:mam:2}result"), result))
+        iq = client.Iq()
+        iq["type"] = "set"
+        if archive:
+            iq["to"] = archive
+        iq.append(ET.fromstring(
+            f"<query xmlns='urn:xmpp:mam:2' queryid='{qid}'>"
+            "<set xmlns='http://jabber.org/protocol/rsm'><max>1000</max></set></query>"))
+        await iq.send(timeout=20)
+        await asyncio.sleep(0.3)
+        return bodies
+
+    return asyncio.run(_session(node.c2s_port, f"{user}@{MAM_HOST}", PASSWORD, query, 40))
+
+
+def ctl_text(node: Ejabberd, *args: str) -> str:
+    return node.ctl(*args).stdout.strip()
+
+
+def sweep_log(node: Ejabberd, kind: str) -> list[dict]:
+    log = json.loads(run_cli(node.database, "--json", "retention", "log", MAM_HOST).stdout)
+    return [s for s in log if s["kind"] == kind]
+
+
+@pytest.fixture
+def clean_archive(mam):
+    """Each test starts with empty archives and a domain that keeps everything."""
+    def empty():
+        for what in ("archive", "muc"):
+            mam.ctl("xmpp_hosting_retention_set", MAM_HOST, what, "never")
+        mam.ctl("xmpp_hosting_retention_set", MAM_HOST, "user:alice", "domain")
+        mam.clock.set_offset(0)
+        mam.eval(f'Mod = gen_mod:db_mod(<<"{MAM_HOST}">>, mod_mam), '
+                 f'[Mod:remove_user(U, <<"{MAM_HOST}">>) || U <- [<<"alice">>, <<"bob">>, <<"carol">>]], '
+                 f'Mod:remove_room(<<"{MAM_HOST}">>, <<"{ROOM}">>, <<"{MUC_HOST}">>), ok.')
+    empty()
+    yield mam
+    empty()
+
+
+def test_messages_older_than_the_policy_vanish_from_mam_and_newer_stay(clean_archive):
+    node = clean_archive
+    store_messages(node, "alice", ["old-1", "old-2", "old-3"], 3 * DAY)
+    store_messages(node, "alice", ["new-1", "new-2"], 3600)
+    store_messages(node, "bob", ["bob-old"], 3 * DAY)
+    store_messages(node, "", ["room-old-1", "room-old-2"], 3 * DAY, groupchat=True)
+    store_messages(node, "", ["room-new"], 600, groupchat=True)
+    assert mam_bodies(node, "alice") == ["old-1", "old-2", "old-3", "new-1", "new-2"]
+
+    out = ctl_text(node, "xmpp_hosting_retention_set", MAM_HOST, "archive", "1d")
+    assert out.startswith("archive 1d, muc never"), out
+    dry = ctl_text(node, "xmpp_hosting_retention_sweep", MAM_HOST, "archive", "true")
+    assert "would delete 4 message(s)" in dry, dry
+    assert len(mam_bodies(node, "alice")) == 5, "a dry run deletes nothing"
+    out = ctl_text(node, "xmpp_hosting_retention_sweep", MAM_HOST, "archive", "false")
+    assert ": done (deleted 4 message(s)" in out, out
+    assert mam_bodies(node, "alice") == ["new-1", "new-2"]
+    assert mam_bodies(node, "bob") == []
+    # Group chats are the muc kind's: untouched by the one-to-one sweep.
+    assert mam_bodies(node, "carol", f"{ROOM}@{MUC_HOST}") == ["room-old-1", "room-old-2", "room-new"]
+    ctl_text(node, "xmpp_hosting_retention_set", MAM_HOST, "muc", "1d")
+    out = ctl_text(node, "xmpp_hosting_retention_sweep", MAM_HOST, "muc", "false")
+    assert ": done (deleted 2 message(s)" in out, out
+    assert mam_bodies(node, "carol", f"{ROOM}@{MUC_HOST}") == ["room-new"]
+    assert mam_bodies(node, "alice") == ["new-1", "new-2"]
+    lines = node.ctl("xmpp_hosting_retention_log", MAM_HOST, "5").stdout
+    assert f"{MAM_HOST} muc before" in lines and f"{MAM_HOST} archive before" in lines, lines
+
+
+def test_bad_values_are_refused_and_a_policy_change_takes_effect_at_the_next_sweep(clean_archive):
+    node = clean_archive
+    r = node.ctl("xmpp_hosting_retention_set", MAM_HOST, "archive", "-3d", check=False)
+    assert r.returncode != 0 and "negative" in r.stdout + r.stderr, r
+    r = node.ctl("xmpp_hosting_retention_set", MAM_HOST, "mam", "1d", check=False)
+    assert r.returncode != 0 and "no retention setting" in r.stdout + r.stderr, r
+    store_messages(node, "alice", ["two-days"], 2 * DAY)
+    store_messages(node, "alice", ["ten-hours"], 10 * 3600)
+    ctl_text(node, "xmpp_hosting_retention_set", MAM_HOST, "archive", "3d")
+    ctl_text(node, "xmpp_hosting_retention_sweep", MAM_HOST, "archive", "false")
+    assert mam_bodies(node, "alice") == ["two-days", "ten-hours"]
+    ctl_text(node, "xmpp_hosting_retention_set", MAM_HOST, "archive", "1d")
+    ctl_text(node, "xmpp_hosting_retention_sweep", MAM_HOST, "archive", "false")
+    assert mam_bodies(node, "alice") == ["ten-hours"]
+
+
+def test_a_user_keeps_their_own_archive_shorter_by_ad_hoc_command_and_the_admin_by_command(clean_archive):
+    node = clean_archive
+    ctl_text(node, "xmpp_hosting_retention_set", MAM_HOST, "archive", "30d")
+    store_messages(node, "alice", ["a-2d"], 2 * DAY)
+    store_messages(node, "alice", ["a-1h"], 3600)
+    store_messages(node, "bob", ["b-2d"], 2 * DAY)
+
+    async def adhoc(client, value):
+        node_ = "urn:xmpp-hosting:retention"
+        iq = client.Iq()
+        iq["type"], iq["to"] = "set", MAM_HOST
+        iq.append(ET.fromstring(f"<command xmlns='http://jabber.org/protocol/commands' node='{node_}' action='execute'/>"))
+        form = (await iq.send(timeout=10)).xml.find("{http://jabber.org/protocol/commands}command")
+        shown = form.find(".//{jabber:x:data}field[@var='period']/{jabber:x:data}value").text
+        iq = client.Iq()
+        iq["type"], iq["to"] = "set", MAM_HOST
+        iq.append(ET.fromstring(
+            f"<command xmlns='http://jabber.org/protocol/commands' node='{node_}' action='complete' "
+            f"sessionid='{form.get('sessionid')}'><x xmlns='jabber:x:data' type='submit'>"
+            f"<field var='period'><value>{value}</value></field></x></command>"))
+        done = (await iq.send(timeout=10)).xml.find("{http://jabber.org/protocol/commands}command")
+        note = done.find("{http://jabber.org/protocol/commands}note")
+        return shown, note.get("type", "info"), note.text
+
+    run = lambda value: asyncio.run(_session(node.c2s_port, f"alice@{MAM_HOST}", PASSWORD,  # noqa: E731
+                                             lambda c: adhoc(c, value), 30))
+    shown, kind, text = run("1y")
+    assert shown == "30d" and kind == "error" and "at most" in text, (shown, kind, text)
+    shown, kind, text = run("1d")
+    assert kind == "info" and text.endswith("1d"), (kind, text)
+    ctl_text(node, "xmpp_hosting_retention_sweep", MAM_HOST, "archive", "false")
+    assert mam_bodies(node, "alice") == ["a-1h"]
+    assert mam_bodies(node, "bob") == ["b-2d"], "bob keeps the domain's 30 days"
+    # The admin sets it too, and may clear it.
+    out = ctl_text(node, "xmpp_hosting_retention_set", MAM_HOST, "user:bob", "1d")
+    assert out.endswith("archive kept for 1d"), out
+    ctl_text(node, "xmpp_hosting_retention_sweep", MAM_HOST, "archive", "false")
+    assert mam_bodies(node, "bob") == []
+    ctl_text(node, "xmpp_hosting_retention_set", MAM_HOST, "user:bob", "domain")
+
+
+# ---- a large sweep (SQL): killed and resumed; run while people keep talking -----------------
+
+def bulk_old_messages(node: Ejabberd, n: int, age_s: int):
+    """n old one-to-one messages in alice's archive, inserted through ejabberd's own SQL
+    connection in one statement (faster than n store calls; the rows are those store writes)."""
+    host_col, host_val = ("server_host, ", f"'{MAM_HOST}', ") if node.backend == "sql_new" else ("", "")
+    sql = (
+        f"INSERT INTO archive (username, {host_col}timestamp, peer, bare_peer, xml, txt, kind, nick) "
+        f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) "
+        f"SELECT 'alice', {host_val}(CAST(strftime('%s', 'now') AS INTEGER) - {age_s}) * 1000000 + x, "
+        f"'bob@{MAM_HOST}/r', 'bob@{MAM_HOST}', "
+        "'<message xmlns=''jabber:client'' type=''chat''><body>bulk ' || x || '</body></message>', "
+        "'bulk ' || x, 'chat', '' FROM c"
+    )
+    out = node.eval(f'ejabberd_sql:sql_query(<<"{MAM_HOST}">>, <<"{sql}">>).', timeout=300)
+    assert out == f"{{updated,{n}}}", out
+
+
+def archive_rows(node: Ejabberd) -> int:
+    out = node.eval(f'ejabberd_sql:sql_query(<<"{MAM_HOST}">>, <<"SELECT count(*) FROM archive">>).')
+    return int(out.split('<<"')[-1].split('"')[0])
+
+
+def test_kill_9_mid_sweep_and_restart_resumes_the_sweep_and_keeps_newer_messages(clean_archive):
+    node = clean_archive
+    if not node.backend.startswith("sql"):
+        pytest.skip("the large sweeps write their rows with SQL")
+    bulk_old_messages(node, 60_000, 3 * DAY)
+    store_messages(node, "alice", ["keep-1", "keep-2"], 3600)
+    ctl_text(node, "xmpp_hosting_retention_set", MAM_HOST, "archive", "1d")
+    sweeping = subprocess.Popen(
+        [str(node.ctl_script), "--config-dir", str(node.conf_dir), "--no-timeout",
+         "xmpp_hosting_retention_sweep", MAM_HOST, "archive", "false"],
+        cwd=node.dir, env=node.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            running = [s for s in sweep_log(node, "archive") if s["state"] == "running" and s["deleted"] > 0]
+            if running or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert running, "the sweep never got under way"
+        os.killpg(node.proc.pid, signal.SIGKILL)
+        node.proc.wait(timeout=30)
+    finally:
+        sweeping.kill()
+        sweeping.wait()
+    first = [s for s in sweep_log(node, "archive") if s["id"] == running[0]["id"]][0]
+    assert first["state"] == "running" and 0 < first["deleted"] < 60_000, first
+    node.start()
+    # The killed node's lease (60 s) lapses: move the node's clock past it.
+    node.clock.set_offset(120)
+    out = ctl_text(node, "xmpp_hosting_retention_sweep", MAM_HOST, "archive", "false")
+    assert f"#{first['id']} " in out and ": done (deleted 60000 message(s), 2 part(s)" in out, out
+    assert mam_bodies(node, "alice") == ["keep-1", "keep-2"]
+    assert archive_rows(node) == 2
+
+
+def test_a_sweep_of_100000_old_messages_runs_while_logins_and_messages_keep_flowing(clean_archive):
+    node = clean_archive
+    if not node.backend.startswith("sql"):
+        pytest.skip("the large sweeps write their rows with SQL")
+    bulk_old_messages(node, 100_000, 3 * DAY)
+    ctl_text(node, "xmpp_hosting_retention_set", MAM_HOST, "archive", "1d")
+    result = {}
+
+    def sweep():
+        result["out"] = node.ctl("xmpp_hosting_retention_sweep", MAM_HOST, "archive", "false",
+                                 no_timeout=True, timeout=900).stdout
+
+    t = threading.Thread(target=sweep)
+    t.start()
+    sent, logins = [], 0
+    while t.is_alive() or not sent:
+        assert login(node.c2s_port, f"carol@{MAM_HOST}", PASSWORD), "a login failed during the sweep"
+        logins += 1
+        body = f"live-{len(sent)}"
+        assert chat(node, "bob", "alice", body), f"{body} was not delivered during the sweep"
+        sent.append(body)
+    t.join()
+    assert ": done (deleted 100000 message(s)" in result["out"], result
+    # Everything said during the sweep is in both archives; nothing of it was swept.
+    assert mam_bodies(node, "alice") == sent
+    assert [b for b in mam_bodies(node, "bob") if b.startswith("live-")] == sent
+    assert logins == len(sent) >= 1
+
+
+def chat(node: Ejabberd, sender: str, to: str, body: str) -> bool:
+    """Whether `to`, logged in, receives `body` sent by `sender` (both real clients)."""
+    async def run(receiver):
+        got = asyncio.get_running_loop().create_future()
+        receiver.add_event_handler("message", lambda m: m["body"] == body and not got.done() and got.set_result(1))
+
+        async def send(client):
+            client.send_message(mto=f"{to}@{MAM_HOST}", mbody=body, mtype="chat")
+            await asyncio.sleep(0.1)
+            return True
+
+        await _session(node.c2s_port, f"{sender}@{MAM_HOST}", PASSWORD, send, 30)
+        await asyncio.wait_for(got, 20)
+        return True
+
+    return asyncio.run(_session(node.c2s_port, f"{to}@{MAM_HOST}", PASSWORD, run, 60))

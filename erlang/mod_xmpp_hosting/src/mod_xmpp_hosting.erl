@@ -15,6 +15,7 @@
 %%%   xmpp_hosting_invite_*               invites: see xmpp_hosting_invite_commands
 %%%   xmpp_hosting_quota_*                upload limits: see xmpp_hosting_quota_commands
 %%%   xmpp_hosting_cert_*                 certificates: see xmpp_hosting_cert_commands
+%%%   xmpp_hosting_retention_*            retention: see xmpp_hosting_retention_commands
 %%% Failures use ejabberd's extended error form {error, Type, 1, Message}: ejabberdctl prints
 %%% "Error: Type: Message" and exits 1; Type is the core's error code (invalid_domain, store,
 %%% ...), except that already_exists and not_found become ejabberd's conflict and not_exists,
@@ -222,7 +223,12 @@ run_housekeeping(Host, HK) ->
                             xmpp_hosting_cert_commands:apply_install(Installed);
                         _ -> ok
                     end,
-                    Next;
+                    %% Archive sweeps the core found due run here, in ejabberd's storage
+                    %% (mod_xmpp_hosting_retention); one cut short by its budget resumes soon.
+                    case mod_xmpp_hosting_retention:run_due(maps:get(retention_due, Report, [])) of
+                        true -> min(Next, 1);
+                        false -> Next
+                    end;
                 {xmpp_hosting_result, Tag, {error, Err}} ->
                     ?WARNING_MSG("xmpp_hosting: housekeeping failed: ~p", [Err]),
                     ?RETRY_S
@@ -386,7 +392,7 @@ store(Host) ->
 
 get_commands_spec() ->
     domain_commands() ++ xmpp_hosting_invite_commands:spec() ++ xmpp_hosting_quota_commands:spec()
-        ++ xmpp_hosting_cert_commands:spec().
+        ++ xmpp_hosting_cert_commands:spec() ++ xmpp_hosting_retention_commands:spec().
 
 domain_commands() ->
     [#ejabberd_commands{name = xmpp_hosting_domain_add, tags = [xmpp_hosting],

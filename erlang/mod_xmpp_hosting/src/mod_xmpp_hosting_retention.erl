@@ -1,0 +1,338 @@
+%%% Retention of ejabberd's message archives (mod_mam), by the core's rule (issue 13).
+%%%
+%%% ejabberd has no expiry of its own. With this module loaded beside mod_mam, the core's
+%%% housekeeping pass says when a hosted domain's one-to-one (`archive`) or group chat (`muc`)
+%%% archive is due; this module then runs the sweep: the core (on its worker, never on a
+%%% scheduler) plans each bounded step (cutoff, how many rows, where to start) and keeps the
+%%% cursor, the lease (two nodes never run steps of one sweep) and the audit log; this process
+%%% only carries each step out, where ejabberd keeps the rows:
+%%%   - SQL (SQLite, PostgreSQL, MySQL; the default schema or new_sql_schema): the statements
+%%%     the core wrote, run on ejabberd's own connection (ejabberd_sql:sql_query/2). ejabberd's
+%%%     SQLite driver sets no busy timeout, so a second connection's write lock would make
+%%%     ejabberd's own queries fail at once; queued on its connection a step only delays them.
+%%%   - Mnesia: `archive_msg` walked one key (user or room) after the other, the rows of a key
+%%%     older than the cutoff deleted in one transaction.
+%%% A user may choose a shorter retention for their own archive with the ad-hoc command
+%%% `urn:xmpp-hosting:retention` (XEP-0050); admins set it with
+%%% `ejabberdctl xmpp_hosting_retention_set DOMAIN user:NAME PERIOD`.
+-module(mod_xmpp_hosting_retention).
+
+-behaviour(gen_mod).
+
+-export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_doc/0]).
+-export([sweep/3, run_due/1, backend/1]).
+-export([adhoc_local_items/4, adhoc_local_commands/4]).
+
+-include("xmpp.hrl").
+-include("logger.hrl").
+-include("translate.hrl").
+
+-define(NODE, <<"urn:xmpp-hosting:retention">>).
+%% How long a sweep's process waits for the next step or the result before it gives up (the core
+%% gives up on a step after 30 s and pauses the sweep).
+-define(IDLE_MS, 120000).
+%% What one housekeeping pass spends on each due archive sweep; an unfinished one resumes at the
+%% next pass.
+-define(PASS_BUDGET_MS, 2000).
+
+%%%===================================================================
+%%% gen_mod
+%%%===================================================================
+
+start(Host, _Opts) ->
+    ejabberd_hooks:add(adhoc_local_items, Host, ?MODULE, adhoc_local_items, 50),
+    ejabberd_hooks:add(adhoc_local_commands, Host, ?MODULE, adhoc_local_commands, 50),
+    register_stores(Host),
+    ok.
+
+stop(Host) ->
+    _ = persistent_term:erase({?MODULE, registered, Host}),
+    ejabberd_hooks:delete(adhoc_local_items, Host, ?MODULE, adhoc_local_items, 50),
+    ejabberd_hooks:delete(adhoc_local_commands, Host, ?MODULE, adhoc_local_commands, 50),
+    ok.
+
+reload(Host, _NewOpts, _OldOpts) ->
+    register_stores(Host),
+    ok.
+
+depends(_Host, _Opts) ->
+    [{mod_xmpp_hosting, hard}, {mod_mam, hard}, {mod_adhoc, soft}].
+
+mod_options(_Host) ->
+    [].
+
+mod_doc() ->
+    #{desc => ?T("Deletes mod_mam archives older than the hosted domain's retention policy, "
+                 "in short steps planned by xmpp-hosting's core.")}.
+
+%%%===================================================================
+%%% Where the archives are
+%%%===================================================================
+
+%% @doc How the host's archives are swept: {sql, Schema} or mnesia, or why not.
+-spec backend(binary()) -> {ok, map()} | {error, binary()}.
+backend(Host) ->
+    case mod_mam_opt:db_type(Host) of
+        sql ->
+            Schema = case ejabberd_sql:use_new_schema() of true -> <<"new">>; false -> <<"default">> end,
+            case {ejabberd_option:sql_type(Host), Schema, sharing_hosts(Host)} of
+                {mssql, _, _} ->
+                    {error, <<"archives on Microsoft SQL Server are not swept (no row values)">>};
+                {_, <<"default">>, [Other | _]} ->
+                    {error, <<"the archive table of ", Host/binary, " is shared with ", Other/binary,
+                              " in ejabberd's default SQL schema, where rows do not say their host: "
+                              "use new_sql_schema to sweep them">>};
+                _ ->
+                    {ok, #{backend => <<"sql">>, schema => Schema}}
+            end;
+        mnesia ->
+            {ok, #{backend => <<"mnesia">>}};
+        Other ->
+            {error, iolist_to_binary(io_lib:format("archives stored with ~p are not swept", [Other]))}
+    end.
+
+%% Other hosts whose mod_mam writes to the same SQL database as Host's.
+sharing_hosts(Host) ->
+    Db = fun(H) -> {ejabberd_option:sql_type(H), ejabberd_option:sql_server(H), ejabberd_option:sql_database(H)} end,
+    Mine = Db(Host),
+    Shared = case Mine of
+                 {sqlite, _, undefined} -> false; % one file per host (spool/sqlite/NODE/HOST)
+                 _ -> true
+             end,
+    [H || Shared, H <- ejabberd_option:hosts(), H /= Host, gen_mod:is_loaded(H, mod_mam),
+          mod_mam_opt:db_type(H) == sql, Db(H) == Mine].
+
+%% Registers the host's archives once the core hosts the domain (it may be added after ejabberd
+%% started): called at every housekeeping pass until it is done.
+ensure_registered(Host) ->
+    case persistent_term:get({?MODULE, registered, Host}, false) of
+        true -> ok;
+        false -> register_stores(Host)
+    end.
+
+%% Tells the core where this host's archives are, so its housekeeping pass knows when their
+%% sweeps are due (kinds of a domain the core does not host are left alone).
+register_stores(Host) ->
+    case {mod_xmpp_hosting:store(Host), backend(Host)} of
+        {{ok, H}, {ok, #{backend := B}}} ->
+            Backend = <<"ejabberd_", B/binary>>,
+            Muc = [M || gen_mod:is_loaded(Host, mod_muc), M <- gen_mod:get_module_opt_hosts(Host, mod_muc)],
+            Results = [xmpp_hosting_nif:register_archive_store(H, Host, Kind, ServerHost, Backend, undefined, <<"archive">>)
+                       || {Kind, ServerHost} <- [{<<"archive">>, Host} | [{<<"muc">>, M} || M <- Muc]]],
+            case [E || {error, E} <- Results] of
+                [] -> persistent_term:put({?MODULE, registered, Host}, true);
+                [{not_found, _} | _] -> ok; % not a hosted domain: nothing to keep a promise about
+                [E | _] -> ?WARNING_MSG("xmpp_hosting_retention ~ts: archives not registered: ~p", [Host, E])
+            end;
+        {{ok, _}, {error, Why}} ->
+            ?WARNING_MSG("xmpp_hosting_retention ~ts: archives will not be swept: ~ts", [Host, Why]);
+        {{error, _}, _} ->
+            ok
+    end.
+
+%%%===================================================================
+%%% Sweeps
+%%%===================================================================
+
+%% @doc Sweeps (or resumes the sweep of) Kind (<<"archive">> or <<"muc">>) of the hosted domain
+%% Host, in this process, which carries out the core's steps. Options: dry_run, budget_ms,
+%% max_steps. {ok, Record} is the sweep's audit record.
+-spec sweep(binary(), binary(), map()) -> {ok, map()} | {error, term()}.
+sweep(Host, Kind, Options) ->
+    case {mod_xmpp_hosting:store(Host), backend(Host)} of
+        {{ok, H}, {ok, Backend}} ->
+            Tag = erlang:unique_integer([positive]),
+            case xmpp_hosting_nif:retention_sweep_archive(H, Host, Kind, maps:merge(Options, Backend), Tag) of
+                ok -> serve(Host, Tag);
+                {error, _} = Err -> Err
+            end;
+        {{error, _}, _} -> {error, {not_started, <<"mod_xmpp_hosting is not running on ", Host/binary>>}};
+        {_, {error, Why}} -> {error, {not_allowed, Why}}
+    end.
+
+%% Carries out the core's steps until its record arrives.
+serve(Host, Tag) ->
+    receive
+        {xmpp_hosting_archive, Id, Request} ->
+            Answer = try carry_out(Host, Request)
+                     catch Class:Reason:Stack ->
+                             ?WARNING_MSG("xmpp_hosting_retention ~ts: step failed: ~p",
+                                          [Host, {Class, Reason, Stack}]),
+                             #{error => iolist_to_binary(io_lib:format("~p", [{Class, Reason}]))}
+                     end,
+            xmpp_hosting_nif:archive_answer(Id, Answer),
+            serve(Host, Tag);
+        {xmpp_hosting_result, Tag, Result} ->
+            Result
+    after ?IDLE_MS ->
+            {error, {timeout, <<"the core's sweep stopped asking for steps">>}}
+    end.
+
+carry_out(Host, #{sql := Sql}) ->
+    case ejabberd_sql:sql_query(Host, Sql) of
+        {selected, _Columns, Rows} -> #{rows => [[integer(V) || V <- Row] || Row <- Rows]};
+        {selected, Rows} -> #{rows => [[integer(V) || V <- Row] || Row <- Rows]};
+        {updated, N} when is_integer(N) -> #{rows => [[N]]};
+        {updated, _} -> #{rows => [[0]]};
+        {error, Reason} -> #{error => iolist_to_binary(io_lib:format("~p", [Reason]))}
+    end;
+carry_out(_Host, #{step := Step}) ->
+    mnesia_step(Step).
+
+integer(V) when is_integer(V) -> V;
+integer(V) when is_binary(V) -> binary_to_integer(V);
+integer(null) -> 0.
+
+%% @doc Runs the sweeps the core's housekeeping pass found due (its report's retention_due), for
+%% the domains this node hosts, each for at most ?PASS_BUDGET_MS, and those the last call left
+%% unfinished (kept in the calling housekeeping process). True when one is still unfinished.
+-spec run_due([map()]) -> boolean().
+run_due(Due) ->
+    Hosts = ejabberd_option:hosts(),
+    [ensure_registered(H) || H <- Hosts, gen_mod:is_loaded(H, ?MODULE)],
+    Todo = lists:usort([{D, K} || #{domain := D, kind := K} <- Due]
+                       ++ case erase({?MODULE, unfinished}) of undefined -> []; L -> L end),
+    Unfinished = [{D, K} || {D, K} <- Todo, lists:member(D, Hosts), gen_mod:is_loaded(D, ?MODULE),
+                            run_one(D, K) == unfinished],
+    put({?MODULE, unfinished}, Unfinished),
+    Unfinished /= [].
+
+run_one(Domain, Kind) ->
+    case sweep(Domain, Kind, #{budget_ms => ?PASS_BUDGET_MS}) of
+        {ok, #{state := <<"running">>, errors := []} = Rec} -> log(Rec), unfinished;
+        {ok, Rec} -> log(Rec), done;
+        {error, {not_allowed, _}} -> done; % another node runs it
+        {error, Err} ->
+            ?WARNING_MSG("xmpp_hosting_retention ~ts: ~ts sweep failed: ~p", [Domain, Kind, Err]),
+            done
+    end.
+
+log(#{text := Text, errors := [_ | _]}) -> ?WARNING_MSG("xmpp_hosting: Retention: ~ts", [Text]);
+log(#{text := Text, deleted := N}) when N > 0 -> ?INFO_MSG("xmpp_hosting: Retention: ~ts", [Text]);
+log(_) -> ok.
+
+%%%===================================================================
+%%% Mnesia: one key of archive_msg ({User, Server}, a bag) after the other
+%%%===================================================================
+
+%% Fields of #archive_msg{} by position (24.x added origin_id at the end).
+-define(TS, 4).
+-define(TYPE, 9).
+
+mnesia_step(#{kind := Kind, host := Host, user := User, cutoff_us := CutoffUs, 'after' := After,
+              limit := Limit, delete := Delete} = Step) ->
+    Type = case Kind of <<"muc">> -> groupchat; _ -> chat end,
+    Servers = case Type of
+                  chat -> [Host];
+                  groupchat -> [M || gen_mod:is_loaded(Host, mod_muc), M <- gen_mod:get_module_opt_hosts(Host, mod_muc)]
+              end,
+    Cutoff = misc:usec_to_now(CutoffUs),
+    %% A user's part leaves what the domain's part dealt with (older than the domain's cutoff).
+    NotBefore = case maps:get(not_before_us, Step, null) of
+                    null -> {0, 0, 0};
+                    From -> misc:usec_to_now(max(From, 0))
+                end,
+    case User of
+        null ->
+            Start = case After of
+                        null -> mnesia:dirty_first(archive_msg);
+                        Cursor -> binary_to_term(base64:decode(Cursor), [safe])
+                    end,
+            walk(Start, Servers, Type, Cutoff, Limit, Delete, 0, 0);
+        _ ->
+            {_, N} = clean({User, Host}, Type, Cutoff, Delete, NotBefore),
+            #{matched => N, next => null}
+    end.
+
+%% Visits keys from Key on until Limit rows were looked at; the cursor is the next key to visit.
+walk('$end_of_table', _Servers, _Type, _Cutoff, _Limit, _Delete, _Visited, Matched) ->
+    #{matched => Matched, next => null};
+walk(Key, _Servers, _Type, _Cutoff, Limit, _Delete, Visited, Matched) when Visited >= Limit ->
+    #{matched => Matched, next => base64:encode(term_to_binary(Key))};
+walk({_, Server} = Key, Servers, Type, Cutoff, Limit, Delete, Visited, Matched) ->
+    %% The next key first: this one may vanish with its last rows.
+    Next = try mnesia:dirty_next(archive_msg, Key)
+           catch _:_ -> '$end_of_table' % the key went meanwhile; the next sweep starts over
+           end,
+    {V, M} = case lists:member(Server, Servers) of
+                 true -> clean(Key, Type, Cutoff, Delete, {0, 0, 0});
+                 false -> {1, 0}
+             end,
+    walk(Next, Servers, Type, Cutoff, Limit, Delete, Visited + max(V, 1), Matched + M).
+
+%% The rows of one key: how many there are, and how many of Type older than Cutoff were (or
+%% would be) deleted.
+clean(Key, Type, Cutoff, Delete, NotBefore) ->
+    Rows = mnesia:dirty_read(archive_msg, Key),
+    Old = [R || R <- Rows, element(?TYPE, R) == Type, element(?TS, R) < Cutoff, element(?TS, R) >= NotBefore],
+    case Delete andalso Old /= [] of
+        true ->
+            {atomic, ok} = mnesia:transaction(fun() -> lists:foreach(fun mnesia:delete_object/1, Old) end),
+            ok;
+        false ->
+            ok
+    end,
+    {length(Rows), length(Old)}.
+
+%%%===================================================================
+%%% Ad-hoc command: a user's own shorter archive retention
+%%%===================================================================
+
+adhoc_local_items(Acc, #jid{luser = User, lserver = Server}, #jid{lserver = Server} = To, Lang) when User /= <<>> ->
+    Items = case Acc of {result, I} -> I; _ -> [] end,
+    {result, Items ++ [#disco_item{jid = To, node = ?NODE,
+                                   name = translate:translate(Lang, ?T("Message archive retention"))}]};
+adhoc_local_items(Acc, _From, _To, _Lang) ->
+    Acc.
+
+adhoc_local_commands(_Acc, #jid{luser = User, lserver = Server}, #jid{lserver = Server},
+                     #adhoc_command{node = ?NODE, action = Action, xdata = XData, lang = Lang} = Request)
+  when User /= <<>> ->
+    Response = case {Action, XData} of
+                   {execute, undefined} -> form(Server, User, Lang);
+                   {A, #xdata{type = submit} = X} when A == execute; A == complete -> submit(Server, User, X, Lang);
+                   {cancel, _} -> #adhoc_command{status = canceled};
+                   _ -> form(Server, User, Lang)
+               end,
+    xmpp_util:make_adhoc_response(Request, Response);
+adhoc_local_commands(Acc, _From, _To, _Request) ->
+    Acc.
+
+form(Server, User, Lang) ->
+    {Domain, Own} = with_store(Server, fun(H) ->
+                                               {ok, #{archive := D}} = xmpp_hosting_nif:retention_policy(H, Server),
+                                               {ok, P} = xmpp_hosting_nif:user_archive_retention(H, Server, User),
+                                               {D, P}
+                                       end),
+    #adhoc_command{
+       status = executing, actions = #adhoc_actions{execute = complete, complete = true},
+       xdata = #xdata{type = form, title = translate:translate(Lang, ?T("Message archive retention")),
+                      instructions = [<<"How long your archived messages are kept. ", Server/binary,
+                                        " keeps them for ", Domain/binary,
+                                        " at most; leave empty to follow the server.">>],
+                      fields = [#xdata_field{var = <<"period">>, type = 'text-single',
+                                             label = translate:translate(Lang, ?T("Keep messages for")),
+                                             desc = <<"e.g. 1w, 30d, 1y">>,
+                                             values = [Own]}]}}.
+
+submit(Server, User, #xdata{} = X, Lang) ->
+    Value = case xmpp_util:get_xdata_values(<<"period">>, X) of
+                [V | _] when V /= <<>> -> V;
+                _ -> undefined
+            end,
+    case with_store(Server, fun(H) -> xmpp_hosting_nif:set_user_archive_retention(H, Server, User, Value) end) of
+        {ok, Period} ->
+            #adhoc_command{status = completed,
+                           notes = [#adhoc_note{type = info, data = <<"Your archive is kept for ", Period/binary>>}]};
+        {error, {_Code, Msg}} ->
+            #adhoc_command{status = completed, notes = [#adhoc_note{type = error, data = Msg}]};
+        _ ->
+            #adhoc_command{status = completed,
+                           notes = [#adhoc_note{type = error, data = translate:translate(Lang, ?T("Internal error"))}]}
+    end.
+
+with_store(Server, Fun) ->
+    case mod_xmpp_hosting:store(Server) of
+        {ok, H} -> Fun(H);
+        {error, _} = Err -> Err
+    end.

@@ -100,5 +100,13 @@ def test_claim_records_verify_and_dns_test(ejabberd, knot):
     scenarios.test_claim_records_verify_and_dns_test(ejabberd, knot)
 
 
-def test_a_customer_uses_the_panel_in_a_browser_at_phone_width(ejabberd, knot, browser):
+def test_a_customer_uses_the_panel_in_a_browser_at_phone_width(ejabberd, knot, browser, monkeypatch):
+    # The screenshots named after this server and its generation (the scenario's own names are the
+    # Prosody test's, which a later run would overwrite).
+    def shot(driver, name: str):
+        scenarios.REPORTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(scenarios.REPORTS / f"panel-ejabberd-{ejabberd.target.series}-{name}.png"))
+
+    monkeypatch.setattr(scenarios, "shot", shot)
     scenarios.test_a_customer_uses_the_panel_in_a_browser_at_phone_width(ejabberd, knot, browser)
+    assert (scenarios.REPORTS / f"panel-ejabberd-{ejabberd.target.series}-4-dns-tester.png").stat().st_size > 0

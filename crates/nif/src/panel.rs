@@ -32,9 +32,17 @@ fn respond<'a>(env: Env<'a>, r: Response) -> Term<'a> {
     (atoms::respond(), r.status, reason, headers, r.body).encode(env)
 }
 
-fn optional(b: &Binary) -> NifResult<Option<String>> {
-    let t = text(b)?;
-    Ok((!t.is_empty()).then(|| t.to_string()))
+/// What the client sent, as text: bytes that are not UTF-8 (a path segment ejabberd percent-decoded,
+/// a forged cookie) become U+FFFD, which matches no route, session or token, so the router answers
+/// them (404, no session, 403) instead of the request failing with badarg and ejabberd dropping the
+/// connection without a response.
+fn sent(b: &Binary) -> String {
+    String::from_utf8_lossy(b.as_slice()).into_owned()
+}
+
+/// An absent header comes as an empty binary.
+fn optional(b: &Binary) -> Option<String> {
+    Some(sent(b)).filter(|t| !t.is_empty())
 }
 
 #[rustler::nif(schedule = "DirtyIo")]
@@ -59,13 +67,13 @@ fn panel_handle<'a>(
     tls: bool,
 ) -> NifResult<Term<'a>> {
     let request = Request {
-        method: text(&method)?.to_string(),
-        path: text(&path)?.to_string(),
-        cookie: optional(&cookie)?,
-        csrf: optional(&csrf)?,
-        content_type: optional(&content_type)?,
+        method: sent(&method),
+        path: sent(&path),
+        cookie: optional(&cookie),
+        csrf: optional(&csrf),
+        content_type: optional(&content_type),
         // A body that is not UTF-8 is not JSON either: the router refuses it as such.
-        body: String::from_utf8_lossy(body.as_slice()).into_owned(),
+        body: sent(&body),
         address: text(&address)?.to_string(),
         tls,
     };

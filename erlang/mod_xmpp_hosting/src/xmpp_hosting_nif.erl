@@ -31,11 +31,13 @@
 -export([publication/2, set_publication/4, describe_publication/2, provider_file/2, disco_forms/2, policy_page/5,
          support_bookmark/2, record_activity/3]).
 -export([retention_policy/2, set_retention/4, set_user_archive_retention/4, retention_sweep/6, retention_log/3]).
+-export([retention_sweep_archive/5, archive_answer/2, register_archive_store/7, user_archive_retention/3,
+         describe_retention/2, describe_retention_log/3]).
 -export([housekeeping_new/2, housekeeping_stale_registrations/1, housekeeping_run/4,
          housekeeping_next_in/1]).
+-export([panel_open/2, panel_handle/9, panel_finish_login/4]).
 -export([cert_generate/5, cert_show/2, cert_import/3, cert_pem/2, cert_csr/2, cert_posh/3,
          cert_posh_check/3, cert_check/1, cert_install/3, housekeeping_install_certificates/3]).
--export([panel_open/2, panel_handle/9, panel_finish_login/4]).
 -export([so_path/0]).
 
 -on_load(load/0).
@@ -305,6 +307,35 @@ retention_sweep(_H, _Domain, _Kind, _DryRun, _Roots, _Tag) -> not_loaded(?LINE).
 
 -spec retention_log(handle(), binary() | undefined, non_neg_integer()) -> {ok, [map()]} | error().
 retention_log(_H, _Domain, _Limit) -> not_loaded(?LINE).
+
+%% Sweeps a domain's ejabberd archives (<<"archive">> or <<"muc">>) on the core's worker, each step
+%% carried out by the calling process (mod_xmpp_hosting_retention:sweep/3): it receives
+%% {xmpp_hosting_archive, Id, #{sql := Text} | #{step := Step}} and answers with
+%% archive_answer(Id, #{rows := [[integer()]]} | #{matched := N, next := Cursor | null} |
+%% #{error := Why}) until {xmpp_hosting_result, Tag, {ok, Record} | error()} arrives.
+%% Options: #{backend := <<"sql">> | <<"mnesia">>, schema => <<"default">> | <<"new">>,
+%% dry_run => boolean(), budget_ms => N, max_steps => N}.
+-spec retention_sweep_archive(handle(), binary(), binary(), map(), integer()) -> ok | error().
+retention_sweep_archive(_H, _Domain, _Kind, _Options, _Tag) -> not_loaded(?LINE).
+
+-spec archive_answer(non_neg_integer(), map()) -> ok.
+archive_answer(_Id, _Answer) -> not_loaded(?LINE).
+
+%% Where ejabberd keeps a hosted domain's archive of a kind (backend <<"ejabberd_sql">> or
+%% <<"ejabberd_mnesia">>), so the core's housekeeping reports its sweeps when due.
+-spec register_archive_store(handle(), binary(), binary(), binary(), binary(), binary() | undefined, binary()) ->
+          {ok, map()} | error().
+register_archive_store(_H, _Domain, _Kind, _ServerHost, _Backend, _Location, _Store) -> not_loaded(?LINE).
+
+%% {ok, Period}: how long the user's archive is kept now (their own choice, else the domain's).
+-spec user_archive_retention(handle(), binary(), binary()) -> {ok, binary()} | error().
+user_archive_retention(_H, _Domain, _User) -> not_loaded(?LINE).
+
+%% The policy, and the log one sweep a line, in the core's words.
+-spec describe_retention(handle(), binary()) -> {ok, binary()} | error().
+describe_retention(_H, _Domain) -> not_loaded(?LINE).
+-spec describe_retention_log(handle(), binary() | undefined, non_neg_integer()) -> {ok, [binary()]} | error().
+describe_retention_log(_H, _Domain, _Limit) -> not_loaded(?LINE).
 
 %% The core's housekeeping pass (mod_xmpp_hosting's one timer). Overrides change the core's
 %% schedule: #{checkpoint | domain_recheck | invite_purge | upload_upkeep => Seconds,

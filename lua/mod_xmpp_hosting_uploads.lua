@@ -9,7 +9,11 @@
 -- user/domain/global, daily/weekly/monthly volume), before mod_http_file_share sees it, and
 -- answered with the XEP-0363 errors: file-too-large (modify/not-acceptable with max-file-size),
 -- quota (wait/resource-constraint with a retry stamp), bad size (modify/bad-request). Requests
--- from domains the store does not host are left to mod_http_file_share alone. Set
+-- from domains the store does not host are left to mod_http_file_share alone. The decision never
+-- waits on the loop for another process's lock on the store: it is tried without waiting, and
+-- while the CLI, ejabberd or a backup holds the write lock the core's worker makes it once the
+-- lock is free; the request is answered then (mod_http_file_share issues the slot as usual) and
+-- the loop serves everything else meanwhile. Set
 -- mod_http_file_share's own http_file_share_size_limit / _daily_quota / _global_quota at or above
 -- ours, or it will refuse first with its own numbers. The service's disco#info tells each user
 -- the max-file-size that applies to them, and its ad-hoc command "My upload usage" their usage

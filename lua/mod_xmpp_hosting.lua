@@ -553,7 +553,7 @@ Usage: prosodyctl mod_xmpp_hosting domain add|list|show|remove [NAME]
        prosodyctl mod_xmpp_hosting retention set DOMAIN archive|muc|uploads|backups PERIOD [--user USER]
        prosodyctl mod_xmpp_hosting retention sweep DOMAIN [--kind archive|muc|uploads] [--dry-run]
        prosodyctl mod_xmpp_hosting cert generate DOMAIN [--key ecdsa|rsa] [--days N] | show DOMAIN [--pem]
-       prosodyctl mod_xmpp_hosting cert csr DOMAIN | import DOMAIN FILE | check | install
+       prosodyctl mod_xmpp_hosting cert csr DOMAIN | import DOMAIN FILE | acme DOMAIN | check | install
        prosodyctl mod_xmpp_hosting cert posh DOMAIN [--service client|server] | posh DOMAIN --check FILE]=];
 
 -- prosodyctl mod_xmpp_hosting …

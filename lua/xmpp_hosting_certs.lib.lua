@@ -92,6 +92,15 @@ function M.commands(module, await)
 		return with_install(s, true, info.text);
 	end
 
+	-- acme DOMAIN: a CA-signed certificate by ACME DNS-01 through the customer's CNAME (the
+	-- exchange with the CA runs on the core's worker), installed at once.
+	function commands.acme(s, domain)
+		if not domain then return false, "Usage: cert acme DOMAIN"; end
+		local info, err = await(s:start_acme_certificate(domain));
+		if not info then return false, err; end
+		return with_install(s, true, info.text);
+	end
+
 	function commands.show(s, domain, options)
 		if options and options[1] == "--pem" then
 			local pem, err = s:certificate_pem(domain);

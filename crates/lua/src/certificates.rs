@@ -4,6 +4,9 @@
 //! - `h:start_generate_certificate(domain, {key = "ecdsa"|"rsa", days = n})` -> a pending result
 //!   (`pending.rs`: an RSA key takes a while and must not stall Prosody's loop) whose value is the
 //!   certificate's description plus `text` (it in the core's words);
+//! - `h:start_acme_certificate(domain)` -> a pending result like the above: a CA-signed
+//!   certificate by ACME DNS-01 through the customer's CNAME (the exchange runs on the core's
+//!   worker); `h:acme_status(domain)` -> its bookkeeping, or nil;
 //! - `h:certificate(domain)` -> the same description; `h:certificate_pem(domain)` -> the
 //!   certificate and its chain; `h:certificate_csr(domain)` -> a CSR (PEM);
 //! - `h:import_certificate(domain, pem)` -> the description (refused with the reason:
@@ -69,6 +72,10 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
                 .map(|p| LuaPending::viewed(p, |info| described(&info)))
         })
     });
+    m.add_method("start_acme_certificate", |lua, h, domain: String| {
+        outcome(lua, || h.0.acme_issue(&domain).map(|p| LuaPending::viewed(p, |info| described(&info))))
+    });
+    m.add_method("acme_status", |lua, h, domain: String| serialized(lua, || h.0.acme_status(&domain)));
     m.add_method("certificate", |lua, h, domain: String| {
         serialized(lua, || h.0.certificate(&domain).map(|i| Described(described(&i))))
     });

@@ -595,6 +595,21 @@ int main(int argc, char **argv) {
         check(contains(json, "\"domain\":\"cert.example\"") && contains(json, "\"days_left\":36"),
               "xh_cert_expiry lists the domain's days left");
         xh_string_free(json);
+
+        /* ACME: nothing is asked of any CA before the provider configured one; the attempt is recorded. */
+        expect(xh_cert_acme_status(h, "cert.example", &json), XH_OK, NULL, "xh_cert_acme_status(never)");
+        check(strcmp(json, "null") == 0, "xh_cert_acme_status: null before any attempt");
+        xh_string_free(json);
+        expect(xh_cert_acme(h, "cert.example", NULL), XH_ERR_INVALID_ARGUMENT, "ACME is not configured: set acme.directory_url",
+               "xh_cert_acme(not configured)");
+        expect(xh_cert_acme_status(h, "cert.example", &json), XH_OK, NULL, "xh_cert_acme_status");
+        check(contains(json, "\"failures\":1") && contains(json, "\"serving\":false") && !contains(json, "PRIVATE"),
+              "xh_cert_acme_status: the failed attempt, nothing served");
+        xh_string_free(json);
+        expect(xh_cert_acme(h, "nowhere.example", NULL), XH_ERR_NOT_FOUND, "nowhere.example", "xh_cert_acme(unknown)");
+        expect(xh_cert_acme_renew_due(h, &json), XH_OK, NULL, "xh_cert_acme_renew_due");
+        check(strcmp(json, "[]") == 0, "xh_cert_acme_renew_due: nothing issued, nothing due");
+        xh_string_free(json);
     }
 
     /* One handle shared by several threads; each thread keeps its own last error. */

@@ -136,15 +136,32 @@ register_stores(Host) ->
 
 %% @doc Sweeps (or resumes the sweep of) Kind (<<"archive">> or <<"muc">>) of the hosted domain
 %% Host, in this process, which carries out the core's steps. Options: dry_run, budget_ms,
-%% max_steps. {ok, Record} is the sweep's audit record.
+%% max_steps, wait (for a part the housekeeping pass is running here). {ok, Record} is the
+%% sweep's audit record.
 -spec sweep(binary(), binary(), map()) -> {ok, map()} | {error, term()}.
 sweep(Host, Kind, Options) ->
     case {mod_xmpp_hosting:store(Host), backend(Host)} of
         {{ok, H}, {ok, Backend}} ->
-            Tag = erlang:unique_integer([positive]),
-            case xmpp_hosting_nif:retention_sweep_archive(H, Host, Kind, maps:merge(Options, Backend), Tag) of
-                ok -> serve(Host, Tag);
-                {error, _} = Err -> Err
+            %% The core's lease keeps other nodes out; within this node (one store owner) the
+            %% housekeeping loop and a command must not run the same sweep at once either.
+            %% A command waits for the pass's part (at most its budget); the pass does not wait.
+            Lock = {{?MODULE, Host, Kind}, self()},
+            Retries = case maps:get(wait, Options, false) of true -> infinity; false -> 0 end,
+            case global:set_lock(Lock, [node()], Retries) of
+                true ->
+                    try
+                        Tag = erlang:unique_integer([positive]),
+                        Opts = maps:merge(maps:remove(wait, Options), Backend),
+                        case xmpp_hosting_nif:retention_sweep_archive(H, Host, Kind, Opts, Tag) of
+                            ok -> serve(Host, Tag);
+                            {error, _} = Err -> Err
+                        end
+                    after
+                        global:del_lock(Lock, [node()])
+                    end;
+                false ->
+                    {error, {not_allowed, <<"the ", Kind/binary, " sweep of ", Host/binary,
+                                            " is running on this node already">>}}
             end;
         {{error, _}, _} -> {error, {not_started, <<"mod_xmpp_hosting is not running on ", Host/binary>>}};
         {_, {error, Why}} -> {error, {not_allowed, Why}}

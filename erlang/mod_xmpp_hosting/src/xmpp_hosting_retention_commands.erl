@@ -74,7 +74,7 @@ sweep(Domain, Kind, Dry) ->
     DryRun = lists:member(Dry, [<<"true">>, <<"yes">>, <<"1">>, <<"dry-run">>]),
     Result = case Kind of
                  K when K == <<"archive">>; K == <<"muc">> ->
-                     mod_xmpp_hosting_retention:sweep(Domain, K, #{dry_run => DryRun});
+                     mod_xmpp_hosting_retention:sweep(Domain, K, #{dry_run => DryRun, wait => true});
                  _ ->
                      uploads_sweep(Domain, Kind, DryRun)
              end,

@@ -8,6 +8,7 @@ refused (403) on every route of the core's route table that names b.example, and
 chromium-driver, through Selenium) logs in, claims a domain, reads the records off the page,
 verifies it and runs the DNS tester; screenshots go to target/test-reports/."""
 
+import json
 import time
 from pathlib import Path
 
@@ -250,6 +251,32 @@ def test_a_customer_uses_the_panel_in_a_browser_at_phone_width(prosody, knot, br
     table = wait.until(ec.visibility_of_element_located((By.ID, "dns-table")))
     assert "_xmpp-client._tcp.web.example" in table.text
     shot(browser, "4-dns-tester")
+    # The owner's pages: a certificate, the registration policy, an invite made and revoked.
+    browser.get(f"http://{LOOPBACK}:{prosody.http_port}/panel/#/d/web.example/certificate")
+    try:
+        wait.until(ec.element_to_be_clickable((By.ID, "cert-generate"))).click()
+    except Exception:
+        shot(browser, "5-certificate-failed")
+        raise AssertionError(browser.find_element(By.TAG_NAME, "body").text) from None
+    fingerprint = wait.until(ec.visibility_of_element_located((By.ID, "cert-fingerprint"))).text
+    assert fingerprint.count(":") == 31, fingerprint
+    assert browser.find_element(By.ID, "cert-posh").is_displayed() and browser.find_element(By.ID, "cert-csr").is_displayed()
+    shot(browser, "5-certificate")
+    browser.get(f"http://{LOOPBACK}:{prosody.http_port}/panel/#/d/web.example/settings")
+    policy = wait.until(ec.visibility_of_element_located((By.ID, "set-policy")))
+    policy.find_element(By.CSS_SELECTOR, "option[value=open]").click()
+    browser.find_element(By.ID, "set-save").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "page"), "Saved."))
+    shown = json.loads(run_cli(prosody.database, "--json", "domain", "show", "web.example").stdout)
+    assert shown["settings"]["registration"]["policy"] == "open", shown
+    browser.get(f"http://{LOOPBACK}:{prosody.http_port}/panel/#/d/web.example/invites")
+    wait.until(ec.element_to_be_clickable((By.ID, "invite-create"))).click()
+    link = wait.until(ec.visibility_of_element_located((By.ID, "invite-link"))).text
+    assert link.startswith("xmpp:") and "web.example" in link, link
+    revoke = wait.until(ec.element_to_be_clickable((By.XPATH, "//div[@id='invite-list']//button[text()='Revoke']")))
+    shot(browser, "6-invite")
+    revoke.click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "invite-list"), "revoked"))
     # Nothing on the page came from anywhere but the panel (the policy forbids it; check too).
     sources = browser.execute_script(
         "return [...document.querySelectorAll('script[src],link[href]')].map(e => e.src || e.href)")

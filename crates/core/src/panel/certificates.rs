@@ -12,7 +12,8 @@ use crate::Error;
 pub(super) fn show(call: &Call<'_>) -> Answer {
     match call.hosting().certificate(call.domain()) {
         Ok(info) => Ok(json!({ "certificate": info })),
-        Err(Error::NotFound { .. }) => Ok(json!({ "certificate": null })),
+        // The certificates module says so with its own variant, under the code "not-found".
+        Err(e) if e.code() == "not-found" => Ok(json!({ "certificate": null })),
         Err(e) => Err(e.into()),
     }
 }

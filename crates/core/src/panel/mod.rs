@@ -156,6 +156,8 @@ impl From<Error> for Failure {
             Error::InvalidDomain(_) | Error::PublicSuffix(_) | Error::InvalidArgument(_) | Error::InvalidPeriod(_) => {
                 400
             }
+            // A domain without a certificate yet is a missing thing, not a refused one.
+            e if e.code() == "not-found" => 404,
             Error::Certificate(_) => 422,
             Error::NotFound { .. } => 404,
             Error::AlreadyExists { .. } => 409,

@@ -248,3 +248,15 @@ fn every_status_the_panel_answers_has_its_reason_phrase() {
     }
     assert_eq!(Response { status: 429, headers: BTreeMap::new(), body: String::new() }.reason(), "Too Many Requests");
 }
+
+#[test]
+fn a_domain_without_a_certificate_shows_none_and_its_files_are_missing() {
+    let (panel, _) = panel();
+    two_customers(&panel);
+    let mut b = Browser::new(&panel);
+    b.login("alice@a.example", true, false);
+    let (status, body) = b.call("GET", "/api/domains/a.example/certificate", Value::Null);
+    assert_eq!((status, body), (200, json!({"certificate": null})));
+    assert_eq!(b.call("GET", "/api/domains/a.example/certificate/posh", Value::Null).0, 404);
+    assert_eq!(b.call("GET", "/api/domains/a.example/certificate/csr", Value::Null).0, 404);
+}

@@ -67,6 +67,17 @@ def test_login_is_checked_by_ejabberd_and_gives_a_strict_http_only_cookie(ejabbe
     assert scenarios.Client(ejabberd).login(f"dora@{PROVIDER}").json()["admin"] is False
 
 
+def test_without_mod_xmpp_hosting_users_the_operator_is_who_the_configure_rule_allows(tmp_path_factory):
+    # ejabberd's usual rule for its own admin commands; the `admin` ACL names op.
+    with Ejabberd(tmp_path_factory.mktemp("ejabberd-panel-configure"), host=PROVIDER, install="config",
+                  http_handlers={"/panel": "mod_xmpp_hosting_panel"}, admins=[f"op@{PROVIDER}"],
+                  extra_access_rules="  configure:\n    allow: admin\n") as node:
+        for user in ("op", "dora"):
+            node.register(user, scenarios.PW)
+        assert scenarios.Client(node).login(f"op@{PROVIDER}").json()["admin"] is True
+        assert scenarios.Client(node).login(f"dora@{PROVIDER}").json()["admin"] is False
+
+
 def test_the_pages_come_with_their_own_types_and_a_strict_policy(ejabberd):
     c = scenarios.Client(ejabberd)
     bare = c.http.get(c.base.rstrip("/"), allow_redirects=False, timeout=30)

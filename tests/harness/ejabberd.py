@@ -63,6 +63,7 @@ class Ejabberd:
         version: ServerTarget | None = None,
         app_vsn: str | None = None,
         extra_hosts: list[str] | None = None,
+        extra_access_rules: str = "",
     ):
         self.target = version or target("ejabberd")
         # The version the node's ejabberd application states instead of its own (ejabberd.app's
@@ -80,6 +81,9 @@ class Ejabberd:
         self.module_options = module_options or {}
         self.extra_modules = extra_modules
         self.extra_config = extra_config
+        # More rules under `access_rules:` (YAML lines indented by two), e.g. "  configure:\n    allow: admin\n";
+        # the config has no `configure` rule otherwise.
+        self.extra_access_rules = extra_access_rules
         # More request handlers on the HTTP listener beside /api, e.g. {"/upload": "mod_http_upload"}.
         self.http_handlers = http_handlers or {}
         self.server_env = dict(server_env or {})  # for the node only, not ejabberdctl calls
@@ -457,7 +461,7 @@ access_rules:
     allow: all
   register:
     allow: all
-api_permissions:
+{self.extra_access_rules}api_permissions:
   "console commands":
     from:
       - ejabberd_ctl

@@ -3,6 +3,9 @@
 //!
 //! - `cert_generate(H, Domain, Key, Days, Tag)` -> `ok`, then `{xmpp_hosting_result, Tag,
 //!   {ok, Info}}` (on the core's worker: an RSA key takes a while, no scheduler waits for it);
+//! - `cert_acme(H, Domain, Tag)` -> `ok`, then `{xmpp_hosting_result, Tag, {ok, Info}}`: a
+//!   CA-signed certificate by ACME DNS-01 through the customer's CNAME, the exchange with the CA
+//!   on the core's worker;
 //! - `cert_show(H, Domain)`, `cert_import(H, Domain, Pem)` -> `{ok, Info}`; Info carries `text`,
 //!   the description in the core's words;
 //! - `cert_pem(H, Domain)` (certificate and chain), `cert_csr(H, Domain)`, `cert_posh(H, Domain,
@@ -54,6 +57,11 @@ fn cert_generate<'a>(
         handle.hosting.later(move |worker| worker.generate_certificate(&domain, GenerateOptions { key, days }))
     });
     started_viewed(env, tag, start, |info| described(&info))
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn cert_acme<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, tag: i64) -> NifResult<Term<'a>> {
+    started_viewed(env, tag, handle.hosting.acme_issue(text(&domain)?), |info| described(&info))
 }
 
 #[rustler::nif(schedule = "DirtyIo")]

@@ -6,6 +6,8 @@
 %%%   xmpp_hosting_cert_pem DOMAIN                  the certificate and its chain (never the key)
 %%%   xmpp_hosting_cert_csr DOMAIN                  a CSR (PEM) from the domain's key
 %%%   xmpp_hosting_cert_import DOMAIN FILE          a CA-signed certificate and its chain; served at once
+%%%   xmpp_hosting_cert_acme DOMAIN                 a CA-signed certificate by ACME DNS-01 through the
+%%%                                                 customer's CNAME; served at once
 %%%   xmpp_hosting_cert_posh DOMAIN SERVICE         the POSH JSON (client|server)
 %%%   xmpp_hosting_cert_posh_check DOMAIN FILE      compares a published POSH file (error: no match)
 %%%   xmpp_hosting_cert_check                       days left, every domain (exit 1 under 7 days)
@@ -20,7 +22,7 @@
 -module(xmpp_hosting_cert_commands).
 
 -export([spec/0]).
--export([generate/3, show/1, pem/1, csr/1, import/2, posh/2, posh_check/2, check/0, install/0]).
+-export([generate/3, acme/1, show/1, pem/1, csr/1, import/2, posh/2, posh_check/2, check/0, install/0]).
 %% For mod_xmpp_hosting.
 -export([directory/1, set_housekeeping_target/2, load_installed/1, apply_install/1]).
 
@@ -33,6 +35,8 @@
 spec() ->
     [cmd(xmpp_hosting_cert_generate, generate, "Make a new key and self-signed certificate for a domain",
          [{domain, binary}, {key, binary}, {days, integer}], [<<"customer.example">>, <<"ecdsa">>, 0]),
+     cmd(xmpp_hosting_cert_acme, acme, "Obtain a CA-signed certificate for a domain by ACME DNS-01",
+         [{domain, binary}], [<<"customer.example">>]),
      cmd(xmpp_hosting_cert_show, show, "Show a domain's certificate (names, validity, fingerprints)",
          [{domain, binary}], [<<"customer.example">>]),
      cmd(xmpp_hosting_cert_pem, pem, "Print a domain's certificate and its chain (never the key)",
@@ -62,6 +66,19 @@ generate(Domain, Key, Days) ->
                      ok ->
                          receive {xmpp_hosting_result, Tag, Result} -> Result
                          after ?GENERATE_WAIT_MS -> {error, {timeout, <<"no key from the core's worker">>}}
+                         end;
+                     Err -> Err
+                 end
+         end, fun installed_text/1).
+
+%% The exchange with the CA runs on the core's worker; this process waits for it.
+acme(Domain) ->
+    Tag = erlang:unique_integer([positive]),
+    call(fun(H) ->
+                 case xmpp_hosting_nif:cert_acme(H, Domain, Tag) of
+                     ok ->
+                         receive {xmpp_hosting_result, Tag, Result} -> Result
+                         after ?GENERATE_WAIT_MS -> {error, {timeout, <<"no answer from the ACME exchange">>}}
                          end;
                      Err -> Err
                  end

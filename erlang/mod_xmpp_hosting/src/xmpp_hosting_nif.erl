@@ -36,7 +36,7 @@
 -export([housekeeping_new/2, housekeeping_stale_registrations/1, housekeeping_run/4,
          housekeeping_next_in/1]).
 -export([panel_open/2, panel_handle/9, panel_finish_login/4]).
--export([cert_generate/5, cert_show/2, cert_import/3, cert_pem/2, cert_csr/2, cert_posh/3,
+-export([cert_generate/5, cert_acme/3, cert_show/2, cert_import/3, cert_pem/2, cert_csr/2, cert_posh/3,
          cert_posh_check/3, cert_check/1, cert_install/3, housekeeping_install_certificates/3]).
 -export([so_path/0]).
 
@@ -92,6 +92,8 @@ open(_Path) -> not_loaded(?LINE).
 %% Certificates (crates/nif/src/certificates.rs): none takes or returns a private key.
 %% cert_generate/5 answers later as {xmpp_hosting_result, Tag, {ok, Info} | {error, _}}.
 cert_generate(_H, _Domain, _Key, _Days, _Tag) -> not_loaded(?LINE).
+%% cert_acme/3 answers later the same way (the exchange with the CA runs on the core's worker).
+cert_acme(_H, _Domain, _Tag) -> not_loaded(?LINE).
 cert_show(_H, _Domain) -> not_loaded(?LINE).
 cert_import(_H, _Domain, _Pem) -> not_loaded(?LINE).
 cert_pem(_H, _Domain) -> not_loaded(?LINE).

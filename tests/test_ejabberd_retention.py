@@ -385,14 +385,17 @@ def chat(node: Ejabberd, sender: str, to: str, body: str) -> bool:
     async def run(receiver):
         got = asyncio.get_running_loop().create_future()
         receiver.add_event_handler("message", lambda m: m["body"] == body and not got.done() and got.set_result(1))
+        # Available (initial presence): ejabberd routes a chat to a bare JID only to such sessions.
+        receiver.send_presence()
+        await asyncio.sleep(0.3)
 
         async def send(client):
             client.send_message(mto=f"{to}@{MAM_HOST}", mbody=body, mtype="chat")
-            await asyncio.sleep(0.1)
+            # Stay until it arrives: the sender's session closing first must not be what is tested.
+            await asyncio.wait_for(asyncio.shield(got), 60)
             return True
 
-        await _session(node.c2s_port, f"{sender}@{MAM_HOST}", PASSWORD, send, 30)
-        await asyncio.wait_for(got, 20)
+        await _session(node.c2s_port, f"{sender}@{MAM_HOST}", PASSWORD, send, 90)
         return True
 
-    return asyncio.run(_session(node.c2s_port, f"{to}@{MAM_HOST}", PASSWORD, run, 60))
+    return asyncio.run(_session(node.c2s_port, f"{to}@{MAM_HOST}", PASSWORD, run, 120))

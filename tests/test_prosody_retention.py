@@ -280,3 +280,134 @@ def test_a_users_own_shorter_retention_set_by_ad_hoc_and_a_policy_change_at_the_
     assert wait_until(lambda: not mam_bodies("bob"))
     assert not mam_bodies("alice")
     run_cli(archives.database, "retention", "set", HOST, "archive", "default", "--user", "carol")
+
+
+def fill_archive(db, host: str, rows: list[tuple[int, int]], users: int = 100):
+    """Writes archive rows straight into Prosody's own table (its schema, made by Prosody when it
+    first opened the database), `count` rows stored at `when` for each (count, when), spread over
+    `users` accounts: what years of mod_mam traffic leave behind, without the years."""
+    c = sqlite3.connect(db)
+    with c:
+        n = 0
+        for count, when in rows:
+            c.executemany(
+                'INSERT INTO prosodyarchive (host, user, store, key, "when", "with", type, value) '
+                "VALUES (?, ?, 'archive', ?, ?, ?, 'xml', ?)",
+                ((host, f"bulk{(n + i) % users}", uuid.uuid4().hex, when, f"peer@{host}",
+                  f"<message xmlns='jabber:client' type='chat'><body>bulk {n + i}</body></message>")
+                 for i in range(count)))
+            n += count
+    c.close()
+
+
+def archive_rows(db, host: str, newer_than: int | None = None) -> int:
+    c = sqlite3.connect(db)
+    try:
+        q = "SELECT count(*) FROM prosodyarchive WHERE host = ? AND store = 'archive'"
+        args = [host]
+        if newer_than is not None:
+            q += ' AND "when" >= ?'
+            args.append(newer_than)
+        return c.execute(q, args).fetchone()[0]
+    finally:
+        c.close()
+
+
+def running_sweep(store_db):
+    """The archive sweep in the store's log that is under way and has deleted something."""
+    c = sqlite3.connect(store_db, timeout=5)
+    try:
+        return c.execute("SELECT id, deleted FROM retention_sweeps WHERE kind = 'archive' AND state = 'running' "
+                         "AND deleted > 0").fetchone()
+    finally:
+        c.close()
+
+
+class Pinger:
+    """A client pinging the server every 50 ms in a thread of its own; every ping must come back
+    (a ping that gets no reply within 10 s fails the session)."""
+
+    def __init__(self, port):
+        import threading
+        self.port, self.stop, self.rtts, self.error = port, False, [], None
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        async def ping(c):
+            c.register_plugin("xep_0199")
+            while not self.stop:
+                t0 = time.monotonic()
+                await c.plugin["xep_0199"].send_ping(HOST, timeout=10)
+                self.rtts.append(time.monotonic() - t0)
+                await asyncio.sleep(0.05)
+        try:
+            asyncio.run(_session(self.port, f"alice@{HOST}", PASSWORD, ping, 3600))
+        except Exception as e:  # noqa: BLE001 (reported by finish)
+            self.error = e
+
+    def finish(self):
+        self.stop = True
+        self.thread.join(30)
+        return self.rtts
+
+
+def test_a_sweep_of_100000_old_messages_killed_mid_way_resumes_after_restart_and_pings_are_answered(tmp_path):
+    clock = ServerClock(tmp_path)
+    server = archive_server(tmp_path, "sql", clock)
+    with server:  # Prosody makes its tables
+        SERVER["port"] = server.c2s_port
+        for user in ("alice", "bob"):
+            server.create_user(user, PASSWORD)
+        chat("alice", f"bob@{HOST}", ["recent"])
+    db = server.data / "prosody.sqlite"
+    now = int(time.time())
+    cutoff = now - DAY
+    fill_archive(db, HOST, [(100_000, now - 10 * DAY), (1000, now - 3600)])
+    newer = archive_rows(db, HOST, newer_than=cutoff)
+    assert newer == 1002
+    run_cli(server.database, "retention", "set", HOST, "archive", "1d")
+    server.start()
+    SERVER["port"] = server.c2s_port
+    pinger = Pinger(server.c2s_port)
+    try:
+        caught = wait_until(lambda: running_sweep(server.database), timeout=120, every=0.02)
+        assert caught, "no sweep seen under way"
+        os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc.wait()
+        server.proc = None
+    finally:
+        first_rtts = pinger.finish()
+    left_old = archive_rows(db, HOST) - archive_rows(db, HOST, newer_than=cutoff)
+    assert 0 < left_old < 100_000, left_old
+    assert archive_rows(db, HOST, newer_than=cutoff) == newer
+    # The dead process's lease runs out after a minute: the restarted server's clock is past it.
+    clock.set_offset(120)
+    server.start()
+    SERVER["port"] = server.c2s_port
+    pinger = Pinger(server.c2s_port)
+    try:
+        done = wait_until(lambda: [s for s in sweeps(server, "archive") if s["state"] == "done"], timeout=900)
+    finally:
+        rtts = pinger.finish()
+        server.stop()
+    assert done, sweeps(server, "archive")
+    [rec] = done
+    assert rec["id"] == caught[0] and rec["parts"] >= 2, rec
+    assert rec["deleted"] == 100_000 and rec["failed"] == 0, rec
+    assert archive_rows(db, HOST, newer_than=cutoff) == newer
+    assert archive_rows(db, HOST) == newer
+    log = run_cli(server.database, "retention", "log", HOST).stdout
+    # The CLI's table: one row for the sweep, both parts (before and after the kill) in it.
+    assert any(line.split()[:1] == [str(rec["id"])] and " done " in line and " 100000 " in line
+               for line in log.splitlines()), log
+    # Every ping was answered, before the kill and after the restart (round trips: benches).
+    assert pinger.error is None and first_rtts and rtts, (pinger.error, len(first_rtts), len(rtts))
+    print(f"\n{ping_summary(first_rtts + rtts)}; sweep: {rec['steps']} steps, longest "
+          f"{rec['longest_step_us'] / 1000:.2f} ms, {rec['parts']} parts")
+    server.start()
+    SERVER["port"] = server.c2s_port
+    try:
+        assert "recent" in mam_bodies("bob")
+    finally:
+        server.stop()

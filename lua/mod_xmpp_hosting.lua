@@ -106,8 +106,8 @@ local schedule_options = {
 	domain_recheck = "xmpp_hosting_recheck_interval",
 	invite_purge = "xmpp_hosting_purge_interval",
 	upload_upkeep = "xmpp_hosting_upload_sweep_interval",
-	retention = "xmpp_hosting_retention_interval",
 	certificates = "xmpp_hosting_certificates_interval",
+	retention = "xmpp_hosting_retention_interval",
 };
 
 -- Upload directories the pass sweeps for deleted files, registered by mod_xmpp_hosting_uploads
@@ -204,10 +204,10 @@ local function housekeep()
 		if report then
 			for _, line in ipairs(report.log) do module:log(line.level, "%s", line.text); end
 			for _, notice in ipairs(report.notices) do deliver(notice); end
-			-- Archives only the server may change (internal storage): mod_xmpp_hosting_retention runs them.
-			for _, due in ipairs(report.retention_due or {}) do module:fire_event("xmpp-hosting/retention-due", due); end
 			local installed = report.certificates and report.certificates.installed;
 			if installed and (#installed.installed > 0 or #installed.removed > 0) then certs.reload(module); end
+			-- Archives only the server may change (internal storage): mod_xmpp_hosting_retention runs them.
+			for _, due in ipairs(report.retention_due or {}) do module:fire_event("xmpp-hosting/retention-due", due); end
 		else
 			module:log("warn", "Housekeeping failed: %s", report_err);
 		end

@@ -19,11 +19,12 @@ pub struct DomainSettings {
     pub uploads: crate::quotas::UploadLimits,
     /// How long archives and uploads are kept (all `never` until an admin sets them).
     pub retention: crate::retention::RetentionPolicy,
-    pub publication: crate::publish::Description,
     /// "Everyone is in everybody else's contact list": every account of the domain sees every
     /// other one in its roster (see `domain_users`). Set with `on`/`off` (or `true`/`false`).
     #[serde(deserialize_with = "on_off")]
     pub shared_roster: bool,
+    /// What the domain publishes beside what it enforces (who runs it, rules, links, contacts).
+    pub publication: crate::publish::Description,
 }
 
 /// A switch as admins type it: `on`/`off`, `true`/`false` (JSON or text), `yes`/`no`. Anything

@@ -182,7 +182,8 @@ mod tests {
         let store = TestStore::new("now-or-later-held");
         // A long busy timeout on the caller's handle: the attempt must not use it. The lock is
         // released a moment later, so a caller that waited would get it and decide "now".
-        let options = OpenOptions { busy_timeout: Duration::from_secs(30), worker_busy_timeout: Duration::from_secs(30) };
+        let options =
+            OpenOptions { busy_timeout: Duration::from_secs(30), worker_busy_timeout: Duration::from_secs(30) };
         let h = Hosting::open_with(&store.path, &options).unwrap();
         let other = lock_holder(&store.path);
         let release = std::thread::spawn(move || {

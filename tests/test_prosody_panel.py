@@ -246,6 +246,9 @@ def test_a_customer_uses_the_panel_in_a_browser_at_phone_width(prosody, knot, br
     browser.find_element(By.ID, "verify-now").click()
     state = wait.until(ec.visibility_of_element_located((By.ID, "verify-state")))
     assert state.text.startswith("Verified"), state.text
+    # The summary above the records follows the check (it said "pending" until refreshed).
+    wait.until(lambda b: "Verification\nverified" in b.find_element(By.ID, "page").text)
+    assert "Hosted here\nyes" in browser.find_element(By.ID, "page").text
     shot(browser, "3-verified")
     browser.get(f"http://{LOOPBACK}:{prosody.http_port}/panel/#/d/web.example/dns")
     table = wait.until(ec.visibility_of_element_located((By.ID, "dns-table")))

@@ -186,12 +186,14 @@ function facts(pairs) { return el("dl", {}, pairs.map(([k, v]) => [el("dt", {}, 
 
 const PAGES = {
   async status(page, domain, info) {
-    page.append(facts([
-      ["Your role", info.role],
-      ["Hosted here", info.hosted ? "yes" : "not yet"],
-      ["Verification", info.claim ? info.claim.state : "no claim"],
-      ["Last checked", info.claim ? when(info.claim.last_checked_at) : "—"],
-    ]));
+    const summary = (i) => facts([
+      ["Your role", i.role],
+      ["Hosted here", i.hosted ? "yes" : "not yet"],
+      ["Verification", i.claim ? i.claim.state : "no claim"],
+      ["Last checked", i.claim ? when(i.claim.last_checked_at) : "—"],
+    ]);
+    let shown = summary(info);
+    page.append(shown);
     if (!info.claim) return;
     const records = await api("GET", "domains/" + enc(domain) + "/records");
     const rows = [row(el("code", {}, records.name), "TXT", el("code", { id: "record-txt" }, records.txt), copyButton(records.txt, "Copy the TXT value"))];
@@ -209,6 +211,10 @@ const PAGES = {
         result.replaceChildren(el("p", { class: ok ? "ok" : "bad", id: "verify-state" }, ok ? "Verified: " + domain + " is yours." : "Not verified (" + claim.state + ")."));
         if (!ok && claim.finding) result.append(el("p", {}, "Found instead: ", claim.finding));
         if (!ok && claim.last_error) result.append(el("p", {}, "DNS problem: ", claim.last_error));
+        // The summary above says what the store says now, not what it said before the check.
+        const fresh = summary(await api("GET", "domains/" + enc(domain)));
+        shown.replaceWith(fresh);
+        shown = fresh;
       } catch (e) { result.replaceChildren(el("p", { class: "bad" }, e.message)); }
       finally { busy(button, false); }
     } }, "Verify now");

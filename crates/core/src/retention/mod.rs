@@ -103,7 +103,8 @@ impl Hosting {
                 if stores.is_empty() {
                     return Err(Error::InvalidArgument(format!(
                         "no server has registered where the {} of {domain} are kept: the server module does when \
-                         it loads (Prosody: mod_xmpp_hosting beside mod_mam or mod_muc_mam)",
+                         it loads (Prosody: mod_xmpp_hosting_retention on the host with mod_mam or mod_muc_mam; \
+                         ejabberd: mod_xmpp_hosting_retention beside mod_mam)",
                         kind.what()
                     )));
                 }

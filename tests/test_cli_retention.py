@@ -3,10 +3,13 @@ inside the upload directory only, quota freed at once), dry runs and the audit l
 
 import json
 import os
+import pty
+import re
 import sqlite3
+import subprocess
 import time
 
-from harness.common import run_cli
+from harness.common import CLI, run_cli
 
 
 def record_upload(db, path, size, stored_at, domain="example.org", user="alice"):
@@ -92,3 +95,39 @@ def test_sweep_deletes_expired_uploads_inside_the_directory_only_and_frees_quota
     # Archives live in a server's store: until a server module has said where, nothing is swept.
     assert r.returncode == 1 and "no server has registered where the one-to-one archives" in r.stderr, r.stderr
     assert "mod_xmpp_hosting_retention" in r.stderr, r.stderr
+
+
+def test_a_sweep_in_a_terminal_shows_its_progress_and_a_pipe_gets_none(tmp_path):
+    db = tmp_path / "store.sqlite"
+    root = tmp_path / "uploads"
+    root.mkdir()
+    run_cli(db, "domain", "add", "example.org")
+    run_cli(db, "retention", "set", "example.org", "uploads", "1d")
+    old = int(time.time()) - 3 * 86400
+    for i in range(3):
+        (root / f"f{i}").write_bytes(b"z")
+        record_upload(db, root / f"f{i}", 1, old)
+    # A terminal (a pseudo-terminal here): the progress line on stderr, with what was deleted.
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([str(CLI), "--db", str(db), "retention", "sweep", "example.org", "--upload-root", str(root)],
+                            stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=60) == 0
+    os.close(leader)
+    text = seen.decode(errors="replace")
+    assert re.search(r"Sweeping uploaded files of example\.org: 3 deleted, \d+ steps, longest \d+ ms", text), text
+    # A pipe (cron, scripts): the report only.
+    for i in range(3):
+        (root / f"g{i}").write_bytes(b"z")
+        record_upload(db, root / f"g{i}", 1, old)
+    r = run_cli(db, "retention", "sweep", "example.org", "--upload-root", str(root))
+    assert "Sweeping" not in r.stderr and "deleted 3 file(s)" in r.stdout, (r.stdout, r.stderr)

@@ -3,10 +3,12 @@
 //! and prints.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use xmpp_hosting_core::retention::{Kind, Period, SweepOptions, SweepRecord};
+use xmpp_hosting_core::retention::{Kind, Period, Progress, SweepOptions, SweepRecord};
 use xmpp_hosting_core::{Error, Hosting, Result};
 
 use crate::output::{table, time, Output};
@@ -144,11 +146,19 @@ pub fn run(h: &Hosting, out: &Output, cmd: RetentionCommand) -> Result<bool> {
             let terminal = std::io::stderr().is_terminal() && !out.json;
             let mut outcome = SweepOutcome { sweeps: Vec::new(), skipped: Vec::new() };
             for k in kinds {
-                if terminal {
-                    eprintln!("Sweeping {} of {domain}…", k.what());
+                let bar = terminal.then(|| sweep_bar(&domain, k));
+                let progress = bar.clone().map(|bar| -> Progress {
+                    Arc::new(move |rec: &SweepRecord| {
+                        bar.set_position(rec.deleted.max(0) as u64);
+                        bar.set_message(format!("{} steps, longest {} ms", rec.steps, rec.longest_step_us / 1000));
+                    })
+                });
+                let options = SweepOptions { dry_run, progress, ..Default::default() };
+                let result = h.retention_sweep(&domain, k, &upload_roots, &options);
+                if let Some(bar) = bar {
+                    bar.finish();
                 }
-                let options = SweepOptions { dry_run, ..Default::default() };
-                match h.retention_sweep(&domain, k, &upload_roots, &options) {
+                match result {
                     Ok(rec) => outcome.sweeps.push(rec),
                     Err(e @ Error::InvalidArgument(_)) if every_kind => {
                         outcome.skipped.push(Skipped { kind: k, reason: e.to_string() })
@@ -213,4 +223,16 @@ pub fn run(h: &Hosting, out: &Output, cmd: RetentionCommand) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// A terminal's view of one running sweep: items deleted so far, steps and the longest one. The
+/// total is not known up front (counting it would cost a pass over the data), so it spins.
+fn sweep_bar(domain: &str, kind: Kind) -> ProgressBar {
+    let bar = ProgressBar::new_spinner().with_prefix(format!("Sweeping {} of {domain}", kind.what()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix}: {pos} deleted, {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
 }

@@ -348,9 +348,11 @@ def test_kill_9_mid_sweep_and_restart_resumes_the_sweep_and_keeps_newer_messages
     node.clock.set_offset(120)
     out = ctl_text(node, "xmpp_hosting_retention_sweep", MAM_HOST, "archive", "false")
     # The same sweep finishes: the killed part and at least one after the restart (the command's,
-    # and the housekeeping pass's when it resumes the sweep first).
-    parts = re.search(rf"#{first['id']} .*: done \(deleted 60000 message\(s\), (\d+) part\(s\)", out)
-    assert parts and int(parts.group(1)) >= 2, out
+    # and the housekeeping pass's when it resumes the sweep first). ejabberd's database and the
+    # core's store commit apart, so a kill between the two loses the count (never the deletion) of
+    # the step under way: the count may be short by one step (2,000 rows at most), the rows are gone.
+    done = re.search(rf"#{first['id']} .*: done \(deleted (\d+) message\(s\), (\d+) part\(s\)", out)
+    assert done and 60_000 - 2_000 <= int(done.group(1)) <= 60_000 and int(done.group(2)) >= 2, out
     assert mam_bodies(node, "alice") == ["keep-1", "keep-2"]
     assert archive_rows(node) == 2
 

@@ -85,6 +85,9 @@ pub struct SweepRecord {
     /// How many runs it took (more than one after a restart or when a pass's budget ran out).
     pub parts: i64,
     pub steps: i64,
+    /// Items deleted and recorded. Where the server's own database holds the data (ejabberd SQL,
+    /// Prosody SQL), its commit and this record are two: a crash between them loses the count of
+    /// the step under way (at most [`MAX_BATCH`]), never the deletion nor the cutoff rule.
     pub deleted: i64,
     pub bytes: i64,
     /// Items that could not be deleted (kept, retried by the next sweep).

@@ -1,7 +1,10 @@
 """What every server harness needs: paths to the build, which server versions to run, free loopback
 ports, waiting, cleanup."""
 
+import collections
+import fcntl
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -89,11 +92,45 @@ def target(server: str) -> ServerTarget:
     return t
 
 
+# Listening ports come from below the kernel's ephemeral range (32768-60999 here): a port the
+# kernel hands out (bind to 0) is also the next outgoing connection's local port, so a server
+# told to listen on it could find it taken by a client of another test session and exit at start.
+_PORT_RANGE = (20000, 32000)
+_PORT_LOCKS = Path(os.environ.get("TMPDIR", "/tmp")) / "xmpp-hosting-test-ports"
+# Open lock files (flock): the newest are held, long enough for a server to bind its port; a bound
+# port fails the other sessions' bind test anyway, and a session makes thousands of servers.
+_held_ports: collections.deque = collections.deque(maxlen=64)
+
+
 def free_port() -> int:
-    """A TCP port that was free on loopback a moment ago (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A loopback port free for TCP and UDP now and reserved for this process: the test sessions
+    running side by side never pick the same one (a lock file per port; see _held_ports)."""
+    _PORT_LOCKS.mkdir(parents=True, exist_ok=True)
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(*_PORT_RANGE)
+        lock = open(_PORT_LOCKS / str(port), "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        if all(_bindable(port, kind) for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM)):
+            if len(_held_ports) == _held_ports.maxlen:
+                _held_ports[0].close()
+            _held_ports.append(lock)
+            return port
+        lock.close()
+    raise RuntimeError(f"no free loopback port in {_PORT_RANGE}")
+
+
+def _bindable(port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind((LOOPBACK, port))
+            return True
+        except OSError:
+            return False
 
 
 def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0, log: Path | None = None):

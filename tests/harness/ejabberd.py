@@ -183,7 +183,11 @@ class Ejabberd:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for_port(self.c2s_port, self.proc, timeout=timeout, log=self.log_file)
+        try:
+            wait_for_port(self.c2s_port, self.proc, timeout=timeout)
+        except (RuntimeError, TimeoutError) as e:
+            # A node that stops before its listeners often says why only on the console.
+            raise type(e)(f"{e}\n{self.logs_tail()}") from None
         self.wait_started(timeout)
         if self.install == "module_install":
             self.module_install()

@@ -26,13 +26,14 @@ def tsig_secret() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
 
-def acme_knot(workdir: Path, zones: dict[str, str], acme_zone: str, secret: str, algorithm="hmac-sha256") -> Knot:
+def acme_knot(workdir: Path, zones: dict[str, str], acme_zone: str, secret: str, algorithm="hmac-sha256",
+              env: dict | None = None) -> Knot:
     """A Knot serving `zones`, where `acme_zone` accepts updates signed with the TSIG key."""
     extra = [
         "key:", f"  - id: {TSIG_KEY}", f"    algorithm: {algorithm}", f"    secret: {secret}",
         "acl:", f"  - id: {TSIG_KEY}", f"    key: {TSIG_KEY}", "    action: update",
     ]
-    return Knot(workdir, zones, extra_conf=extra, zone_conf={acme_zone: [f"acl: {TSIG_KEY}"]})
+    return Knot(workdir, zones, extra_conf=extra, zone_conf={acme_zone: [f"acl: {TSIG_KEY}"]}, env=env)
 
 
 class Unbound:
@@ -159,6 +160,41 @@ class Pebble:
             self.proc = None
 
 
+def trusted_starttls(port: int, domain: str, root: Path, timeout: float = 10.0) -> str | None:
+    """What a client trusting only `root` (a CA's root, PEM file) sees after STARTTLS for
+    `domain` on 127.0.0.1:`port`: the served certificate's colon-separated SHA-256 when the
+    handshake verifies (the chain the server sends links up to `root`, and the certificate names
+    `domain`, as Python's default client checks do), None when no STARTTLS is offered; an
+    ssl.SSLCertVerificationError when it does not verify."""
+    import hashlib
+    import re
+    import socket
+
+    from cert_scenarios import STARTTLS, STREAM
+
+    def read_until(sock, pattern):
+        data = b""
+        while not re.search(pattern, data) and len(data) < 65536:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    with socket.create_connection((LOOPBACK, port), timeout=timeout) as raw:
+        raw.sendall(STREAM.format(domain=domain).encode())
+        if b"urn:ietf:params:xml:ns:xmpp-tls" not in read_until(raw, rb"</stream:features>|</stream:stream>"):
+            return None
+        raw.sendall(STARTTLS.encode())
+        if b"<proceed" not in read_until(raw, rb"<proceed|<failure"):
+            return None
+        ctx = ssl.create_default_context(cafile=str(root))
+        with ctx.wrap_socket(raw, server_hostname=domain) as tls:
+            der = tls.getpeercert(binary_form=True)
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
 def customer_zone(origin: str, serial: int, cnames: dict[str, str]) -> str:
     """The customers' zone: `_acme-challenge.<label> CNAME <target>.` for each entry."""
     body = "\n".join(f"_acme-challenge.{label} CNAME {target}." for label, target in cnames.items())
@@ -167,11 +203,18 @@ def customer_zone(origin: str, serial: int, cnames: dict[str, str]) -> str:
 
 class AcmeLab:
     """Knot (the customers' zone with their CNAMEs, and the provider's ACME zone taking TSIG-signed
-    updates), unbound and pebble, started together; `configure(db)` points a store at them."""
+    updates), unbound and pebble, started together; `configure(db)` points a store at them.
 
-    def __init__(self, workdir: Path, customers: str, acme_zone: str, cnames: dict[str, str]):
+    `clock`: the ServerClock of a server whose clock the test moves (a renewal inside the running
+    server). Knot then runs on that clock too: TSIG signs the update with the signer's time and
+    Knot refuses one more than 300 s off its own, as a provider's DNS server and XMPP server,
+    both on true time, never are. pebble and unbound stay on the real clock (nothing of theirs
+    here depends on it)."""
+
+    def __init__(self, workdir: Path, customers: str, acme_zone: str, cnames: dict[str, str], clock=None):
         self.dir = Path(workdir)
         self.customers, self.acme_zone, self.cnames = customers, acme_zone, dict(cnames)
+        self.clock = clock
         self.secret = tsig_secret()
         self._stack = []
 
@@ -182,7 +225,8 @@ class AcmeLab:
         zones = {self.customers: customer_zone(self.customers, 1, self.cnames),
                  self.acme_zone: zone_text(self.acme_zone, 1, "")}
         try:
-            self.knot = acme_knot(self.dir / "knot", zones, self.acme_zone, self.secret).__enter__()
+            self.knot = acme_knot(self.dir / "knot", zones, self.acme_zone, self.secret,
+                                  env=self.clock.env if self.clock else None).__enter__()
             self._stack.append(self.knot)
             self.unbound = Unbound(self.dir / "unbound", [self.customers, self.acme_zone],
                                    f"{LOOPBACK}@{self.knot.port}").__enter__()
@@ -223,5 +267,5 @@ class AcmeLab:
             self._stack.pop().__exit__(None, None, None)
 
 
-__all__ = ["AcmeLab", "Pebble", "Unbound", "acme_knot", "customer_zone", "tsig_secret", "zone_text", "TSIG_KEY",
-           "tail"]
+__all__ = ["AcmeLab", "Pebble", "Unbound", "acme_knot", "customer_zone", "trusted_starttls", "tsig_secret", "zone_text",
+           "TSIG_KEY", "tail"]

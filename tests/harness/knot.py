@@ -1,6 +1,7 @@
 """A real Knot DNS on loopback serving test zones, for the DNS integration tests."""
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -17,13 +18,16 @@ class Knot:
     """knotd with a generated config and zone files in `workdir`; a context manager."""
 
     def __init__(self, workdir: Path, zones: dict[str, str], extra_conf: list[str] = (),
-                 zone_conf: dict[str, list[str]] | None = None):
+                 zone_conf: dict[str, list[str]] | None = None, env: dict | None = None):
         """`extra_conf`: config lines before `zone:` (keys, acls); `zone_conf`: lines under a
-        zone's entry (e.g. `acl: update` for a zone taking TSIG-signed updates)."""
+        zone's entry (e.g. `acl: update` for a zone taking TSIG-signed updates); `env`: added to
+        knotd's environment (a ServerClock's, so TSIG's time check agrees with a server whose
+        clock was moved)."""
         self.dir = Path(workdir)
         self.zones = zones
         self.extra_conf = list(extra_conf)
         self.zone_conf = zone_conf or {}
+        self.env = dict(env or {})
         self.port = free_port()
         self.conf = self.dir / "knot.conf"
         self.log = self.dir / "knot.log"
@@ -51,7 +55,8 @@ class Knot:
             lines.extend(f"    {line}" for line in self.zone_conf.get(name, []))
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc = subprocess.Popen(["knotd", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.DEVNULL, start_new_session=True,
+                                     env={**os.environ, **self.env} if self.env else None)
         try:
             self._wait(next(iter(self.zones)))
         except BaseException:

@@ -95,7 +95,8 @@ impl Hosting {
             self.count_audited_files(&unknown)?;
             self.store().write(|tx| {
                 for (scope, domain, username, stored, reserved) in &ledger {
-                    sql::shift_usage(tx, scope, domain, username, *stored, *reserved)?;
+                    // The repair: shift the totals by what was missing or extra.
+                    sql::add_usage(tx, scope, domain, username, *stored, *reserved)?;
                 }
                 Ok(())
             })?;

@@ -42,7 +42,8 @@ pub struct UploadReport {
 }
 
 /// Bytes as a person reads them: 1.5 MB, 20 GB (decimal units, as upload clients show sizes).
-fn human(bytes: u64) -> String {
+/// Every text that shows a size uses this one (the CLI, the servers' commands, the panel).
+pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
     let (mut value, mut unit) = (bytes as f64, 0);
     while value >= 1000.0 && unit + 1 < UNITS.len() {
@@ -81,14 +82,14 @@ pub struct UploadQuotaView {
 /// form rounds (limits are set in bytes: 104857600 shows as "104.9 MB (104857600 bytes)").
 fn limit_text(limit: Option<u64>) -> String {
     let Some(bytes) = limit else { return "no limit".into() };
-    // The unit `human` picks; it shows one decimal, so it is exact on multiples of a tenth.
+    // The unit `human_size` picks; it shows one decimal, so it is exact on multiples of a tenth.
     let mut unit = 1u64;
     while bytes / unit >= 1000 && unit < 1_000_000_000_000 {
         unit *= 1000;
     }
     match unit == 1 || bytes % (unit / 10) == 0 {
-        true => human(bytes),
-        false => format!("{} ({bytes} bytes)", human(bytes)),
+        true => human_size(bytes),
+        false => format!("{} ({bytes} bytes)", human_size(bytes)),
     }
 }
 
@@ -135,18 +136,18 @@ impl UploadReport {
     pub fn describe(&self) -> String {
         let (u, l) = (&self.usage, &self.limits);
         let of = |used: u64, limit: Option<u64>| match limit {
-            Some(limit) => format!("{} of {}", human(used), human(limit)),
-            None => format!("{} (no limit)", human(used)),
+            Some(limit) => format!("{} of {}", human_size(used), human_size(limit)),
+            None => format!("{} (no limit)", human_size(used)),
         };
         let mut lines = vec![
-            format!("Largest file: {}", l.max_file_size.map_or_else(|| "no limit".to_string(), human)),
+            format!("Largest file: {}", l.max_file_size.map_or_else(|| "no limit".to_string(), human_size)),
             format!("Stored: {}", of(u.stored, l.storage)),
             format!("Uploaded in the last 24 hours: {}", of(u.daily, l.daily)),
             format!("Uploaded in the last 7 days: {}", of(u.weekly, l.weekly)),
             format!("Uploaded in the last 30 days: {}", of(u.monthly, l.monthly)),
         ];
         if u.reserved > 0 {
-            lines.push(format!("Held by uploads in progress: {}", human(u.reserved)));
+            lines.push(format!("Held by uploads in progress: {}", human_size(u.reserved)));
         }
         lines.join("\n")
     }

@@ -262,27 +262,6 @@ pub(crate) fn recomputed_totals(c: &Connection) -> Result<Vec<ScopeTotals>> {
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Shifts a scope's totals by what an audit found missing or extra (its repair), saturating as
-/// `add_usage` does.
-pub(crate) fn shift_usage(
-    c: &Connection,
-    scope: &str,
-    domain: &str,
-    username: &str,
-    stored: i64,
-    reserved: i64,
-) -> Result<()> {
-    c.prepare_cached(
-        "INSERT INTO upload_usage (scope, domain, username, stored_bytes, reserved_bytes)
-         VALUES (?1, ?2, ?3, max(?4, 0), max(?5, 0))
-         ON CONFLICT (scope, domain, username) DO UPDATE SET
-           stored_bytes = max(stored_bytes + min(?4, 9223372036854775807 - stored_bytes), 0),
-           reserved_bytes = max(reserved_bytes + min(?5, 9223372036854775807 - reserved_bytes), 0)",
-    )?
-    .execute(params![scope, domain, username, stored, reserved])?;
-    Ok(())
-}
-
 /// A slot being watched for its file (see migration 0008).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SlotRow {

@@ -203,8 +203,16 @@ def test_import_of_a_chain_and_every_refusal(tmp_path):
     left = {c["domain"]: c["days_left"] for c in checked}
     # `openssl ca -days 90` counts from its own "now", a moment before the CLI's.
     assert left["other.org"] in (364, 365) and left["example.org"] in (89, 90), checked
+    fine = run_cli(db, "cert", "check")
+    assert fine.stdout.rstrip().endswith("2 certificate(s), none expiring within 7 days"), fine.stdout
     run_cli(db, "cert", "generate", "other.org", "--days", "3")
-    assert run_cli(db, "cert", "check", check=False).returncode == 3
+    # A failed check, as `prosodyctl check certs` and ejabberdctl's check exit: 1 (not the "no"
+    # answer's 3), the table printed and the verdict naming the domain.
+    failed = run_cli(db, "cert", "check", check=False)
+    assert failed.returncode == 1, (failed.returncode, failed.stdout, failed.stderr)
+    assert failed.stdout.rstrip().endswith("expiring within 7 days: other.org"), failed.stdout
+    assert "other.org" in failed.stdout.splitlines()[1] and failed.stderr == "", failed
+    assert run_cli(db, "--json", "cert", "check", check=False).returncode == 1
 
 
 def test_export_writes_each_servers_files_with_their_modes(tmp_path):

@@ -8,11 +8,7 @@ use clap::Subcommand;
 use xmpp_hosting_core::certificates::{CertificateInfo, GenerateOptions, KeyKind, Layout, PoshService, DEFAULT_DAYS};
 use xmpp_hosting_core::{Error, Hosting, Result};
 
-use crate::output::{print_line, table, time, Output};
-
-/// `cert check` says "no" (exit 3) when a certificate has fewer days left than this, like
-/// `prosodyctl check certs` and ejabberd's pkix warnings.
-const WARN_DAYS: i64 = 7;
+use crate::output::{print_line, table, time, Answer, Output};
 
 #[derive(Subcommand)]
 pub enum CertCommand {
@@ -56,7 +52,8 @@ pub enum CertCommand {
         #[arg(long, value_parser = ["prosody", "ejabberd"])]
         layout: String,
     },
-    /// Days left for every domain's certificate; exit 3 when one has fewer than 7.
+    /// Days left for every domain's certificate; a failed check (exit 1) when one has fewer
+    /// than 7, as `prosodyctl check certs` and `ejabberdctl xmpp_hosting_cert_check` exit.
     Check,
     /// Obtain now a CA-signed certificate for DOMAIN and *.DOMAIN by ACME DNS-01 through the
     /// customer's `_acme-challenge` CNAME (see `provider set acme.…`), and keep renewing it;
@@ -113,9 +110,10 @@ fn none_if_empty(v: &[String]) -> String {
     }
 }
 
-/// Runs a cert command; `false` (exit 3) when the answer is no (a POSH file that does not match,
-/// a certificate close to expiry).
-pub fn run(h: &Hosting, out: &Output, cmd: CertCommand) -> Result<bool> {
+/// Runs a cert command. The answer is no (exit 3) for a POSH file that does not match and a
+/// failed ACME renewal; `cert check` is a check like the servers' own, failed (exit 1) when a
+/// certificate is close to expiry (the core's rule, [`Hosting::check_certificates`]).
+pub fn run(h: &Hosting, out: &Output, cmd: CertCommand) -> Result<Answer> {
     match cmd {
         CertCommand::Generate { domain, key, days } => {
             let key = KeyKind::parse(&key)?;
@@ -153,7 +151,7 @@ pub fn run(h: &Hosting, out: &Output, cmd: CertCommand) -> Result<bool> {
                     print_line(format_args!("  - {p}"));
                 }
             });
-            return Ok(matches);
+            return Ok(matches.into());
         }
         CertCommand::Csr { domain } => print!("{}", h.certificate_csr(&domain)?),
         CertCommand::Import { domain, file } => {
@@ -190,12 +188,12 @@ pub fn run(h: &Hosting, out: &Output, cmd: CertCommand) -> Result<bool> {
                     }
                 }
             });
-            return Ok(ok);
+            return Ok(ok.into());
         }
         CertCommand::Check => {
-            let all = h.certificate_expiry()?;
-            let ok = all.iter().all(|e| e.days_left >= WARN_DAYS);
-            out.show(&all, |all| {
+            let check = h.check_certificates()?;
+            // JSON: the list of expiries, as before; the exit status carries the verdict.
+            out.show(&check.expiries, |all| {
                 let rows: Vec<Vec<String>> = all
                     .iter()
                     .map(|e| {
@@ -208,9 +206,10 @@ pub fn run(h: &Hosting, out: &Output, cmd: CertCommand) -> Result<bool> {
                     })
                     .collect();
                 table(&["domain", "source", "expires", "days left"], &rows);
+                print_line(format_args!("{}", check.verdict));
             });
-            return Ok(ok);
+            return Ok(if check.ok { Answer::Yes } else { Answer::CheckFailed });
         }
     }
-    Ok(true)
+    Ok(Answer::Yes)
 }

@@ -102,10 +102,8 @@ impl Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(true) => ExitCode::SUCCESS,
-        // The command worked and its answer is "no" (a DNS check found problems, a domain did
-        // not verify).
-        Ok(false) => ExitCode::from(3),
+        // The command worked: 0, 3 when its answer is "no", 1 for a failed check (output::Answer).
+        Ok(answer) => answer.exit_code(),
         Err(message) => {
             eprintln!("xmpp-hosting: {message}");
             ExitCode::FAILURE
@@ -113,7 +111,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<bool, String> {
+fn run(cli: Cli) -> Result<output::Answer, String> {
     let db = cli.db.ok_or("no store given: pass --db PATH or set XMPP_HOSTING_DB")?;
     // Commands that only read open the store read-only: they work for an admin who may only read
     // it, and on a full disk. A store that does not exist yet is created (empty) as before.
@@ -136,10 +134,10 @@ fn run(cli: Cli) -> Result<bool, String> {
         Command::Account(cmd) => account::run(&hosting, &out, cmd).map(|()| true),
         Command::Housekeeping(cmd) => housekeeping::run(&hosting, &out, cmd),
         Command::Retention(cmd) => retention::run(&hosting, &out, cmd),
-        Command::Cert(cmd) => cert::run(&hosting, &out, cmd),
+        Command::Cert(cmd) => return cert::run(&hosting, &out, cmd).map_err(|e| e.to_string()),
         Command::Publish(cmd) => publish::run(&hosting, &out, cmd),
     };
-    result.map_err(|e| e.to_string())
+    result.map(output::Answer::from).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -18,6 +18,40 @@ pub fn print_line(line: std::fmt::Arguments<'_>) {
     }
 }
 
+/// How a command that worked ends; its errors end with one line on stderr and exit 1 instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Exit 0.
+    Yes,
+    /// The answer is "no" (a DNS check found a record wrong, a domain did not verify): exit 3,
+    /// so a script tells it from a command that could not run.
+    No,
+    /// A health check failed: exit 1, as the servers' own checks exit (`prosodyctl check certs`,
+    /// `ejabberdctl xmpp_hosting_cert_check`), so monitoring written for those reads the same
+    /// status from `xmpp-hosting cert check`.
+    CheckFailed,
+}
+
+impl From<bool> for Answer {
+    fn from(yes: bool) -> Self {
+        if yes {
+            Answer::Yes
+        } else {
+            Answer::No
+        }
+    }
+}
+
+impl Answer {
+    pub fn exit_code(self) -> std::process::ExitCode {
+        match self {
+            Answer::Yes => std::process::ExitCode::SUCCESS,
+            Answer::No => std::process::ExitCode::from(3),
+            Answer::CheckFailed => std::process::ExitCode::FAILURE,
+        }
+    }
+}
+
 pub struct Output {
     pub json: bool,
 }

@@ -79,6 +79,9 @@ pub struct CertificateCheck {
     pub expiries: Vec<super::Expiry>,
     /// One line a domain, then the verdict.
     pub text: String,
+    /// The verdict alone (how many certificates, which expire within [`CHECK_DAYS`]), for a
+    /// caller that prints the domains its own way (the CLI's table).
+    pub verdict: String,
 }
 
 impl Hosting {
@@ -99,12 +102,13 @@ impl Hosting {
                 )
             })
             .collect();
-        lines.push(if short.is_empty() {
+        let verdict = if short.is_empty() {
             format!("{} certificate(s), none expiring within {CHECK_DAYS} days", expiries.len())
         } else {
             format!("{} certificate(s); expiring within {CHECK_DAYS} days: {}", expiries.len(), short.join(", "))
-        });
-        Ok(CertificateCheck { ok: short.is_empty(), expiries, text: lines.join("\n") })
+        };
+        lines.push(verdict.clone());
+        Ok(CertificateCheck { ok: short.is_empty(), expiries, text: lines.join("\n"), verdict })
     }
 }
 
@@ -284,9 +288,11 @@ mod tests {
         h.generate_certificate("example.org", GenerateOptions { days: 30, ..Default::default() }).unwrap();
         let c = h.check_certificates().unwrap();
         assert!(c.ok && c.text.ends_with("1 certificate(s), none expiring within 7 days"), "{}", c.text);
+        assert!(c.text.ends_with(&c.verdict) && c.verdict.starts_with("1 certificate(s)"), "{}", c.verdict);
         clock.advance(23 * DAY + 1);
         let c = h.check_certificates().unwrap();
         assert!(!c.ok);
+        assert_eq!(c.verdict, "1 certificate(s); expiring within 7 days: example.org");
         assert!(
             c.text.contains("6 days left") && c.text.ends_with("expiring within 7 days: example.org"),
             "{}",

@@ -8,7 +8,8 @@ missing CNAME refused there with the reason; no key material in any output or th
 Why the last session's draft of this test saw no STARTTLS: the harness's client listener has no
 `starttls: true` (ejabberd offers STARTTLS only when told to, whatever certificates it holds),
 the same node with it serves the ACME certificate at once; the STARTTLS node of
-tests/test_ejabberd_certs.py is used here."""
+tests/test_ejabberd_certs.py is used here. mod_xmpp_hosting now says so at start when no client
+listener offers TLS (last test)."""
 
 import json
 import time
@@ -17,12 +18,16 @@ from cert_scenarios import assert_no_key_material, fingerprint_in, wait_served
 from harness.acme import AcmeLab, trusted_starttls
 from harness.clock import ServerClock
 from harness.common import run_cli
+from harness.ejabberd import Ejabberd
 from test_ejabberd_certs import StarttlsEjabberd
 
 CUSTOMERS = "customers.example"
 ACME_ZONE = "acme.provider.example"
 DOMAIN = f"chat.{CUSTOMERS}"
 DAY = 86400
+
+
+NO_TLS_WARNING = "certificates are installed but never served"
 
 
 def shown(db, domain=DOMAIN):
@@ -57,7 +62,9 @@ def test_an_acme_certificate_is_served_and_renewed_by_the_housekeeping_pass_with
             assert trusted_starttls(server.c2s_port, DOMAIN, root) == first
             # pkix found the chain good against its ca_file (without pebble's root there it logs
             # "certificate is signed by unknown CA" and serves it all the same).
-            assert "signed by unknown CA" not in server.log_file.read_text(errors="replace")
+            log = server.log_file.read_text(errors="replace")
+            assert "signed by unknown CA" not in log
+            assert NO_TLS_WARNING not in log, "the listener offers STARTTLS"
 
             # 11 days on, 29 of the 40 days are left: the housekeeping pass renews (renewal at
             # 30 days left) with pebble, installs and hands the new file to pkix.
@@ -85,3 +92,17 @@ def test_an_acme_certificate_is_served_and_renewed_by_the_housekeeping_pass_with
             public = run_cli(db, "cert", "show", DOMAIN, "--pem").stdout
             key = server.spool / "xmpp-hosting-certs" / f"{DOMAIN}.pem"
             assert_no_key_material([key], *outputs, public=public)
+
+
+def test_a_node_whose_client_listener_offers_no_tls_is_told_at_start(tmp_path):
+    """The harness's own node (no `starttls: true`): certificates would be installed and never
+    served; the admin reads why in the log instead of guessing."""
+    with Ejabberd(tmp_path / "ejabberd", host=DOMAIN, install="config",
+                  module_options={"certificates_interval": 1}) as server:
+        for _ in range(60):
+            log = server.log_file.read_text(errors="replace")
+            if NO_TLS_WARNING in log:
+                break
+            time.sleep(0.5)
+        assert f"so the hosted domains' {NO_TLS_WARNING}; add starttls: true to the client listener" in log, \
+            log[-3000:]

@@ -147,6 +147,7 @@ set_housekeeping_target(HK, Host) ->
 
 %% At start: ejabberd forgets files added by hand when it restarts; give pkix what is installed.
 load_installed(Host) ->
+    warn_if_no_client_tls(),
     case filelib:wildcard(filename:join(directory(Host), "*.pem")) of
         [] -> ok;
         Files ->
@@ -166,6 +167,27 @@ apply_install(#{files_removed := Removed, certfiles := Written, removed := Domai
     commit();
 apply_install(_) ->
     ok.
+
+%% ejabberd offers STARTTLS on a client listener only with `starttls: true` (or
+%% `starttls_required: true`), and TLS from the first byte with `tls: true`, whatever certificates
+%% pkix holds: without one of them on any ejabberd_c2s listener the hosted domains' certificates
+%% are installed and never served, silently (the cause of a "missing" ACME certificate in issue
+%% 14's tests). Said once, at start.
+warn_if_no_client_tls() ->
+    C2S = [Opts || {_, ejabberd_c2s, Opts} <- try ejabberd_option:listen() catch _:_ -> [] end],
+    case C2S =/= [] andalso not lists:any(fun client_tls/1, C2S) of
+        true ->
+            ?WARNING_MSG("xmpp_hosting: no ejabberd_c2s listener has starttls: true, starttls_required: true "
+                         "or tls: true, so the hosted domains' certificates are installed but never served; "
+                         "add starttls: true to the client listener", []);
+        false -> ok
+    end.
+
+%% Listener options are a map in 23.01 and 24.12; another shape is not second-guessed.
+client_tls(Opts) when is_map(Opts) ->
+    lists:any(fun(K) -> maps:get(K, Opts, false) =:= true end, [starttls, starttls_required, tls]);
+client_tls(_) ->
+    true.
 
 add(File) ->
     case ejabberd_pkix:add_certfile(File) of

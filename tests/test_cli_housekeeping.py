@@ -15,12 +15,13 @@ def test_run_does_every_step_and_says_what_it_did(tmp_path):
     run_cli(db, "invite", "revoke", "example.org", str(revoked))
     (tmp_path / "uploads").mkdir()
     r = run_cli(db, "housekeeping", "run", "--upload-root", str(tmp_path / "uploads"))
-    assert r.stdout.startswith("Ran: checkpoint, domain_recheck, invite_purge, upload_upkeep, retention, certificates\n"), r.stdout
+    assert r.stdout.startswith("Ran: checkpoint, domain_recheck, invite_purge, upload_upkeep, retention, certificates, panel_jobs\n"), r.stdout
     assert "Purged 1 unusable invite(s)" in r.stdout, r.stdout
     listed = {i["id"] for i in json.loads(run_cli(db, "--json", "invite", "list", "example.org").stdout)}
     assert revoked not in listed and kept in listed
     report = json.loads(run_cli(db, "--json", "housekeeping", "run").stdout)
-    assert report["ran"] == ["checkpoint", "domain_recheck", "invite_purge", "upload_upkeep", "retention", "certificates"]
+    assert report["ran"] == ["checkpoint", "domain_recheck", "invite_purge", "upload_upkeep", "retention", "certificates",
+                             "panel_jobs"]
     assert report["failures"] == [] and report["invites"]["invites_removed"] == 0
     assert report["uploads"]["files_forgotten"] == 0
     assert 1 <= report["next_in"] <= 5
@@ -37,7 +38,7 @@ def test_a_failing_step_is_a_warning_and_exit_3_and_the_others_still_run(tmp_pat
     r = run_cli(db, "housekeeping", "run", check=False)
     assert r.returncode == 3, r.stdout + r.stderr
     assert "warning: Domain re-verification failed: " in r.stdout and "xh-anchor" in r.stdout, r.stdout
-    assert r.stdout.startswith("Ran: checkpoint, domain_recheck, invite_purge, upload_upkeep, retention, certificates\n")
+    assert r.stdout.startswith("Ran: checkpoint, domain_recheck, invite_purge, upload_upkeep, retention, certificates, panel_jobs\n")
 
 
 def test_schedule_prints_the_cores_intervals(tmp_path):
@@ -45,4 +46,4 @@ def test_schedule_prints_the_cores_intervals(tmp_path):
     assert "checkpoint      every 5 s" in r.stdout and "invite_purge    every 3600 s" in r.stdout, r.stdout
     assert json.loads(run_cli(tmp_path / "store.sqlite", "--json", "housekeeping", "schedule").stdout) == {
         "checkpoint": 5, "domain_recheck": 600, "invite_purge": 3600, "upload_upkeep": 300, "retention": 300, "certificates": 60,
-        "recheck_batch": 1000}
+        "panel_jobs": 3600, "recheck_batch": 1000}

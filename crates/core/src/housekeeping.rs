@@ -52,16 +52,21 @@ pub enum Step {
     /// renewal of self-signed ones, expiry notices for the others, and the server's certificate
     /// directory brought in line with the store (see `certificates::expiry`).
     Certificates,
+    /// The web panel's jobs (issue 16): those whose process ended while they ran are reported
+    /// interrupted, finished results past their keeping time are deleted
+    /// (see `panel::jobs::upkeep`).
+    PanelJobs,
 }
 
 impl Step {
-    pub const ALL: [Step; 6] = [
+    pub const ALL: [Step; 7] = [
         Step::Checkpoint,
         Step::DomainRecheck,
         Step::InvitePurge,
         Step::UploadUpkeep,
         Step::Retention,
         Step::Certificates,
+        Step::PanelJobs,
     ];
 
     /// The name used in reports and in schedule overrides.
@@ -73,6 +78,7 @@ impl Step {
             Step::UploadUpkeep => "upload_upkeep",
             Step::Retention => "retention",
             Step::Certificates => "certificates",
+            Step::PanelJobs => "panel_jobs",
         }
     }
 
@@ -85,6 +91,7 @@ impl Step {
             Step::UploadUpkeep => "Upload upkeep",
             Step::Retention => "Retention sweep",
             Step::Certificates => "Certificate upkeep",
+            Step::PanelJobs => "Panel job upkeep",
         }
     }
 }
@@ -98,6 +105,7 @@ pub struct Schedule {
     pub upload_upkeep: u64,
     pub retention: u64,
     pub certificates: u64,
+    pub panel_jobs: u64,
     pub recheck_batch: u32,
 }
 
@@ -117,6 +125,9 @@ impl Default for Schedule {
             // A certificate changed by the CLI or another process is installed within a minute;
             // a pass with nothing to do reads the store and compares files.
             certificates: 60,
+            // Results are kept an hour (`panel::jobs::KEEP_FINISHED`); a poll sees an interrupted
+            // job at once, so this only bounds the table.
+            panel_jobs: 3600,
             recheck_batch: RECHECK_BATCH,
         }
     }
@@ -136,6 +147,7 @@ impl Schedule {
             Step::UploadUpkeep => self.upload_upkeep,
             Step::Retention => self.retention,
             Step::Certificates => self.certificates,
+            Step::PanelJobs => self.panel_jobs,
         }
     }
 
@@ -155,7 +167,7 @@ impl Schedule {
         let Some(step) = Step::ALL.into_iter().find(|s| s.as_str() == name) else {
             return Err(Error::InvalidArgument(format!(
                 "unknown housekeeping setting {name:?}: use checkpoint, domain_recheck, invite_purge, upload_upkeep, \
-                 retention, certificates (seconds) or recheck_batch"
+                 retention, certificates, panel_jobs (seconds) or recheck_batch"
             )));
         };
         if !(value.is_finite() && value > 0.0 && value <= MAX_INTERVAL as f64) {
@@ -171,6 +183,7 @@ impl Schedule {
             Step::UploadUpkeep => self.upload_upkeep = seconds,
             Step::Retention => self.retention = seconds,
             Step::Certificates => self.certificates = seconds,
+            Step::PanelJobs => self.panel_jobs = seconds,
         }
         Ok(())
     }
@@ -263,6 +276,8 @@ pub struct HousekeepingReport {
     /// What the certificate upkeep did; servers reload their TLS configuration when
     /// `installed` says files changed.
     pub certificates: Option<crate::certificates::CertificateUpkeep>,
+    /// What the panel's job upkeep did.
+    pub panel_jobs: Option<crate::panel::jobs::JobsUpkeep>,
     pub failures: Vec<StepFailure>,
     pub notices: Vec<Notice>,
     pub log: Vec<LogLine>,
@@ -472,6 +487,15 @@ impl Housekeeping {
                     let target = self.certificates.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     h.certificate_upkeep(target.as_ref()).map(|done| certificate_log(&mut report, done))
                 }
+                Step::PanelJobs => crate::panel::jobs::upkeep(h).map(|done| {
+                    if done.interrupted > 0 || done.removed > 0 {
+                        report.log.push(info(format!(
+                            "Panel jobs: {} interrupted by their server's end, {} finished ones removed",
+                            done.interrupted, done.removed
+                        )));
+                    }
+                    report.panel_jobs = Some(done);
+                }),
                 Step::DomainRecheck => {
                     h.recheck_due(self.schedule.recheck_batch).and_then(Pending::wait).map(|claims| {
                         report.domains_rechecked = Some(claims.len());
@@ -705,6 +729,27 @@ mod tests {
         let c = renewed.certificates.unwrap();
         assert_eq!(c.installed.unwrap().installed, ["example.org"], "the renewal is installed in the same pass");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_panel_jobs_step_removes_results_past_their_hour() {
+        let (hk, clock) = keeper(Schedule::default());
+        let jobs = crate::panel::jobs::Jobs::default();
+        let done = Pending::spawn(async { Ok::<_, Error>(1) }).unwrap();
+        let id = jobs.start(&hk.hosting, "a@x.example", "x.example", "dns-test", done, hk.hosting.now()).unwrap();
+        while jobs.poll(&hk.hosting, "a@x.example", &id, hk.hosting.now()).unwrap()["state"] == "running" {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let first = hk.run(&[], &[]);
+        assert_eq!(first.panel_jobs, Some(crate::panel::jobs::JobsUpkeep { interrupted: 0, removed: 0 }));
+        clock.advance(crate::panel::jobs::KEEP_FINISHED);
+        let report = hk.run(&[], &[]);
+        assert!(report.ran.contains(&Step::PanelJobs), "{:?}", report.ran);
+        assert_eq!(report.panel_jobs.map(|p| p.removed), Some(1));
+        assert!(report
+            .log
+            .iter()
+            .any(|l| l.text == "Panel jobs: 0 interrupted by their server's end, 1 finished ones removed"));
     }
 
     #[test]

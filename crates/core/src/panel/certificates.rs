@@ -31,8 +31,14 @@ pub(super) fn generate(call: &Call<'_>) -> Answer {
     }
     let domain = call.domain().to_string();
     let pending = call.hosting().later(move |h| h.generate_certificate(&domain, options))?;
-    let job =
-        call.panel.jobs.start(&call.session().account, call.domain(), "certificate", pending, call.panel.now())?;
+    let job = call.panel.jobs.start(
+        call.hosting(),
+        &call.session().account,
+        call.domain(),
+        "certificate",
+        pending,
+        call.panel.now(),
+    )?;
     Ok(json!({ "job": job }))
 }
 

@@ -92,19 +92,33 @@ pub(super) fn records(call: &Call<'_>) -> Answer {
 pub(super) fn verify(call: &Call<'_>) -> Answer {
     let account = claim_account(call)?;
     let pending = call.hosting().verify_domain(call.domain(), &account)?;
-    let job = call.panel.jobs.start(&call.session().account, call.domain(), "verify", pending, call.panel.now())?;
+    let job = call.panel.jobs.start(
+        call.hosting(),
+        &call.session().account,
+        call.domain(),
+        "verify",
+        pending,
+        call.panel.now(),
+    )?;
     Ok(json!({ "job": job }))
 }
 
 /// The DNS tester, on the worker; the answer is the job to poll.
 pub(super) fn dns_test(call: &Call<'_>) -> Answer {
     let pending = call.hosting().dns_test(call.domain())?;
-    let job = call.panel.jobs.start(&call.session().account, call.domain(), "dns-test", pending, call.panel.now())?;
+    let job = call.panel.jobs.start(
+        call.hosting(),
+        &call.session().account,
+        call.domain(),
+        "dns-test",
+        pending,
+        call.panel.now(),
+    )?;
     Ok(json!({ "job": job }))
 }
 
 /// A job's state, for the account that started it.
 pub(super) fn job(call: &Call<'_>) -> Answer {
     let id = call.params.first().map(String::as_str).unwrap_or("");
-    call.panel.jobs.poll(&call.session().account, id, call.panel.now())
+    call.panel.jobs.poll(call.hosting(), &call.session().account, id, call.panel.now())
 }

@@ -77,6 +77,13 @@ pub(crate) trait JsonSettings: Serialize + serde::de::DeserializeOwned {
     /// Values that parse but cannot work (an address with port 99999, a `javascript:` link...).
     fn problems(&self) -> Vec<Problem>;
 
+    /// Dotted paths of the objects keyed by data rather than by field names (the publication's
+    /// per-language maps): [`JsonSettings::to_json_over`] writes them whole, so that a language
+    /// removed is not kept from what was stored as if a newer version had written it.
+    fn data_maps() -> Vec<String> {
+        Vec::new()
+    }
+
     /// The JSON to store for `self` over what was stored (`stored`, JSON text): every field this
     /// version knows is written, and fields it does not know (written by a newer version) are
     /// kept rather than silently dropped. Settings types must therefore serialise every field
@@ -84,21 +91,22 @@ pub(crate) trait JsonSettings: Serialize + serde::de::DeserializeOwned {
     fn to_json_over(&self, stored: Option<&str>) -> String {
         let ours = serde_json::to_value(self).expect("settings serialise");
         match stored.and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()) {
-            Some(old) => overlay(old, ours).to_string(),
+            Some(old) => overlay(old, ours, "", &Self::data_maps()).to_string(),
             None => ours.to_string(),
         }
     }
 }
 
-/// `ours` written over `old`: objects are merged key by key (keys only in `old` stay), anything
-/// else is replaced by `ours`.
-fn overlay(old: serde_json::Value, ours: serde_json::Value) -> serde_json::Value {
+/// `ours` written over `old` (at dotted `path`): objects are merged key by key (keys only in
+/// `old` stay), except the data maps at `whole`; anything else is replaced by `ours`.
+fn overlay(old: serde_json::Value, ours: serde_json::Value, path: &str, whole: &[String]) -> serde_json::Value {
     use serde_json::Value::Object;
     match (old, ours) {
-        (Object(mut old), Object(ours)) => {
+        (Object(mut old), Object(ours)) if !whole.iter().any(|w| w == path) => {
             for (key, value) in ours {
+                let inner = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
                 let merged = match old.remove(&key) {
-                    Some(before) => overlay(before, value),
+                    Some(before) => overlay(before, value, &inner, whole),
                     None => value,
                 };
                 old.insert(key, merged);
@@ -134,6 +142,10 @@ impl JsonSettings for DomainSettings {
         }
         out.extend(self.publication.problems());
         out
+    }
+
+    fn data_maps() -> Vec<String> {
+        crate::publish::Description::per_language_fields().iter().map(|f| format!("publication.{f}")).collect()
     }
 }
 
@@ -186,7 +198,7 @@ fn is_loopback(host: &str) -> bool {
 /// through JSON so that every field, present and future, can be set the same way and the result
 /// is checked by the same types that read it, then by [`JsonSettings::problems`]. `value` is
 /// JSON (`3`, `true`, `["a"]`, `null`) or, when it does not parse as JSON, a plain string.
-fn set_by_path<T: JsonSettings>(settings: &T, path: &str, value: &str) -> crate::Result<T> {
+pub(crate) fn set_by_path<T: JsonSettings>(settings: &T, path: &str, value: &str) -> crate::Result<T> {
     let bad = |why: String| crate::Error::InvalidArgument(format!("cannot set {path:?}: {why}"));
     let mut doc = serde_json::to_value(settings).map_err(|e| bad(e.to_string()))?;
     let value: serde_json::Value =

@@ -212,6 +212,63 @@ impl Description {
         ]
     }
 
+    /// The fields keyed by language, which `publish set` also takes one language at a time
+    /// (`terms.en`).
+    pub fn per_language_fields() -> [&'static str; 9] {
+        [
+            "description",
+            "rules",
+            "website",
+            "terms",
+            "privacy",
+            "legal_notice",
+            "password_reset",
+            "data_export",
+            "account_deletion",
+        ]
+    }
+
+    /// This description with `field`'s entry for `lang` set to `value` (a text, a link, or for
+    /// `rules` a JSON list of rules or one rule as plain text), or removed when `value` is
+    /// `null`. The language is matched whatever its case (BCP 47 tags are case-insensitive), so
+    /// `terms.EN` replaces `terms.en`. The value itself is checked with the rest of the
+    /// settings, as when the whole map is set.
+    pub(crate) fn with_language(&self, field: &str, lang: &str, value: &str) -> crate::Result<Description> {
+        let bad = |why: String| crate::Error::InvalidArgument(format!("cannot set publication.{field}.{lang}: {why}"));
+        let mut doc = serde_json::to_value(self).map_err(|e| bad(e.to_string()))?;
+        let map = doc
+            .get_mut(field)
+            .and_then(serde_json::Value::as_object_mut)
+            .ok_or_else(|| bad(format!("{field:?} is not set per language")))?;
+        let existing = map.keys().find(|k| k.eq_ignore_ascii_case(lang)).cloned();
+        let parsed = serde_json::from_str::<serde_json::Value>(value).ok();
+        if parsed == Some(serde_json::Value::Null) {
+            if let Some(key) = existing {
+                map.remove(&key);
+            }
+        } else {
+            if let Some(why) = validate::language_problem(lang) {
+                return Err(bad(why));
+            }
+            let entry = match (field, parsed) {
+                ("rules", Some(list @ serde_json::Value::Array(_))) => list,
+                ("rules", Some(serde_json::Value::String(rule))) => serde_json::json!([rule]),
+                ("rules", Some(other)) if !other.is_number() && !other.is_boolean() => {
+                    return Err(bad(format!("{value} is not a list of rules: write [\"First rule.\", \"Second.\"]")))
+                }
+                ("rules", _) => serde_json::json!([value]),
+                (_, Some(serde_json::Value::String(text))) => serde_json::Value::String(text),
+                (_, Some(serde_json::Value::Array(_) | serde_json::Value::Object(_))) => {
+                    let what = if field == "description" { "one text" } else { "one link" };
+                    return Err(bad(format!("{value} is not {what}: the value for one language is {what}")));
+                }
+                _ => serde_json::Value::String(value.to_string()),
+            };
+            map.insert(existing.unwrap_or_else(|| lang.to_string()), entry);
+        }
+        serde_json::from_value(doc).map_err(|e| bad(e.to_string()))
+    }
+
     /// The names `publish set` takes (the fields of this struct).
     pub fn fields() -> Vec<String> {
         match serde_json::to_value(Description::default()) {

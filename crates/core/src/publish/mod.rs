@@ -93,6 +93,10 @@ impl Hosting {
     /// `{"en": "https://example.org/terms"}`, `3`, `null` to clear) or a plain string. Refused
     /// with the reason when it cannot be published (an http link, a country that is not ISO
     /// 3166-1, a language that is not BCP 47, an unknown organization type...).
+    ///
+    /// A per-language field also takes one language at a time, `terms.en` (`null` removes that
+    /// language, the others stay), checked as the whole map is. `since` may not be after today
+    /// anywhere on Earth: it is the day the service opened.
     pub fn set_publication(&self, domain: &str, field: &str, value: &str) -> Result<Publication> {
         let top = field.split('.').next().unwrap_or_default();
         if !Description::fields().iter().any(|f| f == top) {
@@ -107,7 +111,28 @@ impl Hosting {
             };
             return Err(Error::InvalidArgument(why));
         }
-        self.set_domain_setting(domain, &format!("publication.{field}"), value)?;
+        let now = self.now();
+        self.update_domain_settings(domain, |current| {
+            let updated = match field.split_once('.') {
+                Some((map, lang)) if Description::per_language_fields().contains(&map) => {
+                    let mut updated = current.clone();
+                    updated.publication = current.publication.with_language(map, lang, value)?;
+                    updated
+                }
+                _ => {
+                    // `null` clears a list or a map to what an unset field holds: empty.
+                    let cleared = (value.trim() == "null").then(|| cleared_value(field)).flatten();
+                    let value = cleared.as_deref().unwrap_or(value);
+                    crate::settings::set_by_path(current, &format!("publication.{field}"), value)?
+                }
+            };
+            if updated.publication.since != current.publication.since {
+                if let Some(why) = updated.publication.since.as_deref().and_then(|d| validate::future_problem(d, now)) {
+                    return Err(Error::InvalidArgument(format!("cannot set publication.since: {why}")));
+                }
+            }
+            Ok(updated)
+        })?;
         self.publication(domain)
     }
 
@@ -154,6 +179,14 @@ impl Hosting {
             autojoin: true,
         }))
     }
+}
+
+/// The JSON of `field` (a dotted path) in an empty description, when that is not `null` (an
+/// empty list or map): what `null` sets it to.
+fn cleared_value(field: &str) -> Option<String> {
+    let empty = serde_json::to_value(Description::default()).ok()?;
+    let value = field.split('.').try_fold(&empty, |v, key| v.get(key))?;
+    (!value.is_null()).then(|| value.to_string())
 }
 
 /// The first language of an Accept-Language value (`de-CH,de;q=0.9,en;q=0.8` → `de-CH`).

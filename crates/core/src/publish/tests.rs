@@ -217,3 +217,101 @@ fn the_support_room_becomes_a_bookmark_for_new_accounts() {
     );
     assert_eq!(h.support_bookmark("nope.example").unwrap_err().code(), "not-found");
 }
+
+#[test]
+fn one_language_of_a_per_language_field_is_set_checked_and_removed_alone() {
+    let h = hosting();
+    h.set_publication("example.org", "terms", r#"{"de": "https://example.org/de/agb"}"#).unwrap();
+    // Every per-language field takes FIELD.LANG, beside the languages already there.
+    for (field, value) in [
+        ("description.en", "A small server run by a club."),
+        ("rules.en", r#"["Be kind.", "No spam."]"#),
+        ("rules.de", "Sei freundlich."),
+        ("website.en", "https://example.org/"),
+        ("terms.en", "https://example.org/terms"),
+        ("privacy.pt-BR", "https://example.org/pt/privacidade"),
+        ("legal_notice.en", "https://example.org/legal"),
+        ("password_reset.en", "https://example.org/reset"),
+        ("data_export.en", "https://example.org/export"),
+        ("account_deletion.en", "https://example.org/delete"),
+    ] {
+        h.set_publication("example.org", field, value).unwrap_or_else(|e| panic!("{field}: {e}"));
+    }
+    let d = h.publication("example.org").unwrap().description;
+    assert_eq!(d.terms.get("de").map(String::as_str), Some("https://example.org/de/agb"), "the other language stays");
+    assert_eq!(d.terms.get("en").map(String::as_str), Some("https://example.org/terms"));
+    assert_eq!(d.rules["en"], ["Be kind.", "No spam."]);
+    assert_eq!(d.rules["de"], ["Sei freundlich."], "a plain text is one rule");
+    assert_eq!(d.description["en"], "A small server run by a club.");
+    assert_eq!(d.privacy["pt-BR"], "https://example.org/pt/privacidade");
+    for (field, map) in d.links() {
+        assert!(!map.is_empty(), "{field} not set");
+    }
+
+    // The same language in another case is the same entry, replaced.
+    h.set_publication("example.org", "terms.EN", "https://example.org/terms-v2").unwrap();
+    let terms = h.publication("example.org").unwrap().description.terms;
+    assert_eq!(terms.len(), 2, "{terms:?}");
+    assert!(terms.values().any(|u| u == "https://example.org/terms-v2"), "{terms:?}");
+
+    // Checked as the whole map is: the language tag, the link.
+    let before = h.publication("example.org").unwrap();
+    for (field, value, says) in [
+        ("terms.english", "https://example.org/t", "not a BCP 47 language tag"),
+        ("terms.en_GB", "https://example.org/t", "BCP 47"),
+        ("terms.fr", "http://example.org/t", "must be an https:// address"),
+        ("privacy.fr", "javascript:alert(1)", "https"),
+        ("description.fr", "", "one or two sentences"),
+        ("rules.fr", r#"{"a": 1}"#, "list of rules"),
+        ("terms.fr", r#"["https://example.org/t"]"#, "one link"),
+        ("contacts.abuse.en", r#"["mailto:a@example.org"]"#, "not inside a section"),
+        ("terms.", "https://example.org/t", "language"),
+        ("terms.en.x", "https://example.org/t", "language"),
+    ] {
+        let e = h.set_publication("example.org", field, value).unwrap_err();
+        assert_eq!(e.code(), "invalid-argument", "{field} {value}");
+        assert!(e.to_string().contains(says), "{field} {value}: {e}");
+    }
+    assert_eq!(h.publication("example.org").unwrap(), before, "nothing stored by a refusal");
+
+    // null removes that language only, for good (the stored JSON does not keep it either).
+    h.set_publication("example.org", "terms.de", "null").unwrap();
+    h.set_publication("example.org", "rules.en", "null").unwrap();
+    let reopened = h.publication("example.org").unwrap().description;
+    assert_eq!(reopened.terms.keys().collect::<Vec<_>>().len(), 1, "{:?}", reopened.terms);
+    assert!(!reopened.terms.contains_key("de"));
+    assert!(!reopened.rules.contains_key("en") && reopened.rules.contains_key("de"));
+    let file: serde_json::Value = serde_json::from_str(&h.provider_file("example.org").unwrap().to_json()).unwrap();
+    assert!(file.get("website").is_some());
+    // Removing a language that is not there changes nothing.
+    h.set_publication("example.org", "terms.fr", "null").unwrap();
+    assert_eq!(h.publication("example.org").unwrap().description, reopened);
+}
+
+#[test]
+fn a_smaller_whole_map_replaces_the_stored_one() {
+    let h = hosting();
+    h.set_publication("example.org", "terms", r#"{"en": "https://example.org/t", "de": "https://example.org/d"}"#)
+        .unwrap();
+    h.set_publication("example.org", "terms", r#"{"de": "https://example.org/d"}"#).unwrap();
+    let terms = h.publication("example.org").unwrap().description.terms;
+    assert_eq!(terms.keys().map(String::as_str).collect::<Vec<_>>(), ["de"], "a language removed came back");
+    h.set_publication("example.org", "terms", "null").unwrap();
+    assert!(h.publication("example.org").unwrap().description.terms.is_empty());
+}
+
+#[test]
+fn a_since_date_in_the_future_is_refused() {
+    let clock = crate::ManualClock::new(1_764_590_400); // 2025-12-01 12:00 UTC
+    let h = Hosting::open_in_memory().unwrap().with_clock(clock);
+    h.add_domain("example.org").unwrap();
+    for today_somewhere in ["2025-12-01", "2025-12-02", "2016-02-29"] {
+        h.set_publication("example.org", "since", today_somewhere).unwrap_or_else(|e| panic!("{today_somewhere}: {e}"));
+    }
+    for later in ["2025-12-03", "2030-01-01"] {
+        let e = h.set_publication("example.org", "since", later).unwrap_err();
+        assert_eq!(e.code(), "invalid-argument", "{later}");
+        assert!(e.to_string().contains("in the future"), "{later}: {e}");
+    }
+    assert_eq!(h.publication("example.org").unwrap().description.since.as_deref(), Some("2016-02-29"));
+}

@@ -50,6 +50,19 @@ pub(crate) fn date_problem(date: &str) -> Option<String> {
     }
 }
 
+/// Why `date` (a valid `YYYY-MM-DD`) cannot be the day a service opened at `now`: it has not
+/// begun anywhere yet. The latest time zone is 14 hours ahead of UTC, so an admin there may
+/// already write tomorrow's UTC date.
+pub(crate) fn future_problem(date: &str, now: crate::Timestamp) -> Option<String> {
+    let mut parts = date.splitn(3, '-').map(str::parse::<i32>);
+    let (Some(Ok(y)), Some(Ok(m)), Some(Ok(d))) = (parts.next(), parts.next(), parts.next()) else { return None };
+    let month = time::Month::try_from(u8::try_from(m).ok()?).ok()?;
+    let day = time::Date::from_calendar_date(y, month, u8::try_from(d).ok()?).ok()?;
+    let starts = day.midnight().assume_utc().unix_timestamp() - 14 * 3600;
+    (starts > now)
+        .then(|| format!("{date:?} is in the future: since is the day the service opened (today at the latest)"))
+}
+
 /// Why `uri` is not a contact address as XEP-0157 lists them: `mailto:`, `xmpp:` or `https://`.
 pub(crate) fn contact_problem(uri: &str) -> Option<String> {
     if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {

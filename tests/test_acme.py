@@ -9,13 +9,15 @@ the certificate; a missing or wrong CNAME refused with what was found, before th
 failed renewal recorded with its notice and backed off; no private key in any output."""
 
 import json
+import os
 import re
 import subprocess
 
 import pytest
 
 from harness.acme import AcmeLab, customer_zone as zone_of
-from harness.common import LOOPBACK, run_cli
+from harness.clock import ServerClock
+from harness.common import CLI, LOOPBACK, run_cli
 
 CUSTOMERS = "customers.example"
 ACME_ZONE = "acme.provider.example"
@@ -30,7 +32,7 @@ def good_cnames(*labels):
 
 
 # Every customer domain of the tests, with its CNAME as the module starts.
-START = {**good_cnames("good", "renew", "backoff"), "wrong": "elsewhere.provider.example"}
+START = {**good_cnames("good", "renew", "backoff", "tsig"), "wrong": "elsewhere.provider.example"}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def env(tmp_path_factory):
     with AcmeLab(base, CUSTOMERS, ACME_ZONE, START) as lab:
         db = base / "store.db"
         lab.configure(db)
-        for label in ["good", "renew", "backoff", "missing", "wrong"]:
+        for label in ["good", "renew", "backoff", "tsig", "missing", "wrong"]:
             run_cli(db, "domain", "add", f"{label}.{CUSTOMERS}")
         yield {"db": db, "knot": lab.knot, "pebble": lab.pebble, "base": base, "secret": lab.secret}
 
@@ -193,3 +195,32 @@ def test_a_failed_renewal_is_reported_and_backed_off(env):
     finally:
         run_cli(env["db"], "provider", "set", "acme.renew_days", "30")
         env["knot"].replace(CUSTOMERS, customer_zone(3, START))
+
+
+def test_a_refused_tsig_update_says_why(env, tmp_path):
+    """Knot's TSIG refusals come back in the admin's words, not as the client's protocol error:
+    another secret (BADSIG), and a clock more than 300 s off the DNS server's (BADTIME: the CLI
+    run under libfaketime an hour ahead)."""
+    domain = f"tsig.{CUSTOMERS}"
+    other = tmp_path / "other.secret"
+    other.write_text("b3RoZXIgc2VjcmV0IG9mIHRoaXJ0eS10d28gYnl0ZXMhIQ==\n")
+    os.chmod(other, 0o600)
+    settings = json.loads(run_cli(env["db"], "--json", "provider", "show").stdout)
+    assert settings["acme"]["tsig_secret_file"] != str(other)
+    try:
+        run_cli(env["db"], "provider", "set", "acme.tsig_secret_file", str(other))
+        r = run_cli(env["db"], "cert", "acme", domain, check=False)
+        # Knot answers BADSIG unsigned (RFC 8945), which the client cannot verify: said in words.
+        assert r.returncode == 1 and "it refused the update's signature" in r.stderr, r.stderr
+        assert "the secret in acme.tsig_secret_file is the server's" in r.stderr, r.stderr
+    finally:
+        run_cli(env["db"], "provider", "set", "acme.tsig_secret_file", settings["acme"]["tsig_secret_file"])
+    clock = ServerClock(tmp_path)
+    clock.set_offset(3600)
+    r = subprocess.run([str(CLI), "--db", str(env["db"]), "cert", "acme", domain], capture_output=True, text=True,
+                       env={**os.environ, **clock.env}, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "TSIG BADTIME" in r.stderr and "more than 300 s off the server's clock" in r.stderr, r.stderr
+    no_key(r.stdout, r.stderr)
+    # On a right clock, with the right secret, the same domain is issued.
+    assert run_cli(env["db"], "cert", "acme", domain, check=False).returncode == 0

@@ -8,7 +8,7 @@ use hickory_resolver::net::client::{Client, ClientHandle};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::udp::UdpClientStream;
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::rdata::tsig::TsigAlgorithm;
+use hickory_resolver::proto::rr::rdata::tsig::{TsigAlgorithm, TsigError};
 use hickory_resolver::proto::rr::rdata::TXT;
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordSet, RecordType, TSigner};
 
@@ -69,13 +69,31 @@ impl ZoneUpdater {
         client
     }
 
-    fn refused(&self, what: &str, code: ResponseCode) -> AcmeError {
-        let hint = match code {
-            ResponseCode::NotAuth | ResponseCode::Refused => {
-                " (does the server know the TSIG key, with this name, algorithm and secret, and allow it to update the zone?)"
+    /// The server's refusal in the admin's words. A TSIG failure comes as NOTAUTH with the reason
+    /// in the answer's TSIG record (RFC 8945 §5.2): a clock more than [`FUDGE`] seconds off
+    /// (BADTIME) is told apart from a key the server does not know or a secret that differs, since
+    /// the fix is another one.
+    fn refused(&self, what: &str, code: ResponseCode, tsig: Option<TsigError>) -> AcmeError {
+        let hint = match (code, tsig) {
+            (_, Some(TsigError::BadTime)) => format!(
+                " (TSIG BADTIME: the update was signed at a time more than {FUDGE} s off the server's clock; \
+                 are this host's and the DNS server's clocks right?)"
+            ),
+            (_, Some(TsigError::BadKey)) => {
+                " (TSIG BADKEY: the server knows no key with this name and algorithm: check acme.tsig_key_name and \
+                 acme.tsig_algorithm)"
+                    .into()
             }
-            ResponseCode::NotZone => " (is acme.zone the zone's name, and the CNAME target inside it?)",
-            _ => "",
+            (_, Some(TsigError::BadSig)) => {
+                " (TSIG BADSIG: the signature does not verify: is the secret in acme.tsig_secret_file the server's?)"
+                    .into()
+            }
+            (ResponseCode::NotAuth | ResponseCode::Refused, _) => {
+                " (does the server know the TSIG key, with this name, algorithm and secret, and allow it to update the zone?)"
+                    .into()
+            }
+            (ResponseCode::NotZone, _) => " (is acme.zone the zone's name, and the CNAME target inside it?)".into(),
+            _ => String::new(),
         };
         AcmeError::DnsUpdate(format!("{} answered {code} to {what}{hint}", self.server))
     }
@@ -92,10 +110,10 @@ impl ZoneUpdater {
         let answer = client
             .append(rrset, self.zone.clone(), false)
             .await
-            .map_err(|e| AcmeError::DnsUpdate(format!("update of {name} TXT at {}: {e}", self.server)))?;
+            .map_err(|e| unverified(format!("update of {name} TXT at {}: {e}", self.server)))?;
         match answer.metadata.response_code {
             ResponseCode::NoError => Ok(()),
-            code => Err(self.refused(&format!("the update of {name} TXT"), code)),
+            code => Err(self.refused(&format!("the update of {name} TXT"), code, tsig_error(&answer))),
         }
     }
 
@@ -111,10 +129,31 @@ impl ZoneUpdater {
         let answer = client
             .delete_rrset(record, self.zone.clone())
             .await
-            .map_err(|e| AcmeError::DnsUpdate(format!("removal of {owner} TXT at {}: {e}", self.server)))?;
+            .map_err(|e| unverified(format!("removal of {owner} TXT at {}: {e}", self.server)))?;
         match answer.metadata.response_code {
             ResponseCode::NoError => Ok(()),
-            code => Err(self.refused(&format!("the removal of {owner} TXT"), code)),
+            code => Err(self.refused(&format!("the removal of {owner} TXT"), code, tsig_error(&answer))),
         }
     }
+}
+
+/// A failed exchange. A server refusing the signature (BADSIG, BADKEY) answers with an empty MAC,
+/// as RFC 8945 §5.2 has it, which hickory's client rejects as a TSIG protocol error of its own
+/// (about truncated MACs) before the answer's error code can be read: the admin is told what it
+/// means here. hickory's error has no kind for it, so its words are looked at.
+fn unverified(text: String) -> AcmeError {
+    if text.to_ascii_lowercase().contains("tsig") {
+        AcmeError::DnsUpdate(format!(
+            "{text} (the server did not sign its answer with the key: it refused the update's signature; \
+             check acme.tsig_key_name, acme.tsig_algorithm and that the secret in acme.tsig_secret_file is the \
+             server's)"
+        ))
+    } else {
+        AcmeError::DnsUpdate(text)
+    }
+}
+
+/// The TSIG error of an answer, when it carries one.
+fn tsig_error(answer: &hickory_resolver::proto::op::Message) -> Option<TsigError> {
+    answer.signature().and_then(|record| record.data.error)
 }

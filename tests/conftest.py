@@ -20,8 +20,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness.common import NO_SERVER, TARGETS, selected_targets  # noqa: E402
 
 
-def server_of(path: Path) -> str:
-    """Which server a test file runs: "prosody", "ejabberd", or NO_SERVER."""
+def server_of(path: Path, item=None) -> str:
+    """Which server a test runs: "prosody", "ejabberd", or NO_SERVER, by its file name, or for a
+    file whose tests run either server (test_panel_jobs.py), by the test's `server` mark."""
+    mark = item.get_closest_marker("server") if item is not None else None
+    if mark is not None:
+        return mark.args[0]
     for server in ("prosody", "ejabberd"):
         if path.name.startswith(f"test_{server}_"):
             return server
@@ -29,6 +33,7 @@ def server_of(path: Path) -> str:
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "server(name): the XMPP server (prosody, ejabberd) this test starts")
     try:
         config._xh_selected = selected_targets()
     except ValueError as e:
@@ -50,7 +55,7 @@ def pytest_collection_modifyitems(config, items):
         servers.add(NO_SERVER)
     keep, drop = [], []
     for item in items:
-        (keep if server_of(Path(str(item.fspath))) in servers else drop).append(item)
+        (keep if server_of(Path(str(item.fspath)), item) in servers else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -72,9 +72,10 @@ end
 
 -- Waits for a result computed on the core's worker thread (DNS) without blocking the event loop:
 -- the loop watches the result's descriptor and wakes this runner when it is readable. Works in
--- the server (admin shell) and in prosodyctl, whose commands both run in util.async runners.
+-- the server (admin shell) and in prosodyctl, whose commands both run in util.async runners. A
+-- `*_or_later` method's answer given at once (not a pending userdata) is returned as it is.
 local function await(pending, err, code)
-	if not pending then return nil, err, code; end
+	if type(pending) ~= "userdata" then return pending, err, code; end
 	if not pending:ready() then
 		local wait, done = async.waiter();
 		local watch = server.watchfd(pending:getfd(), function()
@@ -84,6 +85,21 @@ local function await(pending, err, code)
 		watch:close();
 	end
 	return pending:result();
+end
+
+-- For the other xmpp-hosting modules, where nothing waits for the answer: runs
+-- `callback(value, err, code)` with a `*_or_later` method's answer, at once when it was given at
+-- once, else on the loop once the core's worker has it (another process held the store's lock).
+function when_done(result, err, code, callback) -- luacheck: ignore 131 (exported to dependent modules)
+	if type(result) ~= "userdata" then return callback(result, err, code); end
+	local watch;
+	watch = server.watchfd(result:getfd(), function()
+		if result:ready() and watch then
+			watch:close();
+			watch = nil;
+			callback(result:result());
+		end
+	end);
 end
 
 -- For the other xmpp-hosting modules: a store call made with a `*_later` method, waited for
@@ -391,13 +407,20 @@ end
 
 -- Inside the server, registrations that never finished are settled first by this server's
 -- account store (a use is never given back for an account that exists); the purge itself runs
--- on the core's worker, so thousands of invites do not stall the loop.
+-- on the core's worker, so thousands of invites do not stall the loop. Settling never waits on
+-- the loop for another process's lock: while one is held, the core's worker settles them once
+-- it is free, and the shell's runner waits for that.
 function invite_commands.purge(s)
 	local settled = 0;
 	if prosody.process_type == "prosody" then
 		local answers = account_answers(s);
 		if #answers > 0 then
-			local n, err = s:settle_stale_registrations(answers);
+			local n, err, code = s:settle_stale_registrations_or_later(answers);
+			if type(n) == "userdata" then
+				module:log("debug", "The store is locked by another process: %d registration(s) that never finished are settled once it is free",
+					#answers);
+			end
+			n, err = await(n, err, code);
 			if not n then return false, err; end
 			settled = n;
 		end

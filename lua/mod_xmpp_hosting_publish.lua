@@ -140,15 +140,27 @@ if prosody.process_type == "prosody" and host ~= "*" then
 end
 
 -- Logins, for the daily and monthly active accounts on the page: one short write by key (at
--- most one an hour per account is kept), only the core's digest of the name is stored.
+-- most one an hour per account; a login within the hour only reads), only the core's digest of
+-- the name is stored. It never waits on the loop for another process's lock on the store: while
+-- one is held, the core's worker counts the login once it is free, and the login goes on.
 if prosody.process_type == "prosody" and host ~= "*" then
+	local when_done = xmpp_hosting.when_done;
 	module:hook("resource-bind", function(event)
-		local session = event.session;
+		local username = event.session.username;
 		local store = get_store();
-		local ok, err = store and store:record_activity(host, session.username);
-		if store and not ok then
-			module:log("warn", "Cannot count the login of %s@%s: %s", tostring(session.username), host, tostring(err));
+		if not store then return; end
+		local counted, err, code = store:record_activity_or_later(host, username);
+		if type(counted) == "userdata" then
+			module:log("debug", "The store is locked by another process: the login of %s@%s is counted once it is free",
+				tostring(username), host);
 		end
+		when_done(counted, err, code, function(ok, late_err)
+			if not ok then
+				module:log("warn", "Cannot count the login of %s@%s: %s", tostring(username), host, tostring(late_err));
+			else
+				module:log("debug", "Login of %s@%s counted", tostring(username), host);
+			end
+		end);
 	end);
 end
 

@@ -42,7 +42,6 @@ local st = require "util.stanza";
 local jid = require "util.jid";
 local dm = require "util.datamanager";
 local datetime = require "util.datetime";
-local server = require "net.server";
 local async = require "util.async";
 
 local hosting_module = module:depends("xmpp_hosting");
@@ -91,30 +90,18 @@ local function quota_error(stanza, d)
 	return reply;
 end
 
--- Runs `callback(result...)` on the loop once a result computed on the core's worker is in.
-local function when_done(pending, callback)
-	local watch;
-	watch = server.watchfd(pending:getfd(), function()
-		if pending:ready() and watch then
-			watch:close();
-			watch = nil;
-			callback(pending:result());
-		end
-	end);
-end
+-- `callback(result...)` with a `*_or_later` method's answer: at once, or on the loop once the
+-- core's worker has it (see mod_xmpp_hosting).
+local when_done = hosting_module.when_done;
 
 -- Store writes the slot hook makes besides the decision (a slot mod_http_file_share did not
 -- issue gives its bytes back): done at once when nobody else holds the store's lock, else on the
 -- core's worker; the loop never waits for another process.
 local function release(store, reservation)
 	local done, err = store:release_upload_or_later(reservation);
-	if type(done) == "userdata" then
-		when_done(done, function(ok, late_err)
-			if not ok then module:log("warn", "Cannot release upload reservation %s: %s", reservation, late_err); end
-		end);
-	elseif not done then
-		module:log("warn", "Cannot release upload reservation %s: %s", reservation, err);
-	end
+	when_done(done, err, nil, function(ok, late_err)
+		if not ok then module:log("warn", "Cannot release upload reservation %s: %s", reservation, late_err); end
+	end);
 end
 
 -- A granted slot: mod_http_file_share issues it (its handler runs after this one), and its id is
@@ -191,7 +178,7 @@ module:hook(request_event, function(event)
 	if type(decision) ~= "userdata" then
 		return answer(event, store, decision, err, code);
 	end
-	when_done(decision, function(late, late_err, late_code)
+	when_done(decision, nil, nil, function(late, late_err, late_code)
 		if not late and (late_code == "not-found" or late_code == "invalid-domain") then
 			event.xmpp_hosting = { not_ours = true };
 		elseif answer(event, store, late, late_err, late_code) then
@@ -294,27 +281,41 @@ local function adopt_old_slots(store)
 end
 
 -- The core looks at the slots awaited on its worker; the loop only starts it and reads the summary.
+-- root_watched: false, "pending" (the core's worker registers the directory once another
+-- process's lock on the store is free: the loop does not wait for it), or true.
 local root_watched, checking = false, false;
+
+local function watch_root(store)
+	local answer, err = store:watch_upload_root_or_later(files_root, partial_suffix);
+	if type(answer) == "userdata" then
+		module:log("debug", "The store is locked by another process: the upload directory %s is registered once it is free",
+			files_root);
+	end
+	root_watched = "pending";
+	when_done(answer, err, nil, function(ok, watch_err)
+		if not ok then
+			root_watched = false;
+			module:log("error", "Cannot watch the upload directory %s: %s", files_root, watch_err);
+			return;
+		end
+		root_watched = true;
+		module:log("debug", "Watching the upload directory %s", files_root);
+		adopt_old_slots(store);
+	end);
+end
 
 local function check_slots()
 	local store = get_store();
 	if not store or checking then return check_interval; end
-	if not root_watched then
-		local ok, err = store:watch_upload_root(files_root, partial_suffix);
-		if not ok then
-			module:log("error", "Cannot watch the upload directory %s: %s", files_root, err);
-			return check_interval;
-		end
-		root_watched = true;
-		adopt_old_slots(store);
-	end
+	if not root_watched then watch_root(store); end
+	if root_watched ~= true then return check_interval; end
 	local pending, err = store:start_upload_slot_check({ files_root });
 	if not pending then
 		module:log("warn", "Cannot look at the upload slots: %s", err);
 		return check_interval;
 	end
 	checking = true;
-	when_done(pending, function(done, check_err)
+	when_done(pending, nil, nil, function(done, check_err)
 		checking = false;
 		if not done then
 			module:log("warn", "Looking at the upload slots failed: %s", check_err);

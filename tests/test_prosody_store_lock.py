@@ -4,7 +4,10 @@ The CLI, ejabberd on the same store, or a backup may hold SQLite's write lock fo
 registration then waits for it on the core's worker, not on the loop: other sessions keep being
 served meanwhile, and the registration succeeds once the lock is released. A slot request is
 decided on the loop when the lock is free and otherwise by the worker once it is: the slot is
-granted then, and the same session's pings are answered meanwhile.
+granted then, and the same session's pings are answered meanwhile. Nor do the other writes made
+on the loop wait: a login counted for the statistics, the admin shell's invite purge settling
+registrations that never finished, the upload component registering its directory; each is done
+by the core's worker once the lock is free.
 """
 
 import base64
@@ -12,11 +15,12 @@ import json
 import re
 import socket
 import sqlite3
+import threading
 import time
 
 import pytest
 
-from harness.client import RawStream, error_condition, login, preauth_element
+from harness.client import RawStream, error_condition, login, preauth_element, register
 from harness.common import run_cli
 from harness.prosody import Prosody, upload_component
 
@@ -27,14 +31,16 @@ PASSWORD = "pw-lock-123"
 
 @pytest.fixture(scope="module")
 def prosody(tmp_path_factory):
-    with Prosody(tmp_path_factory.mktemp("prosody-lock"), host=HOST, host_modules=["xmpp_hosting_invites"],
-                 extra_config=upload_component(SHARE)) as server:
+    with Prosody(tmp_path_factory.mktemp("prosody-lock"), host=HOST,
+                 host_modules=["xmpp_hosting_invites", "xmpp_hosting_publish"],
+                 extra_config=upload_component(SHARE, xmpp_hosting_upload_check_interval=1)) as server:
         # The module adds its host to the store as it loads, which may finish after the port opens.
         for _ in range(100):
             if run_cli(server.database, "domain", "show", HOST, check=False).returncode == 0:
                 break
             time.sleep(0.1)
         server.create_user("uploader", PASSWORD)
+        server.create_user("activist", PASSWORD)
         yield server
 
 
@@ -152,4 +158,128 @@ def test_a_slot_request_is_granted_once_a_held_lock_is_released_and_pings_are_an
     # Counted like any other grant: both slots hold their bytes.
     usage = json.loads(run_cli(prosody.database, "--json", "quota", "show", HOST, "--user", "uploader").stdout)
     assert usage["usage"]["reserved"] == 3000, usage
+    client.close()
+
+
+def log_after(prosody, offset: int, *needles: str, until=lambda: False, timeout: float = 15) -> str:
+    """The Prosody log written since `offset` (characters), once it contains one of `needles`
+    (or `until()` holds): the sign that the work was handed to the worker, or that it failed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = prosody.log_text()[offset:]
+        if any(n in text for n in needles) or until():
+            return text
+        time.sleep(0.05)
+    raise TimeoutError(f"none of {needles!r} in the Prosody log since the test began:\n{text[-3000:]}")
+
+
+def pings_answered(client: RawStream, prefix: str):
+    for n in range(3):
+        client.send(ping(f"{prefix}{n}"))
+        assert "result" in reply_to(client, f"{prefix}{n}")
+
+
+def daily_active(prosody) -> int:
+    page = json.loads(run_cli(prosody.database, "--json", "publish", "page", HOST).stdout)
+    return page["statistics"]["daily_active"]
+
+
+def test_a_login_is_counted_off_the_loop_while_the_lock_is_held(prosody):
+    """Issue 15: the login counted for the active-account statistics waits for no lock on the loop."""
+    assert daily_active(prosody) in (0, 10)  # only "uploader" may have logged in before
+    offset = len(prosody.log_text())
+    holder = sqlite3.connect(prosody.database, timeout=0, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        client = logged_in(prosody.c2s_port, "activist")
+        # The login was tried without waiting and handed to the core's worker; the session
+        # goes on meanwhile.
+        text = log_after(prosody, offset, f"the login of activist@{HOST} is counted once it is free",
+                         "Cannot count the login")
+        assert "Cannot count the login" not in text, text
+        pings_answered(client, "login-ping")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    text = log_after(prosody, offset, f"Login of activist@{HOST} counted")
+    assert "Cannot count the login" not in text, text
+    assert daily_active(prosody) == 10  # 1 or 2 accounts, shown approximately
+    client.close()
+
+
+def test_the_admin_shells_purge_settles_registrations_off_the_loop_while_the_lock_is_held(prosody):
+    """Issue 11: the admin shell's purge settles registrations that never finished (checked in
+    Prosody's account store) on the core's worker when another process holds the lock."""
+    # Two uses, so the purge keeps the invite for its second.
+    invite = json.loads(run_cli(prosody.database, "--json", "invite", "create", HOST, "--uses", "2").stdout)
+    token = invite["token"]
+    db = sqlite3.connect(prosody.database, timeout=10)
+    try:
+        # The account is created but its outcome never reaches the store.
+        db.execute("CREATE TRIGGER xh_test_fail_finish BEFORE UPDATE OF state ON registrations "
+                   "WHEN NEW.state = 'created' BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+        db.commit()
+        assert register(prosody.c2s_port, f"unreported@{HOST}", "pw-123456", token=token).ok
+    finally:
+        db.execute("DROP TRIGGER IF EXISTS xh_test_fail_finish")
+        db.commit()
+    aged = db.execute("UPDATE registrations SET started_at = started_at - 700 "
+                      "WHERE state = 'pending' AND username = 'unreported'").rowcount
+    db.commit()
+    db.close()
+    assert aged == 1
+
+    client = logged_in(prosody.c2s_port, "uploader")
+    offset = len(prosody.log_text())
+    holder = sqlite3.connect(prosody.database, timeout=0, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    purge = {}
+
+    def run_purge():
+        done = prosody.shell("xmpp_hosting:invite_purge()")
+        purge.update(out=done.stdout + done.stderr)
+
+    shell = threading.Thread(target=run_purge)
+    try:
+        shell.start()
+        # The purge waits for the lock off the loop; waiting on the loop, it would fail once the
+        # loop's short busy timeout gave up, and the shell would answer with the error.
+        log_after(prosody, offset, "registration(s) that never finished are settled once it is free",
+                  until=lambda: not shell.is_alive())
+        assert shell.is_alive(), f"the purge finished while the lock was held: {purge}"
+        pings_answered(client, "purge-ping")
+        assert shell.is_alive(), f"the purge finished while the lock was held: {purge}"
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+        shell.join(60)
+    assert "settled 1 registration(s)" in purge.get("out", ""), purge
+    # The account exists, so its use stays spent.
+    listed = {i["id"]: i for i in json.loads(run_cli(prosody.database, "--json", "invite", "list", HOST).stdout)}
+    assert listed[invite["invite"]["id"]]["uses_left"] == 1, listed
+    client.close()
+
+
+def test_the_upload_directory_is_registered_off_the_loop_while_the_lock_is_held(prosody):
+    """Issue 11: mod_xmpp_hosting_uploads names its directory to the store (at load) on the core's
+    worker when another process holds the lock."""
+    client = logged_in(prosody.c2s_port, "uploader")
+    offset = len(prosody.log_text())
+    holder = sqlite3.connect(prosody.database, timeout=0, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        # Loaded again, the module names its directory at its first check (a second later).
+        out = prosody.shell(f'module:reload("xmpp_hosting_uploads", "{SHARE}")').stdout
+        assert "error" not in out.lower(), out
+        text = log_after(prosody, offset, "is registered once it is free", "Cannot watch the upload directory")
+        assert "Cannot watch the upload directory" not in text, text
+        pings_answered(client, "root-ping")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    text = log_after(prosody, offset, "Watching the upload directory")
+    assert "Cannot watch the upload directory" not in text, text
+    # Slot requests are still decided and issued by the reloaded module.
+    client.send(slot_request("after-reload", 500))
+    assert "<slot" in reply_to(client, "after-reload")
     client.close()

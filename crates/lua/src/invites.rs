@@ -11,7 +11,7 @@ use xmpp_hosting_core::invites::{parse_invite_id, AccountOutcome, Creator, NewIn
 
 use crate::convert::{from_lua, outcome, serialized};
 use crate::handle::Handle;
-use crate::pending::LuaPending;
+use crate::pending::{LuaNowOrLater, LuaPending};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +75,14 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     });
     m.add_method("settle_stale_registrations", |lua, h, outcomes: LuaValue| {
         serialized(lua, || h.0.settle_stale_registrations(&from_lua::<Vec<AccountOutcome>>(lua, outcomes)?))
+    });
+    // The same for Prosody's loop (the admin shell's purge): the count at once, or a pending
+    // result while another process holds the store's write lock (see pending.rs).
+    m.add_method("settle_stale_registrations_or_later", |lua, h, outcomes: LuaValue| {
+        outcome(lua, || {
+            let outcomes = from_lua::<Vec<AccountOutcome>>(lua, outcomes)?;
+            h.0.now_or_later(move |w| w.settle_stale_registrations(&outcomes)).map(LuaNowOrLater)
+        })
     });
     // A host that loads the invite module is hosted: `{domain, added, log}`.
     m.add_method("ensure_hosted", |lua, h, domain: String| serialized(lua, || h.0.ensure_hosted(&domain)));

@@ -7,13 +7,16 @@
 //! {{var = ..., values = {...}}, ...}}, ...}` for the host's disco#info;
 //! `h:policy_page(domain, accept_language, counts_or_nil)` -> the HTML page and
 //! `h:policy_json(...)` the same as JSON text, where counts is `{accounts = n, daily_active = n,
-//! monthly_active = n}` as far as the server counted them.
+//! monthly_active = n}` as far as the server counted them. `h:record_activity_or_later(domain,
+//! username)` counts a login: `true` at once, or a pending result while another process holds
+//! the store's write lock.
 
 use mlua::prelude::*;
 use xmpp_hosting_core::publish::UsageStatistics;
 
 use crate::convert::{outcome, serialized};
 use crate::handle::Handle;
+use crate::pending::LuaNowOrLater;
 
 /// The counts a server hands in, `{accounts = n, daily_active = n, monthly_active = n}`, each
 /// optional (an empty table is no counts).
@@ -43,6 +46,11 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     // `h:record_activity(domain, username)`: a login, for the daily and monthly active counts.
     m.add_method("record_activity", |lua, h, (domain, user): (String, String)| {
         outcome(lua, || h.0.record_activity(&domain, &user).map(|()| true))
+    });
+    // The same for Prosody's loop: `true` at once, or a pending result while another process
+    // holds the store's write lock (see pending.rs), so a login never waits for it.
+    m.add_method("record_activity_or_later", |lua, h, (domain, user): (String, String)| {
+        outcome(lua, || h.0.now_or_later(move |w| w.record_activity(&domain, &user).map(|()| true)).map(LuaNowOrLater))
     });
     m.add_method("disco_forms", |lua, h, domain: String| serialized(lua, || h.0.disco_forms(&domain)));
     m.add_method("policy_page", |lua, h, (domain, language, stats): (String, Option<String>, Option<LuaTable>)| {

@@ -17,9 +17,10 @@
 //! The upload component tells the core where a granted slot's file will land,
 //! `h:watch_upload_slot(reservation, path, usable_for)`: recorded on the worker (it returns at
 //! once; a failure shows in the next check's `watch_failures`). `h:watch_upload_root(root,
-//! partial_suffix)` names the directory (once, at start), and `h:start_upload_slot_check({root})`
-//! has the worker look at the slots awaited there: files finished, uploads still arriving, slots
-//! over (see the core's quotas/upkeep.rs).
+//! partial_suffix)` names the directory (once, at start; `h:watch_upload_root_or_later` on
+//! Prosody's loop: `true`, or a pending result while another process holds the store's lock),
+//! and `h:start_upload_slot_check({root})` has the worker look at the slots awaited there: files
+//! finished, uploads still arriving, slots over (see the core's quotas/upkeep.rs).
 
 use mlua::prelude::*;
 use xmpp_hosting_core::quotas::parse_upload_size;
@@ -102,6 +103,14 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     });
     m.add_method("watch_upload_root", |lua, h, (root, partial_suffix): (String, Option<String>)| {
         outcome(lua, || h.0.watch_upload_root(&root, partial_suffix.as_deref().unwrap_or("")).map(|()| true))
+    });
+    // The same for Prosody's loop: `true` at once, or a pending result while another process
+    // holds the store's write lock (see pending.rs).
+    m.add_method("watch_upload_root_or_later", |lua, h, (root, partial_suffix): (String, Option<String>)| {
+        let suffix = partial_suffix.unwrap_or_default();
+        outcome(lua, || {
+            h.0.now_or_later(move |w| w.watch_upload_root(&root, &suffix).map(|()| true)).map(LuaNowOrLater)
+        })
     });
     m.add_method("start_upload_slot_check", |lua, h, roots: Option<Vec<String>>| {
         outcome(lua, || h.0.start_upload_slot_check(roots.unwrap_or_default()).map(LuaPending::new))

@@ -2,6 +2,7 @@
 //! account with the time of its last login, keyed by a digest of the name (a count needs no
 //! name), written at most once an hour per account.
 
+use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 
 use super::statistics::UsageStatistics;
@@ -30,6 +31,15 @@ impl Hosting {
             .ok_or_else(|| Error::InvalidArgument(format!("{username:?} is not a username")))?;
         let now = self.now();
         let key = digest(d.name.as_str(), &user);
+        // Most logins come back within the hour: a read then, no write lock taken.
+        let recorded: Option<i64> = self.store().read(|c| {
+            Ok(c.prepare_cached("SELECT last_active FROM publish_activity WHERE domain = ?1 AND user_digest = ?2")?
+                .query_row(rusqlite::params![d.name.as_str(), key], |r| r.get(0))
+                .optional()?)
+        })?;
+        if recorded.is_some_and(|last| last > now - RESOLUTION) {
+            return Ok(());
+        }
         self.store().write(|tx| {
             tx.prepare_cached(
                 "INSERT INTO publish_activity (domain, user_digest, last_active) VALUES (?1, ?2, ?3)
@@ -108,5 +118,28 @@ mod tests {
         let after: i64 =
             h.store().read(|c| Ok(c.query_row("SELECT COUNT(*) FROM publish_activity", [], |r| r.get(0))?)).unwrap();
         assert_eq!((stored, after), (2, 1), "rows past the month are dropped");
+    }
+
+    #[test]
+    fn a_login_recorded_within_the_hour_takes_no_write_lock_and_a_held_lock_hands_one_to_the_worker() {
+        let store = crate::test_store::TestStore::new("activity-lock");
+        let clock = ManualClock::new(1_000_000_000);
+        let h = Hosting::open(&store.path).unwrap().with_clock(clock.clone());
+        h.add_domain("example.org").unwrap();
+        h.record_activity("example.org", "alice").unwrap();
+        let other = rusqlite::Connection::open(&store.path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let crate::NowOrLater::Now(()) = h.now_or_later(|h| h.record_activity("example.org", "alice")).unwrap() else {
+            panic!("a login already counted this hour waited for the write lock");
+        };
+        clock.advance(2 * RESOLUTION);
+        let crate::NowOrLater::Later(pending) = h.now_or_later(|h| h.record_activity("example.org", "bob")).unwrap()
+        else {
+            panic!("a login was written on the caller's thread while another connection held the lock");
+        };
+        other.execute_batch("COMMIT").unwrap();
+        pending.wait().unwrap();
+        let s = h.usage_statistics("example.org", UsageStatistics::default()).unwrap();
+        assert_eq!(s.daily_active, Some(2));
     }
 }

@@ -35,6 +35,9 @@ class PublishServer:
     http_port: int
     database: Path
     register: Callable[[str, str], None]
+    # The server's own `publish set` (prosodyctl, ejabberdctl) for this host: (FIELD, VALUE) ->
+    # (exit status, what it printed).
+    publish_set: Callable[[str, str], tuple[int, str]]
 
 
 def cli(server, *args, check=True):
@@ -194,6 +197,23 @@ class PublishScenarios:
         assert forms[SERVERINFO]["security-addresses"] == ["mailto:security@example.org"]
         assert forms[POLICY_FORM]["registration"] == ["closed"]
         cli(server, "publish", "set", server.host, "contacts.security", "[]")
+
+    def test_one_language_is_set_and_removed_through_the_servers_command(self, server):
+        """Issue 15: FIELD.LANG through prosodyctl / ejabberdctl (the core's one call), checked as
+        the whole map is, served at the next request; null removes that language alone."""
+        status, out = server.publish_set("password_reset.de", "https://example.org/de/reset")
+        assert status == 0, out
+        assert provider_file(server)["passwordReset"] == {
+            "en": "https://example.org/reset", "de": "https://example.org/de/reset"}
+        for field, value, reason in [("password_reset.fr", "http://example.org/fr", "must be an https:// address"),
+                                     ("terms.english", "https://example.org/t", "not a BCP 47 language tag"),
+                                     ("since", "2999-01-01", "is in the future")]:
+            status, out = server.publish_set(field, value)
+            assert status != 0 and reason in out, (field, value, out)
+        status, out = server.publish_set("password_reset.de", "null")
+        assert status == 0, out
+        assert provider_file(server)["passwordReset"] == {"en": "https://example.org/reset"}
+        assert provider_file(server)["since"] == "2016-02-29"
 
     def test_an_account_is_deleted_in_band_while_registration_is_closed(self, server):
         server.register("leaver", "leaver-pass-123")

@@ -32,6 +32,12 @@ def db(tmp_path):
     ("support_room", "chat.example.org", "not a group chat address"),
     ("archive_retention", "30", "published from the setting that enforces it"),
     ("colour", "blue", "there is no publication field"),
+    # One language at a time is checked as the whole map is.
+    ("terms.en", "http://example.org/terms", "must be an https:// address"),
+    ("privacy.english", "https://example.org/p", "not a BCP 47 language tag"),
+    ("password_reset.de", '["https://example.org/r"]', "is not one link"),
+    ("description.en", "", "one or two sentences"),
+    ("since", "2999-01-01", "is in the future"),
 ])
 def test_invalid_values_are_refused_with_the_reason(db, field, value, reason):
     before = run_cli(db, "--json", "publish", "show", HOST).stdout
@@ -53,3 +59,40 @@ def test_provider_file_and_page_on_stdout(db):
     assert doc["rules"] == ["<b>No spam</b>"] and doc["enforced"]["upload_retention"] == "12h"
     disco = json.loads(run_cli(db, "--json", "publish", "disco", HOST).stdout)
     assert [f["form_type"] for f in disco] == ["urn:x-xmpp-hosting:policy:0"]
+
+
+def test_one_language_of_a_field_is_set_and_removed_alone(db):
+    """Issue 15: `publish set DOMAIN terms.en URL`, for every per-language field; null removes
+    that language, the others stay."""
+    run_cli(db, "publish", "set", HOST, "terms", '{"de": "https://example.org/de/agb"}')
+    for field, value in [("terms.en", "https://example.org/terms"), ("description.en", "A club's server."),
+                         ("rules.en", '["Be kind.", "No spam."]'), ("rules.de", "Sei freundlich."),
+                         ("website.en", "https://example.org/"), ("privacy.pt-BR", "https://example.org/pt"),
+                         ("legal_notice.en", "https://example.org/legal"),
+                         ("password_reset.en", "https://example.org/reset"),
+                         ("password_reset.de", "https://example.org/de/reset"),
+                         ("data_export.en", "https://example.org/export"),
+                         ("account_deletion.en", "https://example.org/delete")]:
+        run_cli(db, "publish", "set", HOST, field, value)
+    d = json.loads(run_cli(db, "--json", "publish", "show", HOST).stdout)["description"]
+    assert d["terms"] == {"de": "https://example.org/de/agb", "en": "https://example.org/terms"}
+    assert d["rules"] == {"en": ["Be kind.", "No spam."], "de": ["Sei freundlich."]}
+    assert d["description"] == {"en": "A club's server."} and d["privacy"] == {"pt-BR": "https://example.org/pt"}
+    assert [d["website"], d["legal_notice"], d["data_export"], d["account_deletion"]] == [
+        {"en": "https://example.org/"}, {"en": "https://example.org/legal"}, {"en": "https://example.org/export"},
+        {"en": "https://example.org/delete"}]
+    assert json.loads(run_cli(db, "publish", "provider-file", HOST).stdout)["passwordReset"] == {
+        "en": "https://example.org/reset", "de": "https://example.org/de/reset"}
+
+    out = run_cli(db, "publish", "set", HOST, "password_reset.de", "null").stdout
+    assert "password_reset" in out
+    assert json.loads(run_cli(db, "publish", "provider-file", HOST).stdout)["passwordReset"] == {
+        "en": "https://example.org/reset"}
+    run_cli(db, "publish", "set", HOST, "terms.de", "null")
+    d = json.loads(run_cli(db, "--json", "publish", "show", HOST).stdout)["description"]
+    assert d["terms"] == {"en": "https://example.org/terms"}
+    # A smaller whole map replaces the stored one; null empties it.
+    run_cli(db, "publish", "set", HOST, "rules", '{"de": ["Sei freundlich."]}')
+    run_cli(db, "publish", "set", HOST, "terms", "null")
+    d = json.loads(run_cli(db, "--json", "publish", "show", HOST).stdout)["description"]
+    assert d["rules"] == {"de": ["Sei freundlich."]} and d["terms"] == {}

@@ -38,7 +38,12 @@ def ej(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(ej):
-    return PublishServer(f"ejabberd-{ej.version}", ej.host, ej.c2s_port, ej.http_port, ej.database, ej.register)
+    def publish_set(field, value):
+        r = ej.ctl("xmpp_hosting_publish_set", HOST, field, value, check=False)
+        return r.returncode, r.stdout + r.stderr
+
+    return PublishServer(f"ejabberd-{ej.version}", ej.host, ej.c2s_port, ej.http_port, ej.database, ej.register,
+                         publish_set)
 
 
 class TestEjabberdPublish(PublishScenarios):

@@ -25,8 +25,12 @@ def prosody(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(prosody):
+    def publish_set(field, value):
+        r = prosody.ctl("mod_xmpp_hosting_publish", "set", HOST, field, value)
+        return r.returncode, r.stdout + r.stderr
+
     return PublishServer(f"prosody-{prosody.version}", prosody.host, prosody.c2s_port, prosody.http_port,
-                         prosody.database, prosody.create_user)
+                         prosody.database, prosody.create_user, publish_set)
 
 
 class TestProsodyPublish(PublishScenarios):

@@ -11,6 +11,11 @@
 -- stored password. HTTP handlers run in util.async runners, so an auth provider that waits
 -- (SQL, LDAP, an external service) waits without blocking the loop; internal_hashed computes its
 -- PBKDF2 on the loop, a few milliseconds per login, which login throttling bounds.
+--
+-- The users page works the same way: the core decides who may create, re-password or delete
+-- which account (the same decision as mod_xmpp_hosting_users' ad-hoc commands) and hands this
+-- module the change to carry out through Prosody's own account API (usermanager, as
+-- mod_xmpp_hosting_users and prosodyctl do), then says what to answer.
 
 local usermanager = require "core.usermanager";
 
@@ -48,6 +53,41 @@ local function check_password(c)
 	return ok == true;
 end
 
+-- An account change the core allowed, carried out on the domain's VirtualHost; what happened
+-- goes back to the core, which words the answer. The password is used here and nowhere logged.
+local function carry_out(task)
+	local host = task.host;
+	local h = prosody.hosts[host];
+	if not (h and h.type == "local") then return { not_served = true }; end
+	if task.action == "list" then
+		local usernames = {};
+		for username in usermanager.users(host) do usernames[#usernames + 1] = username; end
+		return { usernames = usernames };
+	end
+	local existed = usermanager.user_exists(task.username, host) and true or false;
+	if (task.require == "absent" and existed) or (task.require == "present" and not existed) then
+		return { existed = existed };
+	end
+	local ok, err;
+	if task.action == "create" then
+		ok, err = usermanager.create_user(task.username, task.password, host);
+		-- What mod_xmpp_hosting_users announces too (the shared roster adds the new account).
+		if ok then h.events.fire_event("xmpp-hosting/account-created", { username = task.username, host = host }); end
+	elseif task.action == "password" then
+		ok, err = usermanager.set_password(task.username, task.password, host, nil);
+	elseif task.action == "delete" then
+		ok, err = usermanager.delete_user(task.username, host);
+	else
+		err = "unknown action";
+	end
+	if ok then
+		module:log("info", "Panel: %s of %s@%s done", task.action, task.username, host);
+	else
+		module:log("warn", "Panel: %s of %s@%s failed: %s", task.action, task.username, host, tostring(err));
+	end
+	return { existed = existed, done = ok and true or false, error = (not ok) and tostring(err) or nil };
+end
+
 local function serve(event, path)
 	local request, response = event.request, event.response;
 	local p, err, code = get_panel();
@@ -71,6 +111,8 @@ local function serve(event, path)
 		local c = answer.check_password;
 		local ok = check_password(c);
 		answer, err, code = p:finish_login(c.ticket, ok, ok and is_admin(c.username .. "@" .. c.host));
+	elseif answer and answer.account then
+		answer, err, code = p:finish_account(answer.account.ticket, carry_out(answer.account));
 	end
 	if not answer then
 		module:log("warn", "Panel request refused: %s (%s)", tostring(err), tostring(code));

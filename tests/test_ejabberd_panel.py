@@ -1,41 +1,54 @@
 """The customer's web panel (issue 16) as ejabberd's request handler (mod_xmpp_hosting_panel at
-/panel), with Knot on loopback: the same checks as on Prosody (test_prosody_panel.py, whose
-scenario functions take any server with `http_port` and `database`): login checked by ejabberd's
-own authentication (ejabberd_auth) with the operator's admin from ejabberd's ACL, CSRF,
-throttling after five wrong passwords, 403 on every route of the route table for another
-customer's domain, claim + records + verify + DNS tester + certificate, and the headless
-Chromium at phone width (screenshots in target/test-reports/). Runs on 23.01 and 24.12."""
+/panel), with Knot on loopback: the scenarios shared with Prosody (panel_scenarios.py): login
+checked by ejabberd's own authentication (ejabberd_auth) with the operator's admin from ejabberd's
+ACL, CSRF, throttling after five wrong passwords, 403 on every route of the route table for
+another customer's domain, claim + records + verify + DNS tester + certificate, and the headless
+Chromium at phone width through every page (users created with ejabberd_auth, an invite
+registered by slixmpp, usage after a mod_http_upload upload; screenshots in target/test-reports/).
+Runs on 23.01 and 24.12."""
 
 import pytest
 
-import test_prosody_panel as scenarios
-from harness.common import run_cli
+import panel_scenarios as scenarios
 from harness.ejabberd import Ejabberd
 from harness.knot import point_store_at
+from panel_scenarios import browser, downloads, knot  # noqa: F401 (the same module-scoped fixtures)
 
 PROVIDER = scenarios.PROVIDER
-knot = scenarios.knot  # the same module-scoped Knot fixture
-browser = scenarios.browser  # the same headless Chromium
 
-# The operator's admins are who mod_xmpp_hosting_users' access_operator allows (the panel follows
-# it where that module is loaded, else ejabberd's `configure` rule).
-MODULES = f"""  mod_adhoc: {{}}
+
+def modules(docroot, http_port: int) -> str:
+    """The operator's admins are who mod_xmpp_hosting_users' access_operator allows (the panel
+    follows it where that module is loaded, else ejabberd's `configure` rule); invite registration
+    and uploads on every host, so a.example's are real."""
+    return f"""  mod_adhoc: {{}}
+  mod_roster: {{}}
+  mod_disco: {{}}
   mod_xmpp_hosting_users:
     access_operator:
       allow:
         user: "op@{PROVIDER}"
+  mod_register:
+    allow_modules: [mod_xmpp_hosting_invites]
+  mod_xmpp_hosting_invites: {{}}
+  mod_http_upload:
+    put_url: "http://@HOST@:{http_port}/upload"
+    docroot: "{docroot}"
+    max_size: infinity
+  mod_http_upload_quota: {{}}
+  mod_xmpp_hosting_uploads: {{}}
 """
 
 
 @pytest.fixture(scope="module")
 def ejabberd(tmp_path_factory, knot):
-    node = Ejabberd(tmp_path_factory.mktemp("ejabberd-panel"), host=PROVIDER, extra_hosts=["a.example", "b.example"],
-                    install="config", http_handlers={"/panel": "mod_xmpp_hosting_panel"}, extra_modules=MODULES)
+    work = tmp_path_factory.mktemp("ejabberd-panel")
+    node = Ejabberd(work, host=PROVIDER, extra_hosts=["a.example", "b.example"], install="config",
+                    http_handlers={"/panel": "mod_xmpp_hosting_panel", "/upload": "mod_xmpp_hosting_uploads"},
+                    extra_config="registration_timeout: infinity\n")
+    node.extra_modules = modules(work / "upload", node.http_port)
     node.database.parent.mkdir(parents=True, exist_ok=True)
-    for domain, owner in [("a.example", "alice@a.example"), ("b.example", "bob@b.example")]:
-        run_cli(node.database, "domain", "add", domain, check=False)
-        run_cli(node.database, "domain", "claim", domain, "--account", owner)
-        run_cli(node.database, "domain", "override", domain, "--account", owner, "--reason", "panel test")
+    scenarios.add_owned_domains(node.database)
     point_store_at(node.database, knot.nameserver)
     with node:
         for user, host in scenarios.USERS:
@@ -96,28 +109,22 @@ def test_the_pages_come_with_their_own_types_and_a_strict_policy(ejabberd):
 
 
 def test_a_state_change_without_the_csrf_token_is_refused(ejabberd):
-    scenarios.test_a_state_change_without_the_csrf_token_is_refused(ejabberd)
+    scenarios.csrf_is_required(ejabberd)
 
 
 def test_the_sixth_wrong_password_is_throttled(ejabberd):
-    scenarios.test_the_sixth_wrong_password_is_throttled(ejabberd)
+    scenarios.sixth_wrong_password_is_throttled(ejabberd)
 
 
 def test_a_customer_gets_403_on_every_route_of_another_customers_domain(ejabberd):
-    scenarios.test_a_customer_gets_403_on_every_route_of_another_customers_domain(ejabberd)
+    scenarios.another_customers_domain_is_403_everywhere(ejabberd)
 
 
 def test_claim_records_verify_and_dns_test(ejabberd, knot):
-    scenarios.test_claim_records_verify_and_dns_test(ejabberd, knot)
+    scenarios.claim_verify_dns_and_certificate(ejabberd, knot)
 
 
-def test_a_customer_uses_the_panel_in_a_browser_at_phone_width(ejabberd, knot, browser, monkeypatch):
-    # The screenshots named after this server and its generation (the scenario's own names are the
-    # Prosody test's, which a later run would overwrite).
-    def shot(driver, name: str):
-        scenarios.REPORTS.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(scenarios.REPORTS / f"panel-ejabberd-{ejabberd.target.series}-{name}.png"))
-
-    monkeypatch.setattr(scenarios, "shot", shot)
-    scenarios.test_a_customer_uses_the_panel_in_a_browser_at_phone_width(ejabberd, knot, browser)
-    assert (scenarios.REPORTS / f"panel-ejabberd-{ejabberd.target.series}-4-dns-tester.png").stat().st_size > 0
+def test_a_customer_uses_the_panel_in_a_browser_at_phone_width(ejabberd, knot, browser, downloads, tmp_path):
+    series = ejabberd.target.series
+    scenarios.uses_in_the_browser(ejabberd, knot, browser, downloads, f"ejabberd-{series}", "upload.a.example", tmp_path)
+    assert (scenarios.REPORTS / f"panel-ejabberd-{series}-12-usage.png").stat().st_size > 0

@@ -157,6 +157,7 @@ const TABS = [
   ["dns", "DNS tester", ["admin", "owner", "claimant"]],
   ["certificate", "Certificate", ["admin", "owner"]],
   ["settings", "Settings", ["admin", "owner"]],
+  ["users", "Users", ["admin", "owner"]],
   ["invites", "Invites", ["admin", "owner"]],
   ["usage", "Usage", ["admin", "owner", "member"]],
   ["retention", "Retention", ["admin", "owner", "member"]],
@@ -324,8 +325,12 @@ const PAGES = {
       ev.preventDefault();
       try {
         const r = await api("POST", "domains/" + enc(domain) + "/invites", { uses: Number(uses.value), expires_in: expiry.value === "never" ? "never" : Number(expiry.value) });
-        const link = r.landing_url || r.uri;
-        created.replaceChildren(el("p", {}, "New invite (shown once): "), el("code", { id: "invite-link" }, link), copyButton(link, "Copy the invite link"));
+        const link = r.link || r.landing_url || r.uri;
+        // The QR code is drawn by the server as SVG and shown as an image (never put in the page as markup).
+        const qr = el("img", { id: "invite-qr", class: "qr", width: "200", height: "200", alt: "QR code of the invite link",
+          src: "data:image/svg+xml;base64," + btoa(r.qr_svg) });
+        created.replaceChildren(el("p", {}, "New invite (shown once): "),
+          el("div", { class: "invite-new" }, qr, el("div", {}, el("code", { id: "invite-link" }, link), copyButton(link, "Copy the invite link"))));
         refresh();
       } catch (e) { created.replaceChildren(el("p", { class: "bad" }, e.message)); }
     } }, el("label", { for: "invite-uses" }, "Accounts it may create"), uses,
@@ -334,25 +339,87 @@ const PAGES = {
     refresh();
   },
 
+  async users(page, domain) {
+    const msg = el("div", { role: "status", "aria-live": "polite", id: "users-message" });
+    const list = el("div", { id: "user-list" });
+    const done = (text) => msg.replaceChildren(el("p", { class: "ok" }, text));
+    const failed = (e) => msg.replaceChildren(el("p", { class: "bad" }, e.message));
+    const base = "domains/" + enc(domain) + "/users";
+    async function refresh() {
+      const r = await api("GET", base);
+      const rows = r.users.map((jid) => {
+        const user = jid.slice(0, jid.lastIndexOf("@"));
+        const isOwner = r.owner && r.owner.toLowerCase() === jid;
+        const pw = el("input", { type: "password", autocomplete: "new-password", "aria-label": "New password for " + jid, "data-user": jid, class: "user-password" });
+        const setPw = el("button", { type: "button", class: "secondary user-set-password", "data-user": jid, onclick: async () => {
+          busy(setPw, true);
+          try { const a = await api("POST", base + "/" + encodeURIComponent(user) + "/password", { password: pw.value }); pw.value = ""; done(a.done); }
+          catch (e) { failed(e); } finally { busy(setPw, false); }
+        } }, "Set password");
+        // Deleting asks twice, on the same button (no dialog to dismiss at phone width).
+        const del = isOwner ? "" : el("button", { type: "button", class: "secondary user-delete", "data-user": jid, onclick: async () => {
+          if (del.dataset.armed !== "yes") { del.dataset.armed = "yes"; del.textContent = "Really delete " + jid + "?"; return; }
+          busy(del, true);
+          try { const a = await api("POST", base + "/" + encodeURIComponent(user) + "/delete"); done(a.done); refresh(); }
+          catch (e) { failed(e); busy(del, false); }
+        } }, "Delete");
+        return el("li", { class: "user" }, el("p", {}, el("code", {}, jid), isOwner ? " (owner)" : ""),
+          el("div", { class: "user-actions" }, pw, setPw, del));
+      });
+      list.replaceChildren(el("p", {}, r.text), el("ul", { class: "users" }, rows));
+    }
+    const name = el("input", { type: "text", id: "user-new-name", autocapitalize: "off", spellcheck: "false", autocomplete: "off", required: true });
+    const password = el("input", { type: "password", id: "user-new-password", autocomplete: "new-password", required: true });
+    const create = el("form", { id: "user-create-form", onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        const a = await api("POST", base, { username: name.value, password: password.value });
+        name.value = ""; password.value = "";
+        done(a.done);
+        refresh();
+      } catch (e) { failed(e); }
+    } }, el("label", { for: "user-new-name" }, "New account's name (before @" + domain + ")"), name,
+      el("label", { for: "user-new-password" }, "Its password"), password,
+      el("button", { type: "submit", id: "user-create" }, "Create account"));
+    page.append(create, msg, el("h3", {}, "Accounts"), list);
+    try { await refresh(); } catch (e) { list.replaceChildren(el("p", { class: "bad" }, e.message)); }
+  },
+
   async usage(page, domain) {
     const r = await api("GET", "domains/" + enc(domain) + "/usage");
-    const u = r.uploads;
-    page.append(el("p", {}, u.user ? "Your uploads" : "Uploads of the whole domain"),
-      el("pre", { class: "mono", id: "usage" }, JSON.stringify({ usage: u.usage, limits: u.limits }, null, 2)));
+    const rows = r.rows.map((l) => row(l.label, el("span", { class: "usage-text" }, l.text),
+      l.percent === null ? "" : el("progress", { max: "100", value: String(l.percent), "aria-label": l.label + ": " + l.text })));
+    page.append(el("p", {}, r.uploads.user ? "Your uploads (" + r.scope + ")" : "Uploads of the whole domain"),
+      el("div", { id: "usage" }, table(["", "Used", ""], rows)),
+      facts([["Largest file", r.largest_file]].concat(r.in_progress ? [["Held by uploads in progress", r.in_progress]] : [])));
+    if (r.each_user) {
+      const e = r.each_user;
+      const limit = (v) => v || "no limit";
+      page.append(el("h3", {}, "Each user, unless given an exception"),
+        facts([["Stored", limit(e.storage)], ["24 hours", limit(e.daily)], ["7 days", limit(e.weekly)], ["30 days", limit(e.monthly)]]));
+    }
   },
 
   async retention(page, domain) {
     const r = await api("GET", "domains/" + enc(domain) + "/retention");
-    page.append(el("p", { id: "retention-text" }, r.text));
+    page.append(el("p", {}, "How long " + domain + " keeps each kind of data (\u201cnever\u201d: it is not deleted)."),
+      el("div", { id: "retention-table" }, table(["", "Kept for"], r.rows.map((x) => row(x.label, x.period)))));
     if (r.own_archive === undefined) return;
-    const own = el("input", { type: "text", id: "retention-own", value: r.own_archive });
-    const msg = el("p", { role: "status", "aria-live": "polite" });
-    page.append(el("form", { onsubmit: async (ev) => {
-      ev.preventDefault();
-      try { await api("POST", "domains/" + enc(domain) + "/retention", { archive: own.value }); msg.textContent = "Saved."; }
-      catch (e) { msg.textContent = e.message; }
-    } }, el("label", { for: "retention-own" }, "Keep my own message archive for (shorter than the domain's, e.g. 30d)"), own,
-      el("button", { type: "submit" }, "Save")), msg);
+    const current = el("p", { id: "retention-own-now" }, "Your own message archive is kept for: " + r.own_archive);
+    const own = el("input", { type: "text", id: "retention-own", value: r.own_archive, spellcheck: "false", autocapitalize: "off" });
+    const msg = el("p", { role: "status", "aria-live": "polite", id: "retention-message" });
+    const save = async (archive) => {
+      try {
+        const a = await api("POST", "domains/" + enc(domain) + "/retention", { archive });
+        current.textContent = "Your own message archive is kept for: " + a.own_archive;
+        own.value = a.own_archive;
+        msg.textContent = "Saved.";
+      } catch (e) { msg.textContent = e.message; }
+    };
+    page.append(el("h3", {}, "Your own archive"), current, el("form", { onsubmit: (ev) => { ev.preventDefault(); save(own.value); } },
+      el("label", { for: "retention-own" }, "Keep my own message archive for (at most " + r.domain_archive + "; e.g. 30d, 1w)"), own,
+      el("button", { type: "submit", id: "retention-save" }, "Save"), " ",
+      el("button", { type: "button", class: "secondary", id: "retention-reset", onclick: () => save(null) }, "Use the domain's")), msg);
   },
 };
 

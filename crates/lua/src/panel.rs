@@ -6,13 +6,17 @@
 //!   `{status=, headers={["content-type"]=...}, body=}`, or `{check_password = {ticket=,
 //!   username=, host=, password=}}` for a login: the module checks the password with the server's
 //!   own authentication and calls
-//! - `panel:finish_login(ticket, password_ok, is_admin)` -> `{status=, headers=, body=}`.
+//! - `panel:finish_login(ticket, password_ok, is_admin)` -> `{status=, headers=, body=}`;
+//! - for the users page, `handle` answers `{account = {ticket=, action=, host=, username=,
+//!   password=, require=}}`: the module carries the change out with Prosody's own account API
+//!   (usermanager) and calls `panel:finish_account(ticket, {not_served=, existed=, done=, error=,
+//!   usernames={...}})` -> `{status=, headers=, body=}`.
 //!
 //! Every call is a short store transaction on the calling thread; verification and the DNS tester
 //! run on the core's worker and the page polls them, so nothing here waits for DNS.
 
 use mlua::prelude::*;
-use xmpp_hosting_core::panel::{Panel, PanelOptions, Request};
+use xmpp_hosting_core::panel::{AccountResult, Panel, PanelOptions, Request};
 
 use crate::convert::{from_lua, outcome, serialized, text};
 use crate::handle::Handle;
@@ -29,6 +33,12 @@ impl LuaUserData for LuaPanel {
         });
         m.add_method("finish_login", |lua, p, (ticket, ok, admin): (LuaString, bool, Option<bool>)| {
             serialized(lua, || Ok(p.0.finish_login(&text(&ticket, "ticket")?, ok, admin.unwrap_or(false))))
+        });
+        m.add_method("finish_account", |lua, p, (ticket, result): (LuaString, LuaValue)| {
+            serialized(lua, || {
+                let result: AccountResult = from_lua(lua, result)?;
+                Ok(p.0.finish_account(&text(&ticket, "ticket")?, &result))
+            })
         });
     }
 }

@@ -6,12 +6,16 @@
 //! - `panel_handle(Panel, Method, Path, Cookie, Csrf, ContentType, Body, Address, Tls)` ->
 //!   `{respond, Status, Reason, [{Name, Value}], Body}` or `{check_password, Ticket, User, Host,
 //!   Password}` for a login, which the module checks with ejabberd_auth and completes with
-//! - `panel_finish_login(Panel, Ticket, PasswordOk, IsAdmin)` -> `{respond, Status, Reason, Headers, Body}`.
+//! - `panel_finish_login(Panel, Ticket, PasswordOk, IsAdmin)` -> `{respond, Status, Reason, Headers, Body}`;
+//! - for the users page, `panel_handle` answers `{account, Ticket, Action, Host, Username,
+//!   Password, Require}` (`<<>>` for none): the module carries the change out with ejabberd_auth
+//!   and completes it with `panel_finish_account(Panel, Ticket, NotServed, Existed, Done, Error,
+//!   Usernames)` -> `{respond, ...}` (Error `<<>>` for none; Usernames for `list`).
 //!
 //! Absent headers are empty binaries.
 
 use rustler::{Binary, Encoder, Env, NifResult, ResourceArc, Term};
-use xmpp_hosting_core::panel::{Outcome, Panel, PanelOptions, Request, Response};
+use xmpp_hosting_core::panel::{AccountResult, Outcome, Panel, PanelOptions, Request, Response};
 
 use crate::args::text;
 use crate::error::reply;
@@ -23,7 +27,7 @@ pub struct PanelResource(Panel);
 impl rustler::Resource for PanelResource {}
 
 mod atoms {
-    rustler::atoms! { respond, check_password }
+    rustler::atoms! { respond, check_password, account }
 }
 
 fn respond<'a>(env: Env<'a>, r: Response) -> Term<'a> {
@@ -82,6 +86,12 @@ fn panel_handle<'a>(
         Outcome::CheckPassword { check_password: c } => {
             (atoms::check_password(), c.ticket, c.username, c.host, c.password).encode(env)
         }
+        Outcome::Account { account: t } => {
+            let or_none = |v: Option<String>| v.unwrap_or_default();
+            let fields = (t.ticket, t.action, t.host, or_none(t.username), or_none(t.password));
+            (atoms::account(), fields.0, fields.1, fields.2, fields.3, fields.4, t.require.unwrap_or_default())
+                .encode(env)
+        }
     })
 }
 
@@ -94,4 +104,27 @@ fn panel_finish_login<'a>(
     admin: bool,
 ) -> NifResult<Term<'a>> {
     Ok(respond(env, panel.0.finish_login(text(&ticket)?, password_ok, admin)))
+}
+
+#[allow(clippy::too_many_arguments)]
+#[rustler::nif(schedule = "DirtyIo")]
+fn panel_finish_account<'a>(
+    env: Env<'a>,
+    panel: ResourceArc<PanelResource>,
+    ticket: Binary<'a>,
+    not_served: bool,
+    existed: bool,
+    done: bool,
+    error: Binary<'a>,
+    usernames: Vec<Binary<'a>>,
+) -> NifResult<Term<'a>> {
+    let result = AccountResult {
+        not_served,
+        existed,
+        done,
+        error: optional(&error),
+        // A username that is not UTF-8 cannot be one the core made; it shows as such, not as a crash.
+        usernames: usernames.iter().map(sent).collect(),
+    };
+    Ok(respond(env, panel.0.finish_account(text(&ticket)?, &result)))
 }

@@ -11,7 +11,10 @@
 %%% This module only converts: the core's router (pages, JSON API, sessions, CSRF, login
 %%% throttling, authorisation) answers every request through the NIF. The one thing done here is
 %%% the password check, by ejabberd's own authentication (ejabberd_auth:check_password/4), in this
-%%% HTTP connection's own process: the core never sees a stored password.
+%%% HTTP connection's own process: the core never sees a stored password. The users page works
+%%% the same way: the core decides who may create, re-password or delete which account (the same
+%%% decision as mod_xmpp_hosting_users' ad-hoc commands) and hands this module the change to carry
+%%% out with ejabberd_auth, as that module does, then says what to answer.
 
 -module(mod_xmpp_hosting_panel).
 
@@ -45,6 +48,9 @@ serve(P, Method, LocalPath, #request{headers = Headers, data = Body, ip = {IP, _
         {check_password, Ticket, User, Server, Password} ->
             Ok = password_ok(User, Server, Password),
             reply(xmpp_hosting_nif:panel_finish_login(P, Ticket, Ok, Ok andalso is_admin(User, Server)));
+        {account, Ticket, Action, Host, User, Password, Require} ->
+            {NotServed, Existed, Done, Error, Users} = carry_out(Action, Host, User, Password, Require),
+            reply(xmpp_hosting_nif:panel_finish_account(P, Ticket, NotServed, Existed, Done, Error, Users));
         _ ->
             reply(Answer)
     end.
@@ -64,6 +70,37 @@ capitalise(Name) ->
 password_ok(User, Server, Password) ->
     lists:member(Server, ejabberd_option:hosts())
         andalso ejabberd_auth:check_password(User, <<>>, Server, Password) == true.
+
+%% An account change the core allowed, carried out on the domain's host with ejabberd's own
+%% account API; what happened ({NotServed, Existed, Done, Error, Usernames}) goes back to the core,
+%% which words the answer. The password is used here and nowhere logged.
+carry_out(Action, Host, User, Password, Require) ->
+    case lists:member(Host, ejabberd_option:hosts()) of
+        false ->
+            {true, false, false, <<>>, []};
+        true when Action == <<"list">> ->
+            {false, false, false, <<>>, [U || {U, _} <- ejabberd_auth:get_users(Host)]};
+        true ->
+            Existed = ejabberd_auth:user_exists(User, Host),
+            case {Require, Existed} of
+                {<<"absent">>, true} -> {false, true, false, <<>>, []};
+                {<<"present">>, false} -> {false, false, false, <<>>, []};
+                _ ->
+                    case account_api(Action, User, Host, Password) of
+                        ok ->
+                            ?INFO_MSG("Panel: ~ts of ~ts@~ts done", [Action, User, Host]),
+                            {false, Existed, true, <<>>, []};
+                        {error, Why} ->
+                            ?WARNING_MSG("Panel: ~ts of ~ts@~ts failed: ~p", [Action, User, Host, Why]),
+                            {false, Existed, false, iolist_to_binary(io_lib:format("~p", [Why])), []}
+                    end
+            end
+    end.
+
+account_api(<<"create">>, User, Host, Password) -> ejabberd_auth:try_register(User, Host, Password);
+account_api(<<"password">>, User, Host, Password) -> ejabberd_auth:set_password(User, Host, Password);
+account_api(<<"delete">>, User, Host, _Password) -> ejabberd_auth:remove_user(User, Host), ok;
+account_api(_Other, _User, _Host, _Password) -> {error, unknown_action}.
 
 is_admin(User, Server) ->
     acl:match_rule(Server, operator_rule(Server), jid:make(User, Server)) == allow.

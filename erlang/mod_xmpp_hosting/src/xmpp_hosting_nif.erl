@@ -35,7 +35,7 @@
          describe_retention/2, describe_retention_log/3]).
 -export([housekeeping_new/2, housekeeping_stale_registrations/1, housekeeping_run/4,
          housekeeping_next_in/1]).
--export([panel_open/2, panel_handle/9, panel_finish_login/4]).
+-export([panel_open/2, panel_handle/9, panel_finish_login/4, panel_finish_account/7]).
 -export([cert_generate/5, cert_acme/3, cert_show/2, cert_import/3, cert_pem/2, cert_csr/2, cert_posh/3,
          cert_posh_check/3, cert_check/1, cert_install/3, housekeeping_install_certificates/3]).
 -export([so_path/0]).
@@ -367,11 +367,18 @@ housekeeping_next_in(_HK) -> not_loaded(?LINE).
 panel_open(_H, _Base) -> not_loaded(?LINE).
 -spec panel_handle(reference(), binary(), binary(), binary(), binary(), binary(), binary(), binary(), boolean()) ->
           {respond, pos_integer(), binary(), [{binary(), binary()}], binary()} |
-          {check_password, binary(), binary(), binary(), binary()}.
+          {check_password, binary(), binary(), binary(), binary()} |
+          {account, binary(), binary(), binary(), binary(), binary(), binary()}.
 panel_handle(_P, _Method, _Path, _Cookie, _Csrf, _ContentType, _Body, _Address, _Tls) -> not_loaded(?LINE).
 -spec panel_finish_login(reference(), binary(), boolean(), boolean()) ->
           {respond, pos_integer(), binary(), [{binary(), binary()}], binary()}.
 panel_finish_login(_P, _Ticket, _Ok, _Admin) -> not_loaded(?LINE).
+%% The users page: panel_handle/9 answers {account, Ticket, Action, Host, User, Password, Require}
+%% (<<>> for none), carried out with ejabberd_auth; panel_finish_account/7 (ticket, host not served,
+%% account existed, done, error or <<>>, the host's usernames for a list) gives the answer.
+-spec panel_finish_account(reference(), binary(), boolean(), boolean(), boolean(), binary(), [binary()]) ->
+          {respond, pos_integer(), binary(), [{binary(), binary()}], binary()}.
+panel_finish_account(_P, _Ticket, _NotServed, _Existed, _Done, _Error, _Users) -> not_loaded(?LINE).
 
 not_loaded(Line) ->
     erlang:nif_error({not_loaded, [{module, ?MODULE}, {line, Line}, {library, so_path()}]}).

@@ -25,6 +25,7 @@ pub mod session;
 mod settings;
 pub mod throttle;
 mod usage;
+pub mod users;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -34,8 +35,9 @@ use serde_json::{json, Value};
 
 use crate::{Error, Hosting, Timestamp};
 use access::Role;
-use routes::{Access, Route};
+use routes::{Access, Handler, Route};
 use session::Session;
+pub use users::{AccountResult, AccountTask};
 
 /// How a server mounts the panel.
 #[derive(Debug, Clone)]
@@ -121,7 +123,14 @@ pub struct PasswordCheck {
 #[serde(untagged)]
 pub enum Outcome {
     Respond(Response),
-    CheckPassword { check_password: PasswordCheck },
+    CheckPassword {
+        check_password: PasswordCheck,
+    },
+    /// Carry out an account change with the server's own account API, then
+    /// [`Panel::finish_account`].
+    Account {
+        account: AccountTask,
+    },
 }
 
 /// The panel of one server: the store, and what lives only as long as the server (jobs, logins
@@ -131,6 +140,8 @@ pub struct Panel {
     options: PanelOptions,
     jobs: jobs::Jobs,
     logins: Mutex<HashMap<String, session::LoginTicket>>,
+    /// Account changes handed to the server and not yet finished.
+    accounts: users::Tasks,
 }
 
 /// A refusal or failure, as the API answers it: `{"error": code, "message": text}`.
@@ -206,7 +217,13 @@ impl Call<'_> {
 
 impl Panel {
     pub fn new(hosting: Hosting, options: PanelOptions) -> Self {
-        Panel { hosting, options, jobs: jobs::Jobs::default(), logins: Mutex::new(HashMap::new()) }
+        Panel {
+            hosting,
+            options,
+            jobs: jobs::Jobs::default(),
+            logins: Mutex::new(HashMap::new()),
+            accounts: users::Tasks::default(),
+        }
     }
 
     pub fn options(&self) -> &PanelOptions {
@@ -238,6 +255,7 @@ impl Panel {
         match self.api(route, &params, request) {
             Ok(Step::Json(status, value, cookie)) => Outcome::Respond(self.json(status, &value, cookie)),
             Ok(Step::Login(check)) => Outcome::CheckPassword { check_password: check },
+            Ok(Step::Account(task)) => Outcome::Account { account: task },
             Err(failure) => Outcome::Respond(self.failure(failure)),
         }
     }
@@ -274,8 +292,13 @@ impl Panel {
         };
         let rest = if domain.is_some() { &params[1..] } else { params };
         let call = Call { panel: self, session: Some(&session), domain, role, params: rest, body: &body };
-        let value = (route.handler)(&call)?;
-        Ok(Step::Json(if changes { route.created } else { 200 }, value, None))
+        match route.handler {
+            Handler::Answer(handler) => {
+                let value = handler(&call)?;
+                Ok(Step::Json(if changes { route.created } else { 200 }, value, None))
+            }
+            Handler::Account(handler) => Ok(Step::Account(handler(&call)?)),
+        }
     }
 
     fn current_session(&self, request: &Request) -> Result<Option<Session>, Failure> {
@@ -336,6 +359,19 @@ impl Panel {
         }
     }
 
+    /// Completes an account change with what the server did (see [`users`]). Never panics
+    /// across a binding.
+    pub fn finish_account(&self, ticket: &str, result: &AccountResult) -> Response {
+        let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            users::finish(&self.hosting, &self.accounts, ticket, result, self.now())
+        }));
+        match finished {
+            Ok(Ok((status, value))) => self.json(status, &value, None),
+            Ok(Err(failure)) => self.failure(failure),
+            Err(_) => self.failure(Failure::new(500, "internal", "the panel failed on this request")),
+        }
+    }
+
     fn json(&self, status: u16, value: &Value, cookie: Option<String>) -> Response {
         let mut headers = security_headers();
         headers.insert("content-type".into(), "application/json".into());
@@ -358,6 +394,7 @@ impl Panel {
 enum Step {
     Json(u16, Value, Option<String>),
     Login(PasswordCheck),
+    Account(AccountTask),
 }
 
 /// A state change's body: JSON only. A cross-site form cannot send `application/json` without the

@@ -6,6 +6,7 @@
 
 use serde_json::{json, Value};
 
+use super::users::{self, AccountTask};
 use super::{certificates, domains, invites, settings, usage, Answer, Call, Failure};
 
 /// Who may call a route. For routes with `{domain}` the caller's role on that domain decides
@@ -42,7 +43,13 @@ impl Access {
     }
 }
 
-pub(crate) type Handler = fn(&Call<'_>) -> Answer;
+/// What a route does: answer at once, or hand the server an account task to carry out with its
+/// own account API (see [`super::users`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Handler {
+    Answer(fn(&Call<'_>) -> Answer),
+    Account(fn(&Call<'_>) -> Result<AccountTask, Failure>),
+}
 
 /// One route. `{name}` in a path matches one path segment.
 #[derive(Debug)]
@@ -59,8 +66,24 @@ fn none(_: &Call<'_>) -> Answer {
     Ok(Value::Null)
 }
 
-const fn r(method: &'static str, path: &'static str, access: Access, created: u16, handler: Handler) -> Route {
-    Route { method, path, access, created, handler }
+const fn r(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    created: u16,
+    handler: fn(&Call<'_>) -> Answer,
+) -> Route {
+    Route { method, path, access, created, handler: Handler::Answer(handler) }
+}
+
+/// A route the server completes with its account API.
+const fn account(
+    method: &'static str,
+    path: &'static str,
+    created: u16,
+    handler: fn(&Call<'_>) -> Result<AccountTask, Failure>,
+) -> Route {
+    Route { method, path, access: Owner, created, handler: Handler::Account(handler) }
 }
 
 use Access::*;
@@ -92,6 +115,10 @@ pub static ROUTES: &[Route] = &[
     r("GET", "/api/domains/{domain}/invites", Owner, 200, invites::list),
     r("POST", "/api/domains/{domain}/invites", Owner, 201, invites::create),
     r("POST", "/api/domains/{domain}/invites/{invite}/revoke", Owner, 200, invites::revoke),
+    account("GET", "/api/domains/{domain}/users", 200, users::list),
+    account("POST", "/api/domains/{domain}/users", 201, users::create),
+    account("POST", "/api/domains/{domain}/users/{user}/password", 200, users::password),
+    account("POST", "/api/domains/{domain}/users/{user}/delete", 200, users::delete),
     r("GET", "/api/domains/{domain}/usage", Member, 200, usage::usage),
     r("GET", "/api/domains/{domain}/retention", Member, 200, usage::retention),
     r("POST", "/api/domains/{domain}/retention", Member, 200, usage::set_retention),

@@ -1,6 +1,9 @@
 //! The router as a binding drives it: login through the two-step exchange, CSRF, throttling,
 //! and per-domain authorisation over every route of the table.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap as Accounts;
+
 use serde_json::{json, Value};
 
 use super::routes::{Access, ROUTES};
@@ -18,11 +21,25 @@ struct Browser<'a> {
     cookie: Option<String>,
     csrf: Option<String>,
     address: String,
+    /// The server's account store as the binding would use it: `user@host` -> password.
+    accounts: RefCell<Accounts<String, String>>,
+    /// Hosts the server serves (the fake server's VirtualHosts).
+    served: Vec<&'static str>,
+    /// Every task the panel handed the "server".
+    tasks: RefCell<Vec<AccountTask>>,
 }
 
 impl<'a> Browser<'a> {
     fn new(panel: &'a Panel) -> Self {
-        Browser { panel, cookie: None, csrf: None, address: "192.0.2.10".into() }
+        Browser {
+            panel,
+            cookie: None,
+            csrf: None,
+            address: "192.0.2.10".into(),
+            accounts: RefCell::new(Accounts::new()),
+            served: vec!["a.example", "b.example", "provider.example"],
+            tasks: RefCell::new(Vec::new()),
+        }
     }
 
     fn send(&self, method: &str, path: &str, body: Value) -> Outcome {
@@ -39,10 +56,47 @@ impl<'a> Browser<'a> {
     }
 
     fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
-        match self.send(method, path, body) {
-            Outcome::Respond(r) => (r.status, serde_json::from_str(&r.body).unwrap_or(Value::Null)),
+        let r = match self.send(method, path, body) {
+            Outcome::Respond(r) => r,
             Outcome::CheckPassword { .. } => panic!("{method} {path} asked for a password"),
+            Outcome::Account { account } => {
+                let result = self.carry_out(&account);
+                self.tasks.borrow_mut().push(account.clone());
+                self.panel.finish_account(&account.ticket, &result)
+            }
+        };
+        (r.status, serde_json::from_str(&r.body).unwrap_or(Value::Null))
+    }
+
+    /// What a binding does with an account task, on a pretend account store.
+    fn carry_out(&self, task: &AccountTask) -> AccountResult {
+        if !self.served.contains(&task.host.as_str()) {
+            return AccountResult { not_served: true, ..AccountResult::default() };
         }
+        let mut accounts = self.accounts.borrow_mut();
+        if task.action == "list" {
+            let usernames = accounts
+                .keys()
+                .filter_map(|k| k.strip_suffix(&format!("@{}", task.host)))
+                .map(str::to_string)
+                .collect();
+            return AccountResult { usernames, ..AccountResult::default() };
+        }
+        let key = format!("{}@{}", task.username.as_deref().unwrap(), task.host);
+        let existed = accounts.contains_key(&key);
+        if (task.require == Some("absent") && existed) || (task.require == Some("present") && !existed) {
+            return AccountResult { existed, ..AccountResult::default() };
+        }
+        match task.action {
+            "create" | "password" => {
+                accounts.insert(key, task.password.clone().unwrap());
+            }
+            "delete" => {
+                accounts.remove(&key);
+            }
+            other => panic!("unknown action {other}"),
+        }
+        AccountResult { existed, done: true, ..AccountResult::default() }
     }
 
     /// Logs in; `verdict` plays the server's authentication.
@@ -50,6 +104,7 @@ impl<'a> Browser<'a> {
         let check = match self.send("POST", "/api/login", json!({"jid": jid, "password": "pw"})) {
             Outcome::CheckPassword { check_password } => check_password,
             Outcome::Respond(r) => return r,
+            Outcome::Account { .. } => panic!("a login asked for an account change"),
         };
         assert_eq!(check.password, "pw");
         let r = self.panel.finish_login(&check.ticket, verdict, admin);
@@ -148,7 +203,7 @@ fn state_changes_without_the_csrf_token_or_as_a_form_are_refused() {
 
 /// Fills a route's path with `domain` and a made-up value for any other parameter.
 fn path_for(route: &str, domain: &str) -> String {
-    route.replace("{domain}", domain).replace("{invite}", "1").replace("{job}", "x")
+    route.replace("{domain}", domain).replace("{invite}", "1").replace("{job}", "x").replace("{user}", "carol")
 }
 
 #[test]
@@ -259,4 +314,144 @@ fn a_domain_without_a_certificate_shows_none_and_its_files_are_missing() {
     assert_eq!((status, body), (200, json!({"certificate": null})));
     assert_eq!(b.call("GET", "/api/domains/a.example/certificate/posh", Value::Null).0, 404);
     assert_eq!(b.call("GET", "/api/domains/a.example/certificate/csr", Value::Null).0, 404);
+}
+
+#[test]
+fn the_owner_creates_lists_re_passwords_and_deletes_users_through_the_servers_account_api() {
+    let (panel, _) = panel();
+    two_customers(&panel);
+    let mut b = Browser::new(&panel);
+    b.accounts.borrow_mut().insert("alice@a.example".into(), "pw".into());
+    b.login("alice@a.example", true, false);
+    let users = "/api/domains/a.example/users";
+    let (status, body) = b.call("POST", users, json!({"username": "Anna", "password": "first-pw"}));
+    assert_eq!((status, body["jid"].as_str()), (201, Some("anna@a.example")), "{body}");
+    assert_eq!(b.accounts.borrow()["anna@a.example"], "first-pw", "created by the server with the password");
+    let task = b.tasks.borrow().last().cloned().unwrap();
+    assert_eq!((task.action, task.require, task.username.as_deref()), ("create", Some("absent"), Some("anna")));
+    let (status, body) = b.call("POST", users, json!({"username": "anna", "password": "again"}));
+    assert_eq!((status, body["error"].as_str()), (409, Some("already-exists")), "{body}");
+    assert_eq!(b.accounts.borrow()["anna@a.example"], "first-pw", "an existing account is not overwritten");
+    let (status, list) = b.call("GET", users, Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(list["users"], json!(["alice@a.example", "anna@a.example"]));
+    assert_eq!(list["owner"], "alice@a.example");
+    let (status, body) = b.call("POST", &format!("{users}/anna/password"), json!({"password": "second-pw"}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(b.accounts.borrow()["anna@a.example"], "second-pw");
+    assert_eq!(b.call("POST", &format!("{users}/anna/password"), json!({"password": ""})).0, 400);
+    assert_eq!(b.call("POST", &format!("{users}/nobody/password"), json!({"password": "x"})).0, 404);
+    assert_eq!(b.call("POST", &format!("{users}/alice/delete"), json!({})).0, 403, "not the owner's own account");
+    assert_eq!(b.call("POST", &format!("{users}/bob@b.example/delete"), json!({})).0, 403, "another domain's");
+    assert_eq!(b.call("POST", users, json!({"username": "no body", "password": "x"})).0, 400);
+    let (status, body) = b.call("POST", &format!("{users}/anna/delete"), json!({}));
+    assert_eq!((status, body["done"].as_str()), (200, Some("anna@a.example deleted")));
+    assert!(!b.accounts.borrow().contains_key("anna@a.example"));
+    assert_eq!(b.call("POST", &format!("{users}/anna/delete"), json!({})).0, 404);
+    // A user of the domain is not its manager; the operator's admin is.
+    let mut carol = Browser::new(&panel);
+    carol.login("carol@a.example", true, false);
+    assert_eq!(carol.call("GET", users, Value::Null).0, 403);
+    let mut admin = Browser::new(&panel);
+    admin.login("op@provider.example", true, true);
+    assert_eq!(admin.call("POST", "/api/domains/b.example/users", json!({"username": "x", "password": "y"})).0, 201);
+}
+
+#[test]
+fn an_account_task_is_finished_once_and_a_domain_the_server_does_not_serve_is_said_so() {
+    let (panel, _) = panel();
+    two_customers(&panel);
+    panel.hosting.add_domain("c.example").unwrap();
+    panel.hosting.claim_domain("c.example", "alice@a.example").unwrap();
+    panel.hosting.override_claim("c.example", "alice@a.example", "test").unwrap();
+    let mut b = Browser::new(&panel);
+    b.login("alice@a.example", true, false);
+    let (status, body) = b.call("GET", "/api/domains/c.example/users", Value::Null);
+    assert_eq!((status, body["error"].as_str()), (409, Some("not-served")), "{body}");
+    let Outcome::Account { account } = b.send("GET", "/api/domains/a.example/users", Value::Null) else {
+        panic!("no account task")
+    };
+    assert_eq!(account.password, None);
+    assert_eq!(panel.finish_account(&account.ticket, &AccountResult::default()).status, 200);
+    assert_eq!(panel.finish_account(&account.ticket, &AccountResult::default()).status, 400, "used once");
+    let Outcome::Account { account } =
+        b.send("POST", "/api/domains/a.example/users", json!({"username": "z", "password": "p"}))
+    else {
+        panic!("no account task")
+    };
+    let failed = AccountResult { error: Some("storage full".into()), ..AccountResult::default() };
+    let r = panel.finish_account(&account.ticket, &failed);
+    assert_eq!(r.status, 500);
+    assert!(r.body.contains("storage full"), "{}", r.body);
+}
+
+/// Reads the QR code of an SVG the panel drew: the modules are the path's unit squares.
+fn read_qr(svg: &str) -> String {
+    let size: usize = svg.split("width=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+    let path = svg.split(" d=\"").nth(1).unwrap().split('"').next().unwrap();
+    let mut dark = vec![false; size * size];
+    for rect in path.split('M').filter(|r| !r.is_empty()) {
+        // M{left} {top}h{w}v{h}H{left}V{top}
+        let (pos, rest) = rect.split_once('h').unwrap();
+        let (left, top) = pos.split_once(' ').unwrap();
+        let (w, rest) = rest.split_once('v').unwrap();
+        let h = rest.split('H').next().unwrap();
+        let [left, top, w, h]: [usize; 4] = [left, top, w, h].map(|n| n.parse().unwrap());
+        for y in top..top + h {
+            for x in left..left + w {
+                dark[y * size + x] = true;
+            }
+        }
+    }
+    const SCALE: usize = 4;
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(size * SCALE, size * SCALE, |x, y| {
+        if dark[(y / SCALE) * size + x / SCALE] {
+            0
+        } else {
+            255
+        }
+    });
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1);
+    grids[0].decode().unwrap().1
+}
+
+#[test]
+fn a_new_invite_comes_with_its_link_as_a_qr_code() {
+    let (panel, _) = panel();
+    two_customers(&panel);
+    let mut b = Browser::new(&panel);
+    b.login("alice@a.example", true, false);
+    let (status, created) = b.call("POST", "/api/domains/a.example/invites", json!({"uses": 1}));
+    assert_eq!(status, 201);
+    let link = created["link"].as_str().unwrap();
+    assert!(link.starts_with("xmpp:a.example?register;preauth="), "{link}");
+    let svg = created["qr_svg"].as_str().unwrap();
+    assert!(svg.contains("<svg") && !svg.contains("<script"), "{svg}");
+    assert_eq!(read_qr(svg), link);
+    // The listing never carries the token, so no QR code either.
+    let (_, listed) = b.call("GET", "/api/domains/a.example/invites", Value::Null);
+    assert!(!listed.to_string().contains("preauth"), "{listed}");
+}
+
+#[test]
+fn usage_shows_each_window_against_its_limit_and_retention_what_applies() {
+    let (panel, _) = panel();
+    two_customers(&panel);
+    panel.hosting.set_upload_limit("a.example", None, "user_storage", "1000000").unwrap();
+    panel.hosting.set_retention("a.example", "archive", "30d").unwrap();
+    let mut carol = Browser::new(&panel);
+    carol.login("carol@a.example", true, false);
+    let (status, usage) = carol.call("GET", "/api/domains/a.example/usage", Value::Null);
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["scope"], "carol@a.example");
+    assert_eq!(usage["rows"][0]["text"], "0 bytes of 1 MB");
+    assert_eq!(usage["rows"][1]["label"], "Uploaded in the last 24 hours");
+    let (_, retention) = carol.call("GET", "/api/domains/a.example/retention", Value::Null);
+    assert_eq!((retention["own_archive"].as_str(), retention["domain_archive"].as_str()), (Some("30d"), Some("30d")));
+    assert_eq!(retention["rows"][0]["period"], "30d");
+    let (status, body) = carol.call("POST", "/api/domains/a.example/retention", json!({"archive": "60d"}));
+    assert_eq!(status, 400, "longer than the domain's: {body}");
+    let (status, body) = carol.call("POST", "/api/domains/a.example/retention", json!({"archive": "10d"}));
+    assert_eq!((status, body["own_archive"].as_str()), (200, Some("10d")), "{body}");
 }

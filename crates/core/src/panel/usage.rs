@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::access::Role;
 use super::{Answer, Call, Failure};
+use crate::quotas::UploadQuotaView;
 
 /// Whose usage the caller sees: the whole domain's for its owner and admins, else only their own.
 fn own_username(call: &Call<'_>) -> Option<String> {
@@ -14,18 +15,82 @@ fn own_username(call: &Call<'_>) -> Option<String> {
     }
 }
 
+/// Bytes as a person reads them (decimal units, as upload clients show sizes): 1.5 MB.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    let (mut value, mut unit) = (bytes as f64, 0);
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} bytes"),
+        _ => format!("{value:.1} {}", UNITS[unit]).replace(".0 ", " "),
+    }
+}
+
+/// One line of the usage table: what is used against its limit, in numbers (for the page's bar)
+/// and in words.
+fn line(label: &str, used: u64, limit: Option<u64>) -> Value {
+    let text = match limit {
+        Some(limit) => format!("{} of {}", size(used), size(limit)),
+        None => format!("{} (no limit)", size(used)),
+    };
+    // Whole percent, capped for the bar; an exhausted zero limit is full.
+    let percent = limit.map(|l| used.saturating_mul(100).checked_div(l).map_or(100, |p| p.min(100)));
+    json!({ "label": label, "used": used, "limit": limit, "percent": percent, "text": text })
+}
+
+/// The rows the page shows, from the core's view of the scope.
+fn rows(view: &UploadQuotaView) -> Vec<Value> {
+    let (u, l) = (&view.usage, &view.limits);
+    vec![
+        line("Stored", u.stored, l.storage),
+        line("Uploaded in the last 24 hours", u.daily, l.daily),
+        line("Uploaded in the last 7 days", u.weekly, l.weekly),
+        line("Uploaded in the last 30 days", u.monthly, l.monthly),
+    ]
+}
+
 pub(super) fn usage(call: &Call<'_>) -> Answer {
     let user = own_username(call);
     let view = call.hosting().upload_quota_view(call.domain(), user.as_deref())?;
-    Ok(json!({ "uploads": view }))
+    let largest = view.limits.max_file_size.map_or_else(|| "no limit".to_string(), size);
+    let mut answer = json!({
+        "scope": match &view.user { Some(u) => format!("{u}@{}", view.domain), None => view.domain.clone() },
+        "rows": rows(&view),
+        "largest_file": largest,
+        "in_progress": (view.usage.reserved > 0).then(|| size(view.usage.reserved)),
+        "text": view.describe(),
+    });
+    if let Some(defaults) = &view.user_defaults {
+        answer["each_user"] = json!({
+            "storage": defaults.storage.map(size),
+            "daily": defaults.daily.map(size),
+            "weekly": defaults.weekly.map(size),
+            "monthly": defaults.monthly.map(size),
+        });
+    }
+    answer["uploads"] = json!(view);
+    Ok(answer)
 }
 
 pub(super) fn retention(call: &Call<'_>) -> Answer {
     let h = call.hosting();
     let policy = h.retention_policy(call.domain())?;
-    let mut v = json!({ "domain": policy, "text": policy.describe() });
+    let rows = [
+        ("One-to-one message archives", policy.archive),
+        ("Group chat archives", policy.muc),
+        ("Uploaded files", policy.uploads),
+        ("Backups (declared)", policy.backups),
+    ]
+    .map(|(label, period)| json!({ "label": label, "period": period.to_string() }));
+    let mut v = json!({ "domain": policy, "text": policy.describe(), "rows": rows });
+    // A user of the domain (its owner too, when their account is on it) may keep their own
+    // archive for less than the domain promises.
     if call.session().host() == call.domain() {
         v["own_archive"] = json!(h.user_archive_retention(call.domain(), call.session().username())?.to_string());
+        v["domain_archive"] = json!(policy.archive.to_string());
     }
     Ok(v)
 }
@@ -43,4 +108,22 @@ pub(super) fn set_retention(call: &Call<'_>) -> Answer {
     };
     call.hosting().set_user_archive_retention(call.domain(), call.session().username(), period)?;
     retention(call)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_lines_read_as_a_person_says_them() {
+        assert_eq!(size(999), "999 bytes");
+        assert_eq!(size(1_500_000), "1.5 MB");
+        assert_eq!(size(20_000_000_000), "20 GB");
+        let l = line("Stored", 250, Some(1000));
+        assert_eq!((l["percent"].as_u64(), l["text"].as_str()), (Some(25), Some("250 bytes of 1 kB")));
+        assert_eq!(line("Stored", 5, Some(0))["percent"], 100, "a zero limit is full");
+        assert_eq!(line("Stored", 5000, Some(1000))["percent"], 100, "over the limit is a full bar");
+        assert_eq!(line("Stored", 5, None)["percent"], Value::Null);
+        assert_eq!(line("Stored", 5, None)["text"], "5 bytes (no limit)");
+    }
 }

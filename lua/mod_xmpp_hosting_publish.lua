@@ -193,7 +193,8 @@ end
 -- prosodyctl mod_xmpp_hosting_publish show|set|provider-file|page|disco DOMAIN [FIELD VALUE]
 local usage = [[Usage: prosodyctl mod_xmpp_hosting_publish COMMAND DOMAIN ...
   show DOMAIN                 what DOMAIN publishes: its description and what it enforces
-  set DOMAIN FIELD VALUE      set one field of the description (JSON or text; null clears)
+  set DOMAIN FIELD VALUE      set one field of the description (JSON or text; null clears);
+                              FIELD.LANG for one language (terms.de URL; terms.de null removes it)
   provider-file DOMAIN        the provider file (v2)
   page DOMAIN [LANGUAGE]      the policy page (HTML)
   disco DOMAIN                the forms added to DOMAIN's disco#info]];

@@ -23,6 +23,8 @@ pub enum PublishCommand {
     /// Set one field of the description: `publish set example.org jurisdiction de`,
     /// `publish set example.org terms '{"en":"https://example.org/terms"}'`,
     /// `publish set example.org contacts.abuse '["mailto:abuse@example.org"]'`; `null` clears.
+    /// A per-language field also takes one language: `publish set example.org terms.de
+    /// https://example.org/agb` (`terms.de null` removes that language only).
     /// Registration, limits and retention are published from `domain set`, `quota set` and
     /// `retention set`, not typed here.
     Set {

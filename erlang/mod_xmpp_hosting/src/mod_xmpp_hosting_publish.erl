@@ -236,7 +236,8 @@ commands() ->
                                    "free_of_charge, server_testing, alternative_jids, rules, website, "
                                    "terms, privacy, legal_notice, password_reset, data_export, "
                                    "account_deletion, third_parties, contacts.ROLE, support_room. "
-                                   "VALUE is JSON or text; null clears.",
+                                   "VALUE is JSON or text; null clears. A per-language field "
+                                   "takes one language as FIELD.LANG (terms.de), null removing it.",
                         policy = admin, module = ?MODULE, function = set,
                         args = [{domain, binary}, {field, binary}, {value, binary}],
                         args_example = [<<"customer.example">>, <<"jurisdiction">>, <<"de">>],

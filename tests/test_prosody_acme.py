@@ -69,6 +69,13 @@ def test_an_acme_certificate_is_served_and_a_renewal_replaces_it_without_restart
         assert status["serving"] and status["failures"] == 0, status
         wait_served(server.c2s_port, DOMAIN, renewed)
         assert trusted_starttls(server.c2s_port, DOMAIN, root) == renewed
+        # The pass says so in the log (a renewal by the CA sends nobody a notice).
+        line = f"Renewed the certificate of {DOMAIN} by ACME: valid until "
+        for _ in range(60):
+            if line in server.log.read_text(errors="replace"):
+                break
+            time.sleep(0.5)
+        assert any(line in x and x.endswith(renewed) for x in server.log.read_text(errors="replace").splitlines())
         assert server.proc.poll() is None, "the server was not restarted"
         # A domain whose customer has not added the CNAME: refused with the reason, by prosodyctl too.
         run_cli(db, "domain", "add", f"nocname.{CUSTOMERS}")

@@ -526,6 +526,14 @@ fn certificate_log(report: &mut HousekeepingReport, done: crate::certificates::C
     for domain in &done.generated {
         report.log.push(info(format!("Made a self-signed certificate for {domain}")));
     }
+    for r in &done.acme_renewed {
+        report.log.push(info(format!(
+            "Renewed the certificate of {} by ACME: valid until {}, SHA-256 {}",
+            r.domain,
+            crate::certificates::human_time(r.not_after),
+            r.fingerprint.sha256_hex
+        )));
+    }
     if let Some(i) = done.installed.as_ref().filter(|i| i.changed()) {
         let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
         report.log.push(info(format!(

@@ -59,7 +59,11 @@ pub struct Renewal {
 pub struct CertificateUpkeep {
     /// Verified customers' domains that got their first (self-signed) certificate.
     pub generated: Vec<String>,
+    /// Self-signed certificates renewed (their new fingerprint is announced in `notices`).
     pub renewed: Vec<Renewal>,
+    /// ACME certificates renewed by the CA: only logged (nothing changes for clients or the
+    /// customer, and a failure has its notice); without it the admin would see no trace of them.
+    pub acme_renewed: Vec<Renewal>,
     /// Domains whose certificate could not be made or renewed, with the reason.
     pub failed: Vec<(String, String)>,
     /// Notices for the admins and owners (already worded).
@@ -153,7 +157,13 @@ impl Hosting {
         match self.acme_renew_due() {
             Ok(renewals) => {
                 for r in renewals {
-                    if let Some(text) = r.notice {
+                    if let Some(info) = r.renewed {
+                        done.acme_renewed.push(Renewal {
+                            domain: r.domain,
+                            fingerprint: info.fingerprint,
+                            not_after: info.not_after,
+                        });
+                    } else if let Some(text) = r.notice {
                         done.notices.extend(notices("certificate-acme-failed", &r.domain, r.owner.as_deref(), text));
                         done.failed.push((r.domain, r.error.unwrap_or_default()));
                     }

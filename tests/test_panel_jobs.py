@@ -4,9 +4,12 @@ whose nameserver never answers (a loopback UDP socket that reads nothing), and t
 down while that one runs: Prosody killed with SIGKILL, ejabberd stopped cleanly. On the same
 store, the restarted server answers the same session cookie (sessions are in the store) with the
 first job's result as it was, and the second as `interrupted`, saying to run it again; run again
-with the nameserver back, it ends `done`. The tests are this file's own (the panel's other tests
-are in test_prosody_panel.py and test_ejabberd_panel.py, whose Client this reuses); each names
-its server with the `server` mark, so it runs in the sessions of that server's generations."""
+with the nameserver back, it ends `done`. A headless Chromium (panel_scenarios' browser) has the DNS
+tester page open through the restart: the page keeps polling while the server is away and then
+shows the interruption's message (screenshot in target/test-reports/). The panel's other tests are
+in test_prosody_panel.py, test_ejabberd_panel.py and panel_scenarios.py (whose Client and browser
+this reuses); each test here names its server with the `server` mark, so it runs in the sessions
+of that server's generations."""
 
 import socket
 import time
@@ -17,7 +20,7 @@ from harness.common import LOOPBACK, run_cli, wait_for_port
 from harness.ejabberd import Ejabberd
 from harness.knot import Knot, point_store_at
 from harness.prosody import Prosody
-from test_prosody_panel import PW, Client, zone_with
+from panel_scenarios import PW, REPORTS, Client, browser, downloads, zone_with  # noqa: F401 (fixtures)
 
 PROVIDER = "provider.example"
 CUSTOMER = "a.example"
@@ -68,7 +71,34 @@ def until_ended(c: Client, job: str, timeout: float = 60) -> dict:
     raise AssertionError(f"job {job} still running")
 
 
-def jobs_survive_a_restart(server, knot, silent: str, restart):
+def page_shows_the_dns_test_running(server, browser):
+    """Logs alice in and opens a.example's DNS tester, which starts a test and polls it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base = f"http://{LOOPBACK}:{server.http_port}/panel/"
+    wait = WebDriverWait(browser, 60)
+    browser.get(base)
+    wait.until(ec.visibility_of_element_located((By.ID, "login-jid"))).send_keys(ALICE)
+    browser.find_element(By.ID, "login-password").send_keys(PW)
+    browser.find_element(By.ID, "login-submit").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "who-account"), ALICE))
+    browser.get(f"{base}#/d/{CUSTOMER}/dns")
+    wait.until(ec.text_to_be_present_in_element((By.ID, "dns-result"), "Testing"))
+
+
+def page_shows_the_interruption(browser, shot_name: str) -> str:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 90).until(lambda b: "interrupted" in b.find_element(By.ID, "dns-result").text)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(REPORTS / f"panel-jobs-{shot_name}-interrupted.png"))
+    return browser.find_element(By.ID, "dns-result").text
+
+
+def jobs_survive_a_restart(server, knot, silent: str, restart, browser, shot_name: str):
     """The scenario, on any server with `http_port` and `database`; `restart` takes the server down
     and brings it back on the same store."""
     c = Client(server)
@@ -81,6 +111,7 @@ def jobs_survive_a_restart(server, knot, silent: str, restart):
     cut = start_dns_test(c)
     time.sleep(0.5)
     assert state_of(c, cut)["state"] == "running", "the silent nameserver keeps the job running"
+    page_shows_the_dns_test_running(server, browser)
     restart()
     wait_for_port(server.http_port, timeout=60)
     after = state_of(c, finished)
@@ -90,6 +121,7 @@ def jobs_survive_a_restart(server, knot, silent: str, restart):
     assert interrupted["error"]["error"] == "interrupted"
     message = interrupted["error"]["message"]
     assert message.startswith("The DNS test was interrupted") and message.endswith("Run it again."), message
+    assert page_shows_the_interruption(browser, shot_name) == message
     # Another account does not see it, after the restart as before.
     other = Client(server)
     assert other.login(f"dora@{PROVIDER}").status_code == 200
@@ -100,7 +132,7 @@ def jobs_survive_a_restart(server, knot, silent: str, restart):
 
 
 @pytest.mark.server("prosody")
-def test_prosody_jobs_survive_a_kill_and_restart(tmp_path, knot, silent_nameserver):
+def test_prosody_jobs_survive_a_kill_and_restart(tmp_path, knot, silent_nameserver, browser):
     extra = f'VirtualHost "{CUSTOMER}"\n'
     with Prosody(tmp_path / "prosody", host=PROVIDER, host_modules=["xmpp_hosting_panel"],
                  options={"http_default_host": PROVIDER}, extra_config=extra) as server:
@@ -117,11 +149,12 @@ def test_prosody_jobs_survive_a_kill_and_restart(tmp_path, knot, silent_nameserv
             server.proc = None
             server.start()
 
-        jobs_survive_a_restart(server, knot, silent_nameserver, crash_and_start)
+        jobs_survive_a_restart(server, knot, silent_nameserver, crash_and_start, browser,
+                               f"prosody-{server.target.series}")
 
 
 @pytest.mark.server("ejabberd")
-def test_ejabberd_jobs_survive_a_restart(tmp_path, knot, silent_nameserver):
+def test_ejabberd_jobs_survive_a_restart(tmp_path, knot, silent_nameserver, browser):
     node = Ejabberd(tmp_path / "ejabberd", host=PROVIDER, extra_hosts=[CUSTOMER], install="config",
                     http_handlers={"/panel": "mod_xmpp_hosting_panel"})
     node.database.parent.mkdir(parents=True, exist_ok=True)
@@ -135,4 +168,4 @@ def test_ejabberd_jobs_survive_a_restart(tmp_path, knot, silent_nameserver):
             node.stop()
             node.start()
 
-        jobs_survive_a_restart(node, knot, silent_nameserver, restart)
+        jobs_survive_a_restart(node, knot, silent_nameserver, restart, browser, f"ejabberd-{node.target.series}")

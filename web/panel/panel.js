@@ -50,12 +50,24 @@ async function api(method, path, body) {
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
-// Polls a job until it is done; `progress` shows that it still runs.
+// Polls a job until it ends; `progress` shows that it still runs. The job is kept in the server's
+// store, so a poll the server cannot answer (it is restarting: no connection, 502 or 503) is tried
+// again for a minute, and the page then shows the outcome: "interrupted" if the restart cut it short.
 async function awaitJob(job, progress) {
+  let unreachableSince = null;
   for (let i = 0; ; i++) {
-    const j = await api("GET", "jobs/" + encodeURIComponent(job));
-    if (j.state === "done") return j.result;
-    if (j.state === "failed") throw new Error(j.error && j.error.message ? j.error.message : "the check failed");
+    let j = null;
+    try {
+      j = await api("GET", "jobs/" + encodeURIComponent(job));
+      unreachableSince = null;
+    } catch (e) {
+      if (e.status && e.status !== 502 && e.status !== 503) throw e;
+      unreachableSince = unreachableSince || Date.now();
+      if (Date.now() - unreachableSince > 60000) throw e;
+    }
+    if (j && j.state === "done") return j.result;
+    // "failed", or "interrupted" (its message says to run it again).
+    if (j && j.state !== "running") throw new Error(j.error && j.error.message ? j.error.message : "the check failed");
     if (progress) progress(i);
     await sleep(Math.min(250 + i * 100, 1500));
   }

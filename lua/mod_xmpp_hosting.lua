@@ -244,15 +244,25 @@ end
 -- command) leaves nothing acting in its name: its invites are revoked and its upload exceptions
 -- dropped, so a later account of the same name inherits neither. (prosodyctl deluser runs in
 -- its own process, which does not load this module: `xmpp-hosting account removed` there.)
+-- Never waits on the loop for another process's lock on the store: while one is held, the core's
+-- worker does it once the lock is free.
 module:hook_global("user-deleted", function(event)
-	local s = get_store();
-	local removed, err = s and s:account_removed(event.host, event.username);
-	if not removed then
-		module:log("error", "Cannot forget removed account %s@%s: %s", event.username, event.host, tostring(err));
-	elseif removed.invites_revoked > 0 or removed.upload_limits_cleared then
-		module:log("info", "Account %s@%s removed: %d invite(s) revoked%s", event.username, event.host,
-			removed.invites_revoked, removed.upload_limits_cleared and ", upload exceptions dropped" or "");
+	local username, host = event.username, event.host;
+	local s, err = get_store();
+	local removed, code;
+	if s then removed, err, code = s:account_removed_or_later(host, username); end
+	if type(removed) == "userdata" then
+		module:log("debug", "The store is locked by another process: removed account %s@%s is forgotten once it is free",
+			username, host);
 	end
+	when_done(removed, err, code, function(done, done_err)
+		if not done then
+			module:log("error", "Cannot forget removed account %s@%s: %s", username, host, tostring(done_err));
+		elseif done.invites_revoked > 0 or done.upload_limits_cleared then
+			module:log("info", "Account %s@%s removed: %d invite(s) revoked%s", username, host,
+				done.invites_revoked, done.upload_limits_cleared and ", upload exceptions dropped" or "");
+		end
+	end);
 end);
 
 -- Admin commands, shared by prosodyctl and the admin shell. Each returns ok, text. (The cert

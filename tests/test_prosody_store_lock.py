@@ -7,7 +7,7 @@ decided on the loop when the lock is free and otherwise by the worker once it is
 granted then, and the same session's pings are answered meanwhile. Nor do the other writes made
 on the loop wait: a login counted for the statistics, the admin shell's invite purge settling
 registrations that never finished, the upload component registering its directory; each is done
-by the core's worker once the lock is free.
+by the core's worker once the lock is free; so is forgetting an account removed in the server.
 """
 
 import base64
@@ -44,6 +44,14 @@ def prosody(tmp_path_factory):
         yield server
 
 
+def lock_holder(prosody) -> sqlite3.Connection:
+    """Another process's write lock on the store, held until COMMIT. Taking it may wait a moment
+    for a write of the server's own (the upload component checks its slots every second)."""
+    holder = sqlite3.connect(prosody.database, timeout=30, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
 def register_iq(username: str) -> bytes:
     return (f"<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>{username}</username>"
             "<password>pw-123456</password></query></iq>").encode()
@@ -77,8 +85,7 @@ def test_a_registration_waits_for_a_held_lock_off_the_loop_and_then_succeeds(pro
     registrant.send(f"<iq type='set' id='pa'>{preauth_element(token)}</iq>".encode())
     assert "result" in reply_to(registrant, "pa")
 
-    holder = sqlite3.connect(prosody.database, timeout=0, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = lock_holder(prosody)
     try:
         registrant.send(register_iq("patient"))
         # The registration is now waiting for the lock somewhere. Prosody must still serve a new
@@ -135,8 +142,7 @@ def test_a_slot_request_is_granted_once_a_held_lock_is_released_and_pings_are_an
     client.send(slot_request("free", 1000))
     assert "<slot" in reply_to(client, "free")
 
-    holder = sqlite3.connect(prosody.database, timeout=0, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = lock_holder(prosody)
     try:
         client.send(slot_request("held", 2000))
         # The same session's pings are answered while the slot request waits for the lock: the
@@ -188,8 +194,7 @@ def test_a_login_is_counted_off_the_loop_while_the_lock_is_held(prosody):
     """Issue 15: the login counted for the active-account statistics waits for no lock on the loop."""
     assert daily_active(prosody) in (0, 10)  # only "uploader" may have logged in before
     offset = len(prosody.log_text())
-    holder = sqlite3.connect(prosody.database, timeout=0, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = lock_holder(prosody)
     try:
         client = logged_in(prosody.c2s_port, "activist")
         # The login was tried without waiting and handed to the core's worker; the session
@@ -231,8 +236,7 @@ def test_the_admin_shells_purge_settles_registrations_off_the_loop_while_the_loc
 
     client = logged_in(prosody.c2s_port, "uploader")
     offset = len(prosody.log_text())
-    holder = sqlite3.connect(prosody.database, timeout=0, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = lock_holder(prosody)
     purge = {}
 
     def run_purge():
@@ -265,8 +269,7 @@ def test_the_upload_directory_is_registered_off_the_loop_while_the_lock_is_held(
     worker when another process holds the lock."""
     client = logged_in(prosody.c2s_port, "uploader")
     offset = len(prosody.log_text())
-    holder = sqlite3.connect(prosody.database, timeout=0, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = lock_holder(prosody)
     try:
         # Loaded again, the module names its directory at its first check (a second later).
         out = prosody.shell(f'module:reload("xmpp_hosting_uploads", "{SHARE}")').stdout
@@ -282,4 +285,27 @@ def test_the_upload_directory_is_registered_off_the_loop_while_the_lock_is_held(
     # Slot requests are still decided and issued by the reloaded module.
     client.send(slot_request("after-reload", 500))
     assert "<slot" in reply_to(client, "after-reload")
+    client.close()
+
+
+def test_a_removed_account_is_forgotten_off_the_loop_while_the_lock_is_held(prosody):
+    """Issue 11: an account removed inside the server (admin shell, in-band) loses its upload
+    exceptions and invites on the core's worker when another process holds the lock."""
+    prosody.create_user("leaver", PASSWORD)
+    run_cli(prosody.database, "quota", "set", HOST, "max_file_size", "1000", "--user", "leaver")
+    client = logged_in(prosody.c2s_port, "uploader")
+    offset = len(prosody.log_text())
+    holder = lock_holder(prosody)
+    try:
+        prosody.delete_user("leaver")
+        text = log_after(prosody, offset, f"removed account leaver@{HOST} is forgotten once it is free",
+                         "Cannot forget removed account")
+        assert "Cannot forget removed account" not in text, text
+        pings_answered(client, "removed-ping")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    text = log_after(prosody, offset, f"Account leaver@{HOST} removed: 0 invite(s) revoked, upload exceptions dropped",
+                     "Cannot forget removed account")
+    assert "Cannot forget removed account" not in text, text
     client.close()

@@ -131,6 +131,8 @@ def measure(name: str, http_port: int, requests_each: int):
         calls.append(("users", users))
     calls.append(("dns-test", dns_test))
     print(f"{name}, {PROFILE} build, load before: {uptime()}", flush=True)
+    mine = http.get(base + "domains", timeout=30).json()["domains"]
+    print(f"  logged in as {OWNER} (admin: {r.json()['admin']}); the list has {len(mine)} domain(s)", flush=True)
     for label, call in calls:
         try:
             warm = call()

@@ -60,8 +60,14 @@ local function carry_out(task)
 	local h = prosody.hosts[host];
 	if not (h and h.type == "local") then return { not_served = true }; end
 	if task.action == "list" then
+		-- Not every auth provider can list its accounts (usermanager.users returns nil then).
+		-- It is a generic for's triple: the internal providers' iterator needs its state.
+		local ok, iter, state, control = pcall(usermanager.users, host);
+		if not (ok and iter) then
+			return { error = "this server's authentication cannot list its accounts" };
+		end
 		local usernames = {};
-		for username in usermanager.users(host) do usernames[#usernames + 1] = username; end
+		for username in iter, state, control do usernames[#usernames + 1] = username; end
 		return { usernames = usernames };
 	end
 	local existed = usermanager.user_exists(task.username, host) and true or false;

@@ -233,7 +233,18 @@ def token_of(link: str) -> str:
 
 def uses_in_the_browser(server, knot, browser, downloads, shot_name: str, upload_service: str, tmp: Path):
     """The whole panel through one logged-in browser session: alice owns a.example (a host of
-    the server, so its accounts, invites and uploads are real) and claims web.example."""
+    the server, so its accounts, invites and uploads are real) and claims web.example. A failure
+    keeps a screenshot of the page as it was (`...-failed.png`) and says what the page showed."""
+    try:
+        _browser_steps(server, knot, browser, downloads, shot_name, upload_service, tmp)
+    except Exception as e:
+        REPORTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(REPORTS / f"panel-{shot_name}-failed.png"))
+        body = browser.execute_script("return document.body ? document.body.innerText : ''")
+        raise AssertionError(f"{type(e).__name__} at {browser.current_url}; the page said:\n{body}") from e
+
+
+def _browser_steps(server, knot, browser, downloads, shot_name: str, upload_service: str, tmp: Path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.common.exceptions import StaleElementReferenceException
@@ -290,11 +301,7 @@ def uses_in_the_browser(server, knot, browser, downloads, shot_name: str, upload
     # Certificate: generate one, download its POSH file, then replace it with a CA-signed one
     # made here from the CSR the page downloads.
     browser.get(f"{base}#/d/web.example/certificate")
-    try:
-        clickable("cert-generate").click()
-    except Exception:
-        shot("05-certificate-failed")
-        raise AssertionError(browser.find_element(By.TAG_NAME, "body").text) from None
+    clickable("cert-generate").click()
     fingerprint = visible("cert-fingerprint").text
     assert fingerprint.count(":") == 31, fingerprint
     clickable("cert-posh").click()
@@ -394,7 +401,7 @@ def uses_in_the_browser(server, knot, browser, downloads, shot_name: str, upload
     # The server counts a finished upload when it next looks at its slots (Prosody every
     # xmpp_hosting_upload_check_interval): reload the page until it shows (the deadline is a guard).
     open_tab("a.example", "usage", "usage")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while "4.3 kB" not in (usage := visible("usage").text) and time.monotonic() < deadline:
         time.sleep(0.5)
         browser.refresh()

@@ -374,6 +374,13 @@ fn an_account_task_is_finished_once_and_a_domain_the_server_does_not_serve_is_sa
     assert_eq!(account.password, None);
     assert_eq!(panel.finish_account(&account.ticket, &AccountResult::default()).status, 200);
     assert_eq!(panel.finish_account(&account.ticket, &AccountResult::default()).status, 400, "used once");
+    let Outcome::Account { account } = b.send("GET", "/api/domains/a.example/users", Value::Null) else {
+        panic!("no account task")
+    };
+    let cannot = AccountResult { error: Some("the provider cannot list".into()), ..AccountResult::default() };
+    let r = panel.finish_account(&account.ticket, &cannot);
+    assert_eq!(r.status, 500, "not an empty list: {}", r.body);
+    assert!(r.body.contains("the provider cannot list"), "{}", r.body);
     let Outcome::Account { account } =
         b.send("POST", "/api/domains/a.example/users", json!({"username": "z", "password": "p"}))
     else {

@@ -53,7 +53,8 @@ pub struct AccountResult {
     pub existed: bool,
     /// Whether the server carried the action out and it succeeded.
     pub done: bool,
-    /// The server's reason when carrying it out failed (shown to the owner, never a password).
+    /// The server's reason when carrying it out (or listing) failed, shown to the owner; never a
+    /// password.
     pub error: Option<String>,
     /// For `list`: the host's accounts as the server listed them.
     pub usernames: Vec<String>,
@@ -201,6 +202,9 @@ pub(super) fn finish(
         ));
     }
     if task.action == UserAction::List {
+        if let Some(why) = &result.error {
+            return Err(Failure::new(500, "server", format!("the server could not list the accounts: {why}")));
+        }
         let list = hosting.domain_user_list(&task.domain, &result.usernames)?;
         let owner = hosting.require_domain(&task.domain)?.settings.owner;
         return Ok((200, json!({ "users": list.jids, "text": list.text, "owner": owner })));

@@ -86,6 +86,7 @@ impl Hosting {
             let current = DomainSettings::from_json(&stored)?;
             let updated = change(&current)?;
             crate::settings::refuse_new_problems(&current, &updated)?;
+            crate::publish::refuse_future_since(&current.publication, &updated.publication, now)?;
             if updated.owner != current.owner {
                 crate::verification::refuse_owner_change(tx, parsed.as_str())?;
             }

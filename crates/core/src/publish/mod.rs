@@ -111,7 +111,6 @@ impl Hosting {
             };
             return Err(Error::InvalidArgument(why));
         }
-        let now = self.now();
         self.update_domain_settings(domain, |current| {
             let updated = match field.split_once('.') {
                 Some((map, lang)) if Description::per_language_fields().contains(&map) => {
@@ -126,11 +125,6 @@ impl Hosting {
                     crate::settings::set_by_path(current, &format!("publication.{field}"), value)?
                 }
             };
-            if updated.publication.since != current.publication.since {
-                if let Some(why) = updated.publication.since.as_deref().and_then(|d| validate::future_problem(d, now)) {
-                    return Err(Error::InvalidArgument(format!("cannot set publication.since: {why}")));
-                }
-            }
             Ok(updated)
         })?;
         self.publication(domain)
@@ -178,6 +172,19 @@ impl Hosting {
             name: format!("{} support", p.domain),
             autojoin: true,
         }))
+    }
+}
+
+/// Refuses a change of `since` to a day that has not begun anywhere on Earth at `now`: it is the
+/// day the service opened. Checked by every change of a domain's settings (`publish set`,
+/// `domain set publication.since`), not by [`Description::problems`], which knows no clock.
+pub(crate) fn refuse_future_since(before: &Description, after: &Description, now: crate::Timestamp) -> Result<()> {
+    if after.since == before.since {
+        return Ok(());
+    }
+    match after.since.as_deref().and_then(|d| validate::future_problem(d, now)) {
+        Some(why) => Err(Error::InvalidArgument(format!("cannot set publication.since: {why}"))),
+        None => Ok(()),
     }
 }
 

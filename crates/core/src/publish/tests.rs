@@ -312,6 +312,9 @@ fn a_since_date_in_the_future_is_refused() {
         let e = h.set_publication("example.org", "since", later).unwrap_err();
         assert_eq!(e.code(), "invalid-argument", "{later}");
         assert!(e.to_string().contains("in the future"), "{later}: {e}");
+        // The generic settings path refuses it too.
+        let e = h.set_domain_setting("example.org", "publication.since", later).unwrap_err();
+        assert!(e.to_string().contains("in the future"), "{later}: {e}");
     }
     assert_eq!(h.publication("example.org").unwrap().description.since.as_deref(), Some("2016-02-29"));
 }

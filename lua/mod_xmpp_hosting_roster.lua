@@ -9,8 +9,13 @@
 --     the domain's group), marked so they are never saved (persist = false, dropped by a
 --     datamanager callback as mod_groups does) and so they can be taken out again;
 --   - resource-bind: a roster kept in memory from before (an online user's, or Prosody's roster
---     cache) is brought in line with the setting as it is now, so switching off takes the
---     contacts away at the next login, and switching on adds them;
+--     cache) is brought in line with the setting as it is now;
+--   - the setting switched (from the CLI, prosodyctl, the panel: any process): every online
+--     user's roster is brought in line and the contacts added or taken out are pushed to their
+--     clients, as mod_groups' own pushes do. The core names the domains whose settings changed
+--     since the last look (store:settings_changes, one indexed read for all domains); this
+--     module is global (one look every few seconds, the core's interval, for all its hosts) and
+--     adds its hooks to each host it is loaded on (module.add_host);
 --   - an account created (in-band registration, or mod_xmpp_hosting_users' ad-hoc command) or
 --     deleted: every online user's roster is brought in line and the change pushed to their
 --     clients (RFC 6121 roster push), so a new user appears without a re-login.
@@ -20,21 +25,25 @@ local usermanager = require "core.usermanager";
 local rostermanager = require "core.rostermanager";
 local datamanager = require "util.datamanager";
 
+module:set_global();
+
 local hosting_module = module:depends("xmpp_hosting");
 local get_store = hosting_module.get_store;
-local host = module.host;
 
-local function accounts()
+-- The hosts this module is loaded on: host -> function bringing its online users in line.
+local served = {};
+
+local function accounts(host)
 	local list = {};
 	for username in usermanager.users(host) do list[#list + 1] = username; end
 	return list;
 end
 
 -- The core's answer for `username`: { group, contacts } or false (no shared roster here).
-local function shared_for(username, list)
+local function shared_for(host, username, list)
 	local store = get_store();
 	if not store then return false; end
-	local shared, err = store:shared_roster(host, username, list or accounts());
+	local shared, err = store:shared_roster(host, username, list or accounts(host));
 	if shared == nil then
 		module:log("warn", "Cannot read the shared roster of %s@%s: %s", username, host, err);
 		return false;
@@ -71,41 +80,96 @@ local function reconcile(roster, shared, only)
 	return changed;
 end
 
-module:hook("roster-load", function(event)
-	reconcile(event.roster, shared_for(event.username));
-end);
-
-local function push(username, changed)
+local function push(host, username, changed)
 	for _, contact in ipairs(changed) do rostermanager.roster_push(username, host, contact); end
 end
 
-module:hook("resource-bind", function(event)
-	local session = event.session;
-	if session.roster then push(session.username, reconcile(session.roster, shared_for(session.username))); end
-end);
+function module.add_host(module) -- luacheck: ignore 431 (the host's own module object)
+	local host = module.host;
 
--- Every online user's roster, after `username`'s account came (exists) or went: only that JID is looked
--- at, so the cost is one store call per online user, not a listing of the domain's accounts.
-local function account_changed(username, exists)
-	local only = { [username .. "@" .. host] = true };
-	for online, user in pairs(prosody.hosts[host].sessions or {}) do
-		if user.roster and online ~= username then
-			push(online, reconcile(user.roster, shared_for(online, exists and { username } or {}), only));
+	module:hook("roster-load", function(event)
+		reconcile(event.roster, shared_for(host, event.username));
+	end);
+
+	module:hook("resource-bind", function(event)
+		local session = event.session;
+		if session.roster then
+			push(host, session.username, reconcile(session.roster, shared_for(host, session.username)));
 		end
+	end);
+
+	-- Every online user's roster, after `username`'s account came (exists) or went: only that JID
+	-- is looked at, so the cost is one store call per online user, not a listing of the domain's
+	-- accounts.
+	local function account_changed(username, exists)
+		local only = { [username .. "@" .. host] = true };
+		for online, user in pairs(prosody.hosts[host].sessions or {}) do
+			if user.roster and online ~= username then
+				push(host, online, reconcile(user.roster, shared_for(host, online, exists and { username } or {}), only));
+			end
+		end
+	end
+
+	module:hook("user-registered", function(event) account_changed(event.username, true); end);
+	module:hook("xmpp-hosting/account-created", function(event) account_changed(event.username, true); end);
+	-- The account is gone even while its sessions are still being closed (user_exists would say
+	-- it is there as long as one is open).
+	module:hook_global("user-deleted", function(event)
+		if event.host == host then account_changed(event.username, false); end
+	end);
+
+	-- The setting switched: every online user's roster brought in line with it (the domain's
+	-- accounts listed once for all of them).
+	served[host] = function()
+		local sessions = prosody.hosts[host] and prosody.hosts[host].sessions or {};
+		if not next(sessions) then return; end
+		local list, pushed = accounts(host), 0;
+		for online, user in pairs(sessions) do
+			if user.roster then
+				local changed = reconcile(user.roster, shared_for(host, online, list));
+				push(host, online, changed);
+				pushed = pushed + #changed;
+			end
+		end
+		if pushed > 0 then module:log("info", "Shared roster settings changed: %d roster item(s) pushed", pushed); end
+	end;
+
+	function module.unload() -- luacheck: ignore 431
+		served[host] = nil;
 	end
 end
 
-module:hook("user-registered", function(event) account_changed(event.username, true); end);
-module:hook("xmpp-hosting/account-created", function(event) account_changed(event.username, true); end);
--- The account is gone even while its sessions are still being closed (user_exists would say
--- it is there as long as one is open).
-module:hook_global("user-deleted", function(event)
-	if event.host == host then account_changed(event.username, false); end
-end);
+-- Looks at which domains' settings changed since the last look (in any process), every few
+-- seconds as the core says, and brings the online users of those this server serves in line.
+local revision, watching;
 
--- The contacts added here are never written to the user's stored roster.
+local function watch()
+	if not watching then return; end
+	local store = get_store();
+	local changes, err = store and store:settings_changes(revision);
+	if not changes then
+		module:log("warn", "Cannot read which domains' settings changed: %s", tostring(err));
+		return 60;
+	end
+	local first = revision == nil;
+	revision = changes.revision;
+	if not first then
+		for _, domain in ipairs(changes.domains) do
+			if served[domain] then served[domain](); end
+		end
+	end
+	return changes.next_in;
+end
+
+function module.load()
+	if prosody.process_type ~= "prosody" then return; end
+	watching = true;
+	module:add_timer(0, watch);
+end
+
+-- The contacts added here are never written to a user's stored roster.
 local function unsaved(username, store_host, datastore, data)
-	if store_host == host and datastore == "roster" and type(data) == "table" then
+	if served[store_host] and datastore == "roster" and type(data) == "table" then
 		local kept = {};
 		for contact, item in pairs(data) do
 			if not (contact and item.xmpp_hosting_shared) then kept[contact] = item; end
@@ -118,5 +182,6 @@ end
 datamanager.add_callback(unsaved);
 
 function module.unload()
+	watching = false;
 	datamanager.remove_callback(unsaved);
 end

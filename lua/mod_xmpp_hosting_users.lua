@@ -16,6 +16,7 @@
 local usermanager = require "core.usermanager";
 local dataforms = require "util.dataforms";
 local jid = require "util.jid";
+local st = require "util.stanza";
 
 local hosting_module = module:depends("xmpp_hosting");
 local get_store = hosting_module.get_store;
@@ -141,6 +142,41 @@ local function form_command(action, form)
 end
 
 local node = "urn:xmpp-hosting:users#";
+
+-- Listed only to those who may run them, as ejabberd's mod_xmpp_hosting_users lists them.
+-- Prosody's mod_adhoc lists a command by a permission level that is the same for every user of
+-- a host (0.12: admin/global_admin/local_user/any; 13.0: roles), and the domain's owner is not
+-- one of them. So the commands are registered for "any" (each still asks the core before it
+-- does anything) and, after mod_adhoc has built the list (its handlers run at priority 0), the
+-- core's answer takes them out again for whoever does not manage this domain. The command
+-- nodes' own disco#info answers forbidden to them too, as mod_adhoc answers for a command its
+-- permission hides.
+local commands_ns = "http://jabber.org/protocol/commands";
+
+local function ours(n)
+	return type(n) == "string" and n:sub(1, #node) == node;
+end
+
+module:hook("host-disco-items-node", function(event)
+	if event.node ~= commands_ns then return; end
+	local query = event.reply:get_child("query", "http://jabber.org/protocol/disco#items");
+	if not query or not query:get_child("item") then return; end
+	local _, refused = decide(event.stanza.attr.from, nil);
+	if not refused then return; end
+	query:maptags(function(item)
+		if item.name == "item" and ours(item.attr.node) then return nil; end
+		return item;
+	end);
+end, -1);
+
+module:hook("host-disco-info-node", function(event)
+	if not ours(event.node) then return; end
+	local _, refused = decide(event.stanza.attr.from, nil);
+	if refused then
+		event.origin.send(st.error_reply(event.stanza, "auth", "forbidden", "This item is not available to you"));
+		return true;
+	end
+end, 1);
 module:provides("adhoc", new_adhoc("Create a user", node .. "create", form_command("create", password_form), "any"));
 module:provides("adhoc", new_adhoc("Change a user's password", node .. "password",
 	form_command("password", password_form), "any"));

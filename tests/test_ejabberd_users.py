@@ -53,24 +53,3 @@ def test_ejabberdctl_switches_the_shared_roster(ej, server, shared_roster_off):
     ej.ctl("xmpp_hosting_domain_set", HOST, "shared_roster", "off")
     assert dave not in client.roster(ej.c2s_port, carol, PASSWORD)
 
-
-def test_the_commands_are_listed_only_to_who_may_run_them(ej, server):
-    """ejabberd lists ad-hoc commands per requester (Prosody lists commands by permission level,
-    so its list is the same for every user and the commands themselves refuse)."""
-    import asyncio
-
-    from users_scenarios import NODE
-
-    async def nodes(c):
-        c.register_plugin("xep_0030")
-        items = await c.plugin["xep_0030"].get_items(jid=HOST, node="http://jabber.org/protocol/commands", timeout=15)
-        return {node for _, node, _ in items["disco_items"]["items"]}
-
-    def listed_to(who):
-        return asyncio.run(client._session(ej.c2s_port, who, PASSWORD, nodes, 30))
-
-    ours = {NODE + a for a in ("create", "list", "password", "delete", "registration")}
-    assert ours <= listed_to(f"boss@{HOST}")
-    assert ours <= listed_to(f"admin@{HOST}")
-    assert not ours & listed_to(f"carol@{HOST}")
-    assert not ours & listed_to(f"bob@{OTHER}")

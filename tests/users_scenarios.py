@@ -193,7 +193,102 @@ class UsersScenarios:
             if client.login(server.c2s_port, newbie, "newbie-pass"):
                 command(server, jid("boss", server.host), server.host, "delete", account_fields(newbie))
 
+    def test_switching_reaches_users_online_at_the_time(self, server, shared_roster_off):
+        """The setting switched from another process (the CLI) while carol and dave are online:
+        each is pushed the other (on), then pushed out again (off), without a re-login; a
+        contact dave has in his own roster stays his when the shared roster goes."""
+        carol, dave, boss = jid("carol", server.host), jid("dave", server.host), jid("boss", server.host)
+
+        async def scenario():
+            loop = asyncio.get_running_loop()
+            ready = {w: loop.create_future() for w in (carol, dave)}
+            got_on = {w: loop.create_future() for w in (carol, dave)}
+            switched_off = loop.create_future()
+
+            async def online(c):
+                me = c.boundjid.bare
+                other = dave if me == carol else carol
+                pushes, changed = [], asyncio.Event()
+
+                def on_push(iq):
+                    pushes.extend((str(j), item["subscription"]) for j, item in iq["roster"]["items"].items())
+                    changed.set()
+
+                async def until(wanted):
+                    while wanted not in pushes:
+                        changed.clear()
+                        await asyncio.wait_for(changed.wait(), 60)  # a guard against a hang, not a measurement
+
+                c.add_event_handler("roster_update", on_push)
+                await c.get_roster()
+                if me == dave:  # an item of his own, made before the shared roster came
+                    saved = c.update_roster(boss, name="Boss", groups=["Work"])
+                    if saved is not None:
+                        await saved
+                ready[me].set_result(True)
+                await until((other, "both"))
+                got_on[me].set_result(list(pushes))
+                await switched_off
+                await until((other, "remove"))
+                return pushes
+
+            sessions = [asyncio.ensure_future(client._session(server.c2s_port, w, PASSWORD, online, 150))
+                        for w in (carol, dave)]
+            try:
+                await asyncio.wait_for(asyncio.gather(*ready.values()), 30)
+                await asyncio.to_thread(cli, server, "domain", "settings", server.host, "shared_roster", "on")
+                on = dict(zip((carol, dave), await asyncio.wait_for(asyncio.gather(*got_on.values()), 90)))
+                await asyncio.to_thread(cli, server, "domain", "settings", server.host, "shared_roster", "off")
+                switched_off.set_result(True)
+                return on, dict(zip((carol, dave), await asyncio.gather(*sessions)))
+            finally:
+                for t in sessions:
+                    t.cancel()
+
+        try:
+            on, everything = asyncio.run(scenario())
+            assert (dave, "both") in on[carol] and (carol, "both") in on[dave], on
+            assert all(j.endswith("@" + server.host) for pushes in on.values() for j, _ in pushes), on
+            assert (dave, "remove") in everything[carol] and (carol, "remove") in everything[dave], everything
+            assert (boss, "both") in everything[carol] and (boss, "remove") in everything[carol], everything
+            assert (boss, "remove") not in everything[dave], everything[dave]
+            # The stored rosters agree with what was pushed: dave keeps his own item, nobody else.
+            assert client.roster(server.c2s_port, dave, PASSWORD) == {boss: "none"}
+            assert client.roster(server.c2s_port, carol, PASSWORD) == {}
+        finally:
+            async def forget_boss(c):
+                await c.get_roster()
+                removed = c.del_roster_item(boss)
+                if removed is not None:
+                    await removed
+            asyncio.run(client._session(server.c2s_port, dave, PASSWORD, forget_boss, 30))
+
     # ---- the owner manages the domain's users -----------------------------------------------
+
+    def test_the_commands_are_listed_only_to_who_may_run_them(self, server):
+        """Both servers list the users commands (XEP-0050 disco#items) only to the domain's
+        owner and the operator's admins, as the core decides; the commands refuse anyone else
+        too (below)."""
+        async def nodes(c):
+            c.register_plugin("xep_0030")
+            items = await c.plugin["xep_0030"].get_items(jid=server.host, node=COMMANDS, timeout=15)
+            return {node for _, node, _ in items["disco_items"]["items"]}
+
+        def listed_to(who):
+            return asyncio.run(client._session(server.c2s_port, who, PASSWORD, nodes, 30))
+
+        ours = {NODE + a for a in ("create", "list", "password", "delete", "registration")}
+        assert ours <= listed_to(jid("boss", server.host))
+        assert ours <= listed_to(server.admin)
+        assert not ours & listed_to(jid("carol", server.host))
+        assert not ours & listed_to(jid("bob", server.other))
+        # bob sees them on his own domain.
+        async def nodes_of_other(c):
+            c.register_plugin("xep_0030")
+            items = await c.plugin["xep_0030"].get_items(jid=server.other, node=COMMANDS, timeout=15)
+            return {node for _, node, _ in items["disco_items"]["items"]}
+        assert ours <= asyncio.run(client._session(server.c2s_port, jid("bob", server.other), PASSWORD,
+                                                   nodes_of_other, 30))
 
     def test_the_owner_creates_lists_repasswords_and_deletes_a_user(self, server):
         boss, made = jid("boss", server.host), jid("made", server.host)

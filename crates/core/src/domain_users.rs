@@ -141,6 +141,34 @@ pub struct SharedRoster {
 /// The group identifier ejabberd's mod_shared_roster stores (nodeprep-safe).
 pub const SHARED_ROSTER_ID: &str = "xmpp-hosting-everyone";
 
+/// Seconds between two looks of a running server at [`Hosting::settings_changes`]: a setting
+/// switched from the CLI or another process (the shared roster) reaches online users within
+/// this. A look is one indexed read of the store, whatever the number of domains.
+pub const SETTINGS_WATCH_INTERVAL: u64 = 5;
+
+/// The domains whose settings changed since a server last looked, and where it stands now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SettingsChanges {
+    /// Hand it back to the next call.
+    pub revision: i64,
+    /// ASCII names, in the order they changed; each once.
+    pub domains: Vec<String>,
+    /// Seconds until the server looks again ([`SETTINGS_WATCH_INTERVAL`]).
+    pub next_in: u64,
+}
+
+/// The shared roster as a server applies it to a user who is online when it is switched: the
+/// contacts to add (`on`) or to take out again (`!on`) are the same people, every other account
+/// of the domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SharedRosterSwitch {
+    pub on: bool,
+    pub id: String,
+    pub group: String,
+    /// Every account of `accounts` but the user's own, as bare JIDs, sorted.
+    pub contacts: Vec<String>,
+}
+
 /// A bare JID in the form comparisons use: the username nodeprep'd, the domain in its ASCII
 /// form. `None` for text that is not a bare JID of an account (an owner named by an account id
 /// rather than a JID never matches an XMPP requester).
@@ -293,13 +321,27 @@ impl Hosting {
         username: Option<&str>,
         accounts: &[String],
     ) -> Result<Option<SharedRoster>> {
+        Ok(self.shared_roster_switch(domain, username, accounts)?.filter(|s| s.on).map(|s| SharedRoster {
+            id: s.id,
+            group: s.group,
+            contacts: s.contacts,
+        }))
+    }
+
+    /// The shared roster of `username` on `domain` whether it is on or off (`None`: not hosted
+    /// here), for a server that brings an online user's roster in line after the setting was
+    /// switched: pushed in when on, taken out when off (where the user has no item of their own
+    /// for the contact).
+    pub fn shared_roster_switch(
+        &self,
+        domain: &str,
+        username: Option<&str>,
+        accounts: &[String],
+    ) -> Result<Option<SharedRosterSwitch>> {
         let Some(domain) = DomainName::parse(domain).ok().map(|d| self.domain(d.as_str())).transpose()?.flatten()
         else {
             return Ok(None);
         };
-        if !domain.settings.shared_roster {
-            return Ok(None);
-        }
         let me = username.and_then(normalize_username);
         let name = domain.name.as_str();
         let mut contacts: Vec<String> = accounts
@@ -310,7 +352,36 @@ impl Hosting {
             .collect();
         contacts.sort();
         contacts.dedup();
-        Ok(Some(SharedRoster { id: SHARED_ROSTER_ID.into(), group: domain.unicode_name().to_owned(), contacts }))
+        Ok(Some(SharedRosterSwitch {
+            on: domain.settings.shared_roster,
+            id: SHARED_ROSTER_ID.into(),
+            group: domain.unicode_name().to_owned(),
+            contacts,
+        }))
+    }
+
+    /// The domains whose settings changed after `since` (a revision this returned before), or,
+    /// with `None`, only the revision to start from: a server looks every
+    /// [`SETTINGS_WATCH_INTERVAL`] seconds and brings what it keeps in memory (online users'
+    /// rosters) in line for the domains named. Every path that writes a domain's settings, in
+    /// any process, raises the revision (migration 0022's triggers). A domain removed is not
+    /// named: it has nothing left to apply.
+    pub fn settings_changes(&self, since: Option<i64>) -> Result<SettingsChanges> {
+        let (revision, domains) = self.store().read(|c| {
+            let revision: i64 = c
+                .prepare_cached("SELECT coalesce(max(settings_revision), 0) FROM domains")?
+                .query_row([], |r| r.get(0))?;
+            let Some(since) = since else { return Ok((revision, Vec::new())) };
+            let domains = c
+                .prepare_cached(
+                    "SELECT name FROM domains WHERE settings_revision > ?1 AND settings_revision <= ?2 \
+                     ORDER BY settings_revision",
+                )?
+                .query_map([since, revision], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((revision, domains))
+        })?;
+        Ok(SettingsChanges { revision, domains, next_in: SETTINGS_WATCH_INTERVAL })
     }
 }
 
@@ -476,6 +547,45 @@ mod tests {
         assert_eq!(h.shared_roster("nothosted.example", None, &accounts).unwrap(), None);
         h.set_domain_setting("a.example", "shared_roster", "off").unwrap();
         assert_eq!(h.shared_roster("a.example", Some("alice"), &accounts).unwrap(), None);
+    }
+
+    #[test]
+    fn a_switch_names_the_same_contacts_on_and_off() {
+        let h = hosting();
+        let accounts: Vec<String> = ["bob", "alice", "carol"].map(String::from).into();
+        let off = h.shared_roster_switch("a.example", Some("alice"), &accounts).unwrap().unwrap();
+        assert!(!off.on);
+        assert_eq!(off.contacts, ["bob@a.example", "carol@a.example"]);
+        h.set_domain_setting("a.example", "shared_roster", "on").unwrap();
+        let on = h.shared_roster_switch("a.example", Some("alice"), &accounts).unwrap().unwrap();
+        assert_eq!(on, SharedRosterSwitch { on: true, ..off });
+        assert_eq!(h.shared_roster_switch("nothosted.example", None, &accounts).unwrap(), None);
+    }
+
+    #[test]
+    fn settings_changes_name_each_domain_changed_since_the_last_look() {
+        let h = hosting();
+        let start = h.settings_changes(None).unwrap();
+        assert!(start.domains.is_empty() && start.revision > 0, "{start:?}");
+        assert_eq!(start.next_in, SETTINGS_WATCH_INTERVAL);
+        assert_eq!(h.settings_changes(Some(start.revision)).unwrap().domains, Vec::<String>::new());
+        h.set_domain_setting("b.example", "shared_roster", "on").unwrap();
+        h.set_domain_setting("a.example", "shared_roster", "on").unwrap();
+        h.set_domain_setting("b.example", "shared_roster", "off").unwrap();
+        let seen = h.settings_changes(Some(start.revision)).unwrap();
+        assert_eq!(seen.domains, ["a.example", "b.example"]);
+        // Writing a setting to the value it has changes nothing a server must apply.
+        h.set_domain_setting("a.example", "shared_roster", "on").unwrap();
+        assert_eq!(h.settings_changes(Some(seen.revision)).unwrap().domains, Vec::<String>::new());
+        // Any path that writes a domain counts: one added, one whose claim was proved (which
+        // makes the claimant its owner, written by the verification code).
+        h.add_domain("c.example").unwrap();
+        let next = h.settings_changes(Some(seen.revision)).unwrap();
+        assert_eq!(next.domains, ["c.example"]);
+        assert!(next.revision > seen.revision);
+        h.claim_domain("d.example", "dora@d.example").unwrap();
+        h.override_claim("d.example", "dora@d.example", "test").unwrap();
+        assert_eq!(h.settings_changes(Some(next.revision)).unwrap().domains, ["d.example"]);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!   if_missing, done}` or `{decision="refused", type, condition, text}`;
 //! - `h:domain_user_list(domain, {usernames...})` -> `{jids = {...}, text}`;
 //! - `h:shared_roster(domain, username|nil, {usernames...})` -> `{id, group, contacts = {...}}`,
-//!   or `false` when the domain has no shared roster (or is not hosted here).
+//!   or `false` when the domain has no shared roster (or is not hosted here);
+//! - `h:settings_changes(revision|nil)` -> `{revision, domains = {...}, next_in}`: the domains
+//!   whose settings changed since `revision` (nil: none, only where to start from).
 
 use mlua::prelude::*;
 use xmpp_hosting_core::domain_users::UserCommand;
@@ -32,6 +34,7 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("domain_user_list", |lua, h, (domain, usernames): (LuaString, Option<Vec<LuaString>>)| {
         serialized(lua, || h.0.domain_user_list(&text(&domain, "domain")?, &names(usernames)?))
     });
+    m.add_method("settings_changes", |lua, h, since: Option<i64>| serialized(lua, || h.0.settings_changes(since)));
     m.add_method(
         "shared_roster",
         |lua, h, (domain, username, accounts): (LuaString, Option<LuaString>, Option<Vec<LuaString>>)| {

@@ -4,9 +4,13 @@
 //!   password_verify, policy})` -> `{ok, #{decision := <<"allowed">>, domain, as, username, jid,
 //!   if_exists, if_missing, done}}` or `{ok, #{decision := <<"refused">>, type, condition, text}}`;
 //! - `domain_user_list(H, Domain, [Username])` -> `{ok, #{jids, text}}`;
-//! - `shared_roster(H, Domain, Username | undefined, [Username])` -> `{ok, #{on := true, id,
-//!   group, contacts}}`, or `{ok, #{on := false, id}}` when the domain has no shared roster (or
-//!   is not hosted): ejabberd keeps the group in mod_shared_roster, and takes it out by its id.
+//! - `shared_roster(H, Domain, Username | undefined, [Username])` -> `{ok, #{on, id, group,
+//!   contacts}}`: `on` says whether the domain has a shared roster; the contacts (every other
+//!   account given) are there either way, for the online users' rosters to be brought in line
+//!   after a switch; `{ok, #{on := false, id}}` when the domain is not hosted. ejabberd keeps the
+//!   group in mod_shared_roster, and takes it out by its id;
+//! - `settings_changes(H, Revision | undefined)` -> `{ok, #{revision, domains, next_in}}`: the
+//!   domains whose settings changed since `Revision` (undefined: none, only where to start).
 
 use rustler::{Binary, Env, NifResult, Term};
 use xmpp_hosting_core::domain_users::{UserCommand, SHARED_ROSTER_ID};
@@ -47,13 +51,15 @@ fn shared_roster<'a>(
     accounts: Vec<Binary<'a>>,
 ) -> NifResult<Term<'a>> {
     let accounts = names(accounts)?;
-    let roster = handle.hosting.shared_roster(text(&domain)?, optional_text(username)?, &accounts);
+    let roster = handle.hosting.shared_roster_switch(text(&domain)?, optional_text(username)?, &accounts);
     reply(env, roster, |env, found| match found {
-        Some(r) => {
-            let mut value = serde_json::to_value(r).map_err(|_| rustler::Error::BadArg)?;
-            value["on"] = true.into();
-            to_term(env, &value)
-        }
+        Some(r) => serialized(env, r),
         None => to_term(env, &serde_json::json!({ "on": false, "id": SHARED_ROSTER_ID })),
     })
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn settings_changes<'a>(env: Env<'a>, handle: Handle, since: Term<'a>) -> NifResult<Term<'a>> {
+    let since = if since.is_atom() { None } else { Some(since.decode::<i64>()?) };
+    reply(env, handle.hosting.settings_changes(since), serialized)
 }

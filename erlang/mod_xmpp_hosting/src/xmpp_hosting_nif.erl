@@ -27,7 +27,7 @@
          forget_file/2, upload_report/3, describe_upload_usage/3, describe_upload_quota/3, upload_upkeep/3, audit_upload_ledger/2,
          set_upload_limit/5, clear_user_upload_limits/3]).
 -export([account_removed/3]).
--export([decide_user_command/2, domain_user_list/3, shared_roster/4]).
+-export([decide_user_command/2, domain_user_list/3, shared_roster/4, settings_changes/2]).
 -export([publication/2, set_publication/4, describe_publication/2, provider_file/2, disco_forms/2, policy_page/5,
          support_bookmark/2, record_activity/3]).
 -export([retention_policy/2, set_retention/4, set_user_archive_retention/4, retention_sweep/6, retention_log/3]).
@@ -208,9 +208,12 @@ decide_user_command(_H, _Command) -> not_loaded(?LINE).
 %% {ok, #{jids, text}}: the accounts the node listed, as the manager is shown them.
 -spec domain_user_list(handle(), binary(), [binary()]) -> {ok, map()} | error().
 domain_user_list(_H, _Domain, _Usernames) -> not_loaded(?LINE).
-%% {ok, #{on := true, id, group, contacts}} or {ok, #{on := false, id}}.
+%% {ok, #{on, id, group, contacts}} (the contacts whether on or off), or {ok, #{on := false, id}}
+%% for a domain not hosted. settings_changes: {ok, #{revision, domains, next_in}}.
 -spec shared_roster(handle(), binary(), binary() | undefined, [binary()]) -> {ok, map()} | error().
 shared_roster(_H, _Domain, _User, _Accounts) -> not_loaded(?LINE).
+-spec settings_changes(handle(), integer() | undefined) -> {ok, map()} | error().
+settings_changes(_H, _Since) -> not_loaded(?LINE).
 
 %% Upload quotas. authorize_upload(H, Domain, User, Size, SlotKey | undefined, Lifetime | undefined) ->
 %% {ok, #{decision := <<"granted">>, id, size, expires_at}} or

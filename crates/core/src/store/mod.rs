@@ -45,6 +45,7 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
         M::up(include_str!("../../migrations/0014_publish_activity.sql")),
         M::up(include_str!("../../migrations/0019_panel.sql")),
         M::up(include_str!("../../migrations/0024_panel_jobs.sql")),
+        M::up(include_str!("../../migrations/0022_settings_revision.sql")),
     ])
 });
 

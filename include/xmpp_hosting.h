@@ -584,6 +584,59 @@ xh_status xh_retention_log(xh_hosting *h, const char *domain, uint32_t limit, ch
 // `s` is NULL or a string this library returned and that has not been freed yet.
 void xh_string_free(char *s);
 
+// Decides a domain-users command and writes the decision. `command_json` is `{"domain",
+// "requester", "operator_admin", "action", "account", "password", "password_verify",
+// "policy"}`: `domain` is the host the command was sent to, `requester` the bare JID that sent
+// it, `operator_admin` whether the caller counts the requester as one of the operator's admins,
+// `action` one of create, list, password, delete, registration (absent: only whether the
+// requester manages the domain's users). The decision is `{"decision": "allowed", "domain",
+// "as", "username", "jid", "if_exists", "if_missing", "done"}` (carry it out; answer with
+// `if_exists` / `if_missing` when the account store says the account is there / is not) or
+// `{"decision": "refused", "type", "condition", "text"}` (the stanza error to answer with). A
+// refusal is `XH_OK`: only a store failure or unreadable JSON is an error.
+//
+// # Safety
+// `h` is a live handle; `command_json` a NUL-terminated string; `out_json` NULL or writable.
+xh_status xh_user_command_decide(xh_hosting *h, const char *command_json, char **out_json);
+
+// Writes a domain's accounts as its manager is shown them, `{"jids": [...], "text"}` (bare
+// JIDs sorted, text such as "3 account(s) on example.org"), from `usernames_json`, a JSON array
+// of the usernames the caller's account store lists (NULL: none).
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `usernames_json` NULL or one;
+// `out_json` NULL or writable.
+xh_status xh_user_list(xh_hosting *h,
+                       const char *domain,
+                       const char *usernames_json,
+                       char **out_json);
+
+// Writes the shared roster of `username` (NULL: nobody in particular) on `domain`: `{"id",
+// "group", "contacts": [...]}`, the contacts being every account of `accounts_json` (a JSON
+// array of usernames, NULL: none) but the user's own, as bare JIDs; or `null` when the domain
+// has no shared roster (switched off, or not hosted).
+//
+// # Safety
+// `h` is a live handle; `domain` a NUL-terminated string; `username`, `accounts_json` NULL or
+// NUL-terminated strings; `out_json` NULL or writable.
+xh_status xh_shared_roster(xh_hosting *h,
+                           const char *domain,
+                           const char *username,
+                           const char *accounts_json,
+                           char **out_json);
+
+// Writes the domains whose settings changed since `since` (a `revision` this wrote before), `{"revision",
+// "domains": [...], "next_in"}`, for a program that keeps something of the settings in memory
+// (online users' rosters) and brings it in line for the domains named; look again after
+// `next_in` seconds. A negative `since` writes no domains, only the revision to start from.
+// Changes made by any process count.
+//
+// # Safety
+// `h` is a live handle; `out_json` NULL or writable.
+xh_status xh_settings_changes(xh_hosting *h,
+                              int64_t since,
+                              char **out_json);
+
 // Starts (or returns) `account`'s claim on `domain`; writes `{claim, instructions}` with the
 // TXT and CNAME records that prove it.
 //

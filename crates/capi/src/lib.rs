@@ -18,6 +18,7 @@ mod publish;
 mod quotas;
 mod retention;
 mod strings;
+mod users;
 mod verification;
 
 pub use certificates::*;
@@ -30,6 +31,7 @@ pub use publish::*;
 pub use quotas::*;
 pub use retention::*;
 pub use strings::xh_string_free;
+pub use users::*;
 pub use verification::*;
 
 /// The library version, a static string the caller must not free.

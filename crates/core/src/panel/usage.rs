@@ -5,27 +5,13 @@ use serde_json::{json, Value};
 
 use super::access::Role;
 use super::{Answer, Call, Failure};
-use crate::quotas::UploadQuotaView;
+use crate::quotas::{human_size as size, UploadQuotaView};
 
 /// Whose usage the caller sees: the whole domain's for its owner and admins, else only their own.
 fn own_username(call: &Call<'_>) -> Option<String> {
     match call.role() {
         Role::Admin | Role::Owner => None,
         _ => Some(call.session().username().to_string()),
-    }
-}
-
-/// Bytes as a person reads them (decimal units, as upload clients show sizes): 1.5 MB.
-fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
-    let (mut value, mut unit) = (bytes as f64, 0);
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{bytes} bytes"),
-        _ => format!("{value:.1} {}", UNITS[unit]).replace(".0 ", " "),
     }
 }
 

@@ -133,8 +133,8 @@ pub enum Outcome {
     },
 }
 
-/// The panel of one server: the store, and what lives only as long as the server (jobs, logins
-/// waiting for the server's verdict).
+/// The panel of one server: the store (where jobs are kept, see `jobs.rs`), and what lives only as
+/// long as the server (logins and account changes waiting for the server's verdict).
 pub struct Panel {
     hosting: Hosting,
     options: PanelOptions,

@@ -526,10 +526,12 @@ function retention_commands.sweep(s, domain, options)
 	if not pending then return false, err; end
 	local record, sweep_err, code = await(pending);
 	if not record then
-		if code == "not-allowed" and prosody.process_type == "prosody" and not dry_run then
-			local started = prosody.events.fire_event("xmpp-hosting/retention-sweep-now", { domain = domain, kind = kind });
+		if code == "not-allowed" and prosody.process_type == "prosody" then
+			local started = prosody.events.fire_event("xmpp-hosting/retention-sweep-now",
+				{ domain = domain, kind = kind, dry_run = dry_run });
 			if started then
-				return true, ("Sweep #%d of the %s of %s runs in the server: see retention log"):format(started, kind, domain);
+				return true, ("%s #%d of the %s of %s runs in the server: see retention log"):format(
+					dry_run and "Dry run" or "Sweep", started, kind, domain);
 			end
 		end
 		return false, sweep_err;

@@ -175,7 +175,14 @@ local function run_step(plan)
 					if cutoff then
 						-- Prosody's "end" is inclusive and its times may carry fractions: a second
 						-- below the core's cutoff keeps "strictly before" whatever the rounding.
-						local deleted, err = archive:delete(name, { ["end"] = cutoff - 1 });
+						local deleted, err;
+						if plan.dry_run then
+							-- What the delete below would take: the same query, counted.
+							local iter, total = archive:find(name, { ["end"] = cutoff - 1, total = true, limit = 0 });
+							if iter then deleted = total or 0; else err = total; end
+						else
+							deleted, err = archive:delete(name, { ["end"] = cutoff - 1 });
+						end
 						if deleted then
 							done.deleted = done.deleted + (tonumber(deleted) or 0);
 						else
@@ -196,7 +203,8 @@ local function run_step(plan)
 end
 
 local function drive(s, plan)
-	running[plan.domain .. "/" .. plan.kind] = plan.sweep;
+	local slot = plan.domain .. "/" .. plan.kind .. (plan.dry_run and "/dry" or "");
+	running[slot] = plan.sweep;
 	module:add_timer(plan.pause, function()
 		local ok, done = pcall(run_step, plan);
 		if not ok then done = { failures = { tostring(done) }, batch = plan.batch, next = plan.cursor }; end
@@ -207,29 +215,30 @@ local function drive(s, plan)
 		end
 		if not out then
 			module:log("warn", "Retention sweep #%d stopped: %s", plan.sweep, tostring(err));
-			running[plan.domain .. "/" .. plan.kind] = nil;
+			running[slot] = nil;
 			return;
 		end
 		if out.next and ok then
 			return drive(s, out.next);
 		end
-		running[plan.domain .. "/" .. plan.kind] = nil;
+		running[slot] = nil;
 		local level = (out.record.failed > 0 or #out.record.errors > 0) and "warn" or "info";
 		module:log(level, "Retention: %s", out.record.text);
 	end);
 end
 
--- Starts (or resumes) a due sweep of internal storage whose first store is this host's.
-local function start_driven(domain, kind)
+-- Starts (or resumes) a due sweep of internal storage whose first store is this host's; with
+-- dry_run, a dry run of it (counted through the same storage API, deleting nothing).
+local function start_driven(domain, kind, dry_run)
 	local s = get_store();
-	if not s or running[domain .. "/" .. kind] then return; end
+	if not s or running[domain .. "/" .. kind .. (dry_run and "/dry" or "")] then return; end
 	local stores = s:archive_stores(domain, kind);
 	local first;
 	for _, st in ipairs(stores or {}) do
 		if st.backend == "prosody_internal" then first = first or st; end
 	end
 	if not first or first.server_host ~= host then return; end
-	local plan, err, code = s:begin_driven_sweep(domain, kind);
+	local plan, err, code = s:begin_driven_sweep(domain, kind, dry_run and true or nil);
 	if not plan then
 		if code ~= "not-allowed" then module:log("warn", "Retention sweep of %s %s: %s", domain, kind, err); end
 		return;
@@ -242,9 +251,9 @@ module:hook_global("xmpp-hosting/retention-due", function(event)
 	start_driven(event.domain, event.kind);
 end);
 
--- `retention sweep` in the admin shell: the sweep id when this host runs it.
+-- `retention sweep [--dry-run]` in the admin shell: the sweep id when this host runs it.
 module:hook_global("xmpp-hosting/retention-sweep-now", function(event)
-	return start_driven(event.domain, event.kind);
+	return start_driven(event.domain, event.kind, event.dry_run);
 end);
 
 module:hook_global("module-loaded", function(event)

@@ -282,6 +282,30 @@ def test_a_users_own_shorter_retention_set_by_ad_hoc_and_a_policy_change_at_the_
     run_cli(archives.database, "retention", "set", HOST, "archive", "default", "--user", "carol")
 
 
+def test_a_dry_run_in_the_admin_shell_counts_what_would_go_and_deletes_nothing(archives):
+    """On SQLite the core counts in Prosody's table; on internal storage Prosody counts through its
+    own archive API, in the steps the core plans, and the dry run has its own audit record."""
+    # Two messages stored two hours ago, just after the last sweep (the next is due in an hour).
+    archives.clock.set_offset(3600 + 60)
+    chat("alice", f"bob@{HOST}", ["dry-1", "dry-2"])
+    archives.clock.set_offset(3 * 3600 + 60)
+    r = archives.shell(f'xmpp_hosting:retention_sweep("{HOST}", {{"--kind", "archive", "--dry-run"}})')
+    said = r.stdout + r.stderr
+    if archives.storage == "internal":
+        assert "Dry run #" in said and "runs in the server" in said, said
+    else:
+        assert "would delete 4 message(s)" in said, said
+
+    def dry_done():
+        log = json.loads(run_cli(archives.database, "--json", "retention", "log", HOST).stdout)
+        return [s for s in log if s["kind"] == "archive" and s["dry_run"] and s["state"] == "done"]
+    [dry] = wait_until(dry_done)
+    # Sent by alice, received by bob: a copy in each archive.
+    assert dry["deleted"] == 4 and dry["failed"] == 0 and not dry["errors"], dry
+    for user in ("alice", "bob"):
+        assert {"dry-1", "dry-2"} <= set(mam_bodies(user)), user
+
+
 def fill_archive(db, host: str, rows: list[tuple[int, int]], users: int = 100):
     """Writes archive rows straight into Prosody's own table (its schema, made by Prosody when it
     first opened the database), `count` rows stored at `when` for each (count, when), spread over

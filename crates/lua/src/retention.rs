@@ -14,8 +14,8 @@
 //! store)` says where a host's archive lives (`prosody_sql` with the database file, or
 //! `prosody_internal`); `h:archive_stores(domain, kind)` lists them; `h:server_expiry_conflict(domain,
 //! kind, server_host, option, value_or_nil)` -> nil or `{level, text}` (Prosody's own expiry next to
-//! the policy); `h:begin_driven_sweep(domain, kind)` -> the first step for Prosody to run through
-//! its storage API, `h:driven_step_done(sweep_id, {deleted, failures, next, took_us, batch})` ->
+//! the policy); `h:begin_driven_sweep(domain, kind, dry_run_or_nil)` -> the first step for Prosody
+//! to run through its storage API (a dry run's steps have `dry_run` set: count, delete nothing), `h:driven_step_done(sweep_id, {deleted, failures, next, took_us, batch})` ->
 //! `{record, next}` (`record.text` in the core's words; `next` nil once the sweep ended).
 
 use mlua::prelude::*;
@@ -89,8 +89,15 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
             })
         },
     );
-    m.add_method("begin_driven_sweep", |lua, h, (domain, kind): (String, String)| {
-        serialized(lua, || h.0.begin_driven_sweep(&domain, Kind::parse(&kind)?))
+    m.add_method("begin_driven_sweep", |lua, h, (domain, kind, dry_run): (String, String, Option<bool>)| {
+        serialized(lua, || {
+            let kind = Kind::parse(&kind)?;
+            if dry_run.unwrap_or(false) {
+                h.0.begin_driven_dry_run(&domain, kind)
+            } else {
+                h.0.begin_driven_sweep(&domain, kind)
+            }
+        })
     });
     m.add_method("driven_step_done", |lua, h, (sweep, done): (i64, LuaValue)| {
         let done: Result<DrivenDone, _> = from_lua(lua, done);

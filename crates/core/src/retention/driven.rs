@@ -10,7 +10,11 @@
 //! recomputed, only ever lowered), until the cursor says the end. The server converts: it never
 //! decides what is old.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+
+use once_cell::sync::Lazy;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +30,10 @@ pub const DRIVEN_FIRST_BATCH: usize = 4;
 pub const DRIVEN_MAX_BATCH: usize = 64;
 /// Seconds the server waits before each step, so its loop serves everything else in between.
 pub const DRIVEN_PAUSE: f64 = 0.02;
+
+/// Dry runs under way in this process, by their (negative) id until they are logged.
+static DRY_RUNS: Lazy<Mutex<HashMap<i64, SweepRecord>>> = Lazy::new(Default::default);
+static NEXT_DRY_RUN: AtomicI64 = AtomicI64::new(1);
 
 /// One step for the server to run through its storage API.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,6 +52,8 @@ pub struct DrivenStep {
     pub batch: usize,
     /// The server's stores to walk, in this order.
     pub stores: Vec<ArchiveStore>,
+    /// Count what would be deleted (`deleted` in the step's report), delete nothing.
+    pub dry_run: bool,
     /// Seconds to wait before running it.
     pub pause: f64,
 }
@@ -84,9 +94,78 @@ impl Hosting {
         self.plan(&rec, cursor, DRIVEN_FIRST_BATCH)
     }
 
+    /// A dry run of a sweep the server runs itself: the same steps, counting through the
+    /// server's storage API what each would delete. It holds no lease and never takes over nor
+    /// holds up the real sweep; it is kept in this process until its last step, then written to
+    /// the audit log as one record (a dry run cut short by a restart leaves none).
+    pub fn begin_driven_dry_run(&self, domain: &str, kind: Kind) -> Result<DrivenStep> {
+        let domain = self.require_domain(domain)?.name.as_str().to_string();
+        if kind == Kind::Uploads {
+            return Err(Error::InvalidArgument("uploads are swept by the core itself".into()));
+        }
+        let cutoff = self.sweep_cutoff_or_cancel(&domain, kind)?;
+        let now = self.now();
+        let rec = SweepRecord {
+            id: -NEXT_DRY_RUN.fetch_add(1, Ordering::Relaxed),
+            domain,
+            kind,
+            dry_run: true,
+            cutoff,
+            state: SweepState::Running,
+            started_at: now,
+            finished_at: None,
+            parts: 1,
+            steps: 0,
+            deleted: 0,
+            bytes: 0,
+            failed: 0,
+            duration_us: 0,
+            longest_step_us: 0,
+            errors: Vec::new(),
+        };
+        let plan = self.plan(&rec, None, DRIVEN_FIRST_BATCH)?;
+        DRY_RUNS.lock().unwrap_or_else(|e| e.into_inner()).insert(rec.id, rec);
+        Ok(plan)
+    }
+
+    /// [`Hosting::driven_step_done`] for a dry run (its id is below zero until it is logged).
+    fn dry_step_done(&self, sweep: i64, done: DrivenDone) -> Result<DrivenOutcome> {
+        let taken = DRY_RUNS.lock().unwrap_or_else(|e| e.into_inner()).remove(&sweep);
+        let Some(mut rec) = taken else {
+            return Err(Error::NotAllowed(format!("dry run #{sweep} is not running in this process")));
+        };
+        let took = std::time::Duration::from_micros(done.took_us.max(0) as u64);
+        let batch = next_batch(done.batch.max(1), took, DRIVEN_MAX_BATCH);
+        let cursor = done.next.clone();
+        let step = StepDone { deleted: done.deleted.max(0), bytes: 0, failures: done.failures, next: done.next };
+        count_step(&mut rec, step, took, took);
+        if cursor.is_some() && refresh_cutoff(self, &mut rec) {
+            let next = self.plan(&rec, cursor, batch)?;
+            DRY_RUNS.lock().unwrap_or_else(|e| e.into_inner()).insert(rec.id, rec.clone());
+            return Ok(DrivenOutcome { record: rec, next: Some(next) });
+        }
+        if rec.state == SweepState::Running {
+            // The end, or the policy unreadable (the error is in the record): a dry run is
+            // never left running, so no sweep resumes it.
+            rec.state = if cursor.is_none() { SweepState::Done } else { SweepState::Cancelled };
+        }
+        rec.finished_at = Some(self.now());
+        rec.id = self.store().write(|tx| {
+            let id = sql::insert(tx, &rec, None, 0)?;
+            let logged = SweepRecord { id, ..rec.clone() };
+            sql::record_step(tx, &logged, None, 0)?;
+            sql::finish(tx, &logged)?;
+            Ok(id)
+        })?;
+        Ok(DrivenOutcome { record: rec, next: None })
+    }
+
     /// Records a step the server ran and plans the next (`next: None` once the sweep ended:
     /// done, cancelled because the policy became `never`, or paused on an error).
     pub fn driven_step_done(&self, sweep: i64, done: DrivenDone) -> Result<DrivenOutcome> {
+        if sweep < 0 {
+            return self.dry_step_done(sweep, done);
+        }
         let row = self.store().read(|c| sql::by_id(c, sweep))?;
         if row.record.state != SweepState::Running || row.owner.as_deref() != Some(OWNER.as_str()) {
             return Err(Error::NotAllowed(format!(
@@ -99,7 +178,7 @@ impl Hosting {
         let cursor = done.next.clone();
         let step =
             StepDone { deleted: done.deleted.max(0), bytes: 0, failures: done.failures, next: done.next.clone() };
-        count_step(&mut rec, step, took);
+        count_step(&mut rec, step, took, took);
         let lease = self.now() + super::sweep::LEASE;
         self.store().write(|tx| sql::record_step(tx, &rec, cursor.as_deref(), lease))?;
         if cursor.is_none() {
@@ -132,6 +211,7 @@ impl Hosting {
             batch: batch.clamp(1, DRIVEN_MAX_BATCH),
             stores,
             pause: DRIVEN_PAUSE,
+            dry_run: rec.dry_run,
         })
     }
 }
@@ -193,6 +273,36 @@ mod tests {
         assert_eq!(h.retention_log(None, 1).unwrap()[0], r);
         // Finished: a late report is refused.
         assert_eq!(h.driven_step_done(plan.sweep, DrivenDone::default()).unwrap_err().code(), "not-allowed");
+    }
+
+    #[test]
+    fn a_dry_run_the_server_counts_has_its_own_record_and_leaves_the_real_sweep_alone() {
+        let (h, clock) = setup();
+        h.set_retention("example.org", "archive", "1d").unwrap();
+        let real = h.begin_driven_sweep("example.org", Kind::Archive).unwrap();
+        assert!(!real.dry_run);
+        let dry = h.begin_driven_dry_run("example.org", Kind::Archive).unwrap();
+        assert!(dry.dry_run && dry.sweep != real.sweep);
+        assert_eq!((dry.cutoff, dry.cursor.as_deref()), (Some(clock.now() - 86_400), None));
+        let counted = DrivenDone { deleted: 12, next: Some("example.org\tbob".into()), batch: 4, ..Default::default() };
+        let next = h.driven_step_done(dry.sweep, counted).unwrap().next.unwrap();
+        assert!(next.dry_run, "every step of a dry run counts");
+        let out = h.driven_step_done(dry.sweep, DrivenDone { deleted: 3, batch: 8, ..Default::default() }).unwrap();
+        assert!(out.next.is_none());
+        assert_eq!((out.record.dry_run, out.record.deleted, out.record.state), (true, 15, SweepState::Done));
+        assert!(out.record.describe().contains("would delete 15"), "{}", out.record.describe());
+        // The real sweep is still this process's, where it was.
+        let again = h.begin_driven_sweep("example.org", Kind::Archive).unwrap();
+        assert_eq!((again.sweep, again.dry_run), (real.sweep, false));
+        // Logged once, with an id of the log's own.
+        let log = h.retention_log(Some("example.org"), 10).unwrap();
+        assert_eq!(log.iter().filter(|r| r.dry_run).collect::<Vec<_>>(), vec![&out.record]);
+        assert!(out.record.id > 0);
+        // Two at once keep apart; a finished one is not reported to again.
+        let a = h.begin_driven_dry_run("example.org", Kind::Archive).unwrap();
+        let b = h.begin_driven_dry_run("example.org", Kind::Archive).unwrap();
+        assert_ne!(a.sweep, b.sweep);
+        assert_eq!(h.driven_step_done(dry.sweep, DrivenDone::default()).unwrap_err().code(), "not-allowed");
     }
 
     #[test]

@@ -37,6 +37,17 @@ pub const STEP_TARGET: Duration = Duration::from_millis(4);
 pub const FIRST_BATCH: usize = 100;
 pub const MAX_BATCH: usize = 2000;
 
+/// Items a step may delete even when its batch is smaller (ejabberd's steps visit at least
+/// [`super::ejabberd_archive::MIN_ROWS`] rows).
+const MIN_STEP_ITEMS: i64 = super::ejabberd_archive::MIN_ROWS as i64;
+
+/// The record is written at least this often while a sweep runs...
+pub const RECORD_EVERY: Duration = Duration::from_millis(250);
+
+/// ... and before the items deleted but not yet recorded could pass this (a crash loses their
+/// count, see [`SweepRecord::deleted`]).
+pub const MAX_UNRECORDED: i64 = 2000;
+
 /// How many error texts a sweep keeps (the count of failures is kept whole).
 const MAX_ERRORS: usize = 20;
 
@@ -85,15 +96,22 @@ pub struct SweepRecord {
     /// How many runs it took (more than one after a restart or when a pass's budget ran out).
     pub parts: i64,
     pub steps: i64,
-    /// Items deleted and recorded. Where the server's own database holds the data (ejabberd SQL,
-    /// Prosody SQL), its commit and this record are two: a crash between them loses the count of
-    /// the step under way (at most [`MAX_BATCH`]), never the deletion nor the cutoff rule.
+    /// Items deleted and recorded. The record is written every [`RECORD_EVERY`] or before the
+    /// count not yet written could pass [`MAX_UNRECORDED`], not after every step (a write to the
+    /// core's store a step cost as much as a step). Where the server's own database holds the
+    /// data (ejabberd SQL, Prosody SQL) its commits and this record are apart: a crash loses the
+    /// count of the steps since the last record (at most [`MAX_UNRECORDED`] items), never a
+    /// deletion nor the cutoff rule, and the sweep resumes from the cursor last recorded (the
+    /// steps after it find their rows already gone).
     pub deleted: i64,
     pub bytes: i64,
     /// Items that could not be deleted (kept, retried by the next sweep).
     pub failed: i64,
-    /// Time spent in steps, all parts together.
+    /// Time spent in steps, all parts together (a Prosody SQL step: picking its rows, deleting
+    /// them, checkpointing).
     pub duration_us: i64,
+    /// The longest a step held the server: its database's write lock (Prosody SQL), its loop
+    /// (steps the server runs), else the whole step.
     pub longest_step_us: i64,
     pub errors: Vec<String>,
 }
@@ -255,23 +273,20 @@ pub(super) fn refresh_cutoff(h: &Hosting, rec: &mut SweepRecord) -> bool {
     }
 }
 
-/// The next step's batch: halved above [`STEP_TARGET`], doubled well below it.
+/// The next step's batch: in proportion to how far the step's time was from three quarters of
+/// [`STEP_TARGET`] (the rest is the margin for a slower step), at most doubled or halved.
 pub(super) fn next_batch(batch: usize, took: Duration, max: usize) -> usize {
-    if took > STEP_TARGET {
-        (batch / 2).max(1)
-    } else if took < STEP_TARGET / 4 {
-        (batch * 2).min(max)
-    } else {
-        batch
-    }
+    let aim = (STEP_TARGET * 3 / 4).as_secs_f64();
+    let ratio = (aim / took.as_secs_f64().max(1e-6)).clamp(0.5, 2.0);
+    ((batch as f64 * ratio) as usize).clamp(1, max)
 }
 
-/// Adds one step to the record.
-pub(super) fn count_step(rec: &mut SweepRecord, done: StepDone, took: Duration) {
-    let took_us = took.as_micros().min(i64::MAX as u128) as i64;
+/// Adds one step to the record: `took` its whole time, `held` how long it held the server.
+pub(super) fn count_step(rec: &mut SweepRecord, done: StepDone, took: Duration, held: Duration) {
+    let micros = |d: Duration| d.as_micros().min(i64::MAX as u128) as i64;
     rec.steps += 1;
-    rec.duration_us += took_us;
-    rec.longest_step_us = rec.longest_step_us.max(took_us);
+    rec.duration_us += micros(took);
+    rec.longest_step_us = rec.longest_step_us.max(micros(held));
     rec.deleted += done.deleted;
     rec.bytes += done.bytes;
     rec.failed += done.failures.len() as i64;
@@ -328,6 +343,7 @@ impl Hosting {
         let mut batch = options.batch.clamp(1, MAX_BATCH);
         let mut spent = Duration::ZERO;
         let mut steps_here = 0u64;
+        let mut recorded = (rec.deleted, Instant::now());
         loop {
             // The policy and the clock as they are now: the cutoff only ever goes down.
             if !refresh_cutoff(self, &mut rec) {
@@ -350,17 +366,24 @@ impl Hosting {
             let took = started.elapsed();
             spent += took;
             steps_here += 1;
-            batch = next_batch(batch, target.last_work().unwrap_or(took), MAX_BATCH);
+            let held = target.last_work().unwrap_or(took);
+            batch = next_batch(batch, held, MAX_BATCH);
             cursor = done.next.clone();
-            count_step(&mut rec, done, took);
+            count_step(&mut rec, done, took, held);
             if let Some(progress) = &options.progress {
                 progress(&rec);
             }
-            let lease = self.now() + LEASE;
-            self.store().write(|tx| sql::record_step(tx, &rec, cursor.as_deref(), lease))?;
             if cursor.is_none() {
                 rec.state = SweepState::Done;
                 break;
+            }
+            // Recorded often enough that a crash loses little (end_part records the end).
+            let unrecorded = rec.deleted - recorded.0;
+            if unrecorded + (batch as i64).max(MIN_STEP_ITEMS) > MAX_UNRECORDED || recorded.1.elapsed() >= RECORD_EVERY
+            {
+                let lease = self.now() + LEASE;
+                self.store().write(|tx| sql::record_step(tx, &rec, cursor.as_deref(), lease))?;
+                recorded = (rec.deleted, Instant::now());
             }
             let pause = target.pause();
             if !pause.is_zero() {
@@ -610,6 +633,46 @@ pub(crate) mod tests {
         assert_eq!((rest.id, rest.state, rest.parts), (part.id, SweepState::Done, 2));
         // The sweep keeps the cutoff it began with: the newest item was not yet a second old.
         assert_eq!((rest.deleted, rest.cutoff), (29, part.cutoff));
+    }
+
+    #[test]
+    fn the_record_is_written_now_and_then_and_a_crash_can_lose_the_count_of_at_most_max_unrecorded() {
+        let dir = std::env::temp_dir().join(format!("xh-sweep-record-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.sqlite");
+        let clock = ManualClock::new(1_000_000);
+        let h = Hosting::open(&path).unwrap().with_clock(clock.clone());
+        h.add_domain("example.org").unwrap();
+        h.set_retention("example.org", "archive", "1s").unwrap();
+        let mut t = items((0..30_000).map(|i| 10 + i % 1000), clock.now());
+        let reader = std::sync::Mutex::new(rusqlite::Connection::open(&path).unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new((0i64, 0i64, 0i64)));
+        let s2 = seen.clone();
+        // Told after each step, before the engine records it: what a crash now would leave.
+        let progress: Progress = std::sync::Arc::new(move |rec: &SweepRecord| {
+            let (deleted, steps): (i64, i64) = reader
+                .lock()
+                .unwrap()
+                .query_row("SELECT deleted, steps FROM retention_sweeps WHERE id = ?1", [rec.id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .unwrap();
+            let mut s = s2.lock().unwrap();
+            s.0 = s.0.max(rec.deleted - deleted);
+            s.1 += 1;
+            s.2 = s.2.max(rec.steps - steps);
+        });
+        let opts = SweepOptions { batch: 50, progress: Some(progress), ..Default::default() };
+        let rec = h.sweep_with("example.org", Kind::Archive, &mut t, &opts).unwrap();
+        assert_eq!((rec.state, rec.deleted), (SweepState::Done, 30_000));
+        let (most_unrecorded, steps, most_steps_behind) = *seen.lock().unwrap();
+        assert_eq!(steps, rec.steps);
+        assert!(most_unrecorded <= MAX_UNRECORDED, "{most_unrecorded}");
+        assert!(most_steps_behind > 1, "not every step is written to the store: {most_steps_behind}");
+        // The end is recorded whole.
+        assert_eq!(h.retention_log(None, 1).unwrap()[0], rec);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A tiny deterministic generator: the property tests need no crate and replay exactly.

@@ -19,12 +19,7 @@ pub(super) fn list(call: &Call<'_>) -> Answer {
         return Ok(json!({ "domains": out }));
     }
     let account = session.account.to_lowercase();
-    let claims: Vec<(String, String)> = h.store().read(|c| {
-        let mut stmt =
-            c.prepare_cached("SELECT domain, state FROM domain_claims WHERE lower(account) = ?1 ORDER BY domain")?;
-        let rows = stmt.query_map([&account], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    })?;
+    let claims = h.store().read(|c| crate::store::verification::claims_of_account(c, &account))?;
     for (domain, state) in claims {
         let owner = h.domain(&domain)?.and_then(|d| d.settings.owner).is_some_and(|o| o.to_lowercase() == account);
         out.push(json!({"domain": domain, "role": if owner { "owner" } else { "claimant" }, "state": state}));

@@ -110,6 +110,19 @@ pub(crate) fn claims(c: &Connection, domain: Option<&str>) -> Result<Vec<Claim>>
     Ok(rows)
 }
 
+/// The domains an account claimed and each claim's state, by domain. The account is compared
+/// case-blind (`lower(account)`, the index of migration 0026): the panel asks this at every page.
+pub(crate) const CLAIMS_OF_ACCOUNT: &str =
+    "SELECT domain, state FROM domain_claims WHERE lower(account) = lower(?1) ORDER BY domain";
+
+pub(crate) fn claims_of_account(c: &Connection, account: &str) -> Result<Vec<(String, String)>> {
+    let rows = c
+        .prepare_cached(CLAIMS_OF_ACCOUNT)?
+        .query_map([account], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 /// Verified or lost claims whose re-check is due, oldest first.
 pub(crate) fn due_claims(c: &Connection, now: Timestamp, limit: i64) -> Result<Vec<(String, String)>> {
     let mut stmt = c.prepare_cached(
@@ -178,4 +191,23 @@ pub(crate) fn host_for(c: &Connection, domain: &str, account: &str, now: Timesta
     )?
     .execute(params![domain, doc.to_string(), now])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn an_accounts_claims_are_found_by_the_index_not_by_a_scan() {
+        let store = Store::open_in_memory().unwrap();
+        let plan: Vec<String> = store
+            .read(|c| {
+                let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {CLAIMS_OF_ACCOUNT}"))?;
+                let rows = stmt.query_map(["Alice@Example.org"], |r| r.get::<_, String>(3))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .unwrap();
+        assert!(plan.iter().any(|step| step.contains("USING INDEX domain_claims_account")), "{plan:?}");
+    }
 }

@@ -177,9 +177,15 @@ local function run_step(plan)
 						-- below the core's cutoff keeps "strictly before" whatever the rounding.
 						local deleted, err;
 						if plan.dry_run then
-							-- What the delete below would take: the same query, counted.
-							local iter, total = archive:find(name, { ["end"] = cutoff - 1, total = true, limit = 0 });
-							if iter then deleted = total or 0; else err = total; end
+							-- What the delete below would take: the same query, counted (Prosody 13's
+							-- internal storage gives no total for a filtered query).
+							local iter, find_err = archive:find(name, { ["end"] = cutoff - 1 });
+							if iter then
+								deleted = 0;
+								for _ in iter do deleted = deleted + 1; end
+							else
+								err = find_err;
+							end
 						else
 							deleted, err = archive:delete(name, { ["end"] = cutoff - 1 });
 						end

@@ -47,26 +47,3 @@ def test_prosodyctl_switches_the_shared_roster(prosody, server, shared_roster_of
     assert prosody.ctl("mod_xmpp_hosting", "domain", "set", HOST, "shared_roster", "off").returncode == 0
     assert dave not in client.roster(prosody.c2s_port, carol, PASSWORD)
 
-
-def test_a_command_node_is_described_only_to_who_may_run_it(prosody, server):
-    """disco#info on a users command node: its identity for the owner, `forbidden` for a plain
-    user of the domain (as Prosody's mod_adhoc answers for a command its permission hides)."""
-    import asyncio
-
-    from slixmpp.exceptions import IqError
-
-    from users_scenarios import NODE
-
-    async def info(c):
-        c.register_plugin("xep_0030")
-        try:
-            reply = await c.plugin["xep_0030"].get_info(jid=HOST, node=NODE + "list", timeout=15)
-        except IqError as e:
-            return e.iq["error"]["condition"]
-        return [i[0] for i in reply["disco_info"]["identities"]]
-
-    def asked_by(who):
-        return asyncio.run(client._session(prosody.c2s_port, who, PASSWORD, info, 30))
-
-    assert asked_by(f"boss@{HOST}") == ["automation"]
-    assert asked_by(f"carol@{HOST}") == "forbidden"

@@ -290,6 +290,26 @@ class UsersScenarios:
         assert ours <= asyncio.run(client._session(server.c2s_port, jid("bob", server.other), PASSWORD,
                                                    nodes_of_other, 30))
 
+    def test_a_command_node_is_described_only_to_who_may_run_it(self, server):
+        """disco#info on a users command node (XEP-0050 3.2): its identity and features for the
+        owner, `forbidden` for a plain user of the domain."""
+        async def info(c):
+            c.register_plugin("xep_0030")
+            try:
+                reply = await c.plugin["xep_0030"].get_info(jid=server.host, node=NODE + "list", timeout=15)
+            except IqError as e:
+                return e.iq["error"]["condition"]
+            return ([(i[0], i[1]) for i in reply["disco_info"]["identities"]],
+                    set(reply["disco_info"]["features"]))
+
+        def asked_by(who):
+            return asyncio.run(client._session(server.c2s_port, who, PASSWORD, info, 30))
+
+        identities, features = asked_by(jid("boss", server.host))
+        assert identities == [("automation", "command-node")] and {COMMANDS, DATA} <= features, (identities, features)
+        assert asked_by(jid("carol", server.host)) == "forbidden"
+        assert asked_by(jid("bob", server.other)) == "forbidden"
+
     def test_the_owner_creates_lists_repasswords_and_deletes_a_user(self, server):
         boss, made = jid("boss", server.host), jid("made", server.host)
         out = command(server, boss, server.host, "create", account_fields(made, "first-pass"))

@@ -15,7 +15,7 @@
 -behaviour(gen_mod).
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
--export([adhoc_local_items/4, adhoc_local_commands/4]).
+-export([adhoc_local_items/4, adhoc_local_commands/4, disco_local_identity/5, disco_local_features/5]).
 
 -include("xmpp.hrl").
 -include("logger.hrl").
@@ -27,11 +27,15 @@
 start(Host, _Opts) ->
     ejabberd_hooks:add(adhoc_local_items, Host, ?MODULE, adhoc_local_items, 50),
     ejabberd_hooks:add(adhoc_local_commands, Host, ?MODULE, adhoc_local_commands, 50),
+    ejabberd_hooks:add(disco_local_identity, Host, ?MODULE, disco_local_identity, 50),
+    ejabberd_hooks:add(disco_local_features, Host, ?MODULE, disco_local_features, 50),
     ok.
 
 stop(Host) ->
     ejabberd_hooks:delete(adhoc_local_items, Host, ?MODULE, adhoc_local_items, 50),
     ejabberd_hooks:delete(adhoc_local_commands, Host, ?MODULE, adhoc_local_commands, 50),
+    ejabberd_hooks:delete(disco_local_identity, Host, ?MODULE, disco_local_identity, 50),
+    ejabberd_hooks:delete(disco_local_features, Host, ?MODULE, disco_local_features, 50),
     ok.
 
 reload(_Host, _NewOpts, _OldOpts) ->
@@ -76,6 +80,34 @@ adhoc_local_items(Acc, From, #jid{luser = <<>>, lserver = Server} = To, Lang) ->
            end,
     {result, Items ++ Mine};
 adhoc_local_items(Acc, _From, _To, _Lang) ->
+    Acc.
+
+%% A command node's disco#info (XEP-0050 3.2): its identity and features to who may run it,
+%% forbidden to anyone else, as Prosody's mod_xmpp_hosting_users answers.
+disco_local_identity(Acc, From, #jid{luser = <<>>, lserver = Server}, Node, Lang) ->
+    case lists:keyfind(Node, 1, commands()) of
+        {_, _, Name} ->
+            case decide(From, Server, undefined, #{}) of
+                {allowed, _} ->
+                    Acc ++ [#identity{category = <<"automation">>, type = <<"command-node">>,
+                                      name = translate:translate(Lang, Name)}];
+                _ -> Acc
+            end;
+        false -> Acc
+    end;
+disco_local_identity(Acc, _From, _To, _Node, _Lang) ->
+    Acc.
+
+disco_local_features(Acc, From, #jid{luser = <<>>, lserver = Server}, Node, Lang) ->
+    case lists:keymember(Node, 1, commands()) of
+        true ->
+            case decide(From, Server, undefined, #{}) of
+                {allowed, _} -> {result, [?NS_COMMANDS, ?NS_XDATA]};
+                _ -> {error, xmpp:err_forbidden(?T("This item is not available to you"), Lang)}
+            end;
+        false -> Acc
+    end;
+disco_local_features(Acc, _From, _To, _Node, _Lang) ->
     Acc.
 
 adhoc_local_commands(Acc, From, #jid{luser = <<>>, lserver = Server}, #adhoc_command{node = Node} = Req) ->

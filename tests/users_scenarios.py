@@ -269,12 +269,11 @@ class UsersScenarios:
         """Both servers list the users commands (XEP-0050 disco#items) only to the domain's
         owner and the operator's admins, as the core decides; the commands refuse anyone else
         too (below)."""
-        async def nodes(c):
-            c.register_plugin("xep_0030")
-            items = await c.plugin["xep_0030"].get_items(jid=server.host, node=COMMANDS, timeout=15)
-            return {node for _, node, _ in items["disco_items"]["items"]}
-
-        def listed_to(who):
+        def listed_to(who, domain=server.host):
+            async def nodes(c):
+                c.register_plugin("xep_0030")
+                items = await c.plugin["xep_0030"].get_items(jid=domain, node=COMMANDS, timeout=15)
+                return {node for _, node, _ in items["disco_items"]["items"]}
             return asyncio.run(client._session(server.c2s_port, who, PASSWORD, nodes, 30))
 
         ours = {NODE + a for a in ("create", "list", "password", "delete", "registration")}
@@ -282,13 +281,7 @@ class UsersScenarios:
         assert ours <= listed_to(server.admin)
         assert not ours & listed_to(jid("carol", server.host))
         assert not ours & listed_to(jid("bob", server.other))
-        # bob sees them on his own domain.
-        async def nodes_of_other(c):
-            c.register_plugin("xep_0030")
-            items = await c.plugin["xep_0030"].get_items(jid=server.other, node=COMMANDS, timeout=15)
-            return {node for _, node, _ in items["disco_items"]["items"]}
-        assert ours <= asyncio.run(client._session(server.c2s_port, jid("bob", server.other), PASSWORD,
-                                                   nodes_of_other, 30))
+        assert ours <= listed_to(jid("bob", server.other), server.other)  # bob's own domain
 
     def test_a_command_node_is_described_only_to_who_may_run_it(self, server):
         """disco#info on a users command node (XEP-0050 3.2): its identity and features for the

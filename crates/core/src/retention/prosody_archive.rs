@@ -3,9 +3,10 @@
 //!
 //! Where they live is registered by the server when it loads ([`Hosting::register_archive_store`]):
 //! - `prosody_sql`: `storage = "sql"` with SQLite. The core deletes directly in Prosody's
-//!   database (table `prosodyarchive`) on its worker thread: each step is one short transaction
-//!   over a range of `sort_id` (the table's integer primary key, so the range is a seek), and
-//!   the statement itself asks for rows of the host and store stored strictly before the cutoff.
+//!   database (table `prosodyarchive`) on its worker thread: each step deletes a user's (or
+//!   room's) oldest rows, picked from Prosody's (host, user, store, when) index, in one short
+//!   transaction whose statement itself asks for rows of the host and store stored strictly
+//!   before the cutoff (see `ProsodySql` for why, and for the WAL mode it puts the file in).
 //!   Prosody opens the file with LuaDBI, which sets no busy handler: a Prosody query that met
 //!   one of our steps' locks would fail at once ("database is locked"), and a message would go
 //!   unarchived. The Prosody module therefore gives Prosody's connection a busy timeout
@@ -15,7 +16,7 @@
 //! - `prosody_internal`: `storage = "internal"` (one file per user or room). Only Prosody can
 //!   change those files safely (it appends to them from its loop), so Prosody deletes through
 //!   its archive storage API, a few users' archives a step, in steps planned here
-//!   ([`Hosting::begin_driven_sweep`], see `driven.rs`).
+//!   ([`Hosting::begin_driven_sweep`], [`Hosting::begin_driven_dry_run`], see `driven.rs`).
 
 use std::path::Path;
 use std::time::Duration;

@@ -96,7 +96,11 @@ def ours(work: Path, db: Path) -> dict:
         wall = time.monotonic() - t0
         log = json.loads(run_cli(ej.database, "--json", "retention", "log", HOST).stdout)
     rec = [s for s in log if s["kind"] == "archive" and not s["dry_run"]][0]
-    return {"what": "ours (xmpp_hosting_retention_sweep)", "deleted": rec["deleted"], "wall_s": wall,
+    c = sqlite3.connect(db)
+    mode = c.execute("PRAGMA journal_mode").fetchone()[0]
+    c.close()
+    return {"what": f"ours (xmpp_hosting_retention_sweep; journal mode after: {mode})", "deleted": rec["deleted"],
+            "wall_s": wall,
             "steps": rec["steps"], "longest_step_ms": rec["longest_step_us"] / 1000,
             "step_time_s": rec["duration_us"] / 1e6, "load_before": load, "load_after": uptime(),
             "text": out.strip()}

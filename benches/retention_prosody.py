@@ -7,7 +7,9 @@ transaction) on a copy of the same data.
 
     python3 benches/retention_prosody.py [ROWS]      (default 1,000,000; needs scripts/build)
 
-Prints rows/s, the longest step, and the machine's load (uptime): figures for the README.
+Prints rows/s over the sweep's wall time and over its time in steps, the longest step (the
+longest the sweep held Prosody's database: a DELETE and its commit), the journal mode the sweep
+left the database in (WAL, see the README), and the machine's load (uptime) beside each figure.
 """
 
 import os
@@ -95,10 +97,16 @@ def main():
                            capture_output=True, text=True, env=env, check=True)
     print("our sweep:", r.stdout.strip())
     line = r.stdout.split("deleted ")[-1].split()
-    deleted, in_steps = int(line[0]), int(line[4])
-    print(f"our sweep: {deleted / (in_steps / 1e6):,.0f} rows/s counting time in steps; load {os.getloadavg()}")
-    left = sqlite3.connect(src).execute('SELECT count(*), min("when") FROM prosodyarchive').fetchone()
-    print(f"rows left: {left[0]} (none older than the cutoff: {left[1] >= now - DAY})")
+    deleted, in_steps, longest = int(line[0]), int(line[4]), int(line[6])
+    wall = float(r.stdout.split("wall ")[1].split()[0])
+    print(f"our sweep: {deleted / wall:,.0f} rows/s over its wall time ({wall:.1f} s), "
+          f"{deleted / (in_steps / 1e6):,.0f} rows/s counting time in steps, longest step (database held) "
+          f"{longest / 1000:.2f} ms; load {os.getloadavg()}")
+    c = sqlite3.connect(src)
+    left = c.execute('SELECT count(*), min("when") FROM prosodyarchive').fetchone()
+    print(f"rows left: {left[0]} (none older than the cutoff: {left[1] >= now - DAY}); "
+          f"journal mode after the sweep: {c.execute('PRAGMA journal_mode').fetchone()[0]}")
+    c.close()
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     shutil.rmtree(work)
 

@@ -153,6 +153,11 @@ pub struct SettingsChanges {
     pub revision: i64,
     /// ASCII names, in the order they changed; each once.
     pub domains: Vec<String>,
+    /// Those of `domains` whose shared roster was switched on or off (or that were added) since
+    /// the last look: the only ones a server must bring online users' rosters in line for. A
+    /// change to any other setting (a description, a quota) is not worth pushing every contact
+    /// to every online user.
+    pub shared_roster_switched: Vec<String>,
     /// Seconds until the server looks again ([`SETTINGS_WATCH_INTERVAL`]).
     pub next_in: u64,
 }
@@ -363,25 +368,26 @@ impl Hosting {
     /// The domains whose settings changed after `since` (a revision this returned before), or,
     /// with `None`, only the revision to start from: a server looks every
     /// [`SETTINGS_WATCH_INTERVAL`] seconds and brings what it keeps in memory (online users'
-    /// rosters) in line for the domains named. Every path that writes a domain's settings, in
-    /// any process, raises the revision (migration 0022's triggers). A domain removed is not
-    /// named: it has nothing left to apply.
+    /// rosters) in line for the domains named in `shared_roster_switched`. Every path that
+    /// writes a domain's settings, in any process, raises the revision (triggers of migrations
+    /// 0022 and 0027, from a counter that never goes down). A domain removed is not named: it
+    /// has nothing left to apply.
     pub fn settings_changes(&self, since: Option<i64>) -> Result<SettingsChanges> {
-        let (revision, domains) = self.store().read(|c| {
-            let revision: i64 = c
-                .prepare_cached("SELECT coalesce(max(settings_revision), 0) FROM domains")?
-                .query_row([], |r| r.get(0))?;
-            let Some(since) = since else { return Ok((revision, Vec::new())) };
-            let domains = c
-                .prepare_cached(
-                    "SELECT name FROM domains WHERE settings_revision > ?1 AND settings_revision <= ?2 \
-                     ORDER BY settings_revision",
-                )?
-                .query_map([since, revision], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((revision, domains))
+        let (revision, changed) = self.store().read(|c| {
+            let revision = crate::store::domains::settings_revision(c)?;
+            let changed = match since {
+                Some(since) => crate::store::domains::settings_changed(c, since, revision)?,
+                None => Vec::new(),
+            };
+            Ok((revision, changed))
         })?;
-        Ok(SettingsChanges { revision, domains, next_in: SETTINGS_WATCH_INTERVAL })
+        let shared_roster_switched = changed.iter().filter(|(_, s)| *s).map(|(d, _)| d.clone()).collect();
+        Ok(SettingsChanges {
+            revision,
+            domains: changed.into_iter().map(|(d, _)| d).collect(),
+            shared_roster_switched,
+            next_in: SETTINGS_WATCH_INTERVAL,
+        })
     }
 }
 
@@ -586,6 +592,44 @@ mod tests {
         h.claim_domain("d.example", "dora@d.example").unwrap();
         h.override_claim("d.example", "dora@d.example", "test").unwrap();
         assert_eq!(h.settings_changes(Some(next.revision)).unwrap().domains, ["d.example"]);
+    }
+
+    #[test]
+    fn settings_changes_survive_removing_the_domain_with_the_highest_revision() {
+        let h = hosting();
+        h.set_domain_setting("b.example", "shared_roster", "on").unwrap();
+        let seen = h.settings_changes(None).unwrap();
+        // b.example held the highest revision; removing it must not hand the next change a
+        // revision the watcher has already passed.
+        h.remove_domain("b.example").unwrap();
+        h.set_domain_setting("a.example", "shared_roster", "on").unwrap();
+        let next = h.settings_changes(Some(seen.revision)).unwrap();
+        assert_eq!(next.domains, ["a.example"]);
+        assert_eq!(next.shared_roster_switched, ["a.example"]);
+        assert!(next.revision > seen.revision, "{next:?} after {seen:?}");
+    }
+
+    #[test]
+    fn only_a_shared_roster_switch_is_named_as_switched() {
+        let h = hosting();
+        let start = h.settings_changes(None).unwrap();
+        h.set_domain_setting("a.example", "shared_roster", "on").unwrap();
+        let seen = h.settings_changes(Some(start.revision)).unwrap();
+        assert_eq!(seen.shared_roster_switched, ["a.example"]);
+        // Another setting changed: named as changed, not as switched.
+        h.set_domain_setting("a.example", "owner", "carol@a.example").unwrap();
+        h.set_domain_setting("b.example", "owner", "carol@b.example").unwrap();
+        let other = h.settings_changes(Some(seen.revision)).unwrap();
+        assert_eq!(other.domains, ["a.example", "b.example"]);
+        assert_eq!(other.shared_roster_switched, Vec::<String>::new());
+        // Switched, then another setting: still switched since the look before.
+        h.set_domain_setting("b.example", "shared_roster", "on").unwrap();
+        h.set_domain_setting("b.example", "owner", "dave@b.example").unwrap();
+        let next = h.settings_changes(Some(other.revision)).unwrap();
+        assert_eq!(next.shared_roster_switched, ["b.example"]);
+        // A domain added counts as switched (its accounts may be online already).
+        h.add_domain("c.example").unwrap();
+        assert_eq!(h.settings_changes(Some(next.revision)).unwrap().shared_roster_switched, ["c.example"]);
     }
 
     #[test]

@@ -98,3 +98,22 @@ impl Store {
         text.map_or_else(|| Ok(ProviderSettings::default()), |t| ProviderSettings::from_json(&t))
     }
 }
+
+/// Where the settings revisions stand: the counter migration 0027's triggers raise on every
+/// change to a domain's settings. It never goes down, a domain removed included, so a server
+/// that saw revision N is never handed a later change numbered N or below.
+pub(crate) fn settings_revision(c: &Connection) -> Result<i64> {
+    Ok(c.prepare_cached("SELECT coalesce(max(revision), 0) FROM settings_revision_counter")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// The domains whose settings changed after revision `since` up to `upto`, in the order they
+/// changed, each with whether its shared roster was switched (or the domain added) in that span.
+pub(crate) fn settings_changed(c: &Connection, since: i64, upto: i64) -> Result<Vec<(String, bool)>> {
+    Ok(c.prepare_cached(
+        "SELECT name, shared_roster_revision > ?1 FROM domains \
+         WHERE settings_revision > ?1 AND settings_revision <= ?2 ORDER BY settings_revision",
+    )?
+    .query_map([since, upto], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?
+    .collect::<rusqlite::Result<Vec<_>>>()?)
+}

@@ -47,6 +47,7 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
         M::up(include_str!("../../migrations/0024_panel_jobs.sql")),
         M::up(include_str!("../../migrations/0022_settings_revision.sql")),
         M::up(include_str!("../../migrations/0026_claims_by_account.sql")),
+        M::up(include_str!("../../migrations/0027_settings_revision_counter.sql")),
     ])
 });
 

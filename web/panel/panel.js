@@ -339,8 +339,10 @@ const PAGES = {
         const r = await api("POST", "domains/" + enc(domain) + "/invites", { uses: Number(uses.value), expires_in: expiry.value === "never" ? "never" : Number(expiry.value) });
         const link = r.link || r.landing_url || r.uri;
         // The QR code is drawn by the server as SVG and shown as an image (never put in the page as markup).
-        const qr = el("img", { id: "invite-qr", class: "qr", width: "200", height: "200", alt: "QR code of the invite link",
-          src: "data:image/svg+xml;base64," + btoa(r.qr_svg) });
+        const qr = r.qr_svg
+          ? el("img", { id: "invite-qr", class: "qr", width: "200", height: "200", alt: "QR code of the invite link",
+            src: "data:image/svg+xml;base64," + btoa(r.qr_svg) })
+          : el("p", { class: "bad" }, r.qr_error || "No QR code for this link.");
         created.replaceChildren(el("p", {}, "New invite (shown once): "),
           el("div", { class: "invite-new" }, qr, el("div", {}, el("code", { id: "invite-link" }, link), copyButton(link, "Copy the invite link"))));
         refresh();

@@ -33,20 +33,24 @@ pub(super) fn create(call: &Call<'_>) -> Answer {
     new.note = call.body.get("note").and_then(Value::as_str).map(str::to_string);
     let created = call.hosting().create_invite(&new)?;
     // The link the page shows, and the same link as a QR code beside it for a phone's camera:
-    // the token is in both and shown this once, so the code is drawn here and never by URL.
+    // the token is in both and shown this once, so the code is drawn here and never by URL. The
+    // invite exists by now: a link too long for a QR code (an admin's long landing URL) still
+    // answers the link, with the reason instead of the image.
     let link = created.landing_url.clone().unwrap_or_else(|| created.uri.clone());
     let mut answer = json!(created);
-    answer["qr_svg"] = json!(qr_svg(&link)?);
+    match qr_svg(&link) {
+        Ok(svg) => answer["qr_svg"] = json!(svg),
+        Err(why) => answer["qr_error"] = json!(why),
+    }
     answer["link"] = json!(link);
     Ok(answer)
 }
 
 /// `text` as a QR code, an SVG image one unit per module (with the quiet zone readers need):
 /// the page scales it, and the image is drawn by the core so the page loads no QR script.
-pub(crate) fn qr_svg(text: &str) -> Result<String, Failure> {
-    let code = qrcode::QrCode::new(text.as_bytes()).map_err(|e| {
-        Failure::new(422, "invalid-argument", format!("the invite link cannot be drawn as a QR code: {e}"))
-    })?;
+pub(crate) fn qr_svg(text: &str) -> Result<String, String> {
+    let code = qrcode::QrCode::new(text.as_bytes())
+        .map_err(|e| format!("the invite link cannot be drawn as a QR code: {e}"))?;
     Ok(code.render::<qrcode::render::svg::Color<'_>>().module_dimensions(1, 1).quiet_zone(true).build())
 }
 

@@ -82,8 +82,11 @@ impl Jobs {
                 &[&account as &dyn rusqlite::ToSql],
             )?;
             let all = running("SELECT count(*) FROM panel_jobs WHERE state = 'running'", &[])?;
-            if mine >= MAX_RUNNING_PER_ACCOUNT || all >= MAX_RUNNING {
-                return Ok(false);
+            if mine >= MAX_RUNNING_PER_ACCOUNT {
+                return Ok(Err("other checks of yours are still running; wait for them to finish"));
+            }
+            if all >= MAX_RUNNING {
+                return Ok(Err("the server is running as many checks as it takes at once; try again shortly"));
             }
             tx.prepare_cached(
                 "DELETE FROM panel_jobs WHERE id IN (SELECT id FROM panel_jobs WHERE account = ?1 AND state != \
@@ -95,14 +98,13 @@ impl Jobs {
                  VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
             )?
             .execute(params![id, account, domain, kind, runner, now])?;
-            Ok(true)
+            Ok(Ok(()))
         });
         match inserted {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
                 live().remove(&id);
-                let mut f =
-                    Failure::new(429, "busy", "other checks of yours are still running; wait for them to finish");
+                let mut f = Failure::new(429, "busy", why);
                 f.retry_after = Some(5);
                 return Err(f);
             }
@@ -353,8 +355,25 @@ fn liveness(id: &str, runner: &str) -> Liveness {
         Ok(s) if s == start => Liveness::Alive,
         // The pid now belongs to a later process.
         Ok(_) => Liveness::Gone,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Liveness::Gone,
+        // No /proc entry: gone, unless /proc only hides it (mounted hidepid=2, systemd's
+        // ProtectProc=invisible: another user's process looks absent); the kernel still knows.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match process_exists(pid) {
+            Some(false) => Liveness::Gone,
+            _ => Liveness::Unknown,
+        },
         Err(_) => Liveness::Unknown,
+    }
+}
+
+/// Whether a process `pid` exists (signal 0: ESRCH means none; EPERM means one another user
+/// owns), `None` when that cannot be told.
+fn process_exists(pid: u32) -> Option<bool> {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => Some(true),
+        Err(rustix::io::Errno::SRCH) => Some(false),
+        Err(rustix::io::Errno::PERM) => Some(true),
+        Err(_) => None,
     }
 }
 
@@ -404,6 +423,18 @@ fn this_process() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_hidden_from_proc_is_asked_of_the_kernel() {
+        // Pid 1 always exists (signalling it may be refused: EPERM still says it exists).
+        assert_eq!(process_exists(1), Some(true));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        // Reaped: no process has that pid (unless the kernel reused it at once, which it avoids).
+        assert_eq!(process_exists(pid), Some(false));
+        assert_eq!(process_exists(u32::MAX), None);
+    }
     use crate::test_store::TestStore;
     use crate::ManualClock;
 

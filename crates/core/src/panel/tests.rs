@@ -442,6 +442,22 @@ fn a_new_invite_comes_with_its_link_as_a_qr_code() {
 }
 
 #[test]
+fn a_link_too_long_for_a_qr_code_still_gives_the_invite_and_says_why() {
+    let (panel, _) = panel();
+    two_customers(&panel);
+    let long = format!("https://a.example/{}/{{token}}", "x".repeat(3000));
+    panel.hosting.set_domain_setting("a.example", "registration.landing_url", &long).unwrap();
+    let mut b = Browser::new(&panel);
+    b.login("alice@a.example", true, false);
+    let (status, created) = b.call("POST", "/api/domains/a.example/invites", json!({"uses": 1}));
+    // The invite exists and its link is shown once: it must reach the customer.
+    assert_eq!(status, 201, "{created}");
+    assert!(created["link"].as_str().unwrap().len() > 3000);
+    assert!(created.get("qr_svg").is_none());
+    assert!(created["qr_error"].as_str().unwrap().contains("cannot be drawn as a QR code"), "{created}");
+}
+
+#[test]
 fn usage_shows_each_window_against_its_limit_and_retention_what_applies() {
     let (panel, _) = panel();
     two_customers(&panel);

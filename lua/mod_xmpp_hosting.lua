@@ -268,6 +268,19 @@ end);
 -- Admin commands, shared by prosodyctl and the admin shell. Each returns ok, text. (The cert
 -- group lives in xmpp_hosting_certs.lib.lua.)
 
+-- An admin command's store write (`method` names the plain call; its `_or_later` variant is
+-- made): tried at once without waiting for any lock; while another process (the CLI, ejabberd,
+-- a backup) holds the store's write lock, the core's worker makes it once the lock is free and
+-- the command's runner (the admin shell's, prosodyctl's) waits for that. The server's loop never
+-- waits for the lock, and the command is not failed by the loop's short busy timeout.
+local function write(s, method, ...)
+	local answer, err, code = s[method .. "_or_later"](s, ...);
+	if type(answer) == "userdata" then
+		module:log("debug", "The store is locked by another process: %s is made once it is free", method);
+	end
+	return await(answer, err, code);
+end
+
 local function format_domain(d)
 	local name = d.name;
 	if d.unicode_name ~= d.name then
@@ -279,7 +292,7 @@ end
 local domain_commands = {};
 
 function domain_commands.add(s, name)
-	local d, err = s:add_domain(name);
+	local d, err = write(s, "add_domain", name);
 	if not d then return false, err; end
 	return true, "Added " .. format_domain(d);
 end
@@ -308,20 +321,20 @@ end
 
 function domain_commands.set(s, name, setting, value)
 	if not setting or not value then return false, "Usage: domain set NAME SETTING VALUE"; end
-	local d, err = s:set_domain_setting(name, setting, value);
+	local d, err = write(s, "set_domain_setting", name, setting, value);
 	if not d then return false, err; end
 	return true, ("%s: %s = %s"):format(d.name, setting, value);
 end
 
 function domain_commands.remove(s, name)
-	local ok, err = s:remove_domain(name);
+	local ok, err = write(s, "remove_domain", name);
 	if not ok then return false, err; end
 	return true, "Removed " .. name;
 end
 
 function domain_commands.claim(s, name, account)
 	if not account then return false, "Usage: domain claim NAME ACCOUNT"; end
-	local c, err = s:claim_domain(name, account);
+	local c, err = write(s, "claim_domain", name, account);
 	if not c then return false, err; end
 	return true, c.text;
 end
@@ -382,10 +395,10 @@ function invite_commands.create(s, domain, spec)
 	spec = spec or {};
 	local created, err;
 	if spec[1] ~= nil or next(spec) == nil then
-		created, err = s:create_invite_from_options(domain, spec);
+		created, err = write(s, "create_invite_from_options", domain, spec);
 	else
 		spec.domain = domain;
-		created, err = s:create_invite(spec);
+		created, err = write(s, "create_invite", spec);
 	end
 	if not created then return false, err; end
 	local lines = {
@@ -410,7 +423,7 @@ end
 -- The id as typed: the core refuses "1.5" or "x" in words.
 function invite_commands.revoke(s, domain, id)
 	if id == nil then return false, "Usage: invite revoke DOMAIN ID"; end
-	local invite, err = s:revoke_invite(domain, id);
+	local invite, err = write(s, "revoke_invite", domain, id);
 	if not invite then return false, err; end
 	return true, ("Revoked invite %d"):format(invite.id);
 end
@@ -461,14 +474,14 @@ end
 -- exception (max_file_size, storage, daily, weekly, monthly); bytes, or null to remove it.
 function quota_commands.set(s, domain, limit, value, username)
 	if not limit or not value then return false, "Usage: quota set DOMAIN LIMIT VALUE [--user USER]"; end
-	local report, err = s:set_upload_limit(domain, username, limit, value);
+	local report, err = write(s, "set_upload_limit", domain, username, limit, value);
 	if not report then return false, err; end
 	return true, ("%s: %s = %s"):format(username and (username .. "@" .. domain) or domain, limit, value);
 end
 
 function quota_commands.clear(s, domain, username)
 	if not username then return false, "Usage: quota clear DOMAIN USER"; end
-	local ok, err = s:clear_user_upload_limits(domain, username);
+	local ok, err = write(s, "clear_user_upload_limits", domain, username);
 	if not ok then return false, err; end
 	return true, ("%s@%s: exceptions removed, the domain's limits apply"):format(username, domain);
 end
@@ -501,11 +514,11 @@ function retention_commands.set(s, domain, what, value, username)
 	if not what or not value then return false, "Usage: retention set DOMAIN WHAT PERIOD [--user USER]"; end
 	if username then
 		if what ~= "archive" then return false, "a user chooses only their own archive's retention"; end
-		local period, err = s:set_user_archive_retention(domain, username, value ~= "default" and value or nil);
+		local period, err = write(s, "set_user_archive_retention", domain, username, value ~= "default" and value or nil);
 		if not period then return false, err; end
 		return true, ("%s@%s: archive kept for %s"):format(username, domain, period);
 	end
-	local ok, err = s:set_retention(domain, what, value);
+	local ok, err = write(s, "set_retention", domain, what, value);
 	if not ok then return false, err; end
 	local text = s:describe_retention(domain);
 	return true, ("%s: %s; takes effect at the next sweep"):format(domain, text);

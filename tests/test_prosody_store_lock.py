@@ -7,7 +7,9 @@ decided on the loop when the lock is free and otherwise by the worker once it is
 granted then, and the same session's pings are answered meanwhile. Nor do the other writes made
 on the loop wait: a login counted for the statistics, the admin shell's invite purge settling
 registrations that never finished, the upload component registering its directory; each is done
-by the core's worker once the lock is free; so is forgetting an account removed in the server.
+by the core's worker once the lock is free; so is forgetting an account removed in the server,
+and so are the admin shell's write commands (domain, invite, quota, retention), which the shell
+waits for.
 """
 
 import base64
@@ -308,4 +310,55 @@ def test_a_removed_account_is_forgotten_off_the_loop_while_the_lock_is_held(pros
     text = log_after(prosody, offset, f"Account leaver@{HOST} removed: 0 invite(s) revoked, upload exceptions dropped",
                      "Cannot forget removed account")
     assert "Cannot forget removed account" not in text, text
+    client.close()
+
+
+def in_shell_thread(prosody, command: str, outputs: dict) -> threading.Thread:
+    """An admin shell command run in a thread of its own; its output lands in outputs[command]."""
+    def run():
+        done = prosody.shell(command)
+        outputs[command] = done.stdout + done.stderr
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_the_admin_shells_writes_wait_for_a_held_lock_off_the_loop(prosody):
+    """Issue 11: the admin shell's write commands (domain, invite, quota, retention) are made by the
+    core's worker once another process's lock is free; the shell waits for them, the loop does not."""
+    commands = {
+        f'xmpp_hosting:domain_set("{HOST}", "registration.users_may_invite", "true")': "set_domain_setting",
+        f'xmpp_hosting:quota_set("{HOST}", "user_daily", "7654321")': "set_upload_limit",
+        f'xmpp_hosting:retention_set("{HOST}", "archive", "45d")': "set_retention",
+        f'xmpp_hosting:invite_create("{HOST}", {{note = "made behind a lock"}})': "create_invite",
+    }
+    client = logged_in(prosody.c2s_port, "uploader")
+    offset = len(prosody.log_text())
+    holder = lock_holder(prosody)
+    outputs, shells = {}, []
+    try:
+        for command, method in commands.items():
+            shells.append(in_shell_thread(prosody, command, outputs))
+            # Made on the loop, the write would fail once the loop's short busy timeout gave up,
+            # and the shell would answer with 'database is locked' while the lock is still held.
+            log_after(prosody, offset, f"{method} is made once it is free", until=lambda: command in outputs)
+            assert command not in outputs, f"answered while the lock was held: {outputs}"
+        pings_answered(client, "shell-ping")
+        assert not outputs, f"answered while the lock was held: {outputs}"
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+        for shell in shells:
+            shell.join(60)
+    for command in commands:
+        assert "database is locked" not in outputs.get(command, "") and "OK" in outputs.get(command, ""), outputs
+    shown = json.loads(run_cli(prosody.database, "--json", "domain", "show", HOST).stdout)
+    assert shown["settings"]["registration"]["users_may_invite"] is True, shown
+    quota = run_cli(prosody.database, "quota", "show", HOST).stdout
+    assert "7654321" in quota or "7.3 MiB" in quota or "7.65 MB" in quota, quota
+    retention = json.loads(run_cli(prosody.database, "--json", "retention", "show", HOST).stdout)
+    assert "45d" in json.dumps(retention), retention
+    invites = json.loads(run_cli(prosody.database, "--json", "invite", "list", HOST).stdout)
+    assert any(i.get("note") == "made behind a lock" for i in invites), invites
     client.close()

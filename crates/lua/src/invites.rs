@@ -34,6 +34,17 @@ impl Registration {
     }
 }
 
+/// An invite id as an admin typed it (`"12"`) or a number; `1.5` is the admin's mistake, not a
+/// conversion error.
+fn invite_id(id: &LuaValue) -> Result<i64, xmpp_hosting_core::Error> {
+    match id {
+        LuaValue::Integer(i) => parse_invite_id(&i.to_string()),
+        LuaValue::Number(n) => parse_invite_id(&n.to_string()),
+        LuaValue::String(s) => parse_invite_id(&s.to_string_lossy()),
+        other => parse_invite_id(other.type_name()),
+    }
+}
+
 pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("create_invite", |lua, h, spec: LuaTable| {
         serialized(lua, || h.0.create_invite(&from_lua::<NewInvite>(lua, LuaValue::Table(spec))?))
@@ -50,18 +61,31 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("create_invite_from_options", |lua, h, (domain, args): (String, Vec<String>)| {
         serialized(lua, || h.0.create_invite(&NewInvite::from_options(&domain, &args)?))
     });
+    // The admin shell's writes on Prosody's loop: the same answers at once, or a pending result
+    // while another process holds the store's write lock (see pending.rs).
+    m.add_method("create_invite_or_later", |lua, h, spec: LuaTable| {
+        outcome(lua, || {
+            let spec = from_lua::<NewInvite>(lua, LuaValue::Table(spec))?;
+            h.0.now_or_later(move |w| w.create_invite(&spec)).map(LuaNowOrLater)
+        })
+    });
+    m.add_method("create_invite_from_options_or_later", |lua, h, (domain, args): (String, Vec<String>)| {
+        outcome(lua, || {
+            let spec = NewInvite::from_options(&domain, &args)?;
+            h.0.now_or_later(move |w| w.create_invite(&spec)).map(LuaNowOrLater)
+        })
+    });
     // Each invite with its `status` and the `line` an admin's listing prints.
     m.add_method("invites", |lua, h, domain: String| serialized(lua, || h.0.invite_list(&domain)));
     // The id as typed (`"12"`) or a number; `1.5` is the admin's mistake, not a conversion error.
     m.add_method("revoke_invite", |lua, h, (domain, id, by): (String, LuaValue, Option<String>)| {
-        serialized(lua, || {
-            let id = match &id {
-                LuaValue::Integer(i) => parse_invite_id(&i.to_string())?,
-                LuaValue::Number(n) => parse_invite_id(&n.to_string())?,
-                LuaValue::String(s) => parse_invite_id(&s.to_string_lossy())?,
-                other => parse_invite_id(other.type_name())?,
-            };
-            h.0.revoke_invite(&domain, id, &by.map_or(Creator::Admin, Creator::from))
+        serialized(lua, || h.0.revoke_invite(&domain, invite_id(&id)?, &by.map_or(Creator::Admin, Creator::from)))
+    });
+    m.add_method("revoke_invite_or_later", |lua, h, (domain, id, by): (String, LuaValue, Option<String>)| {
+        outcome(lua, || {
+            let id = invite_id(&id)?;
+            let by = by.map_or(Creator::Admin, Creator::from);
+            h.0.now_or_later(move |w| w.revoke_invite(&domain, id, &by)).map(LuaNowOrLater)
         })
     });
     m.add_method("purge_invites", |lua, h, ()| serialized(lua, || h.0.purge_invites()));
@@ -86,6 +110,11 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     });
     // A host that loads the invite module is hosted: `{domain, added, log}`.
     m.add_method("ensure_hosted", |lua, h, domain: String| serialized(lua, || h.0.ensure_hosted(&domain)));
+    // The same at module load on Prosody's loop: the answer at once, or a pending result while
+    // another process holds the store's write lock (see pending.rs).
+    m.add_method("ensure_hosted_or_later", |lua, h, domain: String| {
+        outcome(lua, || h.0.now_or_later(move |w| w.ensure_hosted(&domain)).map(LuaNowOrLater))
+    });
     m.add_method("invite_audit", |lua, h, (domain, limit): (String, Option<u32>)| {
         serialized(lua, || h.0.invite_audit(&domain, limit.unwrap_or(50)))
     });

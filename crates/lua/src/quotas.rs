@@ -82,6 +82,23 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("clear_user_upload_limits", |lua, h, (domain, username): (String, String)| {
         serialized(lua, || h.0.set_user_upload_limits(&domain, &username, None).map(|()| true))
     });
+    // Both for the admin shell on Prosody's loop: the answer at once, or a pending result while
+    // another process holds the store's write lock (see pending.rs).
+    m.add_method(
+        "set_upload_limit_or_later",
+        |lua, h, (domain, username, limit, value): (String, Option<String>, String, String)| {
+            outcome(lua, || {
+                h.0.now_or_later(move |w| w.set_upload_limit(&domain, username.as_deref(), &limit, &value))
+                    .map(LuaNowOrLater)
+            })
+        },
+    );
+    m.add_method("clear_user_upload_limits_or_later", |lua, h, (domain, username): (String, String)| {
+        outcome(lua, || {
+            h.0.now_or_later(move |w| w.set_user_upload_limits(&domain, &username, None).map(|()| true))
+                .map(LuaNowOrLater)
+        })
+    });
     // Recounts every file (seconds for a million): on the worker, a pending result to await.
     m.add_method("start_upload_audit", |lua, h, repair: Option<bool>| {
         // `{drifts = {...}, text = "..."}`: the core words the answer, as for every server.

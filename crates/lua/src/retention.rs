@@ -23,7 +23,7 @@ use xmpp_hosting_core::retention::{DrivenDone, Kind, SweepOptions};
 
 use crate::convert::{from_lua, outcome, serialized};
 use crate::handle::Handle;
-use crate::pending::LuaPending;
+use crate::pending::{LuaNowOrLater, LuaPending};
 
 pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("retention_policy", |lua, h, domain: String| serialized(lua, || h.0.retention_policy(&domain)));
@@ -36,6 +36,23 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
             h.0.user_archive_retention(&domain, &user).map(|p| p.to_string())
         })
     });
+    // Both for the admin shell on Prosody's loop: the answer at once, or a pending result while
+    // another process holds the store's write lock (see pending.rs).
+    m.add_method("set_retention_or_later", |lua, h, (domain, what, value): (String, String, String)| {
+        outcome(lua, || h.0.now_or_later(move |w| w.set_retention(&domain, &what, &value)).map(LuaNowOrLater))
+    });
+    m.add_method(
+        "set_user_archive_retention_or_later",
+        |lua, h, (domain, user, value): (String, String, Option<String>)| {
+            outcome(lua, || {
+                h.0.now_or_later(move |w| {
+                    w.set_user_archive_retention(&domain, &user, value.as_deref())?;
+                    w.user_archive_retention(&domain, &user).map(|p| p.to_string())
+                })
+                .map(LuaNowOrLater)
+            })
+        },
+    );
     m.add_method("user_archive_retention", |lua, h, (domain, user): (String, String)| {
         outcome(lua, || h.0.user_archive_retention(&domain, &user).map(|p| p.to_string()))
     });

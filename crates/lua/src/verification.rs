@@ -9,7 +9,7 @@ use xmpp_hosting_core::verification::{Claim, DnsReport};
 
 use crate::convert::{outcome, serialized};
 use crate::handle::Handle;
-use crate::pending::LuaPending;
+use crate::pending::{LuaNowOrLater, LuaPending};
 
 /// A claim with its sentence, as every command prints it (the core words it).
 fn described(claim: Claim) -> Described<Claim> {
@@ -34,6 +34,19 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
             let instructions = h.0.verification_instructions(&claim.domain, &account)?;
             let text = claim.describe_with(&instructions);
             Ok(serde_json::json!({ "claim": claim, "instructions": instructions, "text": text }))
+        })
+    });
+    // The same for the admin shell on Prosody's loop: the answer at once, or a pending result
+    // while another process holds the store's write lock (see pending.rs).
+    m.add_method("claim_domain_or_later", |lua, h, (domain, account): (String, String)| {
+        outcome(lua, || {
+            h.0.now_or_later(move |w| {
+                let claim = w.claim_domain(&domain, &account)?;
+                let instructions = w.verification_instructions(&claim.domain, &account)?;
+                let text = claim.describe_with(&instructions);
+                Ok(serde_json::json!({ "claim": claim, "instructions": instructions, "text": text }))
+            })
+            .map(LuaNowOrLater)
         })
     });
     m.add_method("claims", |lua, h, domain: Option<String>| {

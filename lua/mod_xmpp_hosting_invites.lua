@@ -48,14 +48,22 @@ function module.load()
 			module:log("warn", "mod_%s is loaded too: unload it, registration must be gated by one module", other);
 		end
 	end
-	-- A host that loads this module is hosted (the core's rule, the same on ejabberd).
+	-- A host that loads this module is hosted (the core's rule, the same on ejabberd). Never
+	-- waited for on the loop: while another process holds the store's lock, the core's worker
+	-- adds the host once it is free.
 	local store = get_store();
-	local hosted, err = store and store:ensure_hosted(host);
-	if hosted and hosted.log then
-		module:log("info", "%s", hosted.log);
-	elseif store and not hosted then
-		module:log("error", "Cannot add %s to the xmpp-hosting store: %s", host, err);
+	if not store then return; end
+	local hosted, err, code = store:ensure_hosted_or_later(host);
+	if type(hosted) == "userdata" then
+		module:log("debug", "The store is locked by another process: %s is added to it once it is free", host);
 	end
+	xmpp_hosting.when_done(hosted, err, code, function(done, done_err)
+		if done and done.log then
+			module:log("info", "%s", done.log);
+		elseif not done then
+			module:log("error", "Cannot add %s to the xmpp-hosting store: %s", host, done_err);
+		end
+	end);
 end
 
 -- 1. Stream features, for clients that have not logged in yet.

@@ -362,3 +362,26 @@ def test_the_admin_shells_writes_wait_for_a_held_lock_off_the_loop(prosody):
     invites = json.loads(run_cli(prosody.database, "--json", "invite", "list", HOST).stdout)
     assert any(i.get("note") == "made behind a lock" for i in invites), invites
     client.close()
+
+
+def test_a_host_loading_the_invite_module_is_added_off_the_loop_while_the_lock_is_held(prosody):
+    """Issue 11: mod_xmpp_hosting_invites adds its host to the store as it loads (ensure_hosted) on
+    the core's worker when another process holds the lock. Last in this file: it removes the host
+    from the store first, so that loading must add it again."""
+    run_cli(prosody.database, "domain", "remove", HOST)
+    client = logged_in(prosody.c2s_port, "uploader")
+    offset = len(prosody.log_text())
+    holder = lock_holder(prosody)
+    try:
+        out = prosody.shell(f'module:reload("xmpp_hosting_invites", "{HOST}")').stdout
+        assert "error" not in out.lower(), out
+        text = log_after(prosody, offset, f"{HOST} is added to it once it is free", "Cannot add")
+        assert "Cannot add" not in text, text
+        pings_answered(client, "hosted-ping")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    text = log_after(prosody, offset, f"Added {HOST} to the xmpp-hosting store", "Cannot add")
+    assert "Cannot add" not in text, text
+    assert run_cli(prosody.database, "domain", "show", HOST, check=False).returncode == 0
+    client.close()

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::access::Role;
 use super::{Answer, Call, Failure};
-use crate::quotas::{human_size as size, UploadQuotaView};
+use crate::quotas::{human_size as size, usage_lines, UploadQuotaView, UsageLine};
 
 /// Whose usage the caller sees: the whole domain's for its owner and admins, else only their own.
 fn own_username(call: &Call<'_>) -> Option<String> {
@@ -15,27 +15,16 @@ fn own_username(call: &Call<'_>) -> Option<String> {
     }
 }
 
-/// One line of the usage table: what is used against its limit, in numbers (for the page's bar)
-/// and in words.
-fn line(label: &str, used: u64, limit: Option<u64>) -> Value {
-    let text = match limit {
-        Some(limit) => format!("{} of {}", size(used), size(limit)),
-        None => format!("{} (no limit)", size(used)),
-    };
-    // Whole percent, capped for the bar; an exhausted zero limit is full.
-    let percent = limit.map(|l| used.saturating_mul(100).checked_div(l).map_or(100, |p| p.min(100)));
-    json!({ "label": label, "used": used, "limit": limit, "percent": percent, "text": text })
-}
-
 /// The rows the page shows, from the core's view of the scope.
 fn rows(view: &UploadQuotaView) -> Vec<Value> {
-    let (u, l) = (&view.usage, &view.limits);
-    vec![
-        line("Stored", u.stored, l.storage),
-        line("Uploaded in the last 24 hours", u.daily, l.daily),
-        line("Uploaded in the last 7 days", u.weekly, l.weekly),
-        line("Uploaded in the last 30 days", u.monthly, l.monthly),
-    ]
+    usage_lines(&view.usage, &view.limits).into_iter().map(row).collect()
+}
+
+/// One row: the report's own line, with the numbers for the page's bar.
+fn row(l: UsageLine) -> Value {
+    // Whole percent, capped for the bar; an exhausted zero limit is full.
+    let percent = l.limit.map(|limit| l.used.saturating_mul(100).checked_div(limit).map_or(100, |p| p.min(100)));
+    json!({ "label": l.label, "used": l.used, "limit": l.limit, "percent": percent, "text": l.text })
 }
 
 pub(super) fn usage(call: &Call<'_>) -> Answer {
@@ -99,17 +88,25 @@ pub(super) fn set_retention(call: &Call<'_>) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quotas::{ScopeLimits, UploadUsage};
 
     #[test]
     fn sizes_and_lines_read_as_a_person_says_them() {
         assert_eq!(size(999), "999 bytes");
         assert_eq!(size(1_500_000), "1.5 MB");
         assert_eq!(size(20_000_000_000), "20 GB");
-        let l = line("Stored", 250, Some(1000));
+        // The stored row, for `stored` bytes against a storage limit.
+        let line = |stored: u64, storage: Option<u64>| {
+            let usage = UploadUsage { stored, ..Default::default() };
+            let [stored, ..] = usage_lines(&usage, &ScopeLimits { storage, ..Default::default() });
+            row(stored)
+        };
+        let l = line(250, Some(1000));
         assert_eq!((l["percent"].as_u64(), l["text"].as_str()), (Some(25), Some("250 bytes of 1 kB")));
-        assert_eq!(line("Stored", 5, Some(0))["percent"], 100, "a zero limit is full");
-        assert_eq!(line("Stored", 5000, Some(1000))["percent"], 100, "over the limit is a full bar");
-        assert_eq!(line("Stored", 5, None)["percent"], Value::Null);
-        assert_eq!(line("Stored", 5, None)["text"], "5 bytes (no limit)");
+        assert_eq!(l["label"], "Stored");
+        assert_eq!(line(5, Some(0))["percent"], 100, "a zero limit is full");
+        assert_eq!(line(5000, Some(1000))["percent"], 100, "over the limit is a full bar");
+        assert_eq!(line(5, None)["percent"], Value::Null);
+        assert_eq!(line(5, None)["text"], "5 bytes (no limit)");
     }
 }

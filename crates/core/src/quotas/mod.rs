@@ -28,7 +28,7 @@ pub use policy::{
     GlobalUploadLimits, UploadLimits, UserUploadLimits, DEFAULT_MAX_FILE_SIZE, DEFAULT_SLOT_LIFETIME,
     MAX_DOMAIN_STORAGE, MAX_UPLOAD_SIZE,
 };
-pub(crate) use report::human_size;
+pub(crate) use report::{human_size, usage_lines, UsageLine};
 pub use report::{ScopeLimits, UploadQuotaView, UploadReport, UploadUsage};
 pub use upkeep::UploadUpkeep;
 // For retention, which deletes recorded files by the same path rule and ledger update.

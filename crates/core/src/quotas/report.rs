@@ -130,22 +130,43 @@ impl UploadQuotaView {
     }
 }
 
+/// One measure of a scope's usage against its limit, named and worded: the servers' ad-hoc report
+/// and the panel's usage table show the same four, in the same words.
+pub(crate) struct UsageLine {
+    pub label: &'static str,
+    pub used: u64,
+    pub limit: Option<u64>,
+    /// "1.5 MB of 20 MB", or "1.5 MB (no limit)".
+    pub text: String,
+}
+
+/// Stored bytes and the 24 h / 7 d / 30 d upload volumes, each against its limit.
+pub(crate) fn usage_lines(u: &UploadUsage, l: &ScopeLimits) -> [UsageLine; 4] {
+    let line = |label, used: u64, limit: Option<u64>| UsageLine {
+        label,
+        used,
+        limit,
+        text: match limit {
+            Some(limit) => format!("{} of {}", human_size(used), human_size(limit)),
+            None => format!("{} (no limit)", human_size(used)),
+        },
+    };
+    [
+        line("Stored", u.stored, l.storage),
+        line("Uploaded in the last 24 hours", u.daily, l.daily),
+        line("Uploaded in the last 7 days", u.weekly, l.weekly),
+        line("Uploaded in the last 30 days", u.monthly, l.monthly),
+    ]
+}
+
 impl UploadReport {
     /// The report as lines of text for the user it is about (the servers' ad-hoc command shows
     /// it), so both servers say the same thing in the same words.
     pub fn describe(&self) -> String {
         let (u, l) = (&self.usage, &self.limits);
-        let of = |used: u64, limit: Option<u64>| match limit {
-            Some(limit) => format!("{} of {}", human_size(used), human_size(limit)),
-            None => format!("{} (no limit)", human_size(used)),
-        };
-        let mut lines = vec![
-            format!("Largest file: {}", l.max_file_size.map_or_else(|| "no limit".to_string(), human_size)),
-            format!("Stored: {}", of(u.stored, l.storage)),
-            format!("Uploaded in the last 24 hours: {}", of(u.daily, l.daily)),
-            format!("Uploaded in the last 7 days: {}", of(u.weekly, l.weekly)),
-            format!("Uploaded in the last 30 days: {}", of(u.monthly, l.monthly)),
-        ];
+        let mut lines =
+            vec![format!("Largest file: {}", l.max_file_size.map_or_else(|| "no limit".to_string(), human_size))];
+        lines.extend(usage_lines(u, l).into_iter().map(|line| format!("{}: {}", line.label, line.text)));
         if u.reserved > 0 {
             lines.push(format!("Held by uploads in progress: {}", human_size(u.reserved)));
         }

@@ -70,6 +70,18 @@ end
 function M.commands(module, await)
 	local commands = {};
 
+	-- A command's store write, as mod_xmpp_hosting's write() makes the other groups' (`method`
+	-- names the plain call; its `_or_later` variant is made): tried at once without waiting for
+	-- any lock; while another process holds the store's write lock, the core's worker makes it
+	-- once the lock is free and the command's runner (admin shell, prosodyctl) waits for that.
+	local function write(s, method, ...)
+		local answer, err, code = s[method .. "_or_later"](s, ...);
+		if type(answer) == "userdata" then
+			module:log("debug", "The store is locked by another process: %s is made once it is free", method);
+		end
+		return await(answer, err, code);
+	end
+
 	local function with_install(s, ok, text)
 		if not ok then return ok, text; end
 		local line, err = M.install(module, s);
@@ -87,7 +99,9 @@ function M.commands(module, await)
 			else return false, "Usage: cert generate DOMAIN [--key ecdsa|rsa] [--days N]"; end
 			i = i + 2;
 		end
-		local info, err = await(s:start_generate_certificate(domain, spec));
+		local pending, start_err, code = s:start_generate_certificate(domain, spec);
+		if pending then module:log("debug", "cert generate: the certificate of %s is made on the core's worker", domain); end
+		local info, err = await(pending, start_err, code);
 		if not info then return false, err; end
 		return with_install(s, true, info.text);
 	end
@@ -123,7 +137,7 @@ function M.commands(module, await)
 		if not file then return false, "Usage: cert import DOMAIN FILE"; end
 		local pem, read_err = read_file(file);
 		if not pem then return false, ("Cannot read %s: %s"):format(file, read_err); end
-		local info, err = s:import_certificate(domain, pem);
+		local info, err = write(s, "import_certificate", domain, pem);
 		if not info then return false, err; end
 		return with_install(s, true, info.text);
 	end

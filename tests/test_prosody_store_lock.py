@@ -8,8 +8,8 @@ granted then, and the same session's pings are answered meanwhile. Nor do the ot
 on the loop wait: a login counted for the statistics, the admin shell's invite purge settling
 registrations that never finished, the upload component registering its directory; each is done
 by the core's worker once the lock is free; so is forgetting an account removed in the server,
-and so are the admin shell's write commands (domain, invite, quota, retention), which the shell
-waits for.
+and so are the admin shell's write commands (domain, invite, quota, retention, cert import; cert
+generate runs on the worker anyway), which the shell waits for.
 """
 
 import base64
@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from cert_scenarios import ThrowawayCA
 from harness.client import RawStream, error_condition, login, preauth_element, register
 from harness.common import run_cli
 from harness.prosody import Prosody, upload_component
@@ -361,6 +362,54 @@ def test_the_admin_shells_writes_wait_for_a_held_lock_off_the_loop(prosody):
     assert "45d" in json.dumps(retention), retention
     invites = json.loads(run_cli(prosody.database, "--json", "invite", "list", HOST).stdout)
     assert any(i.get("note") == "made behind a lock" for i in invites), invites
+    client.close()
+
+
+def test_the_admin_shells_cert_commands_wait_for_a_held_lock_off_the_loop(prosody, tmp_path):
+    """Issue 11: `cert generate` (made on the core's worker) and `cert import` (tried on the loop
+    without waiting, else made by the worker) wait for another process's lock off the loop; the
+    shell waits for them, pings are answered meanwhile, and both are stored once it is free. (`cert
+    csr`, `check`, `show` and the installation only read the store, which WAL lets them do.)"""
+    client = logged_in(prosody.c2s_port, "uploader")
+    outputs = {}
+    generate = f'xmpp_hosting:cert_generate("{HOST}")'
+    offset = len(prosody.log_text())
+    holder = lock_holder(prosody)
+    try:
+        shell = in_shell_thread(prosody, generate, outputs)
+        log_after(prosody, offset, f"the certificate of {HOST} is made on the core's worker",
+                  until=lambda: generate in outputs)
+        pings_answered(client, "generate-ping")
+        assert generate not in outputs, f"answered while the lock was held: {outputs}"
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+        shell.join(60)
+    assert "database is locked" not in outputs.get(generate, "") and "OK" in outputs.get(generate, ""), outputs
+    generated = json.loads(run_cli(prosody.database, "--json", "cert", "show", HOST).stdout)
+    assert generated["source"] == "self-signed", generated
+
+    # The CA's certificate for the key just made, imported while the lock is held.
+    chain = tmp_path / "chain.pem"
+    chain.write_text(ThrowawayCA(tmp_path / "ca").sign(run_cli(prosody.database, "cert", "csr", HOST).stdout))
+    imported = f'xmpp_hosting:cert_import("{HOST}", {{"{chain}"}})'
+    offset = len(prosody.log_text())
+    holder = lock_holder(prosody)
+    try:
+        shell = in_shell_thread(prosody, imported, outputs)
+        # Made on the loop, the import would fail once the loop's short busy timeout gave up, and
+        # the shell would answer 'database is locked' while the lock is still held.
+        log_after(prosody, offset, "import_certificate is made once it is free", until=lambda: imported in outputs)
+        assert imported not in outputs, f"answered while the lock was held: {outputs}"
+        pings_answered(client, "import-ping")
+        assert imported not in outputs, f"answered while the lock was held: {outputs}"
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+        shell.join(60)
+    assert "database is locked" not in outputs.get(imported, "") and "OK" in outputs.get(imported, ""), outputs
+    shown = json.loads(run_cli(prosody.database, "--json", "cert", "show", HOST).stdout)
+    assert shown["source"] == "imported", shown
     client.close()
 
 

@@ -10,7 +10,11 @@
 //! - `h:certificate(domain)` -> the same description; `h:certificate_pem(domain)` -> the
 //!   certificate and its chain; `h:certificate_csr(domain)` -> a CSR (PEM);
 //! - `h:import_certificate(domain, pem)` -> the description (refused with the reason:
-//!   `nil, message, code`);
+//!   `nil, message, code`); `h:import_certificate_or_later(domain, pem)` is the same write for
+//!   Prosody's loop (the admin shell): the answer at once, or a pending result while another
+//!   process holds the store's write lock (see pending.rs), so the loop never waits for it. The
+//!   other methods only read the store (WAL lets them while another process writes) or already
+//!   run on the worker (`start_*`);
 //! - `h:certificate_posh(domain, "client"|"server")` -> the POSH JSON;
 //!   `h:check_certificate_posh(domain, published_text)` -> `{matches, matched, problems}`;
 //! - `h:check_certificates()` -> `{ok, text, expiries}` (`ok` false when one has under 7 days);
@@ -28,7 +32,7 @@ use xmpp_hosting_core::{Error, Housekeeping};
 
 use crate::convert::{outcome, serialized};
 use crate::handle::Handle;
-use crate::pending::LuaPending;
+use crate::pending::{LuaNowOrLater, LuaPending};
 
 /// A description with its `text`, as every command prints it.
 fn described(info: &CertificateInfo) -> serde_json::Value {
@@ -85,6 +89,12 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
         serialized(lua, || {
             let pem = crate::convert::text(&pem, "certificate file")?;
             h.0.import_certificate(&domain, &pem).map(|i| Described(described(&i)))
+        })
+    });
+    m.add_method("import_certificate_or_later", |lua, h, (domain, pem): (String, LuaString)| {
+        outcome(lua, || {
+            let pem = crate::convert::text(&pem, "certificate file")?;
+            h.0.now_or_later(move |w| w.import_certificate(&domain, &pem).map(|i| described(&i))).map(LuaNowOrLater)
         })
     });
     m.add_method("certificate_posh", |lua, h, (domain, service): (String, Option<String>)| {

@@ -558,7 +558,7 @@ function retention_commands.log(s, domain)
 	return true, text;
 end
 
-local cert_commands = certs.commands(module, await);
+local cert_commands = certs.commands(module, await, write);
 
 local groups = {
 	cert = { commands = cert_commands, arg = "DOMAIN",

@@ -66,21 +66,11 @@ local function read_file(path)
 	return text;
 end
 
--- The commands: each gets the store and its arguments, and returns ok, text.
-function M.commands(module, await)
+-- The commands: each gets the store and its arguments, and returns ok, text. `await` waits for a
+-- pending answer off the loop; `write` is mod_xmpp_hosting's store write that never waits on the
+-- loop for another process's lock (the plain call's `_or_later` variant, awaited).
+function M.commands(module, await, write)
 	local commands = {};
-
-	-- A command's store write, as mod_xmpp_hosting's write() makes the other groups' (`method`
-	-- names the plain call; its `_or_later` variant is made): tried at once without waiting for
-	-- any lock; while another process holds the store's write lock, the core's worker makes it
-	-- once the lock is free and the command's runner (admin shell, prosodyctl) waits for that.
-	local function write(s, method, ...)
-		local answer, err, code = s[method .. "_or_later"](s, ...);
-		if type(answer) == "userdata" then
-			module:log("debug", "The store is locked by another process: %s is made once it is free", method);
-		end
-		return await(answer, err, code);
-	end
 
 	local function with_install(s, ok, text)
 		if not ok then return ok, text; end

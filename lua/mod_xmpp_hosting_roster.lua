@@ -13,7 +13,10 @@
 --   - the setting switched (from the CLI, prosodyctl, the panel: any process): every online
 --     user's roster is brought in line and the contacts added or taken out are pushed to their
 --     clients, as mod_groups' own pushes do. The core names the domains whose settings changed
---     since the last look (store:settings_changes, one indexed read for all domains); this
+--     since the last look (store:settings_changes, one indexed read for all domains) and which
+--     of them had their shared roster switched (only those are brought in line: a change to
+--     another setting pushes nothing); an error on one domain is logged, not the end of the
+--     watch (each domain's work runs in pcall, the timer always gets its interval back); this
 --     module is global (one look every few seconds, the core's interval, for all its hosts) and
 --     adds its hooks to each host it is loaded on (module.add_host);
 --   - an account created (in-band registration, or mod_xmpp_hosting_users' ad-hoc command) or
@@ -33,9 +36,16 @@ local get_store = hosting_module.get_store;
 -- The hosts this module is loaded on: host -> function bringing its online users in line.
 local served = {};
 
+-- The host's account names, or nil and why: not every auth provider can list its accounts
+-- (usermanager.users returns nil then). It is a generic for's triple: the internal providers'
+-- iterator needs its state.
 local function accounts(host)
+	local ok, iter, state, control = pcall(usermanager.users, host);
+	if not (ok and iter) then
+		return nil, ok and "this server's authentication cannot list its accounts" or tostring(iter);
+	end
 	local list = {};
-	for username in usermanager.users(host) do list[#list + 1] = username; end
+	for username in iter, state, control do list[#list + 1] = username; end
 	return list;
 end
 
@@ -43,7 +53,14 @@ end
 local function shared_for(host, username, list)
 	local store = get_store();
 	if not store then return false; end
-	local shared, err = store:shared_roster(host, username, list or accounts(host));
+	local err;
+	if not list then list, err = accounts(host); end
+	if not list then
+		module:log("warn", "Cannot list the accounts of %s for the shared roster: %s", host, err);
+		return false;
+	end
+	local shared;
+	shared, err = store:shared_roster(host, username, list);
 	if shared == nil then
 		module:log("warn", "Cannot read the shared roster of %s@%s: %s", username, host, err);
 		return false;
@@ -123,7 +140,12 @@ function module.add_host(module) -- luacheck: ignore 431 (the host's own module 
 	served[host] = function()
 		local sessions = prosody.hosts[host] and prosody.hosts[host].sessions or {};
 		if not next(sessions) then return; end
-		local list, pushed = accounts(host), 0;
+		local list, err = accounts(host);
+		if not list then
+			module:log("error", "Cannot bring online rosters of %s in line with its shared roster: %s", host, err);
+			return;
+		end
+		local pushed = 0;
 		for online, user in pairs(sessions) do
 			if user.roster then
 				local changed = reconcile(user.roster, shared_for(host, online, list));
@@ -143,8 +165,7 @@ end
 -- seconds as the core says, and brings the online users of those this server serves in line.
 local revision, watching;
 
-local function watch()
-	if not watching then return; end
+local function look()
 	local store = get_store();
 	local changes, err = store and store:settings_changes(revision);
 	if not changes then
@@ -154,11 +175,28 @@ local function watch()
 	local first = revision == nil;
 	revision = changes.revision;
 	if not first then
-		for _, domain in ipairs(changes.domains) do
-			if served[domain] then served[domain](); end
+		for _, domain in ipairs(changes.shared_roster_switched or {}) do
+			if served[domain] then
+				local ok, why = pcall(served[domain]);
+				if not ok then
+					module:log("error", "Cannot apply the shared roster switched on %s: %s", domain, tostring(why));
+				end
+			end
 		end
 	end
 	return changes.next_in;
+end
+
+-- A timer callback that errs or returns no number is never run again (util.timer), which
+-- would stop the watch for every host: whatever happens, the next look is scheduled.
+local function watch()
+	if not watching then return; end
+	local ok, next_in = pcall(look);
+	if not ok then
+		module:log("error", "Cannot look at which domains' settings changed: %s", tostring(next_in));
+		return 60;
+	end
+	return tonumber(next_in) or 60;
 end
 
 function module.load()

@@ -2,21 +2,29 @@
 shared roster and the owner's ad-hoc commands, driven by a real client (slixmpp). The scenarios
 are shared with ejabberd (users_scenarios.py)."""
 
+import asyncio
+
 import pytest
 
 from harness import client
 
+from harness.common import run_cli
 from harness.prosody import Prosody, lua_string
 from users_scenarios import PASSWORD, UsersScenarios, UsersServer, prepare, shared_roster_off  # noqa: F401
 
 HOST = "users.example"
 OTHER = "other-users.example"
 MODULES = ["xmpp_hosting_roster", "xmpp_hosting_users"]
+# A host whose auth provider cannot list its accounts (mod_auth_insecure has no users()).
+UNLISTED = "unlisted-users.example"
 
 
 @pytest.fixture(scope="module")
 def prosody(tmp_path_factory):
     other = f"\nVirtualHost {lua_string(OTHER)}\n  modules_enabled = {{ {', '.join(map(lua_string, MODULES))} }}\n"
+    other += (f"\nVirtualHost {lua_string(UNLISTED)}\n  modules_enabled = {{ \"xmpp_hosting_roster\" }}\n"
+              "  authentication = \"insecure\"\n"
+              "  insecure_open_authentication = \"Yes please, I know what I'm doing!\"\n")
     with Prosody(tmp_path_factory.mktemp("prosody-users"), host=HOST, host_modules=MODULES,
                  options={"admins": [f"admin@{HOST}"]}, extra_config=other) as server:
         yield server
@@ -47,3 +55,53 @@ def test_prosodyctl_switches_the_shared_roster(prosody, server, shared_roster_of
     assert prosody.ctl("mod_xmpp_hosting", "domain", "set", HOST, "shared_roster", "off").returncode == 0
     assert dave not in client.roster(prosody.c2s_port, carol, PASSWORD)
 
+
+
+def test_a_host_that_cannot_list_its_accounts_does_not_stop_the_watch(prosody, server, shared_roster_off):
+    """The shared roster switched on a host whose auth provider cannot list accounts, with a user
+    online there: the error is logged and the watcher goes on, so a switch on another host still
+    reaches carol (an error used to end the timer for every host until a reload)."""
+    carol, dave = f"carol@{HOST}", f"dave@{HOST}"
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        ready, done = {"open": loop.create_future(), "carol": loop.create_future()}, loop.create_future()
+
+        async def stay(c):
+            ready["open"].set_result(True)
+            await done
+
+        async def watch_pushes(c):
+            pushes, changed = [], asyncio.Event()
+
+            def on_push(iq):
+                pushes.extend((str(j), item["subscription"]) for j, item in iq["roster"]["items"].items())
+                changed.set()
+
+            c.add_event_handler("roster_update", on_push)
+            await c.get_roster()
+            ready["carol"].set_result(True)
+            while (dave, "both") not in pushes:
+                changed.clear()
+                await asyncio.wait_for(changed.wait(), 60)  # a guard against a hang, not a measurement
+            return pushes
+
+        sessions = [asyncio.ensure_future(client._session(prosody.c2s_port, f"anyone@{UNLISTED}", "any", stay, 150)),
+                    asyncio.ensure_future(client._session(prosody.c2s_port, carol, PASSWORD, watch_pushes, 150))]
+        try:
+            await asyncio.wait_for(asyncio.gather(*ready.values()), 30)
+            run_cli(prosody.database, "domain", "add", UNLISTED, check=False)
+            run_cli(prosody.database, "domain", "settings", UNLISTED, "shared_roster", "on")
+            run_cli(prosody.database, "domain", "settings", HOST, "shared_roster", "on")
+            return await sessions[1]
+        finally:
+            done.done() or done.set_result(True)
+            for t in sessions:
+                t.cancel()
+
+    try:
+        assert (dave, "both") in asyncio.run(scenario())
+        # Said in Prosody's log (the looks go in revision order: it came before carol's push).
+        prosody.wait_for_log(f"Cannot bring online rosters of {UNLISTED}", 30)
+    finally:
+        run_cli(prosody.database, "domain", "remove", UNLISTED, check=False)

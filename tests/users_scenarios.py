@@ -263,6 +263,73 @@ class UsersScenarios:
                     await removed
             asyncio.run(client._session(server.c2s_port, dave, PASSWORD, forget_boss, 30))
 
+    def test_a_change_to_another_setting_pushes_nothing(self, server, shared_roster_off):
+        """With the shared roster on and carol and dave online, a change to another setting of
+        the domain (its published bus factor) pushes them nothing for a watcher's look and more
+        (the watchers used to treat any settings change as a switch and push every contact to
+        every online user); a real switch after it still reaches them."""
+        carol, dave = jid("carol", server.host), jid("dave", server.host)
+        bus_factor = (domain_settings(server, server.host)["publication"].get("bus_factor") or 0) + 1
+
+        async def scenario():
+            loop = asyncio.get_running_loop()
+            ready = {w: loop.create_future() for w in (carol, dave)}
+            got_on = {w: loop.create_future() for w in (carol, dave)}
+            looked = loop.create_future()
+
+            async def online(c):
+                me = c.boundjid.bare
+                other = dave if me == carol else carol
+                pushes, changed = [], asyncio.Event()
+
+                def on_push(iq):
+                    pushes.extend((str(j), item["subscription"]) for j, item in iq["roster"]["items"].items())
+                    changed.set()
+
+                async def until(wanted):
+                    while wanted not in pushes:
+                        changed.clear()
+                        await asyncio.wait_for(changed.wait(), 60)  # a guard against a hang, not a measurement
+
+                c.add_event_handler("roster_update", on_push)
+                await c.get_roster()
+                ready[me].set_result(True)
+                await until((other, "both"))
+                # The server sent the switch's pushes in one go: a round trip after the first
+                # one has them all arrive before what comes next is counted.
+                await c.get_roster()
+                after_on = len(pushes)
+                got_on[me].set_result(True)
+                await looked
+                before_switch = pushes[after_on:]
+                await until((other, "remove"))
+                return before_switch, pushes
+
+            sessions = [asyncio.ensure_future(client._session(server.c2s_port, w, PASSWORD, online, 150))
+                        for w in (carol, dave)]
+            try:
+                await asyncio.wait_for(asyncio.gather(*ready.values()), 30)
+                await asyncio.to_thread(cli, server, "domain", "settings", server.host, "shared_roster", "on")
+                await asyncio.wait_for(asyncio.gather(*got_on.values()), 90)
+                await asyncio.to_thread(cli, server, "domain", "settings", server.host,
+                                        "publication.bus_factor", str(bus_factor))
+                # Two of the watchers' intervals (5 s, the core's SETTINGS_WATCH_INTERVAL) and a
+                # margin: at least one look has seen the change, whatever the watcher's phase.
+                await asyncio.sleep(11)
+                looked.set_result(True)
+                await asyncio.to_thread(cli, server, "domain", "settings", server.host, "shared_roster", "off")
+                return dict(zip((carol, dave), await asyncio.gather(*sessions)))
+            finally:
+                for t in sessions:
+                    t.cancel()
+
+        seen = asyncio.run(scenario())
+        assert domain_settings(server, server.host)["publication"]["bus_factor"] == bus_factor
+        for who, (before_switch, everything) in seen.items():
+            other = dave if who == carol else carol
+            assert before_switch == [], f"{who} was pushed {before_switch} for a change of another setting"
+            assert (other, "remove") in everything, (who, everything)
+
     # ---- the owner manages the domain's users -----------------------------------------------
 
     def test_the_commands_are_listed_only_to_who_may_run_them(self, server):

@@ -6,8 +6,9 @@
 //! - `h:domain_user_list(domain, {usernames...})` -> `{jids = {...}, text}`;
 //! - `h:shared_roster(domain, username|nil, {usernames...})` -> `{id, group, contacts = {...}}`,
 //!   or `false` when the domain has no shared roster (or is not hosted here);
-//! - `h:settings_changes(revision|nil)` -> `{revision, domains = {...}, next_in}`: the domains
-//!   whose settings changed since `revision` (nil: none, only where to start from).
+//! - `h:settings_changes(revision|nil)` -> `{revision, domains = {...}, shared_roster_switched =
+//!   {...}, next_in}`: the domains whose settings changed since `revision` (nil: none, only where
+//!   to start from), and those of them whose shared roster was switched (the only ones to push).
 
 use mlua::prelude::*;
 use xmpp_hosting_core::domain_users::UserCommand;

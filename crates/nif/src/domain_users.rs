@@ -9,8 +9,9 @@
 //!   account given) are there either way, for the online users' rosters to be brought in line
 //!   after a switch; `{ok, #{on := false, id}}` when the domain is not hosted. ejabberd keeps the
 //!   group in mod_shared_roster, and takes it out by its id;
-//! - `settings_changes(H, Revision | undefined)` -> `{ok, #{revision, domains, next_in}}`: the
-//!   domains whose settings changed since `Revision` (undefined: none, only where to start).
+//! - `settings_changes(H, Revision | undefined)` -> `{ok, #{revision, domains,
+//!   shared_roster_switched, next_in}}`: the domains whose settings changed since `Revision`
+//!   (undefined: none, only where to start), and those whose shared roster was switched.
 
 use rustler::{Binary, Env, NifResult, Term};
 use xmpp_hosting_core::domain_users::{UserCommand, SHARED_ROSTER_ID};

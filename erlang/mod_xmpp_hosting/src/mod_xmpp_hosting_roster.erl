@@ -122,6 +122,14 @@ switched(Host) ->
     end,
     ok.
 
+%% One domain's failure is logged and does not keep the others from being brought in line.
+switched_safely(Host) ->
+    try switched(Host)
+    catch Class:Reason:Stack ->
+            ?ERROR_MSG("xmpp_hosting_roster ~ts: cannot apply the shared roster switch: ~p",
+                       [Host, {Class, Reason, Stack}])
+    end.
+
 online_users(Host) ->
     lists:usort([U || {U, _, _} <- ejabberd_sm:get_vh_session_list(Host)]).
 
@@ -183,8 +191,10 @@ look(First, Hosts, Revision) ->
     case mod_xmpp_hosting:store(First) of
         {ok, H} ->
             case xmpp_hosting_nif:settings_changes(H, Revision) of
-                {ok, #{revision := Now, domains := Domains, next_in := NextIn}} ->
-                    [switched(D) || Revision /= undefined, D <- Domains, lists:member(D, Hosts)],
+                {ok, #{revision := Now, shared_roster_switched := Switched, next_in := NextIn}} ->
+                    %% Only the domains whose shared roster the core says was switched: a change
+                    %% to another setting must not push every contact to every online user.
+                    [switched_safely(D) || Revision /= undefined, D <- Switched, lists:member(D, Hosts)],
                     {Now, NextIn};
                 {error, Err} ->
                     ?WARNING_MSG("xmpp_hosting_roster: cannot read which settings changed: ~p", [Err]),

@@ -95,10 +95,11 @@ pub unsafe extern "C" fn xh_shared_roster(
 }
 
 /// Writes the domains whose settings changed since `since` (a `revision` this wrote before), `{"revision",
-/// "domains": [...], "next_in"}`, for a program that keeps something of the settings in memory
-/// (online users' rosters) and brings it in line for the domains named; look again after
-/// `next_in` seconds. A negative `since` writes no domains, only the revision to start from.
-/// Changes made by any process count.
+/// "domains": [...], "shared_roster_switched": [...], "next_in"}`, for a program that keeps something of the
+/// settings in memory (online users' rosters) and brings it in line for the domains named; the shared roster
+/// is to be re-applied only for the domains in `shared_roster_switched` (its value changed), not for every
+/// settings change. Look again after `next_in` seconds. A negative `since` writes no domains, only the revision
+/// to start from. Changes made by any process count.
 ///
 /// # Safety
 /// `h` is a live handle; `out_json` NULL or writable.

@@ -18,11 +18,11 @@
 //! - on Mnesia, ejabberd's module walks `archive_msg` itself, a bounded step at a time as the
 //!   engine plans it (the NIF's bridge hands it each [`ArchiveStep`]).
 //!
-//! A step visits at most `limit` rows in archive order (timestamp, then id) strictly before the
-//! cutoff and deletes those of the swept kind (`chat` rows are one-to-one archives,
-//! `groupchat` rows group chat archives, whose `username` is the room's JID). Every DELETE
-//! carries `timestamp < cutoff` itself, so nothing newer than the cutoff goes whatever the
-//! cursor says. Archive timestamps are microseconds; the engine's cutoff is seconds.
+//! A step takes at most `limit` rows of the swept kind (`chat` rows are one-to-one archives,
+//! `groupchat` rows group chat archives, whose `username` is the room's JID) strictly before the
+//! cutoff, in (username, timestamp, id) order (see [`SqlArchive`]'s step), and deletes them by
+//! id. Every DELETE carries `timestamp < cutoff` itself, so nothing newer than the cutoff goes
+//! whatever the cursor says. Archive timestamps are microseconds; the engine's cutoff is seconds.
 //!
 //! Users who chose a shorter retention for their own archive
 //! ([`Hosting::set_user_archive_retention`]) are swept after the domain's pass, each with the
@@ -119,19 +119,21 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// The SQL cursor: the (timestamp, id) of the last row visited.
-fn sql_cursor(after: Option<&str>) -> Result<Option<(i64, i64)>> {
-    let Some(text) = after else { return Ok(None) };
-    text.split_once(':')
-        .and_then(|(t, i)| Some((t.parse().ok()?, i.parse().ok()?)))
-        .map(Some)
-        .ok_or_else(|| Error::Corrupt(format!("an archive sweep's cursor {text:?} is not timestamp:id")))
+/// The SQL cursor: the id of the row the next step starts at (`r` and the id). That row is the
+/// first one the step did not take, left in place, so the next step finds where it stands in
+/// (username, timestamp, id) order from it. A cursor of the earlier `timestamp:id` form starts
+/// again from the beginning (the rows deleted are gone; nothing is deleted twice).
+fn sql_cursor(after: Option<&str>) -> Option<i64> {
+    after?.strip_prefix('r')?.parse().ok()
 }
 
 impl<E: ArchiveSql> SqlArchive<E> {
-    /// The WHERE clause of the rows a step may visit: this host's (new schema), this user's (a
-    /// user's own retention), strictly before the cutoff, after the cursor.
-    fn visited(&self, step: &ArchiveStep, after: Option<(i64, i64)>) -> String {
+    /// The rows a step may take: this host's (new schema), this user's (a user's own
+    /// retention), of the swept kind, strictly before the cutoff, from the cursor's row on in
+    /// (username, timestamp, id) order, which is ejabberd's (username, timestamp) index's (with
+    /// `server_host` first in the new schema). A cursor row gone meanwhile matches nothing (the
+    /// step then starts again from the first user, see `step`).
+    fn visited(&self, step: &ArchiveStep, from: Option<i64>) -> String {
         let mut clauses = Vec::new();
         if self.schema == SqlSchema::New {
             clauses.push(format!("server_host = {}", literal(&step.host)));
@@ -143,55 +145,93 @@ impl<E: ArchiveSql> SqlArchive<E> {
         if let Some(from) = step.not_before_us {
             clauses.push(format!("timestamp >= {from}"));
         }
-        if let Some((t, id)) = after {
-            clauses.push(format!("(timestamp, id) > ({t}, {id})"));
-        }
-        clauses.join(" AND ")
-    }
-
-    /// The rows of the swept kind among the visited ones, up to `last` (inclusive).
-    fn of_kind(&self, step: &ArchiveStep, after: Option<(i64, i64)>, last: Option<(i64, i64)>) -> String {
         let kind = match step.kind {
             Kind::Muc => "groupchat",
             _ => "chat",
         };
-        let mut clause = format!("{} AND kind = '{kind}'", self.visited(step, after));
-        if let Some((t, id)) = last {
-            clause.push_str(&format!(" AND (timestamp, id) <= ({t}, {id})"));
+        clauses.push(format!("kind = '{kind}'"));
+        match from {
+            Some(id) => clauses.push(format!(
+                "(username, timestamp, id) >= (SELECT username, timestamp, id FROM archive WHERE id = {id})"
+            )),
+            // Says "by username" to the planner, which would otherwise sort every old row by
+            // the timestamp index (EXPLAIN QUERY PLAN on ejabberd's schema).
+            None if step.user.is_none() => clauses.push("username >= ''".into()),
+            None => {}
         }
-        clause
+        clauses.join(" AND ")
+    }
+
+    fn order(&self) -> &'static str {
+        match self.schema {
+            SqlSchema::New => "server_host, username, timestamp, id",
+            SqlSchema::Default => "username, timestamp, id",
+        }
     }
 }
 
 impl<E: ArchiveSql> ArchiveSteps for SqlArchive<E> {
+    /// One step: the next `limit` rows in the order of ejabberd's (username, timestamp) index,
+    /// and the one after them as the next cursor; then the rows taken are deleted by id, the
+    /// DELETE asking again for the kind, the host and the cutoff. Taken a user at a time, a row's
+    /// entries in ejabberd's four indexes that begin with the username share pages with the
+    /// user's other rows: on a million rows of ejabberd 23.01's schema, 200-row steps deleted
+    /// 3,383 rows/s this way against 836 in (timestamp, id) order (rollback journal, load 12).
     fn step(&mut self, step: &ArchiveStep) -> Result<ArchiveStepDone> {
         if step.kind == Kind::Uploads {
             return Err(Error::InvalidArgument("uploads are not in the archive table".into()));
         }
-        let after = sql_cursor(step.after.as_deref())?;
+        let mut from = sql_cursor(step.after.as_deref());
         let limit = step.limit.max(1);
-        // The last row this step may visit: the limit-th in archive order (the index on
-        // (server_host,) timestamp orders rows by timestamp then id). None: fewer are left.
-        let boundary = self.exec.query(&format!(
-            "SELECT timestamp, id FROM archive WHERE {} ORDER BY timestamp, id LIMIT 1 OFFSET {}",
-            self.visited(step, after),
-            limit - 1
-        ))?;
-        let last = match boundary.first().map(Vec::as_slice) {
-            Some([t, id]) => Some((*t, *id)),
-            Some(_) => {
-                return Err(Error::Internal("ejabberd's archive: the boundary query answered an odd row".into()))
-            }
-            None => None,
+        let pick = |this: &mut Self, from: Option<i64>| {
+            this.exec.query(&format!(
+                "SELECT id FROM archive WHERE {} ORDER BY {} LIMIT {}",
+                this.visited(step, from),
+                this.order(),
+                limit + 1
+            ))
         };
+        let mut picked = pick(self, from)?;
+        if picked.is_empty() && step.delete {
+            if let Some(id) = from {
+                // The cursor's row is gone: steps after the last record deleted it before a
+                // crash (the record is not written every step), or ejabberd removed its user.
+                // Start again from the first user: the rows deleted are gone, so this costs one
+                // walk of the index, never a row deleted twice.
+                let left = self.exec.query(&format!("SELECT count(*) FROM archive WHERE id = {id}"))?;
+                if left.first().and_then(|r| r.first()).copied().unwrap_or(0) == 0 {
+                    from = None;
+                    picked = pick(self, from)?;
+                }
+            }
+        }
+        let mut ids = Vec::with_capacity(picked.len());
+        for row in &picked {
+            match row.as_slice() {
+                [id] => ids.push(*id),
+                _ => return Err(Error::Internal("ejabberd's archive: the step's query answered an odd row".into())),
+            }
+        }
+        let next = (ids.len() > limit).then(|| ids.pop()).flatten();
+        if ids.is_empty() {
+            return Ok(ArchiveStepDone { matched: 0, next: next.map(|id| format!("r{id}")) });
+        }
         let matched = if step.delete {
-            let sql = format!("DELETE FROM archive WHERE {}", self.of_kind(step, after, last));
+            let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let mut clause = format!("id IN ({list}) AND timestamp < {}", step.cutoff_us);
+            if let Some(from) = step.not_before_us {
+                clause.push_str(&format!(" AND timestamp >= {from}"));
+            }
+            let kind = if step.kind == Kind::Muc { "groupchat" } else { "chat" };
+            // Not server_host again: the ids were picked on it and a row keeps its host, and
+            // with it SQLite would search the (server_host, timestamp) index instead of the ids.
+            clause.push_str(&format!(" AND kind = '{kind}'"));
+            let sql = format!("DELETE FROM archive WHERE {clause}");
             self.exec.query(&sql)?.first().and_then(|r| r.first().copied()).unwrap_or(0)
         } else {
-            let sql = format!("SELECT count(*) FROM archive WHERE {}", self.of_kind(step, after, last));
-            self.exec.query(&sql)?.first().and_then(|r| r.first().copied()).unwrap_or(0)
+            ids.len() as i64
         };
-        Ok(ArchiveStepDone { matched, next: last.map(|(t, id)| format!("{t}:{id}")) })
+        Ok(ArchiveStepDone { matched, next: next.map(|id| format!("r{id}")) })
     }
 }
 
@@ -466,6 +506,99 @@ mod tests {
 
     fn opts(batch: usize) -> SweepOptions {
         SweepOptions { batch, ..Default::default() }
+    }
+
+    /// Records the statements of a step and answers them from a real database.
+    struct Recording {
+        db: SqliteFile,
+        seen: Vec<String>,
+    }
+
+    impl ArchiveSql for Recording {
+        fn query(&mut self, sql: &str) -> Result<Vec<Vec<i64>>> {
+            self.seen.push(sql.to_string());
+            self.db.query(sql)
+        }
+    }
+
+    #[test]
+    fn a_step_takes_a_users_rows_in_the_order_of_ejabberds_username_index_on_both_schemas() {
+        for schema in [SqlSchema::Default, SqlSchema::New] {
+            let db = Db::new(&format!("plan-{schema:?}"), schema);
+            for i in 0..30 {
+                db.add(&format!("u{}", i % 3), HOST, NOW - 2 * 86_400 + i, "chat");
+            }
+            let mut store = SqlArchive {
+                schema,
+                exec: Recording { db: SqliteFile::open(db.path.to_str().unwrap()).unwrap(), seen: vec![] },
+            };
+            let mut step = ArchiveStep {
+                kind: Kind::Archive,
+                host: HOST.into(),
+                user: None,
+                cutoff_us: NOW * 1_000_000,
+                not_before_us: None,
+                after: None,
+                limit: 4,
+                delete: true,
+            };
+            let first = store.step(&step).unwrap();
+            assert_eq!(first.matched, 4);
+            step.after = first.next.clone();
+            let second = store.step(&step).unwrap();
+            assert_eq!(second.matched, 4);
+            // u0's ten rows first (the oldest of them), then u1's: a user at a time.
+            let users: Vec<String> = db.rows().into_iter().map(|r| r.0).collect();
+            assert_eq!(users.iter().filter(|u| *u == "u0").count(), 2, "{users:?}");
+            let c = rusqlite::Connection::open(&db.path).unwrap();
+            for sql in store.exec.seen.iter().filter(|q| q.starts_with("DELETE")) {
+                let plan: String = c.query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |r| r.get(3)).unwrap();
+                assert!(plan.contains("USING INTEGER PRIMARY KEY (rowid=?)"), "{plan}");
+            }
+            for sql in store.exec.seen.iter().filter(|q| q.starts_with("SELECT")) {
+                let plan: Vec<String> = c
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .unwrap()
+                    .query_map([], |r| r.get::<_, String>(3))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap();
+                let plan = plan.join("; ");
+                let index =
+                    if schema == SqlSchema::New { "i_archive_sh_username_timestamp" } else { "i_username_timestamp" };
+                assert!(plan.contains(&format!("SEARCH archive USING INDEX {index}")), "{plan}");
+                assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_sweep_resumed_from_a_cursor_whose_row_was_deleted_since_finishes_all_the_same() {
+        // A crash after steps that were not recorded: the recorded cursor's row is gone.
+        let (h, _) = hosting();
+        h.set_retention(HOST, "archive", "1d").unwrap();
+        let db = Db::new("gone-cursor", SqlSchema::Default);
+        for i in 0..40 {
+            db.add(&format!("u{}", i % 4), HOST, NOW - 2 * 86_400 + i, "chat");
+        }
+        db.add("u0", HOST, NOW - 60, "chat");
+        let mut store = db.store();
+        let part = h
+            .retention_sweep_archive(
+                HOST,
+                Kind::Archive,
+                &mut store,
+                &SweepOptions { batch: 4, max_steps: Some(1), ..Default::default() },
+            )
+            .unwrap();
+        assert_eq!((part.state, part.deleted), (SweepState::Running, 4));
+        // The steps that followed, unrecorded: the cursor's row and the rest of u0's went.
+        let c = rusqlite::Connection::open(&db.path).unwrap();
+        c.execute("DELETE FROM archive WHERE username = 'u0' AND timestamp < ?1", [(NOW - 86_400) * 1_000_000])
+            .unwrap();
+        let rest = h.retention_sweep_archive(HOST, Kind::Archive, &mut store, &opts(4)).unwrap();
+        assert_eq!((rest.id, rest.state, rest.deleted), (part.id, SweepState::Done, 4 + 30));
+        assert_eq!(db.rows().len(), 1, "only the newer row is left");
     }
 
     #[test]

@@ -105,23 +105,10 @@ impl Hosting {
         }
         let cutoff = self.sweep_cutoff_or_cancel(&domain, kind)?;
         let now = self.now();
+        // A dry run is not recorded until it ends: it gets an id of its own, below zero.
         let rec = SweepRecord {
             id: -NEXT_DRY_RUN.fetch_add(1, Ordering::Relaxed),
-            domain,
-            kind,
-            dry_run: true,
-            cutoff,
-            state: SweepState::Running,
-            started_at: now,
-            finished_at: None,
-            parts: 1,
-            steps: 0,
-            deleted: 0,
-            bytes: 0,
-            failed: 0,
-            duration_us: 0,
-            longest_step_us: 0,
-            errors: Vec::new(),
+            ..SweepRecord::begun(&domain, kind, true, cutoff, now)
         };
         let plan = self.plan(&rec, None, DRIVEN_FIRST_BATCH)?;
         DRY_RUNS.lock().unwrap_or_else(|e| e.into_inner()).insert(rec.id, rec);

@@ -117,6 +117,29 @@ pub struct SweepRecord {
 }
 
 impl SweepRecord {
+    /// A sweep (or dry run) of `kind` of `domain` begun at `now`, nothing done yet; its id is the
+    /// store's once recorded.
+    pub(crate) fn begun(domain: &str, kind: Kind, dry_run: bool, cutoff: Timestamp, now: Timestamp) -> Self {
+        SweepRecord {
+            id: 0,
+            domain: domain.to_string(),
+            kind,
+            dry_run,
+            cutoff,
+            state: SweepState::Running,
+            started_at: now,
+            finished_at: None,
+            parts: 1,
+            steps: 0,
+            deleted: 0,
+            bytes: 0,
+            failed: 0,
+            duration_us: 0,
+            longest_step_us: 0,
+            errors: Vec::new(),
+        }
+    }
+
     /// One line for a log or a terminal.
     pub fn describe(&self) -> String {
         let what = if self.dry_run { "would delete" } else { "deleted" };
@@ -318,22 +341,11 @@ impl Hosting {
         if options.dry_run {
             let (items, bytes) = target.count(self, &domain, cutoff)?;
             let mut rec = SweepRecord {
-                id: 0,
-                domain: domain.clone(),
-                kind,
-                dry_run: true,
-                cutoff,
                 state: SweepState::Done,
-                started_at: now,
                 finished_at: Some(now),
-                parts: 1,
-                steps: 0,
                 deleted: items,
                 bytes,
-                failed: 0,
-                duration_us: 0,
-                longest_step_us: 0,
-                errors: Vec::new(),
+                ..SweepRecord::begun(&domain, kind, true, cutoff, now)
             };
             rec.id = self.store().write(|tx| sql::insert(tx, &rec, None, 0))?;
             return Ok(rec);
@@ -445,24 +457,7 @@ impl Hosting {
                 Ok((row.record.id, row.cursor))
             }
             None => {
-                let rec = SweepRecord {
-                    id: 0,
-                    domain: domain.clone(),
-                    kind,
-                    dry_run: false,
-                    cutoff,
-                    state: SweepState::Running,
-                    started_at: now,
-                    finished_at: None,
-                    parts: 1,
-                    steps: 0,
-                    deleted: 0,
-                    bytes: 0,
-                    failed: 0,
-                    duration_us: 0,
-                    longest_step_us: 0,
-                    errors: Vec::new(),
-                };
+                let rec = SweepRecord::begun(&domain, kind, false, cutoff, now);
                 Ok((sql::insert(tx, &rec, Some(&OWNER), now + LEASE)?, None))
             }
         })

@@ -13,6 +13,7 @@ import json
 import os
 import ssl
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -193,6 +194,19 @@ def trusted_starttls(port: int, domain: str, root: Path, timeout: float = 10.0) 
             der = tls.getpeercert(binary_form=True)
     digest = hashlib.sha256(der).hexdigest().upper()
     return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
+def renewal_logged(log: Path, domain: str, fingerprint: str, timeout: float = 30.0) -> list[str]:
+    """Waits for the housekeeping pass's line for an ACME renewal of `domain` ("Renewed the
+    certificate of D by ACME: valid until …, SHA-256 <fingerprint>") in a server's log; returns
+    the matching lines (empty when it never came: the caller's assert shows the log)."""
+    line = f"Renewed the certificate of {domain} by ACME: valid until "
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [x for x in log.read_text(errors="replace").splitlines() if line in x and x.endswith(fingerprint)]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def customer_zone(origin: str, serial: int, cnames: dict[str, str]) -> str:

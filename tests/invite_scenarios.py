@@ -9,7 +9,6 @@ domain to the default policy before each of its tests.
 import asyncio
 import json
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Callable
 import pytest
 
 from harness import client
-from harness.client import RawStream, error_condition, preauth_element, register
+from harness.client import RawStream, error_condition, preauth_element, register, register_unreported
 from harness.common import run_cli
 
 
@@ -106,22 +105,7 @@ class InviteScenarios:
         """Issue 11.7: the account was created but reporting it failed; once the registration is
         stale, the purge asks the server's account store and keeps the use spent."""
         inv = self.invite(server)
-        db = sqlite3.connect(server.database, timeout=10)
-        try:
-            # The store refuses to record the outcome, as a full disk or a broken file would.
-            db.execute("CREATE TRIGGER xh_test_fail_finish BEFORE UPDATE OF state ON registrations "
-                       "WHEN NEW.state = 'created' BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
-            db.commit()
-            assert register(server.c2s_port, server.jid("reported"), "pw-123456", token=inv["token"]).ok
-        finally:
-            db.execute("DROP TRIGGER IF EXISTS xh_test_fail_finish")
-            db.commit()
-        # Ten minutes and more pass without an outcome.
-        aged = db.execute("UPDATE registrations SET started_at = started_at - 700 "
-                          "WHERE state = 'pending' AND username = 'reported'").rowcount
-        db.commit()
-        db.close()
-        assert aged == 1
+        register_unreported(server.c2s_port, server.jid("reported"), "pw-123456", inv["token"], server.database)
         out = server.purge_invites()
         assert "settled 1 registration(s)" in out, out
         r = register(server.c2s_port, server.jid("second"), "pw-123456", token=inv["token"])

@@ -25,6 +25,24 @@ NODE = "urn:xmpp-hosting:users#"
 PASSWORD = "pw-123456-users"
 
 
+class RosterPushes:
+    """The roster pushes a client gets, as (jid, subscription) in arrival order, and a wait for
+    one of them (the two shared-roster watcher scenarios follow a switch this way)."""
+
+    def __init__(self, c):
+        self.items, self._changed = [], asyncio.Event()
+        c.add_event_handler("roster_update", self._on_push)
+
+    def _on_push(self, iq):
+        self.items.extend((str(j), item["subscription"]) for j, item in iq["roster"]["items"].items())
+        self._changed.set()
+
+    async def until(self, wanted):
+        while wanted not in self.items:
+            self._changed.clear()
+            await asyncio.wait_for(self._changed.wait(), 60)  # a guard against a hang, not a measurement
+
+
 @dataclass
 class UsersServer:
     host: str
@@ -208,18 +226,8 @@ class UsersScenarios:
             async def online(c):
                 me = c.boundjid.bare
                 other = dave if me == carol else carol
-                pushes, changed = [], asyncio.Event()
-
-                def on_push(iq):
-                    pushes.extend((str(j), item["subscription"]) for j, item in iq["roster"]["items"].items())
-                    changed.set()
-
-                async def until(wanted):
-                    while wanted not in pushes:
-                        changed.clear()
-                        await asyncio.wait_for(changed.wait(), 60)  # a guard against a hang, not a measurement
-
-                c.add_event_handler("roster_update", on_push)
+                pushed = RosterPushes(c)
+                pushes, until = pushed.items, pushed.until
                 await c.get_roster()
                 if me == dave:  # an item of his own, made before the shared roster came
                     saved = c.update_roster(boss, name="Boss", groups=["Work"])
@@ -280,18 +288,8 @@ class UsersScenarios:
             async def online(c):
                 me = c.boundjid.bare
                 other = dave if me == carol else carol
-                pushes, changed = [], asyncio.Event()
-
-                def on_push(iq):
-                    pushes.extend((str(j), item["subscription"]) for j, item in iq["roster"]["items"].items())
-                    changed.set()
-
-                async def until(wanted):
-                    while wanted not in pushes:
-                        changed.clear()
-                        await asyncio.wait_for(changed.wait(), 60)  # a guard against a hang, not a measurement
-
-                c.add_event_handler("roster_update", on_push)
+                pushed = RosterPushes(c)
+                pushes, until = pushed.items, pushed.until
                 await c.get_roster()
                 ready[me].set_result(True)
                 await until((other, "both"))

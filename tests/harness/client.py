@@ -7,6 +7,7 @@ with PLAIN authentication; nothing here leaves 127.0.0.1.
 import asyncio
 import re
 import socket
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
@@ -148,6 +149,30 @@ async def ping_until(c: slixmpp.ClientXMPP, done, interval: float, timeout: floa
         rtts.append(time.monotonic() - t0)
         await asyncio.sleep(interval)
     return rtts
+
+
+
+def register_unreported(port: int, jid: str, password: str, token: str, database) -> None:
+    """Registers `jid` with `token` while the core's store (`database`) refuses to record the
+    outcome, as a full disk or a broken file would, then ages that registration past the ten
+    minutes after which the invite purge settles it (issue 11.7: the account exists, so the
+    purge must keep the use spent)."""
+    db = sqlite3.connect(database, timeout=10)
+    try:
+        db.execute("CREATE TRIGGER xh_test_fail_finish BEFORE UPDATE OF state ON registrations "
+                   "WHEN NEW.state = 'created' BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+        db.commit()
+        assert register(port, jid, password, token=token).ok
+    finally:
+        db.execute("DROP TRIGGER IF EXISTS xh_test_fail_finish")
+        db.commit()
+    try:
+        aged = db.execute("UPDATE registrations SET started_at = started_at - 700 "
+                          "WHERE state = 'pending' AND username = ?", (jid.split("@")[0],)).rowcount
+        db.commit()
+    finally:
+        db.close()
+    assert aged == 1, f"{aged} pending registration(s) of {jid}"
 
 
 def ping_summary(rtts: list[float]) -> str:

@@ -31,14 +31,25 @@ class RosterPushes:
 
     def __init__(self, c):
         self.items, self._changed = [], asyncio.Event()
+        # The last push of each contact: (subscription, ask), ask "subscribe" while a request
+        # the user sent is pending.
+        self.last = {}
         c.add_event_handler("roster_update", self._on_push)
 
     def _on_push(self, iq):
-        self.items.extend((str(j), item["subscription"]) for j, item in iq["roster"]["items"].items())
+        for j, item in iq["roster"]["items"].items():
+            self.items.append((str(j), item["subscription"]))
+            self.last[str(j)] = (item["subscription"], item["ask"])
         self._changed.set()
 
     async def until(self, wanted):
-        while wanted not in self.items:
+        await self._until(lambda: wanted in self.items)
+
+    async def until_last(self, contact, state):
+        await self._until(lambda: self.last.get(contact) == state)
+
+    async def _until(self, seen):
+        while not seen():
             self._changed.clear()
             await asyncio.wait_for(self._changed.wait(), 60)  # a guard against a hang, not a measurement
 
@@ -214,8 +225,10 @@ class UsersScenarios:
     def test_switching_reaches_users_online_at_the_time(self, server, shared_roster_off):
         """The setting switched from another process (the CLI) while carol and dave are online:
         each is pushed the other (on), then pushed out again (off), without a re-login; a
-        contact dave has in his own roster stays his when the shared roster goes."""
+        contact dave has in his own roster stays his when the shared roster goes, with the
+        subscription request he sent still pending (ejabberd's push used to drop it)."""
         carol, dave, boss = jid("carol", server.host), jid("dave", server.host), jid("boss", server.host)
+        last_of = {}
 
         async def scenario():
             loop = asyncio.get_running_loop()
@@ -233,11 +246,17 @@ class UsersScenarios:
                     saved = c.update_roster(boss, name="Boss", groups=["Work"])
                     if saved is not None:
                         await saved
+                    # and a request to see boss's presence, pending: boss stays offline
+                    c.send_presence(pto=boss, ptype="subscribe")
+                    await pushed.until_last(boss, ("none", "subscribe"))
                 ready[me].set_result(True)
                 await until((other, "both"))
                 got_on[me].set_result(list(pushes))
                 await switched_off
                 await until((other, "remove"))
+                if me == dave:
+                    await pushed.until_last(boss, ("none", "subscribe"))
+                last_of[me] = dict(pushed.last)
                 return pushes
 
             sessions = [asyncio.ensure_future(client._session(server.c2s_port, w, PASSWORD, online, 150))
@@ -260,6 +279,7 @@ class UsersScenarios:
             assert (dave, "remove") in everything[carol] and (carol, "remove") in everything[dave], everything
             assert (boss, "both") in everything[carol] and (boss, "remove") in everything[carol], everything
             assert (boss, "remove") not in everything[dave], everything[dave]
+            assert last_of[dave][boss] == ("none", "subscribe"), last_of[dave]
             # The stored rosters agree with what was pushed: dave keeps his own item, nobody else.
             assert client.roster(server.c2s_port, dave, PASSWORD) == {boss: "none"}
             assert client.roster(server.c2s_port, carol, PASSWORD) == {}

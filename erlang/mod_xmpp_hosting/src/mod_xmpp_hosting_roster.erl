@@ -151,12 +151,17 @@ push_contact(#jid{luser = U, lserver = S} = To, Contact, On, Group) ->
     {Sub, Ask, Groups} = mod_roster:get_jid_info({none, none, []}, U, S, Contact),
     Own = Sub /= none orelse Ask /= none orelse Groups /= [],
     Shared = #roster_item{jid = Contact, subscription = both, groups = lists:usort([Group | Groups])},
-    Mine = #roster_item{jid = Contact, subscription = Sub, groups = Groups},
+    %% A request the user sent and the contact has not answered yet stays marked pending (ask
+    %% out or both in mod_roster's terms), as ejabberd's own roster items show it.
+    Mine = #roster_item{jid = Contact, subscription = Sub, ask = pending(Ask), groups = Groups},
     case {On, Own} of
         {true, _} -> mod_roster:push_item(To, Mine#roster_item{subscription = none}, Shared);
         {false, true} -> mod_roster:push_item(To, Shared, Mine);
         {false, false} -> mod_roster:push_item(To, Shared, #roster_item{jid = Contact, subscription = remove})
     end.
+
+pending(Ask) when Ask == out; Ask == both -> subscribe;
+pending(_) -> undefined.
 
 %% One watcher per node (a registered process): started by the first host's start, it ends by
 %% itself once no host has this module loaded.

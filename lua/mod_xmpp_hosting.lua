@@ -102,6 +102,12 @@ function when_done(result, err, code, callback) -- luacheck: ignore 131 (exporte
 	end);
 end
 
+-- For the other xmpp-hosting modules, in a runner (a stanza or HTTP handler, an admin command): a
+-- `*_or_later` method's answer, waited for without blocking the loop.
+function wait_for(result, err, code) -- luacheck: ignore 131 (exported to dependent modules)
+	return await(result, err, code);
+end
+
 -- For the other xmpp-hosting modules: a store call made with a `*_later` method, waited for
 -- without blocking the loop when the caller runs in a runner (stanza handlers do), else the
 -- plain call on the loop. `store:begin_registration_later(...)` pairs with `begin_registration`.

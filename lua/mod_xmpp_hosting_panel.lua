@@ -9,8 +9,10 @@
 -- throttling, who may see what) answers every request. The one thing done here is the password
 -- check, by Prosody's own authentication (usermanager.test_password): the core never sees a
 -- stored password. HTTP handlers run in util.async runners, so an auth provider that waits
--- (SQL, LDAP, an external service) waits without blocking the loop; internal_hashed computes its
--- PBKDF2 on the loop, a few milliseconds per login, which login throttling bounds.
+-- (SQL, LDAP, an external service) waits without blocking the loop, and so does a request that
+-- meets another process's lock on the store (the core's worker answers it once it is free);
+-- internal_hashed computes its PBKDF2 on the loop, a few milliseconds per login, which login
+-- throttling bounds.
 --
 -- The users page works the same way: the core decides who may create, re-password or delete
 -- which account (the same decision as mod_xmpp_hosting_users' ad-hoc commands) and hands this
@@ -24,6 +26,14 @@ local server_lib = module:require("xmpp_hosting_server");
 
 local APP = "xmpp_hosting_panel";
 local DEFAULT_PATH = "/panel";
+
+-- A `*_or_later` answer; HTTP handlers run in util.async runners, which wait without blocking the loop.
+local function wait(answer, err, code)
+	if type(answer) == "userdata" then
+		module:log("debug", "The store is locked by another process: the panel request is answered once it is free");
+	end
+	return xmpp_hosting.wait_for(answer, err, code);
+end
 
 local panel;
 local function get_panel()
@@ -103,7 +113,9 @@ local function serve(event, path)
 	end
 	local headers = request.headers;
 	local answer;
-	answer, err, code = p:handle({
+	-- Answered at once, or (while another process holds the store's write lock) by the core's
+	-- worker once it is free: this handler's runner waits for that, the loop does not.
+	answer, err, code = wait(p:handle_or_later({
 		method = request.method;
 		path = "/" .. (path or "");
 		cookie = headers.cookie;
@@ -112,11 +124,11 @@ local function serve(event, path)
 		body = request.body or "";
 		address = request.ip or "";
 		tls = request.secure and true or false;
-	});
+	}));
 	if answer and answer.check_password then
 		local c = answer.check_password;
 		local ok = check_password(c);
-		answer, err, code = p:finish_login(c.ticket, ok, ok and is_admin(c.username .. "@" .. c.host));
+		answer, err, code = wait(p:finish_login_or_later(c.ticket, ok, ok and is_admin(c.username .. "@" .. c.host)));
 	elseif answer and answer.account then
 		answer, err, code = p:finish_account(answer.account.ticket, carry_out(answer.account));
 	end

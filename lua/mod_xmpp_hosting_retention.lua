@@ -32,6 +32,7 @@ local time_now = require "util.time".now;
 local resolve_relative_path = require "util.paths".resolve_relative_path;
 local dataforms = require "util.dataforms";
 local adhoc_util = require "util.adhoc";
+local async = require "util.async";
 
 local hosting_module = module:depends("xmpp_hosting");
 local get_store = hosting_module.get_store;
@@ -130,17 +131,26 @@ local function register(module_name)
 		module:log("warn", "The %s of %s is in storage %q, which xmpp-hosting does not sweep", store, host, driver);
 		return;
 	end
-	local ok, err = s:register_archive_store(domain, what.kind, host, backend, location, store);
-	if not ok then
-		module:log("error", "Cannot register the %s of %s for retention: %s", store, host, err);
-		return;
+	-- Never waits on the loop for another process's lock on the store: while one is held, the
+	-- core's worker registers it once the lock is free.
+	local answer, err, code = s:register_archive_store_or_later(domain, what.kind, host, backend, location, store);
+	if type(answer) == "userdata" then
+		module:log("debug", "The store is locked by another process: the %s of %s is registered for retention once it is free",
+			store, host);
 	end
-	registered[module_name] = true;
-	module:log("debug", "Retention of %s: %s in %s%s", host, store, backend, location and (" " .. location) or "");
-	local configured = module:get_option(what.expiry);
-	local value = configured == nil and what.expiry_default or tostring(configured);
-	local conflict = s:server_expiry_conflict(domain, what.kind, host, what.expiry, value);
-	if conflict then module:log(conflict.level, "%s", conflict.text); end
+	registered[module_name] = true; -- not again while the worker registers it
+	hosting_module.when_done(answer, err, code, function(ok, done_err)
+		if not ok then
+			registered[module_name] = nil;
+			module:log("error", "Cannot register the %s of %s for retention: %s", store, host, tostring(done_err));
+			return;
+		end
+		module:log("debug", "Retention of %s: %s in %s%s", host, store, backend, location and (" " .. location) or "");
+		local configured = module:get_option(what.expiry);
+		local value = configured == nil and what.expiry_default or tostring(configured);
+		local conflict = s:server_expiry_conflict(domain, what.kind, host, what.expiry, value);
+		if conflict then module:log(conflict.level, "%s", conflict.text); end
+	end);
 end
 
 local function register_all()
@@ -214,22 +224,30 @@ local function drive(s, plan)
 	module:add_timer(plan.pause, function()
 		local ok, done = pcall(run_step, plan);
 		if not ok then done = { failures = { tostring(done) }, batch = plan.batch, next = plan.cursor }; end
-		local out, err = s:driven_step_done(plan.sweep, done);
 		if not ok then
 			-- Recorded; the next pass resumes from the same place.
 			module:log("error", "Retention sweep step failed: %s", tostring(done.failures[1]));
 		end
-		if not out then
-			module:log("warn", "Retention sweep #%d stopped: %s", plan.sweep, tostring(err));
+		-- Recorded without waiting on the loop for another process's lock on the store: while
+		-- one is held, the core's worker records it once the lock is free.
+		local answer, err, code = s:driven_step_done_or_later(plan.sweep, done);
+		if type(answer) == "userdata" then
+			module:log("debug", "The store is locked by another process: step of retention sweep #%d is recorded once it is free",
+				plan.sweep);
+		end
+		hosting_module.when_done(answer, err, code, function(out, done_err)
+			if not out then
+				module:log("warn", "Retention sweep #%d stopped: %s", plan.sweep, tostring(done_err));
+				running[slot] = nil;
+				return;
+			end
+			if out.next and ok then
+				return drive(s, out.next);
+			end
 			running[slot] = nil;
-			return;
-		end
-		if out.next and ok then
-			return drive(s, out.next);
-		end
-		running[slot] = nil;
-		local level = (out.record.failed > 0 or #out.record.errors > 0) and "warn" or "info";
-		module:log(level, "Retention: %s", out.record.text);
+			local level = (out.record.failed > 0 or #out.record.errors > 0) and "warn" or "info";
+			module:log(level, "Retention: %s", out.record.text);
+		end);
 	end);
 end
 
@@ -244,13 +262,25 @@ local function start_driven(domain, kind, dry_run)
 		if st.backend == "prosody_internal" then first = first or st; end
 	end
 	if not first or first.server_host ~= host then return; end
-	local plan, err, code = s:begin_driven_sweep(domain, kind, dry_run and true or nil);
-	if not plan then
-		if code ~= "not-allowed" then module:log("warn", "Retention sweep of %s %s: %s", domain, kind, err); end
-		return;
+	-- Claimed without waiting on the loop for another process's lock on the store: while one is
+	-- held, the core's worker claims it once the lock is free (and the admin shell's command,
+	-- which runs in a runner, waits for that to say the sweep's number).
+	local slot = domain .. "/" .. kind .. (dry_run and "/dry" or "");
+	local answer, err, code = s:begin_driven_sweep_or_later(domain, kind, dry_run and true or nil);
+	local function begun(plan, begin_err, begin_code)
+		if not plan then
+			running[slot] = nil;
+			if begin_code ~= "not-allowed" then module:log("warn", "Retention sweep of %s %s: %s", domain, kind, begin_err); end
+			return;
+		end
+		drive(s, plan);
+		return plan.sweep;
 	end
-	drive(s, plan);
-	return plan.sweep;
+	if type(answer) ~= "userdata" then return begun(answer, err, code); end
+	module:log("debug", "The store is locked by another process: the sweep of %s %s begins once it is free", domain, kind);
+	running[slot] = true; -- not begun twice meanwhile
+	if async.ready() then return begun(hosting_module.wait_for(answer)); end
+	hosting_module.when_done(answer, err, code, begun);
 end
 
 module:hook_global("xmpp-hosting/retention-due", function(event)

@@ -9,7 +9,10 @@ on the loop wait: a login counted for the statistics, the admin shell's invite p
 registrations that never finished, the upload component registering its directory; each is done
 by the core's worker once the lock is free; so is forgetting an account removed in the server,
 and so are the admin shell's write commands (domain, invite, quota, retention, cert import; cert
-generate runs on the worker anyway), which the shell waits for.
+generate runs on the worker anyway), which the shell waits for. So are the retention module's
+registration of a host's archive, the start of a sweep of internal storage and the record of its
+steps, and the web panel's requests (a login's session, a job's start), which the HTTP request
+waits for.
 """
 
 import base64
@@ -21,10 +24,11 @@ import threading
 import time
 
 import pytest
+import requests
 
 from cert_scenarios import ThrowawayCA
 from harness.client import RawStream, error_condition, login, preauth_element, register
-from harness.common import run_cli
+from harness.common import LOOPBACK, run_cli
 from harness.prosody import Prosody, upload_component
 
 HOST = "locked.example"
@@ -35,7 +39,8 @@ PASSWORD = "pw-lock-123"
 @pytest.fixture(scope="module")
 def prosody(tmp_path_factory):
     with Prosody(tmp_path_factory.mktemp("prosody-lock"), host=HOST,
-                 host_modules=["xmpp_hosting_invites", "xmpp_hosting_publish"],
+                 host_modules=["xmpp_hosting_invites", "xmpp_hosting_publish", "xmpp_hosting_panel"],
+                 options={"admins": [f"uploader@{HOST}"], "http_default_host": HOST},
                  extra_config=upload_component(SHARE, xmpp_hosting_upload_check_interval=1)) as server:
         # The module adds its host to the store as it loads, which may finish after the port opens.
         for _ in range(100):
@@ -193,6 +198,35 @@ def daily_active(prosody) -> int:
     return page["statistics"]["daily_active"]
 
 
+def shell_output(prosody, command: str) -> str:
+    done = prosody.shell(command)
+    return done.stdout + done.stderr
+
+
+def behind_a_held_lock(prosody, client: RawStream, prefix: str, needle: str, work):
+    """Runs `work()` in a thread while another process holds the store's write lock: the Prosody
+    log must say that the work waits for the lock (`needle`: it was handed to the core's worker),
+    the work must not end while the lock is held, and `client`'s pings must be answered meanwhile.
+    Returns what `work()` returned, once the lock is released. (Done on the loop, the work would
+    fail once the loop's short busy timeout gave up, and be answered while the lock is held.)"""
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(result=work()))
+    offset = len(prosody.log_text())
+    holder = lock_holder(prosody)
+    try:
+        thread.start()
+        log_after(prosody, offset, needle, until=lambda: not thread.is_alive())
+        assert thread.is_alive(), f"answered while the lock was held: {out}"
+        pings_answered(client, prefix)
+        assert thread.is_alive(), f"answered while the lock was held: {out}"
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+        thread.join(60)
+    assert "result" in out, "the work failed: see the exception above"
+    return out["result"]
+
+
 def test_a_login_is_counted_off_the_loop_while_the_lock_is_held(prosody):
     """Issue 15: the login counted for the active-account statistics waits for no lock on the loop."""
     assert daily_active(prosody) in (0, 10)  # only "uploader" may have logged in before
@@ -238,29 +272,12 @@ def test_the_admin_shells_purge_settles_registrations_off_the_loop_while_the_loc
     assert aged == 1
 
     client = logged_in(prosody.c2s_port, "uploader")
-    offset = len(prosody.log_text())
-    holder = lock_holder(prosody)
-    purge = {}
-
-    def run_purge():
-        done = prosody.shell("xmpp_hosting:invite_purge()")
-        purge.update(out=done.stdout + done.stderr)
-
-    shell = threading.Thread(target=run_purge)
-    try:
-        shell.start()
-        # The purge waits for the lock off the loop; waiting on the loop, it would fail once the
-        # loop's short busy timeout gave up, and the shell would answer with the error.
-        log_after(prosody, offset, "registration(s) that never finished are settled once it is free",
-                  until=lambda: not shell.is_alive())
-        assert shell.is_alive(), f"the purge finished while the lock was held: {purge}"
-        pings_answered(client, "purge-ping")
-        assert shell.is_alive(), f"the purge finished while the lock was held: {purge}"
-    finally:
-        holder.execute("COMMIT")
-        holder.close()
-        shell.join(60)
-    assert "settled 1 registration(s)" in purge.get("out", ""), purge
+    # The purge waits for the lock off the loop; waiting on the loop, it would fail once the
+    # loop's short busy timeout gave up, and the shell would answer with the error.
+    out = behind_a_held_lock(prosody, client, "purge-ping",
+                             "registration(s) that never finished are settled once it is free",
+                             lambda: shell_output(prosody, "xmpp_hosting:invite_purge()"))
+    assert "settled 1 registration(s)" in out, out
     # The account exists, so its use stays spent.
     listed = {i["id"]: i for i in json.loads(run_cli(prosody.database, "--json", "invite", "list", HOST).stdout)}
     assert listed[invite["invite"]["id"]]["uses_left"] == 1, listed
@@ -371,21 +388,10 @@ def test_the_admin_shells_cert_commands_wait_for_a_held_lock_off_the_loop(prosod
     shell waits for them, pings are answered meanwhile, and both are stored once it is free. (`cert
     csr`, `check`, `show` and the installation only read the store, which WAL lets them do.)"""
     client = logged_in(prosody.c2s_port, "uploader")
-    outputs = {}
     generate = f'xmpp_hosting:cert_generate("{HOST}")'
-    offset = len(prosody.log_text())
-    holder = lock_holder(prosody)
-    try:
-        shell = in_shell_thread(prosody, generate, outputs)
-        log_after(prosody, offset, f"the certificate of {HOST} is made on the core's worker",
-                  until=lambda: generate in outputs)
-        pings_answered(client, "generate-ping")
-        assert generate not in outputs, f"answered while the lock was held: {outputs}"
-    finally:
-        holder.execute("COMMIT")
-        holder.close()
-        shell.join(60)
-    assert "database is locked" not in outputs.get(generate, "") and "OK" in outputs.get(generate, ""), outputs
+    out = behind_a_held_lock(prosody, client, "generate-ping", f"the certificate of {HOST} is made on the core's worker",
+                             lambda: shell_output(prosody, generate))
+    assert "database is locked" not in out and "OK" in out, out
     generated = json.loads(run_cli(prosody.database, "--json", "cert", "show", HOST).stdout)
     assert generated["source"] == "self-signed", generated
 
@@ -393,23 +399,109 @@ def test_the_admin_shells_cert_commands_wait_for_a_held_lock_off_the_loop(prosod
     chain = tmp_path / "chain.pem"
     chain.write_text(ThrowawayCA(tmp_path / "ca").sign(run_cli(prosody.database, "cert", "csr", HOST).stdout))
     imported = f'xmpp_hosting:cert_import("{HOST}", {{"{chain}"}})'
+    out = behind_a_held_lock(prosody, client, "import-ping", "import_certificate is made once it is free",
+                             lambda: shell_output(prosody, imported))
+    assert "database is locked" not in out and "OK" in out, out
+    shown = json.loads(run_cli(prosody.database, "--json", "cert", "show", HOST).stdout)
+    assert shown["source"] == "imported", shown
+    client.close()
+
+
+def fire_from_a_timer(event: str, fields: str) -> str:
+    """Admin-shell Lua (the leading '>' runs it in Prosody's own environment) that fires a global
+    event from a timer, outside any runner, as the housekeeping pass fires xmpp-hosting/retention-due."""
+    return (f'>require "util.timer".add_task(0, function() prosody.events.fire_event("{event}", {{{fields}}}) end)'
+            ' return "fired"')
+
+
+def test_the_retention_of_internal_storage_waits_for_a_held_lock_off_the_loop(prosody):
+    """Issue 11: mod_xmpp_hosting_retention registers the host's archive as it loads, begins a sweep
+    of internal storage (from the housekeeping pass's event, or the admin shell's command) and
+    records each step on the core's worker while another process holds the lock."""
+    run_cli(prosody.database, "retention", "set", HOST, "archive", "30d")
+    client = logged_in(prosody.c2s_port, "uploader")
+    out = prosody.shell(f'module:load("mam", "{HOST}")').stdout
+    assert "error" not in out.lower(), out
     offset = len(prosody.log_text())
     holder = lock_holder(prosody)
     try:
-        shell = in_shell_thread(prosody, imported, outputs)
-        # Made on the loop, the import would fail once the loop's short busy timeout gave up, and
-        # the shell would answer 'database is locked' while the lock is still held.
-        log_after(prosody, offset, "import_certificate is made once it is free", until=lambda: imported in outputs)
-        assert imported not in outputs, f"answered while the lock was held: {outputs}"
-        pings_answered(client, "import-ping")
-        assert imported not in outputs, f"answered while the lock was held: {outputs}"
+        out = prosody.shell(f'module:load("xmpp_hosting_retention", "{HOST}")').stdout
+        assert "error" not in out.lower(), out
+        text = log_after(prosody, offset, f"the archive of {HOST} is registered for retention once it is free",
+                         "Cannot register the archive")
+        assert "Cannot register the archive" not in text, text
+        pings_answered(client, "register-ping")
     finally:
         holder.execute("COMMIT")
         holder.close()
-        shell.join(60)
-    assert "database is locked" not in outputs.get(imported, "") and "OK" in outputs.get(imported, ""), outputs
-    shown = json.loads(run_cli(prosody.database, "--json", "cert", "show", HOST).stdout)
-    assert shown["source"] == "imported", shown
+    text = log_after(prosody, offset, f"Retention of {HOST}: archive in prosody_internal", "Cannot register the archive")
+    assert "Cannot register the archive" not in text, text
+
+    # The pass's event (fired outside any runner): the sweep begins once the lock is free.
+    offset = len(prosody.log_text())
+    holder = lock_holder(prosody)
+    try:
+        out = prosody.shell(fire_from_a_timer("xmpp-hosting/retention-due", f'domain = "{HOST}", kind = "archive"'))
+        assert "fired" in out.stdout, out
+        text = log_after(prosody, offset, f"the sweep of {HOST} archive begins once it is free",
+                         f"Retention sweep of {HOST} archive:")
+        assert f"Retention sweep of {HOST} archive:" not in text, text
+        pings_answered(client, "due-ping")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    text = log_after(prosody, offset, "Retention: ", f"Retention sweep of {HOST} archive:", "stopped:")
+    assert f"Retention sweep of {HOST} archive:" not in text and "stopped:" not in text, text
+
+    # A dry run (begun at once: it writes nothing until its end): its last step's record waits
+    # for the lock on the worker.
+    offset = len(prosody.log_text())
+    holder = lock_holder(prosody)
+    try:
+        out = prosody.shell(fire_from_a_timer("xmpp-hosting/retention-sweep-now",
+                                              f'domain = "{HOST}", kind = "archive", dry_run = true'))
+        assert "fired" in out.stdout, out
+        text = log_after(prosody, offset, "is recorded once it is free", "stopped:")
+        assert "stopped:" not in text, text
+        pings_answered(client, "dry-ping")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    text = log_after(prosody, offset, "Retention: ", "stopped:")
+    assert "stopped:" not in text, text
+
+    # Fired in the admin shell's runner (as `retention sweep` does): the runner waits for the
+    # sweep to begin, and answers with its number.
+    out = behind_a_held_lock(prosody, client, "sweep-ping", f"the sweep of {HOST} archive begins once it is free",
+                             lambda: shell_output(prosody, '>return prosody.events.fire_event('
+                                                  f'"xmpp-hosting/retention-sweep-now", {{domain = "{HOST}", kind = "archive"}})'))
+    assert re.search(r"\b\d+\b", out), out
+    client.close()
+
+
+def test_the_panels_login_and_job_start_wait_for_a_held_lock_off_the_loop(prosody):
+    """Issue 11: the web panel's requests meet another process's lock without waiting on the loop:
+    a login's session and a job's start are made by the core's worker once the lock is free, the
+    HTTP request waits for that, and pings are answered meanwhile."""
+    client = logged_in(prosody.c2s_port, "uploader")
+    base = f"http://{LOOPBACK}:{prosody.http_port}/panel/"
+    http = requests.Session()
+    login = behind_a_held_lock(prosody, client, "login-ping", "the panel request is answered once it is free",
+                               lambda: http.post(base + "api/login", json={"jid": f"uploader@{HOST}", "password": PASSWORD},
+                                                 timeout=60))
+    assert login.status_code == 200, login.text
+    csrf = login.json()["csrf"]
+    assert http.get(base + "api/session", timeout=30).json()["account"] == f"uploader@{HOST}"
+    started = behind_a_held_lock(prosody, client, "job-ping", "the panel request is answered once it is free",
+                                 lambda: http.post(base + f"api/domains/{HOST}/certificate/generate", json={},
+                                                   headers={"X-CSRF-Token": csrf}, timeout=60))
+    assert started.status_code == 202, started.text
+    job = started.json()["job"]
+    deadline = time.monotonic() + 60
+    while (state := http.get(base + f"api/jobs/{job}", timeout=30).json())["state"] == "running":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
+    assert state["state"] == "done", state
     client.close()
 
 

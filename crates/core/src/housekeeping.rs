@@ -744,7 +744,9 @@ mod tests {
         let (hk, clock) = keeper(Schedule::default());
         let jobs = crate::panel::jobs::Jobs::default();
         let done = Pending::spawn(async { Ok::<_, Error>(1) }).unwrap();
-        let id = jobs.start(&hk.hosting, "a@x.example", "x.example", "dns-test", done, hk.hosting.now()).unwrap();
+        let id = jobs
+            .start(&hk.hosting, "a@x.example", "x.example", "dns-test", move || Ok(done), hk.hosting.now())
+            .unwrap();
         while jobs.poll(&hk.hosting, "a@x.example", &id, hk.hosting.now()).unwrap()["state"] == "running" {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }

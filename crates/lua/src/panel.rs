@@ -13,13 +13,18 @@
 //!   usernames={...}})` -> `{status=, headers=, body=}`.
 //!
 //! Every call is a short store transaction on the calling thread; verification and the DNS tester
-//! run on the core's worker and the page polls them, so nothing here waits for DNS.
+//! run on the core's worker and the page polls them, so nothing here waits for DNS. On Prosody's
+//! loop, `panel:handle_or_later(request)` and `panel:finish_login_or_later(ticket, ok, admin)`
+//! answer the same at once, or with a pending result (see pending.rs) while another process
+//! holds the store's write lock: the request is then answered by the core's worker once the
+//! lock is free. (`finish_account` only reads the store.)
 
 use mlua::prelude::*;
 use xmpp_hosting_core::panel::{AccountResult, Panel, PanelOptions, Request};
 
 use crate::convert::{from_lua, outcome, serialized, text};
 use crate::handle::Handle;
+use crate::pending::LuaNowOrLater;
 
 pub struct LuaPanel(Panel);
 
@@ -33,6 +38,21 @@ impl LuaUserData for LuaPanel {
         });
         m.add_method("finish_login", |lua, p, (ticket, ok, admin): (LuaString, bool, Option<bool>)| {
             serialized(lua, || Ok(p.0.finish_login(&text(&ticket, "ticket")?, ok, admin.unwrap_or(false))))
+        });
+        // Both for Prosody's loop: the answer at once, or a pending result (see pending.rs) while
+        // another process holds the store's write lock; the module's handler waits for it in its
+        // runner. A session's touch, a login, a logout, a job's start, a change made from the
+        // panel: none of them waits on the loop.
+        m.add_method("handle_or_later", |lua, p, request: LuaValue| {
+            outcome(lua, || {
+                let request: Request = from_lua(lua, request)?;
+                p.0.handle_now_or_later(request).map(LuaNowOrLater)
+            })
+        });
+        m.add_method("finish_login_or_later", |lua, p, (ticket, ok, admin): (LuaString, bool, Option<bool>)| {
+            outcome(lua, || {
+                p.0.finish_login_now_or_later(text(&ticket, "ticket")?, ok, admin.unwrap_or(false)).map(LuaNowOrLater)
+            })
         });
         m.add_method("finish_account", |lua, p, (ticket, result): (LuaString, LuaValue)| {
             serialized(lua, || {

@@ -19,11 +19,20 @@
 //! `{record, next}` (`record.text` in the core's words; `next` nil once the sweep ended).
 
 use mlua::prelude::*;
-use xmpp_hosting_core::retention::{DrivenDone, Kind, SweepOptions};
+use xmpp_hosting_core::retention::{DrivenDone, DrivenOutcome, Kind, SweepOptions};
+use xmpp_hosting_core::NowOrLater;
 
 use crate::convert::{from_lua, outcome, serialized};
 use crate::handle::Handle;
 use crate::pending::{LuaNowOrLater, LuaPending};
+
+/// A step's outcome as Lua sees it: `record.text` is the record in the core's words.
+fn driven_outcome(out: DrivenOutcome) -> Result<serde_json::Value, xmpp_hosting_core::Error> {
+    let text = out.record.describe();
+    let mut value = serde_json::to_value(&out).map_err(|e| xmpp_hosting_core::Error::Internal(e.to_string()))?;
+    value["record"]["text"] = text.into();
+    Ok(value)
+}
 
 pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("retention_policy", |lua, h, domain: String| serialized(lua, || h.0.retention_policy(&domain)));
@@ -95,6 +104,50 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
             })
         },
     );
+    // Prosody's loop calls the next three (at load, from the housekeeping pass's event, from a
+    // step's timer): the answer at once, or a pending result while another process holds the
+    // store's write lock (see pending.rs), so the loop never waits for it.
+    m.add_method(
+        "register_archive_store_or_later",
+        |lua, h, (domain, kind, host, backend, location, store): (String, String, String, String, Option<String>, String)| {
+            outcome(lua, || {
+                let kind = Kind::parse(&kind)?;
+                h.0.now_or_later(move |w| {
+                    w.register_archive_store(&domain, kind, &host, &backend, location.as_deref(), &store)
+                })
+                .map(LuaNowOrLater)
+            })
+        },
+    );
+    m.add_method("begin_driven_sweep_or_later", |lua, h, (domain, kind, dry_run): (String, String, Option<bool>)| {
+        outcome(lua, || {
+            let kind = Kind::parse(&kind)?;
+            let dry_run = dry_run.unwrap_or(false);
+            h.0.now_or_later(move |w| {
+                if dry_run {
+                    w.begin_driven_dry_run(&domain, kind)
+                } else {
+                    w.begin_driven_sweep(&domain, kind)
+                }
+            })
+            .map(LuaNowOrLater)
+        })
+    });
+    m.add_method("driven_step_done_or_later", |lua, h, (sweep, done): (i64, LuaValue)| {
+        let done: Result<DrivenDone, _> = from_lua(lua, done);
+        outcome(lua, || {
+            let done = done?;
+            let call = move |w: &xmpp_hosting_core::Hosting| driven_outcome(w.driven_step_done(sweep, done.clone())?);
+            if sweep < 0 {
+                // A dry run's last step takes its record out of the process's list of dry runs
+                // before writing it: tried on the loop and failing on the lock, it could not be
+                // tried again. Its steps go to the worker, which waits for the lock.
+                h.0.later(call).map(|p| LuaNowOrLater(NowOrLater::Later(p)))
+            } else {
+                h.0.now_or_later(call).map(LuaNowOrLater)
+            }
+        })
+    });
     m.add_method("archive_stores", |lua, h, (domain, kind): (String, String)| {
         serialized(lua, || h.0.archive_stores(&domain, Kind::parse(&kind)?))
     });
@@ -119,10 +172,7 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     m.add_method("driven_step_done", |lua, h, (sweep, done): (i64, LuaValue)| {
         let done: Result<DrivenDone, _> = from_lua(lua, done);
         outcome(lua, || {
-            let out = h.0.driven_step_done(sweep, done?)?;
-            let text = out.record.describe();
-            let mut value = serde_json::to_value(&out).expect("outcomes serialise");
-            value["record"]["text"] = text.into();
+            let value = driven_outcome(h.0.driven_step_done(sweep, done?)?)?;
             crate::convert::to_lua(lua, &value).map_err(|e| xmpp_hosting_core::Error::Internal(e.to_string()))
         })
     });

@@ -30,13 +30,12 @@ pub(super) fn generate(call: &Call<'_>) -> Answer {
             days.as_i64().ok_or_else(|| Failure::new(400, "invalid-argument", "days is a whole number of days"))?;
     }
     let domain = call.domain().to_string();
-    let pending = call.hosting().later(move |h| h.generate_certificate(&domain, options))?;
     let job = call.panel.jobs.start(
         call.hosting(),
         &call.session().account,
         call.domain(),
         "certificate",
-        pending,
+        || call.hosting().later(move |h| h.generate_certificate(&domain, options)),
         call.panel.now(),
     )?;
     Ok(json!({ "job": job }))

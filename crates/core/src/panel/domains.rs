@@ -86,13 +86,12 @@ pub(super) fn records(call: &Call<'_>) -> Answer {
 /// "Verify now": the check runs on the worker; the answer is the job to poll.
 pub(super) fn verify(call: &Call<'_>) -> Answer {
     let account = claim_account(call)?;
-    let pending = call.hosting().verify_domain(call.domain(), &account)?;
     let job = call.panel.jobs.start(
         call.hosting(),
         &call.session().account,
         call.domain(),
         "verify",
-        pending,
+        || call.hosting().verify_domain(call.domain(), &account),
         call.panel.now(),
     )?;
     Ok(json!({ "job": job }))
@@ -100,13 +99,12 @@ pub(super) fn verify(call: &Call<'_>) -> Answer {
 
 /// The DNS tester, on the worker; the answer is the job to poll.
 pub(super) fn dns_test(call: &Call<'_>) -> Answer {
-    let pending = call.hosting().dns_test(call.domain())?;
     let job = call.panel.jobs.start(
         call.hosting(),
         &call.session().account,
         call.domain(),
         "dns-test",
-        pending,
+        || call.hosting().dns_test(call.domain()),
         call.panel.now(),
     )?;
     Ok(json!({ "job": job }))

@@ -55,15 +55,18 @@ fn live() -> std::sync::MutexGuard<'static, HashSet<String>> {
 pub struct Jobs {}
 
 impl Jobs {
-    /// Keeps `pending` as a job of `account`'s; returns its id. Its outcome is written to the
-    /// store on the worker when the work ends.
+    /// Records a job of `account`'s, then starts its work (`work`, on the worker) and returns its
+    /// id; the outcome is written to the store on the worker when the work ends. The work starts
+    /// only once the row is written: a start refused (too many running) or meeting another
+    /// process's lock starts nothing, so a request answered again on the worker (see
+    /// [`super::Panel::handle_now_or_later`]) does not run the work twice.
     pub(crate) fn start<T: Serialize + Send + 'static>(
         &self,
         hosting: &Hosting,
         account: &str,
         domain: &str,
         kind: &'static str,
-        pending: Pending<Result<T>>,
+        work: impl FnOnce() -> Result<Pending<Result<T>>>,
         now: Timestamp,
     ) -> std::result::Result<String, Failure> {
         // Jobs of this account whose process died no longer count against it.
@@ -113,6 +116,19 @@ impl Jobs {
                 return Err(e.into());
             }
         }
+        let pending = match work() {
+            Ok(pending) => pending,
+            Err(e) => {
+                // Nothing runs: the row goes. Should that fail, this process no longer runs the
+                // job, so the row reads as interrupted.
+                live().remove(&id);
+                let _ = hosting.store().write(|tx| {
+                    tx.prepare_cached("DELETE FROM panel_jobs WHERE id = ?1")?.execute([&id])?;
+                    Ok(())
+                });
+                return Err(e.into());
+            }
+        };
         let hosting = hosting.clone();
         let job = id.clone();
         pending.on_done(move |result| {
@@ -477,7 +493,7 @@ mod tests {
         let h = Hosting::open_in_memory().unwrap();
         let jobs = Jobs::default();
         let (tx, pending) = held();
-        let id = jobs.start(&h, "alice@a.example", "a.example", "dns-test", pending, 0).unwrap();
+        let id = jobs.start(&h, "alice@a.example", "a.example", "dns-test", move || Ok(pending), 0).unwrap();
         assert_eq!(jobs.poll(&h, "alice@a.example", &id, 1).unwrap()["state"], "running");
         assert_eq!(jobs.poll(&h, "bob@b.example", &id, 1).unwrap_err().status, 404);
         tx.send(()).unwrap();
@@ -491,20 +507,50 @@ mod tests {
         let h = Hosting::open_in_memory().unwrap();
         let jobs = Jobs::default();
         let failing = Pending::spawn(async { Err::<Value, _>(crate::Error::NotAllowed("no".into())) }).unwrap();
-        let id = jobs.start(&h, "a@x.example", "x.example", "verify", failing, 0).unwrap();
+        let id = jobs.start(&h, "a@x.example", "x.example", "verify", move || Ok(failing), 0).unwrap();
         let v = until_ended(&jobs, &h, "a@x.example", &id);
         assert_eq!((v["state"].as_str(), v["error"]["error"].as_str()), (Some("failed"), Some("not-allowed")));
         let mut holds = Vec::new();
         for _ in 0..MAX_RUNNING_PER_ACCOUNT {
             let (tx, p) = held();
             holds.push(tx);
-            jobs.start(&h, "a@x.example", "x.example", "verify", p, 0).unwrap();
+            jobs.start(&h, "a@x.example", "x.example", "verify", move || Ok(p), 0).unwrap();
         }
-        let (_tx, p) = held();
-        let refused = jobs.start(&h, "a@x.example", "x.example", "verify", p, 0).unwrap_err();
+        let refused = jobs
+            .start(
+                &h,
+                "a@x.example",
+                "x.example",
+                "verify",
+                || -> crate::Result<Pending<crate::Result<Value>>> { panic!("a refused job's work must not start") },
+                0,
+            )
+            .unwrap_err();
         assert_eq!((refused.status, refused.retry_after), (429, Some(5)));
+        // Work that cannot start leaves no job behind: the account's running count is unchanged.
+        let not_started = jobs
+            .start(
+                &h,
+                "c@x.example",
+                "x.example",
+                "verify",
+                || -> crate::Result<Pending<crate::Result<Value>>> { Err(crate::Error::NotAllowed("no claim".into())) },
+                0,
+            )
+            .unwrap_err();
+        assert_eq!(not_started.status, 403);
+        let rows: i64 = h
+            .store()
+            .read(|c| {
+                Ok(c.query_row("SELECT count(*) FROM panel_jobs WHERE account = 'c@x.example'", [], |r| r.get(0))?)
+            })
+            .unwrap();
+        assert_eq!(rows, 0);
         let (_tx, p) = held();
-        assert!(jobs.start(&h, "b@x.example", "x.example", "verify", p, 0).is_ok(), "another account is not held up");
+        assert!(
+            jobs.start(&h, "b@x.example", "x.example", "verify", move || Ok(p), 0).is_ok(),
+            "another account is not held up"
+        );
     }
 
     #[test]
@@ -513,11 +559,13 @@ mod tests {
         let first = store.open();
         let jobs = Jobs::default();
         let (tx, pending) = held();
-        let finished = jobs.start(&first, "alice@a.example", "a.example", "dns-test", pending, first.now()).unwrap();
+        let finished =
+            jobs.start(&first, "alice@a.example", "a.example", "dns-test", move || Ok(pending), first.now()).unwrap();
         tx.send(()).unwrap();
         assert_eq!(until_ended(&jobs, &first, "alice@a.example", &finished)["state"], "done");
         let (_hold, pending) = held();
-        let cut = jobs.start(&first, "alice@a.example", "a.example", "verify", pending, first.now()).unwrap();
+        let cut =
+            jobs.start(&first, "alice@a.example", "a.example", "verify", move || Ok(pending), first.now()).unwrap();
         // The process that ran them exits (a child standing in for it: its pid is then free and
         // its start time unrepeatable); the server starts again on the same store.
         let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -546,7 +594,7 @@ mod tests {
         let h = Hosting::open_in_memory().unwrap();
         let jobs = Jobs::default();
         let (_hold, pending) = held();
-        let id = jobs.start(&h, "a@x.example", "x.example", "dns-test", pending, 0).unwrap();
+        let id = jobs.start(&h, "a@x.example", "x.example", "dns-test", move || Ok(pending), 0).unwrap();
         let ns = this_process().split('/').next().unwrap().to_string();
         // Another process, alive: its job is running, whoever polls.
         let mut other = std::process::Command::new("sleep").arg("60").spawn().unwrap();
@@ -565,7 +613,7 @@ mod tests {
         let h = Hosting::open_in_memory().unwrap();
         let jobs = Jobs::default();
         let (_hold, pending) = held();
-        let id = jobs.start(&h, "a@x.example", "x.example", "certificate", pending, 0).unwrap();
+        let id = jobs.start(&h, "a@x.example", "x.example", "certificate", move || Ok(pending), 0).unwrap();
         assert_eq!(jobs.poll(&h, "a@x.example", &id, 0).unwrap()["state"], "running");
         live().remove(&id);
         let v = jobs.poll(&h, "a@x.example", &id, 0).unwrap();
@@ -579,7 +627,7 @@ mod tests {
         let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
         let jobs = Jobs::default();
         let (_hold, pending) = held();
-        let id = jobs.start(&h, "a@x.example", "x.example", "dns-test", pending, h.now()).unwrap();
+        let id = jobs.start(&h, "a@x.example", "x.example", "dns-test", move || Ok(pending), h.now()).unwrap();
         // Another PID namespace: nothing to look up.
         set_runner(&h, &id, "4026500000/1/1");
         clock.advance(MAX_RUNTIME - 1);
@@ -599,13 +647,13 @@ mod tests {
         for _ in 0..MAX_RUNNING_PER_ACCOUNT {
             let (tx, p) = held();
             holds.push(tx);
-            ids.push(jobs.start(&h, "a@x.example", "x.example", "verify", p, 0).unwrap());
+            ids.push(jobs.start(&h, "a@x.example", "x.example", "verify", move || Ok(p), 0).unwrap());
         }
         for id in &ids {
             live().remove(id);
         }
         let (_tx, p) = held();
-        jobs.start(&h, "a@x.example", "x.example", "verify", p, 0).unwrap();
+        jobs.start(&h, "a@x.example", "x.example", "verify", move || Ok(p), 0).unwrap();
         assert!(ids.iter().all(|id| state(&h, id) == "interrupted"));
     }
 
@@ -615,14 +663,14 @@ mod tests {
         let h = Hosting::open_in_memory().unwrap().with_clock(clock.clone());
         let jobs = Jobs::default();
         let p = Pending::spawn(async { Ok::<_, crate::Error>(1) }).unwrap();
-        let old = jobs.start(&h, "a@x.example", "x.example", "dns-test", p, h.now()).unwrap();
+        let old = jobs.start(&h, "a@x.example", "x.example", "dns-test", move || Ok(p), h.now()).unwrap();
         assert_eq!(until_ended(&jobs, &h, "a@x.example", &old)["state"], "done");
         clock.advance(KEEP_FINISHED - 10);
         let p = Pending::spawn(async { Ok::<_, crate::Error>(2) }).unwrap();
-        let recent = jobs.start(&h, "a@x.example", "x.example", "dns-test", p, h.now()).unwrap();
+        let recent = jobs.start(&h, "a@x.example", "x.example", "dns-test", move || Ok(p), h.now()).unwrap();
         assert_eq!(until_ended(&jobs, &h, "a@x.example", &recent)["result"], 2);
         let (_hold, p) = held();
-        let running = jobs.start(&h, "a@x.example", "x.example", "verify", p, h.now()).unwrap();
+        let running = jobs.start(&h, "a@x.example", "x.example", "verify", move || Ok(p), h.now()).unwrap();
         clock.advance(10);
         // Past its hour: no longer shown, even before the purge.
         assert_eq!(jobs.poll(&h, "a@x.example", &old, h.now()).unwrap_err().status, 404);
@@ -642,7 +690,7 @@ mod tests {
         let mut ids = Vec::new();
         for i in 0..MAX_KEPT_PER_ACCOUNT + 3 {
             let p = Pending::spawn(async move { Ok::<_, crate::Error>(i) }).unwrap();
-            let id = jobs.start(&h, "a@x.example", "x.example", "dns-test", p, i as i64).unwrap();
+            let id = jobs.start(&h, "a@x.example", "x.example", "dns-test", move || Ok(p), i as i64).unwrap();
             until_ended(&jobs, &h, "a@x.example", &id);
             ids.push(id);
         }

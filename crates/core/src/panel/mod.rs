@@ -28,12 +28,12 @@ mod usage;
 pub mod users;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::{Error, Hosting, Timestamp};
+use crate::{Error, Hosting, NowOrLater, Timestamp};
 use access::Role;
 use routes::{Access, Handler, Route};
 use session::Session;
@@ -134,14 +134,16 @@ pub enum Outcome {
 }
 
 /// The panel of one server: the store (where jobs are kept, see `jobs.rs`), and what lives only as
-/// long as the server (logins and account changes waiting for the server's verdict).
+/// long as the server (logins and account changes waiting for the server's verdict). A clone
+/// shares that state: [`Panel::handle_now_or_later`] answers with a clone on the worker's handle.
+#[derive(Clone)]
 pub struct Panel {
     hosting: Hosting,
     options: PanelOptions,
-    jobs: jobs::Jobs,
-    logins: Mutex<HashMap<String, session::LoginTicket>>,
+    jobs: Arc<jobs::Jobs>,
+    logins: Arc<Mutex<HashMap<String, session::LoginTicket>>>,
     /// Account changes handed to the server and not yet finished.
-    accounts: users::Tasks,
+    accounts: Arc<users::Tasks>,
 }
 
 /// A refusal or failure, as the API answers it: `{"error": code, "message": text}`.
@@ -151,11 +153,24 @@ pub(crate) struct Failure {
     pub code: String,
     pub message: String,
     pub retry_after: Option<i64>,
+    /// The store error, when another connection held the lock the request needed: during a
+    /// [`Hosting::now_or_later`] attempt the request is then answered again on the worker.
+    pub busy: Option<Box<Error>>,
 }
 
 impl Failure {
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
-        Failure { status, code: code.into(), message: message.into(), retry_after: None }
+        Failure { status, code: code.into(), message: message.into(), retry_after: None, busy: None }
+    }
+
+    /// The store error to hand back when this failure is a held lock met during a
+    /// [`Hosting::now_or_later`] attempt (where the request is answered again on the worker);
+    /// otherwise the failure itself, to answer with.
+    fn or_retry(mut self) -> std::result::Result<Failure, Error> {
+        match self.busy.take() {
+            Some(e) if !crate::off_loop::waits_for_locks() => Err(*e),
+            busy => Ok(Failure { busy, ..self }),
+        }
     }
 }
 
@@ -173,10 +188,11 @@ impl From<Error> for Failure {
             Error::NotFound { .. } => 404,
             Error::AlreadyExists { .. } => 409,
             Error::NotAllowed(_) => 403,
-            Error::Store(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::DatabaseBusy => 503,
+            e if e.is_busy() => 503,
             _ => 500,
         };
-        Failure::new(status, e.code(), e.to_string())
+        let failure = Failure::new(status, e.code(), e.to_string());
+        Failure { busy: e.is_busy().then(|| Box::new(e)), ..failure }
     }
 }
 
@@ -217,13 +233,12 @@ impl Call<'_> {
 
 impl Panel {
     pub fn new(hosting: Hosting, options: PanelOptions) -> Self {
-        Panel {
-            hosting,
-            options,
-            jobs: jobs::Jobs::default(),
-            logins: Mutex::new(HashMap::new()),
-            accounts: users::Tasks::default(),
-        }
+        Panel { hosting, options, jobs: Arc::default(), logins: Arc::default(), accounts: Arc::default() }
+    }
+
+    /// This panel (its logins, account changes and jobs) on another handle of the same store.
+    fn on(&self, hosting: &Hosting) -> Panel {
+        Panel { hosting: hosting.clone(), ..self.clone() }
     }
 
     pub fn options(&self) -> &PanelOptions {
@@ -236,28 +251,72 @@ impl Panel {
 
     /// Answers one request. Never panics across a binding: a handler's panic is caught and answered 500.
     pub fn handle(&self, request: &Request) -> Outcome {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.route(request))) {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::Respond(self.failure(Failure::new(500, "internal", "the panel failed on this request"))),
+        self.try_handle(request).unwrap_or_else(|e| Outcome::Respond(self.failure(Failure::from(e))))
+    }
+
+    /// [`Panel::handle`] for a server's event loop (Prosody's): the request is answered at once
+    /// without waiting for any lock; while another process holds the store's write lock (the
+    /// CLI, the other server, a backup), the core's worker answers it once the lock is free and
+    /// the caller watches the [`crate::Pending`] (see [`Hosting::now_or_later`]). A session's touch, a
+    /// logout, a job's start, a setting changed from the panel: none of them waits on the loop.
+    pub fn handle_now_or_later(&self, request: Request) -> crate::Result<NowOrLater<Outcome>> {
+        let panel = self.clone();
+        let answered = self.hosting.now_or_later(move |h| panel.on(h).try_handle(&request));
+        self.or_unavailable(answered, Outcome::Respond)
+    }
+
+    /// [`Panel::finish_login`] for a server's event loop, as [`Panel::handle_now_or_later`].
+    pub fn finish_login_now_or_later(
+        &self,
+        ticket: String,
+        password_ok: bool,
+        admin: bool,
+    ) -> crate::Result<NowOrLater<Response>> {
+        let panel = self.clone();
+        let answered = self.hosting.now_or_later(move |h| panel.on(h).try_finish_login(&ticket, password_ok, admin));
+        self.or_unavailable(answered, |r| r)
+    }
+
+    /// A request that met the lock after one of its transactions committed is not answered
+    /// again (that part would be done twice): it is answered 503, try again, as on a busy store.
+    fn or_unavailable<T>(
+        &self,
+        answered: crate::Result<NowOrLater<T>>,
+        respond: impl FnOnce(Response) -> T,
+    ) -> crate::Result<NowOrLater<T>> {
+        match answered {
+            Err(e) if e.is_busy() => Ok(NowOrLater::Now(respond(self.failure(Failure::from(e))))),
+            other => other,
         }
     }
 
-    fn route(&self, request: &Request) -> Outcome {
+    /// [`Panel::handle`], or the store's error when the request met another connection's lock
+    /// during a [`Hosting::now_or_later`] attempt, before changing anything.
+    fn try_handle(&self, request: &Request) -> crate::Result<Outcome> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.route(request))) {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                Ok(Outcome::Respond(self.failure(Failure::new(500, "internal", "the panel failed on this request"))))
+            }
+        }
+    }
+
+    fn route(&self, request: &Request) -> crate::Result<Outcome> {
         let method = request.method.to_ascii_uppercase();
         let path = request.path.split('?').next().unwrap_or("");
         let (route, params) = match routes::find(&method, path) {
             Ok(found) => found,
-            Err(failure) => return Outcome::Respond(self.failure(failure)),
+            Err(failure) => return Ok(Outcome::Respond(self.failure(failure))),
         };
         if let Access::Asset = route.access {
-            return Outcome::Respond(assets::serve(path));
+            return Ok(Outcome::Respond(assets::serve(path)));
         }
-        match self.api(route, &params, request) {
+        Ok(match self.api(route, &params, request) {
             Ok(Step::Json(status, value, cookie)) => Outcome::Respond(self.json(status, &value, cookie)),
             Ok(Step::Login(check)) => Outcome::CheckPassword { check_password: check },
             Ok(Step::Account(task)) => Outcome::Account { account: task },
-            Err(failure) => Outcome::Respond(self.failure(failure)),
-        }
+            Err(failure) => Outcome::Respond(self.failure(failure.or_retry()?)),
+        })
     }
 
     fn api(&self, route: &Route, params: &[String], request: &Request) -> Result<Step, Failure> {
@@ -337,26 +396,41 @@ impl Panel {
     /// Completes a login with the server's verdict on the password; `admin` says whether the
     /// account is one of the operator's admins (who see every domain).
     pub fn finish_login(&self, ticket: &str, password_ok: bool, admin: bool) -> Response {
-        let taken = self.logins.lock().unwrap_or_else(|p| p.into_inner()).remove(ticket);
+        self.try_finish_login(ticket, password_ok, admin).unwrap_or_else(|e| self.failure(Failure::from(e)))
+    }
+
+    /// [`Panel::finish_login`], or the store's error when it met another connection's lock during
+    /// a [`Hosting::now_or_later`] attempt; the login's ticket is then kept for the next try.
+    /// Each outcome is one transaction (a session begun clears the account's failed logins in
+    /// it), so a try that met the lock changed nothing.
+    fn try_finish_login(&self, key: &str, password_ok: bool, admin: bool) -> crate::Result<Response> {
+        let taken = self.logins.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
         let Some(ticket) = taken.filter(|t| t.expires_at > self.now()) else {
-            return self.failure(Failure::new(400, "invalid-argument", "this login expired; log in again"));
+            return Ok(self.failure(Failure::new(400, "invalid-argument", "this login expired; log in again")));
         };
         let result = if password_ok {
-            throttle::succeeded(&self.hosting, &ticket.account).map_err(Failure::from).and_then(|()| {
-                let (secret, session) = session::start(&self.hosting, &self.options, &ticket.account, admin)?;
-                let cookie = session::cookie(&self.options, &secret, ticket.tls);
-                Ok((session, cookie))
-            })
+            session::start(&self.hosting, &self.options, &ticket.account, admin).map_err(Failure::from).map(
+                |(secret, session)| {
+                    let cookie = session::cookie(&self.options, &secret, ticket.tls);
+                    (session, cookie)
+                },
+            )
         } else {
             match throttle::failed(&self.hosting, &ticket.account, &ticket.address) {
                 Ok(()) => Err(Failure::new(401, "wrong-password", "wrong address or password")),
                 Err(e) => Err(Failure::from(e)),
             }
         };
-        match result {
+        Ok(match result {
             Ok((session, cookie)) => self.json(200, &session::describe(Some(&session)), Some(cookie)),
-            Err(failure) => self.failure(failure),
-        }
+            Err(failure) => match failure.or_retry() {
+                Ok(failure) => self.failure(failure),
+                Err(busy) => {
+                    self.logins.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), ticket);
+                    return Err(busy);
+                }
+            },
+        })
     }
 
     /// Completes an account change with what the server did (see [`users`]). Never panics

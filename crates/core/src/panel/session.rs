@@ -73,7 +73,8 @@ pub(crate) fn split_jid(jid: &str) -> Result<(String, String), Failure> {
     Ok((user, host.to_string()))
 }
 
-/// Starts a session for `account`; returns the cookie's secret (never stored) and the session.
+/// Starts a session for `account` and clears its failed logins, in one transaction; returns the
+/// cookie's secret (never stored) and the session.
 pub(crate) fn start(
     hosting: &Hosting,
     options: &PanelOptions,
@@ -99,7 +100,7 @@ pub(crate) fn start(
              VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
             params![session.id_hash, session.account, session.admin, session.csrf, now, session.expires_at],
         )?;
-        Ok(())
+        super::throttle::succeeded(tx, account)
     })?;
     Ok((secret, session))
 }

@@ -478,3 +478,68 @@ fn usage_shows_each_window_against_its_limit_and_retention_what_applies() {
     let (status, body) = carol.call("POST", "/api/domains/a.example/retention", json!({"archive": "10d"}));
     assert_eq!((status, body["own_archive"].as_str()), (200, Some("10d")), "{body}");
 }
+
+/// Issue 11: on a server's loop (Prosody's) a login and a change meet another process's write
+/// lock without waiting for it: each is answered by the worker once the lock is free, the login's
+/// ticket kept for that, nothing answered 503 and nothing done twice.
+#[test]
+fn a_held_lock_hands_a_login_and_a_logout_to_the_worker_and_both_complete() {
+    use std::time::Duration;
+
+    let store = crate::test_store::TestStore::new("panel-lock");
+    let options =
+        crate::OpenOptions { busy_timeout: Duration::from_millis(10), worker_busy_timeout: Duration::from_secs(10) };
+    let panel = Panel::new(Hosting::open_with(&store.path, &options).unwrap(), PanelOptions::default());
+    let request = |method: &str, path: &str, cookie: Option<String>, csrf: Option<String>, body: Value| Request {
+        method: method.into(),
+        path: path.into(),
+        cookie,
+        csrf,
+        content_type: Some("application/json".into()),
+        body: body.to_string(),
+        address: "192.0.2.10".into(),
+        tls: false,
+    };
+    let later = |answer: crate::Result<NowOrLater<Response>>, other: &rusqlite::Connection| {
+        let NowOrLater::Later(pending) = answer.unwrap() else { panic!("answered while the lock was held") };
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(pending.try_take().is_none(), "answered while the lock was held");
+        other.execute_batch("COMMIT").unwrap();
+        pending.wait().unwrap()
+    };
+    let other = rusqlite::Connection::open(&store.path).unwrap();
+
+    let begun =
+        panel.handle(&request("POST", "/api/login", None, None, json!({"jid": "alice@a.example", "password": "pw"})));
+    let Outcome::CheckPassword { check_password } = begun else { panic!("no password check: {begun:?}") };
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let logged_in = later(panel.finish_login_now_or_later(check_password.ticket, true, false), &other);
+    assert_eq!(logged_in.status, 200, "{}", logged_in.body);
+    let cookie = logged_in.headers["set-cookie"].split(';').next().unwrap().to_string();
+    let csrf = serde_json::from_str::<Value>(&logged_in.body).unwrap()["csrf"].as_str().unwrap().to_string();
+
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let logout = request("POST", "/api/logout", Some(cookie.clone()), Some(csrf), json!({}));
+    let NowOrLater::Later(pending) = panel.handle_now_or_later(logout).unwrap() else {
+        panic!("answered while the lock was held")
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(pending.try_take().is_none(), "answered while the lock was held");
+    other.execute_batch("COMMIT").unwrap();
+    let Outcome::Respond(logged_out) = pending.wait().unwrap() else { panic!("a logout asked for something") };
+    assert_eq!(logged_out.status, 200, "{}", logged_out.body);
+    let Outcome::Respond(session) = panel.handle(&request("GET", "/api/session", Some(cookie), None, Value::Null))
+    else {
+        panic!("a session read asked for something")
+    };
+    assert_eq!(serde_json::from_str::<Value>(&session.body).unwrap()["account"], Value::Null);
+
+    // With the lock free, both are answered at once, as before.
+    let begun =
+        panel.handle(&request("POST", "/api/login", None, None, json!({"jid": "alice@a.example", "password": "pw"})));
+    let Outcome::CheckPassword { check_password } = begun else { panic!("no password check: {begun:?}") };
+    let NowOrLater::Now(r) = panel.finish_login_now_or_later(check_password.ticket, true, false).unwrap() else {
+        panic!("handed to the worker with the lock free")
+    };
+    assert_eq!(r.status, 200);
+}

@@ -83,12 +83,12 @@ pub(crate) fn failed(hosting: &Hosting, account: &str, address: &str) -> Result<
     })
 }
 
-/// A right password clears the account's count (not the address's: see the module's text).
-pub(crate) fn succeeded(hosting: &Hosting, account: &str) -> Result<()> {
-    hosting.store().write(|tx| {
-        tx.execute("DELETE FROM panel_login_failures WHERE key = ?1", [account_key(account)])?;
-        Ok(())
-    })
+/// A right password clears the account's count (not the address's: see the module's text). In
+/// the transaction that begins the session ([`super::session::start`]), so a login is one
+/// transaction, whole or not at all.
+pub(crate) fn succeeded(tx: &rusqlite::Transaction<'_>, account: &str) -> Result<()> {
+    tx.execute("DELETE FROM panel_login_failures WHERE key = ?1", [account_key(account)])?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -121,7 +121,7 @@ mod tests {
         failed(&h, "alice@example.org", "192.0.2.1").unwrap();
         assert_eq!(check(&h, "alice@example.org", "192.0.2.1").unwrap_err().retry_after, Some(30));
         clock.advance(30);
-        succeeded(&h, "alice@example.org").unwrap();
+        h.store().write(|tx| succeeded(tx, "alice@example.org")).unwrap();
         failed(&h, "alice@example.org", "192.0.2.1").unwrap();
         check(&h, "alice@example.org", "192.0.2.9").unwrap();
     }

@@ -78,16 +78,18 @@ def count_rows(path: Path) -> int:
         c.close()
 
 
-def node_for(work: Path, db: Path) -> Ejabberd:
+def node_for(work: Path, db: Path, server_env: dict | None = None) -> Ejabberd:
     return Ejabberd(
         work, host=HOST, install="config",
         extra_config=f'sql_type: sqlite\nsql_database: "{db}"\n',
         extra_modules="  mod_mam:\n    db_type: sql\n    default: always\n  mod_xmpp_hosting_retention: {}\n",
+        server_env=server_env,
     )
 
 
 def ours(work: Path, db: Path) -> dict:
-    with node_for(work, db) as ej:
+    # XH_RETENTION_PROFILE: the core prints where each part's time went (the node's console).
+    with node_for(work, db, {"XH_RETENTION_PROFILE": "1"}) as ej:
         run_cli(ej.database, "domain", "add", HOST)
         run_cli(ej.database, "retention", "set", HOST, "archive", f"{DAYS}d")
         load = uptime()
@@ -95,6 +97,7 @@ def ours(work: Path, db: Path) -> dict:
         out = ej.ctl("xmpp_hosting_retention_sweep", HOST, "archive", "false", no_timeout=True, timeout=3600).stdout
         wall = time.monotonic() - t0
         log = json.loads(run_cli(ej.database, "--json", "retention", "log", HOST).stdout)
+        profile = [line for line in ej.console_log.read_text(errors="replace").splitlines() if "profile:" in line]
     rec = [s for s in log if s["kind"] == "archive" and not s["dry_run"]][0]
     c = sqlite3.connect(db)
     mode = c.execute("PRAGMA journal_mode").fetchone()[0]
@@ -103,7 +106,7 @@ def ours(work: Path, db: Path) -> dict:
             "wall_s": wall,
             "steps": rec["steps"], "longest_step_ms": rec["longest_step_us"] / 1000,
             "step_time_s": rec["duration_us"] / 1e6, "load_before": load, "load_after": uptime(),
-            "text": out.strip()}
+            "text": out.strip(), "profile": profile}
 
 
 def batch(work: Path, db: Path, before: int) -> dict:

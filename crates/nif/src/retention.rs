@@ -91,7 +91,7 @@ use std::time::Duration;
 use rustler::env::OwnedEnv;
 use rustler::LocalPid;
 use xmpp_hosting_core::retention::ejabberd_archive::{
-    ArchiveSql, ArchiveStep, ArchiveStepDone, ArchiveSteps, SqlArchive, SqlSchema,
+    ArchiveSql, ArchiveStep, ArchiveStepDone, ArchiveSteps, Batch, SqlArchive, SqlSchema,
 };
 use xmpp_hosting_core::{Error, Result as CoreResult};
 
@@ -159,6 +159,16 @@ impl ArchiveSql for Server {
         serde_json::from_value(answer.get("rows").cloned().unwrap_or_default())
             .map_err(|e| Error::Internal(format!("ejabberd's answer to an archive query is not rows of integers: {e}")))
     }
+
+    /// `#{batch => [Text], finally => [Text]}`, run by ejabberd as one request on its
+    /// connection, answered with `#{results => [Rows], us => Micros}` (`us`: how long its
+    /// connection was busy with them).
+    fn batch(&mut self, statements: &[String], finally: &[String]) -> CoreResult<Batch> {
+        let answer = self.ask(serde_json::json!({ "batch": statements, "finally": finally }))?;
+        serde_json::from_value(answer).map_err(|e| {
+            Error::Internal(format!("ejabberd's answer to archive statements is not rows of integers: {e}"))
+        })
+    }
 }
 
 /// A Mnesia step: `#{step => Step}` answered with `#{matched => N, next => Cursor | null}`.
@@ -186,12 +196,17 @@ struct ArchiveSweepOptions {
     backend: String,
     /// For `sql`: `default` or `new` (new_sql_schema).
     schema: Option<String>,
+    /// For `sql`: ejabberd's `sql_type` (`sqlite`, `pgsql`, `mysql`).
+    sql_type: Option<String>,
+    /// For `sql` on SQLite: the database file (`ejabberd_sql:sqlite_file/1`).
+    sqlite_file: Option<String>,
 }
 
 /// `retention_sweep_archive(H, Domain, Kind, Options, Tag)` -> `ok`: starts (or resumes) the sweep
 /// of `Kind` (`<<"archive">>` or `<<"muc">>`) of a domain's ejabberd archives on the core's
 /// worker. `Options`: `#{backend => <<"sql">> | <<"mnesia">>, schema => <<"default">> |
-/// <<"new">>, dry_run => Bool, budget_ms => N, max_steps => N}`. The calling process serves the
+/// <<"new">>, sql_type => <<"sqlite">> | ..., sqlite_file => Path, dry_run => Bool, budget_ms => N,
+/// max_steps => N}`. The calling process serves the
 /// steps (`{xmpp_hosting_archive, Id, Request}`, answered with `archive_answer/2`) until the
 /// record arrives as `{xmpp_hosting_result, Tag, {ok, Record} | {error, _}}`.
 #[rustler::nif(schedule = "DirtyIo")]
@@ -219,7 +234,10 @@ fn retention_sweep_archive<'a>(
         let mut steps: Box<dyn ArchiveSteps> = match options.backend.as_str() {
             "sql" => {
                 let schema = SqlSchema::parse(options.schema.as_deref().unwrap_or("default"))?;
-                Box::new(SqlArchive { schema, exec: server })
+                match options.sql_type.as_deref() {
+                    Some("sqlite") => Box::new(SqlArchive::sqlite(schema, server, options.sqlite_file)),
+                    _ => Box::new(SqlArchive::new(schema, server)),
+                }
             }
             "mnesia" => Box::new(Mnesia(server)),
             other => {

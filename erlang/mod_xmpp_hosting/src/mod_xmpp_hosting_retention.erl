@@ -82,8 +82,14 @@ backend(Host) ->
                     {error, <<"the archive table of ", Host/binary, " is shared with ", Other/binary,
                               " in ejabberd's default SQL schema, where rows do not say their host: "
                               "use new_sql_schema to sweep them">>};
-                _ ->
-                    {ok, #{backend => <<"sql">>, schema => Schema}}
+                {sqlite, _, _} ->
+                    %% The core checkpoints the file's log from its own connection (see the
+                    %% core's ejabberd_archive.rs); the NIF runs in this process, so a relative
+                    %% path means the same file.
+                    {ok, #{backend => <<"sql">>, schema => Schema, sql_type => <<"sqlite">>,
+                           sqlite_file => unicode:characters_to_binary(ejabberd_sql:sqlite_file(Host))}};
+                {Type, _, _} ->
+                    {ok, #{backend => <<"sql">>, schema => Schema, sql_type => atom_to_binary(Type, utf8)}}
             end;
         mnesia ->
             {ok, #{backend => <<"mnesia">>}};
@@ -186,19 +192,50 @@ serve(Host, Tag) ->
     end.
 
 carry_out(Host, #{sql := Sql}) ->
-    case ejabberd_sql:sql_query(Host, Sql) of
-        {selected, _Columns, Rows} -> #{rows => [[integer(V) || V <- Row] || Row <- Rows]};
-        {selected, Rows} -> #{rows => [[integer(V) || V <- Row] || Row <- Rows]};
-        {updated, N} when is_integer(N) -> #{rows => [[N]]};
-        {updated, _} -> #{rows => [[0]]};
+    case rows(ejabberd_sql:sql_query(Host, Sql)) of
+        {ok, Rows} -> #{rows => Rows};
+        {error, Why} -> #{error => Why}
+    end;
+carry_out(Host, #{batch := Statements, finally := Finally}) ->
+    %% One request on ejabberd's connection (sql_bloc): nothing of ejabberd's runs between the
+    %% statements, and its own queries run before and after them. Statements stop at the first
+    %% that fails; the finally ones run whatever happened.
+    Run = fun() ->
+                  T0 = erlang:monotonic_time(microsecond),
+                  Results = try batch(Host, Statements, [])
+                            after [ejabberd_sql:sql_query(Host, F) || F <- Finally]
+                            end,
+                  {Results, erlang:monotonic_time(microsecond) - T0}
+          end,
+    case ejabberd_sql:sql_bloc(Host, Run) of
+        {atomic, {{ok, Results}, Us}} -> #{results => Results, us => Us};
+        {atomic, {{error, Why}, _}} -> #{error => Why};
+        {aborted, Reason} -> #{error => iolist_to_binary(io_lib:format("~p", [Reason]))};
         {error, Reason} -> #{error => iolist_to_binary(io_lib:format("~p", [Reason]))}
     end;
 carry_out(_Host, #{step := Step}) ->
     mnesia_step(Step).
 
+batch(_Host, [], Acc) ->
+    {ok, lists:reverse(Acc)};
+batch(Host, [Sql | Rest], Acc) ->
+    case rows(ejabberd_sql:sql_query(Host, Sql)) of
+        {ok, Rows} -> batch(Host, Rest, [Rows | Acc]);
+        {error, _} = Err -> Err
+    end.
+
+rows({selected, _Columns, Rows}) -> {ok, [[integer(V) || V <- Row] || Row <- Rows]};
+rows({selected, Rows}) -> {ok, [[integer(V) || V <- Row] || Row <- Rows]};
+rows({updated, N}) when is_integer(N) -> {ok, [[N]]};
+rows({updated, _}) -> {ok, [[0]]};
+rows({error, Reason}) -> {error, iolist_to_binary(io_lib:format("~p", [Reason]))}.
+
+%% The core reads numbers; a text answer (PRAGMA journal_mode = WAL answers the mode) is 0,
+%% and the core asks what it needs to know as a number.
 integer(V) when is_integer(V) -> V;
-integer(V) when is_binary(V) -> binary_to_integer(V);
-integer(null) -> 0.
+integer(V) when is_binary(V) ->
+    try binary_to_integer(V) catch error:badarg -> 0 end;
+integer(_) -> 0.
 
 %% @doc Runs the sweeps the core's housekeeping pass found due (its report's retention_due), for
 %% the domains this node hosts, each for at most ?PASS_BUDGET_MS, and those the last call left

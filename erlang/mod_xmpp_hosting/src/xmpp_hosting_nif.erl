@@ -315,11 +315,13 @@ retention_log(_H, _Domain, _Limit) -> not_loaded(?LINE).
 
 %% Sweeps a domain's ejabberd archives (<<"archive">> or <<"muc">>) on the core's worker, each step
 %% carried out by the calling process (mod_xmpp_hosting_retention:sweep/3): it receives
-%% {xmpp_hosting_archive, Id, #{sql := Text} | #{step := Step}} and answers with
-%% archive_answer(Id, #{rows := [[integer()]]} | #{matched := N, next := Cursor | null} |
+%% {xmpp_hosting_archive, Id, #{sql := Text} | #{batch := [Text], finally := [Text]} |
+%% #{step := Step}} and answers with archive_answer(Id, #{rows := [[integer()]]} |
+%% #{results := [[[integer()]]], us := Micros} | #{matched := N, next := Cursor | null} |
 %% #{error := Why}) until {xmpp_hosting_result, Tag, {ok, Record} | error()} arrives.
 %% Options: #{backend := <<"sql">> | <<"mnesia">>, schema => <<"default">> | <<"new">>,
-%% dry_run => boolean(), budget_ms => N, max_steps => N}.
+%% sql_type => <<"sqlite">> | ..., sqlite_file => Path, dry_run => boolean(), budget_ms => N,
+%% max_steps => N}.
 -spec retention_sweep_archive(handle(), binary(), binary(), map(), integer()) -> ok | error().
 retention_sweep_archive(_H, _Domain, _Kind, _Options, _Tag) -> not_loaded(?LINE).
 

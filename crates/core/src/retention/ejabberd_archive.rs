@@ -7,13 +7,16 @@
 //! ([`super::sweep`]) picks the cutoff, the step size and the cursor, and an [`ArchiveSteps`]
 //! carries each step out where the rows live:
 //!
-//! - on SQL, [`SqlArchive`] renders each step as two statements on ejabberd's `archive` table
-//!   (the default schema or `new_sql_schema`, where rows carry `server_host`) and hands them to
-//!   an [`ArchiveSql`] executor. ejabberd's module runs them through ejabberd's own connection
+//! - on SQL, [`SqlArchive`] renders each step as statements on ejabberd's `archive` table (the
+//!   default schema or `new_sql_schema`, where rows carry `server_host`) and hands them to an
+//!   [`ArchiveSql`] executor. ejabberd's module runs them through ejabberd's own connection
 //!   (the NIF's bridge): its SQLite driver opens the file without a busy timeout, so a lock
 //!   held by a second connection makes ejabberd's own queries fail at once (a message not
 //!   archived, a login refused), whereas a step queued on ejabberd's connection only delays
-//!   them by its few milliseconds. [`SqliteFile`] opens the file itself (benchmarks, tests, and
+//!   them by its few milliseconds. On SQLite a step is one request on that connection, the
+//!   database is put in WAL mode and the core copies the log into the file from its own
+//!   connection, which holds nothing of ejabberd's ([`SqlArchive::sqlite`]); other SQL servers
+//!   get a SELECT then a DELETE. [`SqliteFile`] opens the file itself (benchmarks, tests, and
 //!   a database no ejabberd has open).
 //! - on Mnesia, ejabberd's module walks `archive_msg` itself, a bounded step at a time as the
 //!   engine plans it (the NIF's bridge hands it each [`ArchiveStep`]).
@@ -27,6 +30,8 @@
 //! Users who chose a shorter retention for their own archive
 //! ([`Hosting::set_user_archive_retention`]) are swept after the domain's pass, each with the
 //! cutoff of their own period (their choice is the promise for their rows).
+
+use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
 use serde::{Deserialize, Serialize};
@@ -77,6 +82,17 @@ pub struct ArchiveStepDone {
 /// Where a server's archive rows live, a bounded step at a time.
 pub trait ArchiveSteps: Send {
     fn step(&mut self, step: &ArchiveStep) -> Result<ArchiveStepDone>;
+
+    /// How long the last step held the server (its SQL connection) when that is less than the
+    /// whole step (a checkpoint after it holds nothing of the server's); `None`: the whole step.
+    fn last_held(&self) -> Option<Duration> {
+        None
+    }
+
+    /// The part of the sweep ends: settings changed for its steps are put back.
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// ejabberd's two SQL layouts of the `archive` table.
@@ -101,16 +117,155 @@ impl SqlSchema {
     }
 }
 
-/// Runs one SQL statement on the server's database: the rows of a SELECT (integers), or for
-/// any other statement the number of rows it changed as `[[n]]`.
+/// Runs SQL statements on the server's database: the rows of a SELECT (integers), or for any
+/// other statement the number of rows it changed as `[[n]]`.
 pub trait ArchiveSql: Send {
     fn query(&mut self, sql: &str) -> Result<Vec<Vec<i64>>>;
+
+    /// Runs `statements` one after the other as ONE request to the server's connection (nothing
+    /// of the server's runs in between), stopping at the first that fails, then `finally`
+    /// whatever happened. Answers each statement's rows, and how long the server's connection
+    /// was busy with them when the server measured it.
+    fn batch(&mut self, statements: &[String], finally: &[String]) -> Result<Batch> {
+        one_by_one(self, statements, finally)
+    }
+}
+
+/// [`ArchiveSql::batch`] as a series of [`ArchiveSql::query`] calls (an executor that is its own
+/// connection: nothing else runs in between anyway).
+fn one_by_one<E: ArchiveSql + ?Sized>(exec: &mut E, statements: &[String], finally: &[String]) -> Result<Batch> {
+    {
+        let mut results = Vec::with_capacity(statements.len());
+        let mut failed = None;
+        for sql in statements {
+            match exec.query(sql) {
+                Ok(rows) => results.push(rows),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        for sql in finally {
+            exec.query(sql)?;
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(Batch { results, held: None }),
+        }
+    }
+}
+
+/// The answer to [`ArchiveSql::batch`].
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+pub struct Batch {
+    /// Each statement's rows, in order.
+    pub results: Vec<Vec<Vec<i64>>>,
+    /// How long the server's connection was busy with the batch (its own measure), when known.
+    #[serde(default, rename = "us", deserialize_with = "micros")]
+    pub held: Option<Duration>,
+}
+
+fn micros<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
+    Ok(Option::<u64>::deserialize(d)?.map(Duration::from_micros))
 }
 
 /// An [`ArchiveSteps`] over ejabberd's SQL `archive` table.
 pub struct SqlArchive<E> {
     pub schema: SqlSchema,
     pub exec: E,
+    /// ejabberd's database is SQLite (see [`SqlArchive::sqlite`]); `None`: other SQL servers,
+    /// two statements a step written for any of them.
+    sqlite: Option<SqliteSide>,
+    /// How long the last step held the server's connection.
+    last_held: Option<Duration>,
+    profile: Option<Profile>,
+}
+
+/// What a sweep on ejabberd's SQLite database keeps between steps.
+struct SqliteSide {
+    /// The database file (`ejabberd_sql:sqlite_file/1`), for the checkpoints; `None`: ejabberd's
+    /// connection checkpoints by itself, as it would without the sweep.
+    file: Option<String>,
+    /// Set by the first deleting step of this part (see [`SqlArchive::prepare`]).
+    ready: Option<Ready>,
+    /// The core's own connection to the file, which only checkpoints.
+    checkpointer: Option<rusqlite::Connection>,
+    /// Rows deleted since the last checkpoint.
+    since_checkpoint: i64,
+}
+
+#[derive(Clone, Copy)]
+struct Ready {
+    /// The database is in WAL mode.
+    wal: bool,
+    /// ejabberd's connection's own `synchronous`, put back after each step.
+    synchronous: i64,
+    /// ejabberd's connection's own `wal_autocheckpoint`, put back when the part ends; `None`
+    /// when it was left as it was.
+    autocheckpoint: Option<i64>,
+}
+
+/// Rows a sweep deletes between two checkpoints of its own (about two pages of the log a row,
+/// 16 MB): a checkpoint syncs the database file once, and ejabberd's rows of a user share their
+/// pages in time order only with other users' rows (a page of the table holds several users'),
+/// so a longer log writes each page to the file fewer times. Measured on a million rows (user
+/// order, 200 rows a step, load 7): a checkpoint every 400 pages cost 34 ms each, 14.4 s of a
+/// 22.9 s run; every 4,000 pages 135 ms each, 5.8 s of 11.7 s.
+const CHECKPOINT_ROWS: i64 = 2000;
+
+/// ejabberd's connection's `wal_autocheckpoint` while a sweep runs: above what the sweep lets
+/// the log grow to, so ejabberd's connection never checkpoints inside a step (or its own
+/// commits); put back when the part ends.
+const SWEEP_AUTOCHECKPOINT: i64 = 20_000;
+
+/// Where a sweep's time went, kept when `XH_RETENTION_PROFILE` is set (benches) and printed to
+/// stderr when the part ends.
+#[derive(Default)]
+struct Profile {
+    steps: u64,
+    rows: i64,
+    /// Each step's whole time as the core saw it (the round trip to ejabberd and back).
+    round_trips: Vec<Duration>,
+    /// Each step's time inside ejabberd's connection (its own measure).
+    held: Vec<Duration>,
+    checkpoints: u64,
+    checkpoint: Duration,
+    checkpoint_frames: i64,
+    /// From the end of one step to the start of the next: the engine (policy re-read, record).
+    engine: Duration,
+    last_end: Option<Instant>,
+}
+
+impl Profile {
+    fn print(&mut self) {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let spread = |v: &mut Vec<Duration>| {
+            v.sort();
+            let at = |q: f64| v.get(((v.len() as f64 - 1.0) * q) as usize).copied().unwrap_or_default();
+            let total: Duration = v.iter().sum();
+            format!(
+                "total {:.0} ms, p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} ms",
+                ms(total),
+                ms(at(0.5)),
+                ms(at(0.9)),
+                ms(at(0.99)),
+                ms(at(1.0))
+            )
+        };
+        eprintln!(
+            "profile: {} steps, {} rows; round trips {}; in ejabberd's connection {}; {} checkpoints {:.0} ms \
+             ({} frames); engine between steps {:.0} ms",
+            self.steps,
+            self.rows,
+            spread(&mut self.round_trips),
+            spread(&mut self.held),
+            self.checkpoints,
+            ms(self.checkpoint),
+            self.checkpoint_frames,
+            ms(self.engine)
+        );
+    }
 }
 
 /// A text as an SQL literal. Hosts and usernames are nodeprep'd names without quotes, but a
@@ -128,6 +283,167 @@ fn sql_cursor(after: Option<&str>) -> Option<i64> {
 }
 
 impl<E: ArchiveSql> SqlArchive<E> {
+    /// Steps written for any SQL server ejabberd uses (PostgreSQL, MySQL, SQLite): a SELECT of
+    /// the step's ids, then a DELETE of them.
+    pub fn new(schema: SqlSchema, exec: E) -> Self {
+        SqlArchive { schema, exec, sqlite: None, last_held: None, profile: profile() }
+    }
+
+    /// Steps on ejabberd's SQLite database `file` (`None` if unknown), through ejabberd's own
+    /// connection `exec` (see [`SqlArchive::prepare`] and [`SqlArchive::sqlite_step`]).
+    pub fn sqlite(schema: SqlSchema, exec: E, file: Option<String>) -> Self {
+        SqlArchive {
+            schema,
+            exec,
+            sqlite: Some(SqliteSide { file, ready: None, checkpointer: None, since_checkpoint: 0 }),
+            last_held: None,
+            profile: profile(),
+        }
+    }
+
+    /// Makes ejabberd's SQLite database ready for steps (once a part, on ejabberd's connection):
+    ///
+    /// - **WAL mode**, which stays with the file. In the rollback journal ejabberd leaves SQLite
+    ///   in, every commit writes each page twice and syncs the disk three times while holding
+    ///   the database (measured on a million rows, load 9: 13-45 ms a commit whatever the step,
+    ///   so no step could be short); in WAL mode a commit appends its pages to the log. SQLite
+    ///   switches only while no statement is running, which is so between two requests on
+    ///   ejabberd's one connection; ejabberd's own commits keep their `synchronous` (FULL: one
+    ///   log sync each instead of three), and its reads no longer wait for a write. The log and
+    ///   its index (`-wal`, `-shm`) live beside the database: a backup must copy them too (or
+    ///   use `sqlite3 FILE .backup`). A file SQLite cannot switch (a network file system) is
+    ///   swept in its mode, slower.
+    /// - ejabberd's connection's `synchronous` is read here, and each step's own commit is made
+    ///   with `synchronous = NORMAL` and the setting put back in the same request (see
+    ///   [`SqlArchive::sqlite_step`]): a power cut may undo the last steps' deletions (the
+    ///   next sweep deletes those rows again), never corrupt the file; ejabberd's own commits
+    ///   are never made with it.
+    /// - when the file is known, ejabberd's connection's `wal_autocheckpoint` is raised for the
+    ///   part ([`SWEEP_AUTOCHECKPOINT`]) and the core checkpoints the log itself from its own
+    ///   connection ([`SqlArchive::checkpoint`]), so ejabberd's connection never spends a step
+    ///   or one of its own requests copying the log; it is put back when the part ends.
+    fn prepare(&mut self) -> Result<Ready> {
+        let int = |rows: Vec<Vec<i64>>| rows.first().and_then(|r| r.first()).copied().unwrap_or(0);
+        let wal_now = "SELECT journal_mode = 'wal' FROM pragma_journal_mode";
+        let mut wal = int(self.exec.query(wal_now)?) == 1;
+        if !wal {
+            // Answers the mode as text; asked again below as a number.
+            let _ = self.exec.query("PRAGMA journal_mode = WAL");
+            wal = int(self.exec.query(wal_now)?) == 1;
+        }
+        let synchronous = int(self.exec.query("SELECT synchronous FROM pragma_synchronous")?);
+        let known_file = self.sqlite.as_ref().is_some_and(|s| s.file.is_some());
+        let autocheckpoint = if wal && known_file {
+            let before = int(self.exec.query("PRAGMA wal_autocheckpoint")?);
+            self.exec.query(&format!("PRAGMA wal_autocheckpoint = {SWEEP_AUTOCHECKPOINT}"))?;
+            Some(before)
+        } else {
+            None
+        };
+        Ok(Ready { wal, synchronous, autocheckpoint })
+    }
+
+    /// Copies the log into the database from the core's own connection (PASSIVE: ejabberd's
+    /// reads and writes go on meanwhile, nothing of ejabberd's waits for it) once
+    /// [`CHECKPOINT_ROWS`] rows were deleted since the last one (`force`: whatever there is).
+    fn checkpoint(&mut self, force: bool) -> Result<()> {
+        let Some(side) = self.sqlite.as_mut() else { return Ok(()) };
+        let (Some(file), Some(ready)) = (side.file.as_deref(), side.ready) else { return Ok(()) };
+        if !ready.wal || side.since_checkpoint == 0 || (!force && side.since_checkpoint < CHECKPOINT_ROWS) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        if side.checkpointer.is_none() {
+            // The same SQLite library as ejabberd's driver, in the same process (the NIF links
+            // the system's libsqlite3), so the two connections see each other's locks.
+            side.checkpointer = Some(rusqlite::Connection::open_with_flags(
+                file,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?);
+        }
+        let c = side.checkpointer.as_ref().expect("opened above");
+        let frames: i64 = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
+        side.since_checkpoint = 0;
+        if let Some(p) = self.profile.as_mut() {
+            p.checkpoints += 1;
+            p.checkpoint += started.elapsed();
+            p.checkpoint_frames += frames.max(0);
+        }
+        Ok(())
+    }
+
+    /// One deleting step on SQLite, as ONE request on ejabberd's connection: the row after the
+    /// step's `limit` rows is looked up first (the next cursor, left in place), then the
+    /// step's rows are deleted by one statement whose subquery picks them in the order of
+    /// ejabberd's (username, timestamp) index and whose own WHERE asks again for the cutoff and
+    /// the kind; in WAL mode the commit is made with `synchronous = NORMAL`, ejabberd's own
+    /// setting put back in the same request. Before: a SELECT of the ids, their list sent back
+    /// into a DELETE, each its own request (two round trips, a 200-number statement to parse).
+    fn sqlite_step(&mut self, step: &ArchiveStep, from: Option<i64>, limit: usize) -> Result<(i64, Option<i64>)> {
+        let ready = match self.sqlite.as_ref().and_then(|s| s.ready) {
+            Some(r) => r,
+            None => {
+                let r = self.prepare()?;
+                if let Some(side) = self.sqlite.as_mut() {
+                    side.ready = Some(r);
+                }
+                r
+            }
+        };
+        let visited = self.visited(step, from);
+        let order = self.order();
+        let mut statements = Vec::with_capacity(3);
+        let mut finally = Vec::with_capacity(1);
+        if ready.wal && ready.synchronous != 1 {
+            statements.push("PRAGMA synchronous = NORMAL".to_string());
+            finally.push(format!("PRAGMA synchronous = {}", ready.synchronous));
+        }
+        statements.push(format!("SELECT id FROM archive WHERE {visited} ORDER BY {order} LIMIT 1 OFFSET {limit}"));
+        statements.push(format!(
+            "DELETE FROM archive WHERE id IN (SELECT id FROM archive WHERE {visited} ORDER BY {order} LIMIT {limit}) \
+             AND {}",
+            self.recheck(step)
+        ));
+        let started = Instant::now();
+        let batch = self.exec.batch(&statements, &finally)?;
+        let took = started.elapsed();
+        self.last_held = Some(batch.held.unwrap_or(took));
+        if let Some(p) = self.profile.as_mut() {
+            p.round_trips.push(took);
+            p.held.push(batch.held.unwrap_or(took));
+        }
+        let n = batch.results.len();
+        if n < 2 {
+            return Err(Error::Internal("ejabberd's archive: a step's statements were not all answered".into()));
+        }
+        let next = batch.results[n - 2].first().and_then(|r| r.first()).copied();
+        let deleted = batch.results[n - 1].first().and_then(|r| r.first()).copied().unwrap_or(0);
+        if let Some(side) = self.sqlite.as_mut() {
+            side.since_checkpoint += deleted;
+        }
+        Ok((deleted, next))
+    }
+
+    /// What a DELETE asks again of every row it deletes, whatever picked it: older than the
+    /// cutoff (and, in a user's part, not older than the domain's), of the swept kind. Not
+    /// server_host: the ids were picked on it and a row keeps its host, and with it SQLite would
+    /// search the (server_host, timestamp) index instead of the ids.
+    fn recheck(&self, step: &ArchiveStep) -> String {
+        let mut clause = format!("timestamp < {}", step.cutoff_us);
+        if let Some(from) = step.not_before_us {
+            clause.push_str(&format!(" AND timestamp >= {from}"));
+        }
+        let kind = if step.kind == Kind::Muc { "groupchat" } else { "chat" };
+        clause.push_str(&format!(" AND kind = '{kind}'"));
+        clause
+    }
+
+    /// Whether the cursor's row is still there (a cursor row gone matches nothing).
+    fn cursor_gone(&mut self, id: i64) -> Result<bool> {
+        let left = self.exec.query(&format!("SELECT count(*) FROM archive WHERE id = {id}"))?;
+        Ok(left.first().and_then(|r| r.first()).copied().unwrap_or(0) == 0)
+    }
+
     /// The rows a step may take: this host's (new schema), this user's (a user's own
     /// retention), of the swept kind, strictly before the cutoff, from the cursor's row on in
     /// (username, timestamp, id) order, which is ejabberd's (username, timestamp) index's (with
@@ -172,17 +488,80 @@ impl<E: ArchiveSql> SqlArchive<E> {
 
 impl<E: ArchiveSql> ArchiveSteps for SqlArchive<E> {
     /// One step: the next `limit` rows in the order of ejabberd's (username, timestamp) index,
-    /// and the one after them as the next cursor; then the rows taken are deleted by id, the
-    /// DELETE asking again for the kind, the host and the cutoff. Taken a user at a time, a row's
-    /// entries in ejabberd's four indexes that begin with the username share pages with the
-    /// user's other rows: on a million rows of ejabberd 23.01's schema, 200-row steps deleted
-    /// 3,383 rows/s this way against 836 in (timestamp, id) order (rollback journal, load 12).
+    /// and the one after them as the next cursor; the rows taken are deleted, the DELETE asking
+    /// again for the kind and the cutoff. Taken a user at a time, a row's entries in ejabberd's
+    /// indexes that begin with the username share pages with the user's other rows: on a million
+    /// rows of ejabberd 23.01's schema, 200-row steps deleted 3,383 rows/s this way against 836
+    /// in (timestamp, id) order (rollback journal, load 12); in WAL mode a user's rows a step
+    /// also wrote 1.9 pages of the log a row against 2.6 in time order.
     fn step(&mut self, step: &ArchiveStep) -> Result<ArchiveStepDone> {
         if step.kind == Kind::Uploads {
             return Err(Error::InvalidArgument("uploads are not in the archive table".into()));
         }
+        if let Some(p) = self.profile.as_mut() {
+            if let Some(end) = p.last_end.take() {
+                p.engine += end.elapsed();
+            }
+        }
+        let done = if self.sqlite.is_some() && step.delete { self.step_sqlite(step) } else { self.step_any(step) };
+        if let Some(p) = self.profile.as_mut() {
+            p.steps += 1;
+            p.rows += done.as_ref().map_or(0, |d| d.matched);
+            p.last_end = Some(Instant::now());
+        }
+        let done = done?;
+        self.checkpoint(false)?;
+        Ok(done)
+    }
+
+    fn last_held(&self) -> Option<Duration> {
+        self.last_held
+    }
+
+    /// Checkpoints what the part left in the log and puts ejabberd's `wal_autocheckpoint` back.
+    fn finish(&mut self) -> Result<()> {
+        if let Some(p) = self.profile.as_mut() {
+            p.print();
+            *p = Profile::default();
+        }
+        let checkpointed = self.checkpoint(true);
+        let ready = self.sqlite.as_mut().and_then(|s| {
+            s.checkpointer = None;
+            s.ready.take()
+        });
+        if let Some(before) = ready.and_then(|r| r.autocheckpoint) {
+            self.exec.query(&format!("PRAGMA wal_autocheckpoint = {before}"))?;
+        }
+        checkpointed
+    }
+}
+
+impl<E: ArchiveSql> SqlArchive<E> {
+    /// A deleting step on SQLite ([`SqlArchive::sqlite_step`]).
+    fn step_sqlite(&mut self, step: &ArchiveStep) -> Result<ArchiveStepDone> {
+        let from = sql_cursor(step.after.as_deref());
+        let limit = step.limit.max(1);
+        let (mut deleted, mut next) = self.sqlite_step(step, from, limit)?;
+        if deleted == 0 && next.is_none() {
+            if let Some(id) = from {
+                // The cursor's row is gone: steps after the last record deleted it before a
+                // crash (the record is not written every step), or ejabberd removed its user.
+                // Start again from the first user: the rows deleted are gone, so this costs one
+                // walk of the index, never a row deleted twice.
+                if self.cursor_gone(id)? {
+                    (deleted, next) = self.sqlite_step(step, None, limit)?;
+                }
+            }
+        }
+        Ok(ArchiveStepDone { matched: deleted, next: next.map(|id| format!("r{id}")) })
+    }
+
+    /// A step on any SQL server, or a dry run: the ids first (and the one after them as the next
+    /// cursor), then, deleting, a DELETE of those ids.
+    fn step_any(&mut self, step: &ArchiveStep) -> Result<ArchiveStepDone> {
         let mut from = sql_cursor(step.after.as_deref());
         let limit = step.limit.max(1);
+        let started = Instant::now();
         let pick = |this: &mut Self, from: Option<i64>| {
             this.exec.query(&format!(
                 "SELECT id FROM archive WHERE {} ORDER BY {} LIMIT {}",
@@ -194,12 +573,8 @@ impl<E: ArchiveSql> ArchiveSteps for SqlArchive<E> {
         let mut picked = pick(self, from)?;
         if picked.is_empty() && step.delete {
             if let Some(id) = from {
-                // The cursor's row is gone: steps after the last record deleted it before a
-                // crash (the record is not written every step), or ejabberd removed its user.
-                // Start again from the first user: the rows deleted are gone, so this costs one
-                // walk of the index, never a row deleted twice.
-                let left = self.exec.query(&format!("SELECT count(*) FROM archive WHERE id = {id}"))?;
-                if left.first().and_then(|r| r.first()).copied().unwrap_or(0) == 0 {
+                // The cursor's row is gone (see step_sqlite).
+                if self.cursor_gone(id)? {
                     from = None;
                     picked = pick(self, from)?;
                 }
@@ -213,26 +588,22 @@ impl<E: ArchiveSql> ArchiveSteps for SqlArchive<E> {
             }
         }
         let next = (ids.len() > limit).then(|| ids.pop()).flatten();
-        if ids.is_empty() {
-            return Ok(ArchiveStepDone { matched: 0, next: next.map(|id| format!("r{id}")) });
-        }
-        let matched = if step.delete {
+        let matched = if ids.is_empty() {
+            0
+        } else if step.delete {
             let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-            let mut clause = format!("id IN ({list}) AND timestamp < {}", step.cutoff_us);
-            if let Some(from) = step.not_before_us {
-                clause.push_str(&format!(" AND timestamp >= {from}"));
-            }
-            let kind = if step.kind == Kind::Muc { "groupchat" } else { "chat" };
-            // Not server_host again: the ids were picked on it and a row keeps its host, and
-            // with it SQLite would search the (server_host, timestamp) index instead of the ids.
-            clause.push_str(&format!(" AND kind = '{kind}'"));
-            let sql = format!("DELETE FROM archive WHERE {clause}");
+            let sql = format!("DELETE FROM archive WHERE id IN ({list}) AND {}", self.recheck(step));
             self.exec.query(&sql)?.first().and_then(|r| r.first().copied()).unwrap_or(0)
         } else {
             ids.len() as i64
         };
+        self.last_held = Some(started.elapsed());
         Ok(ArchiveStepDone { matched, next: next.map(|id| format!("r{id}")) })
     }
+}
+
+fn profile() -> Option<Profile> {
+    std::env::var_os("XH_RETENTION_PROFILE").map(|_| Profile::default())
 }
 
 /// [`ArchiveSql`] on an SQLite file the core opens itself (benchmarks, tests, a database no
@@ -363,6 +734,12 @@ impl ArchiveTarget<'_> {
 }
 
 impl Target for ArchiveTarget<'_> {
+    /// The time ejabberd's connection was busy with the step, which the batch adapts to (not
+    /// the round trip to ejabberd, nor a checkpoint after it, neither of which holds ejabberd).
+    fn last_work(&self) -> Option<Duration> {
+        self.store.last_held()
+    }
+
     fn count(&mut self, h: &Hosting, domain: &str, cutoff: Timestamp) -> Result<(i64, i64)> {
         let mut cursor = None;
         let mut total = 0;
@@ -406,7 +783,13 @@ impl Hosting {
             ));
         }
         let mut target = ArchiveTarget { store, kind };
-        self.sweep_with(domain, kind, &mut target, options)
+        let rec = self.sweep_with(domain, kind, &mut target, options);
+        // Settings changed for the steps are put back whatever the part's outcome; a failure to
+        // is the part's error only if the part itself went well.
+        let finished = target.store.finish();
+        let rec = rec?;
+        finished?;
+        Ok(rec)
     }
 }
 
@@ -493,7 +876,11 @@ mod tests {
         }
 
         fn store(&self) -> SqlArchive<SqliteFile> {
-            SqlArchive { schema: self.schema, exec: SqliteFile::open(self.path.to_str().unwrap()).unwrap() }
+            SqlArchive::sqlite(
+                self.schema,
+                SqliteFile::open(self.path.to_str().unwrap()).unwrap(),
+                Some(self.path.to_str().unwrap().into()),
+            )
         }
     }
 
@@ -508,29 +895,48 @@ mod tests {
         SweepOptions { batch, ..Default::default() }
     }
 
-    /// Records the statements of a step and answers them from a real database.
+    /// Records the statements of a step and answers them from a real database; `requests`
+    /// counts what would be round trips to ejabberd (a query, or a batch).
     struct Recording {
         db: SqliteFile,
         seen: Vec<String>,
+        requests: usize,
+    }
+
+    impl Recording {
+        fn on(db: &Db) -> Recording {
+            Recording { db: SqliteFile::open(db.path.to_str().unwrap()).unwrap(), seen: vec![], requests: 0 }
+        }
     }
 
     impl ArchiveSql for Recording {
         fn query(&mut self, sql: &str) -> Result<Vec<Vec<i64>>> {
+            self.requests += 1;
             self.seen.push(sql.to_string());
             self.db.query(sql)
+        }
+
+        fn batch(&mut self, statements: &[String], finally: &[String]) -> Result<Batch> {
+            let before = self.requests;
+            let done = one_by_one(self, statements, finally);
+            self.requests = before + 1;
+            done
         }
     }
 
     #[test]
     fn a_step_takes_a_users_rows_in_the_order_of_ejabberds_username_index_on_both_schemas() {
-        for schema in [SqlSchema::Default, SqlSchema::New] {
-            let db = Db::new(&format!("plan-{schema:?}"), schema);
+        for (schema, sqlite) in
+            [(SqlSchema::Default, true), (SqlSchema::New, true), (SqlSchema::Default, false), (SqlSchema::New, false)]
+        {
+            let db = Db::new(&format!("plan-{schema:?}-{sqlite}"), schema);
             for i in 0..30 {
                 db.add(&format!("u{}", i % 3), HOST, NOW - 2 * 86_400 + i, "chat");
             }
-            let mut store = SqlArchive {
-                schema,
-                exec: Recording { db: SqliteFile::open(db.path.to_str().unwrap()).unwrap(), seen: vec![] },
+            let mut store = if sqlite {
+                SqlArchive::sqlite(schema, Recording::on(&db), None)
+            } else {
+                SqlArchive::new(schema, Recording::on(&db))
             };
             let mut step = ArchiveStep {
                 kind: Kind::Archive,
@@ -545,17 +951,18 @@ mod tests {
             let first = store.step(&step).unwrap();
             assert_eq!(first.matched, 4);
             step.after = first.next.clone();
+            let before = store.exec.requests;
             let second = store.step(&step).unwrap();
             assert_eq!(second.matched, 4);
+            // On SQLite a step is one request to ejabberd's connection (else a SELECT, a DELETE).
+            assert_eq!(store.exec.requests - before, if sqlite { 1 } else { 2 }, "{:?}", store.exec.seen);
             // u0's ten rows first (the oldest of them), then u1's: a user at a time.
             let users: Vec<String> = db.rows().into_iter().map(|r| r.0).collect();
             assert_eq!(users.iter().filter(|u| *u == "u0").count(), 2, "{users:?}");
             let c = rusqlite::Connection::open(&db.path).unwrap();
-            for sql in store.exec.seen.iter().filter(|q| q.starts_with("DELETE")) {
-                let plan: String = c.query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |r| r.get(3)).unwrap();
-                assert!(plan.contains("USING INTEGER PRIMARY KEY (rowid=?)"), "{plan}");
-            }
-            for sql in store.exec.seen.iter().filter(|q| q.starts_with("SELECT")) {
+            let index =
+                if schema == SqlSchema::New { "i_archive_sh_username_timestamp" } else { "i_username_timestamp" };
+            for sql in store.exec.seen.iter().filter(|q| q.contains("FROM archive WHERE") && !q.contains("count(*)")) {
                 let plan: Vec<String> = c
                     .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
                     .unwrap()
@@ -564,12 +971,50 @@ mod tests {
                     .collect::<rusqlite::Result<_>>()
                     .unwrap();
                 let plan = plan.join("; ");
-                let index =
-                    if schema == SqlSchema::New { "i_archive_sh_username_timestamp" } else { "i_username_timestamp" };
-                assert!(plan.contains(&format!("SEARCH archive USING INDEX {index}")), "{plan}");
-                assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+                if sql.starts_with("DELETE") {
+                    assert!(plan.contains("SEARCH archive USING INTEGER PRIMARY KEY (rowid=?)"), "{plan}");
+                }
+                if sql.starts_with("SELECT") || sql.contains("IN (SELECT") {
+                    assert!(plan.contains(&format!("SEARCH archive USING INDEX {index}")), "{sql}: {plan}");
+                }
+                assert!(!plan.contains("TEMP B-TREE") && !plan.contains("SCAN archive"), "{sql}: {plan}");
             }
         }
+    }
+
+    #[test]
+    fn on_sqlite_steps_go_in_wal_mode_with_unsynced_commits_and_ejabberds_settings_are_put_back() {
+        let (h, _) = hosting();
+        h.set_retention(HOST, "archive", "1d").unwrap();
+        let db = Db::new("wal", SqlSchema::Default);
+        for i in 0..40 {
+            db.add(&format!("u{}", i % 4), HOST, NOW - 2 * 86_400 + i, "chat");
+        }
+        let mut store =
+            SqlArchive::sqlite(SqlSchema::Default, Recording::on(&db), Some(db.path.to_str().unwrap().into()));
+        let rec = h.retention_sweep_archive(HOST, Kind::Archive, &mut store, &opts(7)).unwrap();
+        assert_eq!((rec.state, rec.deleted), (SweepState::Done, 40));
+        let seen = &store.exec.seen;
+        let c = rusqlite::Connection::open(&db.path).unwrap();
+        let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal", "the mode stays with the file");
+        // Every DELETE is made with synchronous = NORMAL and the connection's own (FULL) put back.
+        let deletes: Vec<usize> = (0..seen.len()).filter(|&i| seen[i].starts_with("DELETE")).collect();
+        assert!(deletes.len() > 1, "{seen:?}");
+        for i in deletes {
+            assert_eq!(seen[i - 2], "PRAGMA synchronous = NORMAL", "{seen:?}");
+            assert_eq!(seen[i + 1], "PRAGMA synchronous = 2", "{seen:?}");
+        }
+        // The connection's autocheckpoint raised for the part, put back at its end.
+        assert_eq!(
+            seen.iter().filter(|q| *q == &format!("PRAGMA wal_autocheckpoint = {SWEEP_AUTOCHECKPOINT}")).count(),
+            1
+        );
+        assert_eq!(seen.last().unwrap(), "PRAGMA wal_autocheckpoint = 1000", "{seen:?}");
+        // The part ended with the log copied into the database.
+        let (_, log, done): (i64, i64, i64) =
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+        assert_eq!(log, done);
     }
 
     #[test]

@@ -5,13 +5,21 @@ housekeeping, through the Lua module a Prosody loads) against Prosody's own clea
 (mod_storage_sql's archive delete: one DELETE ... WHERE host, store, "when" < cutoff, in one
 transaction) on a copy of the same data.
 
-    python3 benches/retention_prosody.py [ROWS]      (default 1,000,000; needs scripts/build)
+    python3 benches/retention_prosody.py [ROWS] [--lib PATH]   (default 1,000,000 rows)
+
+The Lua module is target/lua/xmpp_hosting.so (`PROFILE=release scripts/build`), or the library
+given with --lib (e.g. a release build kept apart from the debug one other work uses:
+`CARGO_TARGET_DIR=/tmp/xh-release cargo build --release -p xmpp-hosting-lua`, then
+`--lib /tmp/xh-release/release/libxmpp_hosting_lua.so`). The sweep runs with
+XH_RETENTION_PROFILE set: the core prints where the steps' time went (picking the rows, the
+DELETE, the commit, checkpoints, the gap left to Prosody, the engine between steps).
 
 Prints rows/s over the sweep's wall time and over its time in steps, the longest step (the
 longest the sweep held Prosody's database: a DELETE and its commit), the journal mode the sweep
 left the database in (WAL, see the README), and the machine's load (uptime) beside each figure.
 """
 
+import argparse
 import os
 import shutil
 import sqlite3
@@ -65,14 +73,39 @@ def fill(path: Path, rows: int, now: int):
 
 
 def main():
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("rows", nargs="?", type=int, default=1_000_000)
+    ap.add_argument("--lib", type=Path, default=REPO / "target/lua/xmpp_hosting.so",
+                    help="the Lua module's library (default: target/lua/xmpp_hosting.so)")
+    ap.add_argument("--data", type=Path,
+                    help="keep the filled database here and reuse it while it is under 12 hours old "
+                         "(filling a million rows takes minutes)")
+    ap.add_argument("--no-statement", action="store_true",
+                    help="skip Prosody's own statement (when comparing settings of our sweep alone)")
+    args = ap.parse_args()
+    rows = args.rows
     work = Path(tempfile.mkdtemp(prefix="xh-retention-bench-"))
     now = int(time.time())
     src = work / "prosody.sqlite"
     t = time.monotonic()
-    fill(src, rows, now)
-    print(f"{rows} rows written in {time.monotonic() - t:.1f} s; load: {os.getloadavg()}")
+    if args.data and args.data.exists() and time.time() - args.data.stat().st_mtime < 12 * 3600:
+        # Its rows were written relative to its own time: 10 days and an hour old then.
+        now = int(args.data.stat().st_mtime)
+        shutil.copy(args.data, src)
+        print(f"{rows} rows copied from {args.data}; load: {os.getloadavg()}")
+    else:
+        fill(src, rows, now)
+        print(f"{rows} rows written in {time.monotonic() - t:.1f} s; load: {os.getloadavg()}")
+        if args.data:
+            shutil.copy(src, args.data)
+            os.utime(args.data, (now, now))
     # Prosody's own cleanup: its one statement in one transaction.
+    if not args.no_statement:
+        statement(work, src, now)
+    sweep(work, src, now, args.lib)
+
+
+def statement(work: Path, src: Path, now: int):
     theirs = work / "theirs.sqlite"
     shutil.copy(src, theirs)
     c = sqlite3.connect(theirs, isolation_level=None)
@@ -85,17 +118,27 @@ def main():
     print(f"Prosody's cleanup statement: {n} rows in {took:.2f} s ({n / took:,.0f} rows/s), "
           f"one transaction holding the lock (and Prosody's loop) throughout; load {os.getloadavg()}")
     c.close()
+    theirs.unlink()
+
+
+def sweep(work: Path, src: Path, now: int, lib: Path):
     # Ours, through the Lua module Prosody loads (the core's worker does the sweep).
-    env = dict(os.environ, LUA_CPATH_5_4=f"{REPO}/target/lua/?.so;;")
-    r = subprocess.run(["lua5.4", "-e", LUA, str(work / "store.sqlite"), str(src), HOST],
+    # Lua finds the module as xmpp_hosting.so in a directory of LUA_CPATH.
+    (work / "lua").mkdir()
+    (work / "lua/xmpp_hosting.so").symlink_to(lib.resolve())
+    env = dict(os.environ, LUA_CPATH_5_4=f"{work}/lua/?.so;;", XH_RETENTION_PROFILE="1")
+    # As a script: `lua5.4 -e` would take the first argument for a script's name and shift the
+    # rest (the store would be opened on Prosody's database).
+    script = work / "sweep.lua"
+    script.write_text(LUA)
+    r = subprocess.run(["lua5.4", str(script), str(work / "store.sqlite"), str(src), HOST],
                        capture_output=True, text=True, env=env, check=False)
-    # (lua5.4 -e takes no arg table; run as a script instead)
     if r.returncode != 0:
-        script = work / "sweep.lua"
-        script.write_text(LUA)
-        r = subprocess.run(["lua5.4", str(script), str(work / "store.sqlite"), str(src), HOST],
-                           capture_output=True, text=True, env=env, check=True)
+        sys.exit(f"the sweep failed: {r.stdout}{r.stderr}")
     print("our sweep:", r.stdout.strip())
+    for line in r.stderr.splitlines():
+        if line.startswith("profile:"):
+            print("our sweep's", line)
     line = r.stdout.split("deleted ")[-1].split()
     deleted, in_steps, longest = int(line[0]), int(line[4]), int(line[6])
     wall = float(r.stdout.split("wall ")[1].split()[0])

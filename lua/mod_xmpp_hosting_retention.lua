@@ -75,14 +75,24 @@ local sql_engines = module:shared("/*/sql/connections");
 -- Milliseconds a Prosody query waits for a lock held by one of the core's steps.
 local busy_ms = module:get_option_number("xmpp_hosting_sql_busy_timeout", 2000);
 
--- Gives Prosody's SQLite connections a busy timeout (LuaDBI sets none), now and on reconnect.
+-- Gives Prosody's SQLite connections a busy timeout (LuaDBI sets none), now and on reconnect,
+-- and a longer WAL before they checkpoint by themselves: the core's sweep checkpoints on its
+-- worker before the log reaches 10,000 pages (checkpoints every 1,000 pages were half its time),
+-- and Prosody's connection, at SQLite's default 1,000, would copy the sweep's pages on its loop
+-- (the number is the core's PROSODY_AUTOCHECKPOINT, crates/core/src/retention/prosody_archive.rs).
 local function give_busy_timeout()
 	for _, engine in pairs(sql_engines) do
 		if engine.params and engine.params.driver == "SQLite3" and not engine.xmpp_hosting_busy then
 			engine.xmpp_hosting_busy = true;
 			local onconnect = engine.onconnect;
 			local function set_busy(e)
-				return e:transaction(function() e:execute(("PRAGMA busy_timeout = %d"):format(busy_ms)); end);
+				return e:transaction(function()
+					e:execute(("PRAGMA busy_timeout = %d"):format(busy_ms));
+					e:execute("PRAGMA wal_autocheckpoint = 12000");
+					local row = e:select("PRAGMA wal_autocheckpoint")();
+					module:log("debug", "Prosody's SQLite connection %s: busy timeout %d ms, WAL checkpointed at %s pages",
+						e.url, busy_ms, row and tostring(row[1]));
+				end);
 			end
 			engine.onconnect = function(e, ...)
 				local ret, err = onconnect(e, ...);

@@ -156,6 +156,58 @@ pub(crate) struct ProsodySql {
     last_commit: Option<std::time::Instant>,
     /// Pages the last step added to the log.
     last_pages: i32,
+    /// Where the time went (`XH_RETENTION_PROFILE` set: benches).
+    profile: Option<Profile>,
+}
+
+/// Where a sweep's time went, phase by phase, kept when `XH_RETENTION_PROFILE` is set in the
+/// environment (benches/retention_prosody.py sets it) and printed to stderr when the sweep's
+/// part ends: the bench's breakdown of a step (picking, the DELETE, the commit, checkpoints, the
+/// gap left to Prosody, and the engine's own work between two steps).
+#[derive(Default, Debug)]
+struct Profile {
+    steps: u64,
+    rows: i64,
+    pages: i64,
+    checkpoints: u64,
+    /// The users' own cutoffs read from the core's store.
+    users: Duration,
+    /// Looking up the connection, the table and the index.
+    checks: Duration,
+    pick: Duration,
+    gap: Duration,
+    delete: Duration,
+    commit: Duration,
+    checkpoint: Duration,
+    /// From the end of one step to the start of the next: the engine (policy re-read, record).
+    engine: Duration,
+    last_end: Option<std::time::Instant>,
+}
+
+impl Drop for ProsodySql {
+    fn drop(&mut self) {
+        if let Some(p) = &self.profile {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            let total = p.users + p.checks + p.pick + p.gap + p.delete + p.commit + p.checkpoint + p.engine;
+            eprintln!(
+                "profile: {} steps, {} rows, {} pages, {} checkpoints; ms: users {:.0}, checks {:.0}, pick {:.0}, \
+                 gap {:.0}, delete {:.0}, commit {:.0}, checkpoint {:.0}, engine {:.0}, total {:.0}",
+                p.steps,
+                p.rows,
+                p.pages,
+                p.checkpoints,
+                ms(p.users),
+                ms(p.checks),
+                ms(p.pick),
+                ms(p.gap),
+                ms(p.delete),
+                ms(p.commit),
+                ms(p.checkpoint),
+                ms(p.engine),
+                ms(total)
+            );
+        }
+    }
 }
 
 /// One of Prosody's databases, open.
@@ -166,6 +218,9 @@ struct Db {
     ready: bool,
     /// The users' own cutoffs as loaded into the connection's temporary table.
     users: Option<Vec<(String, Timestamp)>>,
+    /// Prosody's table and its (host, user, store, when) index were found: not looked up again
+    /// every step (two schema queries a step were 2-3 % of a sweep).
+    checked: bool,
 }
 
 /// Between two steps Prosody's writes get the database: its busy handler retries after 1, 2, 5,
@@ -176,11 +231,28 @@ const PROSODY_MIN_GAP: Duration = Duration::from_millis(1);
 /// ... nor later than this.
 const PROSODY_MAX_GAP: Duration = Duration::from_millis(5);
 
+/// The sweep copies the log into the database (a checkpoint, on the core's worker, holding no
+/// lock) before its steps could take the log past this many pages (40 MB of 4 KB pages).
+///
+/// Checkpoints were most of a sweep's time: a row deleted a user at a time writes 1.5 pages
+/// (its table page is shared with other users' rows, not with the step's), each page is synced
+/// into the database by the next checkpoint, and a page that several steps change is copied
+/// once per checkpoint in between. Measured on a million rows, half deleted (load 7 on 2 shared
+/// cores): checkpoints at 1,000 pages, 1,102 of them, 39.5 s of an 82 s sweep; at 4,000
+/// pages 22.5 s of 61 s; at 10,000 pages 11.1 s of 44 s; at 20,000 pages 9.4 s of 45 s.
+const CHECKPOINT_PAGES: i32 = 10_000;
+
 /// Prosody's connection checkpoints by itself, on its loop, when it commits to a log of this
-/// many pages or more (SQLite's default `wal_autocheckpoint`). A step checkpoints, on the core's
-/// worker, before the next step could take the log past it, so Prosody never has to copy the
-/// sweep's pages.
-const PROSODY_AUTOCHECKPOINT: i32 = 1000;
+/// many pages or more (`wal_autocheckpoint`, SQLite's default 1,000): mod_xmpp_hosting_retention
+/// raises it to this on Prosody's connections (the same number is in the Lua module), so that
+/// Prosody never copies the sweep's pages on its loop: the sweep checkpoints before the log
+/// reaches [`CHECKPOINT_PAGES`], below this. Outside sweeps, Prosody checkpoints its own
+/// writes at this length instead of 1,000 pages: rarer, each a longer copy of its own pages.
+const PROSODY_AUTOCHECKPOINT: i32 = 12_000;
+
+// Room between the sweep's checkpoint point and Prosody's: a step checkpoints when the next
+// one, at twice its own pages, could reach CHECKPOINT_PAGES, so the log stays below Prosody's.
+const _: () = assert!(CHECKPOINT_PAGES + 2_000 <= PROSODY_AUTOCHECKPOINT);
 
 thread_local! {
     /// Pages in the log after this thread's last commit (SQLite's WAL hook tells).
@@ -209,7 +281,8 @@ fn parse_cursor(cursor: Option<&str>) -> Option<(&str, &str)> {
 
 impl ProsodySql {
     pub(crate) fn new(stores: Vec<ArchiveStore>, kind: Kind) -> Self {
-        ProsodySql { stores, conns: Vec::new(), kind, last_work: None, last_commit: None, last_pages: 0 }
+        let profile = std::env::var_os("XH_RETENTION_PROFILE").map(|_| Profile::default());
+        ProsodySql { stores, conns: Vec::new(), kind, last_work: None, last_commit: None, last_pages: 0, profile }
     }
 
     fn db(&mut self, path: &str, for_steps: bool) -> Result<&mut Db> {
@@ -225,7 +298,7 @@ impl ProsodySql {
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 c.busy_timeout(PROSODY_BUSY)?;
-                self.conns.push(Db { path: path.to_string(), conn: c, ready: false, users: None });
+                self.conns.push(Db { path: path.to_string(), conn: c, ready: false, users: None, checked: false });
                 self.conns.len() - 1
             }
         };
@@ -271,21 +344,25 @@ impl ProsodySql {
             }
         }
         // Prosody's indexes and the rows a step visits stay in this connection's cache.
+        // (A 64 MB cache and a 1 GB mmap_size measured no faster on a million rows: the time is
+        // in writing the log and checkpointing, not in reading pages.)
         c.pragma_update(None, "cache_size", -16_384)?;
         Ok(())
     }
 
     /// Copies the log into the database when the next step could take it past
-    /// [`PROSODY_AUTOCHECKPOINT`] (or, `force`, at the end of a store). PASSIVE: Prosody's
+    /// [`CHECKPOINT_PAGES`] (or, `force`, at the end of a store). PASSIVE: Prosody's
     /// reads and writes go on meanwhile. The checkpoint costs the disk's syncs of every page
-    /// copied; a log as long as Prosody lets it grow shares the pages that several steps wrote.
-    fn checkpoint_if_long(c: &Connection, last_pages: i32, force: bool) -> Result<()> {
+    /// copied, and a longer log shares the pages that several steps wrote.
+    /// Returns whether it checkpointed.
+    fn checkpoint_if_long(c: &Connection, last_pages: i32, force: bool) -> Result<bool> {
         let pages = WAL_PAGES.with(|p| p.get());
-        if pages > 0 && (force || pages + 2 * last_pages >= PROSODY_AUTOCHECKPOINT) {
+        if pages > 0 && (force || pages + 2 * last_pages >= CHECKPOINT_PAGES) {
             c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
             WAL_PAGES.with(|p| p.set(0));
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The least time between the last step's commit and the next step's lock.
@@ -412,7 +489,17 @@ impl Target for ProsodySql {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<StepDone> {
+        let t0 = std::time::Instant::now();
+        // Phases of this step, for the profile: users, checks, pick, gap, delete, commit, checkpoint.
+        let mut phases = [Duration::ZERO; 7];
+        let mut mark = t0;
+        let mut lap = |i: usize| {
+            let now = std::time::Instant::now();
+            phases[i] += now - mark;
+            mark = now;
+        };
         let users = self.users(h, domain)?;
+        lap(0);
         let at = parse_cursor(cursor);
         // The store the cursor is in, or the first after it (a store unregistered meanwhile).
         let Some(i) = self.stores.iter().position(|s| at.is_none_or(|(host, _)| s.server_host.as_str() >= host)) else {
@@ -426,22 +513,26 @@ impl Target for ProsodySql {
         let db = self.db(&Self::location(&s)?, true)?;
         let c = &db.conn;
         let mut done = StepDone::default();
-        if !Self::has_table(c)? {
-            done.next = next_store;
-            return Ok(done);
-        }
-        if !Self::has_when_index(c)? {
-            return Err(Error::Corrupt(format!(
-                "Prosody's archive table in {} has no prosodyarchive_when index (mod_storage_sql creates it): \
-                 the sweep would read the whole table a step",
-                Self::location(&s)?
-            )));
+        if !db.checked {
+            if !Self::has_table(c)? {
+                done.next = next_store;
+                return Ok(done);
+            }
+            if !Self::has_when_index(c)? {
+                return Err(Error::Corrupt(format!(
+                    "Prosody's archive table in {} has no prosodyarchive_when index (mod_storage_sql creates it): \
+                     the sweep would read the whole table a step",
+                    Self::location(&s)?
+                )));
+            }
+            db.checked = true;
         }
         let with_users = !users.is_empty();
         if db.users.as_ref() != Some(&users) {
             Self::load_user_cutoffs(c, &users)?;
             db.users = Some(users);
         }
+        lap(1);
         // Picked outside the write lock: a read, which in WAL mode waits for nobody.
         let picked: Vec<(String, i64)> = c
             .prepare_cached(&Self::select_sql(with_users))?
@@ -449,14 +540,17 @@ impl Target for ProsodySql {
                 Ok((r.get(0)?, r.get(1)?))
             })?
             .collect::<rusqlite::Result<_>>()?;
+        lap(2);
         let mut held = None;
         let mut pages = 0;
+        let mut checkpoints = 0;
         if !picked.is_empty() {
             let ids = serde_json::to_string(&picked.iter().map(|(_, id)| id).collect::<Vec<_>>())
                 .expect("integers serialise");
             if let Some(wait) = last_commit.and_then(|t| gap.checked_sub(t.elapsed())) {
                 std::thread::sleep(wait);
             }
+            lap(3);
             let before = WAL_PAGES.with(|p| p.get());
             let started = std::time::Instant::now();
             // A DEFERRED transaction whose DELETE takes the write lock at once, waiting at most
@@ -468,23 +562,44 @@ impl Target for ProsodySql {
                 s.store,
                 cutoff
             ])?;
+            lap(4);
             tx.commit()?;
             held = Some(started.elapsed());
+            lap(5);
             done.deleted = n as i64;
             pages = WAL_PAGES.with(|p| p.get()) - before;
-            Self::checkpoint_if_long(c, pages.max(last_pages), false)?;
+            checkpoints += Self::checkpoint_if_long(c, pages.max(last_pages), false)? as u64;
+            lap(6);
         }
         done.next = if picked.len() >= limit {
             Some(format!("{}\t{}", s.server_host, picked.last().expect("not empty").0))
         } else {
             // The end of this store: the log copied now, so Prosody finds it short.
-            Self::checkpoint_if_long(c, 0, true)?;
+            checkpoints += Self::checkpoint_if_long(c, 0, true)? as u64;
+            lap(6);
             next_store
         };
         if held.is_some() {
             self.last_work = held;
             self.last_commit = Some(std::time::Instant::now());
             self.last_pages = pages;
+        }
+        if let Some(p) = &mut self.profile {
+            if let Some(end) = p.last_end {
+                p.engine += t0 - end;
+            }
+            p.last_end = Some(std::time::Instant::now());
+            p.steps += 1;
+            p.rows += done.deleted;
+            p.pages += pages as i64;
+            p.checkpoints += checkpoints;
+            for (sum, d) in
+                [&mut p.users, &mut p.checks, &mut p.pick, &mut p.gap, &mut p.delete, &mut p.commit, &mut p.checkpoint]
+                    .into_iter()
+                    .zip(phases)
+            {
+                *sum += d;
+            }
         }
         Ok(done)
     }
@@ -735,6 +850,17 @@ pub(crate) mod tests {
         assert_eq!((rest.id, rest.deleted, rest.state), (part.id, 120, SweepState::Done));
         assert_eq!((left_old("bob"), left_old("carol")), (0, 0));
         assert_eq!(rows(&c).len(), 120, "every newer row kept");
+    }
+
+    #[test]
+    fn prosodys_connection_is_given_an_autocheckpoint_above_the_sweeps_checkpoints() {
+        // The Lua module sets it on Prosody's connection; the sweep checkpoints below it (the
+        // const assertion beside PROSODY_AUTOCHECKPOINT).
+        let lua =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../lua/mod_xmpp_hosting_retention.lua"))
+                .unwrap();
+        let set = format!("PRAGMA wal_autocheckpoint = {PROSODY_AUTOCHECKPOINT}");
+        assert!(lua.contains(&set), "the Lua module must say {set:?}");
     }
 
     #[test]

@@ -247,7 +247,10 @@ const CHECKPOINT_PAGES: i32 = 10_000;
 /// raises it to this on Prosody's connections (the same number is in the Lua module), so that
 /// Prosody never copies the sweep's pages on its loop: the sweep checkpoints before the log
 /// reaches [`CHECKPOINT_PAGES`], below this. Outside sweeps, Prosody checkpoints its own
-/// writes at this length instead of 1,000 pages: rarer, each a longer copy of its own pages.
+/// writes at this length instead of 1,000 pages: rarer, each a longer copy of its own pages
+/// (measured, a message archived a commit at load 6-7: 156.5 ms on its loop every ~1,470
+/// messages instead of 37.2 ms every ~121). A checkpoint of Prosody's database from the core's
+/// housekeeping, off its loop, would take that away too (not done yet).
 const PROSODY_AUTOCHECKPOINT: i32 = 12_000;
 
 // Room between the sweep's checkpoint point and Prosody's: a step checkpoints when the next

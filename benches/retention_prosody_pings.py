@@ -5,7 +5,7 @@ every 100 ms (each archived by mod_mam on Prosody's loop, for its sender and its
 Prosody's own writes meet the sweep's steps). Prints the pings' and the messages' p50/p99/max
 round trips, the sweep's rows/s, steps and longest step, and the load.
 
-    python3 benches/retention_prosody_pings.py [ROWS] [--lib PATH] [--servers prosody-13]
+    python3 benches/retention_prosody_pings.py [ROWS] [--lib PATH] [--servers prosody-13] [--baseline S]
 
 ROWS defaults to 100,000 (plus 1,000 newer ones that must stay). The Lua module is
 target/lua/xmpp_hosting.so (scripts/build), or the library given with --lib (a release build
@@ -31,6 +31,9 @@ def main():
     ap.add_argument("rows", nargs="?", type=int, default=100_000)
     ap.add_argument("--lib", type=Path, help="the Lua module's library (default: target/lua/xmpp_hosting.so)")
     ap.add_argument("--servers", help="the Prosody generation (as XH_SERVERS: prosody-0.12, prosody-13)")
+    ap.add_argument("--baseline", type=float, metavar="SECONDS",
+                    help="no sweep: the same pings and messages for this long, on the same data (what the "
+                         "machine's load alone gives)")
     args = ap.parse_args()
     if args.servers:
         os.environ["XH_SERVERS"] = args.servers
@@ -88,9 +91,15 @@ def main():
     pinger = t.Pinger(server.c2s_port)
     sender.start()
     t0 = time.monotonic()
-    run_cli(server.database, "retention", "set", t.HOST, "archive", "1d")
+    if not args.baseline:
+        run_cli(server.database, "retention", "set", t.HOST, "archive", "1d")
     try:
-        done = t.wait_until(lambda: [s for s in t.sweeps(server, "archive") if s["state"] == "done"], timeout=1800)
+        if args.baseline:
+            time.sleep(args.baseline)
+            done = [{"id": 0, "deleted": 0, "steps": 0, "duration_us": 0, "longest_step_us": 0}]
+        else:
+            done = t.wait_until(lambda: [s for s in t.sweeps(server, "archive") if s["state"] == "done"],
+                                timeout=1800)
     finally:
         wall = time.monotonic() - t0
         stop.set()
@@ -100,6 +109,8 @@ def main():
     assert done, t.sweeps(server, "archive")
     [rec] = done
     left_new = t.archive_rows(db, t.HOST, newer_than=now - t.DAY)
+    if args.baseline:
+        print(f"{server.target.name}: baseline, no sweep, {args.baseline:.0f} s")
     print(f"{server.target.name}: {args.rows} old rows, "
           f"sweep #{rec['id']}: deleted {rec['deleted']} in {rec['steps']} steps, "
           f"{rec['duration_us'] / 1e6:.1f} s in steps, longest step {rec['longest_step_us'] / 1000:.2f} ms; "

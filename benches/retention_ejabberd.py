@@ -11,7 +11,10 @@ once and copied for each contender, so each starts from the same rows:
   - ours: `ejabberdctl xmpp_hosting_retention_sweep HOST archive false` with the domain's archive
     retention at 100 days (mod_xmpp_hosting_retention: the core's engine plans each step, run on
     ejabberd's own SQL connection). Rows/s over the command's wall time; the longest step as the
-    sweep's audit record has it (the time from the core asking for a step until ejabberd's answer).
+    sweep's audit record has it (how long ejabberd's connection was busy with the step, as the
+    module measured it). The node runs with XH_RETENTION_PROFILE set: the core prints where the
+    time went (round trips and time in ejabberd's connection, p50/p90/p99/max; checkpoints; the
+    engine between steps), kept as "profile" in the output.
   - `delete_old_mam_messages_batch HOST chat 100 1000 RATE` (ejabberd's batched delete, 1,000
     rows a batch, RATE high enough not to throttle), polled with `_status` until it is done.
   - `delete_old_mam_messages chat 100` (one statement), with ejabberdctl's --no-timeout.

@@ -206,13 +206,15 @@ struct Ready {
     autocheckpoint: Option<i64>,
 }
 
-/// Rows a sweep deletes between two checkpoints of its own (about two pages of the log a row,
-/// 16 MB): a checkpoint syncs the database file once, and ejabberd's rows of a user share their
-/// pages in time order only with other users' rows (a page of the table holds several users'),
-/// so a longer log writes each page to the file fewer times. Measured on a million rows (user
-/// order, 200 rows a step, load 7): a checkpoint every 400 pages cost 34 ms each, 14.4 s of a
-/// 22.9 s run; every 4,000 pages 135 ms each, 5.8 s of 11.7 s.
-const CHECKPOINT_ROWS: i64 = 2000;
+/// Rows a sweep deletes between two checkpoints of its own (about two pages of the log a row:
+/// some 10,000 pages, 40 MB): a checkpoint syncs the database file once, and the pages it copies
+/// cost less each the more there are (the disk gets them sorted). Measured on a million rows in
+/// a step loop (a user's 200 rows a step, load 7): a checkpoint every 400 pages cost 34 ms each,
+/// 14.4 s of a 22.9 s run; every 4,000 pages 135 ms each, 5.8 s of 11.7 s; every 8,800 pages
+/// 232 ms each, 5.3 s of 11.4 s. In ejabberd (the bench): every 2,000 rows, 40.5 s of a 77 s
+/// sweep went on checkpoints at 38 µs a page (load 9.8); every 5,000 rows 27.8 s of 54 s at
+/// 26 µs a page (load 3.4-5).
+const CHECKPOINT_ROWS: i64 = 5000;
 
 /// ejabberd's connection's `wal_autocheckpoint` while a sweep runs: above what the sweep lets
 /// the log grow to, so ejabberd's connection never checkpoints inside a step (or its own

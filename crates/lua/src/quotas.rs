@@ -15,8 +15,9 @@
 //! of it.
 //!
 //! The upload component tells the core where a granted slot's file will land,
-//! `h:watch_upload_slot(reservation, path, usable_for)`: recorded on the worker (it returns at
-//! once; a failure shows in the next check's `watch_failures`). `h:watch_upload_root(root,
+//! `h:watch_upload_slot(reservation, path, usable_for)`: recorded at once, or on the worker while
+//! another process holds the store's write lock (it never waits; a failure shows in the next
+//! check's `watch_failures`). `h:watch_upload_root(root,
 //! partial_suffix)` names the directory (once, at start; `h:watch_upload_root_or_later` on
 //! Prosody's loop: `true`, or a pending result while another process holds the store's lock),
 //! and `h:start_upload_slot_check({root})` has the worker look at the slots awaited there: files
@@ -116,7 +117,7 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
         outcome(lua, || h.0.start_upload_upkeep(roots).map(LuaPending::new))
     });
     m.add_method("watch_upload_slot", |lua, h, (id, path, usable_for): (i64, String, u64)| {
-        outcome(lua, || h.0.watch_upload_slot_later(id, path, usable_for).map(|()| true))
+        outcome(lua, || h.0.watch_upload_slot_now_or_later(id, path, usable_for).map(|()| true))
     });
     m.add_method("watch_upload_root", |lua, h, (root, partial_suffix): (String, Option<String>)| {
         outcome(lua, || h.0.watch_upload_root(&root, partial_suffix.as_deref().unwrap_or("")).map(|()| true))

@@ -250,6 +250,9 @@ pub struct StepFailure {
 pub struct CheckpointReport {
     pub wal_pages: i64,
     pub copied: i64,
+    /// Pages copied in the server databases the retention sweeps work in (Prosody's SQLite
+    /// files; [`Hosting::checkpoint_prosody_databases`]).
+    pub server_copied: i64,
 }
 
 /// What one pass did, finished: servers log [`HousekeepingReport::log`], deliver
@@ -449,8 +452,10 @@ impl Housekeeping {
         for &step in steps {
             report.ran.push(step);
             let outcome = match step {
-                Step::Checkpoint => h.checkpoint().map(|(wal_pages, copied)| {
-                    report.checkpoint = Some(CheckpointReport { wal_pages, copied });
+                Step::Checkpoint => h.checkpoint().and_then(|(wal_pages, copied)| {
+                    let server_copied = h.checkpoint_prosody_databases()?;
+                    report.checkpoint = Some(CheckpointReport { wal_pages, copied, server_copied });
+                    Ok(())
                 }),
                 Step::InvitePurge => h.settle_stale_registrations(outcomes).and_then(|settled| {
                     let purged = h.purge_invites()?;

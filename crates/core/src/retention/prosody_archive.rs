@@ -109,6 +109,33 @@ impl Hosting {
         self.store().read(|c| sql::archive_stores(c, domain.as_str(), kind))
     }
 
+    /// Copies the log of every Prosody database registered for sweeping (`prosody_sql`) into
+    /// its file, PASSIVE: nobody waits, Prosody's reads and writes go on. The housekeeping pass's
+    /// checkpoint step calls it every few seconds on the core's worker, so Prosody's own
+    /// connection, whose automatic checkpoint the module raised for the sweeps' sake (see
+    /// [`ProsodySql::prepare_for_steps`]), never reaches it and never copies a log on its loop.
+    /// Returns the pages of the logs now in the files. A file that is gone (Prosody moved it) is skipped; a failure
+    /// is returned after the other files were done.
+    pub fn checkpoint_prosody_databases(&self) -> Result<i64> {
+        let files = self.store().read(|c| sql::archive_store_files(c, PROSODY_SQL))?;
+        let mut copied = 0;
+        let mut failed = None;
+        for path in files {
+            if !Path::new(&path).exists() {
+                continue;
+            }
+            let done =
+                Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                    .and_then(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(2)));
+            match done {
+                // -1: not in WAL mode (nothing to copy).
+                Ok(pages) => copied += pages.max(0),
+                Err(e) => failed = Some(Error::from(e)),
+            }
+        }
+        failed.map_or(Ok(copied), Err)
+    }
+
     /// Users of `domain` whose own archive retention is shorter than the domain's, each with the
     /// cutoff it gives now: their messages stored strictly before it go.
     pub fn user_archive_cutoffs(&self, domain: &str) -> Result<Vec<(String, Timestamp)>> {
@@ -246,11 +273,11 @@ const CHECKPOINT_PAGES: i32 = 10_000;
 /// many pages or more (`wal_autocheckpoint`, SQLite's default 1,000): mod_xmpp_hosting_retention
 /// raises it to this on Prosody's connections (the same number is in the Lua module), so that
 /// Prosody never copies the sweep's pages on its loop: the sweep checkpoints before the log
-/// reaches [`CHECKPOINT_PAGES`], below this. Outside sweeps, Prosody checkpoints its own
-/// writes at this length instead of 1,000 pages: rarer, each a longer copy of its own pages
-/// (measured, a message archived a commit at load 6-7: 156.5 ms on its loop every ~1,470
-/// messages instead of 37.2 ms every ~121). A checkpoint of Prosody's database from the core's
-/// housekeeping, off its loop, would take that away too (not done yet).
+/// reaches [`CHECKPOINT_PAGES`], below this. Outside sweeps, Prosody's own writes would then
+/// be copied on its loop at this length, rarer but each longer (measured, a message archived a
+/// commit at load 6-7: 156.5 ms every ~1,470 messages instead of 37.2 ms every ~121); the
+/// housekeeping pass's checkpoint step copies them off its loop every few seconds instead
+/// ([`Hosting::checkpoint_prosody_databases`]).
 const PROSODY_AUTOCHECKPOINT: i32 = 12_000;
 
 // Room between the sweep's checkpoint point and Prosody's: a step checkpoints when the next
@@ -650,6 +677,42 @@ pub(crate) mod tests {
             .unwrap()
             .collect::<rusqlite::Result<Vec<_>>>()
             .unwrap()
+    }
+
+    #[test]
+    fn the_housekeeping_checkpoint_copies_prosodys_log_so_prosody_never_has_to() {
+        let (h, _clock, _dir, path, c) = setup("checkpoint");
+        // Prosody's connection in WAL mode, its own automatic checkpoint out of reach (as the
+        // module sets it), with writes of its own in the log.
+        let mode: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        c.pragma_update(None, "wal_autocheckpoint", 12_000).unwrap();
+        for i in 0..200 {
+            add(&c, "example.org", &format!("u{}", i % 7), "archive", 10 + i);
+        }
+        // Prosody's rows are in the log only: the database file holds the empty schema.
+        let file_len = || std::fs::metadata(&path).unwrap().len();
+        let before = file_len();
+        let pass = crate::housekeeping::Housekeeping::new(h.clone(), crate::housekeeping::Schedule::default());
+        let report = pass.run(&[], &[]);
+        let copied = report.checkpoint.expect("the checkpoint step ran").server_copied;
+        assert!(copied > 0, "{report:?}");
+        assert!(file_len() > before, "the log's pages went into the file");
+        // Prosody's next checkpoint finds every page of the log already in the file.
+        let (log, done): (i64, i64) =
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?))).unwrap();
+        assert_eq!((log, done), (copied, copied));
+        // A file that is gone is skipped, not an error.
+        h.register_archive_store(
+            "example.org",
+            Kind::Archive,
+            "gone.example.org",
+            PROSODY_SQL,
+            Some("/nonexistent/x.sqlite"),
+            "archive",
+        )
+        .unwrap();
+        assert_eq!(h.checkpoint_prosody_databases().unwrap(), copied);
     }
 
     struct Dir(std::path::PathBuf);

@@ -242,6 +242,16 @@ pub(crate) fn register_archive_store(c: &Connection, s: &crate::retention::Archi
     Ok(())
 }
 
+/// Every database file registered for `backend`, once each.
+pub(crate) fn archive_store_files(c: &Connection, backend: &str) -> Result<Vec<String>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT DISTINCT location FROM retention_archive_stores WHERE backend = ?1 AND location IS NOT NULL
+         ORDER BY location",
+    )?;
+    let rows = stmt.query_map([backend], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 /// Where a domain's archives of a kind are kept, by server host.
 pub(crate) fn archive_stores(c: &Connection, domain: &str, kind: Kind) -> Result<Vec<crate::retention::ArchiveStore>> {
     let mut stmt = c.prepare_cached(

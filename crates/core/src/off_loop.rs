@@ -60,6 +60,29 @@ impl Drop for AttemptScope {
     }
 }
 
+/// A worker call that waited `waited` for another connection's write lock and gave up: said in
+/// an admin's words (SQLite's own is "database is locked"), still a busy store error (code
+/// `store`, [`Error::is_busy`]) for callers that tell them apart. The transaction that met the
+/// lock was rolled back: what it was writing is not in the store.
+fn gave_up(e: Error, waited: Option<std::time::Duration>) -> Error {
+    match (e, waited) {
+        (Error::Store(rusqlite::Error::SqliteFailure(code, _)), Some(waited))
+            if code.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            Error::Store(rusqlite::Error::SqliteFailure(
+                code,
+                Some(format!(
+                    "another process (the command line, the other server, a backup) held the store's write lock \
+                     for over {} s, as long as xmpp-hosting waits for it; this change was not made: try it again \
+                     once that process is done",
+                    waited.as_secs_f64()
+                )),
+            ))
+        }
+        (e, _) => e,
+    }
+}
+
 /// The outcome of [`Hosting::now_or_later`]: the result, or the same call still running on the
 /// worker because another process held the store's write lock.
 pub enum NowOrLater<T> {
@@ -77,8 +100,9 @@ impl Hosting {
         F: FnOnce(&Hosting) -> Result<T> + Send + 'static,
     {
         let worker = self.worker_handle()?;
+        let waited = self.reopen_options().map(|(_, o)| o.worker_busy_timeout);
         Pending::spawn(async move {
-            tokio::task::spawn_blocking(move || call(&worker))
+            tokio::task::spawn_blocking(move || call(&worker).map_err(|e| gave_up(e, waited)))
                 .await
                 .unwrap_or_else(|e| Err(Error::Internal(format!("a store call on the worker failed: {e}"))))
         })
@@ -129,6 +153,22 @@ mod tests {
     use super::NowOrLater;
     use crate::test_store::TestStore;
     use crate::{Hosting, OpenOptions};
+
+    #[test]
+    fn a_worker_call_that_waited_its_whole_timeout_says_so_and_changed_nothing() {
+        let store = TestStore::new("off-loop-gave-up");
+        let options =
+            OpenOptions { busy_timeout: Duration::from_millis(10), worker_busy_timeout: Duration::from_millis(200) };
+        let h = Hosting::open_with(&store.path, &options).unwrap();
+        let other = Connection::open(&store.path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let err = h.later(|w| w.add_domain("late.example")).unwrap().wait().unwrap_err();
+        other.execute_batch("COMMIT").unwrap();
+        assert!(err.is_busy() && err.code() == "store", "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("held the store's write lock for over 0.2 s") && text.contains("not made"), "{text}");
+        assert!(h.domain("late.example").unwrap().is_none(), "nothing half-made");
+    }
 
     #[test]
     fn a_call_waits_on_the_worker_for_a_lock_the_callers_own_handle_would_give_up_on() {

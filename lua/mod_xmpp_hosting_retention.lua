@@ -80,15 +80,20 @@ local busy_ms = module:get_option_number("xmpp_hosting_sql_busy_timeout", 2000);
 -- worker before the log reaches 10,000 pages (checkpoints every 1,000 pages were half its time),
 -- and Prosody's connection, at SQLite's default 1,000, would copy the sweep's pages on its loop
 -- (the number is the core's PROSODY_AUTOCHECKPOINT, crates/core/src/retention/prosody_archive.rs).
-local function give_busy_timeout()
+-- Only the connection to the database the sweeps work in (`archive_file`) gets the longer WAL:
+-- the housekeeping pass checkpoints that file off the loop (Hosting::checkpoint_prosody_databases),
+-- no other.
+local function give_busy_timeout(archive_file)
 	for _, engine in pairs(sql_engines) do
 		if engine.params and engine.params.driver == "SQLite3" and not engine.xmpp_hosting_busy then
 			engine.xmpp_hosting_busy = true;
 			local onconnect = engine.onconnect;
+			local swept = archive_file
+				== resolve_relative_path(prosody.paths.data or ".", engine.params.database or "prosody.sqlite");
 			local function set_busy(e)
 				return e:transaction(function()
 					e:execute(("PRAGMA busy_timeout = %d"):format(busy_ms));
-					e:execute("PRAGMA wal_autocheckpoint = 12000");
+					if swept then e:execute("PRAGMA wal_autocheckpoint = 12000"); end
 					local row = e:select("PRAGMA wal_autocheckpoint")();
 					module:log("debug", "Prosody's SQLite connection %s: busy timeout %d ms, WAL checkpointed at %s pages",
 						e.url, busy_ms, row and tostring(row[1]));
@@ -134,7 +139,7 @@ local function register(module_name)
 		end
 		backend = "prosody_sql";
 		module:open_store(store, "archive"); -- opens the connection, so it gets its busy timeout now
-		give_busy_timeout();
+		give_busy_timeout(location);
 	elseif driver == "internal" then
 		backend = "prosody_internal";
 	else

@@ -12,7 +12,7 @@
 //! The schedule reads the core's [`crate::Clock`], so tests move time instead of sleeping; a
 //! clock that goes backwards (an NTP step) makes every step due rather than none.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -305,6 +305,10 @@ pub struct Housekeeping {
     runs: Arc<Mutex<Runs>>,
     /// Where this server reads the hosted domains' certificates (none: not installed).
     certificates: Arc<Mutex<Option<crate::certificates::InstallTarget>>>,
+    /// The Prosody databases the checkpoint step copies the logs of: none but in a Prosody
+    /// ([`Housekeeping::checkpoint_prosody_databases`]); the files that failed last time, told
+    /// once, not every few seconds.
+    prosody_databases: Arc<Mutex<Option<BTreeSet<String>>>>,
 }
 
 /// Clears the "pass under way" mark however the pass ends (a panic included), so a failure can
@@ -319,7 +323,46 @@ impl Drop for RunningGuard {
 
 impl Housekeeping {
     pub fn new(hosting: Hosting, schedule: Schedule) -> Self {
-        Housekeeping { hosting, schedule, runs: Arc::default(), certificates: Arc::default() }
+        Housekeeping {
+            hosting,
+            schedule,
+            runs: Arc::default(),
+            certificates: Arc::default(),
+            prosody_databases: Arc::default(),
+        }
+    }
+
+    /// Makes the checkpoint step also checkpoint the Prosody databases the retention sweeps
+    /// work in ([`Hosting::checkpoint_prosody_databases`]), from the next pass on; clones share
+    /// it. For a pass running in Prosody itself: the CLI's or ejabberd's pass on a shared store
+    /// leaves Prosody's files alone.
+    pub fn checkpoint_prosody_databases(&self) {
+        self.prosody_databases.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(BTreeSet::new);
+    }
+
+    /// The checkpoint step's part for Prosody's databases: the pages now in their files; a file
+    /// that starts or stops failing is said in the log.
+    fn checkpoint_prosody(&self, h: &Hosting, log: &mut Vec<LogLine>) -> Result<i64> {
+        let mut guard = self.prosody_databases.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(failing) = guard.as_mut() else { return Ok(0) };
+        let (copied, failed) = h.checkpoint_prosody_databases()?;
+        let now: BTreeSet<String> = failed.iter().map(|(path, _)| path.clone()).collect();
+        for (path, e) in &failed {
+            if !failing.contains(path) {
+                log.push(LogLine {
+                    level: LogLevel::Warn,
+                    text: format!(
+                        "Cannot checkpoint Prosody's database {path} ({e}): Prosody copies its log itself, on its \
+                         loop, once it is 12,000 pages long"
+                    ),
+                });
+            }
+        }
+        for path in failing.difference(&now) {
+            log.push(info(format!("Prosody's database {path} is checkpointed again")));
+        }
+        *failing = now;
+        Ok(copied)
     }
 
     /// Makes the certificate step install the store's certificates into `target` (the server's
@@ -453,7 +496,7 @@ impl Housekeeping {
             report.ran.push(step);
             let outcome = match step {
                 Step::Checkpoint => h.checkpoint().and_then(|(wal_pages, copied)| {
-                    let server_copied = h.checkpoint_prosody_databases()?;
+                    let server_copied = self.checkpoint_prosody(h, &mut report.log)?;
                     report.checkpoint = Some(CheckpointReport { wal_pages, copied, server_copied });
                     Ok(())
                 }),

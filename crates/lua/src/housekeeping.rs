@@ -51,7 +51,11 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
                 Some(table @ LuaValue::Table(_)) => from_lua(lua, table)?,
                 _ => HashMap::new(),
             };
-            Ok(LuaHousekeeping(Housekeeping::new(h.0.clone(), Schedule::with_overrides(overrides)?)))
+            let hk = Housekeeping::new(h.0.clone(), Schedule::with_overrides(overrides)?);
+            // The Lua module is Prosody's: its pass copies the logs of Prosody's databases that
+            // the retention sweeps work in, off Prosody's loop.
+            hk.checkpoint_prosody_databases();
+            Ok(LuaHousekeeping(hk))
         })
     });
 }

@@ -221,6 +221,9 @@ const CHECKPOINT_ROWS: i64 = 5000;
 /// commits); put back when the part ends.
 const SWEEP_AUTOCHECKPOINT: i64 = 20_000;
 
+/// SQLite's own `wal_autocheckpoint` (ejabberd sets none).
+const SQLITE_AUTOCHECKPOINT: i64 = 1000;
+
 /// Where a sweep's time went, kept when `XH_RETENTION_PROFILE` is set (benches) and printed to
 /// stderr when the part ends.
 #[derive(Default)]
@@ -335,14 +338,21 @@ impl<E: ArchiveSql> SqlArchive<E> {
         }
         let synchronous = int(self.exec.query("SELECT synchronous FROM pragma_synchronous")?);
         let known_file = self.sqlite.as_ref().is_some_and(|s| s.file.is_some());
-        let autocheckpoint = if wal && known_file {
+        let mut ready = Ready { wal, synchronous, autocheckpoint: None };
+        if wal && known_file {
             let before = int(self.exec.query("PRAGMA wal_autocheckpoint")?);
+            // The raise of a part whose end never reached ejabberd (its process gone, an answer
+            // past its time) is not ejabberd's own value: SQLite's default is put back instead.
+            let before = if before == SWEEP_AUTOCHECKPOINT { SQLITE_AUTOCHECKPOINT } else { before };
+            // Kept before the raise is asked, so the part's end puts it back even when the
+            // raise's answer never comes.
+            ready.autocheckpoint = Some(before);
+            if let Some(side) = self.sqlite.as_mut() {
+                side.ready = Some(ready);
+            }
             self.exec.query(&format!("PRAGMA wal_autocheckpoint = {SWEEP_AUTOCHECKPOINT}"))?;
-            Some(before)
-        } else {
-            None
-        };
-        Ok(Ready { wal, synchronous, autocheckpoint })
+        }
+        Ok(ready)
     }
 
     /// Copies the log into the database from the core's own connection (PASSIVE: ejabberd's
@@ -996,6 +1006,15 @@ mod tests {
             SqlArchive::sqlite(SqlSchema::Default, Recording::on(&db), Some(db.path.to_str().unwrap().into()));
         let rec = h.retention_sweep_archive(HOST, Kind::Archive, &mut store, &opts(7)).unwrap();
         assert_eq!((rec.state, rec.deleted), (SweepState::Done, 40));
+        // The database file alone (without its log) already has the rows gone: the part ended
+        // with the log copied into it.
+        let file_alone = db.path.with_extension("file-alone");
+        std::fs::copy(&db.path, &file_alone).unwrap();
+        let left: i64 = rusqlite::Connection::open(&file_alone)
+            .unwrap()
+            .query_row("SELECT count(*) FROM archive", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "rows still in the database file: the log was not checkpointed");
         let seen = &store.exec.seen;
         let c = rusqlite::Connection::open(&db.path).unwrap();
         let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
@@ -1013,10 +1032,21 @@ mod tests {
             1
         );
         assert_eq!(seen.last().unwrap(), "PRAGMA wal_autocheckpoint = 1000", "{seen:?}");
-        // The part ended with the log copied into the database.
-        let (_, log, done): (i64, i64, i64) =
-            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
-        assert_eq!(log, done);
+        drop(c);
+
+        // A raise left behind by a part whose end never reached ejabberd is not taken for
+        // ejabberd's own setting: the next part puts SQLite's default back.
+        store.exec.db.query(&format!("PRAGMA wal_autocheckpoint = {SWEEP_AUTOCHECKPOINT}")).unwrap();
+        for i in 0..4 {
+            db.add("u0", HOST, NOW - 2 * 86_400 + i, "chat");
+        }
+        store.exec.seen.clear();
+        let rec = h.retention_sweep_archive(HOST, Kind::Archive, &mut store, &opts(7)).unwrap();
+        assert_eq!((rec.state, rec.deleted), (SweepState::Done, 4));
+        assert_eq!(store.exec.seen.last().unwrap(), "PRAGMA wal_autocheckpoint = 1000", "{:?}", store.exec.seen);
+        for end in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{end}", file_alone.display()));
+        }
     }
 
     #[test]

@@ -110,16 +110,17 @@ impl Hosting {
     }
 
     /// Copies the log of every Prosody database registered for sweeping (`prosody_sql`) into
-    /// its file, PASSIVE: nobody waits, Prosody's reads and writes go on. The housekeeping pass's
-    /// checkpoint step calls it every few seconds on the core's worker, so Prosody's own
-    /// connection, whose automatic checkpoint the module raised for the sweeps' sake (see
-    /// [`ProsodySql::prepare_for_steps`]), never reaches it and never copies a log on its loop.
-    /// Returns the pages of the logs now in the files. A file that is gone (Prosody moved it) is skipped; a failure
-    /// is returned after the other files were done.
-    pub fn checkpoint_prosody_databases(&self) -> Result<i64> {
+    /// its file, PASSIVE: nobody waits, Prosody's reads and writes go on. The housekeeping pass
+    /// of a Prosody ([`crate::housekeeping::Housekeeping::checkpoint_prosody_databases`]) calls
+    /// it every few seconds on the core's worker, so Prosody's own connection, whose automatic
+    /// checkpoint the module raised for the sweeps' sake (see [`PROSODY_AUTOCHECKPOINT`]),
+    /// never reaches it and never copies a log on its loop. Returns the pages of the logs now in
+    /// the files, and each file that could not be checkpointed with why (the others are done
+    /// all the same); a file that is gone (Prosody moved it) is skipped.
+    pub fn checkpoint_prosody_databases(&self) -> Result<(i64, Vec<(String, Error)>)> {
         let files = self.store().read(|c| sql::archive_store_files(c, PROSODY_SQL))?;
         let mut copied = 0;
-        let mut failed = None;
+        let mut failed = Vec::new();
         for path in files {
             if !Path::new(&path).exists() {
                 continue;
@@ -130,10 +131,10 @@ impl Hosting {
             match done {
                 // -1: not in WAL mode (nothing to copy).
                 Ok(pages) => copied += pages.max(0),
-                Err(e) => failed = Some(Error::from(e)),
+                Err(e) => failed.push((path, Error::from(e))),
             }
         }
-        failed.map_or(Ok(copied), Err)
+        Ok((copied, failed))
     }
 
     /// Users of `domain` whose own archive retention is shorter than the domain's, each with the
@@ -681,7 +682,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_housekeeping_checkpoint_copies_prosodys_log_so_prosody_never_has_to() {
-        let (h, _clock, _dir, path, c) = setup("checkpoint");
+        let (h, clock, _dir, path, c) = setup("checkpoint");
         // Prosody's connection in WAL mode, its own automatic checkpoint out of reach (as the
         // module sets it), with writes of its own in the log.
         let mode: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).unwrap();
@@ -694,6 +695,13 @@ pub(crate) mod tests {
         let file_len = || std::fs::metadata(&path).unwrap().len();
         let before = file_len();
         let pass = crate::housekeeping::Housekeeping::new(h.clone(), crate::housekeeping::Schedule::default());
+        // Only a Prosody's pass does it (the CLI's or ejabberd's, on a shared store, leave
+        // Prosody's files alone).
+        let report = pass.run(&[], &[]);
+        assert_eq!(report.checkpoint.expect("the checkpoint step ran").server_copied, 0);
+        assert_eq!(file_len(), before);
+        let pass = crate::housekeeping::Housekeeping::new(h.clone(), crate::housekeeping::Schedule::default());
+        pass.checkpoint_prosody_databases();
         let report = pass.run(&[], &[]);
         let copied = report.checkpoint.expect("the checkpoint step ran").server_copied;
         assert!(copied > 0, "{report:?}");
@@ -712,7 +720,27 @@ pub(crate) mod tests {
             "archive",
         )
         .unwrap();
-        assert_eq!(h.checkpoint_prosody_databases().unwrap(), copied);
+        assert_eq!(h.checkpoint_prosody_databases().unwrap().0, copied);
+        // A file that cannot be opened is told, and does not stop the pass's checkpoint step:
+        // said once in the log, not every few seconds.
+        let dir = std::path::Path::new(&path).parent().unwrap().join("a-directory.sqlite");
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.to_str().unwrap().to_string();
+        h.register_archive_store("example.org", Kind::Muc, "bad.example.org", PROSODY_SQL, Some(&bad), "muc_log")
+            .unwrap();
+        let (_, failed) = h.checkpoint_prosody_databases().unwrap();
+        assert_eq!(failed.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), [bad.as_str()]);
+        let next_checkpoint = || {
+            clock.advance(crate::housekeeping::Schedule::default().checkpoint as i64);
+            pass.run(&[], &[])
+        };
+        let first = next_checkpoint();
+        let said = |r: &crate::housekeeping::HousekeepingReport| {
+            r.log.iter().filter(|l| l.text.contains("a-directory.sqlite")).count()
+        };
+        assert_eq!(said(&first), 1, "{first:?}");
+        assert_eq!(first.checkpoint.map(|c| c.server_copied), Some(copied), "the good file is still done");
+        assert_eq!(said(&next_checkpoint()), 0);
     }
 
     struct Dir(std::path::PathBuf);

@@ -63,7 +63,8 @@ impl Drop for AttemptScope {
 /// A worker call that waited `waited` for another connection's write lock and gave up: said in
 /// an admin's words (SQLite's own is "database is locked"), still a busy store error (code
 /// `store`, [`Error::is_busy`]) for callers that tell them apart. The transaction that met the
-/// lock was rolled back: what it was writing is not in the store.
+/// lock was rolled back; a call of several transactions may have committed the ones before it,
+/// so the text does not promise that nothing was written.
 fn gave_up(e: Error, waited: Option<std::time::Duration>) -> Error {
     match (e, waited) {
         (Error::Store(rusqlite::Error::SqliteFailure(code, _)), Some(waited))
@@ -72,9 +73,9 @@ fn gave_up(e: Error, waited: Option<std::time::Duration>) -> Error {
             Error::Store(rusqlite::Error::SqliteFailure(
                 code,
                 Some(format!(
-                    "another process (the command line, the other server, a backup) held the store's write lock \
-                     for over {} s, as long as xmpp-hosting waits for it; this change was not made: try it again \
-                     once that process is done",
+                    "the store's write lock was held elsewhere (the command line, the other server, a backup, a \
+                     long sweep) for over {} s, as long as xmpp-hosting waits for it; this change was not made, or \
+                     not all of it: check, and try it again once the lock is free",
                     waited.as_secs_f64()
                 )),
             ))
@@ -166,7 +167,10 @@ mod tests {
         other.execute_batch("COMMIT").unwrap();
         assert!(err.is_busy() && err.code() == "store", "{err:?}");
         let text = err.to_string();
-        assert!(text.contains("held the store's write lock for over 0.2 s") && text.contains("not made"), "{text}");
+        assert!(
+            text.contains("held elsewhere") && text.contains("for over 0.2 s") && text.contains("not made"),
+            "{text}"
+        );
         assert!(h.domain("late.example").unwrap().is_none(), "nothing half-made");
     }
 

@@ -227,24 +227,41 @@ def behind_a_held_lock(prosody, client: RawStream, prefix: str, needle: str, wor
     return out["result"]
 
 
-def test_a_login_is_counted_off_the_loop_while_the_lock_is_held(prosody):
-    """Issue 15: the login counted for the active-account statistics waits for no lock on the loop."""
-    assert daily_active(prosody) in (0, 10)  # only "uploader" may have logged in before
+def shell_ok(prosody, command: str):
+    """Runs `command` in Prosody's admin shell; it must not answer with an error."""
+    out = prosody.shell(command).stdout
+    assert "error" not in out.lower(), out
+
+
+def handed_to_the_worker(prosody, prefix: str, act, waiting: str, done: str, *failures: str, client=None):
+    """Runs `act()` (it returns at once) while another process holds the store's write lock: the
+    Prosody log must say its store write waits for the lock on the core's worker (`waiting`),
+    never one of `failures`, and `client`'s pings (else the client `act()` returned) must be
+    answered meanwhile; once the lock is released the log must say `done`. Returns what `act()`
+    returned. (Done on the loop, the write would fail once the loop's short busy timeout gave up.)"""
     offset = len(prosody.log_text())
     holder = lock_holder(prosody)
     try:
-        client = logged_in(prosody.c2s_port, "activist")
-        # The login was tried without waiting and handed to the core's worker; the session
-        # goes on meanwhile.
-        text = log_after(prosody, offset, f"the login of activist@{HOST} is counted once it is free",
-                         "Cannot count the login")
-        assert "Cannot count the login" not in text, text
-        pings_answered(client, "login-ping")
+        got = act()
+        text = log_after(prosody, offset, waiting, *failures)
+        assert not any(f in text for f in failures), text
+        pings_answered(client or got, prefix)
     finally:
         holder.execute("COMMIT")
         holder.close()
-    text = log_after(prosody, offset, f"Login of activist@{HOST} counted")
-    assert "Cannot count the login" not in text, text
+    text = log_after(prosody, offset, done, *failures)
+    assert not any(f in text for f in failures), text
+    return got
+
+
+def test_a_login_is_counted_off_the_loop_while_the_lock_is_held(prosody):
+    """Issue 15: the login counted for the active-account statistics waits for no lock on the loop."""
+    assert daily_active(prosody) in (0, 10)  # only "uploader" may have logged in before
+    # The login was tried without waiting and handed to the core's worker; the session goes on
+    # meanwhile.
+    client = handed_to_the_worker(prosody, "login-ping", lambda: logged_in(prosody.c2s_port, "activist"),
+                                  f"the login of activist@{HOST} is counted once it is free",
+                                  f"Login of activist@{HOST} counted", "Cannot count the login")
     assert daily_active(prosody) == 10  # 1 or 2 accounts, shown approximately
     client.close()
 
@@ -288,20 +305,10 @@ def test_the_upload_directory_is_registered_off_the_loop_while_the_lock_is_held(
     """Issue 11: mod_xmpp_hosting_uploads names its directory to the store (at load) on the core's
     worker when another process holds the lock."""
     client = logged_in(prosody.c2s_port, "uploader")
-    offset = len(prosody.log_text())
-    holder = lock_holder(prosody)
-    try:
-        # Loaded again, the module names its directory at its first check (a second later).
-        out = prosody.shell(f'module:reload("xmpp_hosting_uploads", "{SHARE}")').stdout
-        assert "error" not in out.lower(), out
-        text = log_after(prosody, offset, "is registered once it is free", "Cannot watch the upload directory")
-        assert "Cannot watch the upload directory" not in text, text
-        pings_answered(client, "root-ping")
-    finally:
-        holder.execute("COMMIT")
-        holder.close()
-    text = log_after(prosody, offset, "Watching the upload directory")
-    assert "Cannot watch the upload directory" not in text, text
+    # Loaded again, the module names its directory at its first check (a second later).
+    handed_to_the_worker(prosody, "root-ping", lambda: shell_ok(prosody, f'module:reload("xmpp_hosting_uploads", "{SHARE}")'),
+                         "is registered once it is free", "Watching the upload directory",
+                         "Cannot watch the upload directory", client=client)
     # Slot requests are still decided and issued by the reloaded module.
     client.send(slot_request("after-reload", 500))
     assert "<slot" in reply_to(client, "after-reload")
@@ -314,20 +321,10 @@ def test_a_removed_account_is_forgotten_off_the_loop_while_the_lock_is_held(pros
     prosody.create_user("leaver", PASSWORD)
     run_cli(prosody.database, "quota", "set", HOST, "max_file_size", "1000", "--user", "leaver")
     client = logged_in(prosody.c2s_port, "uploader")
-    offset = len(prosody.log_text())
-    holder = lock_holder(prosody)
-    try:
-        prosody.delete_user("leaver")
-        text = log_after(prosody, offset, f"removed account leaver@{HOST} is forgotten once it is free",
-                         "Cannot forget removed account")
-        assert "Cannot forget removed account" not in text, text
-        pings_answered(client, "removed-ping")
-    finally:
-        holder.execute("COMMIT")
-        holder.close()
-    text = log_after(prosody, offset, f"Account leaver@{HOST} removed: 0 invite(s) revoked, upload exceptions dropped",
-                     "Cannot forget removed account")
-    assert "Cannot forget removed account" not in text, text
+    handed_to_the_worker(prosody, "removed-ping", lambda: prosody.delete_user("leaver"),
+                         f"removed account leaver@{HOST} is forgotten once it is free",
+                         f"Account leaver@{HOST} removed: 0 invite(s) revoked, upload exceptions dropped",
+                         "Cannot forget removed account", client=client)
     client.close()
 
 
@@ -422,53 +419,28 @@ def test_the_retention_of_internal_storage_waits_for_a_held_lock_off_the_loop(pr
     client = logged_in(prosody.c2s_port, "uploader")
     out = prosody.shell(f'module:load("mam", "{HOST}")').stdout
     assert "error" not in out.lower(), out
-    offset = len(prosody.log_text())
-    holder = lock_holder(prosody)
-    try:
-        out = prosody.shell(f'module:load("xmpp_hosting_retention", "{HOST}")').stdout
-        assert "error" not in out.lower(), out
-        text = log_after(prosody, offset, f"the archive of {HOST} is registered for retention once it is free",
-                         "Cannot register the archive")
-        assert "Cannot register the archive" not in text, text
-        pings_answered(client, "register-ping")
-    finally:
-        holder.execute("COMMIT")
-        holder.close()
-    text = log_after(prosody, offset, f"Retention of {HOST}: archive in prosody_internal", "Cannot register the archive")
-    assert "Cannot register the archive" not in text, text
+    handed_to_the_worker(prosody, "register-ping",
+                         lambda: shell_ok(prosody, f'module:load("xmpp_hosting_retention", "{HOST}")'),
+                         f"the archive of {HOST} is registered for retention once it is free",
+                         f"Retention of {HOST}: archive in prosody_internal", "Cannot register the archive",
+                         client=client)
+
+    def fired(event, fields):
+        out = prosody.shell(fire_from_a_timer(event, fields))
+        assert "fired" in out.stdout, out
 
     # The pass's event (fired outside any runner): the sweep begins once the lock is free.
-    offset = len(prosody.log_text())
-    holder = lock_holder(prosody)
-    try:
-        out = prosody.shell(fire_from_a_timer("xmpp-hosting/retention-due", f'domain = "{HOST}", kind = "archive"'))
-        assert "fired" in out.stdout, out
-        text = log_after(prosody, offset, f"the sweep of {HOST} archive begins once it is free",
-                         f"Retention sweep of {HOST} archive:")
-        assert f"Retention sweep of {HOST} archive:" not in text, text
-        pings_answered(client, "due-ping")
-    finally:
-        holder.execute("COMMIT")
-        holder.close()
-    text = log_after(prosody, offset, "Retention: ", f"Retention sweep of {HOST} archive:", "stopped:")
-    assert f"Retention sweep of {HOST} archive:" not in text and "stopped:" not in text, text
+    handed_to_the_worker(prosody, "due-ping",
+                         lambda: fired("xmpp-hosting/retention-due", f'domain = "{HOST}", kind = "archive"'),
+                         f"the sweep of {HOST} archive begins once it is free", "Retention: ",
+                         f"Retention sweep of {HOST} archive:", "stopped:", client=client)
 
     # A dry run (begun at once: it writes nothing until its end): its last step's record waits
     # for the lock on the worker.
-    offset = len(prosody.log_text())
-    holder = lock_holder(prosody)
-    try:
-        out = prosody.shell(fire_from_a_timer("xmpp-hosting/retention-sweep-now",
-                                              f'domain = "{HOST}", kind = "archive", dry_run = true'))
-        assert "fired" in out.stdout, out
-        text = log_after(prosody, offset, "is recorded once it is free", "stopped:")
-        assert "stopped:" not in text, text
-        pings_answered(client, "dry-ping")
-    finally:
-        holder.execute("COMMIT")
-        holder.close()
-    text = log_after(prosody, offset, "Retention: ", "stopped:")
-    assert "stopped:" not in text, text
+    handed_to_the_worker(prosody, "dry-ping",
+                         lambda: fired("xmpp-hosting/retention-sweep-now",
+                                       f'domain = "{HOST}", kind = "archive", dry_run = true'),
+                         "is recorded once it is free", "Retention: ", "stopped:", client=client)
 
     # Fired in the admin shell's runner (as `retention sweep` does): the runner waits for the
     # sweep to begin, and answers with its number.
@@ -511,18 +483,8 @@ def test_a_host_loading_the_invite_module_is_added_off_the_loop_while_the_lock_i
     from the store first, so that loading must add it again."""
     run_cli(prosody.database, "domain", "remove", HOST)
     client = logged_in(prosody.c2s_port, "uploader")
-    offset = len(prosody.log_text())
-    holder = lock_holder(prosody)
-    try:
-        out = prosody.shell(f'module:reload("xmpp_hosting_invites", "{HOST}")').stdout
-        assert "error" not in out.lower(), out
-        text = log_after(prosody, offset, f"{HOST} is added to it once it is free", "Cannot add")
-        assert "Cannot add" not in text, text
-        pings_answered(client, "hosted-ping")
-    finally:
-        holder.execute("COMMIT")
-        holder.close()
-    text = log_after(prosody, offset, f"Added {HOST} to the xmpp-hosting store", "Cannot add")
-    assert "Cannot add" not in text, text
+    handed_to_the_worker(prosody, "hosted-ping", lambda: shell_ok(prosody, f'module:reload("xmpp_hosting_invites", "{HOST}")'),
+                         f"{HOST} is added to it once it is free", f"Added {HOST} to the xmpp-hosting store",
+                         "Cannot add", client=client)
     assert run_cli(prosody.database, "domain", "show", HOST, check=False).returncode == 0
     client.close()

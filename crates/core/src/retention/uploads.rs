@@ -298,9 +298,10 @@ mod tests {
                 &SweepOptions { batch: 4, max_steps: Some(2), ..Default::default() },
             )
             .unwrap();
-        // Two steps (the second may be bigger: batches grow while steps are quick).
+        // Two steps: the first takes its batch of 4; the second takes more or fewer (batches grow
+        // while steps are quick and shrink when one took long, as on a loaded machine), at least one.
         assert_eq!((part.state, part.steps), (SweepState::Running, 2));
-        assert!(part.deleted >= 8 && part.deleted < 25, "{part:?}");
+        assert!(part.deleted >= 5 && part.deleted < 25, "{part:?}");
         let rest = h
             .retention_sweep("example.org", Kind::Uploads, &[], &SweepOptions { batch: 4, ..Default::default() })
             .unwrap();

@@ -22,6 +22,7 @@ else:
     from .common import (LOOPBACK, LUA_CPATH_DIR, REPO, ServerTarget, free_port, stop_process_group, tail, target,
                          wait_for_port)
 
+HARNESS_PLUGINS = Path(__file__).resolve().parent / "prosody_plugins"
 BASE_MODULES = ["roster", "saslauth", "tls", "disco", "ping", "register", "admin_shell", "posix"]
 
 
@@ -62,6 +63,7 @@ class Prosody:
         self.data = self.dir / "data"
         self.log = self.dir / "prosody.log"
         self.database = self.dir / "xmpp_hosting.sqlite"
+        self.ready_file = self.dir / "started"
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -96,7 +98,7 @@ class Prosody:
             "pidfile": str(self.dir / "prosody.pid"),
             "certificates": str(self.dir / "certs"),
             "data_path": str(self.data),
-            "plugin_paths": [str(REPO / "lua")],
+            "plugin_paths": [str(REPO / "lua"), str(HARNESS_PLUGINS)],
             "run_as_root": True,
             "c2s_ports": [self.c2s_port],
             "c2s_interfaces": [LOOPBACK],
@@ -109,7 +111,8 @@ class Prosody:
             "authentication": "internal_hashed",
             "admin_socket": str(self.dir / "prosody.sock"),
             "xmpp_hosting_database": str(self.database),
-            "modules_enabled": BASE_MODULES + self.global_modules,
+            "harness_ready_file": str(self.ready_file),
+            "modules_enabled": BASE_MODULES + ["harness_ready"] + self.global_modules,
             **self.options,
         }
         # An option given as None is left out, so a test can see Prosody's or our module's default.
@@ -125,6 +128,7 @@ class Prosody:
     def start(self, timeout: float = 30.0):
         self.write_config()
         self.log.touch()
+        self.ready_file.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             [str(self.target.path("usr/bin/prosody")), "-F", "--config", str(self.config)],
             env={**self.env, **self.server_env}, stdout=open(self.dir / "stdout.log", "wb"),
@@ -133,10 +137,21 @@ class Prosody:
         )
         try:
             wait_for_port(self.c2s_port, self.proc, timeout, self.log)
+            self._wait_until_started(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _wait_until_started(self, timeout: float):
+        """Waits for mod_harness_ready's file: every host and module loaded, not just the port open."""
+        deadline = time.monotonic() + timeout
+        while not self.ready_file.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Prosody exited with {self.proc.returncode} while starting\n{tail(self.log)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Prosody did not finish starting in {timeout} s\n{tail(self.log)}")
+            time.sleep(0.02)
 
     def stop(self):
         if self.proc is not None:

@@ -159,6 +159,27 @@ def shared_roster_off(server):
     cli(server, "domain", "settings", server.host, "shared_roster", "off")
 
 
+async def _online_together(server, users, online, meanwhile):
+    """Keeps a session open for each of `users`, running `online(c, ready)` in it; once every
+    one has called `ready()` (its own setup done), runs `meanwhile()` (the switch from another
+    process). Returns what `meanwhile` returned and each user's `online` result; sessions still
+    open on a failure are cancelled."""
+    loop = asyncio.get_running_loop()
+    ready = {w: loop.create_future() for w in users}
+
+    async def session(c):
+        return await online(c, lambda: ready[c.boundjid.bare].set_result(True))
+
+    sessions = [asyncio.ensure_future(client._session(server.c2s_port, w, PASSWORD, session, 150)) for w in users]
+    try:
+        await asyncio.wait_for(asyncio.gather(*ready.values()), 30)
+        during = await meanwhile()
+        return during, dict(zip(users, await asyncio.gather(*sessions)))
+    finally:
+        for t in sessions:
+            t.cancel()
+
+
 class UsersScenarios:
     # ---- everyone is in everybody else's contact list -------------------------------------
 
@@ -232,11 +253,10 @@ class UsersScenarios:
 
         async def scenario():
             loop = asyncio.get_running_loop()
-            ready = {w: loop.create_future() for w in (carol, dave)}
             got_on = {w: loop.create_future() for w in (carol, dave)}
             switched_off = loop.create_future()
 
-            async def online(c):
+            async def online(c, ready):
                 me = c.boundjid.bare
                 other = dave if me == carol else carol
                 pushed = RosterPushes(c)
@@ -249,7 +269,7 @@ class UsersScenarios:
                     # and a request to see boss's presence, pending: boss stays offline
                     c.send_presence(pto=boss, ptype="subscribe")
                     await pushed.until_last(boss, ("none", "subscribe"))
-                ready[me].set_result(True)
+                ready()
                 await until((other, "both"))
                 got_on[me].set_result(list(pushes))
                 await switched_off
@@ -259,18 +279,14 @@ class UsersScenarios:
                 last_of[me] = dict(pushed.last)
                 return pushes
 
-            sessions = [asyncio.ensure_future(client._session(server.c2s_port, w, PASSWORD, online, 150))
-                        for w in (carol, dave)]
-            try:
-                await asyncio.wait_for(asyncio.gather(*ready.values()), 30)
+            async def switch_on_then_off():
                 await asyncio.to_thread(cli, server, "domain", "settings", server.host, "shared_roster", "on")
                 on = dict(zip((carol, dave), await asyncio.wait_for(asyncio.gather(*got_on.values()), 90)))
                 await asyncio.to_thread(cli, server, "domain", "settings", server.host, "shared_roster", "off")
                 switched_off.set_result(True)
-                return on, dict(zip((carol, dave), await asyncio.gather(*sessions)))
-            finally:
-                for t in sessions:
-                    t.cancel()
+                return on
+
+            return await _online_together(server, (carol, dave), online, switch_on_then_off)
 
         try:
             on, everything = asyncio.run(scenario())
@@ -301,17 +317,16 @@ class UsersScenarios:
 
         async def scenario():
             loop = asyncio.get_running_loop()
-            ready = {w: loop.create_future() for w in (carol, dave)}
             got_on = {w: loop.create_future() for w in (carol, dave)}
             looked = loop.create_future()
 
-            async def online(c):
+            async def online(c, ready):
                 me = c.boundjid.bare
                 other = dave if me == carol else carol
                 pushed = RosterPushes(c)
                 pushes, until = pushed.items, pushed.until
                 await c.get_roster()
-                ready[me].set_result(True)
+                ready()
                 await until((other, "both"))
                 # The server sent the switch's pushes in one go: a round trip after the first
                 # one has them all arrive before what comes next is counted.
@@ -323,10 +338,7 @@ class UsersScenarios:
                 await until((other, "remove"))
                 return before_switch, pushes
 
-            sessions = [asyncio.ensure_future(client._session(server.c2s_port, w, PASSWORD, online, 150))
-                        for w in (carol, dave)]
-            try:
-                await asyncio.wait_for(asyncio.gather(*ready.values()), 30)
+            async def switch_on_change_another_then_off():
                 await asyncio.to_thread(cli, server, "domain", "settings", server.host, "shared_roster", "on")
                 await asyncio.wait_for(asyncio.gather(*got_on.values()), 90)
                 await asyncio.to_thread(cli, server, "domain", "settings", server.host,
@@ -336,10 +348,8 @@ class UsersScenarios:
                 await asyncio.sleep(11)
                 looked.set_result(True)
                 await asyncio.to_thread(cli, server, "domain", "settings", server.host, "shared_roster", "off")
-                return dict(zip((carol, dave), await asyncio.gather(*sessions)))
-            finally:
-                for t in sessions:
-                    t.cancel()
+
+            return (await _online_together(server, (carol, dave), online, switch_on_change_another_then_off))[1]
 
         seen = asyncio.run(scenario())
         assert domain_settings(server, server.host)["publication"]["bus_factor"] == bus_factor

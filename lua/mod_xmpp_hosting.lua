@@ -52,6 +52,13 @@ local database_path = module:get_option_path("xmpp_hosting_database", "xmpp_host
 -- CLI, ejabberd, a backup) before it fails: every session waits with it. Writes that can wait
 -- longer run on the core's worker (call_off_loop). prosodyctl waits the core's default (2 s).
 local loop_busy_timeout = module:get_option_number("xmpp_hosting_busy_timeout", 0.25);
+-- Seconds a store write made on the core's worker waits for another process's write lock before
+-- it fails (the core checks the value: 0.1 to 3600; unset, the core's 10). A write someone waits
+-- for (an admin command, a registration) fails then with an error that says so; one nobody
+-- waits for (a removed account forgotten, a login counted, a directory or an archive registered)
+-- is tried again by the worker after longer and longer pauses (8 tries; with the 10 s wait,
+-- over about three minutes) and only then logged as failed.
+local store_lock_timeout = module:get_option_number("xmpp_hosting_store_lock_timeout");
 
 -- Opened on first use, not at load: prosodyctl loads modules for commands that may never
 -- touch the store, and a broken path should fail the command that needs it, loudly.
@@ -59,7 +66,8 @@ local store;
 function get_store() -- luacheck: ignore 131 (exported to dependent modules)
 	if not store then
 		local err, code;
-		local options = prosody.process_type == "prosody" and { busy_timeout = loop_busy_timeout } or nil;
+		local options = { lock_timeout = store_lock_timeout };
+		if prosody.process_type == "prosody" then options.busy_timeout = loop_busy_timeout; end
 		store, err, code = xh.open(database_path, options);
 		if not store then
 			module:log("error", "Cannot open the xmpp-hosting store %s: %s (%s)", database_path, err, code);

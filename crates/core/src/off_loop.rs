@@ -10,47 +10,68 @@
 //! [`Hosting::now_or_later`] instead: it is tried on the caller's thread without waiting for any
 //! lock, and only when another connection holds the write lock is it handed to the worker. The
 //! caller then answers from the [`Pending`], as for `later`.
+//!
+//! A write nobody waits for (a removed account forgotten, a login counted, a directory or an
+//! archive registered) goes through [`Hosting::now_or_in_background`]: the same, except that the
+//! worker does not give up when its wait for the lock runs out. A backup may hold the lock for
+//! longer than any wait worth making, and the admin expects the write once the lock is free: the
+//! worker tries again after a pause that doubles each time ([`BACKGROUND_RETRY`]), and only after
+//! its last try does the caller get the error, which says how long it was tried.
 
 use std::cell::Cell;
+use std::time::{Duration, Instant};
 
+use crate::clock::ManualClock;
 use crate::worker::Pending;
 use crate::{Error, Hosting, Result};
 
+/// How a call on this thread meets another connection's lock, and what it did before.
+#[derive(Clone, Copy)]
+struct Tracking {
+    /// Whether store calls wait for the lock (the worker's tries) or give up at once (a
+    /// [`Hosting::now_or_later`] attempt on the caller's thread).
+    waits: bool,
+    /// Whether one of the call's transactions has committed.
+    committed: bool,
+}
+
 thread_local! {
-    /// Set while a [`Hosting::now_or_later`] attempt runs on this thread: the store's
-    /// transactions then give up at once on another connection's lock (SQLITE_BUSY) instead of
-    /// waiting for it. `Some(true)` once one of the attempt's transactions has committed.
-    static ATTEMPT: Cell<Option<bool>> = const { Cell::new(None) };
+    /// Set while a tracked call runs on this thread: during a [`Hosting::now_or_later`] attempt
+    /// the store's transactions give up at once on another connection's lock (SQLITE_BUSY)
+    /// instead of waiting for it; in every tracked call a commit is noted, because a call that
+    /// wrote part of its change must not be started again.
+    static ATTEMPT: Cell<Option<Tracking>> = const { Cell::new(None) };
 }
 
 /// Whether store calls on this thread wait for another connection's lock (the handle's busy
 /// timeout): not during a [`Hosting::now_or_later`] attempt.
 pub(crate) fn waits_for_locks() -> bool {
-    ATTEMPT.with(|a| a.get().is_none())
+    ATTEMPT.with(|a| a.get().is_none_or(|t| t.waits))
 }
 
-/// A transaction committed during a [`Hosting::now_or_later`] attempt: the attempt's work is then
-/// partly done, and handing it to the worker would do that part twice.
+/// A transaction committed during a tracked call: the call's work is then partly done, and
+/// starting it again would do that part twice.
 pub(crate) fn committed() {
     ATTEMPT.with(|a| {
-        if a.get().is_some() {
-            a.set(Some(true));
+        if let Some(t) = a.get() {
+            a.set(Some(Tracking { committed: true, ..t }));
         }
     });
 }
 
-/// Marks this thread's store calls as an attempt for as long as it lives (a panic in the call
-/// ends the attempt too), and puts back what was there before.
-struct AttemptScope(Option<bool>);
+/// Tracks this thread's store calls for as long as it lives (a panic in the call ends the
+/// tracking too), and puts back what was there before.
+struct AttemptScope(Option<Tracking>);
 
 impl AttemptScope {
-    fn start() -> Self {
-        AttemptScope(ATTEMPT.with(|a| a.replace(Some(false))))
+    /// `waits`: whether the call may wait for another connection's lock.
+    fn start(waits: bool) -> Self {
+        AttemptScope(ATTEMPT.with(|a| a.replace(Some(Tracking { waits, committed: false }))))
     }
 
-    /// Whether a transaction committed during the attempt.
+    /// Whether a transaction committed during the call.
     fn committed(&self) -> bool {
-        ATTEMPT.with(|a| a.get() == Some(true))
+        ATTEMPT.with(|a| a.get().is_some_and(|t| t.committed))
     }
 }
 
@@ -60,28 +81,77 @@ impl Drop for AttemptScope {
     }
 }
 
+/// The busy error's text: the store's write lock was held elsewhere for over `waited`; `tried`
+/// adds how many times and over how long, for a background write that was tried again.
+fn lock_held_text(waited: Duration, tried: Option<(u32, Duration)>) -> String {
+    let how_long = match tried {
+        None => format!("for over {} s, as long as xmpp-hosting waits for it", waited.as_secs_f64()),
+        Some((tries, over)) => format!(
+            "for over {} s (as long as xmpp-hosting waits for it) at each of {tries} tries over {} s",
+            waited.as_secs_f64(),
+            over.as_secs()
+        ),
+    };
+    format!(
+        "the store's write lock was held elsewhere (the command line, the other server, a backup, a long \
+         sweep) {how_long}; this change was not made, or not all of it: check, and try it again once the lock \
+         is free"
+    )
+}
+
 /// A worker call that waited `waited` for another connection's write lock and gave up: said in
 /// an admin's words (SQLite's own is "database is locked"), still a busy store error (code
 /// `store`, [`Error::is_busy`]) for callers that tell them apart. The transaction that met the
 /// lock was rolled back; a call of several transactions may have committed the ones before it,
-/// so the text does not promise that nothing was written.
-fn gave_up(e: Error, waited: Option<std::time::Duration>) -> Error {
+/// so the text does not promise that nothing was written. `tried`: how many tries, over how long.
+fn gave_up(e: Error, waited: Option<Duration>, tried: Option<(u32, Duration)>) -> Error {
     match (e, waited) {
         (Error::Store(rusqlite::Error::SqliteFailure(code, _)), Some(waited))
             if code.code == rusqlite::ErrorCode::DatabaseBusy =>
         {
-            Error::Store(rusqlite::Error::SqliteFailure(
-                code,
-                Some(format!(
-                    "the store's write lock was held elsewhere (the command line, the other server, a backup, a \
-                     long sweep) for over {} s, as long as xmpp-hosting waits for it; this change was not made, or \
-                     not all of it: check, and try it again once the lock is free",
-                    waited.as_secs_f64()
-                )),
-            ))
+            Error::Store(rusqlite::Error::SqliteFailure(code, Some(lock_held_text(waited, tried))))
         }
         (e, _) => e,
     }
+}
+
+/// How often, and after which pauses, the worker tries a background write again after its wait
+/// for another process's lock ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Tries on the worker in all (each waits up to `worker_busy_timeout` for the lock).
+    pub tries: u32,
+    /// The pause after the first try that met the lock; each later pause is twice the one
+    /// before, up to `longest_pause`.
+    pub first_pause: Duration,
+    pub longest_pause: Duration,
+}
+
+/// Background writes: 8 tries, pauses of 1, 2, 4, 8, 16, 32 and 60 s between them. With the
+/// default 10 s wait for the lock each, a write is tried for about 3 minutes and 20 s: a backup
+/// or an audit holding the lock for half a minute delays it, and only a lock held for minutes
+/// (something stuck) makes it fail, then with the error in the log. Bounded, so a store that
+/// stays locked does not pile up writes on the worker.
+pub const BACKGROUND_RETRY: Retry =
+    Retry { tries: 8, first_pause: Duration::from_secs(1), longest_pause: Duration::from_secs(60) };
+
+/// The longest wait for another process's lock an admin may set for the worker's store calls
+/// (`worker_busy_timeout`): an hour. A longer one would hold a call, and what waits for it,
+/// past anything a person would wait for.
+const LONGEST_LOCK_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// `seconds`, an admin's setting of how long the worker's store calls wait for another
+/// process's write lock (Prosody's `xmpp_hosting_store_lock_timeout`), as a
+/// [`crate::OpenOptions::worker_busy_timeout`]; refused, with why, when it is not a number of
+/// seconds from 0.1 to 3600. (`setting` names it in the error.)
+pub fn lock_timeout_setting(setting: &str, seconds: f64) -> Result<Duration> {
+    if !seconds.is_finite() || !(0.1..=LONGEST_LOCK_TIMEOUT.as_secs_f64()).contains(&seconds) {
+        return Err(Error::InvalidArgument(format!(
+            "{setting} is {seconds}: it is how many seconds a store write made off the server's event loop waits for \
+             another process's lock (the command line, the other server, a backup), from 0.1 to 3600 (default 10)"
+        )));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// The outcome of [`Hosting::now_or_later`]: the result, or the same call still running on the
@@ -103,7 +173,7 @@ impl Hosting {
         let worker = self.worker_handle()?;
         let waited = self.reopen_options().map(|(_, o)| o.worker_busy_timeout);
         Pending::spawn(async move {
-            tokio::task::spawn_blocking(move || call(&worker).map_err(|e| gave_up(e, waited)))
+            tokio::task::spawn_blocking(move || call(&worker).map_err(|e| gave_up(e, waited, None)))
                 .await
                 .unwrap_or_else(|e| Err(Error::Internal(format!("a store call on the worker failed: {e}"))))
         })
@@ -122,14 +192,84 @@ impl Hosting {
         T: Send + 'static,
         F: FnOnce(&Hosting) -> Result<T> + Clone + Send + 'static,
     {
-        let attempt = AttemptScope::start();
-        let outcome = call.clone()(self);
-        let partly_done = attempt.committed();
-        drop(attempt);
-        match outcome {
-            Err(e) if e.is_busy() && !partly_done => self.later(call).map(NowOrLater::Later),
-            other => other.map(NowOrLater::Now),
+        match self.attempt(call.clone()) {
+            (Err(e), false) if e.is_busy() => self.later(call).map(NowOrLater::Later),
+            (other, _) => other.map(NowOrLater::Now),
         }
+    }
+
+    /// `call` on this thread without waiting for any lock, and whether one of its transactions
+    /// committed before it ended (then it must not be started again).
+    fn attempt<T>(&self, call: impl FnOnce(&Hosting) -> Result<T>) -> (Result<T>, bool) {
+        let attempt = AttemptScope::start(false);
+        let outcome = call(self);
+        (outcome, attempt.committed())
+    }
+
+    /// [`Hosting::now_or_later`] for a write nobody waits for (a removed account forgotten, a
+    /// login counted, an upload directory or an archive registered): when the worker's wait for
+    /// another process's lock runs out, the worker tries again after a pause instead of giving
+    /// up ([`BACKGROUND_RETRY`]); the [`Pending`] has the outcome of the try that got the lock,
+    /// or, after the last try, the error that says how long it was tried. Nothing waits on the
+    /// caller's thread, and the pauses hold no thread of the worker.
+    ///
+    /// Every try is made as of the moment the write was asked for (the worker's handle sees the
+    /// clock stopped then): a login is counted at its time, an account removed at its removal,
+    /// a registration is dated when the server made it, however late the lock came free; a
+    /// write that a later one has superseded in the store is then not made, where the rule
+    /// compares times (see [`Hosting::register_archive_store`], [`Hosting::account_removed`]).
+    /// `call` must be safe to make again after a try that met the lock: a try that committed
+    /// part of its change is not started again, and its error is the outcome.
+    pub fn now_or_in_background<T, F>(&self, call: F) -> Result<NowOrLater<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Hosting) -> Result<T> + Clone + Send + 'static,
+    {
+        match self.attempt(call.clone()) {
+            (Err(e), false) if e.is_busy() => self.in_background(call, BACKGROUND_RETRY).map(NowOrLater::Later),
+            (other, _) => other.map(NowOrLater::Now),
+        }
+    }
+
+    /// The worker's tries of a background write (see [`Hosting::now_or_in_background`]).
+    pub(crate) fn in_background<T, F>(&self, call: F, retry: Retry) -> Result<Pending<Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Hosting) -> Result<T> + Clone + Send + 'static,
+    {
+        // The clock stopped at the request: every try is made as of then.
+        let worker = self.worker_handle()?.with_clock(ManualClock::new(self.now()));
+        let waited = self.reopen_options().map(|(_, o)| o.worker_busy_timeout);
+        Pending::spawn(async move {
+            let started = Instant::now();
+            let mut pause = retry.first_pause;
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let (call, worker) = (call.clone(), worker.clone());
+                let outcome = tokio::task::spawn_blocking(move || {
+                    let tracked = AttemptScope::start(true);
+                    let outcome = call(&worker);
+                    (outcome, tracked.committed())
+                })
+                .await;
+                let (outcome, partly_done) = match outcome {
+                    Ok(done) => done,
+                    Err(e) => return Err(Error::Internal(format!("a store call on the worker failed: {e}"))),
+                };
+                match outcome {
+                    Err(e) if e.is_busy() && !partly_done && tries < retry.tries => {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(retry.longest_pause);
+                    }
+                    Err(e) if e.is_busy() && !partly_done => {
+                        return Err(gave_up(e, waited, Some((tries, started.elapsed()))));
+                    }
+                    other => return other.map_err(|e| gave_up(e, waited, None)),
+                }
+            }
+        })
+        .map_err(|e| Error::Internal(format!("cannot start work on the worker: {e}")))
     }
 
     /// The handle worker calls use: the same file on a connection of its own, seen through the
@@ -147,13 +287,15 @@ impl Hosting {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
     use std::time::Duration;
 
     use rusqlite::Connection;
 
-    use super::NowOrLater;
+    use super::{lock_timeout_setting, NowOrLater, Retry};
     use crate::test_store::TestStore;
-    use crate::{Hosting, OpenOptions};
+    use crate::{Hosting, ManualClock, OpenOptions};
 
     #[test]
     fn a_worker_call_that_waited_its_whole_timeout_says_so_and_changed_nothing() {
@@ -260,6 +402,181 @@ mod tests {
             Ok(_) => panic!("a call that had written something was run again"),
         }
         assert!(h.domain("second.example").unwrap().is_none());
+    }
+
+    /// Polls `done` until it holds, for at most 30 s.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what} never happened");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A quick schedule for the tests: the worker waits 50 ms for the lock, pauses 10-40 ms.
+    fn quick(tries: u32) -> (OpenOptions, Retry) {
+        let options =
+            OpenOptions { busy_timeout: Duration::from_millis(10), worker_busy_timeout: Duration::from_millis(50) };
+        (options, Retry { tries, first_pause: Duration::from_millis(10), longest_pause: Duration::from_millis(40) })
+    }
+
+    #[test]
+    fn a_background_write_is_made_once_a_lock_held_past_the_workers_wait_is_free() {
+        let store = TestStore::new("background-retried");
+        let (options, retry) = quick(1000);
+        let h = Hosting::open_with(&store.path, &options).unwrap();
+        let tries = Arc::new(AtomicU32::new(0));
+        let counted = tries.clone();
+        let other = lock_holder(&store.path);
+        let pending = h
+            .in_background(
+                move |w| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    w.add_domain("patient.example")
+                },
+                retry,
+            )
+            .unwrap();
+        // Three tries have waited out the worker's wait for the lock; the write is still to come.
+        eventually("a third try", || tries.load(Ordering::SeqCst) >= 3);
+        assert!(pending.try_take().is_none(), "gave up while the lock was held");
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(pending.wait().unwrap().name.as_str(), "patient.example");
+        assert!(h.domain("patient.example").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_background_write_gives_up_after_its_last_try_and_says_how_long_it_tried() {
+        let store = TestStore::new("background-gave-up");
+        let (options, retry) = quick(3);
+        let h = Hosting::open_with(&store.path, &options).unwrap();
+        let other = lock_holder(&store.path);
+        let err = h.in_background(|w| w.add_domain("never.example"), retry).unwrap().wait().unwrap_err();
+        other.execute_batch("COMMIT").unwrap();
+        assert!(err.is_busy() && err.code() == "store", "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("held elsewhere") && text.contains("at each of 3 tries over"), "{text}");
+        assert!(h.domain("never.example").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_background_try_that_committed_part_of_its_change_is_not_made_again() {
+        let store = TestStore::new("background-partly");
+        let (options, retry) = quick(1000);
+        let h = Hosting::open_with(&store.path, &options).unwrap();
+        let path = store.path.clone();
+        let tries = Arc::new(AtomicU32::new(0));
+        let counted = tries.clone();
+        let err = h
+            .in_background(
+                move |w| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    w.add_domain("first.example")?;
+                    let other = lock_holder(&path);
+                    let second = w.add_domain("second.example");
+                    other.execute_batch("COMMIT").unwrap();
+                    second
+                },
+                retry,
+            )
+            .unwrap()
+            .wait()
+            .unwrap_err();
+        assert!(err.is_busy(), "{err}");
+        assert_eq!(tries.load(Ordering::SeqCst), 1, "a call that had written something was made again");
+        assert!(h.domain("second.example").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_background_write_is_made_as_of_when_it_was_asked_for() {
+        let store = TestStore::new("background-as-of");
+        let (options, retry) = quick(1000);
+        let clock = ManualClock::new(1_000_000);
+        let h = Hosting::open_with(&store.path, &options).unwrap().with_clock(clock.clone());
+        let other = lock_holder(&store.path);
+        let tries = Arc::new(AtomicU32::new(0));
+        let counted = tries.clone();
+        let pending = h
+            .in_background(
+                move |w| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    w.add_domain("dated.example").map(|_| w.now())
+                },
+                retry,
+            )
+            .unwrap();
+        eventually("a second try", || tries.load(Ordering::SeqCst) >= 2);
+        clock.advance(3600);
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(pending.wait().unwrap(), 1_000_000, "made as of the time the lock came free");
+    }
+
+    #[test]
+    fn a_background_write_is_made_at_once_when_nobody_holds_the_lock_and_else_by_the_worker() {
+        let store = TestStore::new("background-now");
+        let h = Hosting::open(&store.path).unwrap();
+        let NowOrLater::Now(d) = h.now_or_in_background(|w| w.add_domain("now.example")).unwrap() else {
+            panic!("handed to the worker although nobody held the lock");
+        };
+        assert_eq!(d.name.as_str(), "now.example");
+        match h.now_or_in_background(|w| w.add_domain("now.example")) {
+            Err(e) => assert_eq!(e.code(), "already-exists"),
+            Ok(_) => panic!("a refusal was not given at once"),
+        }
+        let other = lock_holder(&store.path);
+        let NowOrLater::Later(pending) = h.now_or_in_background(|w| w.add_domain("later.example")).unwrap() else {
+            panic!("the caller's thread waited for another connection's write lock");
+        };
+        assert!(super::waits_for_locks());
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(pending.wait().unwrap().name.as_str(), "later.example");
+    }
+
+    #[test]
+    fn a_late_background_write_does_not_undo_what_came_after_it() {
+        use crate::invites::{Creator, InviteKind, NewInvite};
+        use crate::retention::Kind;
+        let h = Hosting::open_in_memory().unwrap();
+        let at = |t| h.clone().with_clock(ManualClock::new(t));
+        at(100).add_domain("example.org").unwrap();
+        at(100).set_domain_setting("example.org", "registration.users_may_invite", "true").unwrap();
+        // A module reloaded with another database registers it (at 300); the registration it
+        // made before (at 200) is still being tried behind a lock and comes in last.
+        let register = |t, file: &str| {
+            at(t).register_archive_store(
+                "example.org",
+                Kind::Archive,
+                "example.org",
+                "prosody_sql",
+                Some(file),
+                "archive",
+            )
+        };
+        register(300, "/var/lib/prosody/new.sqlite").unwrap();
+        register(200, "/var/lib/prosody/old.sqlite").unwrap();
+        let stores = h.archive_stores("example.org", Kind::Archive).unwrap();
+        assert_eq!(stores[0].location.as_deref(), Some("/var/lib/prosody/new.sqlite"));
+        // alice was removed at 200; a new alice made a contact invite at 300; the removal, made
+        // late as of 200, revokes only what the old alice left.
+        let mut theirs = NewInvite::account("example.org");
+        (theirs.kind, theirs.created_by) = (InviteKind::Roster, Creator::User("alice@example.org".into()));
+        let old = at(150).create_invite(&theirs).unwrap();
+        let new = at(300).create_invite(&theirs).unwrap();
+        assert_eq!(at(200).account_removed("example.org", "alice").unwrap().invites_revoked, 1);
+        assert!(at(310).check_invite("example.org", &old.token).unwrap().is_none());
+        assert!(at(310).check_invite("example.org", &new.token).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_workers_wait_for_a_lock_is_refused_unless_it_is_a_sane_number_of_seconds() {
+        for nonsense in [0.0, 0.05, -1.0, 3601.0, f64::NAN, f64::INFINITY] {
+            let e = lock_timeout_setting("xmpp_hosting_store_lock_timeout", nonsense).unwrap_err();
+            assert_eq!(e.code(), "invalid-argument");
+            assert!(e.to_string().contains("xmpp_hosting_store_lock_timeout") && e.to_string().contains("0.1 to 3600"));
+        }
+        assert_eq!(lock_timeout_setting("x", 1.0).unwrap(), Duration::from_secs(1));
+        assert_eq!(lock_timeout_setting("x", 0.5).unwrap(), Duration::from_millis(500));
+        assert_eq!(lock_timeout_setting("x", 3600.0).unwrap(), Duration::from_secs(3600));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `h:account_removed(domain, username)`: the server removed an account; returns
 //! `{invites_revoked, upload_limits_cleared}`. `h:account_removed_or_later(domain, username)` is
 //! the same for Prosody's loop: that table at once, or a pending result (see pending.rs) while
-//! another process holds the store's write lock.
+//! another process holds the store's write lock (nobody waits for it: the core's worker tries
+//! again until the lock is free, see `Hosting::now_or_in_background`).
 
 use mlua::prelude::*;
 
@@ -14,6 +15,6 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
         serialized(lua, || h.0.account_removed(&domain, &username))
     });
     m.add_method("account_removed_or_later", |lua, h, (domain, username): (String, String)| {
-        outcome(lua, || h.0.now_or_later(move |w| w.account_removed(&domain, &username)).map(LuaNowOrLater))
+        outcome(lua, || h.0.now_or_in_background(move |w| w.account_removed(&domain, &username)).map(LuaNowOrLater))
     });
 }

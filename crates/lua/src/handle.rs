@@ -8,7 +8,9 @@ use xmpp_hosting_core::{Error, Hosting, OpenOptions};
 pub struct Handle(pub Hosting);
 
 impl Handle {
-    pub fn open(path: &str, busy_timeout: Option<f64>) -> Result<Handle, Error> {
+    /// `lock_timeout`: how long the worker's store calls wait for another process's lock
+    /// (Prosody's `xmpp_hosting_store_lock_timeout`), checked by the core.
+    pub fn open(path: &str, busy_timeout: Option<f64>, lock_timeout: Option<f64>) -> Result<Handle, Error> {
         if path.is_empty() || path.contains('\0') {
             return Err(Error::InvalidArgument("the store path must be a non-empty file path".into()));
         }
@@ -18,6 +20,10 @@ impl Handle {
                 .ok()
                 .filter(|d| *d <= Duration::from_secs(60))
                 .ok_or_else(|| Error::InvalidArgument(format!("busy_timeout {seconds} is not 0 to 60 seconds")))?;
+        }
+        if let Some(seconds) = lock_timeout {
+            options.worker_busy_timeout =
+                xmpp_hosting_core::lock_timeout_setting("xmpp_hosting_store_lock_timeout", seconds)?;
         }
         Ok(Handle(Hosting::open_with(path, &options)?))
     }

@@ -111,9 +111,10 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     // A host that loads the invite module is hosted: `{domain, added, log}`.
     m.add_method("ensure_hosted", |lua, h, domain: String| serialized(lua, || h.0.ensure_hosted(&domain)));
     // The same at module load on Prosody's loop: the answer at once, or a pending result while
-    // another process holds the store's write lock (see pending.rs).
+    // another process holds the store's write lock (see pending.rs; the worker tries until the
+    // lock is free).
     m.add_method("ensure_hosted_or_later", |lua, h, domain: String| {
-        outcome(lua, || h.0.now_or_later(move |w| w.ensure_hosted(&domain)).map(LuaNowOrLater))
+        outcome(lua, || h.0.now_or_in_background(move |w| w.ensure_hosted(&domain)).map(LuaNowOrLater))
     });
     m.add_method("invite_audit", |lua, h, (domain, limit): (String, Option<u32>)| {
         serialized(lua, || h.0.invite_audit(&domain, limit.unwrap_or(50)))

@@ -37,14 +37,18 @@ fn xmpp_hosting(lua: &Lua) -> LuaResult<LuaTable> {
     m.set("version", lua.create_function(|_, ()| Ok(xmpp_hosting_core::VERSION))?)?;
     m.set(
         "open",
-        // `xmpp_hosting.open(path [, {busy_timeout = seconds}])`: the server's own handle waits only
-        // briefly for another process's lock; what may wait longer goes through `*_later` calls.
+        // `xmpp_hosting.open(path [, {busy_timeout = seconds, lock_timeout = seconds}])`: the
+        // server's own handle waits only briefly (`busy_timeout`) for another process's lock; what
+        // may wait longer goes to the core's worker, which waits `lock_timeout` (the core checks it).
         lua.create_function(|lua, (path, options): (LuaString, Option<LuaTable>)| {
             convert::outcome(lua, || {
-                let busy_timeout = options.map(|o| o.get::<Option<f64>>("busy_timeout")).transpose().map_err(|e| {
-                    xmpp_hosting_core::Error::InvalidArgument(format!("busy_timeout must be a number of seconds: {e}"))
-                })?;
-                Handle::open(&convert::text(&path, "store path")?, busy_timeout.flatten())
+                let seconds = |name: &str| {
+                    options.as_ref().map(|o| o.get::<Option<f64>>(name)).transpose().map(Option::flatten).map_err(|e| {
+                        xmpp_hosting_core::Error::InvalidArgument(format!("{name} must be a number of seconds: {e}"))
+                    })
+                };
+                let (busy_timeout, lock_timeout) = (seconds("busy_timeout")?, seconds("lock_timeout")?);
+                Handle::open(&convert::text(&path, "store path")?, busy_timeout, lock_timeout)
             })
         })?,
     )?;

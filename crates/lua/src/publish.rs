@@ -48,9 +48,12 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
         outcome(lua, || h.0.record_activity(&domain, &user).map(|()| true))
     });
     // The same for Prosody's loop: `true` at once, or a pending result while another process
-    // holds the store's write lock (see pending.rs), so a login never waits for it.
+    // holds the store's write lock (see pending.rs), so a login never waits for it; the core's
+    // worker counts it once the lock is free, however long that takes (`now_or_in_background`).
     m.add_method("record_activity_or_later", |lua, h, (domain, user): (String, String)| {
-        outcome(lua, || h.0.now_or_later(move |w| w.record_activity(&domain, &user).map(|()| true)).map(LuaNowOrLater))
+        outcome(lua, || {
+            h.0.now_or_in_background(move |w| w.record_activity(&domain, &user).map(|()| true)).map(LuaNowOrLater)
+        })
     });
     m.add_method("disco_forms", |lua, h, domain: String| serialized(lua, || h.0.disco_forms(&domain)));
     m.add_method("policy_page", |lua, h, (domain, language, stats): (String, Option<String>, Option<LuaTable>)| {

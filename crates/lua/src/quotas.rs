@@ -123,11 +123,11 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
         outcome(lua, || h.0.watch_upload_root(&root, partial_suffix.as_deref().unwrap_or("")).map(|()| true))
     });
     // The same for Prosody's loop: `true` at once, or a pending result while another process
-    // holds the store's write lock (see pending.rs).
+    // holds the store's write lock (see pending.rs; the worker tries until the lock is free).
     m.add_method("watch_upload_root_or_later", |lua, h, (root, partial_suffix): (String, Option<String>)| {
         let suffix = partial_suffix.unwrap_or_default();
         outcome(lua, || {
-            h.0.now_or_later(move |w| w.watch_upload_root(&root, &suffix).map(|()| true)).map(LuaNowOrLater)
+            h.0.now_or_in_background(move |w| w.watch_upload_root(&root, &suffix).map(|()| true)).map(LuaNowOrLater)
         })
     });
     m.add_method("start_upload_slot_check", |lua, h, roots: Option<Vec<String>>| {

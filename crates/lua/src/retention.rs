@@ -106,13 +106,14 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     );
     // Prosody's loop calls the next three (at load, from the housekeeping pass's event, from a
     // step's timer): the answer at once, or a pending result while another process holds the
-    // store's write lock (see pending.rs), so the loop never waits for it.
+    // store's write lock (see pending.rs), so the loop never waits for it. The registration is
+    // tried by the worker until the lock is free (`now_or_in_background`).
     m.add_method(
         "register_archive_store_or_later",
         |lua, h, (domain, kind, host, backend, location, store): (String, String, String, String, Option<String>, String)| {
             outcome(lua, || {
                 let kind = Kind::parse(&kind)?;
-                h.0.now_or_later(move |w| {
+                h.0.now_or_in_background(move |w| {
                     w.register_archive_store(&domain, kind, &host, &backend, location.as_deref(), &store)
                 })
                 .map(LuaNowOrLater)

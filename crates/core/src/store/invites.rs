@@ -117,7 +117,8 @@ pub(crate) fn revoke(c: &Connection, id: i64, now: Timestamp, by: &str) -> Resul
 }
 
 /// Usable invites that act for the account `jid` (`username` on `domain`): contact invites into
-/// its roster, invites it created, and password resets for it.
+/// its roster, invites it created, and password resets for it, that existed at `now` (a removal
+/// made late, as of when it happened, leaves a later account of the same name its invites).
 pub(crate) fn invites_acting_for(
     c: &Connection,
     domain: &str,
@@ -128,6 +129,7 @@ pub(crate) fn invites_acting_for(
     let mut stmt = c.prepare(
         "SELECT id FROM invites
          WHERE domain = ?1 AND revoked_at IS NULL AND uses_left > 0 AND (expires_at IS NULL OR expires_at > ?4)
+           AND created_at <= ?4
            AND ((kind = 'roster' AND inviter = ?2) OR created_by = ?2 OR (kind = 'reset' AND username = ?3))",
     )?;
     let rows = stmt.query_map(params![domain, jid, username, now], |r| r.get(0))?;

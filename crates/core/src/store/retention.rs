@@ -223,12 +223,15 @@ pub(crate) fn user_archives(c: &Connection, domain: &str) -> Result<Vec<(String,
 }
 
 /// Registers (or moves) where a server keeps one host's archive of a kind.
+/// An older registration arriving late (a background write retried behind another process's
+/// lock, made as of when the server asked) does not replace a newer one.
 pub(crate) fn register_archive_store(c: &Connection, s: &crate::retention::ArchiveStore) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO retention_archive_stores (kind, server_host, domain, backend, location, store, registered_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (kind, server_host) DO UPDATE SET domain = excluded.domain, backend = excluded.backend,
-             location = excluded.location, store = excluded.store, registered_at = excluded.registered_at",
+             location = excluded.location, store = excluded.store, registered_at = excluded.registered_at
+         WHERE registered_at <= excluded.registered_at",
     )?
     .execute(params![
         s.kind.as_str(),

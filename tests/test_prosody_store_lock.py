@@ -12,7 +12,9 @@ and so are the admin shell's write commands (domain, invite, quota, retention, c
 generate runs on the worker anyway), which the shell waits for. So are the retention module's
 registration of a host's archive, the start of a sweep of internal storage and the record of its
 steps, and the web panel's requests (a login's session, a job's start), which the HTTP request
-waits for.
+waits for. With `xmpp_hosting_store_lock_timeout` shorter than the lock is held, a write someone
+waits for fails with an error that says why, and one nobody waits for is tried again until the
+lock is free.
 """
 
 import base64

@@ -135,6 +135,16 @@ pub struct Retry {
 pub const BACKGROUND_RETRY: Retry =
     Retry { tries: 8, first_pause: Duration::from_secs(1), longest_pause: Duration::from_secs(60) };
 
+/// How many background tries wait for another process's lock at once, in this process. Each
+/// waits on a thread of the worker's blocking pool; a lock held for minutes while many logins come
+/// in would otherwise hold a thread for each. The others wait their turn without a thread (their
+/// tries are not counted while they wait), and once the lock is free they go through one after
+/// the other in milliseconds.
+const BACKGROUND_TRIES_AT_ONCE: usize = 4;
+
+/// The turns of [`BACKGROUND_TRIES_AT_ONCE`].
+static BACKGROUND_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BACKGROUND_TRIES_AT_ONCE);
+
 /// The longest wait for another process's lock an admin may set for the worker's store calls
 /// (`worker_busy_timeout`): an hour. A longer one would hold a call, and what waits for it,
 /// past anything a person would wait for.
@@ -247,12 +257,14 @@ impl Hosting {
             loop {
                 tries += 1;
                 let (call, worker) = (call.clone(), worker.clone());
+                let turn = BACKGROUND_TURNS.acquire().await;
                 let outcome = tokio::task::spawn_blocking(move || {
                     let tracked = AttemptScope::start(true);
                     let outcome = call(&worker);
                     (outcome, tracked.committed())
                 })
                 .await;
+                drop(turn);
                 let (outcome, partly_done) = match outcome {
                     Ok(done) => done,
                     Err(e) => return Err(Error::Internal(format!("a store call on the worker failed: {e}"))),
@@ -530,6 +542,39 @@ mod tests {
         assert!(super::waits_for_locks());
         other.execute_batch("COMMIT").unwrap();
         assert_eq!(pending.wait().unwrap().name.as_str(), "later.example");
+    }
+
+    #[test]
+    fn background_writes_behind_a_held_lock_wait_on_a_few_threads_at_most() {
+        let store = TestStore::new("background-bounded");
+        let (options, retry) = quick(1000);
+        let h = Hosting::open_with(&store.path, &options).unwrap();
+        let other = lock_holder(&store.path);
+        let (trying, most, tries) =
+            (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+        let pending: Vec<_> = (0..24)
+            .map(|n| {
+                let (trying, most, tries) = (trying.clone(), most.clone(), tries.clone());
+                h.in_background(
+                    move |w| {
+                        most.fetch_max(trying.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                        tries.fetch_add(1, Ordering::SeqCst);
+                        let made = w.add_domain(&format!("d{n}.example"));
+                        trying.fetch_sub(1, Ordering::SeqCst);
+                        made
+                    },
+                    retry,
+                )
+                .unwrap()
+            })
+            .collect();
+        eventually("48 tries", || tries.load(Ordering::SeqCst) >= 48);
+        other.execute_batch("COMMIT").unwrap();
+        for p in pending {
+            p.wait().unwrap();
+        }
+        assert!(most.load(Ordering::SeqCst) <= super::BACKGROUND_TRIES_AT_ONCE as u32, "{most:?} at once");
+        assert_eq!(h.domains().unwrap().len(), 24);
     }
 
     #[test]

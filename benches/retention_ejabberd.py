@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """ejabberd MAM retention on SQLite: our sweep beside ejabberd's own commands, on the same data.
 
-    scripts/build && python3 benches/retention_ejabberd.py [--rows 1000000] [--keep DIR]
+    PROFILE=release scripts/build && python3 benches/retention_ejabberd.py [--rows 1000000] [--keep DIR]
+
+The nodes load the NIF given by --nif (default: the release build, target/release/
+libxmpp_hosting_nif.so, whatever erlang/mod_xmpp_hosting/priv/lib holds at the moment); the
+output names it with its build time.
 
 The data: ejabberd's own SQLite schema (lite.sql of the installed ejabberd, default schema),
 `--rows` one-to-one messages of 100 users with 37 peers (a realistic ~400-byte stanza each),
@@ -81,8 +85,20 @@ def count_rows(path: Path) -> int:
         c.close()
 
 
+NIF = REPO / "target" / "release" / "libxmpp_hosting_nif.so"
+
+
+class BenchNode(Ejabberd):
+    """A node that loads the NIF the bench was told to use (the module's priv/lib copy is the
+    last `scripts/build`'s, debug or release)."""
+
+    def _compile_module(self):
+        super()._compile_module()
+        shutil.copy(NIF, self.dir / "priv" / "lib" / "xmpp_hosting_nif.so")
+
+
 def node_for(work: Path, db: Path, server_env: dict | None = None) -> Ejabberd:
-    return Ejabberd(
+    return BenchNode(
         work, host=HOST, install="config",
         extra_config=f'sql_type: sqlite\nsql_database: "{db}"\n',
         extra_modules="  mod_mam:\n    db_type: sql\n    default: always\n  mod_xmpp_hosting_retention: {}\n",
@@ -147,11 +163,20 @@ def one_shot(work: Path, db: Path, before: int) -> dict:
 
 
 def main():
+    global NIF
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--keep", type=Path, help="directory to keep (and reuse) the generated database in")
     ap.add_argument("--only", choices=["ours", "batch", "one_shot"], action="append")
+    ap.add_argument("--nif", type=Path, default=NIF, help="the NIF the nodes load (default: the release build)")
     args = ap.parse_args()
+    NIF = args.nif.resolve()
+    if not NIF.exists():
+        sys.exit(f"{NIF} is missing: build it first (PROFILE=release scripts/build)")
+    built = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(NIF.stat().st_mtime))
+    head = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %cd", "--date=iso"],
+                          capture_output=True, text=True).stdout.strip()
+    print(f"NIF {NIF} (built {built}); repository at {head}; {uptime()}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="xh-bench-retention-ej-"))
     src_dir = args.keep or work
     src_dir.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,9 @@ def mam_config(backend: str, db) -> tuple[str, str]:
     """(extra_config, extra_modules) for mod_mam and mod_muc on `backend`."""
     sql = ""
     if backend.startswith("sql"):
-        sql = f'sql_type: sqlite\nsql_database: "{db}"\n'
+        # A pool of three workers: settings the sweep makes on ejabberd's connection must hold
+        # whichever worker runs a request (see pool_settings).
+        sql = f'sql_type: sqlite\nsql_database: "{db}"\nsql_pool_size: 3\n'
         if backend == "sql_new":
             sql += "new_sql_schema: true\n"
     db_type = "sql" if backend.startswith("sql") else "mnesia"
@@ -363,6 +365,46 @@ def test_kill_9_mid_sweep_and_restart_resumes_the_sweep_and_keeps_newer_messages
     assert archive_rows(node) == 2
 
 
+# The workers of the host's SQL pool (sql_pool_size: 3), each asked by its registered name.
+POOL = (f'Ws = lists:sort([W || W <- registered(), re:run(atom_to_list(W), "^ejabberd_sql_{MAM_HOST}_[0-9]+$") '
+        '/= nomatch]), 3 = length(Ws), '
+        "Get = fun(W) -> {selected, _, [[V]]} = p1_fsm:sync_send_event(W, {sql_cmd, {sql_query, "
+        '<<"PRAGMA wal_autocheckpoint">>}, erlang:monotonic_time(millisecond) + 10000}, 10000), '
+        "binary_to_integer(V) end, ")
+
+
+def pool_settings(node: Ejabberd) -> list[int]:
+    """`wal_autocheckpoint` as each worker of the host's SQL pool sees it."""
+    return json.loads(node.eval(POOL + "[Get(W) || W <- Ws]."))
+
+
+def pool_settings_during_sweep(node: Ejabberd, after_id: int) -> list[dict]:
+    """Samples of `pool_settings`, taken inside the node until the archive sweep after
+    `after_id` is done (or 20 s passed: an rpc's limit is 30 s), each between two readings of
+    the sweep's record: {parts, values} when
+    both readings were of that sweep, running, the same part, with deletions made (the part's
+    raise is made before its first deletion; its setting goes back after its last record)."""
+    out = node.eval(
+        f'{{ok, H}} = mod_xmpp_hosting:store(<<"{MAM_HOST}">>), ' + POOL +
+        f'Last = fun() -> {{ok, L}} = xmpp_hosting_nif:retention_log(H, <<"{MAM_HOST}">>, 5), '
+        '  case [R || #{kind := <<"archive">>, dry_run := false} = R <- L] of [R | _] -> R; [] -> #{id => 0} end end, '
+        "Deadline = erlang:monotonic_time(second) + 20, "
+        "Loop = fun Loop(Acc) -> "
+        "  R1 = Last(), Vs = [Get(W) || W <- Ws], R2 = Last(), "
+        "  Acc1 = case {R1, R2} of "
+        f"    {{#{{id := I, state := <<\"running\">>, parts := P, deleted := D}}, "
+        f"     #{{id := I, state := <<\"running\">>, parts := P}}}} when I > {after_id}, D > 0 -> "
+        "      [[P | Vs] | Acc]; "
+        "    _ -> Acc end, "
+        "  case R2 of "
+        f"    #{{id := I2, state := <<\"done\">>}} when I2 > {after_id} -> Acc1; "
+        "    _ -> case erlang:monotonic_time(second) > Deadline of true -> Acc1; false -> timer:sleep(20), Loop(Acc1) end "
+        "  end end, "
+        "lists:flatten([io_lib:format(\"~w;\", [S]) || S <- Loop([])]).", timeout=60)
+    samples = [json.loads(x) for x in out.strip().strip('"').split(";") if x]
+    return [{"parts": x[0], "values": x[1:]} for x in samples]
+
+
 def test_a_sweep_of_100000_old_messages_runs_while_logins_and_messages_keep_flowing(clean_archive):
     node = clean_archive
     if not node.backend.startswith("sql"):
@@ -375,8 +417,19 @@ def test_a_sweep_of_100000_old_messages_runs_while_logins_and_messages_keep_flow
         result["out"] = node.ctl("xmpp_hosting_retention_sweep", MAM_HOST, "archive", "false",
                                  no_timeout=True, timeout=900).stdout
 
+    own = pool_settings(node)
+    assert len(set(own)) == 1, own
+    earlier = [s["id"] for s in sweep_log(node, "archive")]
+    samples = []
+
+    def watch():
+        while t.is_alive():
+            samples.extend(pool_settings_during_sweep(node, max(earlier, default=0)))
+
     t = threading.Thread(target=sweep)
     t.start()
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     sent, logins = [], 0
     while t.is_alive() or not sent:
         assert login(node.c2s_port, f"carol@{MAM_HOST}", PASSWORD), "a login failed during the sweep"
@@ -385,7 +438,17 @@ def test_a_sweep_of_100000_old_messages_runs_while_logins_and_messages_keep_flow
         assert chat(node, "bob", "alice", body), f"{body} was not delivered during the sweep"
         sent.append(body)
     t.join()
+    watcher.join()
     assert ": done (deleted 100000 message(s)" in result["out"], result
+    mode = node.eval(f'ejabberd_sql:sql_query(<<"{MAM_HOST}">>, <<"PRAGMA journal_mode">>).')
+    assert "wal" in mode, mode
+    # Every worker of the pool saw the part's raise, whichever worker took it (the sweep's last
+    # part: ctl's; a housekeeping part before it puts its setting back when it ends).
+    last_part = [s for s in sweep_log(node, "archive") if s["state"] == "done"][0]["parts"]
+    during = [s["values"] for s in samples if s["parts"] == last_part]
+    assert during and all(len(set(v)) == 1 and v[0] > own[0] for v in during), (own, samples)
+    # Put back on every worker's connection when the part ended.
+    assert pool_settings(node) == own
     # Everything said during the sweep is in both archives; nothing of it was swept.
     assert mam_bodies(node, "alice") == sent
     assert [b for b in mam_bodies(node, "bob") if b.startswith("live-")] == sent

@@ -169,6 +169,12 @@ impl ArchiveSql for Server {
             Error::Internal(format!("ejabberd's answer to archive statements is not rows of integers: {e}"))
         })
     }
+
+    /// `#{everywhere => Text}`: ejabberd runs it on the host's connection and on that of every
+    /// other host whose SQLite database is the same file.
+    fn everywhere(&mut self, sql: &str) -> CoreResult<()> {
+        self.ask(serde_json::json!({ "everywhere": sql })).map(|_| ())
+    }
 }
 
 /// A Mnesia step: `#{step => Step}` answered with `#{matched => N, next => Cursor | null}`.

@@ -20,7 +20,7 @@
 -behaviour(gen_mod).
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_doc/0]).
--export([sweep/3, run_due/1, backend/1]).
+-export([sweep/3, run_due/1, backend/1, same_sqlite_file/1]).
 -export([adhoc_local_items/4, adhoc_local_commands/4]).
 
 -include("xmpp.hrl").
@@ -213,8 +213,26 @@ carry_out(Host, #{batch := Statements, finally := Finally}) ->
         {aborted, Reason} -> #{error => iolist_to_binary(io_lib:format("~p", [Reason]))};
         {error, Reason} -> #{error => iolist_to_binary(io_lib:format("~p", [Reason]))}
     end;
+carry_out(Host, #{everywhere := Sql}) ->
+    %% A setting for every connection to the swept file: a host's pool workers share one SQLite
+    %% connection (ejabberd_sql opens the file under one registered name a host, whatever
+    %% sql_pool_size), but another host whose sql_database is the same file has its own.
+    case rows(ejabberd_sql:sql_query(Host, Sql)) of
+        {ok, Rows} ->
+            [ejabberd_sql:sql_query(H, Sql) || H <- same_sqlite_file(Host)],
+            #{rows => Rows};
+        {error, Why} ->
+            #{error => Why}
+    end;
 carry_out(_Host, #{step := Step}) ->
     mnesia_step(Step).
+
+%% The other hosts with an SQL pool running on Host's SQLite file (a host without one is not
+%% asked: a query would start one).
+same_sqlite_file(Host) ->
+    File = ejabberd_sql:sqlite_file(Host),
+    [H || H <- ejabberd_option:hosts(), H /= Host, ejabberd_option:sql_type(H) == sqlite,
+          ejabberd_sql_sup:is_started(H), ejabberd_sql:sqlite_file(H) == File].
 
 batch(_Host, [], Acc) ->
     {ok, lists:reverse(Acc)};

@@ -43,7 +43,7 @@ use crate::{Error, Hosting, Result, Timestamp};
 /// The fewest rows a step visits (see `ArchiveTarget::run`); the unit tests use 3 to see
 /// steps on a few rows.
 #[cfg(not(test))]
-pub const MIN_ROWS: usize = 200;
+pub const MIN_ROWS: usize = 50;
 #[cfg(test)]
 pub const MIN_ROWS: usize = 3;
 
@@ -129,6 +129,16 @@ pub trait ArchiveSql: Send {
     fn batch(&mut self, statements: &[String], finally: &[String]) -> Result<Batch> {
         one_by_one(self, statements, finally)
     }
+
+    /// Runs a setting (a `PRAGMA`) on every connection the server keeps to the swept database
+    /// file, not only the one a request happens to reach: on SQLite the workers of a host's
+    /// pool share one connection (ejabberd opens the file under one registered name a host,
+    /// whatever `sql_pool_size`), but each host whose `sql_database` is the same file has a
+    /// connection of its own, and would otherwise checkpoint the sweep's log inside its own
+    /// commits. An executor that is its own connection runs it once.
+    fn everywhere(&mut self, sql: &str) -> Result<()> {
+        self.query(sql).map(|_| ())
+    }
 }
 
 /// [`ArchiveSql::batch`] as a series of [`ArchiveSql::query`] calls (an executor that is its own
@@ -193,6 +203,10 @@ struct SqliteSide {
     checkpointer: Option<rusqlite::Connection>,
     /// Rows deleted since the last checkpoint.
     since_checkpoint: i64,
+    /// Pages of the log a deleted row cost at the last checkpoint (the log's frames over the
+    /// rows deleted since the one before), to checkpoint before the log reaches
+    /// [`CHECKPOINT_FRAMES`].
+    frames_per_row: f64,
 }
 
 #[derive(Clone, Copy)]
@@ -206,20 +220,29 @@ struct Ready {
     autocheckpoint: Option<i64>,
 }
 
-/// Rows a sweep deletes between two checkpoints of its own (about two pages of the log a row:
-/// some 10,000 pages, 40 MB): a checkpoint syncs the database file once, and the pages it copies
-/// cost less each the more there are (the disk gets them sorted). Measured on a million rows in
-/// a step loop (a user's 200 rows a step, load 7): a checkpoint every 400 pages cost 34 ms each,
-/// 14.4 s of a 22.9 s run; every 4,000 pages 135 ms each, 5.8 s of 11.7 s; every 8,800 pages
-/// 232 ms each, 5.3 s of 11.4 s. In ejabberd (the bench): every 2,000 rows, 40.5 s of a 77 s
-/// sweep went on checkpoints at 38 µs a page (load 9.8); every 5,000 rows 27.8 s of 54 s at
-/// 26 µs a page (load 3.4-5).
-const CHECKPOINT_ROWS: i64 = 5000;
+/// Pages the sweep lets the log grow to before the core copies it into the database (about
+/// 120 MB of `-wal` file, truncated at the part's end). A deleted row writes about two pages of
+/// the log (ejabberd's table and its four other indexes, a user's rows a step); a checkpoint
+/// copies each page once however often the steps since the last one wrote it, and the rows of
+/// neighbouring users share table and index pages, so the longer the interval the fewer pages
+/// copied a row. Measured on the bench's million rows (200-row steps, load 5-6, 100,000 rows
+/// deleted): checkpoints every 5,000 rows (~11,000 pages) took 5.8 s, every 20,000 rows
+/// (~54,000 pages) 2.3 s. In ejabberd (the bench): every 2,000 rows, 40.5 s of a 77 s sweep went
+/// on checkpoints (load 9.8); every 5,000 rows 23.4 s of 45 s (load 1.2-3.6).
+const CHECKPOINT_FRAMES: i64 = 30_000;
+
+/// What a row is taken to cost in pages of the log until the first checkpoint measured it.
+const FIRST_FRAMES_PER_ROW: f64 = 3.0;
 
 /// ejabberd's connection's `wal_autocheckpoint` while a sweep runs: above what the sweep lets
-/// the log grow to, so ejabberd's connection never checkpoints inside a step (or its own
-/// commits); put back when the part ends.
-const SWEEP_AUTOCHECKPOINT: i64 = 20_000;
+/// the log grow to ([`CHECKPOINT_FRAMES`], and ejabberd's own writes meanwhile), so ejabberd's
+/// connection never checkpoints inside a step (or its own commits); put back when the part
+/// ends. Raised again by every step (see [`SqlArchive::sqlite_step`]).
+const SWEEP_AUTOCHECKPOINT: i64 = 100_000;
+
+/// Raises an earlier version left on ejabberd's connection when a part's end never reached it:
+/// taken for SQLite's default, never for ejabberd's own setting.
+const EARLIER_RAISES: [i64; 2] = [20_000, SWEEP_AUTOCHECKPOINT];
 
 /// SQLite's own `wal_autocheckpoint` (ejabberd sets none).
 const SQLITE_AUTOCHECKPOINT: i64 = 1000;
@@ -300,7 +323,13 @@ impl<E: ArchiveSql> SqlArchive<E> {
         SqlArchive {
             schema,
             exec,
-            sqlite: Some(SqliteSide { file, ready: None, checkpointer: None, since_checkpoint: 0 }),
+            sqlite: Some(SqliteSide {
+                file,
+                ready: None,
+                checkpointer: None,
+                since_checkpoint: 0,
+                frames_per_row: FIRST_FRAMES_PER_ROW,
+            }),
             last_held: None,
             profile: profile(),
         }
@@ -343,26 +372,32 @@ impl<E: ArchiveSql> SqlArchive<E> {
             let before = int(self.exec.query("PRAGMA wal_autocheckpoint")?);
             // The raise of a part whose end never reached ejabberd (its process gone, an answer
             // past its time) is not ejabberd's own value: SQLite's default is put back instead.
-            let before = if before == SWEEP_AUTOCHECKPOINT { SQLITE_AUTOCHECKPOINT } else { before };
+            let before = if EARLIER_RAISES.contains(&before) { SQLITE_AUTOCHECKPOINT } else { before };
             // Kept before the raise is asked, so the part's end puts it back even when the
             // raise's answer never comes.
             ready.autocheckpoint = Some(before);
             if let Some(side) = self.sqlite.as_mut() {
                 side.ready = Some(ready);
             }
-            self.exec.query(&format!("PRAGMA wal_autocheckpoint = {SWEEP_AUTOCHECKPOINT}"))?;
+            self.exec.everywhere(&format!("PRAGMA wal_autocheckpoint = {SWEEP_AUTOCHECKPOINT}"))?;
         }
         Ok(ready)
     }
 
     /// Copies the log into the database from the core's own connection (PASSIVE: ejabberd's
-    /// reads and writes go on meanwhile, nothing of ejabberd's waits for it) once
-    /// [`CHECKPOINT_ROWS`] rows were deleted since the last one (`force`: whatever there is).
-    fn checkpoint(&mut self, force: bool) -> Result<()> {
-        let Some(side) = self.sqlite.as_mut() else { return Ok(()) };
-        let (Some(file), Some(ready)) = (side.file.as_deref(), side.ready) else { return Ok(()) };
-        if !ready.wal || side.since_checkpoint == 0 || (!force && side.since_checkpoint < CHECKPOINT_ROWS) {
-            return Ok(());
+    /// reads and writes go on meanwhile, nothing of ejabberd's waits for it) before the log
+    /// could pass [`CHECKPOINT_FRAMES`] pages (`force`: whatever there is). Answers whether the
+    /// whole log is now in the database (nothing to copy, or everything copied).
+    fn checkpoint(&mut self, force: bool) -> Result<bool> {
+        let Some(side) = self.sqlite.as_mut() else { return Ok(false) };
+        let (Some(file), Some(ready)) = (side.file.as_deref(), side.ready) else { return Ok(false) };
+        if !ready.wal || side.since_checkpoint == 0 {
+            return Ok(side.since_checkpoint == 0);
+        }
+        // The next step's rows too, so the log stays under the mark.
+        let expected = (side.since_checkpoint as f64 + MIN_ROWS as f64) * side.frames_per_row;
+        if !force && expected < CHECKPOINT_FRAMES as f64 {
+            return Ok(false);
         }
         let started = Instant::now();
         if side.checkpointer.is_none() {
@@ -374,14 +409,18 @@ impl<E: ArchiveSql> SqlArchive<E> {
             )?);
         }
         let c = side.checkpointer.as_ref().expect("opened above");
-        let frames: i64 = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
+        let (frames, copied): (i64, i64) =
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))?;
+        if frames > 0 {
+            side.frames_per_row = (frames as f64 / side.since_checkpoint as f64).clamp(0.1, 50.0);
+        }
         side.since_checkpoint = 0;
         if let Some(p) = self.profile.as_mut() {
             p.checkpoints += 1;
             p.checkpoint += started.elapsed();
             p.checkpoint_frames += frames.max(0);
         }
-        Ok(())
+        Ok(frames >= 0 && copied == frames)
     }
 
     /// One deleting step on SQLite, as ONE request on ejabberd's connection: the row after the
@@ -404,8 +443,14 @@ impl<E: ArchiveSql> SqlArchive<E> {
         };
         let visited = self.visited(step, from);
         let order = self.order();
-        let mut statements = Vec::with_capacity(3);
+        let mut statements = Vec::with_capacity(4);
         let mut finally = Vec::with_capacity(1);
+        if ready.autocheckpoint.is_some() {
+            // Raised again by every step, on whichever connection runs it: a connection ejabberd
+            // opened since the part began (its SQLite process restarted) starts at SQLite's
+            // default and would otherwise checkpoint the sweep's log inside this step's commit.
+            statements.push(format!("PRAGMA wal_autocheckpoint = {SWEEP_AUTOCHECKPOINT}"));
+        }
         if ready.wal && ready.synchronous != 1 {
             statements.push("PRAGMA synchronous = NORMAL".to_string());
             finally.push(format!("PRAGMA synchronous = {}", ready.synchronous));
@@ -542,9 +587,16 @@ impl<E: ArchiveSql> ArchiveSteps for SqlArchive<E> {
             s.ready.take()
         });
         if let Some(before) = ready.and_then(|r| r.autocheckpoint) {
-            self.exec.query(&format!("PRAGMA wal_autocheckpoint = {before}"))?;
+            // The log is all in the database: ejabberd's connection truncates the `-wal` file
+            // the part let grow (nothing to copy, so it only takes the log's lock and truncates;
+            // busy elsewhere, it does nothing), then gets its own setting back.
+            // The setting goes back on every connection to the file (see `ArchiveSql::everywhere`).
+            if matches!(checkpointed, Ok(true)) {
+                self.exec.query("PRAGMA wal_checkpoint(TRUNCATE)")?;
+            }
+            self.exec.everywhere(&format!("PRAGMA wal_autocheckpoint = {before}"))?;
         }
-        checkpointed
+        checkpointed.map(|_| ())
     }
 }
 
@@ -718,10 +770,12 @@ impl ArchiveTarget<'_> {
                 }
             }
         };
-        // A step's cost on SQLite is mostly its commit (ejabberd's database keeps the rollback
-        // journal and synchronous=FULL: two fsyncs a statement), not its rows: below this many
-        // rows a slow disk would shrink the engine's batch to one row a commit and the sweep
-        // would crawl. The step stays one short statement on ejabberd's connection.
+        // A floor for the engine's batch, so a slow commit (other SQL servers; SQLite outside
+        // WAL mode: two fsyncs a commit, whatever the rows) cannot shrink steps to a row each.
+        // In WAL mode a step's commit syncs nothing and costs by its rows (about two pages of
+        // the log a row, some 30 µs a row on the bench's machine, load 1-3): at the earlier
+        // floor of 200 rows steps took 6.3 ms at the median, above the 5 ms a step may hold
+        // ejabberd's connection, so the engine (aiming at 3 ms) now goes down to 50.
         let limit = limit.max(MIN_ROWS);
         let step = ArchiveStep {
             kind: self.kind,
@@ -913,11 +967,21 @@ mod tests {
         db: SqliteFile,
         seen: Vec<String>,
         requests: usize,
+        /// Another host's connection to the same file (ejabberd: a second virtual host whose
+        /// `sql_database` is this file), and its `wal_autocheckpoint` at each DELETE.
+        other: Option<SqliteFile>,
+        other_at_deletes: Vec<i64>,
     }
 
     impl Recording {
         fn on(db: &Db) -> Recording {
-            Recording { db: SqliteFile::open(db.path.to_str().unwrap()).unwrap(), seen: vec![], requests: 0 }
+            Recording {
+                db: SqliteFile::open(db.path.to_str().unwrap()).unwrap(),
+                seen: vec![],
+                requests: 0,
+                other: None,
+                other_at_deletes: vec![],
+            }
         }
     }
 
@@ -925,7 +989,18 @@ mod tests {
         fn query(&mut self, sql: &str) -> Result<Vec<Vec<i64>>> {
             self.requests += 1;
             self.seen.push(sql.to_string());
+            if let (true, Some(other)) = (sql.starts_with("DELETE"), self.other.as_mut()) {
+                self.other_at_deletes.push(other.query("PRAGMA wal_autocheckpoint")?[0][0]);
+            }
             self.db.query(sql)
+        }
+
+        fn everywhere(&mut self, sql: &str) -> Result<()> {
+            self.query(sql)?;
+            if let Some(other) = self.other.as_mut() {
+                other.query(sql)?;
+            }
+            Ok(())
         }
 
         fn batch(&mut self, statements: &[String], finally: &[String]) -> Result<Batch> {
@@ -1026,17 +1101,20 @@ mod tests {
             assert_eq!(seen[i - 2], "PRAGMA synchronous = NORMAL", "{seen:?}");
             assert_eq!(seen[i + 1], "PRAGMA synchronous = 2", "{seen:?}");
         }
-        // The connection's autocheckpoint raised for the part, put back at its end.
-        assert_eq!(
-            seen.iter().filter(|q| *q == &format!("PRAGMA wal_autocheckpoint = {SWEEP_AUTOCHECKPOINT}")).count(),
-            1
-        );
-        assert_eq!(seen.last().unwrap(), "PRAGMA wal_autocheckpoint = 1000", "{seen:?}");
+        // The connection's autocheckpoint raised for the part, again in every step's own request
+        // (whichever connection runs it), put back at its end after the log was truncated.
+        let raise = format!("PRAGMA wal_autocheckpoint = {SWEEP_AUTOCHECKPOINT}");
+        for i in (0..seen.len()).filter(|&i| seen[i].starts_with("DELETE")) {
+            assert_eq!(seen[i - 3], raise, "{seen:?}");
+        }
+        assert_eq!(seen[seen.len() - 2..], ["PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA wal_autocheckpoint = 1000"]);
+        let wal_len = std::fs::metadata(format!("{}-wal", db.path.display())).map_or(0, |m| m.len());
+        assert_eq!(wal_len, 0, "the log the part let grow is truncated at its end");
         drop(c);
 
         // A raise left behind by a part whose end never reached ejabberd is not taken for
         // ejabberd's own setting: the next part puts SQLite's default back.
-        store.exec.db.query(&format!("PRAGMA wal_autocheckpoint = {SWEEP_AUTOCHECKPOINT}")).unwrap();
+        store.exec.db.query(&format!("PRAGMA wal_autocheckpoint = {}", EARLIER_RAISES[0])).unwrap();
         for i in 0..4 {
             db.add("u0", HOST, NOW - 2 * 86_400 + i, "chat");
         }
@@ -1047,6 +1125,31 @@ mod tests {
         for end in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{end}", file_alone.display()));
         }
+    }
+
+    #[test]
+    fn the_raised_autocheckpoint_reaches_every_connection_to_the_file_and_each_gets_its_own_back() {
+        // ejabberd's pool workers of a host share one connection, but a second host on the same
+        // file has its own: it must not checkpoint the sweep's log in its own commits either.
+        let (h, _) = hosting();
+        h.set_retention(HOST, "archive", "1d").unwrap();
+        let db = Db::new("two-hosts", SqlSchema::New);
+        for i in 0..40 {
+            db.add(&format!("u{}", i % 4), HOST, NOW - 2 * 86_400 + i, "chat");
+        }
+        let mut exec = Recording::on(&db);
+        let other = SqliteFile::open(db.path.to_str().unwrap()).unwrap();
+        exec.other = Some(other);
+        exec.other.as_mut().unwrap().query("PRAGMA wal_autocheckpoint = 700").unwrap();
+        let mut store = SqlArchive::sqlite(SqlSchema::New, exec, Some(db.path.to_str().unwrap().into()));
+        let rec = h.retention_sweep_archive(HOST, Kind::Archive, &mut store, &opts(7)).unwrap();
+        assert_eq!((rec.state, rec.deleted), (SweepState::Done, 40));
+        let at_deletes = &store.exec.other_at_deletes;
+        assert!(at_deletes.len() > 1 && at_deletes.iter().all(|&v| v == SWEEP_AUTOCHECKPOINT), "{at_deletes:?}");
+        // Each connection gets the swept host's own value back (ejabberd sets none: SQLite's).
+        let other_now = store.exec.other.as_mut().unwrap().query("PRAGMA wal_autocheckpoint").unwrap()[0][0];
+        let own_now = store.exec.db.query("PRAGMA wal_autocheckpoint").unwrap()[0][0];
+        assert_eq!((own_now, other_now), (SQLITE_AUTOCHECKPOINT, SQLITE_AUTOCHECKPOINT));
     }
 
     #[test]

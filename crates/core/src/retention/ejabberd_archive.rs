@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 use serde::{Deserialize, Serialize};
 
+use super::profile::Profile;
 use super::sweep::{StepDone, Target};
 use super::{Kind, SweepOptions, SweepRecord};
 use crate::{Error, Hosting, Result, Timestamp};
@@ -247,55 +248,6 @@ const EARLIER_RAISES: [i64; 2] = [20_000, SWEEP_AUTOCHECKPOINT];
 /// SQLite's own `wal_autocheckpoint` (ejabberd sets none).
 const SQLITE_AUTOCHECKPOINT: i64 = 1000;
 
-/// Where a sweep's time went, kept when `XH_RETENTION_PROFILE` is set (benches) and printed to
-/// stderr when the part ends.
-#[derive(Default)]
-struct Profile {
-    steps: u64,
-    rows: i64,
-    /// Each step's whole time as the core saw it (the round trip to ejabberd and back).
-    round_trips: Vec<Duration>,
-    /// Each step's time inside ejabberd's connection (its own measure).
-    held: Vec<Duration>,
-    checkpoints: u64,
-    checkpoint: Duration,
-    checkpoint_frames: i64,
-    /// From the end of one step to the start of the next: the engine (policy re-read, record).
-    engine: Duration,
-    last_end: Option<Instant>,
-}
-
-impl Profile {
-    fn print(&mut self) {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let spread = |v: &mut Vec<Duration>| {
-            v.sort();
-            let at = |q: f64| v.get(((v.len() as f64 - 1.0) * q) as usize).copied().unwrap_or_default();
-            let total: Duration = v.iter().sum();
-            format!(
-                "total {:.0} ms, p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} ms",
-                ms(total),
-                ms(at(0.5)),
-                ms(at(0.9)),
-                ms(at(0.99)),
-                ms(at(1.0))
-            )
-        };
-        eprintln!(
-            "profile: {} steps, {} rows; round trips {}; in ejabberd's connection {}; {} checkpoints {:.0} ms \
-             ({} frames); engine between steps {:.0} ms",
-            self.steps,
-            self.rows,
-            spread(&mut self.round_trips),
-            spread(&mut self.held),
-            self.checkpoints,
-            ms(self.checkpoint),
-            self.checkpoint_frames,
-            ms(self.engine)
-        );
-    }
-}
-
 /// A text as an SQL literal. Hosts and usernames are nodeprep'd names without quotes, but a
 /// quote is doubled all the same: the statement is text handed to ejabberd's SQL layer.
 fn literal(text: &str) -> String {
@@ -314,7 +266,7 @@ impl<E: ArchiveSql> SqlArchive<E> {
     /// Steps written for any SQL server ejabberd uses (PostgreSQL, MySQL, SQLite): a SELECT of
     /// the step's ids, then a DELETE of them.
     pub fn new(schema: SqlSchema, exec: E) -> Self {
-        SqlArchive { schema, exec, sqlite: None, last_held: None, profile: profile() }
+        SqlArchive { schema, exec, sqlite: None, last_held: None, profile: Profile::from_env() }
     }
 
     /// Steps on ejabberd's SQLite database `file` (`None` if unknown), through ejabberd's own
@@ -331,7 +283,7 @@ impl<E: ArchiveSql> SqlArchive<E> {
                 frames_per_row: FIRST_FRAMES_PER_ROW,
             }),
             last_held: None,
-            profile: profile(),
+            profile: Profile::from_env(),
         }
     }
 
@@ -416,9 +368,8 @@ impl<E: ArchiveSql> SqlArchive<E> {
         }
         side.since_checkpoint = 0;
         if let Some(p) = self.profile.as_mut() {
-            p.checkpoints += 1;
-            p.checkpoint += started.elapsed();
-            p.checkpoint_frames += frames.max(0);
+            p.time("checkpoints", started.elapsed());
+            p.count("frames checkpointed", frames.max(0));
         }
         Ok(frames >= 0 && copied == frames)
     }
@@ -466,8 +417,8 @@ impl<E: ArchiveSql> SqlArchive<E> {
         let took = started.elapsed();
         self.last_held = Some(batch.held.unwrap_or(took));
         if let Some(p) = self.profile.as_mut() {
-            p.round_trips.push(took);
-            p.held.push(batch.held.unwrap_or(took));
+            p.time("round trips", took);
+            p.time("in ejabberd's connection", batch.held.unwrap_or(took));
         }
         let n = batch.results.len();
         if n < 2 {
@@ -556,15 +507,13 @@ impl<E: ArchiveSql> ArchiveSteps for SqlArchive<E> {
             return Err(Error::InvalidArgument("uploads are not in the archive table".into()));
         }
         if let Some(p) = self.profile.as_mut() {
-            if let Some(end) = p.last_end.take() {
-                p.engine += end.elapsed();
-            }
+            p.step_begins();
         }
         let done = if self.sqlite.is_some() && step.delete { self.step_sqlite(step) } else { self.step_any(step) };
         if let Some(p) = self.profile.as_mut() {
-            p.steps += 1;
-            p.rows += done.as_ref().map_or(0, |d| d.matched);
-            p.last_end = Some(Instant::now());
+            p.count("steps", 1);
+            p.count("rows", done.as_ref().map_or(0, |d| d.matched));
+            p.step_ends();
         }
         let done = done?;
         self.checkpoint(false)?;
@@ -578,8 +527,7 @@ impl<E: ArchiveSql> ArchiveSteps for SqlArchive<E> {
     /// Checkpoints what the part left in the log and puts ejabberd's `wal_autocheckpoint` back.
     fn finish(&mut self) -> Result<()> {
         if let Some(p) = self.profile.as_mut() {
-            p.print();
-            *p = Profile::default();
+            p.print_and_reset();
         }
         let checkpointed = self.checkpoint(true);
         let ready = self.sqlite.as_mut().and_then(|s| {
@@ -664,10 +612,6 @@ impl<E: ArchiveSql> SqlArchive<E> {
         self.last_held = Some(started.elapsed());
         Ok(ArchiveStepDone { matched, next: next.map(|id| format!("r{id}")) })
     }
-}
-
-fn profile() -> Option<Profile> {
-    std::env::var_os("XH_RETENTION_PROFILE").map(|_| Profile::default())
 }
 
 /// [`ArchiveSql`] on an SQLite file the core opens itself (benchmarks, tests, a database no

@@ -18,6 +18,7 @@ mod driven;
 pub mod ejabberd_archive;
 pub mod period;
 pub mod policy;
+mod profile;
 pub mod prosody_archive;
 pub mod sweep;
 mod uploads;

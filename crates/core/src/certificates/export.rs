@@ -40,7 +40,11 @@ pub(crate) fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), C
     let fail = |e: std::io::Error| CertificateError::Export(format!("{}: {e}", path.display()));
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("certificate");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Unique per call, not only per process: two installers in one server may write the same
+    // file at once, and must not remove or reuse each other's temporary file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(fail)?;
     // The umask may have taken bits away from the public certificate; the mode is set exactly.

@@ -18,7 +18,8 @@
 //! own certificates).
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -93,6 +94,11 @@ fn up_to_date(path: &Path, contents: &str, mode: u32) -> bool {
 }
 
 /// Makes `dir` usable: created (0750) if missing, refused if it holds files and no marker.
+///
+/// Two installers may start on the same fresh directory at once (the admin's command and the
+/// housekeeping pass): the marker is created in place, never through a temporary file, and it
+/// is always the first file an installer writes, so a file seen beside a missing marker that is
+/// there a moment later is the other installer's.
 fn prepare(dir: &Path) -> Result<(), CertificateError> {
     let fail = |e: std::io::Error| CertificateError::Export(format!("{}: {e}", dir.display()));
     if !dir.exists() {
@@ -104,19 +110,22 @@ fn prepare(dir: &Path) -> Result<(), CertificateError> {
     if marker.exists() {
         return Ok(());
     }
-    let others = std::fs::read_dir(dir).map_err(fail)?.filter_map(|e| e.ok()).count();
-    if others > 0 {
+    let others = std::fs::read_dir(dir).map_err(fail)?.filter_map(|e| e.ok()).any(|e| e.file_name() != MARKER);
+    if others && !marker.exists() {
         return Err(CertificateError::Export(format!(
             "{} holds files xmpp-hosting did not write (no {MARKER} in it): give the hosted domains' \
              certificates a directory of their own, since files of removed domains are deleted there",
             dir.display()
         )));
     }
-    write_file(
-        &marker,
-        "This directory belongs to xmpp-hosting: it writes and deletes the hosted domains' certificates here.\n",
-        0o644,
-    )
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&marker);
+    match created {
+        Ok(mut file) => file
+            .write_all(b"This directory belongs to xmpp-hosting: it writes and deletes the hosted domains' certificates here.\n")
+            .map_err(fail),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(fail(e)),
+    }
 }
 
 impl Hosting {
@@ -252,5 +261,36 @@ mod tests {
         assert!(e.to_string().contains("a directory of their own"), "{e}");
         assert!(dir.join("operator.example.crt").exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn installers_racing_on_a_fresh_directory_all_succeed() {
+        // The admin command's install and the housekeeping pass's certificate step may meet on a
+        // directory neither has used yet; each must see the other's files as xmpp-hosting's
+        // (Prosody 13.0 once answered "holds files xmpp-hosting did not write").
+        let h = std::sync::Arc::new(Hosting::open_in_memory().unwrap());
+        for d in ["a.example", "b.example"] {
+            h.add_domain(d).unwrap();
+            h.generate_certificate(d, GenerateOptions::default()).unwrap();
+        }
+        let root = tempdir("race");
+        for round in 0..40 {
+            let dir = root.join(format!("round-{round}"));
+            let installers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (h, dir) = (h.clone(), dir.clone());
+                    std::thread::spawn(move || h.install_certificates(&dir, Layout::Prosody))
+                })
+                .collect();
+            for installer in installers {
+                let report = installer.join().unwrap();
+                assert!(report.is_ok(), "round {round}: {report:?}");
+            }
+            let mut names: Vec<_> =
+                std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            names.sort();
+            assert_eq!(names, [MARKER, "a.example.crt", "a.example.key", "b.example.crt", "b.example.key"]);
+        }
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

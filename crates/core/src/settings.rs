@@ -251,7 +251,7 @@ impl crate::Hosting {
 
 /// The provider-wide settings as stored (kept to write back fields a newer version added) and as
 /// this version reads them, inside the caller's transaction.
-fn stored_provider_settings(tx: &rusqlite::Transaction<'_>) -> crate::Result<(Option<String>, ProviderSettings)> {
+fn stored_provider_settings(tx: &rusqlite::Connection) -> crate::Result<(Option<String>, ProviderSettings)> {
     let stored = crate::store::domains::provider_settings_text(tx)?;
     let current = match &stored {
         Some(text) => ProviderSettings::from_json(text)?,

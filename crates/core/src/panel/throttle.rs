@@ -86,7 +86,7 @@ pub(crate) fn failed(hosting: &Hosting, account: &str, address: &str) -> Result<
 /// A right password clears the account's count (not the address's: see the module's text). In
 /// the transaction that begins the session ([`super::session::start`]), so a login is one
 /// transaction, whole or not at all.
-pub(crate) fn succeeded(tx: &rusqlite::Transaction<'_>, account: &str) -> Result<()> {
+pub(crate) fn succeeded(tx: &rusqlite::Connection, account: &str) -> Result<()> {
     tx.execute("DELETE FROM panel_login_failures WHERE key = ?1", [account_key(account)])?;
     Ok(())
 }

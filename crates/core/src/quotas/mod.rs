@@ -19,6 +19,7 @@ mod ledger;
 mod paths;
 mod policy;
 mod report;
+mod settings_cache;
 mod upkeep;
 mod windows;
 

@@ -55,7 +55,11 @@ pub(crate) fn delete(c: &Connection, name: &DomainName) -> Result<bool> {
 }
 
 pub(crate) fn provider_settings_text(c: &Connection) -> Result<Option<String>> {
-    Ok(c.query_row("SELECT settings FROM provider_settings WHERE id = 1", [], |r| r.get(0)).optional()?)
+    // Cached: every slot decision reads it, and parsing the statement each time was most of
+    // the read's cost.
+    Ok(c.prepare_cached("SELECT settings FROM provider_settings WHERE id = 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?)
 }
 
 pub(crate) fn write_provider_settings(c: &Connection, json: &str, now: Timestamp) -> Result<()> {

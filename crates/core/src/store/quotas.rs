@@ -160,6 +160,12 @@ pub(crate) fn expired_reservations(c: &Connection, now: Timestamp, limit: i64) -
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// Whether some released reservation expired before `before` (work for [`delete_released`]).
+pub(crate) fn any_released_before(c: &Connection, before: Timestamp) -> Result<bool> {
+    Ok(c.prepare_cached("SELECT EXISTS (SELECT 1 FROM upload_reservations WHERE released = 1 AND expires_at < ?1)")?
+        .query_row([before], |r| r.get(0))?)
+}
+
 /// Forgets at most `limit` released reservations that expired before `before` (kept until then
 /// so that a late upload still finds its slot); returns how many.
 pub(crate) fn delete_released(c: &Connection, before: Timestamp, limit: i64) -> Result<usize> {

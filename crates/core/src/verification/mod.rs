@@ -354,7 +354,7 @@ fn recheck_seconds(dns: &DnsSettings) -> i64 {
 
 /// What a check does to the store, inside the caller's transaction.
 fn apply_check(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     domain: &str,
     account: &str,
     seen: Seen,
@@ -478,8 +478,14 @@ pub(crate) fn end_claims(c: &rusqlite::Connection, domain: &str, reason: &str, n
 /// stored (settings, invites and files wait for a fresh proof) but is not served: no
 /// registrations, invites or uploads. A domain an operator added without a claim is always served.
 pub(crate) fn is_suspended(c: &rusqlite::Connection, domain: &crate::Domain) -> Result<bool> {
-    let Some(owner) = &domain.settings.owner else { return Ok(false) };
-    Ok(sql::claim(c, domain.name.as_str(), owner)?.is_some_and(|claim| claim.state == ClaimState::Suspended))
+    owner_suspended(c, domain.name.as_str(), domain.settings.owner.as_deref())
+}
+
+/// [`is_suspended`] from the domain's name and owner alone (a slot decision reads only those of
+/// its settings).
+pub(crate) fn owner_suspended(c: &rusqlite::Connection, domain: &str, owner: Option<&str>) -> Result<bool> {
+    let Some(owner) = owner else { return Ok(false) };
+    Ok(sql::claim(c, domain, owner)?.is_some_and(|claim| claim.state == ClaimState::Suspended))
 }
 
 /// Runs `jobs` as tasks of the worker, at most `limit` at a time, and gives their outputs in the

@@ -22,8 +22,9 @@
 -- Prosody 0.12 fires no event when an upload completes or a file is deleted, so the ledger is
 -- kept true by watching files, all of it in the core, on its worker thread:
 --   - completion: the slot id is read from mod_http_file_share's reply and the core is told the
---     path the slot's file will have (one row per slot in the store, written on the worker, so
---     a slot request costs the loop one decision and nothing that grows with the slots awaited).
+--     path the slot's file will have (one row per slot in the store, written at once when nobody
+--     else holds the store's lock, else on the worker, so a slot request costs the loop one
+--     decision and one small write, nothing that grows with the slots awaited).
 --     Every xmpp_hosting_upload_check_interval seconds the core looks at the slots awaited: a
 --     file renamed into place is counted; a `<slot>.bin~` still growing (uploads over
 --     http_max_content_size stream into it, as slowly as the client likes) keeps the reservation
@@ -112,7 +113,8 @@ local function issue(event, store, grant)
 		send = function(reply)
 			local slot = reply.attr.type == "result" and slot_of(reply);
 			if slot then
-				-- Recorded on the core's worker; the loop does not wait for the store.
+				-- Recorded at once, or on the core's worker while another process holds the
+				-- store's lock; the loop does not wait for the store.
 				local ok, watch_err = store:watch_upload_slot(grant.id, file_of(slot), slot_usable_for);
 				if not ok then module:log("error", "Cannot watch upload slot %s: %s", slot, watch_err); end
 			else

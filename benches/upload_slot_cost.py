@@ -4,11 +4,17 @@ loopback, one session) asks Prosody 0.12 (mod_http_file_share) and ejabberd 23.0
 (mod_http_upload + mod_http_upload_quota) for --requests slots one after another, with and
 without mod_xmpp_hosting_uploads deciding, at 1,000 and 100,000 uploads stored. Prints p50 / p99
 of the round trips, the p50 of the first and of the last 200 requests (flat or not as granted
-slots pile up), a ping's round trip, and the ratio with / without. Figures, not assertions; the
+slots pile up), a ping's round trip, the ratio with / without, and the server's CPU time per
+request (its processes' user + system time over the requests, /proc: what the module costs the
+machine, much less sensitive to other load than the round trips). Figures, not assertions; the
 target (issue 11.4) is at most the server's own p50 + 0.5 ms, flat from first request to last.
 
     PROFILE=release scripts/build && python3 benches/upload_slot_cost.py
         [--servers prosody,ejabberd] [--sizes 1000,100000] [--requests 2000] [--prosody-storage sql|internal]
+        [--repeat N]
+
+--repeat N runs each pair (without, then with the module) N times and ends with the median of
+the pairs' differences: on a shared machine one pair can be off by more than the module costs.
 
 Uploads stored: the servers' own records hold N uploads (Prosody: its `uploads` archive in SQL
 storage, as benches/prosody_file_share_cost.py seeds it; ejabberd: N files in the user's upload
@@ -34,6 +40,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -91,13 +98,32 @@ def seed_ledger(database: Path, domain: str, n: int):
     c.close()
 
 
-async def slot_round_trips(c, share: str, requests: int):
-    """A ping, then `requests` slot requests one after another; round trips in seconds."""
+def session_cpu(sid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of session `sid`: the harnesses
+    start each server in a session of its own (Prosody's Lua, ejabberd's BEAM and its helpers)."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        fields = stat.rsplit(")", 1)[1].split()  # from field 3 (state) on; the name may hold spaces
+        if int(fields[3]) == sid:  # field 6, session
+            ticks += int(fields[11]) + int(fields[12])  # fields 14 and 15, utime and stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def slot_round_trips(c, share: str, requests: int, sid: int):
+    """A ping, then `requests` slot requests one after another: the round trips in seconds, the
+    ping's, and the server's CPU seconds over the requests."""
     c.register_plugin("xep_0199")
     t0 = time.perf_counter()
     await c.plugin["xep_0199"].send_ping(c.boundjid.host, timeout=60)
     ping = time.perf_counter() - t0
     times = []
+    cpu0 = session_cpu(sid)
     for _ in range(requests):
         iq = c.Iq()
         iq["type"] = "get"
@@ -107,11 +133,11 @@ async def slot_round_trips(c, share: str, requests: int):
         reply = await iq.send(timeout=600)
         times.append(time.perf_counter() - t0)
         assert reply["type"] == "result", reply
-    return times, ping
+    return times, ping, session_cpu(sid) - cpu0
 
 
-def measure(port: int, jid: str, share: str, requests: int):
-    return asyncio.run(client._session(port, jid, PASSWORD, lambda c: slot_round_trips(c, share, requests), 3600))
+def measure(port: int, jid: str, share: str, requests: int, sid: int):
+    return asyncio.run(client._session(port, jid, PASSWORD, lambda c: slot_round_trips(c, share, requests, sid), 3600))
 
 
 def prosody_run(n: int, with_module: bool, requests: int, work: Path, storage: str = "sql"):
@@ -127,7 +153,8 @@ Component "{pfs.SHARE}" "http_file_share"
 """
     if with_module:
         component += '  modules_enabled = { "xmpp_hosting_uploads" }\n'
-    prosody = pfs.BenchProsody(work / f"prosody-{n}-{with_module}", host=pfs.HOST, options=options,
+    run_dir = Path(tempfile.mkdtemp(dir=work, prefix=f"prosody-{n}-{with_module}-"))  # one per run (--repeat)
+    prosody = pfs.BenchProsody(run_dir, host=pfs.HOST, options=options,
                                extra_config=component)
     prosody.write_config()
     prosody.create_user("measure0", PASSWORD)
@@ -138,11 +165,11 @@ Component "{pfs.SHARE}" "http_file_share"
     if with_module:
         seed_ledger(prosody.database, pfs.HOST, n)
     with prosody:
-        times, ping = measure(prosody.c2s_port, f"measure0@{pfs.HOST}", pfs.SHARE, requests)
+        result = measure(prosody.c2s_port, f"measure0@{pfs.HOST}", pfs.SHARE, requests, prosody.proc.pid)
         errors = [line for line in prosody.log_text().splitlines() if "\terror\t" in line]
     if errors:
         print(f"  ({len(errors)} error lines in Prosody's log, first: {errors[0][:200]})", file=sys.stderr)
-    return times, ping
+    return result
 
 
 class ModuleEjabberd(ejb.BenchEjabberd):
@@ -163,13 +190,13 @@ def ejabberd_run(n: int, with_module: bool, requests: int, work: Path):
         shutil.rmtree(user_dir)
     ejb.fill(user_dir, n, int(time.time()))
     fit = -(-(n * ejb.SIZE + requests * ejb.SIZE) // ejb.MIB)  # MiB: the files and every slot fit
-    node = ModuleEjabberd(work / f"ejabberd-{n}-{with_module}", docroot, fit + 10, fit + 20, with_module)
+    node_dir = Path(tempfile.mkdtemp(dir=work, prefix=f"ejabberd-{n}-{with_module}-"))  # one per run (--repeat)
+    node = ModuleEjabberd(node_dir, docroot, fit + 10, fit + 20, with_module)
     if with_module:
         seed_ledger(node.database, ejb.HOST, n)
     with node:
         node.register(ejb.USER, PASSWORD)
-        times, ping = measure(node.c2s_port, f"{ejb.USER}@{ejb.HOST}", ejb.SHARE, requests)
-    return times, ping
+        return measure(node.c2s_port, f"{ejb.USER}@{ejb.HOST}", ejb.SHARE, requests, node.proc.pid)
 
 
 def pct(v: list[float], q: float) -> float:
@@ -183,6 +210,7 @@ def main():
     ap.add_argument("--sizes", default="1000,100000")
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--prosody-storage", choices=("sql", "internal"), default="sql")
+    ap.add_argument("--repeat", type=int, default=1, help="pairs (without, with) per server and size")
     args = ap.parse_args()
     runs = {"prosody": lambda *a: prosody_run(*a, storage=args.prosody_storage), "ejabberd": ejabberd_run}
     work = Path(tempfile.mkdtemp(prefix="xh-bench-slots-"))
@@ -191,21 +219,37 @@ def main():
     print(f"Slot request round trip, ms: {args.requests} requests in one session, loopback "
           f"(Prosody's upload archive: {args.prosody_storage}); {os.environ['PROFILE']} build; "
           f"{', '.join(target(s).name for s in servers)}\n")
-    print("| server | uploads stored | module | p50 | p99 | first 200 p50 | last 200 p50 | ping | p50 ratio | p50 + "
-          "| load (1 min) |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| server | uploads stored | module | p50 | p99 | first {WINDOW} p50 | last {WINDOW} p50 | ping | p50 ratio "
+          "| p50 + | first + / last + | server CPU per request | CPU + | load (1 min) |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    summary = []
     for server in servers:
         for n in [int(s) for s in args.sizes.split(",") if s.strip()]:
-            base = None
-            for with_module in (False, True):
-                times, ping = runs[server](n, with_module, args.requests, work)
-                p50 = pct(times, 0.5)
-                ratio = f"×{p50 / base:.2f}" if base else ""
-                extra = f"{p50 - base:+.2f}" if base else ""
-                print(f"| {server} | {n} | {'with' if with_module else 'without'} | {p50:.2f} | {pct(times, 0.99):.2f} "
-                      f"| {pct(times[:WINDOW], 0.5):.2f} | {pct(times[-WINDOW:], 0.5):.2f} | {ping * 1000:.2f} "
-                      f"| {ratio} | {extra} | {os.getloadavg()[0]:.2f} |", flush=True)
-                base = base or p50
+            pairs = []
+            for _ in range(args.repeat):
+                base = None
+                for with_module in (False, True):
+                    times, ping, cpu = runs[server](n, with_module, args.requests, work)
+                    row = (pct(times, 0.5), pct(times[:WINDOW], 0.5), pct(times[-WINDOW:], 0.5), cpu / len(times) * 1000)
+                    p50, first, last, cpu_ms = row
+                    ratio = added = edges = cpu_added = ""
+                    if base:
+                        ratio = f"×{p50 / base[0]:.2f}"
+                        added = f"{p50 - base[0]:+.2f}"
+                        edges = f"{first - base[1]:+.2f} / {last - base[2]:+.2f}"
+                        cpu_added = f"{cpu_ms - base[3]:+.3f}"
+                        pairs.append(tuple(w - b for w, b in zip(row, base)))
+                    print(f"| {server} | {n} | {'with' if with_module else 'without'} | {p50:.2f} "
+                          f"| {pct(times, 0.99):.2f} | {first:.2f} | {last:.2f} | {ping * 1000:.2f} | {ratio} | {added} "
+                          f"| {edges} | {cpu_ms:.3f} | {cpu_added} | {os.getloadavg()[0]:.2f} |", flush=True)
+                    base = base or row
+            summary.append((server, n, pairs))
+    if args.repeat > 1:
+        print(f"\nMedian of {args.repeat} pairs, with minus without (ms): p50 | first {WINDOW} p50 | last {WINDOW} p50 "
+              "| server CPU per request")
+        for server, n, pairs in summary:
+            med = [statistics.median(p[i] for p in pairs) for i in range(4)]
+            print(f"  {server}, {n} stored: {med[0]:+.2f} | {med[1]:+.2f} | {med[2]:+.2f} | {med[3]:+.3f}")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -35,8 +35,8 @@ impl Hosting {
                 let detail = format!("account {jid} removed");
                 crate::invites::audit_revoked(tx, now, name, id, &detail)?;
             }
-            let had_limits = quotas::user_limits(tx, name, &user)?.is_some();
-            quotas::set_user_limits(tx, name, &user, None)?;
+            // Only what was set before the removal: made late, it must leave a new account's.
+            let had_limits = quotas::drop_user_limits_set_by(tx, name, &user, now)?;
             Ok(AccountRemoval { invites_revoked: ids.len(), upload_limits_cleared: had_limits })
         })
     }

@@ -610,6 +610,15 @@ mod tests {
         assert_eq!(at(200).account_removed("example.org", "alice").unwrap().invites_revoked, 1);
         assert!(at(310).check_invite("example.org", &old.token).unwrap().is_none());
         assert!(at(310).check_invite("example.org", &new.token).unwrap().is_some());
+        // The new alice's upload exception, set at 300, survives the old alice's late removal;
+        // the old alice's own exception, set at 150, goes with her.
+        let limits = crate::quotas::UserUploadLimits { storage: Some(5_000_000), ..Default::default() };
+        at(150).set_user_upload_limits("example.org", "bob", Some(&limits)).unwrap();
+        at(300).set_user_upload_limits("example.org", "alice", Some(&limits)).unwrap();
+        assert!(!at(200).account_removed("example.org", "alice").unwrap().upload_limits_cleared);
+        assert!(h.user_upload_limits("example.org", "alice").unwrap().is_some());
+        assert!(at(200).account_removed("example.org", "bob").unwrap().upload_limits_cleared);
+        assert!(h.user_upload_limits("example.org", "bob").unwrap().is_none());
     }
 
     #[test]

@@ -135,7 +135,8 @@ impl Hosting {
         let user = username_of(username)?;
         // Plain data of options and numbers: serialising it cannot fail.
         let json = limits.map(|l| serde_json::to_string(l).expect("limits serialise"));
-        self.store().write(|tx| sql::set_user_limits(tx, d.name.as_str(), &user, json.as_deref()))
+        let now = self.now();
+        self.store().write(|tx| sql::set_user_limits(tx, d.name.as_str(), &user, json.as_deref(), now))
     }
 
     /// Sets one limit by the name an admin types, the same on every command line: a domain's

@@ -48,6 +48,7 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
         M::up(include_str!("../../migrations/0022_settings_revision.sql")),
         M::up(include_str!("../../migrations/0026_claims_by_account.sql")),
         M::up(include_str!("../../migrations/0027_settings_revision_counter.sql")),
+        M::up(include_str!("../../migrations/0032_user_limits_set_at.sql")),
     ])
 });
 

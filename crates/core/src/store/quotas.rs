@@ -222,19 +222,33 @@ pub(crate) fn user_limits(c: &Connection, domain: &str, username: &str) -> Resul
         .optional()?)
 }
 
-pub(crate) fn set_user_limits(c: &Connection, domain: &str, username: &str, limits: Option<&str>) -> Result<()> {
+pub(crate) fn set_user_limits(
+    c: &Connection,
+    domain: &str,
+    username: &str,
+    limits: Option<&str>,
+    now: i64,
+) -> Result<()> {
     match limits {
         Some(json) => c
             .prepare_cached(
-                "INSERT INTO upload_user_limits (domain, username, limits) VALUES (?1, ?2, ?3)
-             ON CONFLICT (domain, username) DO UPDATE SET limits = excluded.limits",
+                "INSERT INTO upload_user_limits (domain, username, limits, set_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (domain, username) DO UPDATE SET limits = excluded.limits, set_at = excluded.set_at",
             )?
-            .execute(params![domain, username, json])?,
+            .execute(params![domain, username, json, now])?,
         None => c
             .prepare_cached("DELETE FROM upload_user_limits WHERE domain = ?1 AND username = ?2")?
             .execute(params![domain, username])?,
     };
     Ok(())
+}
+
+/// Drops the user's exceptions set at or before `at` (an account removed then); returns whether
+/// there were any. Exceptions set later belong to a new account of the same name.
+pub(crate) fn drop_user_limits_set_by(c: &Connection, domain: &str, username: &str, at: i64) -> Result<bool> {
+    Ok(c.prepare_cached("DELETE FROM upload_user_limits WHERE domain = ?1 AND username = ?2 AND set_at <= ?3")?
+        .execute(params![domain, username, at])?
+        > 0)
 }
 
 /// Totals recomputed from the files and open reservations, per scope: (scope, domain, username,

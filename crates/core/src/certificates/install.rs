@@ -131,6 +131,12 @@ fn prepare(dir: &Path) -> Result<(), CertificateError> {
 impl Hosting {
     /// Makes `dir` hold exactly the stored certificates in `layout` (see the module doc).
     pub fn install_certificates(&self, dir: &Path, layout: Layout) -> Result<InstallReport> {
+        // One install at a time in this process (the admin's command and the housekeeping pass
+        // may meet): each reads the store and then makes the files match it, so one working from
+        // an older read must not delete what the other just wrote. Another process's install
+        // may still interleave; the next housekeeping pass puts the files right.
+        static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         prepare(dir)?;
         let stored = self.store().read(crate::store::certificates::select_all)?;
         let mut report = InstallReport::default();
@@ -168,7 +174,12 @@ impl Hosting {
             {
                 continue;
             }
-            std::fs::remove_file(&path).map_err(|e| CertificateError::Export(format!("{}: {e}", path.display())))?;
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                // Another process's install removed it first: what we wanted.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(CertificateError::Export(format!("{}: {e}", path.display())).into()),
+            }
             report.files_removed.push(path.display().to_string());
             gone.insert(stem.to_string());
         }

@@ -47,6 +47,11 @@ local h = assert(xh.open(arg[1]))
 assert(h:add_domain(arg[3]))
 assert(h:set_retention(arg[3], "archive", "1d"))
 assert(h:register_archive_store(arg[3], "archive", arg[3], "prosody_sql", arg[2], "archive"))
+-- As in Prosody with mod_xmpp_hosting_retention loaded: the database's gate exists (Prosody's
+-- loop, idle here, never enters it), so the sweep leaves no gap between steps for Prosody's
+-- writes; "nogate": as from another process (the command line), with the gap.
+local gated = arg[4] ~= "nogate" and pcall(function() return h:prosody_sql_gate(arg[2]) end)
+print("gate: " .. (gated and "yes (as inside Prosody)" or "no (as from another process: a gap after each step)"))
 local socket = require "socket"
 local t0 = socket.gettime()
 local p = assert(h:start_retention_sweep(arg[3], "archive", {}))
@@ -82,6 +87,9 @@ def main():
                          "(filling a million rows takes minutes)")
     ap.add_argument("--no-statement", action="store_true",
                     help="skip Prosody's own statement (when comparing settings of our sweep alone)")
+    ap.add_argument("--no-gate", action="store_true",
+                    help="sweep as from another process than Prosody's (the command line): no gate, a gap "
+                         "after each step for Prosody's writes")
     args = ap.parse_args()
     rows = args.rows
     work = Path(tempfile.mkdtemp(prefix="xh-retention-bench-"))
@@ -102,7 +110,7 @@ def main():
     # Prosody's own cleanup: its one statement in one transaction.
     if not args.no_statement:
         statement(work, src, now)
-    sweep(work, src, now, args.lib)
+    sweep(work, src, now, args.lib, not args.no_gate)
 
 
 def statement(work: Path, src: Path, now: int):
@@ -121,7 +129,7 @@ def statement(work: Path, src: Path, now: int):
     theirs.unlink()
 
 
-def sweep(work: Path, src: Path, now: int, lib: Path):
+def sweep(work: Path, src: Path, now: int, lib: Path, gate: bool = True):
     # Ours, through the Lua module Prosody loads (the core's worker does the sweep).
     # Lua finds the module as xmpp_hosting.so in a directory of LUA_CPATH.
     (work / "lua").mkdir()
@@ -131,7 +139,7 @@ def sweep(work: Path, src: Path, now: int, lib: Path):
     # rest (the store would be opened on Prosody's database).
     script = work / "sweep.lua"
     script.write_text(LUA)
-    r = subprocess.run(["lua5.4", str(script), str(work / "store.sqlite"), str(src), HOST],
+    r = subprocess.run(["lua5.4", str(script), str(work / "store.sqlite"), str(src), HOST] + ([] if gate else ["nogate"]),
                        capture_output=True, text=True, env=env, check=False)
     if r.returncode != 0:
         sys.exit(f"the sweep failed: {r.stdout}{r.stderr}")

@@ -83,13 +83,29 @@ local busy_ms = module:get_option_number("xmpp_hosting_sql_busy_timeout", 2000);
 -- Only the connection to the database the sweeps work in (`archive_file`) gets the longer WAL:
 -- the housekeeping pass checkpoints that file off the loop (Hosting::checkpoint_prosody_databases),
 -- no other.
-local function give_busy_timeout(archive_file)
+-- Its transactions also pass the core's gate for that file (LoopGate in prosody_archive.rs): no
+-- sweep step begins while this loop is in one, and one that begins during a step waits for that
+-- step's commit (a few milliseconds) instead of sleeping in SQLite's busy handler; the sweep no
+-- longer leaves a gap after each step for this loop's writes, so it runs at full speed while
+-- Prosody is idle.
+local function give_busy_timeout(s, archive_file)
 	for _, engine in pairs(sql_engines) do
 		if engine.params and engine.params.driver == "SQLite3" and not engine.xmpp_hosting_busy then
 			engine.xmpp_hosting_busy = true;
 			local onconnect = engine.onconnect;
 			local swept = archive_file
 				== resolve_relative_path(prosody.paths.data or ".", engine.params.database or "prosody.sqlite");
+			if swept then
+				local gate = s:prosody_sql_gate(archive_file);
+				local transaction = engine.transaction;
+				engine.transaction = function(e, ...)
+					gate:enter();
+					local ok, a, b, c, d = pcall(transaction, e, ...);
+					gate:leave();
+					if not ok then error(a, 0); end
+					return a, b, c, d;
+				end;
+			end
 			local function set_busy(e)
 				return e:transaction(function()
 					e:execute(("PRAGMA busy_timeout = %d"):format(busy_ms));
@@ -139,7 +155,7 @@ local function register(module_name)
 		end
 		backend = "prosody_sql";
 		module:open_store(store, "archive"); -- opens the connection, so it gets its busy timeout now
-		give_busy_timeout(location);
+		give_busy_timeout(s, location);
 	elseif driver == "internal" then
 		backend = "prosody_internal";
 	else

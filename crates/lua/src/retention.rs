@@ -16,9 +16,14 @@
 //! kind, server_host, option, value_or_nil)` -> nil or `{level, text}` (Prosody's own expiry next to
 //! the policy); `h:begin_driven_sweep(domain, kind, dry_run_or_nil)` -> the first step for Prosody
 //! to run through its storage API (a dry run's steps have `dry_run` set: count, delete nothing), `h:driven_step_done(sweep_id, {deleted, failures, next, took_us, batch})` ->
-//! `{record, next}` (`record.text` in the core's words; `next` nil once the sweep ended).
+//! `{record, next}` (`record.text` in the core's words; `next` nil once the sweep ended);
+//! `h:prosody_sql_gate(path)` -> a gate (`gate:enter()`, `gate:leave()`) Prosody's loop passes
+//! for each transaction on its database, so the core's sweep steps there take turns with it.
 
 use mlua::prelude::*;
+use std::sync::Arc;
+
+use xmpp_hosting_core::retention::prosody_archive::{loop_gate, LoopGate};
 use xmpp_hosting_core::retention::{DrivenDone, DrivenOutcome, Kind, SweepOptions};
 use xmpp_hosting_core::NowOrLater;
 
@@ -32,6 +37,22 @@ fn driven_outcome(out: DrivenOutcome) -> Result<serde_json::Value, xmpp_hosting_
     let mut value = serde_json::to_value(&out).map_err(|e| xmpp_hosting_core::Error::Internal(e.to_string()))?;
     value["record"]["text"] = text.into();
     Ok(value)
+}
+
+/// Prosody's loop's side of the core's `LoopGate` on one of its databases: `gate:enter()` before
+/// a transaction on it (waits for a sweep step under way to commit, a few milliseconds at most;
+/// returns the seconds waited), `gate:leave()` after it, whatever its outcome. While the loop is
+/// between the two, no sweep step begins in that database.
+struct LuaGate(Arc<LoopGate>);
+
+impl LuaUserData for LuaGate {
+    fn add_methods<M: LuaUserDataMethods<Self>>(m: &mut M) {
+        m.add_method("enter", |_, g, ()| Ok(g.0.enter().as_secs_f64()));
+        m.add_method("leave", |_, g, ()| {
+            g.0.leave();
+            Ok(())
+        });
+    }
 }
 
 pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
@@ -177,6 +198,9 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
             crate::convert::to_lua(lua, &value).map_err(|e| xmpp_hosting_core::Error::Internal(e.to_string()))
         })
     });
+    // `h:prosody_sql_gate(path)`: the gate of Prosody's database `path` in this process (see
+    // LuaGate); mod_xmpp_hosting_retention wraps the SQL engine's transactions with it.
+    m.add_method("prosody_sql_gate", |_, _h, path: String| Ok(LuaGate(loop_gate(&path))));
     m.add_method("retention_log", |lua, h, (domain, limit): (Option<String>, Option<u32>)| {
         serialized(lua, || h.0.retention_log(domain.as_deref(), limit.unwrap_or(20)))
     });

@@ -401,8 +401,9 @@ def pool_settings_during_sweep(node: Ejabberd, after_id: int) -> list[dict]:
         "    _ -> case erlang:monotonic_time(second) > Deadline of true -> Acc1; false -> timer:sleep(20), Loop(Acc1) end "
         "  end end, "
         "lists:flatten([io_lib:format(\"~w;\", [S]) || S <- Loop([])]).", timeout=60)
-    samples = [json.loads(x) for x in out.strip().strip('"').split(";") if x]
-    return [{"parts": x[0], "values": x[1:]} for x in samples]
+    # The samples as "[P,V1,V2,V3];..." ("[]", the empty list, when there were none).
+    samples = [json.loads(x) for x in out.strip().strip('"').split(";") if x.strip()]
+    return [{"parts": x[0], "values": x[1:]} for x in samples if x]
 
 
 def test_a_sweep_of_100000_old_messages_runs_while_logins_and_messages_keep_flowing(clean_archive):

@@ -41,6 +41,9 @@ struct Inner {
     /// Opened on the first [`Hosting::later`] call: a connection of its own, so that a worker call
     /// waiting for another process's lock never holds the connection the caller's thread uses.
     worker: OnceCell<Hosting>,
+    /// Background writes of this store still waiting for another process's lock (see
+    /// [`crate::off_loop::Retry::most_waiting`]).
+    background_waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Hosting {
@@ -77,7 +80,12 @@ impl Hosting {
 
     fn from_store(store: Store) -> Self {
         Hosting {
-            inner: Arc::new(Inner { store, reopen: None, worker: OnceCell::new() }),
+            inner: Arc::new(Inner {
+                store,
+                reopen: None,
+                worker: OnceCell::new(),
+                background_waiting: Default::default(),
+            }),
             clock: Arc::new(SystemClock),
         }
     }
@@ -115,5 +123,9 @@ impl Hosting {
 
     pub(crate) fn worker_slot(&self) -> &OnceCell<Hosting> {
         &self.inner.worker
+    }
+
+    pub(crate) fn background_waiting(&self) -> &std::sync::atomic::AtomicUsize {
+        &self.inner.background_waiting
     }
 }

@@ -125,25 +125,75 @@ pub struct Retry {
     /// before, up to `longest_pause`.
     pub first_pause: Duration,
     pub longest_pause: Duration,
+    /// How many background writes of one store may wait for the lock at once. Each holds a
+    /// descriptor pair the server watches; past this, a new one is refused at once (its caller
+    /// logs it) rather than letting a lock stuck for an hour of logins exhaust the server's
+    /// open files.
+    pub most_waiting: usize,
+}
+
+impl Retry {
+    /// How long a write's tries take, from its request: every try's wait for the lock and every
+    /// pause. A write is given up once twice this has gone by (time waiting for its turn behind
+    /// other writes counts, so a queue behind a stuck lock does not stretch it without end; the
+    /// factor leaves room for waits that run a little long on a busy machine).
+    fn budget(&self, waited: Duration) -> Duration {
+        let mut pauses = Duration::ZERO;
+        let mut pause = self.first_pause;
+        for _ in 1..self.tries {
+            pauses += pause;
+            pause = (pause * 2).min(self.longest_pause);
+        }
+        waited * self.tries + pauses
+    }
 }
 
 /// Background writes: 8 tries, pauses of 1, 2, 4, 8, 16, 32 and 60 s between them. With the
-/// default 10 s wait for the lock each, a write is tried for about 3 minutes and 20 s: a backup
-/// or an audit holding the lock for half a minute delays it, and only a lock held for minutes
-/// (something stuck) makes it fail, then with the error in the log. Bounded, so a store that
-/// stays locked does not pile up writes on the worker.
+/// default 10 s wait for the lock each, a write is tried for about 3 minutes and 20 s (at most
+/// twice that from its request when it waited for its turn behind others): a backup or an audit holding the lock for half a
+/// minute delays it, and only a lock held for minutes (something stuck) makes it fail, then
+/// with the error in the log. At most 256 wait at once per store.
 pub const BACKGROUND_RETRY: Retry =
-    Retry { tries: 8, first_pause: Duration::from_secs(1), longest_pause: Duration::from_secs(60) };
+    Retry { tries: 8, first_pause: Duration::from_secs(1), longest_pause: Duration::from_secs(60), most_waiting: 256 };
 
-/// How many background tries wait for another process's lock at once, in this process. Each
-/// waits on a thread of the worker's blocking pool; a lock held for minutes while many logins come
-/// in would otherwise hold a thread for each. The others wait their turn without a thread (their
-/// tries are not counted while they wait), and once the lock is free they go through one after
-/// the other in milliseconds.
-const BACKGROUND_TRIES_AT_ONCE: usize = 4;
+/// How many background tries wait for another process's lock at once, in this process: one,
+/// since the worker has one connection per store and a second try would only wait for the
+/// first on that connection's mutex, holding a thread. The others wait their turn without a
+/// thread; once the lock is free they go through one after the other in milliseconds.
+const BACKGROUND_TRIES_AT_ONCE: usize = 1;
 
 /// The turns of [`BACKGROUND_TRIES_AT_ONCE`].
 static BACKGROUND_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BACKGROUND_TRIES_AT_ONCE);
+
+/// Counts a background write as waiting for the lock while it lives.
+struct Waiting(Hosting);
+
+impl Waiting {
+    fn enter(h: &Hosting, most: usize) -> Option<Waiting> {
+        let count = h.background_waiting();
+        let mut now = count.load(std::sync::atomic::Ordering::SeqCst);
+        loop {
+            if now >= most {
+                return None;
+            }
+            match count.compare_exchange(
+                now,
+                now + 1,
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+            ) {
+                Ok(_) => return Some(Waiting(h.clone())),
+                Err(seen) => now = seen,
+            }
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.background_waiting().fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// The longest wait for another process's lock an admin may set for the worker's store calls
 /// (`worker_busy_timeout`): an hour. A longer one would hold a call, and what waits for it,
@@ -247,10 +297,23 @@ impl Hosting {
         T: Send + 'static,
         F: FnOnce(&Hosting) -> Result<T> + Clone + Send + 'static,
     {
+        let Some(waiting) = Waiting::enter(self, retry.most_waiting) else {
+            return Err(Error::Store(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some(format!(
+                    "the store's write lock is held elsewhere and {} writes already wait for it, so this one \
+                     is not made: check what holds the lock (the command line, the other server, a backup, a \
+                     long sweep)",
+                    retry.most_waiting
+                )),
+            )));
+        };
         // The clock stopped at the request: every try is made as of then.
         let worker = self.worker_handle()?.with_clock(ManualClock::new(self.now()));
         let waited = self.reopen_options().map(|(_, o)| o.worker_busy_timeout);
+        let budget = waited.map(|w| retry.budget(w));
         Pending::spawn(async move {
+            let _waiting = waiting;
             let started = Instant::now();
             let mut pause = retry.first_pause;
             let mut tries = 0;
@@ -270,7 +333,12 @@ impl Hosting {
                     Err(e) => return Err(Error::Internal(format!("a store call on the worker failed: {e}"))),
                 };
                 match outcome {
-                    Err(e) if e.is_busy() && !partly_done && tries < retry.tries => {
+                    Err(e)
+                        if e.is_busy()
+                            && !partly_done
+                            && tries < retry.tries
+                            && budget.is_none_or(|b| started.elapsed() + pause < b * 2) =>
+                    {
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(retry.longest_pause);
                     }
@@ -429,7 +497,13 @@ mod tests {
     fn quick(tries: u32) -> (OpenOptions, Retry) {
         let options =
             OpenOptions { busy_timeout: Duration::from_millis(10), worker_busy_timeout: Duration::from_millis(50) };
-        (options, Retry { tries, first_pause: Duration::from_millis(10), longest_pause: Duration::from_millis(40) })
+        let retry = Retry {
+            tries,
+            first_pause: Duration::from_millis(10),
+            longest_pause: Duration::from_millis(40),
+            most_waiting: 64,
+        };
+        (options, retry)
     }
 
     #[test]
@@ -542,6 +616,40 @@ mod tests {
         assert!(super::waits_for_locks());
         other.execute_batch("COMMIT").unwrap();
         assert_eq!(pending.wait().unwrap().name.as_str(), "later.example");
+    }
+
+    #[test]
+    fn background_writes_waiting_for_a_held_lock_are_capped_and_the_next_refused_at_once() {
+        let store = TestStore::new("background-capped");
+        let (options, retry) = quick(1000);
+        let retry = Retry { most_waiting: 2, ..retry };
+        let h = Hosting::open_with(&store.path, &options).unwrap();
+        let other = lock_holder(&store.path);
+        let add = |name: &'static str| h.in_background(move |w| w.add_domain(name), retry);
+        let (first, second) = (add("one.example").unwrap(), add("two.example").unwrap());
+        let Err(refused) = add("three.example") else { panic!("a third write was queued past the cap") };
+        assert!(refused.is_busy() && refused.to_string().contains("2 writes already wait for it"), "{refused}");
+        other.execute_batch("COMMIT").unwrap();
+        first.wait().unwrap();
+        second.wait().unwrap();
+        // Finished writes leave the count: the next one waits again.
+        let again = add("three.example").unwrap();
+        assert_eq!(again.wait().unwrap().name.as_str(), "three.example");
+    }
+
+    #[test]
+    fn a_background_writes_budget_is_every_wait_and_pause_from_its_request() {
+        let r = Retry {
+            tries: 3,
+            first_pause: Duration::from_secs(1),
+            longest_pause: Duration::from_secs(60),
+            most_waiting: 1,
+        };
+        assert_eq!(r.budget(Duration::from_secs(10)), Duration::from_secs(30 + 1 + 2));
+        assert_eq!(
+            super::BACKGROUND_RETRY.budget(Duration::from_secs(10)),
+            Duration::from_secs(80 + 1 + 2 + 4 + 8 + 16 + 32 + 60)
+        );
     }
 
     #[test]

@@ -43,6 +43,9 @@ async function api(method, path, body) {
   if (!r.ok) {
     const err = new Error((data && data.message) || ("the server answered " + r.status));
     err.status = r.status;
+    // The panel answers every error with its JSON; anything else came from the server before
+    // the panel was loaded (a restart: Prosody serves HTTP a moment before its modules load).
+    err.fromPanel = data !== null;
     throw err;
   }
   return data;
@@ -51,8 +54,9 @@ async function api(method, path, body) {
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
 // Polls a job until it ends; `progress` shows that it still runs. The job is kept in the server's
-// store, so a poll the server cannot answer (it is restarting: no connection, 502 or 503) is tried
-// again for a minute, and the page then shows the outcome: "interrupted" if the restart cut it short.
+// store, so a poll the server cannot answer (it is restarting: no connection, 502 or 503, or an
+// answer not from the panel) is tried again for a minute, and the page then shows the outcome:
+// "interrupted" if the restart cut it short.
 async function awaitJob(job, progress) {
   let unreachableSince = null;
   for (let i = 0; ; i++) {
@@ -61,7 +65,7 @@ async function awaitJob(job, progress) {
       j = await api("GET", "jobs/" + encodeURIComponent(job));
       unreachableSince = null;
     } catch (e) {
-      if (e.status && e.status !== 502 && e.status !== 503) throw e;
+      if (e.status && e.fromPanel && e.status !== 502 && e.status !== 503) throw e;
       unreachableSince = unreachableSince || Date.now();
       if (Date.now() - unreachableSince > 60000) throw e;
     }

@@ -92,20 +92,9 @@ local function give_busy_timeout(s, archive_file)
 	for _, engine in pairs(sql_engines) do
 		if engine.params and engine.params.driver == "SQLite3" and not engine.xmpp_hosting_busy then
 			engine.xmpp_hosting_busy = true;
-			local onconnect = engine.onconnect;
 			local swept = archive_file
 				== resolve_relative_path(prosody.paths.data or ".", engine.params.database or "prosody.sqlite");
-			if swept then
-				local gate = s:prosody_sql_gate(archive_file);
-				local transaction = engine.transaction;
-				engine.transaction = function(e, ...)
-					gate:enter();
-					local ok, a, b, c, d = pcall(transaction, e, ...);
-					gate:leave();
-					if not ok then error(a, 0); end
-					return a, b, c, d;
-				end;
-			end
+			local gate = swept and s:prosody_sql_gate(archive_file);
 			local function set_busy(e)
 				return e:transaction(function()
 					e:execute(("PRAGMA busy_timeout = %d"):format(busy_ms));
@@ -115,17 +104,31 @@ local function give_busy_timeout(s, archive_file)
 						e.url, busy_ms, row and tostring(row[1]));
 				end);
 			end
-			engine.onconnect = function(e, ...)
-				local ret, err = onconnect(e, ...);
-				if ret == false then return ret, err; end
-				local ok, set_err = pcall(set_busy, e);
-				if not ok then module:log("warn", "Cannot set the busy timeout of %s: %s", e.url, set_err); end
-				return ret, err;
-			end;
-			if engine.conn then
-				local ok, err = pcall(set_busy, engine);
-				if not ok then module:log("warn", "Cannot set the busy timeout of %s: %s", engine.url, err); end
+			-- The settings belong to a connection. Prosody calls onconnect only when its own first
+			-- statements on a new connection succeed, and keeps the connection when they fail (another
+			-- process held the lock then): so whether the current connection has them is checked
+			-- around every transaction, and they are set again on a new one.
+			local set_on;
+			local function settle(e)
+				if e.conn == nil or set_on == e.conn then return; end
+				set_on = e.conn; -- before: set_busy runs a transaction of its own
+				local ok, ret, err = pcall(set_busy, e);
+				if not ok or not ret then
+					set_on = nil; -- tried again at the next transaction
+					module:log("warn", "Cannot set the busy timeout of %s yet: %s", e.url, tostring(ok and err or ret));
+				end
 			end
+			local transaction = engine.transaction;
+			engine.transaction = function(e, ...)
+				settle(e);
+				if gate then gate:enter(); end
+				local ok, a, b, c, d = pcall(transaction, e, ...);
+				if gate then gate:leave(); end
+				if not ok then error(a, 0); end
+				settle(e);
+				return a, b, c, d;
+			end;
+			settle(engine);
 		end
 	end
 end

@@ -7,7 +7,7 @@ from typing import Callable
 
 from harness import client
 from harness.clock import ServerClock
-from harness.common import run_cli
+from harness.common import run_cli, wait_for_domain
 from harness.knot import Knot, point_store_at, zone_text
 
 ZONE = "customer.example"
@@ -60,12 +60,7 @@ def a_suspended_customer_domain_takes_no_registrations(database: Path, clock: Se
     the customer proves the domain again; during the grace period nothing changes for users."""
     run_cli(database, "provider", "set", "dns.recheck_interval", "60")
     run_cli(database, "provider", "set", "dns.grace_period", "120")
-    # The server's invites module adds ZONE at load; on the worker, a moment later, when the
-    # store's lock was busy then.
-    deadline = time.monotonic() + 30
-    while run_cli(database, "domain", "show", ZONE, check=False).returncode != 0:
-        assert time.monotonic() < deadline, f"the server did not add {ZONE} to the store"
-        time.sleep(0.1)
+    wait_for_domain(database, ZONE)  # the server's invites module adds it
     run_cli(database, "domain", "set", ZONE, "registration.policy", "open")
     token = json.loads(run_cli(database, "--json", "domain", "claim", ZONE, "--account", "alice").stdout)["claim"]["token"]
     proof = f'xmpp-hosting-verification TXT "verify={token}"\n'

@@ -30,7 +30,7 @@ import requests
 
 from cert_scenarios import ThrowawayCA
 from harness.client import RawStream, error_condition, login, preauth_element, register
-from harness.common import LOOPBACK, run_cli
+from harness.common import LOOPBACK, run_cli, wait_for_domain
 from harness.prosody import Prosody, upload_component
 
 HOST = "locked.example"
@@ -44,12 +44,7 @@ def prosody(tmp_path_factory):
                  host_modules=["xmpp_hosting_invites", "xmpp_hosting_publish", "xmpp_hosting_panel"],
                  options={"admins": [f"uploader@{HOST}"], "http_default_host": HOST},
                  extra_config=upload_component(SHARE, xmpp_hosting_upload_check_interval=1)) as server:
-        # The module adds its host to the store as it loads, which may finish after the port opens.
-        # The invites module adds its host at load, on the worker when the lock was busy then.
-        deadline = time.monotonic() + 30
-        while run_cli(server.database, "domain", "show", HOST, check=False).returncode != 0:
-            assert time.monotonic() < deadline, f"{HOST} was not added to the store\n{server.log_text()[-3000:]}"
-            time.sleep(0.1)
+        wait_for_domain(server.database, HOST, log=server.log)
         server.create_user("uploader", PASSWORD)
         server.create_user("activist", PASSWORD)
         yield server
@@ -502,11 +497,7 @@ def test_with_a_short_store_lock_timeout_waited_writes_fail_clearly_and_backgrou
     held. (A server of its own: the other tests here hold the lock longer than this wait.)"""
     with Prosody(tmp_path_factory.mktemp("prosody-lock-timeout"), host=HOST, host_modules=["xmpp_hosting_invites"],
                  options={"xmpp_hosting_store_lock_timeout": 1}) as server:
-        # The invites module adds its host at load, on the worker when the lock was busy then.
-        deadline = time.monotonic() + 30
-        while run_cli(server.database, "domain", "show", HOST, check=False).returncode != 0:
-            assert time.monotonic() < deadline, f"{HOST} was not added to the store\n{server.log_text()[-3000:]}"
-            time.sleep(0.1)
+        wait_for_domain(server.database, HOST, log=server.log)
         server.create_user("uploader", PASSWORD)
         server.create_user("leaver", PASSWORD)
         run_cli(server.database, "quota", "set", HOST, "max_file_size", "1000", "--user", "leaver")

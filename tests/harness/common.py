@@ -168,6 +168,16 @@ def stop_process_group(proc: subprocess.Popen, timeout: float = 10.0):
         proc.wait(timeout=timeout)
 
 
+def wait_for_domain(db: Path, domain: str, timeout: float = 30.0, log: Path | None = None):
+    """Waits until the store hosts `domain`. A server module adds its host as it loads, on the
+    core's worker a moment later when the store's lock was busy then (its own housekeeping, say)."""
+    deadline = time.monotonic() + timeout
+    while run_cli(db, "domain", "show", domain, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the server did not add {domain} to the store\n{tail(log)}")
+        time.sleep(0.1)
+
+
 def run_cli(db: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Runs the admin CLI against a store file."""
     if not CLI.exists():

@@ -19,6 +19,7 @@ and removes it when the clock is dropped.
 import ctypes
 import itertools
 import os
+import secrets
 import struct
 import time
 import weakref
@@ -63,7 +64,9 @@ def _remove_orphans():
 def _shared_pair() -> tuple[str, str]:
     """Creates the semaphore and the counter libfaketime shares; returns their names."""
     _remove_orphans()
-    n = next(_serial)
+    # The pid names the owner (for _remove_orphans); the random part keeps a pid reused after a
+    # killed run from meeting that run's leftovers while this process lives.
+    n = f"{next(_serial)}{secrets.token_hex(4)}"
     sem, shm = f"/{PREFIX}sem_{os.getpid()}_{n}", f"/{PREFIX}shm_{os.getpid()}_{n}"
     libc = _libc()
     handle = libc.sem_open(sem.encode(), os.O_CREAT | os.O_EXCL, 0o600, 1)

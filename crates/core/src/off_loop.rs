@@ -170,22 +170,9 @@ struct Waiting(Hosting);
 
 impl Waiting {
     fn enter(h: &Hosting, most: usize) -> Option<Waiting> {
-        let count = h.background_waiting();
-        let mut now = count.load(std::sync::atomic::Ordering::SeqCst);
-        loop {
-            if now >= most {
-                return None;
-            }
-            match count.compare_exchange(
-                now,
-                now + 1,
-                std::sync::atomic::Ordering::SeqCst,
-                std::sync::atomic::Ordering::SeqCst,
-            ) {
-                Ok(_) => return Some(Waiting(h.clone())),
-                Err(seen) => now = seen,
-            }
-        }
+        use std::sync::atomic::Ordering::SeqCst;
+        let counted = h.background_waiting().fetch_update(SeqCst, SeqCst, |n| (n < most).then_some(n + 1));
+        counted.ok().map(|_| Waiting(h.clone()))
     }
 }
 
@@ -383,8 +370,7 @@ mod tests {
         let options =
             OpenOptions { busy_timeout: Duration::from_millis(10), worker_busy_timeout: Duration::from_millis(200) };
         let h = Hosting::open_with(&store.path, &options).unwrap();
-        let other = Connection::open(&store.path).unwrap();
-        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let other = lock_holder(&store.path);
         let err = h.later(|w| w.add_domain("late.example")).unwrap().wait().unwrap_err();
         other.execute_batch("COMMIT").unwrap();
         assert!(err.is_busy() && err.code() == "store", "{err:?}");
@@ -405,8 +391,7 @@ mod tests {
         let h = Hosting::open_with(&path, &options).unwrap();
 
         // Another process's write lock, held for a while.
-        let other = Connection::open(&path).unwrap();
-        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let other = lock_holder(&path);
 
         // On the caller's thread the short timeout gives up at once ...
         let err = h.add_domain("blocked.example").unwrap_err();

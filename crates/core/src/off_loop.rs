@@ -201,6 +201,16 @@ pub fn lock_timeout_setting(setting: &str, seconds: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// `seconds`, how long store calls on the server's own thread wait for a lock (Prosody's
+/// `xmpp_hosting_busy_timeout`), as a [`crate::OpenOptions::busy_timeout`]; refused when it is not
+/// 0 to 60 seconds: every session of the server waits with such a call.
+pub fn busy_timeout_setting(seconds: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| *d <= Duration::from_secs(60))
+        .ok_or_else(|| Error::InvalidArgument(format!("busy_timeout {seconds} is not 0 to 60 seconds")))
+}
+
 /// The outcome of [`Hosting::now_or_later`]: the result, or the same call still running on the
 /// worker because another process held the store's write lock.
 pub enum NowOrLater<T> {
@@ -724,6 +734,16 @@ mod tests {
         assert_eq!(lock_timeout_setting("x", 1.0).unwrap(), Duration::from_secs(1));
         assert_eq!(lock_timeout_setting("x", 0.5).unwrap(), Duration::from_millis(500));
         assert_eq!(lock_timeout_setting("x", 3600.0).unwrap(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn the_loops_wait_for_a_lock_is_0_to_60_seconds() {
+        for nonsense in [-1.0, 60.5, f64::NAN, f64::INFINITY] {
+            let e = super::busy_timeout_setting(nonsense).unwrap_err();
+            assert_eq!(e.to_string(), format!("invalid argument: busy_timeout {nonsense} is not 0 to 60 seconds"));
+        }
+        assert_eq!(super::busy_timeout_setting(0.25).unwrap(), Duration::from_millis(250));
+        assert_eq!(super::busy_timeout_setting(60.0).unwrap(), Duration::from_secs(60));
     }
 
     #[test]

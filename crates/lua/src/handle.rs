@@ -1,7 +1,6 @@
 //! The store handle userdata that `xmpp_hosting.open(path)` returns.
 
 use mlua::prelude::*;
-use std::time::Duration;
 
 use xmpp_hosting_core::{Error, Hosting, OpenOptions};
 
@@ -16,10 +15,7 @@ impl Handle {
         }
         let mut options = OpenOptions::default();
         if let Some(seconds) = busy_timeout {
-            options.busy_timeout = Duration::try_from_secs_f64(seconds)
-                .ok()
-                .filter(|d| *d <= Duration::from_secs(60))
-                .ok_or_else(|| Error::InvalidArgument(format!("busy_timeout {seconds} is not 0 to 60 seconds")))?;
+            options.busy_timeout = xmpp_hosting_core::busy_timeout_setting(seconds)?;
         }
         if let Some(seconds) = lock_timeout {
             options.worker_busy_timeout =

@@ -48,14 +48,24 @@ function M.reload(module)
 end
 
 -- Installs what the store holds now; reloads when something changed. Returns a line to add to
--- a command's answer (or nil), and an error.
-function M.install(module, s)
+-- a command's answer (or nil), and an error. With `domain` (a command that just changed its
+-- certificate), the line is there whenever that domain's files are in place, also when another
+-- process (the running server's housekeeping pass) had already written them.
+function M.install(module, s, domain)
 	local report, err = s:install_certificates(M.directory(module), "prosody");
 	if not report then return nil, err; end
-	if #report.installed == 0 and #report.removed == 0 then return nil; end
-	M.reload(module);
-	return ("Installed in %s%s"):format(M.directory(module),
-		prosody.process_type == "prosody" and "; TLS reloaded" or "; the running server was told to reload");
+	local changed = #report.installed > 0 or #report.removed > 0;
+	if changed then
+		M.reload(module);
+		return ("Installed in %s%s"):format(M.directory(module),
+			prosody.process_type == "prosody" and "; TLS reloaded" or "; the running server was told to reload");
+	end
+	for _, in_place in ipairs(report.in_place) do
+		if in_place == domain then
+			return ("Installed in %s (already in place)"):format(M.directory(module));
+		end
+	end
+	return nil;
 end
 
 local function read_file(path)
@@ -72,9 +82,8 @@ end
 function M.commands(module, await, write)
 	local commands = {};
 
-	local function with_install(s, ok, text)
-		if not ok then return ok, text; end
-		local line, err = M.install(module, s);
+	local function with_install(s, domain, text)
+		local line, err = M.install(module, s, domain);
 		if err then return false, text .. "\nNot installed: " .. tostring(err); end
 		return true, line and (text .. "\n" .. line) or text;
 	end
@@ -93,7 +102,7 @@ function M.commands(module, await, write)
 		if pending then module:log("debug", "cert generate: the certificate of %s is made on the core's worker", domain); end
 		local info, err = await(pending, start_err, code);
 		if not info then return false, err; end
-		return with_install(s, true, info.text);
+		return with_install(s, info.domain, info.text);
 	end
 
 	-- acme DOMAIN: a CA-signed certificate by ACME DNS-01 through the customer's CNAME (the
@@ -102,7 +111,7 @@ function M.commands(module, await, write)
 		if not domain then return false, "Usage: cert acme DOMAIN"; end
 		local info, err = await(s:start_acme_certificate(domain));
 		if not info then return false, err; end
-		return with_install(s, true, info.text);
+		return with_install(s, info.domain, info.text);
 	end
 
 	function commands.show(s, domain, options)
@@ -129,7 +138,7 @@ function M.commands(module, await, write)
 		if not pem then return false, ("Cannot read %s: %s"):format(file, read_err); end
 		local info, err = write(s, "import_certificate", domain, pem);
 		if not info then return false, err; end
-		return with_install(s, true, info.text);
+		return with_install(s, info.domain, info.text);
 	end
 
 	-- posh DOMAIN [--service client|server] | posh DOMAIN --check FILE

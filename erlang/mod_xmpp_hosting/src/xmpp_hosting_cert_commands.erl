@@ -211,12 +211,22 @@ install_now(H) ->
         Err -> Err
     end.
 
-%% A certificate made or imported is served at once: installed, and ejabberd told.
-installed_text(#{text := Text}) ->
-    case mod_xmpp_hosting:run_command(fun install_now/1, fun(R) -> {ok, install_line(R)} end) of
-        {ok, Line} -> {ok, <<Text/binary, "\n", Line/binary>>};
+%% A certificate made or imported is served at once: installed, and ejabberd told. The line says
+%% "installed" also when the housekeeping pass had already written this domain's files.
+installed_text(#{text := Text} = Info) ->
+    Line = fun(R) -> {ok, install_line(R, maps:get(domain, Info, undefined))} end,
+    case mod_xmpp_hosting:run_command(fun install_now/1, Line) of
+        {ok, Line1} -> {ok, <<Text/binary, "\n", Line1/binary>>};
         {error, _, _, Why} -> {ok, <<Text/binary, "\nNot installed: ", (unicode:characters_to_binary(Why))/binary>>}
     end.
+
+install_line(#{installed := [], removed := []} = R, Domain) ->
+    case lists:member(Domain, maps:get(in_place, R, [])) of
+        true -> <<"Installed for ", Domain/binary, " (already in place)">>;
+        false -> <<"Nothing to change in the certificates directory">>
+    end;
+install_line(R, _Domain) ->
+    install_line(R).
 
 install_line(#{installed := [], removed := []}) ->
     <<"Nothing to change in the certificates directory">>;

@@ -51,6 +51,11 @@ pub struct InstallReport {
     /// The certificate file a server loads for each installed domain (Prosody's `.crt`,
     /// ejabberd's `.pem`), for servers that add files one by one.
     pub certfiles: Vec<String>,
+    /// Every stored domain whose files match the store once this call is done, written by it or
+    /// found already written (another process's install may come first: the running server's
+    /// housekeeping pass right after `prosodyctl … cert acme` stored a certificate). A command
+    /// says "installed" from this, not from `installed`, which only lists what this call wrote.
+    pub in_place: Vec<String>,
 }
 
 impl InstallReport {
@@ -156,6 +161,7 @@ impl Hosting {
                 report.installed.push(s.domain.clone());
                 report.certfiles.push(certfile.display().to_string());
             }
+            report.in_place.push(s.domain.clone());
         }
         let fail = |e: std::io::Error| CertificateError::Export(format!("{}: {e}", dir.display()));
         let mut gone = BTreeSet::new();
@@ -222,10 +228,11 @@ mod tests {
             h.certificate_pem("a.example").unwrap()
         );
 
-        // Nothing changed: nothing written, nothing for the server to reload.
+        // Nothing changed: nothing written, nothing for the server to reload; still in place.
         let again = h.install_certificates(&dir, Layout::Prosody).unwrap();
         assert!(!again.changed(), "{again:?}");
         assert!(again.files_written.is_empty());
+        assert_eq!(again.in_place, ["a.example"]);
 
         // A key whose mode someone widened is written again with 0600.
         std::fs::set_permissions(dir.join("a.example.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -236,10 +243,12 @@ mod tests {
         h.generate_certificate("a.example", GenerateOptions::default()).unwrap();
         let both = h.install_certificates(&dir, Layout::Prosody).unwrap();
         assert_eq!(both.installed, ["a.example", "b.example"]);
+        assert_eq!(both.in_place, ["a.example", "b.example"]);
 
         h.remove_domain("a.example").unwrap();
         let removed = h.install_certificates(&dir, Layout::Prosody).unwrap();
         assert_eq!((removed.installed.len(), removed.removed.as_slice()), (0, ["a.example".to_string()].as_slice()));
+        assert_eq!(removed.in_place, ["b.example"]);
         assert_eq!(removed.files_removed.len(), 2);
         assert!(!dir.join("a.example.key").exists() && dir.join("b.example.key").exists());
         // The report never carries a key.

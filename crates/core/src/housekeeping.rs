@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::invites::{AccountOutcome, PurgeReport, StaleRegistration};
+use crate::locked::locked;
 use crate::quotas::UploadUpkeep;
 use crate::verification::{Claim, ClaimState};
 use crate::{Error, Hosting, Pending, Result, Timestamp};
@@ -317,7 +318,7 @@ struct RunningGuard(Arc<Mutex<Runs>>);
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).running = false;
+        locked(&self.0).running = false;
     }
 }
 
@@ -337,13 +338,13 @@ impl Housekeeping {
     /// it. For a pass running in Prosody itself: the CLI's or ejabberd's pass on a shared store
     /// leaves Prosody's files alone.
     pub fn checkpoint_prosody_databases(&self) {
-        self.prosody_databases.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(BTreeSet::new);
+        locked(&self.prosody_databases).get_or_insert_with(BTreeSet::new);
     }
 
     /// The checkpoint step's part for Prosody's databases: the pages now in their files; a file
     /// that starts or stops failing is said in the log.
     fn checkpoint_prosody(&self, h: &Hosting, log: &mut Vec<LogLine>) -> Result<i64> {
-        let mut guard = self.prosody_databases.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = locked(&self.prosody_databases);
         let Some(failing) = guard.as_mut() else { return Ok(0) };
         let (copied, failed) = h.checkpoint_prosody_databases()?;
         let now: BTreeSet<String> = failed.iter().map(|(path, _)| path.clone()).collect();
@@ -368,7 +369,7 @@ impl Housekeeping {
     /// Makes the certificate step install the store's certificates into `target` (the server's
     /// own directory for them), from the next pass on; clones share it.
     pub fn install_certificates_into(&self, target: Option<crate::certificates::InstallTarget>) {
-        *self.certificates.lock().unwrap_or_else(|p| p.into_inner()) = target;
+        *locked(&self.certificates) = target;
     }
 
     pub fn schedule(&self) -> &Schedule {
@@ -376,7 +377,7 @@ impl Housekeeping {
     }
 
     fn runs(&self) -> std::sync::MutexGuard<'_, Runs> {
-        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+        locked(&self.runs)
     }
 
     fn is_due(&self, runs: &Runs, step: Step, now: Timestamp) -> bool {
@@ -532,7 +533,7 @@ impl Housekeeping {
                     report.retention_unfinished = pass.unfinished;
                 }),
                 Step::Certificates => {
-                    let target = self.certificates.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let target = locked(&self.certificates).clone();
                     h.certificate_upkeep(target.as_ref()).map(|done| certificate_log(&mut report, done))
                 }
                 Step::PanelJobs => crate::panel::jobs::upkeep(h).map(|done| {

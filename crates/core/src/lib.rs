@@ -19,6 +19,7 @@ pub mod error;
 mod hosting;
 pub mod housekeeping;
 pub mod invites;
+mod locked;
 mod off_loop;
 pub mod panel;
 pub mod publish;

@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex};
 
+use crate::locked::locked;
 use once_cell::sync::Lazy;
 use tokio::runtime::Runtime;
 
@@ -94,7 +95,7 @@ impl<T: FromPanic + Send + 'static> Pending<T> {
                 Err(e) => T::from_panic(e.to_string()),
             };
             then(&value);
-            let mut state = filled.value.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = locked(&filled.value);
             match state.callback.take() {
                 Some(callback) => {
                     drop(state);
@@ -117,7 +118,7 @@ impl<T: FromPanic + Send + 'static> Pending<T> {
     /// The result, if it is in; never blocks. Drains the descriptor so a level-triggered
     /// watcher stops firing.
     pub fn try_take(&self) -> Option<T> {
-        let value = self.slot.value.lock().unwrap_or_else(|p| p.into_inner()).value.take();
+        let value = locked(&self.slot.value).value.take();
         if value.is_some() {
             let mut buf = [0u8; 8];
             let _ = (&self.signal).read(&mut buf);
@@ -130,7 +131,7 @@ impl<T: FromPanic + Send + 'static> Pending<T> {
     /// than ask (the NIF sends the calling Erlang process a message from the callback). The
     /// callback must not block: it runs on one of the worker's few threads.
     pub fn on_done(self, callback: impl FnOnce(T) + Send + 'static) {
-        let mut state = self.slot.value.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = locked(&self.slot.value);
         match state.value.take() {
             Some(value) => {
                 drop(state);
@@ -142,7 +143,7 @@ impl<T: FromPanic + Send + 'static> Pending<T> {
 
     /// Blocks until the result is in.
     pub fn wait(self) -> T {
-        let mut value = self.slot.value.lock().unwrap_or_else(|p| p.into_inner());
+        let mut value = locked(&self.slot.value);
         loop {
             if let Some(v) = value.value.take() {
                 return v;

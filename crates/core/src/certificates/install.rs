@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use super::export::{write_file, Layout};
 use super::{CertificateError, StoredCertificate};
+use crate::locked::locked;
 use crate::{DomainName, Hosting, Result};
 
 /// The file that marks a directory as xmpp-hosting's (see the module doc).
@@ -141,7 +142,7 @@ impl Hosting {
         // an older read must not delete what the other just wrote. Another process's install
         // may still interleave; the next housekeeping pass puts the files right.
         static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _one_at_a_time = locked(&INSTALLING);
         prepare(dir)?;
         let stored = self.store().read(crate::store::certificates::select_all)?;
         let mut report = InstallReport::default();

@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::Failure;
+use crate::locked::locked;
 use crate::{Hosting, Pending, Result, Timestamp};
 
 /// Jobs one account may have running at once.
@@ -47,7 +48,7 @@ pub const MAX_RUNTIME: i64 = 30 * 60;
 static LIVE: Lazy<Mutex<HashSet<String>>> = Lazy::new(Mutex::default);
 
 fn live() -> std::sync::MutexGuard<'static, HashSet<String>> {
-    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+    locked(&LIVE)
 }
 
 /// The panel's entry to the jobs (which live in the store: this holds nothing).
@@ -411,7 +412,7 @@ fn start_time(pid: u32) -> std::io::Result<String> {
 fn this_process() -> String {
     static ME: Lazy<Mutex<Option<(u32, String)>>> = Lazy::new(Mutex::default);
     let pid = std::process::id();
-    let mut me = ME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut me = locked(&ME);
     if let Some((p, runner)) = me.as_ref() {
         if *p == pid {
             return runner.clone();

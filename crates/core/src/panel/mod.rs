@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::locked::locked;
 use crate::{Error, Hosting, NowOrLater, Timestamp};
 use access::Role;
 use routes::{Access, Handler, Route};
@@ -375,7 +376,7 @@ impl Panel {
         let account = format!("{username}@{host}");
         throttle::check(&self.hosting, &account, &request.address)?;
         let ticket = session::new_secret()?;
-        let mut logins = self.logins.lock().unwrap_or_else(|p| p.into_inner());
+        let mut logins = locked(&self.logins);
         let now = self.now();
         logins.retain(|_, t| t.expires_at > now);
         if logins.len() >= session::MAX_LOGINS_IN_FLIGHT {
@@ -404,7 +405,7 @@ impl Panel {
     /// Each outcome is one transaction (a session begun clears the account's failed logins in
     /// it), so a try that met the lock changed nothing.
     fn try_finish_login(&self, key: &str, password_ok: bool, admin: bool) -> crate::Result<Response> {
-        let taken = self.logins.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        let taken = locked(&self.logins).remove(key);
         let Some(ticket) = taken.filter(|t| t.expires_at > self.now()) else {
             return Ok(self.failure(Failure::new(400, "invalid-argument", "this login expired; log in again")));
         };
@@ -426,7 +427,7 @@ impl Panel {
             Err(failure) => match failure.or_retry() {
                 Ok(failure) => self.failure(failure),
                 Err(busy) => {
-                    self.logins.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), ticket);
+                    locked(&self.logins).insert(key.to_string(), ticket);
                     return Err(busy);
                 }
             },

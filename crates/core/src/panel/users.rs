@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::{Call, Failure};
 use crate::domain_users::{StanzaRefusal, UserAction, UserCommand, UserDecision};
+use crate::locked::locked;
 use crate::{Hosting, Timestamp};
 
 /// How long a binding may take to carry out a task (it runs within the same request).
@@ -77,7 +78,7 @@ pub(super) struct Tasks(Mutex<HashMap<String, Pending>>);
 
 impl Tasks {
     fn insert(&self, ticket: String, pending: Pending, now: Timestamp) -> Result<(), Failure> {
-        let mut tasks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tasks = locked(&self.0);
         tasks.retain(|_, t| t.expires_at > now);
         if tasks.len() >= MAX_TASKS_IN_FLIGHT {
             return Err(Failure::new(503, "busy", "too many account changes at once; try again in a moment"));
@@ -87,7 +88,7 @@ impl Tasks {
     }
 
     fn take(&self, ticket: &str, now: Timestamp) -> Option<Pending> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(ticket).filter(|t| t.expires_at > now)
+        locked(&self.0).remove(ticket).filter(|t| t.expires_at > now)
     }
 }
 

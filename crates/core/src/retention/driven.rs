@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::prosody_archive::{cutoff_for_server, swept_by_core, ArchiveStore};
 use super::sweep::{count_step, next_batch, refresh_cutoff, StepDone, OWNER};
 use super::{Kind, SweepRecord, SweepState};
+use crate::locked::locked;
 use crate::store::retention as sql;
 use crate::{Error, Hosting, Result, Timestamp};
 
@@ -111,13 +112,13 @@ impl Hosting {
             ..SweepRecord::begun(&domain, kind, true, cutoff, now)
         };
         let plan = self.plan(&rec, None, DRIVEN_FIRST_BATCH)?;
-        DRY_RUNS.lock().unwrap_or_else(|e| e.into_inner()).insert(rec.id, rec);
+        locked(&DRY_RUNS).insert(rec.id, rec);
         Ok(plan)
     }
 
     /// [`Hosting::driven_step_done`] for a dry run (its id is below zero until it is logged).
     fn dry_step_done(&self, sweep: i64, done: DrivenDone) -> Result<DrivenOutcome> {
-        let taken = DRY_RUNS.lock().unwrap_or_else(|e| e.into_inner()).remove(&sweep);
+        let taken = locked(&DRY_RUNS).remove(&sweep);
         let Some(mut rec) = taken else {
             return Err(Error::NotAllowed(format!("dry run #{sweep} is not running in this process")));
         };
@@ -128,7 +129,7 @@ impl Hosting {
         count_step(&mut rec, step, took, took);
         if cursor.is_some() && refresh_cutoff(self, &mut rec) {
             let next = self.plan(&rec, cursor, batch)?;
-            DRY_RUNS.lock().unwrap_or_else(|e| e.into_inner()).insert(rec.id, rec.clone());
+            locked(&DRY_RUNS).insert(rec.id, rec.clone());
             return Ok(DrivenOutcome { record: rec, next: Some(next) });
         }
         if rec.state == SweepState::Running {

@@ -24,6 +24,7 @@ use once_cell::sync::Lazy;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
 
+use crate::locked::locked;
 use crate::Result;
 
 static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
@@ -49,6 +50,7 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
         M::up(include_str!("../../migrations/0026_claims_by_account.sql")),
         M::up(include_str!("../../migrations/0027_settings_revision_counter.sql")),
         M::up(include_str!("../../migrations/0032_user_limits_set_at.sql")),
+        M::up(include_str!("../../migrations/0031_domain_removals.sql")),
     ])
 });
 
@@ -158,7 +160,7 @@ impl Store {
     fn lock(&self) -> Held<'_> {
         // A panic while holding the lock cannot leave the connection half-changed: any open
         // transaction was rolled back when it was dropped. So a poisoned lock is still usable.
-        let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let conn = locked(&self.conn);
         // During a `Hosting::now_or_later` attempt another connection's lock fails the call at
         // once (SQLITE_BUSY) instead of being waited for; the timeout is back when the call ends.
         // Setting it is a field write in SQLite, no system call.
@@ -193,7 +195,7 @@ impl Store {
     /// blocking writers; returns (WAL pages, pages checkpointed).
     pub(crate) fn checkpoint(&self) -> Result<(i64, i64)> {
         let Some(path) = &self.path else { return Ok((0, 0)) };
-        let mut slot = self.checkpointer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = locked(&self.checkpointer);
         if slot.is_none() {
             let conn = Connection::open(path)?;
             conn.busy_timeout(self.busy_timeout)?;

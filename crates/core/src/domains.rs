@@ -97,7 +97,9 @@ impl Hosting {
 
     /// Stops hosting a domain and forgets everything stored for it. Customers' claims on it end
     /// too (each with a `removed` entry in the domain's history): otherwise the next check that
-    /// found a proof would host the domain again behind the operator's back.
+    /// found a proof would host the domain again behind the operator's back. When it was removed
+    /// is kept, so that a server's request to host it made late does not add it back (see
+    /// [`Hosting::add_configured_domain`]).
     pub fn remove_domain(&self, name: &str) -> Result<()> {
         let parsed = DomainName::parse(name)?;
         let now = self.now();
@@ -105,10 +107,51 @@ impl Hosting {
             if !store::delete(tx, &parsed)? {
                 return Err(Error::not_found("domain", parsed.as_str()));
             }
+            store::record_removal(tx, &parsed, now)?;
             crate::verification::end_claims(tx, parsed.as_str(), "domain removed by the operator", now)?;
             Ok(())
         })
     }
+
+    /// Adds `name`, a host a server is configured with, as of this handle's time (the time the
+    /// server asked, for a write retried late behind another process's lock: see
+    /// [`Hosting::now_or_in_background`]), unless it is there already or an operator removed it
+    /// after that time: a late request must not undo the operator's later removal. One
+    /// transaction, so a removal cannot slip between the check and the insert.
+    pub(crate) fn add_configured_domain(&self, name: &str) -> Result<ConfiguredDomain> {
+        let parsed = DomainName::parse(name)?;
+        let asked = self.now();
+        self.store().write(|tx| {
+            if let Some(domain) = store::domain(tx, &parsed)? {
+                return Ok(ConfiguredDomain::There(domain));
+            }
+            if let Some(removed) = store::removed_at(tx, &parsed)?.filter(|&removed| removed > asked) {
+                return Ok(ConfiguredDomain::RemovedSince { asked, removed });
+            }
+            let settings = DomainSettings::default();
+            store::insert(tx, &parsed, &settings, asked)?;
+            Ok(ConfiguredDomain::Added(Domain {
+                unicode_name: parsed.to_unicode(),
+                name: parsed.clone(),
+                settings,
+                created_at: asked,
+                updated_at: asked,
+            }))
+        })
+    }
+}
+
+/// What [`Hosting::add_configured_domain`] did.
+#[derive(Debug)]
+pub(crate) enum ConfiguredDomain {
+    Added(Domain),
+    /// Already hosted (another server, or an operator, added it first).
+    There(Domain),
+    /// Not added: an operator removed it at `removed`, after the server asked at `asked`.
+    RemovedSince {
+        asked: Timestamp,
+        removed: Timestamp,
+    },
 }
 
 #[cfg(test)]

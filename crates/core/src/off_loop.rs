@@ -725,6 +725,63 @@ mod tests {
     }
 
     #[test]
+    fn a_late_request_to_host_a_domain_does_not_undo_a_removal_made_after_it() {
+        let h = Hosting::open_in_memory().unwrap();
+        let at = |t| h.clone().with_clock(ManualClock::new(t));
+        // The operator added the domain at 200 and removed it at 300; a server's request to host
+        // it, asked at 150 and made only now, leaves it removed and says why.
+        at(200).add_domain("removed.example").unwrap();
+        at(300).remove_domain("removed.example").unwrap();
+        let late = at(150).ensure_hosted("removed.example").unwrap();
+        assert!(!late.added && late.domain.is_none(), "{late:?}");
+        let log = late.log.unwrap();
+        assert!(log.contains("removed.example was not added") && log.contains("removed it at"), "{log}");
+        assert!(h.domain("removed.example").unwrap().is_none());
+        // A request asked after the removal (the server started again with the host) adds it.
+        let later = at(400).ensure_hosted("removed.example").unwrap();
+        assert!(later.added && later.domain.is_some(), "{later:?}");
+        // A removal in the same second as the request counts as before it.
+        at(500).remove_domain("removed.example").unwrap();
+        assert!(at(500).ensure_hosted("removed.example").unwrap().added);
+    }
+
+    #[test]
+    fn a_background_request_to_host_a_domain_retried_past_a_removal_leaves_it_removed() {
+        use std::sync::{mpsc, Mutex};
+        let store = TestStore::new("background-ensure-hosted");
+        let (options, retry) = quick(1000);
+        let clock = ManualClock::new(1_000);
+        let h = Hosting::open_with(&store.path, &options).unwrap().with_clock(clock.clone());
+        let other = lock_holder(&store.path);
+        // The second try waits for the test's word before it looks at the store.
+        let (go, gate) = mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let tries = Arc::new(AtomicU32::new(0));
+        let counted = tries.clone();
+        let pending = h
+            .in_background(
+                move |w| {
+                    if counted.fetch_add(1, Ordering::SeqCst) + 1 == 2 {
+                        gate.lock().unwrap().recv().unwrap();
+                    }
+                    w.ensure_hosted("host.example")
+                },
+                retry,
+            )
+            .unwrap();
+        eventually("a second try", || tries.load(Ordering::SeqCst) >= 2);
+        other.execute_batch("COMMIT").unwrap();
+        // Meanwhile, later than the server's request: the operator adds the domain and removes it.
+        clock.advance(5);
+        h.add_domain("host.example").unwrap();
+        h.remove_domain("host.example").unwrap();
+        go.send(()).unwrap();
+        let done = pending.wait().unwrap();
+        assert!(!done.added && done.domain.is_none(), "{done:?}");
+        assert!(h.domain("host.example").unwrap().is_none(), "the late request undid the removal");
+    }
+
+    #[test]
     fn the_workers_wait_for_a_lock_is_refused_unless_it_is_a_sane_number_of_seconds() {
         for nonsense in [0.0, 0.05, -1.0, 3601.0, f64::NAN, f64::INFINITY] {
             let e = lock_timeout_setting("xmpp_hosting_store_lock_timeout", nonsense).unwrap_err();

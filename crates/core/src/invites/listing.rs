@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::{Invite, InviteStatus};
+use crate::domains::ConfiguredDomain;
 use crate::{Hosting, Result, Timestamp};
 
 /// One invite of [`Hosting::invite_list`]: the stored fields (flattened, so data shapes keep
@@ -81,10 +82,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// What [`Hosting::ensure_hosted`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostedDomain {
-    pub domain: crate::Domain,
+    /// The hosted domain; none when it was not added because an operator removed it after the
+    /// server asked (see [`Hosting::ensure_hosted`]).
+    pub domain: Option<crate::Domain>,
     /// Whether this call added it (the server logs that once).
     pub added: bool,
-    /// The line a server logs when it did.
+    /// The line a server logs when it added the domain, or did not because of a removal.
     pub log: Option<String>,
 }
 
@@ -92,21 +95,32 @@ impl Hosting {
     /// The rule both servers' invite modules follow at start: a host that loads the invite
     /// module is hosted. The store is told so here, with the default (invite-only) policy
     /// until an admin changes it; a domain already there is left as it is. Two servers starting
-    /// at once may both try: the one that loses finds the domain there.
+    /// at once may both try: the one that loses finds the domain there. Made late (retried by
+    /// the worker behind another process's lock, as of the time the server asked), it does not
+    /// add back a domain an operator removed after that time.
     pub fn ensure_hosted(&self, name: &str) -> Result<HostedDomain> {
+        // A read first: a host already there costs no write lock (and waits for none).
         if let Some(domain) = self.domain(name)? {
-            return Ok(HostedDomain { domain, added: false, log: None });
+            return Ok(HostedDomain { domain: Some(domain), added: false, log: None });
         }
-        match self.add_domain(name) {
-            Ok(domain) => {
+        Ok(match self.add_configured_domain(name)? {
+            ConfiguredDomain::Added(domain) => {
                 let log = format!("Added {} to the xmpp-hosting store (registration: invite only)", domain.name);
-                Ok(HostedDomain { domain, added: true, log: Some(log) })
+                HostedDomain { domain: Some(domain), added: true, log: Some(log) }
             }
-            Err(crate::Error::AlreadyExists { .. }) => {
-                Ok(HostedDomain { domain: self.require_domain(name)?, added: false, log: None })
+            ConfiguredDomain::There(domain) => HostedDomain { domain: Some(domain), added: false, log: None },
+            ConfiguredDomain::RemovedSince { asked, removed } => {
+                let log = format!(
+                    "{} was not added to the xmpp-hosting store: an operator removed it at {}, after this server \
+                     asked to host it at {} (its request was made late, behind another process's lock on the \
+                     store); add it again with `domain add` if it should be hosted",
+                    crate::DomainName::parse(name)?,
+                    utc_iso8601(removed),
+                    utc_iso8601(asked)
+                );
+                HostedDomain { domain: None, added: false, log: Some(log) }
             }
-            Err(e) => Err(e),
-        }
+        })
     }
 
     /// A domain's invites as an admin's listing shows them, oldest first (until purged).
@@ -134,7 +148,7 @@ mod tests {
         h.set_domain_setting("example.org", "registration.policy", "open").unwrap();
         let again = h.ensure_hosted("example.org").unwrap();
         assert!(!again.added && again.log.is_none());
-        assert_eq!(again.domain.settings.registration.policy, crate::invites::RegistrationPolicy::Open);
+        assert_eq!(again.domain.unwrap().settings.registration.policy, crate::invites::RegistrationPolicy::Open);
         assert_eq!(h.ensure_hosted("bad..name").unwrap_err().code(), "invalid-domain");
     }
 

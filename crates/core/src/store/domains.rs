@@ -54,6 +54,34 @@ pub(crate) fn delete(c: &Connection, name: &DomainName) -> Result<bool> {
     Ok(c.prepare_cached("DELETE FROM domains WHERE name = ?1")?.execute([name.as_str()])? == 1)
 }
 
+/// Records that an operator removed `name` at `at` (the latest removal is kept).
+pub(crate) fn record_removal(c: &Connection, name: &DomainName, at: Timestamp) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO domain_removals (name, removed_at) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET removed_at = max(removed_at, excluded.removed_at)",
+    )?
+    .execute(params![name.as_str(), at])?;
+    Ok(())
+}
+
+/// When an operator last removed `name`, if ever.
+pub(crate) fn removed_at(c: &Connection, name: &DomainName) -> Result<Option<Timestamp>> {
+    Ok(c.prepare_cached("SELECT removed_at FROM domain_removals WHERE name = ?1")?
+        .query_row([name.as_str()], |r| r.get(0))
+        .optional()?)
+}
+
+/// Inserts a domain inside the caller's transaction; `false` if it is already there.
+pub(crate) fn insert(c: &Connection, name: &DomainName, settings: &DomainSettings, now: Timestamp) -> Result<bool> {
+    let n = c
+        .prepare_cached(
+            "INSERT INTO domains (name, settings, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (name) DO NOTHING",
+        )?
+        .execute(params![name.as_str(), settings.to_json(), now])?;
+    Ok(n == 1)
+}
+
 pub(crate) fn provider_settings_text(c: &Connection) -> Result<Option<String>> {
     // Cached: every slot decision reads it, and parsing the statement each time was most of
     // the read's cost.
@@ -74,14 +102,7 @@ pub(crate) fn write_provider_settings(c: &Connection, json: &str, now: Timestamp
 impl Store {
     /// Inserts a domain; `false` if one of that name exists.
     pub(crate) fn insert_domain(&self, name: &DomainName, settings: &DomainSettings, now: Timestamp) -> Result<bool> {
-        self.write(|tx| {
-            let n = tx.execute(
-                "INSERT INTO domains (name, settings, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
-                 ON CONFLICT (name) DO NOTHING",
-                params![name.as_str(), settings.to_json(), now],
-            )?;
-            Ok(n == 1)
-        })
+        self.write(|tx| insert(tx, name, settings, now))
     }
 
     pub(crate) fn select_domain(&self, name: &DomainName) -> Result<Option<Domain>> {

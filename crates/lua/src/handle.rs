@@ -10,9 +10,6 @@ impl Handle {
     /// `lock_timeout`: how long the worker's store calls wait for another process's lock
     /// (Prosody's `xmpp_hosting_store_lock_timeout`), checked by the core.
     pub fn open(path: &str, busy_timeout: Option<f64>, lock_timeout: Option<f64>) -> Result<Handle, Error> {
-        if path.is_empty() || path.contains('\0') {
-            return Err(Error::InvalidArgument("the store path must be a non-empty file path".into()));
-        }
         let mut options = OpenOptions::default();
         if let Some(seconds) = busy_timeout {
             options.busy_timeout = xmpp_hosting_core::busy_timeout_setting(seconds)?;

@@ -78,6 +78,7 @@ pub(crate) struct Store {
 
 impl Store {
     pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Self> {
+        file_path(path)?;
         create_private(path);
         // Two processes (or a server's two connections) opening a new or older file at the same
         // moment race: switching it to WAL can find it locked without waiting, and both read its
@@ -118,6 +119,7 @@ impl Store {
     /// database file lacks), the file is read as immutable instead: what an admin who may only
     /// read the store, or a full disk, allows.
     pub(crate) fn open_read_only(path: &Path, busy_timeout: Duration) -> Result<Self> {
+        file_path(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let open = |target: &str| -> Result<Connection> {
             let conn = Connection::open_with_flags(target, flags)?;
@@ -286,6 +288,17 @@ fn file_uri(path: &Path) -> String {
     uri
 }
 
+/// Refuses a path SQLite would not take as a file: an empty one opens a private temporary
+/// database (every binding would then run on a store nobody else sees, and lose it on exit), and
+/// one with a NUL byte is cut short by the C API.
+fn file_path(path: &Path) -> Result<()> {
+    let text = path.as_os_str();
+    if text.is_empty() || text.as_encoded_bytes().contains(&0) {
+        return Err(crate::Error::InvalidArgument("the store path must be a non-empty file path".into()));
+    }
+    Ok(())
+}
+
 /// Creates the store file readable and writable by its owner only (0600) when it does not exist
 /// yet: it holds registrants' IP addresses and invite history. SQLite gives its `-wal` and `-shm`
 /// files the database file's permissions. An existing file keeps the permissions its admin chose
@@ -303,6 +316,19 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         MIGRATIONS.validate().unwrap();
+    }
+
+    #[test]
+    fn an_empty_or_nul_path_is_refused_not_a_temporary_store() {
+        for path in ["", "store\0.sqlite"] {
+            for opened in
+                [Store::open(Path::new(path), Duration::ZERO), Store::open_read_only(Path::new(path), Duration::ZERO)]
+            {
+                let err = opened.err().expect("refused");
+                assert!(matches!(err, crate::Error::InvalidArgument(_)), "{path:?}: {err}");
+                assert!(err.to_string().contains("non-empty file path"), "{err}");
+            }
+        }
     }
 
     #[test]

@@ -20,6 +20,17 @@ fn answer_later<T: Send + 'static>(
     pending: Pending<Result<T, Error>>,
     view: impl FnOnce(T) -> Result<serde_json::Value, serde_json::Error> + Send + 'static,
 ) {
+    send_when_done(pid, pending, view, move |env, body| (atoms::xmpp_hosting_result(), tag, body).encode(env));
+}
+
+/// Sends the pending result to `pid` when it is in: `message` wraps the result, `{ok, Value}`
+/// (the value shown through `view`) or `{error, {Code, Message}}`, into what is sent.
+pub(crate) fn send_when_done<T: Send + 'static>(
+    pid: LocalPid,
+    pending: Pending<Result<T, Error>>,
+    view: impl FnOnce(T) -> Result<serde_json::Value, serde_json::Error> + Send + 'static,
+    message: impl for<'e> FnOnce(Env<'e>, Term<'e>) -> Term<'e> + Send + 'static,
+) {
     pending.on_done(move |result| {
         let send = move || {
             let mut env = OwnedEnv::new();
@@ -33,7 +44,7 @@ fn answer_later<T: Send + 'static>(
                     },
                     Err(e) => error_term(env, &e).unwrap_or_else(|_| atoms::error().encode(env)),
                 };
-                (atoms::xmpp_hosting_result(), tag, body).encode(env)
+                message(env, body)
             });
         };
         // A result already in when the callback is registered arrives here at once, on the NIF's

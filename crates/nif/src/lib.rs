@@ -10,6 +10,7 @@
 mod accounts;
 mod args;
 mod atoms;
+mod background;
 mod certificates;
 mod domain_users;
 mod domains;

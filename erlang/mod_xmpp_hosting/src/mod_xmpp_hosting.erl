@@ -26,7 +26,9 @@
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 %% For other modules (hooks added later) and tests.
--export([store/1, remove_user/2]).
+-export([store/1, remove_user/2, background/3]).
+%% The reporter of background writes (a registered process; exported for code upgrades).
+-export([report_loop/0]).
 %% For the commands of other files (xmpp_hosting_invite_commands, xmpp_hosting_quota_commands).
 -export([run_command/2]).
 %% Command callbacks.
@@ -112,25 +114,103 @@ stop(Host) ->
     end,
     ejabberd_hooks:delete(remove_user, Host, ?MODULE, remove_user, 50),
     stop_housekeeping(Host),
+    case gen_mod:is_loaded_elsewhere(Host, ?MODULE) of
+        false -> stop_reporter();
+        true -> ok
+    end,
     %% The handle closes when the last process holding it drops it.
     _ = persistent_term:erase(key(Host)),
     ok.
 
 %% @doc The remove_user hook: a removed account leaves nothing acting in its name. Its invites
 %% are revoked and its upload exceptions dropped, so a later account of the same name inherits
-%% neither.
+%% neither. A write nobody waits for: behind another process's lock the core's worker makes it
+%% once the lock is free (see background/3).
 remove_user(User, Server) ->
-    case store(Server) of
-        {ok, H} ->
-            case xmpp_hosting_nif:account_removed(H, Server, User) of
-                {ok, #{invites_revoked := 0, upload_limits_cleared := false}} -> ok;
-                {ok, #{invites_revoked := N}} ->
-                    ?INFO_MSG("xmpp_hosting: account ~ts@~ts removed: ~B invite(s) revoked", [User, Server, N]);
-                {error, Err} ->
-                    ?ERROR_MSG("xmpp_hosting: cannot forget removed account ~ts@~ts: ~p", [User, Server, Err])
-            end;
-        {error, _} -> ok
+    Account = <<User/binary, "@", Server/binary>>,
+    case background(Server, {account_removed, Server, User}, <<"the removed account ", Account/binary, " is forgotten">>) of
+        {ok, Removal} -> report_removal(Account, Removal);
+        later -> ok;
+        {error, not_started} -> ok;
+        {error, Err} ->
+            ?ERROR_MSG("xmpp_hosting: cannot forget removed account ~ts: ~p", [Account, Err])
     end.
+
+report_removal(_Account, #{invites_revoked := 0, upload_limits_cleared := false}) -> ok;
+report_removal(Account, #{invites_revoked := N, upload_limits_cleared := Cleared}) ->
+    ?INFO_MSG("xmpp_hosting: account ~ts removed: ~B invite(s) revoked~ts",
+              [Account, N, case Cleared of true -> ", upload exceptions dropped"; false -> "" end]).
+
+%%%===================================================================
+%%% Writes nobody waits for (a removed account forgotten, a login counted, the host added at
+%%% start, an upload counted or its reservation given back). No scheduler waits for another
+%%% process's lock on the store: the core tries the write at once without waiting, and when the
+%%% CLI, Prosody on the same store or a backup holds the lock, its worker makes it once the lock
+%%% is free, retried for minutes, as of the time it was asked. The outcome of such a late write
+%%% goes to one reporter process, which logs it.
+%%%===================================================================
+
+%% @doc Write (see xmpp_hosting_nif:background/4) on Host's store: {ok, Result} made now,
+%% `later` (the reporter logs the outcome; What says the write in the log, e.g. <<"the login of
+%% alice@example.org is counted">>), or {error, Err} ({error, not_started} without a store).
+-spec background(binary() | xmpp_hosting_nif:handle(), tuple(), binary()) -> {ok, term()} | later | {error, term()}.
+background(Host, Write, What) when is_binary(Host) ->
+    case store(Host) of
+        {ok, H} -> background(H, Write, What);
+        {error, _} = Err -> Err
+    end;
+background(H, Write, What) ->
+    case xmpp_hosting_nif:background(H, Write, reporter(), What) of
+        later ->
+            ?INFO_MSG("xmpp_hosting: another process holds the store's write lock: ~ts once it is free", [What]),
+            later;
+        Other -> Other
+    end.
+
+-define(REPORTER, xmpp_hosting_background).
+
+reporter() ->
+    case whereis(?REPORTER) of
+        undefined ->
+            Pid = spawn(fun() -> report_loop() end),
+            try register(?REPORTER, Pid) of
+                true -> Pid
+            catch error:badarg -> % another process registered one first
+                    exit(Pid, kill),
+                    reporter()
+            end;
+        Pid -> Pid
+    end.
+
+stop_reporter() ->
+    case whereis(?REPORTER) of
+        undefined -> ok;
+        Pid -> exit(Pid, kill), ok
+    end.
+
+report_loop() ->
+    receive
+        {xmpp_hosting_background, Kind, What, Result} ->
+            try report(Kind, What, Result)
+            catch _:_ -> ok
+            end;
+        _ -> ok
+    end,
+    ?MODULE:report_loop().
+
+report(ensure_hosted, _What, {ok, #{log := Log}}) when is_binary(Log) ->
+    ?INFO_MSG("xmpp_hosting: ~ts", [Log]);
+report(account_removed, What, {ok, #{invites_revoked := N}}) ->
+    ?INFO_MSG("xmpp_hosting: done once the store's write lock was free: ~ts (~B invite(s) revoked)", [What, N]);
+report(_Kind, What, {ok, _}) ->
+    ?INFO_MSG("xmpp_hosting: done once the store's write lock was free: ~ts", [What]);
+report(commit_keyed_upload, What, {error, {not_found, _}}) ->
+    %% A slot granted before this module was loaded, or for a domain it does not host.
+    ?DEBUG("xmpp_hosting: not counted, no reservation: ~ts", [What]);
+report(_Kind, What, {error, {_Code, Message}}) ->
+    ?ERROR_MSG("xmpp_hosting: not done: ~ts: ~ts", [What, Message]);
+report(_Kind, What, Other) ->
+    ?ERROR_MSG("xmpp_hosting: not done: ~ts: ~p", [What, Other]).
 
 %%%===================================================================
 %%% Housekeeping: one loop per host; the first host with a store runs the pass for all (they

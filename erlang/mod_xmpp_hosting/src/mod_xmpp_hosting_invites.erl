@@ -375,10 +375,13 @@ with_store(Host, Fun) ->
     end.
 
 %% A host that loads this module is hosted (the core's rule, the same on Prosody): the store is
-%% told so, with the default (invite-only) policy until an admin changes it.
+%% told so, with the default (invite-only) policy until an admin changes it. Never waited for:
+%% while another process holds the store's lock, the core's worker adds the host once it is
+%% free (unless an operator removed it in the meantime), and mod_xmpp_hosting logs the outcome.
 ensure_hosted(Host) ->
-    case with_store(Host, fun(H) -> xmpp_hosting_nif:ensure_hosted(H, Host) end) of
+    case mod_xmpp_hosting:background(Host, {ensure_hosted, Host}, <<Host/binary, " is added to the store">>) of
         {ok, #{log := Log}} when is_binary(Log) -> ?INFO_MSG("xmpp_hosting_invites: ~ts", [Log]);
         {ok, _} -> ok;
+        later -> ok;
         {error, Err} -> ?ERROR_MSG("xmpp_hosting_invites: cannot add ~ts to the store: ~p", [Host, Err])
     end.

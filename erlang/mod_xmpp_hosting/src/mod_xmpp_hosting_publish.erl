@@ -170,16 +170,15 @@ form_type(_) ->
 %%%===================================================================
 
 %% One short write by key on a dirty scheduler (the core keeps one row per account, by a digest
-%% of its name, rewritten at most once an hour).
+%% of its name, rewritten at most once an hour). Never waited for: while another process holds
+%% the store's lock, the core's worker counts it once the lock is free (mod_xmpp_hosting:background/3).
 sm_register_connection_hook(_SID, #jid{luser = User, lserver = Server}, _Info) ->
-    case mod_xmpp_hosting:store(Server) of
-        {ok, H} ->
-            case xmpp_hosting_nif:record_activity(H, Server, User) of
-                ok -> ok;
-                {error, {_Code, Message}} -> ?WARNING_MSG("Cannot count the login of ~ts@~ts: ~ts", [User, Server, Message])
-            end;
-        {error, not_started} ->
-            ok
+    What = <<"the login of ", User/binary, "@", Server/binary, " is counted">>,
+    case mod_xmpp_hosting:background(Server, {record_activity, Server, User}, What) of
+        {ok, _} -> ok;
+        later -> ok;
+        {error, not_started} -> ok;
+        {error, {_Code, Message}} -> ?WARNING_MSG("Cannot count the login of ~ts@~ts: ~ts", [User, Server, Message])
     end.
 
 %%%===================================================================

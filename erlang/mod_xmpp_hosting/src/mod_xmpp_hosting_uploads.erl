@@ -223,9 +223,14 @@ with_slot(#request{host = Host0, path = Path}, Fun) when length(Path) >= 3 ->
 with_slot(_Request, _Fun) ->
     ok.
 
+%% Counting a finished upload and giving a failed one's reservation back are writes nobody
+%% waits for: while another process holds the store's lock, the core's worker makes them once it
+%% is free, and mod_xmpp_hosting logs the outcome (see mod_xmpp_hosting:background/3).
 count(H, UserDir, Length, FileId) ->
-    case xmpp_hosting_nif:commit_keyed_upload(H, UserDir, Length, FileId) of
-        ok -> ?DEBUG("xmpp_hosting_uploads: counted ~ts (~B bytes)", [FileId, Length]);
+    case mod_xmpp_hosting:background(H, {commit_keyed_upload, UserDir, Length, FileId},
+                                     <<"the upload ", FileId/binary, " is counted">>) of
+        {ok, _} -> ?DEBUG("xmpp_hosting_uploads: counted ~ts (~B bytes)", [FileId, Length]);
+        later -> ok;
         {error, {not_found, _}} ->
             %% A slot granted before this module was loaded, or for a domain it does not host.
             ?DEBUG("xmpp_hosting_uploads: ~ts has no reservation; not counted", [FileId]);
@@ -234,10 +239,13 @@ count(H, UserDir, Length, FileId) ->
     end.
 
 release(H, UserDir, Length, Status) ->
-    case xmpp_hosting_nif:release_keyed_upload(H, UserDir, Length) of
+    case mod_xmpp_hosting:background(H, {release_keyed_upload, UserDir, Length},
+                                     iolist_to_binary(io_lib:format("the reservation of a failed upload to ~ts (~B bytes) is given back",
+                                                                    [UserDir, Length]))) of
         {ok, Released} ->
             ?DEBUG("xmpp_hosting_uploads: PUT to ~ts answered ~B; reservation released: ~p",
                    [UserDir, Status, Released]);
+        later -> ok;
         {error, Err} ->
             ?ERROR_MSG("xmpp_hosting_uploads: cannot release a failed upload's slot: ~p", [Err])
     end.

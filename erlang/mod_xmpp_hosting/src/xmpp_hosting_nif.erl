@@ -26,7 +26,7 @@
 -export([authorize_upload/6, commit_upload/4, commit_keyed_upload/4, release_keyed_upload/3, release_upload/2,
          forget_file/2, upload_report/3, describe_upload_usage/3, describe_upload_quota/3, upload_upkeep/3, audit_upload_ledger/2,
          set_upload_limit/5, clear_user_upload_limits/3]).
--export([account_removed/3]).
+-export([account_removed/3, background/4]).
 -export([decide_user_command/2, domain_user_list/3, shared_roster/4, settings_changes/2]).
 -export([publication/2, set_publication/4, describe_publication/2, provider_file/2, disco_forms/2, policy_page/5,
          support_bookmark/2, record_activity/3]).
@@ -198,6 +198,16 @@ preauthorize_subscription(_H, _Inviter, _Contact, _Token) -> not_loaded(?LINE).
 %% {ok, #{invites_revoked, upload_limits_cleared}}; nothing to do for a domain not hosted.
 -spec account_removed(handle(), binary(), binary()) -> {ok, map()} | error().
 account_removed(_H, _Domain, _User) -> not_loaded(?LINE).
+
+%% A write nobody waits for, Write one of {account_removed, Domain, User},
+%% {record_activity, Domain, User}, {ensure_hosted, Domain}, {commit_keyed_upload, SlotKey,
+%% Bytes, FileId}, {release_keyed_upload, SlotKey, Bytes}: made at once ({ok, Result} as the
+%% plain call's, or its error) unless another process holds the store's write lock; then
+%% `later`, and the core's worker makes it once the lock is free (retried for minutes, as of
+%% this call's time), after which Reporter receives {xmpp_hosting_background, Kind, What,
+%% {ok, Result} | {error, {Code, Msg}}} (Kind the write's first atom, What the binary given).
+-spec background(handle(), tuple(), pid(), binary()) -> {ok, term()} | later | error().
+background(_H, _Write, _Reporter, _What) -> not_loaded(?LINE).
 
 %% The hosted domain's users (mod_xmpp_hosting_users, mod_xmpp_hosting_roster).
 %% decide_user_command(H, #{domain, requester, operator_admin, action, account, password,

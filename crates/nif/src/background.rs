@@ -1,0 +1,122 @@
+//! Writes nobody waits for, made without any scheduler waiting for another process's lock.
+//!
+//! `background(H, Write, Reporter, What)`: `Write` is one of
+//! - `{account_removed, Domain, User}`: an account removed in the node loses its invites and
+//!   upload exceptions (`{ok, #{invites_revoked, upload_limits_cleared}}`);
+//! - `{record_activity, Domain, User}`: a login, for the active-account counts (`{ok, null}`);
+//! - `{ensure_hosted, Domain}`: a host that loads the invite module is hosted
+//!   (`{ok, #{domain, added, log}}`);
+//! - `{commit_keyed_upload, SlotKey, Bytes, FileId}`: a finished upload counted (`{ok, null}`);
+//! - `{release_keyed_upload, SlotKey, Bytes}`: a failed upload's reservation given back
+//!   (`{ok, Released}`).
+//!
+//! The write is tried at once without waiting for any lock, and answered `{ok, Result}` or
+//! `{error, {Code, Message}}` as the plain calls are. When another process (the CLI, Prosody on
+//! the same store, a backup) holds the store's write lock, the answer is `later`: the core's
+//! worker makes the write once the lock is free, trying again after pauses for minutes
+//! (`Hosting::now_or_in_background`), each try as of the time of this call, and `Reporter` then
+//! receives `{xmpp_hosting_background, Kind, What, {ok, Result} | {error, {Code, Message}}}`
+//! (`Kind` the write's first atom, `What` the binary given here, to say it in the log). Before,
+//! these were plain calls that waited up to the busy timeout on a dirty scheduler (holding the
+//! handle's connection, so other calls waited behind them) and were lost when it ran out.
+
+use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, Term};
+use serde_json::Value;
+use xmpp_hosting_core::{Error, Hosting, NowOrLater};
+
+use crate::args::text;
+use crate::error::error_term;
+use crate::handle::Handle;
+use crate::json::to_term;
+use crate::later::send_when_done;
+
+rustler::atoms! {
+    later,
+    xmpp_hosting_background,
+}
+
+/// One write of [`background`], owned so that the worker can make it again.
+#[derive(Clone)]
+enum Write {
+    AccountRemoved { domain: String, user: String },
+    RecordActivity { domain: String, user: String },
+    EnsureHosted { domain: String },
+    CommitKeyedUpload { key: String, bytes: i64, file: String },
+    ReleaseKeyedUpload { key: String, bytes: i64 },
+}
+
+impl Write {
+    /// The write from its Erlang tuple; another shape is the caller's bug (`badarg`).
+    fn decode(term: Term<'_>) -> NifResult<Write> {
+        let fields = rustler::types::tuple::get_tuple(term)?;
+        let owned = |i: usize| -> NifResult<String> {
+            let bin: Binary<'_> = fields.get(i).ok_or(rustler::Error::BadArg)?.decode()?;
+            text(&bin).map(str::to_owned)
+        };
+        let number = |i: usize| -> NifResult<i64> { fields.get(i).ok_or(rustler::Error::BadArg)?.decode() };
+        let kind = fields.first().ok_or(rustler::Error::BadArg)?.atom_to_string()?;
+        let write = match (kind.as_str(), fields.len()) {
+            ("account_removed", 3) => Write::AccountRemoved { domain: owned(1)?, user: owned(2)? },
+            ("record_activity", 3) => Write::RecordActivity { domain: owned(1)?, user: owned(2)? },
+            ("ensure_hosted", 2) => Write::EnsureHosted { domain: owned(1)? },
+            ("commit_keyed_upload", 4) => {
+                Write::CommitKeyedUpload { key: owned(1)?, bytes: number(2)?, file: owned(3)? }
+            }
+            ("release_keyed_upload", 3) => Write::ReleaseKeyedUpload { key: owned(1)?, bytes: number(2)? },
+            _ => return Err(rustler::Error::BadArg),
+        };
+        Ok(write)
+    }
+
+    /// The atom the write's tuple begins with.
+    fn kind(&self) -> &'static str {
+        match self {
+            Write::AccountRemoved { .. } => "account_removed",
+            Write::RecordActivity { .. } => "record_activity",
+            Write::EnsureHosted { .. } => "ensure_hosted",
+            Write::CommitKeyedUpload { .. } => "commit_keyed_upload",
+            Write::ReleaseKeyedUpload { .. } => "release_keyed_upload",
+        }
+    }
+
+    /// Makes the write on `h`; the result as the plain call's.
+    fn make(&self, h: &Hosting) -> Result<Value, Error> {
+        fn value<T: serde::Serialize>(v: T) -> Result<Value, Error> {
+            serde_json::to_value(v).map_err(|e| Error::Internal(format!("a result could not be encoded: {e}")))
+        }
+        match self {
+            Write::AccountRemoved { domain, user } => value(h.account_removed(domain, user)?),
+            Write::RecordActivity { domain, user } => value(h.record_activity(domain, user)?),
+            Write::EnsureHosted { domain } => value(h.ensure_hosted(domain)?),
+            Write::CommitKeyedUpload { key, bytes, file } => value(h.commit_keyed_upload(key, *bytes, file)?),
+            Write::ReleaseKeyedUpload { key, bytes } => value(h.release_keyed_upload(key, *bytes)?),
+        }
+    }
+}
+
+/// `background(H, Write, Reporter, What)` -> `{ok, Result}` | `later` | `{error, {Code, Message}}`
+/// (see the module's documentation). On a dirty I/O scheduler: the try at once touches the disk,
+/// but never waits for another process's lock.
+#[rustler::nif(schedule = "DirtyIo")]
+fn background<'a>(
+    env: Env<'a>,
+    handle: Handle,
+    write: Term<'a>,
+    reporter: LocalPid,
+    what: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    let write = Write::decode(write)?;
+    let kind = write.kind();
+    let what = String::from_utf8_lossy(what.as_slice()).into_owned();
+    match handle.hosting.now_or_in_background(move |w| write.make(w)) {
+        Ok(NowOrLater::Now(value)) => Ok((rustler::types::atom::ok(), to_term(env, &value)?).encode(env)),
+        Ok(NowOrLater::Later(pending)) => {
+            send_when_done(reporter, pending, Ok, move |env, body| {
+                let kind = Atom::from_str(env, kind).map(|k| k.encode(env)).unwrap_or_else(|_| kind.encode(env));
+                (xmpp_hosting_background(), kind, what.as_str(), body).encode(env)
+            });
+            Ok(later().encode(env))
+        }
+        Err(e) => error_term(env, &e),
+    }
+}

@@ -1,0 +1,164 @@
+"""Another process holding the store's write lock must not stall ejabberd, nor make it lose the
+writes nobody waits for (issue 11.6).
+
+The CLI, Prosody on the same store, or a backup may hold SQLite's write lock for seconds or
+minutes. The writes ejabberd makes for no one in particular (an account removed in the node
+forgotten, a login counted for the statistics, the host added to the store as the invite module
+starts, an upload counted or its reservation given back) are tried at once without waiting for
+the lock; while it is held, the core's worker makes them once it is free, trying again for
+minutes, and mod_xmpp_hosting logs that. Before, each waited up to the 2 s busy timeout on a
+dirty scheduler and was lost when that ran out. Sessions are served meanwhile.
+"""
+
+import base64
+import json
+import re
+import sqlite3
+import time
+
+import pytest
+
+from harness.client import RawStream, login
+from harness.common import run_cli, wait_for_domain
+from harness.ejabberd import Ejabberd
+
+HOST = "locked-ej.example"
+PASSWORD = "pw-lock-123"
+
+MODULES = """  mod_ping: {}
+  mod_roster: {}
+  mod_adhoc: {}
+  mod_disco: {}
+  mod_register:
+    allow_modules: [mod_xmpp_hosting_invites]
+  mod_xmpp_hosting_invites: {}
+  mod_xmpp_hosting_publish: {}
+"""
+
+
+@pytest.fixture(scope="module")
+def ej(tmp_path_factory):
+    with Ejabberd(tmp_path_factory.mktemp("ejabberd-lock"), host=HOST, install="config", extra_modules=MODULES) as node:
+        wait_for_domain(node.database, HOST, log=node.log_file)
+        for user in ("pinger", "activist", "leaver"):
+            node.register(user, PASSWORD)
+        yield node
+
+
+def lock_holder(ej) -> sqlite3.Connection:
+    """Another process's write lock on the store, held until COMMIT."""
+    holder = sqlite3.connect(ej.database, timeout=30, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def log_text(ej) -> str:
+    return ej.log_file.read_text(errors="replace") if ej.log_file.exists() else ""
+
+
+def log_after(ej, offset: int, *needles: str, timeout: float = 30) -> str:
+    """The ejabberd log written since `offset` (characters), once it contains every one of `needles`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log_text(ej)[offset:]
+        if all(n in text for n in needles):
+            return text
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not all of {needles!r} in the ejabberd log since the test began:\n{text[-3000:]}")
+        time.sleep(0.05)
+
+
+def logged_in(ej, username: str) -> RawStream:
+    """A raw stream authenticated (SASL PLAIN) as username@HOST, with a bound resource."""
+    stream = RawStream(ej.c2s_port, HOST)
+    plain = base64.b64encode(f"\0{username}\0{PASSWORD}".encode()).decode()
+    stream.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>".encode())
+    stream.read_until(b"<success")
+    stream.send(f"<?xml version='1.0'?><stream:stream to='{HOST}' xmlns='jabber:client' "
+                "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>".encode())
+    stream.read_until(b"</stream:features>")
+    stream.send(b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+    assert "result" in reply_to(stream, "bind")
+    return stream
+
+
+def reply_to(stream: RawStream, iq_id: str) -> str:
+    """The whole IQ reply with `iq_id`, self-closing (a result) or not (an error)."""
+    pattern = re.compile(rb"<iq[^>]*id=['\"]" + iq_id.encode() + rb"['\"][^>]*?(/>|>.*?</iq>)", re.S)
+    while not (m := pattern.search(stream.buffer)):
+        chunk = stream.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"stream closed before the reply to {iq_id}: {stream.buffer[-500:]!r}")
+        stream.buffer += chunk
+    return m.group(0).decode(errors="replace")
+
+
+def pings_answered(client: RawStream, prefix: str):
+    for n in range(3):
+        client.send(f"<iq type='get' id='{prefix}{n}' to='{HOST}'><ping xmlns='urn:xmpp:ping'/></iq>".encode())
+        assert "type='result'" in (reply := reply_to(client, f"{prefix}{n}")) or 'type="result"' in reply, reply
+
+
+def waiting(what: str) -> str:
+    return f"another process holds the store's write lock: {what} once it is free"
+
+
+def done(what: str) -> str:
+    return f"done once the store's write lock was free: {what}"
+
+
+def test_writes_nobody_waits_for_are_made_once_a_held_lock_is_free_and_sessions_are_served_meanwhile(ej):
+    """An account removed in the node (ejabberdctl unregister: the remove_user hook) and a login
+    (counted for the active accounts) while another process holds the lock: neither is lost, both
+    are made once the lock is free, and an open session's pings are answered meanwhile."""
+    run_cli(ej.database, "quota", "set", HOST, "max_file_size", "1000", "--user", "leaver")
+    client = logged_in(ej, "pinger")
+    removed, counted = f"the removed account leaver@{HOST} is forgotten", f"the login of activist@{HOST} is counted"
+    offset = len(log_text(ej))
+    holder = lock_holder(ej)
+    try:
+        ej.unregister("leaver")
+        assert login(ej.c2s_port, f"activist@{HOST}", PASSWORD)
+        text = log_after(ej, offset, waiting(removed), waiting(counted))
+        assert "cannot forget removed account" not in text and "Cannot count the login" not in text, text
+        pings_answered(client, "held-ping")
+        # Held well past a single wait on a dirty scheduler (2 s), which would have lost both.
+        time.sleep(2.5)
+        pings_answered(client, "still-held-ping")
+        text = log_text(ej)[offset:]
+        assert done(removed) not in text and "not done" not in text, text
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    text = log_after(ej, offset, done(removed), done(counted), timeout=60)
+    assert "not done" not in text, text
+    shown = json.loads(run_cli(ej.database, "--json", "quota", "show", HOST, "--user", "leaver").stdout)
+    assert "1000" not in json.dumps(shown.get("exceptions", shown)), shown
+    page = json.loads(run_cli(ej.database, "--json", "publish", "page", HOST).stdout)
+    assert page["statistics"]["daily_active"] > 0, page
+    # With the lock free, the same writes are made at once.
+    offset = len(log_text(ej))
+    assert login(ej.c2s_port, f"activist@{HOST}", PASSWORD)
+    pings_answered(client, "free-ping")
+    assert "holds the store's write lock" not in log_text(ej)[offset:]
+    client.close()
+
+
+def test_a_host_is_added_once_a_held_lock_is_free(ej):
+    """The invite module's start adds its host to the store (ensure_hosted): behind another
+    process's lock the core's worker adds it once the lock is free. Last in this file: it removes
+    the host from the store first."""
+    run_cli(ej.database, "domain", "remove", HOST)
+    what = f"{HOST} is added to the store"
+    offset = len(log_text(ej))
+    holder = lock_holder(ej)
+    try:
+        answer = ej.eval(f'mod_xmpp_hosting:background(<<"{HOST}">>, {{ensure_hosted, <<"{HOST}">>}}, <<"{what}">>).')
+        assert answer == "later", answer
+        log_after(ej, offset, waiting(what))
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    text = log_after(ej, offset, f"Added {HOST} to the xmpp-hosting store", timeout=60)
+    assert "not done" not in text, text
+    wait_for_domain(ej.database, HOST, log=ej.log_file)

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from harness.client import RawStream, login
+from harness.client import RawStream, http_put, login, request_slots
 from harness.common import run_cli, wait_for_domain
 from harness.ejabberd import Ejabberd
 
@@ -38,7 +38,15 @@ MODULES = """  mod_ping: {}
 
 @pytest.fixture(scope="module")
 def ej(tmp_path_factory):
-    with Ejabberd(tmp_path_factory.mktemp("ejabberd-lock"), host=HOST, install="config", extra_modules=MODULES) as node:
+    work = tmp_path_factory.mktemp("ejabberd-lock")
+    node = Ejabberd(work, host=HOST, install="config", http_handlers={"/upload": "mod_xmpp_hosting_uploads"})
+    node.extra_modules = MODULES + f"""  mod_http_upload:
+    put_url: "http://{HOST}:{node.http_port}/upload"
+    docroot: "{work / 'upload'}"
+    max_size: infinity
+  mod_xmpp_hosting_uploads: {{}}
+"""
+    with node:
         wait_for_domain(node.database, HOST, log=node.log_file)
         for user in ("pinger", "activist", "leaver"):
             node.register(user, PASSWORD)
@@ -142,6 +150,30 @@ def test_writes_nobody_waits_for_are_made_once_a_held_lock_is_free_and_sessions_
     pings_answered(client, "free-ping")
     assert "holds the store's write lock" not in log_text(ej)[offset:]
     client.close()
+
+
+def test_an_upload_finished_while_the_lock_is_held_is_counted_once_it_is_free(ej):
+    """mod_xmpp_hosting_uploads counts a PUT answered 201 (commit_keyed_upload): behind another
+    process's lock the PUT is answered at once and the core's worker counts the file once the lock
+    is free, so its reservation becomes stored bytes instead of being lost."""
+    [slot] = request_slots(ej.c2s_port, f"pinger@{HOST}", PASSWORD, f"upload.{HOST}",
+                           [{"filename": "held.bin", "size": 11, "content-type": "application/octet-stream"}])
+    assert slot.ok, slot.error
+    offset = len(log_text(ej))
+    holder = lock_holder(ej)
+    try:
+        assert http_put(ej.http_port, slot.put_url, slot.headers, b"hello world") == 201
+        text = log_after(ej, offset, "held.bin is counted once it is free")
+        assert "cannot count upload" not in text, text
+        # Held past a single wait on a dirty scheduler (2 s), which would have lost the count.
+        time.sleep(2.5)
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    text = log_after(ej, offset, "done once the store's write lock was free: the upload ", timeout=60)
+    assert "not done" not in text, text
+    usage = json.loads(run_cli(ej.database, "--json", "quota", "show", HOST, "--user", "pinger").stdout)["usage"]
+    assert (usage["stored"], usage["reserved"]) == (11, 0), usage
 
 
 def test_a_host_is_added_once_a_held_lock_is_free(ej):

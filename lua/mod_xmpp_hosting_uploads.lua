@@ -97,7 +97,7 @@ local when_done = hosting_module.when_done;
 
 -- Store writes the slot hook makes besides the decision (a slot mod_http_file_share did not
 -- issue gives its bytes back): done at once when nobody else holds the store's lock, else on the
--- core's worker; the loop never waits for another process.
+-- core's worker, which tries again until the lock is free; the loop never waits for another process.
 local function release(store, reservation)
 	local done, err = store:release_upload_or_later(reservation);
 	when_done(done, err, nil, function(ok, late_err)
@@ -113,8 +113,8 @@ local function issue(event, store, grant)
 		send = function(reply)
 			local slot = reply.attr.type == "result" and slot_of(reply);
 			if slot then
-				-- Recorded at once, or on the core's worker while another process holds the
-				-- store's lock; the loop does not wait for the store.
+				-- Recorded at once, or on the core's worker (tried again until it is free) while
+				-- another process holds the store's lock; the loop does not wait for the store.
 				local ok, watch_err = store:watch_upload_slot(grant.id, file_of(slot), slot_usable_for);
 				if not ok then module:log("error", "Cannot watch upload slot %s: %s", slot, watch_err); end
 			else

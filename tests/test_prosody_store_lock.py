@@ -22,6 +22,7 @@ import json
 import re
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -30,7 +31,7 @@ import requests
 
 from cert_scenarios import ThrowawayCA
 from harness.client import RawStream, error_condition, login, preauth_element, register
-from harness.common import LOOPBACK, run_cli, wait_for_domain
+from harness.common import LOOPBACK, LUA_CPATH_DIR, run_cli, wait_for_domain
 from harness.prosody import Prosody, upload_component
 
 HOST = "locked.example"
@@ -538,3 +539,54 @@ def test_a_store_lock_timeout_that_is_not_a_sane_number_of_seconds_is_refused_wi
     done = server.ctl("mod_xmpp_hosting", "domain", "list")
     out = done.stdout + done.stderr
     assert "xmpp_hosting_store_lock_timeout is 0" in out and "from 0.1 to 3600" in out, out
+
+
+LUA_RELEASE_BEHIND_A_LOCK = r"""
+local xh = require "xmpp_hosting"
+local h = assert(xh.open(arg[1], { busy_timeout = 0.01, lock_timeout = 0.1 }))
+assert(h:add_domain("x.example"))
+local grant = assert(h:authorize_upload("x.example", "alice", 1000))
+assert(grant.decision == "granted", grant.decision)
+io.write("granted\n"); io.flush()
+assert(io.read("l") == "locked")
+local pending = assert(h:release_upload_or_later(grant.id))
+io.write("asked ", type(pending), "\n"); io.flush()
+-- Well past the worker's 0.1 s wait for the lock before the lock is released.
+os.execute("sleep 1")
+io.write("waited\n"); io.flush()
+assert(io.read("l") == "free")
+while not pending:ready() do os.execute("sleep 0.05") end
+print("result", pending:result())
+print("reserved", h:upload_usage("x.example", "alice").reserved)
+"""
+
+
+def test_a_slots_release_behind_a_lock_held_past_the_workers_wait_is_made_once_it_is_free(tmp_path):
+    """Issue 11.6: the upload module gives a slot's bytes back (mod_http_file_share did not issue
+    it) through `release_upload_or_later`; behind a lock held longer than the worker's wait, the
+    worker tries it again until the lock is free, instead of losing it and leaving the bytes
+    reserved until the reservation expires. (Through the Lua binding the module calls.)"""
+    script, db = tmp_path / "release.lua", tmp_path / "db.sqlite"
+    script.write_text(LUA_RELEASE_BEHIND_A_LOCK)
+    lua = subprocess.Popen(["lua5.4", str(script), str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True,
+                           env={"LUA_CPATH_5_4": f"{LUA_CPATH_DIR}/?.so;;", "PATH": "/usr/bin:/bin"})
+    try:
+        assert lua.stdout.readline() == "granted\n", lua.stderr.read()
+        holder = sqlite3.connect(db, timeout=30, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            lua.stdin.write("locked\n")
+            lua.stdin.flush()
+            assert lua.stdout.readline() == "asked userdata\n", "made at once although the lock was held"
+            assert lua.stdout.readline() == "waited\n"
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        out, err = lua.communicate("free\n", timeout=60)
+    finally:
+        lua.kill()
+    assert lua.returncode == 0, err
+    lines = dict(line.split("\t", 1) for line in out.splitlines())
+    assert lines["result"] == "true", out
+    assert lines["reserved"] == "0", out

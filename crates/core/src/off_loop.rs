@@ -782,6 +782,30 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_watch_behind_a_lock_held_past_the_workers_wait_is_made_once_it_is_free() {
+        use crate::quotas::UploadDecision;
+        let store = TestStore::new("background-slot-watch");
+        let (options, _) = quick(1);
+        let h = Hosting::open_with(&store.path, &options).unwrap();
+        h.add_domain("example.org").unwrap();
+        let UploadDecision::Granted(grant) = h.authorize_upload("example.org", "alice", 1000).unwrap() else {
+            panic!("not granted")
+        };
+        let watched = |h: &Hosting| h.store().read(|c| crate::store::quotas::slot(c, "/srv/up/a/file")).unwrap();
+        let other = lock_holder(&store.path);
+        h.watch_upload_slot_now_or_later(grant.id, "/srv/up/a/file".into(), 300).unwrap();
+        // Handed to the worker's background tries, not to one wait that would give up after 50 ms
+        // and lose the watch (the slot's bytes would stay reserved, its file charged to no one).
+        eventually("a background write waiting", || h.background_waiting().load(Ordering::SeqCst) == 1);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(watched(&h).is_none());
+        other.execute_batch("COMMIT").unwrap();
+        eventually("the watch made", || watched(&h).is_some());
+        assert_eq!(watched(&h).and_then(|s| s.reservation), Some(grant.id));
+        eventually("no background write waiting", || h.background_waiting().load(Ordering::SeqCst) == 0);
+    }
+
+    #[test]
     fn the_workers_wait_for_a_lock_is_refused_unless_it_is_a_sane_number_of_seconds() {
         for nonsense in [0.0, 0.05, -1.0, 3601.0, f64::NAN, f64::INFINITY] {
             let e = lock_timeout_setting("xmpp_hosting_store_lock_timeout", nonsense).unwrap_err();

@@ -84,9 +84,11 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
         serialized(lua, || h.0.commit_upload(id, bytes, &file_id).map(|()| true))
     });
     m.add_method("release_upload", |lua, h, id: i64| serialized(lua, || h.0.release_upload(id).map(|()| true)));
-    // `true` at once, or a pending result while another process holds the store's write lock.
+    // `true` at once, or a pending result while another process holds the store's write lock:
+    // the worker tries it again until the lock is free (`now_or_in_background`), since a release
+    // lost would keep the bytes reserved until the reservation expires.
     m.add_method("release_upload_or_later", |lua, h, id: i64| {
-        outcome(lua, || h.0.now_or_later(move |w| w.release_upload(id).map(|()| true)).map(LuaNowOrLater))
+        outcome(lua, || h.0.now_or_in_background(move |w| w.release_upload(id).map(|()| true)).map(LuaNowOrLater))
     });
     m.add_method("forget_file", |lua, h, file_id: String| serialized(lua, || h.0.forget_file(&file_id)));
     m.add_method("upload_usage", |lua, h, (domain, username): (String, Option<String>)| {

@@ -369,11 +369,14 @@ impl Hosting {
     /// the hand-off alone cost the loop 120-130 µs, the machine about 0.2 ms more CPU a slot
     /// (thread wake-ups, a second connection's transaction), and that transaction held the write
     /// lock as the next slot request came, which then went to the worker too (30 to 45 in 2,000
-    /// requests 0.3 ms apart; none since). As there, a failure is told by the next upkeep report.
+    /// requests 0.3 ms apart; none since). Behind a lock held past the worker's wait, the worker
+    /// tries again until it is free ([`Hosting::now_or_in_background`]): a watch lost leaves the
+    /// slot's bytes reserved and its file charged to global storage only. As there, a failure
+    /// (after the last try) is told by the next upkeep report.
     pub fn watch_upload_slot_now_or_later(&self, reservation: i64, file_path: String, usable_for: u64) -> Result<()> {
         check_path("an upload's file", &file_path)?;
         let key = failure_key(self);
-        match self.now_or_later(move |h| h.watch_upload_slot(reservation, &file_path, usable_for)) {
+        match self.now_or_in_background(move |h| h.watch_upload_slot(reservation, &file_path, usable_for)) {
             Ok(NowOrLater::Later(pending)) => pending.on_done(move |r| count_watch_failure(key, r)),
             Ok(NowOrLater::Now(())) => {}
             Err(e) => count_watch_failure(key, Err(e)),

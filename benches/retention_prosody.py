@@ -16,7 +16,11 @@ DELETE, the commit, checkpoints, the gap left to Prosody, the engine between ste
 
 Prints rows/s over the sweep's wall time and over its time in steps, the longest step (the
 longest the sweep held Prosody's database: a DELETE and its commit), the journal mode the sweep
-left the database in (WAL, see the README), and the machine's load (uptime) beside each figure.
+left the database in (WAL, see the README), the length of its log file (`-wal`) after the sweep
+while a connection stays open as Prosody's does (SQLite removes the file only when the last
+connection closes), and the machine's load (uptime) beside each figure. The profile line gives
+each phase's total and spread (p50, p90, p99, max): "held" is a step's DELETE and commit, the
+time Prosody's writes would wait.
 """
 
 import argparse
@@ -139,6 +143,12 @@ def sweep(work: Path, src: Path, now: int, lib: Path, gate: bool = True):
     # rest (the store would be opened on Prosody's database).
     script = work / "sweep.lua"
     script.write_text(LUA)
+    # Prosody's own connection, open throughout as in a running Prosody (in WAL mode, as the
+    # sweep leaves the file): SQLite deletes the log file when the last connection closes, so
+    # without it the log's length after the sweep could not be seen.
+    prosody = sqlite3.connect(src, isolation_level=None)
+    prosody.execute("PRAGMA journal_mode = WAL")
+    prosody.execute("SELECT count(*) FROM prosodyarchive WHERE sort_id < 10").fetchone()
     r = subprocess.run(["lua5.4", str(script), str(work / "store.sqlite"), str(src), HOST] + ([] if gate else ["nogate"]),
                        capture_output=True, text=True, env=env, check=False)
     if r.returncode != 0:
@@ -153,10 +163,14 @@ def sweep(work: Path, src: Path, now: int, lib: Path, gate: bool = True):
     print(f"our sweep: {deleted / wall:,.0f} rows/s over its wall time ({wall:.1f} s), "
           f"{deleted / (in_steps / 1e6):,.0f} rows/s counting time in steps, longest step (database held) "
           f"{longest / 1000:.2f} ms; load {os.getloadavg()}")
-    c = sqlite3.connect(src)
+    wal = Path(f"{src}-wal")
+    wal_bytes = wal.stat().st_size if wal.exists() else None
+    c = prosody
     left = c.execute('SELECT count(*), min("when") FROM prosodyarchive').fetchone()
     print(f"rows left: {left[0]} (none older than the cutoff: {left[1] >= now - DAY}); "
-          f"journal mode after the sweep: {c.execute('PRAGMA journal_mode').fetchone()[0]}")
+          f"journal mode after the sweep: {c.execute('PRAGMA journal_mode').fetchone()[0]}; "
+          f"log file (-wal) after the sweep, Prosody's connection still open: "
+          f"{'none' if wal_bytes is None else f'{wal_bytes:,} bytes'}")
     c.close()
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     shutil.rmtree(work)

@@ -28,6 +28,7 @@ use once_cell::sync::Lazy;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
+use super::profile::Profile;
 use super::sweep::{StepDone, Target, USERS_ONLY};
 use super::{Kind, Period};
 use crate::store::retention as sql;
@@ -208,64 +209,23 @@ pub(crate) struct ProsodySql {
     last_commit: Option<Instant>,
     /// Pages the last step added to the log.
     last_pages: i32,
-    /// Where the time went (`XH_RETENTION_PROFILE` set: benches).
+    /// Where the time went (`XH_RETENTION_PROFILE` set: benches), in the shared form
+    /// ([`Profile`]): each phase of a step with its spread, the rows, pages and checkpoints.
     profile: Option<Profile>,
 }
 
-/// Where a sweep's time went, phase by phase, kept when `XH_RETENTION_PROFILE` is set in the
-/// environment (benches/retention_prosody.py sets it) and printed to stderr when the sweep's
-/// part ends: the bench's breakdown of a step (picking, the DELETE, the commit, checkpoints, the
-/// gap left to Prosody, and the engine's own work between two steps).
-#[derive(Default, Debug)]
-struct Profile {
-    steps: u64,
-    rows: i64,
-    pages: i64,
-    checkpoints: u64,
-    /// The users' own cutoffs read from the core's store.
-    users: Duration,
-    /// Looking up the connection, the table and the index.
-    checks: Duration,
-    pick: Duration,
-    gap: Duration,
-    delete: Duration,
-    commit: Duration,
-    checkpoint: Duration,
-    /// From the end of one step to the start of the next: the engine (policy re-read, record).
-    engine: Duration,
-    last_end: Option<Instant>,
-}
-
 impl Drop for ProsodySql {
+    /// The end of a part: the profile printed (benches).
     fn drop(&mut self) {
-        if let Some(p) = &self.profile {
-            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-            let total = p.users + p.checks + p.pick + p.gap + p.delete + p.commit + p.checkpoint + p.engine;
-            let (rounds, beside) = self
-                .conns
-                .iter()
-                .filter_map(|d| d.checkpointer.as_ref().map(Checkpointer::rounds))
-                .fold((0, Duration::ZERO), |(n, t), (m, u)| (n + m, t + u));
-            eprintln!(
-                "profile: {} steps, {} rows, {} pages, {} checkpoints on the steps' thread, {} beside them ({:.0} ms); \
-                 ms: users {:.0}, checks {:.0}, pick {:.0}, gap {:.0}, delete {:.0}, commit {:.0}, checkpoint {:.0}, \
-                 engine {:.0}, total {:.0}",
-                p.steps,
-                p.rows,
-                p.pages,
-                p.checkpoints,
-                rounds,
-                ms(beside),
-                ms(p.users),
-                ms(p.checks),
-                ms(p.pick),
-                ms(p.gap),
-                ms(p.delete),
-                ms(p.commit),
-                ms(p.checkpoint),
-                ms(p.engine),
-                ms(total)
-            );
+        if let Some(p) = &mut self.profile {
+            for db in &self.conns {
+                if let Some(ck) = &db.checkpointer {
+                    for took in ck.round_times() {
+                        p.time("checkpoint rounds beside the steps", took);
+                    }
+                }
+            }
+            p.print_and_reset();
         }
     }
 }
@@ -276,6 +236,8 @@ struct Db {
     conn: Connection,
     /// Made ready for steps ([`ProsodySql::prepare_for_steps`]).
     ready: bool,
+    /// In WAL mode (found or put in it by [`ProsodySql::prepare_for_steps`]).
+    wal: bool,
     /// The users' own cutoffs as loaded into the connection's temporary table.
     users: Option<Vec<(String, Timestamp)>>,
     /// Prosody's table and its (host, user, store, when) index were found: not looked up again
@@ -288,6 +250,8 @@ struct Db {
     /// Pages in the log after the last commit, and how many of them are known to be in the file.
     log: i32,
     copied: i32,
+    /// The most pages the log held after a commit of the sweep's.
+    most: i32,
 }
 
 /// Without a [`LoopGate`] (the sweep runs outside the Prosody that writes in the database: the
@@ -354,9 +318,8 @@ struct Rounds {
     /// The round that ended last, not yet taken: the log's pages then, and how many of them
     /// are in the database.
     ended: Option<(i32, i32)>,
-    /// Rounds ended, and their time (the profile).
-    count: u64,
-    took: Duration,
+    /// Each round's time (the profile; a checkpointer lives for one part of a sweep).
+    times: Vec<Duration>,
 }
 
 impl Checkpointer {
@@ -388,8 +351,7 @@ impl Checkpointer {
                     });
                     let mut st = lock(state);
                     st.running = false;
-                    st.count += 1;
-                    st.took += t.elapsed();
+                    st.times.push(t.elapsed());
                     // A round that failed (another checkpointer at work: SQLITE_BUSY) copied
                     // nothing; the sweep asks again or copies itself.
                     st.ended = Some(done.unwrap_or((0, 0)));
@@ -426,9 +388,9 @@ impl Checkpointer {
         lock(&self.shared.0).ended.take()
     }
 
-    fn rounds(&self) -> (u64, Duration) {
-        let st = lock(&self.shared.0);
-        (st.count, st.took)
+    /// Each round's time so far.
+    fn round_times(&self) -> Vec<Duration> {
+        lock(&self.shared.0).times.clone()
     }
 }
 
@@ -459,6 +421,10 @@ unsafe extern "C" fn note_wal_pages(
     WAL_PAGES.with(|p| p.set(pages));
     rusqlite::ffi::SQLITE_OK
 }
+
+/// How long the TRUNCATE checkpoint at the end of a sweep waits for another connection's reads
+/// or writes to end before it leaves the log file as it is ([`ProsodySql::truncate_log`]).
+const TRUNCATE_BUSY: Duration = Duration::from_millis(2);
 
 /// How long a transaction of Prosody's loop waits at most for a step under way to end (a step
 /// holds the database a few milliseconds; past this, SQLite's busy handler takes over).
@@ -612,8 +578,15 @@ fn parse_cursor(cursor: Option<&str>) -> Option<(&str, &str)> {
 
 impl ProsodySql {
     pub(crate) fn new(stores: Vec<ArchiveStore>, kind: Kind) -> Self {
-        let profile = std::env::var_os("XH_RETENTION_PROFILE").map(|_| Profile::default());
-        ProsodySql { stores, conns: Vec::new(), kind, last_work: None, last_commit: None, last_pages: 0, profile }
+        ProsodySql {
+            stores,
+            conns: Vec::new(),
+            kind,
+            last_work: None,
+            last_commit: None,
+            last_pages: 0,
+            profile: Profile::from_env(),
+        }
     }
 
     fn db(&mut self, path: &str, for_steps: bool) -> Result<&mut Db> {
@@ -633,19 +606,22 @@ impl ProsodySql {
                     path: path.to_string(),
                     conn: c,
                     ready: false,
+                    wal: false,
                     users: None,
                     checked: false,
                     gate_key: gate_key(path),
                     checkpointer: None,
                     log: 0,
                     copied: 0,
+                    most: 0,
                 });
                 self.conns.len() - 1
             }
         };
         let db = &mut self.conns[i];
         if for_steps && !db.ready {
-            if Self::prepare_for_steps(&db.conn)? {
+            db.wal = Self::prepare_for_steps(&db.conn)?;
+            if db.wal {
                 // Without it (a thread that cannot start), the steps checkpoint themselves.
                 db.checkpointer = Checkpointer::start(path).ok();
             }
@@ -710,6 +686,7 @@ impl ProsodySql {
             db.copied = 0;
         }
         db.log = log;
+        db.most = db.most.max(log);
         if log <= 0 {
             return Ok(0);
         }
@@ -750,6 +727,46 @@ impl ProsodySql {
             ck.take_ended();
         }
         Ok(1)
+    }
+
+    /// At the end of a store's sweep, empties the database's log file.
+    ///
+    /// SQLite never shrinks a log file by itself: it starts the log again at its beginning
+    /// once all of it is in the database, and the file keeps the greatest length it reached
+    /// (about [`CHECKPOINT_PAGES`] pages, 40 MB, after a long sweep) for as long as a
+    /// connection is open, Prosody's for weeks. The log is first copied without any lock
+    /// (PASSIVE, as between steps), then a TRUNCATE checkpoint, which keeps writers out while it
+    /// runs, copies what Prosody wrote meanwhile and empties the file: taken as a step at the
+    /// gate (Prosody's loop waits for it as for a step), with a busy timeout of
+    /// [`TRUNCATE_BUSY`] (another process reading or writing: the file is left as it is, and
+    /// emptied at the end of the next sweep). Freeing the file's blocks is the file system's
+    /// work, and it is not short (measured on this machine's ext4 at load 8: 48 ms for the
+    /// 40 MB a million-row sweep leaves); done once a sweep, not at the end of every part
+    /// (a part of a long sweep is followed by the next a second later, which would grow the
+    /// file again). Errors are ignored: the log is only long. Returns whether the file was
+    /// emptied, and how long writers were kept out.
+    fn truncate_log(db: &mut Db) -> (bool, Duration) {
+        // A running checkpoint makes a TRUNCATE fail at once.
+        if let Some(ck) = &db.checkpointer {
+            ck.wait();
+            ck.take_ended();
+        }
+        let _ = db.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        let gate = lock(&GATES).get(&db.gate_key).cloned();
+        let turn = gate.as_deref().map(|g| {
+            g.begin_step(PROSODY_BUSY);
+            Turn(g)
+        });
+        let started = Instant::now();
+        let _ = db.conn.busy_timeout(TRUNCATE_BUSY);
+        // (busy, log, copied): 0 when the file was emptied, 1 when another connection was busy.
+        let done = db.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+        let _ = db.conn.busy_timeout(PROSODY_BUSY);
+        let held = started.elapsed();
+        drop(turn);
+        db.log = 0;
+        db.copied = 0;
+        (matches!(done, Ok(0)), held)
     }
 
     /// The least time between the last step's commit and the next step's lock.
@@ -876,13 +893,16 @@ impl Target for ProsodySql {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<StepDone> {
-        let t0 = Instant::now();
-        // Phases of this step, for the profile: users, checks, pick, gap, delete, commit, checkpoint.
-        let mut phases = [Duration::ZERO; 7];
-        let mut mark = t0;
+        if let Some(p) = &mut self.profile {
+            p.step_begins();
+        }
+        let profiling = self.profile.is_some();
+        // Phases of this step, for the profile (the names below), those the step went through.
+        let mut phases: [Option<Duration>; 7] = [None; 7];
+        let mut mark = Instant::now();
         let mut lap = |i: usize| {
             let now = Instant::now();
-            phases[i] += now - mark;
+            *phases[i].get_or_insert(Duration::ZERO) += now - mark;
             mark = now;
         };
         let users = self.users(h, domain)?;
@@ -931,6 +951,8 @@ impl Target for ProsodySql {
         let mut held = None;
         let mut pages = 0;
         let mut checkpoints = 0;
+        let mut beside = false;
+        let mut truncated = None;
         if !picked.is_empty() {
             let ids = serde_json::to_string(&picked.iter().map(|(_, id)| id).collect::<Vec<_>>())
                 .expect("integers serialise");
@@ -950,6 +972,8 @@ impl Target for ProsodySql {
                 }
             };
             lap(3);
+            // Whether a checkpoint round runs beside this step (the profile: do steps slow down?).
+            beside = profiling && db.checkpointer.as_ref().is_some_and(Checkpointer::busy);
             let before = WAL_PAGES.with(|p| p.get());
             let started = Instant::now();
             // A DEFERRED transaction whose DELETE takes the write lock at once, waiting at most
@@ -976,32 +1000,52 @@ impl Target for ProsodySql {
         done.next = if picked.len() >= limit {
             Some(format!("{}\t{}", s.server_host, picked.last().expect("not empty").0))
         } else {
-            // The end of this store: the log copied now, so Prosody finds it short.
+            // The end of this store: the log copied now, so Prosody finds it short, and its
+            // file emptied.
             checkpoints += Self::keep_log_short(db, None, 0, true)?;
             lap(6);
+            if db.wal {
+                truncated = Some(Self::truncate_log(db));
+            }
             next_store
         };
+        if let Some((_, t)) = truncated {
+            // Writers were kept out for the TRUNCATE too: the step's hold is the longer.
+            held = Some(held.map_or(t, |h| h.max(t)));
+        }
         if held.is_some() {
             self.last_work = held;
             self.last_commit = Some(Instant::now());
             self.last_pages = pages;
         }
         if let Some(p) = &mut self.profile {
-            if let Some(end) = p.last_end {
-                p.engine += t0 - end;
+            p.count("steps", 1);
+            p.count("rows", done.deleted);
+            p.count("log pages", pages as i64);
+            p.count("checkpoints on the steps' thread", checkpoints as i64);
+            const NAMES: [&str; 7] = [
+                "users' cutoffs",
+                "checks",
+                "pick",
+                "gate or gap",
+                "delete",
+                "commit",
+                "checkpoint on the steps' thread",
+            ];
+            for (name, took) in NAMES.into_iter().zip(phases) {
+                if let Some(took) = took {
+                    p.time(name, took);
+                }
             }
-            p.last_end = Some(Instant::now());
-            p.steps += 1;
-            p.rows += done.deleted;
-            p.pages += pages as i64;
-            p.checkpoints += checkpoints;
-            for (sum, d) in
-                [&mut p.users, &mut p.checks, &mut p.pick, &mut p.gap, &mut p.delete, &mut p.commit, &mut p.checkpoint]
-                    .into_iter()
-                    .zip(phases)
-            {
-                *sum += d;
+            if let Some((emptied, held)) = truncated {
+                p.count("log files emptied", i64::from(emptied));
+                p.time("log file emptied (held)", held);
             }
+            if let Some(held) = held {
+                p.time("held (delete and commit)", held);
+                p.time(if beside { "held beside a checkpoint round" } else { "held alone" }, held);
+            }
+            p.step_ends();
         }
         Ok(done)
     }
@@ -1182,17 +1226,61 @@ pub(crate) mod tests {
         let mut target = ProsodySql::new(h.archive_stores("example.org", Kind::Archive).unwrap(), Kind::Archive);
         let rec = h.sweep_with("example.org", Kind::Archive, &mut target, &SweepOptions::default()).unwrap();
         assert_eq!((rec.state, rec.deleted), (SweepState::Done, 12_000));
-        let (rounds, _) = target.conns[0].checkpointer.as_ref().expect("a checkpointer in WAL mode").rounds();
-        assert!(rounds > 0, "the checkpointer copied the log");
+        let rounds = target.conns[0].checkpointer.as_ref().expect("a checkpointer in WAL mode").round_times();
+        assert!(!rounds.is_empty(), "the checkpointer copied the log");
+        // The log never passed CHECKPOINT_PAGES...
+        let most = target.conns[0].most;
+        assert!(most > BACKGROUND_PAGES && most <= CHECKPOINT_PAGES + 2_000, "{most}");
         drop(target);
-        // The log never passed CHECKPOINT_PAGES (its file keeps the greatest length it had)...
         let wal = std::fs::metadata(format!("{p}-wal")).map(|m| m.len()).unwrap_or(0);
-        assert!(wal <= 32 + (CHECKPOINT_PAGES as u64 + 2_000) * (24 + 4096), "{wal}");
+        assert_eq!(wal, 0, "the log file emptied at the end");
         // ... and is all in the database: Prosody's next checkpoint finds nothing to copy.
         let (log, copied): (i64, i64) =
             c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?))).unwrap();
         assert_eq!(log, copied);
         assert!(rows(&c).is_empty());
+    }
+
+    #[test]
+    fn a_sweep_ends_with_the_log_file_emptied_while_prosodys_connection_stays_open() {
+        let (h, clock, _dir, p, c) = setup("truncate");
+        let now = clock.now();
+        // Prosody's connection in WAL mode and open throughout: SQLite removes the log file only
+        // when the last connection to the database closes, so Prosody's would keep it as long
+        // as the sweep let it grow.
+        let mode: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        c.execute_batch("BEGIN").unwrap();
+        for i in 0..6_000 {
+            add(&c, "example.org", &format!("user{}", i % 30), "archive", now - 200_000 - i);
+        }
+        c.execute_batch("COMMIT").unwrap();
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        let log_file = || std::fs::metadata(format!("{p}-wal")).map(|m| m.len()).unwrap();
+        assert_eq!(log_file(), 0);
+        h.set_retention("example.org", "archive", "1d").unwrap();
+        // A part that stops mid-sweep (as a housekeeping pass's budget ends one): the next part
+        // follows soon, the file is left for it...
+        let part = h
+            .retention_sweep(
+                "example.org",
+                Kind::Archive,
+                &[],
+                &SweepOptions { batch: 500, max_steps: Some(4), ..Default::default() },
+            )
+            .unwrap();
+        assert_eq!(part.state, SweepState::Running);
+        assert!(part.deleted > 0 && part.deleted < 6_000, "{part:?}");
+        // ... Prosody writing meanwhile; the part that ends the sweep empties the file.
+        add(&c, "example.org", "user1", "archive", now - 10);
+        assert!(log_file() > 0);
+        let rest = h.retention_sweep("example.org", Kind::Archive, &[], &SweepOptions::default()).unwrap();
+        assert_eq!((rest.state, rest.deleted), (SweepState::Done, 6_000));
+        assert_eq!(log_file(), 0, "emptied at the sweep's end");
+        // Prosody's connection reads and writes on, its message kept.
+        assert_eq!(rows(&c).len(), 1);
+        add(&c, "example.org", "user2", "archive", now - 5);
+        assert_eq!(rows(&c).len(), 2);
     }
 
     struct Dir(std::path::PathBuf);

@@ -205,14 +205,26 @@ pub(crate) fn take_file(c: &Connection, file_id: &str) -> Result<Option<(String,
     Ok(row)
 }
 
+/// The lower bound of a page in `[from, …)` after `after` (`""`: the first page), as SQL and
+/// value. One bound only: given both `file_id >= from` and `file_id > after`, SQLite seeks to
+/// the first of them and steps over every row up to `after`, so each page of a sweep re-read
+/// the pages before it (100,000 files: 100 pages, the last one 44 ms instead of 0.1 ms).
+fn page_start<'a>(column: &str, from: &'a str, after: &'a str) -> (String, &'a str) {
+    if after.is_empty() || after < from {
+        (format!("{column} >= ?1"), from)
+    } else {
+        (format!("{column} > ?1"), after)
+    }
+}
+
 /// Up to `limit` file ids in `[from, to)`, after `after`, in order: one page of a sweep over
 /// the files under one directory (ids are paths there), by primary-key range.
 pub(crate) fn file_ids_between(c: &Connection, from: &str, to: &str, after: &str, limit: i64) -> Result<Vec<String>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT file_id FROM upload_files WHERE file_id >= ?1 AND file_id < ?2 AND file_id > ?3
-         ORDER BY file_id LIMIT ?4",
-    )?;
-    let rows = stmt.query_map(params![from, to, after, limit], |r| r.get(0))?;
+    let (start, lower) = page_start("file_id", from, after);
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT file_id FROM upload_files WHERE {start} AND file_id < ?2 ORDER BY file_id LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![lower, to, limit], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
@@ -324,11 +336,11 @@ pub(crate) fn slot(c: &Connection, file_path: &str) -> Result<Option<SlotRow>> {
 
 /// Up to `limit` watched slots with paths in `[from, to)` after `after`, in path order.
 pub(crate) fn slots_between(c: &Connection, from: &str, to: &str, after: &str, limit: i64) -> Result<Vec<SlotRow>> {
+    let (start, lower) = page_start("file_path", from, after);
     let mut stmt = c.prepare_cached(&format!(
-        "SELECT {SLOT_COLUMNS} FROM upload_slots WHERE file_path >= ?1 AND file_path < ?2 AND file_path > ?3
-         ORDER BY file_path LIMIT ?4"
+        "SELECT {SLOT_COLUMNS} FROM upload_slots WHERE {start} AND file_path < ?2 ORDER BY file_path LIMIT ?3"
     ))?;
-    let rows = stmt.query_map(params![from, to, after, limit], slot_row)?;
+    let rows = stmt.query_map(params![lower, to, limit], slot_row)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
@@ -394,4 +406,47 @@ pub(crate) fn roots(c: &Connection) -> Result<Vec<(String, String)>> {
     let mut stmt = c.prepare_cached("SELECT root, partial_suffix FROM upload_roots ORDER BY root")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+    use crate::Hosting;
+
+    /// Virtual-machine steps of the statement of one `file_ids_between` call.
+    fn steps_of_page(c: &Connection, from: &str, to: &str, after: &str) -> (Vec<String>, i32) {
+        let (start, _) = page_start("file_id", from, after);
+        let sql = format!("SELECT file_id FROM upload_files WHERE {start} AND file_id < ?2 ORDER BY file_id LIMIT ?3");
+        let before = c.prepare_cached(&sql).unwrap().get_status(StatementStatus::VmStep);
+        let page = file_ids_between(c, from, to, after, 100).unwrap();
+        (page, c.prepare_cached(&sql).unwrap().get_status(StatementStatus::VmStep) - before)
+    }
+
+    #[test]
+    fn a_sweep_page_seeks_to_where_the_last_one_ended_instead_of_stepping_over_the_pages_before() {
+        let h = Hosting::open_in_memory().unwrap();
+        h.store()
+            .write(|tx| {
+                for i in 0..5000 {
+                    insert_file(tx, &format!("/srv/up/f{i:05}"), "example.org", "u", 1, 0)?;
+                }
+                insert_file(tx, "/srv/other/x", "example.org", "u", 1, 0).map(|_| ())
+            })
+            .unwrap();
+        h.store()
+            .read(|c| {
+                let (first, first_steps) = steps_of_page(c, "/srv/up/", "/srv/up0", "");
+                assert_eq!((first.len(), first[0].as_str()), (100, "/srv/up/f00000"));
+                let (last, last_steps) = steps_of_page(c, "/srv/up/", "/srv/up0", "/srv/up/f04899");
+                assert_eq!(last.first().map(String::as_str), Some("/srv/up/f04900"));
+                assert_eq!(last.last().map(String::as_str), Some("/srv/up/f04999"));
+                // The 50th page costs what the first does (stepping over 4,900 rows took ~50x).
+                assert!(last_steps <= first_steps * 2, "first page {first_steps} steps, last {last_steps}");
+                assert!(steps_of_page(c, "/srv/up/", "/srv/up0", "/srv/up/f04999").0.is_empty());
+                Ok(())
+            })
+            .unwrap();
+    }
 }

@@ -67,6 +67,9 @@ def test_the_nif_sets_refuses_sweeps_on_the_worker_and_reads_the_log(ej):
 # ---- message archives -------------------------------------------------------------------------
 
 MAM_HOST = "archive.example"
+# A second virtual host on the same SQLite file (new_sql_schema only: in the default schema rows
+# do not say their host, and such a shared table is not swept).
+MAM_HOST2 = "archive2.example"
 MUC_HOST = f"conference.{MAM_HOST}"
 ROOM = "lobby"
 PASSWORD = "archive-secret"
@@ -90,7 +93,7 @@ def mam_config(backend: str, db) -> tuple[str, str]:
     db_type: {db_type}
     default: always
   mod_muc:
-    host: "{MUC_HOST}"
+    host: "conference.@HOST@"
     default_room_options:
       mam: true
       persistent: true
@@ -106,7 +109,7 @@ def mam(request, tmp_path_factory):
     clock = ServerClock(work)
     sql, modules = mam_config(backend, work / "ejabberd.db")
     node = Ejabberd(work, host=MAM_HOST, install="config", server_env=clock.env, extra_config=sql,
-                    extra_modules=modules)
+                    extra_modules=modules, extra_hosts=[MAM_HOST2] if backend == "sql_new" else [])
     node.clock = clock
     node.backend = backend
     node.sqlite = work / "ejabberd.db"
@@ -118,6 +121,8 @@ def mam(request, tmp_path_factory):
             db.executescript(schema.read_text())
     with node:
         run_cli(node.database, "domain", "add", MAM_HOST)
+        if backend == "sql_new":
+            run_cli(node.database, "domain", "add", MAM_HOST2)
         for user in ("alice", "bob", "carol"):
             node.register(user, PASSWORD)
         node.ctl("create_room", ROOM, MUC_HOST, MAM_HOST)
@@ -293,10 +298,10 @@ def test_a_user_keeps_their_own_archive_shorter_by_ad_hoc_command_and_the_admin_
 
 # ---- a large sweep (SQL): killed and resumed; run while people keep talking -----------------
 
-def bulk_old_messages(node: Ejabberd, n: int, age_s: int):
+def bulk_old_messages(node: Ejabberd, n: int, age_s: int, host: str = MAM_HOST):
     """n old one-to-one messages in alice's archive, inserted through ejabberd's own SQL
     connection in one statement (faster than n store calls; the rows are those store writes)."""
-    host_col, host_val = ("server_host, ", f"'{MAM_HOST}', ") if node.backend == "sql_new" else ("", "")
+    host_col, host_val = ("server_host, ", f"'{host}', ") if node.backend == "sql_new" else ("", "")
     sql = (
         f"INSERT INTO archive (username, {host_col}timestamp, peer, bare_peer, xml, txt, kind, nick) "
         f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) "
@@ -305,7 +310,7 @@ def bulk_old_messages(node: Ejabberd, n: int, age_s: int):
         "'<message xmlns=''jabber:client'' type=''chat''><body>bulk ' || x || '</body></message>', "
         "'bulk ' || x, 'chat', '' FROM c"
     )
-    out = node.eval(f'ejabberd_sql:sql_query(<<"{MAM_HOST}">>, <<"{sql}">>).', timeout=300)
+    out = node.eval(f'ejabberd_sql:sql_query(<<"{host}">>, <<"{sql}">>).', timeout=300)
     assert out == f"{{updated,{n}}}", out
 
 
@@ -475,3 +480,57 @@ def chat(node: Ejabberd, sender: str, to: str, body: str) -> bool:
         return True
 
     return asyncio.run(_session(node.c2s_port, f"{to}@{MAM_HOST}", PASSWORD, run, 120))
+
+
+def test_two_hosts_on_one_sqlite_file_sweep_at_once_and_keep_the_raise_on_both_connections(clean_archive):
+    """Two virtual hosts whose sql_database is one file each have their own SQLite connection.
+    While one host's sweep runs, the other's ends: the raised wal_autocheckpoint must stay on
+    both connections until the last part on the file ends (else ejabberd's own commits copy the
+    running sweep's log), then each gets its own setting back; a second sweep of a host's archive
+    is refused while its first runs on this node."""
+    node = clean_archive
+    if node.backend != "sql_new":
+        pytest.skip("hosts share an SQLite file's archive table only in new_sql_schema")
+    a, b = MAM_HOST, MAM_HOST2
+    bulk_old_messages(node, 40_000, 3 * DAY, host=b)
+    bulk_old_messages(node, 1_000, 3 * DAY, host=a)
+    for h in (a, b):
+        ctl_text(node, "xmpp_hosting_retention_set", h, "archive", "1d")
+    value = 'fun(H) -> {selected, _, [[V]]} = ejabberd_sql:sql_query(H, <<"PRAGMA wal_autocheckpoint">>), V end'
+    own = node.eval(f"V = {value}, [V(<<\"{a}\">>), V(<<\"{b}\">>)].")
+    assert own.count("<<") == 2 and "100000" not in own, own
+    try:
+        out = node.eval(
+            f'{{ok, S}} = mod_xmpp_hosting:store(<<"{b}">>), V = {value}, '
+            f'Last = fun(H) -> {{ok, L}} = xmpp_hosting_nif:retention_log(S, H, 3), '
+            '  case [R || #{kind := <<"archive">>, dry_run := false} = R <- L] of [R | _] -> R; [] -> #{} end end, '
+            f'spawn(fun() -> mod_xmpp_hosting_retention:sweep(<<"{b}">>, <<"archive">>, #{{wait => true}}) end), '
+            'Started = fun W(N) -> case Last(<<"' + b + '">>) of '
+            '  #{state := <<"running">>, deleted := D} when D > 0 -> true; '
+            '  _ when N > 1000 -> false; _ -> timer:sleep(10), W(N + 1) end end, '
+            'true = Started(0), '
+            f'Refused = mod_xmpp_hosting_retention:sweep(<<"{b}">>, <<"archive">>, #{{}}), '
+            f'{{ok, #{{state := DA}}}} = mod_xmpp_hosting_retention:sweep(<<"{a}">>, <<"archive">>, #{{wait => true}}), '
+            f'During = [V(<<"{a}">>), V(<<"{b}">>)], '
+            f'#{{state := StateB}} = Last(<<"{b}">>), '
+            '{DA, element(1, element(2, Refused)), During, StateB}.', timeout=60)
+    finally:
+        # B's sweep, whatever the above found, is done before the next test empties the archives.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not [s for s in json.loads(
+                run_cli(node.database, "--json", "retention", "log", b).stdout)
+                if s["kind"] == "archive" and s["state"] == "done" and s["deleted"] == 40_000]:
+            time.sleep(0.2)
+        ctl_text(node, "xmpp_hosting_retention_set", b, "archive", "never")
+    log_b = [s for s in json.loads(run_cli(node.database, "--json", "retention", "log", b).stdout)
+             if s["kind"] == "archive" and s["state"] == "done"]
+    assert log_b and log_b[0]["deleted"] == 40_000, log_b
+    # b's part, the last on the file, put each connection's own setting back.
+    assert node.eval(f"V = {value}, [V(<<\"{a}\">>), V(<<\"{b}\">>)].") == own
+    # a's part ended while b's was still running (the check means something only then), and
+    # both connections still had the raise. (Unless a housekeeping pass, every 300 s, took
+    # a part of b's sweep: a's could then have ended between two of b's parts, when putting
+    # the settings back is right.)
+    assert out.endswith('<<"running">>}'), out
+    if log_b[0]["parts"] == 1:
+        assert out == '{<<"done">>,not_allowed,[<<"100000">>,<<"100000">>],<<"running">>}', out

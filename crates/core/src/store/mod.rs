@@ -17,7 +17,7 @@ pub(crate) mod retention;
 pub(crate) mod verification;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use once_cell::sync::Lazy;
@@ -159,23 +159,42 @@ impl Store {
         Ok(Store { conn: Mutex::new(conn), path, checkpointer: Mutex::new(None), busy_timeout })
     }
 
-    fn lock(&self) -> Held<'_> {
+    fn lock(&self) -> Result<Held<'_>> {
+        let waits = crate::off_loop::waits_for_locks();
         // A panic while holding the lock cannot leave the connection half-changed: any open
         // transaction was rolled back when it was dropped. So a poisoned lock is still usable.
-        let conn = locked(&self.conn);
+        // During a `Hosting::now_or_later` attempt a connection in use by another thread of this
+        // handle is not waited for either: on ejabberd every scheduler shares one handle, and a
+        // call holding it may be waiting out another process's lock for the whole busy timeout.
+        let conn = if waits {
+            locked(&self.conn)
+        } else {
+            match self.conn.try_lock() {
+                Ok(conn) => conn,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    return Err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                        Some("the store's connection is in use by another call of this process".into()),
+                    )
+                    .into())
+                }
+            }
+        };
         // During a `Hosting::now_or_later` attempt another connection's lock fails the call at
         // once (SQLITE_BUSY) instead of being waited for; the timeout is back when the call ends.
         // Setting it is a field write in SQLite, no system call.
-        let restore = (!crate::off_loop::waits_for_locks() && !self.busy_timeout.is_zero()).then(|| {
+        let restore = (!waits && !self.busy_timeout.is_zero()).then(|| {
             let _ = conn.busy_timeout(Duration::ZERO);
             self.busy_timeout
         });
-        Held { conn, restore }
+        Ok(Held { conn, restore })
     }
 
     /// Runs `f` with the connection, outside any explicit transaction.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        f(&self.lock())
+        let conn = self.lock()?;
+        f(&conn)
     }
 
     /// Runs a long read (a recount) in one transaction, so that it sees one snapshot, on a
@@ -183,7 +202,7 @@ impl Store {
     /// waits behind it for the shared connection. In memory there is only the one connection.
     pub(crate) fn read_apart<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let Some(path) = &self.path else {
-            let mut conn = self.lock();
+            let mut conn = self.lock()?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
             return f(&tx);
         };
@@ -214,7 +233,7 @@ impl Store {
     /// again on every call, which was a tenth of a slot request's store time on Prosody's loop
     /// (two transactions a request).
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = self.lock();
+        let conn = self.lock()?;
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         let open = Open(&conn);
         let value = f(open.0)?;

@@ -3,7 +3,8 @@
 in Prosody's housekeeping while one client pings every 50 ms and another sends a chat message
 every 100 ms (each archived by mod_mam on Prosody's loop, for its sender and its recipient, so
 Prosody's own writes meet the sweep's steps). Prints the pings' and the messages' p50/p99/max
-round trips, the sweep's rows/s, steps and longest step, and the load.
+round trips, the sweep's rows/s, steps and longest step, the length of Prosody's log file
+(`-wal`) after the sweep, and the load.
 
     python3 benches/retention_prosody_pings.py [ROWS] [--lib PATH] [--servers prosody-13] [--baseline S]
 
@@ -105,6 +106,10 @@ def main():
         stop.set()
         rtts = pinger.finish()
         sender.join(30)
+        # Prosody's connection is still open: the log file's length is what Prosody lives with
+        # (SQLite removes the file only when the last connection closes).
+        wal = Path(f"{db}-wal")
+        wal_bytes = wal.stat().st_size if wal.exists() else None
         server.stop()
     assert done, t.sweeps(server, "archive")
     [rec] = done
@@ -118,6 +123,8 @@ def main():
           f"the housekeeping pass's 1 s interval and the 2 s budget a pass included)")
     print(f"rows newer than the cutoff: {newer} before, {left_new} after (the messages of the run archived); "
           f"older rows left: {t.archive_rows(db, t.HOST) - left_new}")
+    print("log file (-wal) after the sweep, Prosody running: "
+          + ("none" if wal_bytes is None else f"{wal_bytes:,} bytes"))
     print(ping_summary(rtts) + (f"; pinger error: {pinger.error}" if pinger.error else ""))
     if latencies:
         ls = sorted(latencies)

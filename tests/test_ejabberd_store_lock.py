@@ -10,9 +10,7 @@ minutes, and mod_xmpp_hosting logs that. Before, each waited up to the 2 s busy 
 dirty scheduler and was lost when that ran out. Sessions are served meanwhile.
 """
 
-import base64
 import json
-import re
 import sqlite3
 import time
 
@@ -21,6 +19,8 @@ import pytest
 from harness.client import RawStream, http_put, login, request_slots
 from harness.common import run_cli, wait_for_domain
 from harness.ejabberd import Ejabberd
+import store_lock
+from store_lock import reply_to
 
 HOST = "locked-ej.example"
 PASSWORD = "pw-lock-123"
@@ -54,10 +54,7 @@ def ej(tmp_path_factory):
 
 
 def lock_holder(ej) -> sqlite3.Connection:
-    """Another process's write lock on the store, held until COMMIT."""
-    holder = sqlite3.connect(ej.database, timeout=30, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    return holder
+    return store_lock.lock_holder(ej.database)
 
 
 def log_text(ej) -> str:
@@ -77,28 +74,7 @@ def log_after(ej, offset: int, *needles: str, timeout: float = 30) -> str:
 
 
 def logged_in(ej, username: str) -> RawStream:
-    """A raw stream authenticated (SASL PLAIN) as username@HOST, with a bound resource."""
-    stream = RawStream(ej.c2s_port, HOST)
-    plain = base64.b64encode(f"\0{username}\0{PASSWORD}".encode()).decode()
-    stream.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>".encode())
-    stream.read_until(b"<success")
-    stream.send(f"<?xml version='1.0'?><stream:stream to='{HOST}' xmlns='jabber:client' "
-                "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>".encode())
-    stream.read_until(b"</stream:features>")
-    stream.send(b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
-    assert "result" in reply_to(stream, "bind")
-    return stream
-
-
-def reply_to(stream: RawStream, iq_id: str) -> str:
-    """The whole IQ reply with `iq_id`, self-closing (a result) or not (an error)."""
-    pattern = re.compile(rb"<iq[^>]*id=['\"]" + iq_id.encode() + rb"['\"][^>]*?(/>|>.*?</iq>)", re.S)
-    while not (m := pattern.search(stream.buffer)):
-        chunk = stream.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"stream closed before the reply to {iq_id}: {stream.buffer[-500:]!r}")
-        stream.buffer += chunk
-    return m.group(0).decode(errors="replace")
+    return store_lock.logged_in(ej.c2s_port, HOST, username, PASSWORD)
 
 
 def pings_answered(client: RawStream, prefix: str):

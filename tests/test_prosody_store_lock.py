@@ -17,7 +17,6 @@ waits for fails with an error that says why, and one nobody waits for is tried a
 lock is free.
 """
 
-import base64
 import json
 import re
 import socket
@@ -33,6 +32,8 @@ from cert_scenarios import ThrowawayCA
 from harness.client import RawStream, error_condition, login, preauth_element, register
 from harness.common import LOOPBACK, LUA_CPATH_DIR, run_cli, wait_for_domain
 from harness.prosody import Prosody, upload_component
+import store_lock
+from store_lock import reply_to
 
 HOST = "locked.example"
 SHARE = f"share.{HOST}"
@@ -52,27 +53,14 @@ def prosody(tmp_path_factory):
 
 
 def lock_holder(prosody) -> sqlite3.Connection:
-    """Another process's write lock on the store, held until COMMIT. Taking it may wait a moment
-    for a write of the server's own (the upload component checks its slots every second)."""
-    holder = sqlite3.connect(prosody.database, timeout=30, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    return holder
+    """Another process's write lock on the store (the upload component checks its slots every
+    second, so taking it may wait a moment)."""
+    return store_lock.lock_holder(prosody.database)
 
 
 def register_iq(username: str) -> bytes:
     return (f"<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>{username}</username>"
             "<password>pw-123456</password></query></iq>").encode()
-
-
-def reply_to(stream: RawStream, iq_id: str) -> str:
-    """The whole IQ reply with `iq_id`, self-closing (a result) or not (an error)."""
-    pattern = re.compile(rb"<iq[^>]*id=['\"]" + iq_id.encode() + rb"['\"][^>]*?(/>|>.*?</iq>)", re.S)
-    while not (m := pattern.search(stream.buffer)):
-        chunk = stream.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"stream closed before the reply to {iq_id}: {stream.buffer[-500:]!r}")
-        stream.buffer += chunk
-    return m.group(0).decode(errors="replace")
 
 
 def read_available(stream: RawStream):
@@ -122,16 +110,7 @@ def test_a_registration_waits_for_a_held_lock_off_the_loop_and_then_succeeds(pro
 
 def logged_in(port: int, username: str) -> RawStream:
     """A raw stream authenticated (SASL PLAIN) as username@HOST, with a bound resource."""
-    stream = RawStream(port, HOST)
-    plain = base64.b64encode(f"\0{username}\0{PASSWORD}".encode()).decode()
-    stream.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>".encode())
-    stream.read_until(b"<success")
-    stream.send(f"<?xml version='1.0'?><stream:stream to='{HOST}' xmlns='jabber:client' "
-                "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>".encode())
-    stream.read_until(b"</stream:features>")
-    stream.send(b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
-    assert "result" in reply_to(stream, "bind")
-    return stream
+    return store_lock.logged_in(port, HOST, username, PASSWORD)
 
 
 def slot_request(iq_id: str, size: int) -> bytes:

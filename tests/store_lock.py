@@ -1,0 +1,43 @@
+"""What the store-lock tests of both servers share (test_prosody_store_lock.py,
+test_ejabberd_store_lock.py): another process's write lock on the store, and a raw client session
+whose replies are read by id."""
+
+import base64
+import re
+import sqlite3
+from pathlib import Path
+
+from harness.client import RawStream
+
+
+def lock_holder(database: Path) -> sqlite3.Connection:
+    """Another process's write lock on the store, held until COMMIT. Taking it may wait a moment
+    for a write of the server's own."""
+    holder = sqlite3.connect(database, timeout=30, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def reply_to(stream: RawStream, iq_id: str) -> str:
+    """The whole IQ reply with `iq_id`, self-closing (a result) or not (an error)."""
+    pattern = re.compile(rb"<iq[^>]*id=['\"]" + iq_id.encode() + rb"['\"][^>]*?(/>|>.*?</iq>)", re.S)
+    while not (m := pattern.search(stream.buffer)):
+        chunk = stream.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"stream closed before the reply to {iq_id}: {stream.buffer[-500:]!r}")
+        stream.buffer += chunk
+    return m.group(0).decode(errors="replace")
+
+
+def logged_in(port: int, host: str, username: str, password: str) -> RawStream:
+    """A raw stream authenticated (SASL PLAIN) as username@host, with a bound resource."""
+    stream = RawStream(port, host)
+    plain = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+    stream.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>".encode())
+    stream.read_until(b"<success")
+    stream.send(f"<?xml version='1.0'?><stream:stream to='{host}' xmlns='jabber:client' "
+                "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>".encode())
+    stream.read_until(b"</stream:features>")
+    stream.send(b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+    assert "result" in reply_to(stream, "bind")
+    return stream

@@ -2,12 +2,15 @@
 """ejabberd MAM retention on SQLite: our sweep beside ejabberd's own commands, on the same data.
 
     PROFILE=release scripts/build && python3 benches/retention_ejabberd.py [--rows 1000000] [--keep DIR]
+        [--schema default|new] [--only ours|batch|one_shot]
+    (XH_SERVERS=ejabberd-24.12 for the other ejabberd generation; the admin CLI used is target/release's
+    unless PROFILE says otherwise)
 
 The nodes load the NIF given by --nif (default: the release build, target/release/
 libxmpp_hosting_nif.so, whatever erlang/mod_xmpp_hosting/priv/lib holds at the moment); the
 output names it with its build time.
 
-The data: ejabberd's own SQLite schema (lite.sql of the installed ejabberd, default schema),
+The data: ejabberd's own SQLite schema (lite.sql of the installed ejabberd, or lite.new.sql with --schema new),
 `--rows` one-to-one messages of 100 users with 37 peers (a realistic ~400-byte stanza each),
 spread evenly over the last 200 days, so half are older than a 100-day cutoff. The file is made
 once and copied for each contender, so each starts from the same rows:
@@ -21,7 +24,9 @@ once and copied for each contender, so each starts from the same rows:
     engine between steps), kept as "profile" in the output.
   - `delete_old_mam_messages_batch HOST chat 100 1000 RATE` (ejabberd's batched delete, 1,000
     rows a batch, RATE high enough not to throttle), polled with `_status` until it is done.
-  - `delete_old_mam_messages chat 100` (one statement), with ejabberdctl's --no-timeout.
+  - `delete_old_mam_messages chat 100` (one statement), with ejabberdctl's --no-timeout; ejabberd's
+    own call gives up after 5 s while the statement goes on, so its time runs until the file's
+    write lock is free again (the transaction committed).
 
 Figures, not assertions; the load (uptime) is printed beside them.
 """
@@ -39,6 +44,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# The harness's admin CLI is target/$PROFILE's: the release one, beside the release NIF (a stale
+# debug CLI may not know the store's newest migration).
+os.environ.setdefault("PROFILE", "release")
 sys.path.insert(0, str(REPO / "tests"))
 from harness.common import run_cli  # noqa: E402
 from harness.ejabberd import Ejabberd  # noqa: E402
@@ -53,28 +61,43 @@ def uptime() -> str:
 
 
 def make_db(path: Path, rows: int, schema_sql: Path):
-    """ejabberd's schema and `rows` archived messages, oldest first (ids follow time)."""
+    """ejabberd's schema and `rows` archived messages, oldest first (ids follow time). The
+    columns a version's schema has beside 23.01's are filled as ejabberd fills them: server_host
+    (new_sql_schema) with the host, origin_id (24.x) with the message's origin-id."""
     c = sqlite3.connect(path)
     c.executescript(schema_sql.read_text())
+    columns = [r[1] for r in c.execute("PRAGMA table_info(archive)")]
+    extra = [col for col in ("server_host", "origin_id") if col in columns]
     now = int(time.time() * 1e6)
     span = SPAN_DAYS * 86400 * 1_000_000
     batch = []
-    q = ("INSERT INTO archive (username, timestamp, peer, bare_peer, xml, txt, kind, nick) "
-         "VALUES (?,?,?,?,?,?,?,?)")
+    names = ["username", "timestamp", "peer", "bare_peer", "xml", "txt", "kind", "nick", *extra]
+    q = f"INSERT INTO archive ({', '.join(names)}) VALUES ({','.join('?' * len(names))})"
     for i in range(rows):
         ts = now - span + i * (span // rows)
         user = f"user{i % 100}"
         peer = f"peer{i % 37}@other.example/res"
         body = f"message number {i} " + "x" * 80
+        origin = f"{(i * 2654435761) % 2**32:08x}-o{i}"  # unordered, as clients' ids are
         xml = (f'<message xmlns="jabber:client" from="{user}@{HOST}/r" to="{peer}" type="chat" id="m{i}">'
-               f'<body>{body}</body><origin-id xmlns="urn:xmpp:sid:0" id="o{i}"/></message>')
-        batch.append((user, ts, peer, peer.split("/")[0], xml, body, "chat", ""))
+               f'<body>{body}</body><origin-id xmlns="urn:xmpp:sid:0" id="{origin}"/></message>')
+        values = {"server_host": HOST, "origin_id": origin}
+        batch.append((user, ts, peer, peer.split("/")[0], xml, body, "chat", "", *(values[e] for e in extra)))
         if len(batch) == 10_000:
             c.executemany(q, batch)
             batch.clear()
     c.executemany(q, batch)
     c.commit()
     c.close()
+
+
+def node_cpu_s(ej: Ejabberd) -> float:
+    """CPU seconds the node's OS process has used so far (every thread: schedulers, the SQLite
+    driver's, the core's worker and checkpoint threads). Less sensitive to a loaded machine than
+    wall time: a figure to compare the contenders by when other work shares the cores."""
+    pid = ej.eval("os:getpid().").strip().strip('"')
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def count_rows(path: Path) -> int:
@@ -97,10 +120,13 @@ class BenchNode(Ejabberd):
         shutil.copy(NIF, self.dir / "priv" / "lib" / "xmpp_hosting_nif.so")
 
 
+NEW_SCHEMA = False  # --schema new
+
+
 def node_for(work: Path, db: Path, server_env: dict | None = None) -> Ejabberd:
     return BenchNode(
         work, host=HOST, install="config",
-        extra_config=f'sql_type: sqlite\nsql_database: "{db}"\n',
+        extra_config=f'sql_type: sqlite\nsql_database: "{db}"\n' + ("new_sql_schema: true\n" if NEW_SCHEMA else ""),
         extra_modules="  mod_mam:\n    db_type: sql\n    default: always\n  mod_xmpp_hosting_retention: {}\n",
         server_env=server_env,
     )
@@ -112,9 +138,11 @@ def ours(work: Path, db: Path) -> dict:
         run_cli(ej.database, "domain", "add", HOST)
         run_cli(ej.database, "retention", "set", HOST, "archive", f"{DAYS}d")
         load = uptime()
+        cpu0 = node_cpu_s(ej)
         t0 = time.monotonic()
         out = ej.ctl("xmpp_hosting_retention_sweep", HOST, "archive", "false", no_timeout=True, timeout=3600).stdout
         wall = time.monotonic() - t0
+        cpu = node_cpu_s(ej) - cpu0
         log = json.loads(run_cli(ej.database, "--json", "retention", "log", HOST).stdout)
         profile = [line for line in ej.console_log.read_text(errors="replace").splitlines() if "profile:" in line]
     rec = [s for s in log if s["kind"] == "archive" and not s["dry_run"]][0]
@@ -124,13 +152,14 @@ def ours(work: Path, db: Path) -> dict:
     return {"what": f"ours (xmpp_hosting_retention_sweep; journal mode after: {mode})", "deleted": rec["deleted"],
             "wall_s": wall,
             "steps": rec["steps"], "longest_step_ms": rec["longest_step_us"] / 1000,
-            "step_time_s": rec["duration_us"] / 1e6, "load_before": load, "load_after": uptime(),
+            "step_time_s": rec["duration_us"] / 1e6, "load_before": load, "load_after": uptime(), "cpu_s": cpu,
             "text": out.strip(), "profile": profile}
 
 
 def batch(work: Path, db: Path, before: int) -> dict:
     with node_for(work, db) as ej:
         load = uptime()
+        cpu0 = node_cpu_s(ej)
         t0 = time.monotonic()
         r = ej.ctl("delete_old_mam_messages_batch", HOST, "chat", str(DAYS), "1000", "100000000",
                    check=False, no_timeout=True)
@@ -141,35 +170,57 @@ def batch(work: Path, db: Path, before: int) -> dict:
                 break
             time.sleep(0.2)
         wall = time.monotonic() - t0
+        cpu = node_cpu_s(ej) - cpu0
     deleted = before - count_rows(db)
     return {"what": "delete_old_mam_messages_batch (1000 a batch)", "deleted": deleted, "wall_s": wall,
-            "load_before": load, "load_after": uptime(), "text": (r.stdout + r.stderr).strip() + " / " + status}
+            "cpu_s": cpu, "load_before": load, "load_after": uptime(), "text": (r.stdout + r.stderr).strip() + " / " + status}
 
 
 def one_shot(work: Path, db: Path, before: int) -> dict:
     with node_for(work, db) as ej:
         load = uptime()
+        cpu0 = node_cpu_s(ej)
         t0 = time.monotonic()
         r = ej.ctl("delete_old_mam_messages", "chat", str(DAYS), check=False, no_timeout=True, timeout=3600)
+        answered = time.monotonic() - t0
+        # ejabberd's call gives up after 5 s (sqlite3:sql_exec's gen_server:call) while the
+        # statement goes on in the driver's thread: the deletion is done when its transaction
+        # releases the file's write lock (the file is in SQLite's rollback journal mode, as
+        # ejabberd leaves it).
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
+            probe = sqlite3.connect(db, timeout=0)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.rollback()
+                break
+            except sqlite3.OperationalError:
+                time.sleep(0.02)
+            finally:
+                probe.close()
         wall = time.monotonic() - t0
+        cpu = node_cpu_s(ej) - cpu0
         after_query = ej.ctl("get_last", "user1", HOST, check=False)
         errors = [line for line in ej.log_file.read_text(errors="replace").splitlines()
                   if re.search(r"\[error\]|sqlite", line, re.I)][-3:]
     deleted = before - count_rows(db)
     return {"what": "delete_old_mam_messages (one statement)", "deleted": deleted, "wall_s": wall,
-            "load_before": load, "load_after": uptime(),
-            "text": f"exit {r.returncode}: {(r.stdout + r.stderr).strip()[:200]}; next query exit "
+            "cpu_s": cpu, "load_before": load, "load_after": uptime(),
+            "text": f"exit {r.returncode} after {answered:.1f} s: {(r.stdout + r.stderr).strip()[:200]}; next query exit "
                     f"{after_query.returncode}; log: {errors}"}
 
 
 def main():
-    global NIF
+    global NIF, NEW_SCHEMA
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--keep", type=Path, help="directory to keep (and reuse) the generated database in")
     ap.add_argument("--only", choices=["ours", "batch", "one_shot"], action="append")
     ap.add_argument("--nif", type=Path, default=NIF, help="the NIF the nodes load (default: the release build)")
+    ap.add_argument("--schema", choices=["default", "new"], default="default",
+                    help="ejabberd's default SQL schema, or new_sql_schema (rows carry server_host)")
     args = ap.parse_args()
+    NEW_SCHEMA = args.schema == "new"
     NIF = args.nif.resolve()
     if not NIF.exists():
         sys.exit(f"{NIF} is missing: build it first (PROFILE=release scripts/build)")
@@ -180,15 +231,16 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="xh-bench-retention-ej-"))
     src_dir = args.keep or work
     src_dir.mkdir(parents=True, exist_ok=True)
-    src = src_dir / f"archive-{args.rows}.db"
     probe = Ejabberd(work / "probe")
-    schema = probe.ejabberd_lib / "priv" / "sql" / "lite.sql"
+    src = src_dir / f"archive-{args.rows}-{probe.version}-{args.schema}.db"
+    schema = probe.ejabberd_lib / "priv" / "sql" / ("lite.new.sql" if NEW_SCHEMA else "lite.sql")
     if not src.exists():
         t0 = time.monotonic()
         make_db(src, args.rows, schema)
         print(f"made {args.rows} rows in {time.monotonic() - t0:.0f} s ({src})", flush=True)
     before = count_rows(src)
-    print(f"ejabberd {probe.version}; {before} rows, cutoff {DAYS} days of {SPAN_DAYS}", flush=True)
+    print(f"ejabberd {probe.version}, {args.schema} schema; {before} rows, cutoff {DAYS} days of {SPAN_DAYS}",
+          flush=True)
     results = []
     try:
         for name, run in [("ours", ours), ("batch", batch), ("one_shot", one_shot)]:
@@ -209,9 +261,32 @@ def main():
     print("\nsummary:")
     for r in results:
         extra = f", longest step {r['longest_step_ms']:.2f} ms over {r['steps']} steps" if "steps" in r else ""
-        print(f"  {r['what']}: {r['deleted']} rows in {r['wall_s']:.1f} s = {r['rows_per_s']:.0f} rows/s{extra}"
+        held = [re.search(r"in ejabberd's connection \d+ total \d+ ms, p50 ([\d.]+) p90 ([\d.]+) p99 ([\d.]+)", line)
+                for line in r.get("profile", [])]
+        held = [m for m in held if m]
+        if held:
+            extra += f" (in ejabberd's connection p50 {held[-1][1]} p90 {held[-1][2]} p99 {held[-1][3]} ms)"
+        # Pages the steps wrote to the log: the log's frames at each copy made between two steps
+        # (after which the log starts again), over the rows.
+        frames = [re.search(r"(\d+) frames in the log at checkpoints between steps", line) for line in r.get("profile", [])]
+        frames = [m for m in frames if m]
+        if frames:
+            extra += f"; {int(frames[-1][1]) / max(r['deleted'], 1):.2f} log pages a row"
+        cpu = f"; node CPU {r['cpu_s']:.1f} s = {r['cpu_s'] / max(r['deleted'], 1) * 1e6:.1f} us a row" if "cpu_s" in r else ""
+        print(f"  {r['what']}: {r['deleted']} rows in {r['wall_s']:.1f} s = {r['rows_per_s']:.0f} rows/s{extra}{cpu}"
               f"  [load before: {r['load_before'].split('load average:')[-1].strip()}]")
-
+    by = {r["what"].split(" ")[0]: r for r in results}
+    ours_r = next((r for r in results if r["what"].startswith("ours")), None)
+    for name, label in [("delete_old_mam_messages_batch", "the batch command (target: 5x)"),
+                        ("delete_old_mam_messages", "the one statement")]:
+        other = by.get(name)
+        if ours_r and other and other["rows_per_s"]:
+            cpu_ratio = ""
+            if ours_r.get("cpu_s") and other.get("cpu_s"):
+                cpu_ratio = (f"; node CPU a row {(other['cpu_s'] / max(other['deleted'], 1)) / (ours_r['cpu_s'] / max(ours_r['deleted'], 1)):.2f}x"
+                             " as much as ours")
+            print(f"  ours / {label}: {ours_r['rows_per_s'] / other['rows_per_s']:.2f}x in rows/s{cpu_ratio}")
+    print(f"  {uptime()}")
 
 if __name__ == "__main__":
     main()

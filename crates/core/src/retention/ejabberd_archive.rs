@@ -350,6 +350,35 @@ const SQLITE_AUTOCHECKPOINT: i64 = 1000;
 static RAISED: std::sync::Mutex<std::collections::BTreeMap<String, (usize, i64)>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
+/// A part on `file` ends: whether it was the last one running there (see [`RAISED`]).
+fn release(file: &str) -> bool {
+    let mut raised = crate::locked::locked(&RAISED);
+    match raised.get_mut(file) {
+        Some(entry) if entry.0 > 1 => {
+            entry.0 -= 1;
+            false
+        }
+        _ => {
+            raised.remove(file);
+            true
+        }
+    }
+}
+
+impl<E> Drop for SqlArchive<E> {
+    /// A part that never reached [`ArchiveSteps::finish`] (a panic between its steps) no
+    /// longer counts as running on its file, so a later part on the file, the last there, puts
+    /// the setting back (it takes the raise it finds for an earlier one, see EARLIER_RAISES).
+    fn drop(&mut self) {
+        if let Some(side) = self.sqlite.as_mut() {
+            if let (Some(Ready { autocheckpoint: Some(_), .. }), Some(file)) = (side.ready.take(), side.file.as_deref())
+            {
+                release(file);
+            }
+        }
+    }
+}
+
 /// A text as an SQL literal. Hosts and usernames are nodeprep'd names without quotes, but a
 /// quote is doubled all the same: the statement is text handed to ejabberd's SQL layer.
 fn literal(text: &str) -> String {
@@ -694,19 +723,7 @@ impl<E: ArchiveSql> ArchiveSteps for SqlArchive<E> {
         };
         let raised = ready.and_then(|r| r.autocheckpoint).zip(file);
         // The last part running on the file puts the setting back (see RAISED).
-        let last = raised.as_ref().is_some_and(|(_, file)| {
-            let mut raised = crate::locked::locked(&RAISED);
-            match raised.get_mut(file) {
-                Some(entry) if entry.0 > 1 => {
-                    entry.0 -= 1;
-                    false
-                }
-                _ => {
-                    raised.remove(file);
-                    true
-                }
-            }
-        });
+        let last = raised.as_ref().is_some_and(|(_, file)| release(file));
         if let (Some((before, _)), true) = (raised, last) {
             // The log is all in the database: ejabberd's connection truncates the `-wal` file
             // the part let grow (nothing to copy, so it only takes the log's lock and truncates;
@@ -1358,6 +1375,35 @@ mod tests {
         assert_eq!(put_back(&a.exec.seen), ["PRAGMA wal_autocheckpoint = 700"], "{:?}", a.exec.seen);
         assert_eq!(a.exec.db.query("PRAGMA wal_autocheckpoint").unwrap()[0][0], 700);
         assert!(!crate::locked::locked(&RAISED).contains_key(&file), "the file's entry goes with the last part");
+    }
+
+    #[test]
+    fn a_part_dropped_before_its_end_no_longer_counts_as_running_on_the_file() {
+        // A panic between two steps drops the store without finish(): a later part on the file
+        // must still be the last one and put the setting back.
+        let db = Db::new("dropped", SqlSchema::Default);
+        for i in 0..10 {
+            db.add("u", HOST, NOW - 2 * 86_400 + i, "chat");
+        }
+        let file = db.path.to_str().unwrap().to_string();
+        let step = ArchiveStep {
+            kind: Kind::Archive,
+            host: HOST.into(),
+            user: None,
+            cutoff_us: NOW * 1_000_000,
+            not_before_us: None,
+            after: None,
+            limit: 4,
+            delete: true,
+        };
+        let mut lost = db.store();
+        assert_eq!(lost.step(&step).unwrap().matched, 4);
+        drop(lost);
+        assert!(!crate::locked::locked(&RAISED).contains_key(&file));
+        let mut next = SqlArchive::sqlite(SqlSchema::Default, Recording::on(&db), Some(file.clone()));
+        assert_eq!(next.step(&step).unwrap().matched, 4);
+        next.finish().unwrap();
+        assert_eq!(next.exec.seen.last().unwrap(), "PRAGMA wal_autocheckpoint = 1000", "{:?}", next.exec.seen);
     }
 
     #[test]

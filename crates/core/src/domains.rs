@@ -116,8 +116,10 @@ impl Hosting {
     /// Adds `name`, a host a server is configured with, as of this handle's time (the time the
     /// server asked, for a write retried late behind another process's lock: see
     /// [`Hosting::now_or_in_background`]), unless it is there already or an operator removed it
-    /// after that time: a late request must not undo the operator's later removal. One
-    /// transaction, so a removal cannot slip between the check and the insert.
+    /// after that time: a late request must not undo the operator's later removal. A removal in
+    /// the same second counts as later (times are whole seconds): the likeliest way to meet it
+    /// is the removal itself holding the write lock when the server asked, and committing within
+    /// that second. One transaction, so a removal cannot slip between the check and the insert.
     pub(crate) fn add_configured_domain(&self, name: &str) -> Result<ConfiguredDomain> {
         let parsed = DomainName::parse(name)?;
         let asked = self.now();
@@ -125,7 +127,7 @@ impl Hosting {
             if let Some(domain) = store::domain(tx, &parsed)? {
                 return Ok(ConfiguredDomain::There(domain));
             }
-            if let Some(removed) = store::removed_at(tx, &parsed)?.filter(|&removed| removed > asked) {
+            if let Some(removed) = store::removed_at(tx, &parsed)?.filter(|&removed| removed >= asked) {
                 return Ok(ConfiguredDomain::RemovedSince { asked, removed });
             }
             let settings = DomainSettings::default();
@@ -147,7 +149,8 @@ pub(crate) enum ConfiguredDomain {
     Added(Domain),
     /// Already hosted (another server, or an operator, added it first).
     There(Domain),
-    /// Not added: an operator removed it at `removed`, after the server asked at `asked`.
+    /// Not added: an operator removed it at `removed`, in or after the second the server asked
+    /// (`asked`).
     RemovedSince {
         asked: Timestamp,
         removed: Timestamp,

@@ -110,13 +110,20 @@ impl Hosting {
             }
             ConfiguredDomain::There(domain) => HostedDomain { domain: Some(domain), added: false, log: None },
             ConfiguredDomain::RemovedSince { asked, removed } => {
+                let when = if removed > asked {
+                    format!(
+                        "at {}, after this server asked to host it at {} (its request was made late, behind \
+                         another process's lock on the store)",
+                        utc_iso8601(removed),
+                        utc_iso8601(asked)
+                    )
+                } else {
+                    format!("at {}, the second this server asked to host it", utc_iso8601(removed))
+                };
                 let log = format!(
-                    "{} was not added to the xmpp-hosting store: an operator removed it at {}, after this server \
-                     asked to host it at {} (its request was made late, behind another process's lock on the \
-                     store); add it again with `domain add` if it should be hosted",
+                    "{} was not added to the xmpp-hosting store: an operator removed it {when}; add it again with \
+                     `domain add` if it should be hosted",
                     crate::DomainName::parse(name)?,
-                    utc_iso8601(removed),
-                    utc_iso8601(asked)
                 );
                 HostedDomain { domain: None, added: false, log: Some(log) }
             }

@@ -254,16 +254,20 @@ def pct(v: list[float], q: float) -> float:
 
 
 def main():
+    global WARMUP_SECONDS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--servers", default="prosody,ejabberd")
     ap.add_argument("--sizes", default="1000,100000")
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--prosody-storage", choices=("sql", "internal"), default="sql")
     ap.add_argument("--repeat", type=int, default=1, help="pairs (without, with) per server and size")
+    ap.add_argument("--warmup-seconds", type=float, default=WARMUP_SECONDS,
+                    help=f"the least time warm-up requests are sent for (default {WARMUP_SECONDS})")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work directory (the servers' logs, and the library copy a profiler needs to name "
                          "functions: perf record -p PID, then perf report after the bench)")
     args = ap.parse_args()
+    WARMUP_SECONDS = args.warmup_seconds
     runs = {"prosody": lambda *a: prosody_run(*a, storage=args.prosody_storage), "ejabberd": ejabberd_run}
     work = Path(tempfile.mkdtemp(prefix="xh-bench-slots-"))
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]

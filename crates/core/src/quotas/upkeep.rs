@@ -30,6 +30,7 @@ use serde::Serialize;
 use super::ledger::{add_totals, commit, forget, release_open};
 use super::paths::UploadRoot;
 use super::windows::{self, DAY};
+use crate::locked::locked;
 use crate::store::quotas::{self as sql, SlotRow};
 use crate::worker::Pending;
 use crate::{Error, Hosting, NowOrLater, Result, Timestamp};
@@ -103,7 +104,7 @@ impl UploadUpkeep {
     /// Takes the failures of the deferred watches made through a handle on `h`'s store into this
     /// report.
     fn with_watch_failures(mut self, h: &Hosting) -> Self {
-        let mut failures = WATCH_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = locked(&WATCH_FAILURES);
         let (count, last) = failures.remove(&failure_key(h)).unwrap_or_default();
         self.watch_failures += count;
         if last.is_some() {
@@ -125,7 +126,7 @@ fn failure_key(h: &Hosting) -> Option<PathBuf> {
 /// Counts a deferred watch's failure for the next report of the store at `key`.
 fn count_watch_failure(key: Option<PathBuf>, outcome: Result<()>) {
     if let Err(e) = outcome {
-        let mut failures = WATCH_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = locked(&WATCH_FAILURES);
         let entry = failures.entry(key).or_default();
         entry.0 += 1;
         entry.1 = Some(e.to_string());

@@ -39,7 +39,9 @@ pub use domains::Domain;
 pub use error::{Error, Result};
 pub use hosting::{Hosting, OpenOptions};
 pub use housekeeping::{Housekeeping, HousekeepingReport, Schedule};
-pub use off_loop::{busy_timeout_setting, lock_timeout_setting, NowOrLater, Retry, BACKGROUND_RETRY};
+pub use off_loop::{
+    busy_timeout_setting, lock_timeout_setting, LaterBecause, NowOrLater, NowOrLaterBecause, Retry, BACKGROUND_RETRY,
+};
 pub use settings::{DomainSettings, ProviderSettings};
 pub use worker::{FromPanic, Pending};
 

@@ -33,6 +33,9 @@ struct Tracking {
     waits: bool,
     /// Whether one of the call's transactions has committed.
     committed: bool,
+    /// Whether a store call found the handle's connection in use by another thread of this
+    /// process (and gave up at once: see [`connection_in_use`]).
+    connection_in_use: bool,
 }
 
 thread_local! {
@@ -59,6 +62,18 @@ pub(crate) fn committed() {
     });
 }
 
+/// A store call of a [`Hosting::now_or_later`] attempt found the handle's connection in use by
+/// another thread of this process and gave up (SQLITE_BUSY) without waiting for it: noted so that
+/// the caller is told why the call went to the worker ([`LaterBecause::ConnectionInUse`]), since
+/// no other process held anything.
+pub(crate) fn connection_in_use() {
+    ATTEMPT.with(|a| {
+        if let Some(t) = a.get() {
+            a.set(Some(Tracking { connection_in_use: true, ..t }));
+        }
+    });
+}
+
 /// Tracks this thread's store calls for as long as it lives (a panic in the call ends the
 /// tracking too), and puts back what was there before.
 struct AttemptScope(Option<Tracking>);
@@ -66,7 +81,12 @@ struct AttemptScope(Option<Tracking>);
 impl AttemptScope {
     /// `waits`: whether the call may wait for another connection's lock.
     fn start(waits: bool) -> Self {
-        AttemptScope(ATTEMPT.with(|a| a.replace(Some(Tracking { waits, committed: false }))))
+        AttemptScope(ATTEMPT.with(|a| a.replace(Some(Tracking { waits, committed: false, connection_in_use: false }))))
+    }
+
+    /// Whether a store call of the call found the handle's connection in use by another thread.
+    fn met_connection_in_use(&self) -> bool {
+        ATTEMPT.with(|a| a.get().is_some_and(|t| t.connection_in_use))
     }
 
     /// Whether a transaction committed during the call.
@@ -218,6 +238,36 @@ pub enum NowOrLater<T> {
     Later(Pending<Result<T>>),
 }
 
+/// Why a call tried at once went to the worker ([`Hosting::now_or_in_background_saying_why`]).
+/// The server logs the two differently: only the first is something an admin may have to look
+/// at (what holds the lock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaterBecause {
+    /// Another connection held the store's write lock: another process (the command line, the
+    /// other server, a backup, a long sweep), or the worker's own connection.
+    LockHeldElsewhere,
+    /// The handle's connection was in use by another call of this process, on another thread
+    /// (on ejabberd every scheduler shares one handle): nothing held by anyone else, and the
+    /// worker usually makes the call at once.
+    ConnectionInUse,
+}
+
+/// The outcome of [`Hosting::now_or_in_background_saying_why`]: [`NowOrLater`] with why the call
+/// went to the worker.
+pub enum NowOrLaterBecause<T> {
+    Now(T),
+    Later(Pending<Result<T>>, LaterBecause),
+}
+
+impl<T> From<NowOrLaterBecause<T>> for NowOrLater<T> {
+    fn from(outcome: NowOrLaterBecause<T>) -> Self {
+        match outcome {
+            NowOrLaterBecause::Now(value) => NowOrLater::Now(value),
+            NowOrLaterBecause::Later(pending, _) => NowOrLater::Later(pending),
+        }
+    }
+}
+
 impl Hosting {
     /// Runs `call` on the worker with this store's own worker handle; the result arrives through
     /// the returned [`Pending`] (descriptor, callback or wait). A panic in `call` becomes an
@@ -250,17 +300,23 @@ impl Hosting {
         F: FnOnce(&Hosting) -> Result<T> + Clone + Send + 'static,
     {
         match self.attempt(call.clone()) {
-            (Err(e), false) if e.is_busy() => self.later(call).map(NowOrLater::Later),
-            (other, _) => other.map(NowOrLater::Now),
+            (Err(e), false, _) if e.is_busy() => self.later(call).map(NowOrLater::Later),
+            (other, _, _) => other.map(NowOrLater::Now),
         }
     }
 
-    /// `call` on this thread without waiting for any lock, and whether one of its transactions
-    /// committed before it ended (then it must not be started again).
-    fn attempt<T>(&self, call: impl FnOnce(&Hosting) -> Result<T>) -> (Result<T>, bool) {
+    /// `call` on this thread without waiting for any lock, whether one of its transactions
+    /// committed before it ended (then it must not be started again), and why it met a busy
+    /// store, if it did.
+    fn attempt<T>(&self, call: impl FnOnce(&Hosting) -> Result<T>) -> (Result<T>, bool, LaterBecause) {
         let attempt = AttemptScope::start(false);
         let outcome = call(self);
-        (outcome, attempt.committed())
+        let because = if attempt.met_connection_in_use() {
+            LaterBecause::ConnectionInUse
+        } else {
+            LaterBecause::LockHeldElsewhere
+        };
+        (outcome, attempt.committed(), because)
     }
 
     /// [`Hosting::now_or_later`] for a write nobody waits for (a removed account forgotten, a
@@ -282,9 +338,23 @@ impl Hosting {
         T: Send + 'static,
         F: FnOnce(&Hosting) -> Result<T> + Clone + Send + 'static,
     {
+        self.now_or_in_background_saying_why(call).map(NowOrLater::from)
+    }
+
+    /// [`Hosting::now_or_in_background`], saying why a call went to the worker: another
+    /// connection's write lock, or the handle's connection in use by another thread of this
+    /// process. The server then logs the first as something to look at and the second not at
+    /// all worth an admin's attention (on ejabberd any concurrent call makes it).
+    pub fn now_or_in_background_saying_why<T, F>(&self, call: F) -> Result<NowOrLaterBecause<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Hosting) -> Result<T> + Clone + Send + 'static,
+    {
         match self.attempt(call.clone()) {
-            (Err(e), false) if e.is_busy() => self.in_background(call, BACKGROUND_RETRY).map(NowOrLater::Later),
-            (other, _) => other.map(NowOrLater::Now),
+            (Err(e), false, because) if e.is_busy() => {
+                self.in_background(call, BACKGROUND_RETRY).map(|p| NowOrLaterBecause::Later(p, because))
+            }
+            (other, _, _) => other.map(NowOrLaterBecause::Now),
         }
     }
 
@@ -370,7 +440,7 @@ mod tests {
 
     use rusqlite::Connection;
 
-    use super::{lock_timeout_setting, NowOrLater, Retry};
+    use super::{lock_timeout_setting, LaterBecause, NowOrLater, NowOrLaterBecause, Retry};
     use crate::test_store::TestStore;
     use crate::{Hosting, ManualClock, OpenOptions};
 
@@ -605,9 +675,12 @@ mod tests {
             Ok(_) => panic!("a refusal was not given at once"),
         }
         let other = lock_holder(&store.path);
-        let NowOrLater::Later(pending) = h.now_or_in_background(|w| w.add_domain("later.example")).unwrap() else {
+        let NowOrLaterBecause::Later(pending, because) =
+            h.now_or_in_background_saying_why(|w| w.add_domain("later.example")).unwrap()
+        else {
             panic!("the caller's thread waited for another connection's write lock");
         };
+        assert_eq!(because, LaterBecause::LockHeldElsewhere);
         assert!(super::waits_for_locks());
         other.execute_batch("COMMIT").unwrap();
         assert_eq!(pending.wait().unwrap().name.as_str(), "later.example");
@@ -833,15 +906,20 @@ mod tests {
         entered.recv().unwrap();
         let attempt = {
             let h = h.clone();
-            std::thread::spawn(move || match h.now_or_in_background(|w| w.add_domain("busy.example")).unwrap() {
-                NowOrLater::Later(pending) => pending.wait().map(|d| d.name.to_string()),
-                NowOrLater::Now(_) => panic!("made on a connection another thread held"),
+            std::thread::spawn(move || {
+                match h.now_or_in_background_saying_why(|w| w.add_domain("busy.example")).unwrap() {
+                    NowOrLaterBecause::Later(pending, because) => (because, pending.wait().map(|d| d.name.to_string())),
+                    NowOrLaterBecause::Now(_) => panic!("made on a connection another thread held"),
+                }
             })
         };
         eventually("the attempt handed to the worker", || attempt.is_finished());
         go.send(()).unwrap();
         holder.join().unwrap();
-        assert_eq!(attempt.join().unwrap().unwrap(), "busy.example");
+        let (because, made) = attempt.join().unwrap();
+        // Said as what it was: no other process held anything (the server logs it differently).
+        assert_eq!(because, LaterBecause::ConnectionInUse);
+        assert_eq!(made.unwrap(), "busy.example");
     }
 
     #[test]

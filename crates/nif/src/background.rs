@@ -12,17 +12,21 @@
 //!
 //! The write is tried at once without waiting for any lock, and answered `{ok, Result}` or
 //! `{error, {Code, Message}}` as the plain calls are. When another process (the CLI, Prosody on
-//! the same store, a backup) holds the store's write lock, the answer is `later`: the core's
-//! worker makes the write once the lock is free, trying again after pauses for minutes
-//! (`Hosting::now_or_in_background`), each try as of the time of this call, and `Reporter` then
-//! receives `{xmpp_hosting_background, Kind, What, {ok, Result} | {error, {Code, Message}}}`
-//! (`Kind` the write's first atom, `What` the binary given here, to say it in the log). Before,
+//! the same store, a backup) holds the store's write lock, the answer is `{later,
+//! lock_held_elsewhere}`: the core's worker makes the write once the lock is free, trying again
+//! after pauses for minutes (`Hosting::now_or_in_background_saying_why`), each try as of the time
+//! of this call. When instead another call of this node (another scheduler: all share the
+//! handle) is using the handle's connection, the answer is `{later, connection_in_use}` and the
+//! worker makes it the same way, usually at once; nobody else holds anything, so the module
+//! does not log it as a held lock. `Reporter` then receives `{xmpp_hosting_background, Kind,
+//! What, Why, {ok, Result} | {error, {Code, Message}}}` (`Kind` the write's first atom, `What`
+//! the binary given here, to say it in the log, `Why` the atom `later` came with). Before,
 //! these were plain calls that waited up to the busy timeout on a dirty scheduler (holding the
 //! handle's connection, so other calls waited behind them) and were lost when it ran out.
 
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, Term};
 use serde_json::Value;
-use xmpp_hosting_core::{Error, Hosting, NowOrLater};
+use xmpp_hosting_core::{Error, Hosting, LaterBecause, NowOrLaterBecause};
 
 use crate::args::text;
 use crate::error::error_term;
@@ -33,6 +37,8 @@ use crate::later::send_when_done;
 rustler::atoms! {
     later,
     xmpp_hosting_background,
+    lock_held_elsewhere,
+    connection_in_use,
 }
 
 /// One write of [`background`], owned so that the worker can make it again.
@@ -94,7 +100,7 @@ impl Write {
     }
 }
 
-/// `background(H, Write, Reporter, What)` -> `{ok, Result}` | `later` | `{error, {Code, Message}}`
+/// `background(H, Write, Reporter, What)` -> `{ok, Result}` | `{later, Why}` | `{error, {Code, Message}}`
 /// (see the module's documentation). On a dirty I/O scheduler: the try at once touches the disk,
 /// but never waits for another process's lock.
 #[rustler::nif(schedule = "DirtyIo")]
@@ -108,14 +114,18 @@ fn background<'a>(
     let write = Write::decode(write)?;
     let kind = write.kind();
     let what = String::from_utf8_lossy(what.as_slice()).into_owned();
-    match handle.hosting.now_or_in_background(move |w| write.make(w)) {
-        Ok(NowOrLater::Now(value)) => Ok((rustler::types::atom::ok(), to_term(env, &value)?).encode(env)),
-        Ok(NowOrLater::Later(pending)) => {
+    match handle.hosting.now_or_in_background_saying_why(move |w| write.make(w)) {
+        Ok(NowOrLaterBecause::Now(value)) => Ok((rustler::types::atom::ok(), to_term(env, &value)?).encode(env)),
+        Ok(NowOrLaterBecause::Later(pending, because)) => {
+            let why = match because {
+                LaterBecause::LockHeldElsewhere => lock_held_elsewhere(),
+                LaterBecause::ConnectionInUse => connection_in_use(),
+            };
             send_when_done(reporter, pending, Ok, move |env, body| {
                 let kind = Atom::from_str(env, kind).map(|k| k.encode(env)).unwrap_or_else(|_| kind.encode(env));
-                (xmpp_hosting_background(), kind, what.as_str(), body).encode(env)
+                (xmpp_hosting_background(), kind, what.as_str(), why, body).encode(env)
             });
-            Ok(later().encode(env))
+            Ok((later(), why).encode(env))
         }
         Err(e) => error_term(env, &e),
     }

@@ -147,7 +147,9 @@ report_removal(Account, #{invites_revoked := N, upload_limits_cleared := Cleared
 %%% process's lock on the store: the core tries the write at once without waiting, and when the
 %%% CLI, Prosody on the same store or a backup holds the lock, its worker makes it once the lock
 %%% is free, retried for minutes, as of the time it was asked. The outcome of such a late write
-%%% goes to one reporter process, which logs it.
+%%% goes to one reporter process, which logs it. The core also hands a write to its worker when
+%%% the handle's connection is in use by another call of this node (all schedulers share it):
+%%% nothing is held elsewhere then, so that is logged at debug level only.
 %%%===================================================================
 
 %% @doc Write (see xmpp_hosting_nif:background/4) on Host's store: {ok, Result} made now,
@@ -161,8 +163,12 @@ background(Host, Write, What) when is_binary(Host) ->
     end;
 background(H, Write, What) ->
     case xmpp_hosting_nif:background(H, Write, reporter(), What) of
-        later ->
+        {later, lock_held_elsewhere} ->
             ?INFO_MSG("xmpp_hosting: another process holds the store's write lock: ~ts once it is free", [What]),
+            later;
+        {later, connection_in_use} ->
+            ?DEBUG("xmpp_hosting: the store's connection is in use by another call of this node: "
+                   "~ts on the core's worker", [What]),
             later;
         Other -> Other
     end.
@@ -190,26 +196,30 @@ stop_reporter() ->
 
 report_loop() ->
     receive
-        {xmpp_hosting_background, Kind, What, Result} ->
-            try report(Kind, What, Result)
+        {xmpp_hosting_background, Kind, What, Why, Result} ->
+            try report(Kind, What, Why, Result)
             catch _:_ -> ok
             end;
         _ -> ok
     end,
     ?MODULE:report_loop().
 
-report(ensure_hosted, _What, {ok, #{log := Log}}) when is_binary(Log) ->
+%% Why: lock_held_elsewhere (the start was logged at info level, so is the end) or
+%% connection_in_use (another call of this node had the connection: a success is not news).
+report(ensure_hosted, _What, _Why, {ok, #{log := Log}}) when is_binary(Log) ->
     ?INFO_MSG("xmpp_hosting: ~ts", [Log]);
-report(account_removed, What, {ok, #{invites_revoked := N}}) ->
+report(account_removed, What, lock_held_elsewhere, {ok, #{invites_revoked := N}}) ->
     ?INFO_MSG("xmpp_hosting: done once the store's write lock was free: ~ts (~B invite(s) revoked)", [What, N]);
-report(_Kind, What, {ok, _}) ->
+report(_Kind, What, lock_held_elsewhere, {ok, _}) ->
     ?INFO_MSG("xmpp_hosting: done once the store's write lock was free: ~ts", [What]);
-report(commit_keyed_upload, What, {error, {not_found, _}}) ->
+report(_Kind, What, _Why, {ok, _}) ->
+    ?DEBUG("xmpp_hosting: done on the core's worker: ~ts", [What]);
+report(commit_keyed_upload, What, _Why, {error, {not_found, _}}) ->
     %% A slot granted before this module was loaded, or for a domain it does not host.
     ?DEBUG("xmpp_hosting: not counted, no reservation: ~ts", [What]);
-report(_Kind, What, {error, {_Code, Message}}) ->
+report(_Kind, What, _Why, {error, {_Code, Message}}) ->
     ?ERROR_MSG("xmpp_hosting: not done: ~ts: ~ts", [What, Message]);
-report(_Kind, What, Other) ->
+report(_Kind, What, _Why, Other) ->
     ?ERROR_MSG("xmpp_hosting: not done: ~ts: ~p", [What, Other]).
 
 %%%===================================================================

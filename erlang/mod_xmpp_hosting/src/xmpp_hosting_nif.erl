@@ -203,10 +203,13 @@ account_removed(_H, _Domain, _User) -> not_loaded(?LINE).
 %% {record_activity, Domain, User}, {ensure_hosted, Domain}, {commit_keyed_upload, SlotKey,
 %% Bytes, FileId}, {release_keyed_upload, SlotKey, Bytes}: made at once ({ok, Result} as the
 %% plain call's, or its error) unless another process holds the store's write lock; then
-%% `later`, and the core's worker makes it once the lock is free (retried for minutes, as of
-%% this call's time), after which Reporter receives {xmpp_hosting_background, Kind, What,
-%% {ok, Result} | {error, {Code, Msg}}} (Kind the write's first atom, What the binary given).
--spec background(handle(), tuple(), pid(), binary()) -> {ok, term()} | later | error().
+%% {later, lock_held_elsewhere}, and the core's worker makes it once the lock is free (retried
+%% for minutes, as of this call's time); {later, connection_in_use} when another call of this
+%% node had the handle's connection (the worker makes it the same way, usually at once). Then
+%% Reporter receives {xmpp_hosting_background, Kind, What, Why, {ok, Result} | {error, {Code,
+%% Msg}}} (Kind the write's first atom, What the binary given, Why as in {later, Why}).
+-spec background(handle(), tuple(), pid(), binary()) ->
+          {ok, term()} | {later, lock_held_elsewhere | connection_in_use} | error().
 background(_H, _Write, _Reporter, _What) -> not_loaded(?LINE).
 
 %% The hosted domain's users (mod_xmpp_hosting_users, mod_xmpp_hosting_roster).

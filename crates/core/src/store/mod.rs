@@ -173,11 +173,12 @@ impl Store {
                 Ok(conn) => conn,
                 Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
                 Err(TryLockError::WouldBlock) => {
+                    crate::off_loop::connection_in_use();
                     return Err(rusqlite::Error::SqliteFailure(
                         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
                         Some("the store's connection is in use by another call of this process".into()),
                     )
-                    .into())
+                    .into());
                 }
             }
         };

@@ -5,6 +5,8 @@ whose replies are read by id."""
 import base64
 import re
 import sqlite3
+import time
+from contextlib import closing
 from pathlib import Path
 
 from harness.client import RawStream
@@ -16,6 +18,19 @@ def lock_holder(database: Path) -> sqlite3.Connection:
     holder = sqlite3.connect(database, timeout=30, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     return holder
+
+
+def past_the_removal_second(database: Path, host: str):
+    """Returns once the wall clock is past the second the store recorded for `host`'s removal
+    (domain_removals.removed_at): a server's request to host it made in that same second loses to
+    the removal (f52a7ac), so a test that removes a host and then has the server add it back asks
+    in a later second."""
+    with closing(sqlite3.connect(database, timeout=30)) as db:
+        [removed_at] = db.execute("SELECT removed_at FROM domain_removals WHERE name = ?", (host,)).fetchone()
+    deadline = time.monotonic() + 10
+    while time.time() < removed_at + 1:
+        assert time.monotonic() < deadline, (removed_at, time.time())
+        time.sleep(0.05)
 
 
 def reply_to(stream: RawStream, iq_id: str) -> str:

@@ -460,6 +460,7 @@ def test_a_host_loading_the_invite_module_is_added_off_the_loop_while_the_lock_i
     the core's worker when another process holds the lock. Last in this file: it removes the host
     from the store first, so that loading must add it again."""
     run_cli(prosody.database, "domain", "remove", HOST)
+    store_lock.past_the_removal_second(prosody.database, HOST)
     client = logged_in(prosody.c2s_port, "uploader")
     handed_to_the_worker(prosody, "hosted-ping", lambda: shell_ok(prosody, f'module:reload("xmpp_hosting_invites", "{HOST}")'),
                          f"{HOST} is added to it once it is free", f"Added {HOST} to the xmpp-hosting store",

@@ -182,7 +182,7 @@ fn micros<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<
 }
 
 /// An [`ArchiveSteps`] over ejabberd's SQL `archive` table.
-pub struct SqlArchive<E> {
+pub struct SqlArchive<E: ArchiveSql> {
     pub schema: SqlSchema,
     pub exec: E,
     /// ejabberd's database is SQLite (see [`SqlArchive::sqlite`]); `None`: other SQL servers,
@@ -211,6 +211,8 @@ struct SqliteSide {
     frames_per_row: f64,
     /// A checkpoint is running beside the steps, asked when this many rows were in the log.
     beside: Option<i64>,
+    /// Rows the last step deleted (what the next may add to the log).
+    last_rows: i64,
 }
 
 /// The frames the steps may have added to the log during a copy beside them for the thread to
@@ -253,7 +255,15 @@ struct Checkpointer {
     ask: std::sync::mpsc::Sender<u32>,
     answers: std::sync::mpsc::Receiver<Result<(i64, i64, i64)>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Tests: the thread starts each copy only once the steps wait for it (see [`HOLD_COPIES`]).
+    #[cfg(test)]
+    go: Option<std::sync::mpsc::Sender<()>>,
 }
+
+/// Tests: the checkpoint threads of parts on files whose name contains this hold each copy
+/// until the steps wait for it, as a thread that copies slower than any step would.
+#[cfg(test)]
+const HOLD_COPIES: &str = "-held-copies-";
 
 impl Checkpointer {
     fn open(file: &str) -> Result<Checkpointer> {
@@ -265,10 +275,22 @@ impl Checkpointer {
         )?;
         let (ask, asked) = std::sync::mpsc::channel::<u32>();
         let (answer, answers) = std::sync::mpsc::channel();
+        #[cfg(test)]
+        let (go, held) = match file.contains(HOLD_COPIES) {
+            true => {
+                let (go, held) = std::sync::mpsc::channel::<()>();
+                (Some(go), Some(held))
+            }
+            false => (None, None),
+        };
         let thread = std::thread::Builder::new()
             .name("xh-ej-checkpoint".into())
             .spawn(move || {
                 for rounds in asked {
+                    #[cfg(test)]
+                    if held.as_ref().is_some_and(|held| held.recv().is_err()) {
+                        break;
+                    }
                     let done = catch_up(&conn, rounds);
                     if answer.send(done).is_err() {
                         break;
@@ -276,7 +298,13 @@ impl Checkpointer {
                 }
             })
             .map_err(|e| Error::Internal(format!("no thread for the archive's checkpoints: {e}")))?;
-        Ok(Checkpointer { ask, answers, thread: Some(thread) })
+        Ok(Checkpointer {
+            ask,
+            answers,
+            thread: Some(thread),
+            #[cfg(test)]
+            go,
+        })
     }
 
     fn start(&self, rounds: u32) -> Result<()> {
@@ -284,6 +312,10 @@ impl Checkpointer {
     }
 
     fn wait(&self) -> Result<(i64, i64, i64)> {
+        #[cfg(test)]
+        if let Some(go) = &self.go {
+            let _ = go.send(());
+        }
         self.answers.recv().map_err(|_| Error::Internal("the archive's checkpoint thread is gone".into()))?
     }
 }
@@ -293,6 +325,8 @@ impl Drop for Checkpointer {
         // Closing the channel ends the thread's loop (after the checkpoint it may be in).
         let (ask, _) = std::sync::mpsc::channel();
         drop(std::mem::replace(&mut self.ask, ask));
+        #[cfg(test)]
+        drop(self.go.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -324,6 +358,10 @@ struct Ready {
 const CHECKPOINT_FRAMES: i64 = 30_000;
 #[cfg(test)]
 const CHECKPOINT_FRAMES: i64 = 300;
+
+/// The log may reach this many times [`CHECKPOINT_FRAMES`] (as [`SqlArchive::checkpoint`]
+/// estimates it) while a copy runs beside the steps; then the steps wait for the copy.
+const LOG_BOUND: i64 = 2;
 
 /// What a row is taken to cost in pages of the log until the first checkpoint measured it.
 const FIRST_FRAMES_PER_ROW: f64 = 3.0;
@@ -365,15 +403,22 @@ fn release(file: &str) -> bool {
     }
 }
 
-impl<E> Drop for SqlArchive<E> {
+impl<E: ArchiveSql> Drop for SqlArchive<E> {
     /// A part that never reached [`ArchiveSteps::finish`] (a panic between its steps) no
-    /// longer counts as running on its file, so a later part on the file, the last there, puts
-    /// the setting back (it takes the raise it finds for an earlier one, see EARLIER_RAISES).
+    /// longer counts as running on its file, and when it was the last one there it puts back
+    /// the setting it found on the connections, as `finish` would (without the checkpoint and
+    /// truncation: the next part or ejabberd's own connection copies the log). ejabberd's
+    /// process still serves the part's requests here: the worker drops the part while
+    /// unwinding, before the sweep's outcome (its error) is sent to that process. A failure
+    /// to put it back is only lost here (nothing may panic in a drop), and the next part on
+    /// the file takes the raise it finds for an earlier one (see EARLIER_RAISES).
     fn drop(&mut self) {
-        if let Some(side) = self.sqlite.as_mut() {
-            if let (Some(Ready { autocheckpoint: Some(_), .. }), Some(file)) = (side.ready.take(), side.file.as_deref())
-            {
-                release(file);
+        let Some(side) = self.sqlite.as_mut() else { return };
+        if let (Some(Ready { autocheckpoint: Some(before), .. }), Some(file)) =
+            (side.ready.take(), side.file.as_deref())
+        {
+            if release(file) {
+                let _ = self.exec.everywhere(&format!("PRAGMA wal_autocheckpoint = {before}"));
             }
         }
     }
@@ -413,6 +458,7 @@ impl<E: ArchiveSql> SqlArchive<E> {
                 since_checkpoint: 0,
                 frames_per_row: FIRST_FRAMES_PER_ROW,
                 beside: None,
+                last_rows: 0,
             }),
             last_held: None,
             profile: Profile::from_env(),
@@ -509,7 +555,20 @@ impl<E: ArchiveSql> SqlArchive<E> {
                 } else {
                     match ck.answers.try_recv() {
                         Ok(a) => Some(a),
-                        Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                        Err(std::sync::mpsc::TryRecvError::Empty) => {
+                            // Still copying: the steps go on beside it until the log could pass
+                            // twice the mark with a step like the last, then wait for it (a
+                            // loaded machine's thread may copy slower than the steps write,
+                            // and the log would otherwise grow for as long as the copy runs).
+                            let next = side.last_rows.max(MIN_ROWS as i64);
+                            let expected = (side.since_checkpoint + next) as f64 * side.frames_per_row;
+                            if expected < (LOG_BOUND * CHECKPOINT_FRAMES) as f64 {
+                                None
+                            } else {
+                                waited_beside = true;
+                                Some(ck.wait())
+                            }
+                        }
                         Err(_) => Some(Err(Error::Internal("the archive's checkpoint thread is gone".into()))),
                     }
                 };
@@ -611,6 +670,7 @@ impl<E: ArchiveSql> SqlArchive<E> {
         let deleted = batch.results[n - 1].len() as i64;
         if let Some(side) = self.sqlite.as_mut() {
             side.since_checkpoint += deleted;
+            side.last_rows = deleted;
         }
         Ok((deleted, next))
     }
@@ -1291,45 +1351,52 @@ mod tests {
         // The copies beside the steps never see the whole log copied (the steps write on), and
         // the log only starts again from its beginning after a commit that finds it all copied:
         // the rest is copied between two steps, so the `-wal` file stays near the mark instead
-        // of holding every page the sweep wrote.
-        let db = Db::new("beside", SqlSchema::Default);
-        {
-            let c = rusqlite::Connection::open(&db.path).unwrap();
-            c.execute_batch(
-                "BEGIN; WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 5999)
-                 INSERT INTO archive (username, timestamp, peer, bare_peer, xml, kind, nick)
-                 SELECT 'u' || (i % 7), i, 'p@x', 'p@x', printf('%.300c', 'x'), 'chat', '' FROM n; COMMIT;",
-            )
-            .unwrap();
-        }
-        let mut store = db.store();
-        let wal = format!("{}-wal", db.path.display());
-        let mut step = ArchiveStep {
-            kind: Kind::Archive,
-            host: HOST.into(),
-            user: None,
-            cutoff_us: i64::MAX,
-            not_before_us: None,
-            after: None,
-            limit: 50,
-            delete: true,
-        };
-        let (mut deleted, mut largest) = (0, 0);
-        loop {
-            let done = store.step(&step).unwrap();
-            deleted += done.matched;
-            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
-            match done.next {
-                Some(next) => step.after = Some(next),
-                None => break,
+        // of holding every page the sweep wrote. Also with a checkpoint thread that copies
+        // slower than any step (held until the steps wait for it, see HOLD_COPIES): the steps
+        // wait for a copy once the log could pass the bound.
+        for name in ["beside", "beside-held-copies-"] {
+            let db = Db::new(name, SqlSchema::Default);
+            {
+                let c = rusqlite::Connection::open(&db.path).unwrap();
+                c.execute_batch(
+                    "BEGIN; WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 5999)
+                     INSERT INTO archive (username, timestamp, peer, bare_peer, xml, kind, nick)
+                     SELECT 'u' || (i % 7), i, 'p@x', 'p@x', printf('%.300c', 'x'), 'chat', '' FROM n; COMMIT;",
+                )
+                .unwrap();
             }
+            let mut store = db.store();
+            let wal = format!("{}-wal", db.path.display());
+            let mut step = ArchiveStep {
+                kind: Kind::Archive,
+                host: HOST.into(),
+                user: None,
+                cutoff_us: i64::MAX,
+                not_before_us: None,
+                after: None,
+                limit: 50,
+                delete: true,
+            };
+            let (mut deleted, mut largest) = (0, 0);
+            loop {
+                let done = store.step(&step).unwrap();
+                deleted += done.matched;
+                largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                match done.next {
+                    Some(next) => step.after = Some(next),
+                    None => break,
+                }
+            }
+            store.finish().unwrap();
+            assert_eq!(deleted, 6000);
+            let frames = (largest / 4120) as i64;
+            // The bound, and what the estimate of a row's pages (from the last copy) fell
+            // short of; the sweep wrote many times that (about two pages a row).
+            assert!(
+                frames < LOG_BOUND * CHECKPOINT_FRAMES + CHECKPOINT_FRAMES / 2,
+                "{name}: the log grew to {frames} frames"
+            );
         }
-        store.finish().unwrap();
-        assert_eq!(deleted, 6000);
-        let frames = (largest / 4120) as i64;
-        // The mark, the next step's rows and what came during the copies beside them; the
-        // sweep wrote many times that (about two pages a row).
-        assert!(frames < 4 * CHECKPOINT_FRAMES, "the log grew to {frames} frames");
     }
 
     #[test]
@@ -1396,10 +1463,28 @@ mod tests {
             limit: 4,
             delete: true,
         };
-        let mut lost = db.store();
+        // What the dropped part asks stays readable after it is gone.
+        struct Shared(SqliteFile, std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+        impl ArchiveSql for Shared {
+            fn query(&mut self, sql: &str) -> Result<Vec<Vec<i64>>> {
+                self.1.lock().unwrap().push(sql.to_string());
+                self.0.query(sql)
+            }
+        }
+        let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut lost = SqlArchive::sqlite(
+            SqlSchema::Default,
+            Shared(SqliteFile::open(&file).unwrap(), said.clone()),
+            Some(file.clone()),
+        );
+        lost.exec.0.query("PRAGMA wal_autocheckpoint = 700").unwrap();
         assert_eq!(lost.step(&step).unwrap().matched, 4);
+        assert_eq!(lost.exec.0.query("PRAGMA wal_autocheckpoint").unwrap()[0][0], SWEEP_AUTOCHECKPOINT);
         drop(lost);
         assert!(!crate::locked::locked(&RAISED).contains_key(&file));
+        // The last part on the file put back the setting it found, without a later part.
+        let said = said.lock().unwrap().clone();
+        assert_eq!(said.last().unwrap(), "PRAGMA wal_autocheckpoint = 700", "{said:?}");
         let mut next = SqlArchive::sqlite(SqlSchema::Default, Recording::on(&db), Some(file.clone()));
         assert_eq!(next.step(&step).unwrap().matched, 4);
         next.finish().unwrap();

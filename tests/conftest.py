@@ -9,6 +9,7 @@ tests of a server that is not selected are deselected, not skipped, so a session
 it ran.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -59,3 +60,13 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_runtest_logreport(report):
+    """Appends every phase's duration to the file XH_DURATIONS names (scripts/test sets it), as
+    it ends: a session cut short still says where its time went, and scripts/test sums it by
+    file, since the suite must stay inside CI's time."""
+    path = os.environ.get("XH_DURATIONS")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{report.duration:.3f}\t{report.when}\t{report.nodeid}\n")

@@ -2,7 +2,7 @@
 """ejabberd MAM retention on SQLite: our sweep beside ejabberd's own commands, on the same data.
 
     PROFILE=release scripts/build && python3 benches/retention_ejabberd.py [--rows 1000000] [--keep DIR]
-        [--schema default|new] [--only ours|batch|one_shot]
+        [--schema default|new] [--only ours|batch|one_shot] [--baseline-nif OLD.so]
     (XH_SERVERS=ejabberd-24.12 for the other ejabberd generation; the admin CLI used is target/release's
     unless PROFILE says otherwise)
 
@@ -27,6 +27,10 @@ once and copied for each contender, so each starts from the same rows:
   - `delete_old_mam_messages chat 100` (one statement), with ejabberdctl's --no-timeout; ejabberd's
     own call gives up after 5 s while the statement goes on, so its time runs until the file's
     write lock is free again (the transaction committed).
+
+With --baseline-nif OLD.so (e.g. a copy of an earlier build's target/release/libxmpp_hosting_nif.so), our
+sweep also runs with that NIF on its own copy of the same rows, right before the others: a claimed gain is
+then measured back to back, in the same machine state, and the summary prints the ratio.
 
 Figures, not assertions; the load (uptime) is printed beside them.
 """
@@ -115,26 +119,50 @@ class BenchNode(Ejabberd):
     """A node that loads the NIF the bench was told to use (the module's priv/lib copy is the
     last `scripts/build`'s, debug or release)."""
 
+    nif: Path | None = None
+    module_src: Path | None = None  # the Erlang module's sources (default: the working tree's)
+
     def _compile_module(self):
-        super()._compile_module()
-        shutil.copy(NIF, self.dir / "priv" / "lib" / "xmpp_hosting_nif.so")
+        import harness.ejabberd as harness_ejabberd
+        saved = harness_ejabberd.MODULE_SRC
+        harness_ejabberd.MODULE_SRC = self.module_src or saved
+        try:
+            super()._compile_module()
+        finally:
+            harness_ejabberd.MODULE_SRC = saved
+        shutil.copy(self.nif or NIF, self.dir / "priv" / "lib" / "xmpp_hosting_nif.so")
 
 
 NEW_SCHEMA = False  # --schema new
 
 
-def node_for(work: Path, db: Path, server_env: dict | None = None) -> Ejabberd:
-    return BenchNode(
+def node_for(work: Path, db: Path, server_env: dict | None = None, nif: Path | None = None,
+             module_src: Path | None = None) -> Ejabberd:
+    node = BenchNode(
         work, host=HOST, install="config",
         extra_config=f'sql_type: sqlite\nsql_database: "{db}"\n' + ("new_sql_schema: true\n" if NEW_SCHEMA else ""),
         extra_modules="  mod_mam:\n    db_type: sql\n    default: always\n  mod_xmpp_hosting_retention: {}\n",
         server_env=server_env,
     )
+    node.nif = nif
+    node.module_src = module_src
+    return node
 
 
-def ours(work: Path, db: Path) -> dict:
+def ours(work: Path, db: Path, nif: Path | None = None, module_src: Path | None = None,
+         cli: Path | None = None) -> dict:
+    import harness.common as harness_common
+    saved = harness_common.CLI
+    harness_common.CLI = cli or saved  # the admin CLI must know the NIF's store migrations
+    try:
+        return _ours(work, db, nif, module_src)
+    finally:
+        harness_common.CLI = saved
+
+
+def _ours(work: Path, db: Path, nif: Path | None, module_src: Path | None) -> dict:
     # XH_RETENTION_PROFILE: the core prints where each part's time went (the node's console).
-    with node_for(work, db, {"XH_RETENTION_PROFILE": "1"}) as ej:
+    with node_for(work, db, {"XH_RETENTION_PROFILE": "1"}, nif, module_src) as ej:
         run_cli(ej.database, "domain", "add", HOST)
         run_cli(ej.database, "retention", "set", HOST, "archive", f"{DAYS}d")
         load = uptime()
@@ -149,7 +177,8 @@ def ours(work: Path, db: Path) -> dict:
     c = sqlite3.connect(db)
     mode = c.execute("PRAGMA journal_mode").fetchone()[0]
     c.close()
-    return {"what": f"ours (xmpp_hosting_retention_sweep; journal mode after: {mode})", "deleted": rec["deleted"],
+    label = f"ours with {nif} " if nif else "ours "
+    return {"what": f"{label}(xmpp_hosting_retention_sweep; journal mode after: {mode})", "deleted": rec["deleted"],
             "wall_s": wall,
             "steps": rec["steps"], "longest_step_ms": rec["longest_step_us"] / 1000,
             "step_time_s": rec["duration_us"] / 1e6, "load_before": load, "load_after": uptime(), "cpu_s": cpu,
@@ -217,6 +246,15 @@ def main():
     ap.add_argument("--keep", type=Path, help="directory to keep (and reuse) the generated database in")
     ap.add_argument("--only", choices=["ours", "batch", "one_shot"], action="append")
     ap.add_argument("--nif", type=Path, default=NIF, help="the NIF the nodes load (default: the release build)")
+    ap.add_argument("--baseline-nif", type=Path,
+                    help="also run our sweep with this NIF (an older build), right before the other "
+                         "contenders, and print how ours compares with it")
+    ap.add_argument("--baseline-cli", type=Path,
+                    help="the admin CLI for the baseline's node (one built with the baseline NIF: a CLI must "
+                         "know the store's migrations); default: the one of PROFILE")
+    ap.add_argument("--baseline-rev", default="HEAD",
+                    help="the git revision whose Erlang module the baseline NIF's node compiles (default HEAD; "
+                         "the other nodes compile the working tree's)")
     ap.add_argument("--schema", choices=["default", "new"], default="default",
                     help="ejabberd's default SQL schema, or new_sql_schema (rows carry server_host)")
     args = ap.parse_args()
@@ -243,15 +281,32 @@ def main():
           flush=True)
     results = []
     try:
-        for name, run in [("ours", ours), ("batch", batch), ("one_shot", one_shot)]:
-            if args.only and name not in args.only:
+        baseline = args.baseline_nif.resolve() if args.baseline_nif else None
+        if baseline and not baseline.exists():
+            sys.exit(f"{baseline} is missing")
+        contenders = []
+        if baseline:
+            # The Erlang module of the baseline's revision: a NIF and the module must match.
+            base_src = work / "baseline-src"
+            base_src.mkdir()
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline_rev, "erlang/mod_xmpp_hosting"],
+                                     check=True, capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(base_src)], input=archive, check=True)
+            module_src = base_src / "erlang" / "mod_xmpp_hosting"
+            (module_src / "priv" / "lib").mkdir(parents=True, exist_ok=True)  # not in git: the NIF goes there
+            base_cli = args.baseline_cli.resolve() if args.baseline_cli else None
+            contenders.append(("baseline", lambda d, db: ours(d, db, baseline, module_src, base_cli)))
+            print(f"baseline: {baseline} with the Erlang module of {args.baseline_rev}", flush=True)
+        contenders += [("ours", ours), ("batch", batch), ("one_shot", one_shot)]
+        for name, run in contenders:
+            if args.only and name not in args.only and not (name == "baseline" and "ours" in args.only):
                 continue
             d = work / name
             d.mkdir()
             db = d / "ejabberd.db"
             shutil.copy(src, db)
             subprocess.run(["sync"])
-            res = run(d, db) if name == "ours" else run(d, db, before)
+            res = run(d, db) if name in ("ours", "baseline") else run(d, db, before)
             res["rows_per_s"] = res["deleted"] / res["wall_s"] if res["wall_s"] else 0
             results.append(res)
             print(json.dumps(res, indent=1), flush=True)
@@ -276,7 +331,12 @@ def main():
         print(f"  {r['what']}: {r['deleted']} rows in {r['wall_s']:.1f} s = {r['rows_per_s']:.0f} rows/s{extra}{cpu}"
               f"  [load before: {r['load_before'].split('load average:')[-1].strip()}]")
     by = {r["what"].split(" ")[0]: r for r in results}
-    ours_r = next((r for r in results if r["what"].startswith("ours")), None)
+    ours_r = next((r for r in results if r["what"].startswith("ours (")), None)
+    base_r = next((r for r in results if r["what"].startswith("ours with")), None)
+    if ours_r and base_r and base_r["rows_per_s"]:
+        print(f"  ours / ours with the baseline NIF: {ours_r['rows_per_s'] / base_r['rows_per_s']:.2f}x in rows/s; "
+              f"node CPU a row {base_r['cpu_s'] / max(base_r['deleted'], 1) * 1e6:.1f} us before, "
+              f"{ours_r['cpu_s'] / max(ours_r['deleted'], 1) * 1e6:.1f} us now")
     for name, label in [("delete_old_mam_messages_batch", "the batch command (target: 5x)"),
                         ("delete_old_mam_messages", "the one statement")]:
         other = by.get(name)

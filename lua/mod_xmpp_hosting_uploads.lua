@@ -22,9 +22,12 @@
 -- Prosody 0.12 fires no event when an upload completes or a file is deleted, so the ledger is
 -- kept true by watching files, all of it in the core, on its worker thread:
 --   - completion: the slot id is read from mod_http_file_share's reply and the core is told the
---     path the slot's file will have (one row per slot in the store, written at once when nobody
---     else holds the store's lock, else on the worker, so a slot request costs the loop one
---     decision and one small write, nothing that grows with the slots awaited).
+--     path the slot's file will have. mod_http_file_share names the slot only after our decision
+--     has committed, so the core queues that watch in memory and writes it in the next slot
+--     decision's transaction (or the next look at the slots, below, before it looks): a slot
+--     request costs the loop one store write, nothing that grows with the slots awaited. The
+--     queue is written as Prosody stops; only a crash loses it (the few watches since the last
+--     request or look: those slots' files then count in global storage only).
 --     Every xmpp_hosting_upload_check_interval seconds the core looks at the slots awaited: a
 --     file renamed into place is counted; a `<slot>.bin~` still growing (uploads over
 --     http_max_content_size stream into it, as slowly as the client likes) keeps the reservation
@@ -113,8 +116,8 @@ local function issue(event, store, grant)
 		send = function(reply)
 			local slot = reply.attr.type == "result" and slot_of(reply);
 			if slot then
-				-- Recorded at once, or on the core's worker (tried again until it is free) while
-				-- another process holds the store's lock; the loop does not wait for the store.
+				-- Queued in the core, written with the next decision or look at the slots: no
+				-- store call here.
 				local ok, watch_err = store:watch_upload_slot(grant.id, file_of(slot), slot_usable_for);
 				if not ok then module:log("error", "Cannot watch upload slot %s: %s", slot, watch_err); end
 			else
@@ -340,6 +343,21 @@ module:add_timer(check_interval, check_slots);
 -- periodic step: this component only names its directory (and its own sweep interval, if set).
 hosting_module.add_upload_root(files_root, module:get_option_number("xmpp_hosting_upload_sweep_interval"));
 
+-- Watches still queued are written as Prosody stops or the module goes, so that slots still
+-- usable after a restart keep their owner (at once, or by the core's worker, which tries until
+-- another process's lock is free: the loop does not wait).
+local function write_queued_watches()
+	local store = get_store();
+	if not store then return; end
+	local written, err = store:write_upload_slot_watches_or_later();
+	when_done(written, err, nil, function(ok, late_err)
+		if not ok then module:log("warn", "Cannot write the upload slots awaited: %s", late_err); end
+	end);
+end
+
+module:hook_global("server-stopping", write_queued_watches);
+
 function module.unload()
+	write_queued_watches();
 	hosting_module.remove_upload_root(files_root);
 end

@@ -44,6 +44,9 @@ struct Inner {
     /// Background writes of this store still waiting for another process's lock (see
     /// [`crate::off_loop::Retry::most_waiting`]).
     background_waiting: std::sync::atomic::AtomicUsize,
+    /// Upload slot watches asked for through this handle and not yet in the store (see
+    /// `quotas/slot_watches.rs`).
+    slot_watches: crate::quotas::SlotWatchQueue,
 }
 
 impl std::fmt::Debug for Hosting {
@@ -85,6 +88,7 @@ impl Hosting {
                 reopen: None,
                 worker: OnceCell::new(),
                 background_waiting: Default::default(),
+                slot_watches: Default::default(),
             }),
             clock: Arc::new(SystemClock),
         }
@@ -127,5 +131,9 @@ impl Hosting {
 
     pub(crate) fn background_waiting(&self) -> &std::sync::atomic::AtomicUsize {
         &self.inner.background_waiting
+    }
+
+    pub(crate) fn slot_watches(&self) -> &crate::quotas::SlotWatchQueue {
+        &self.inner.slot_watches
     }
 }

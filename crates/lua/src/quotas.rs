@@ -15,9 +15,12 @@
 //! of it.
 //!
 //! The upload component tells the core where a granted slot's file will land,
-//! `h:watch_upload_slot(reservation, path, usable_for)`: recorded at once, or on the worker while
-//! another process holds the store's write lock (it never waits; a failure shows in the next
-//! check's `watch_failures`). `h:watch_upload_root(root,
+//! `h:watch_upload_slot(reservation, path, usable_for)`: queued in the handle and written by its
+//! next slot decision's transaction, or by the next slot check, whichever comes first (the core's
+//! quotas/slot_watches.rs), so a granted slot costs the loop one store write; a failure shows in
+//! the next check's `watch_failures`. `h:write_upload_slot_watches_or_later()` writes what is
+//! queued now (as the server stops): the count, or a pending result while another process holds
+//! the store's write lock. `h:watch_upload_root(root,
 //! partial_suffix)` names the directory (once, at start; `h:watch_upload_root_or_later` on
 //! Prosody's loop: `true`, or a pending result while another process holds the store's lock),
 //! and `h:start_upload_slot_check({root})` has the worker look at the slots awaited there: files
@@ -150,7 +153,10 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
         outcome(lua, || h.0.start_upload_upkeep(roots).map(LuaPending::new))
     });
     m.add_method("watch_upload_slot", |lua, h, (id, path, usable_for): (i64, String, u64)| {
-        outcome(lua, || h.0.watch_upload_slot_now_or_later(id, path, usable_for).map(|()| true))
+        outcome(lua, || h.0.queue_upload_slot_watch(id, path, usable_for).map(|()| true))
+    });
+    m.add_method("write_upload_slot_watches_or_later", |lua, h, ()| {
+        outcome(lua, || h.0.write_upload_slot_watches_now_or_in_background().map(LuaNowOrLater))
     });
     m.add_method("watch_upload_root", |lua, h, (root, partial_suffix): (String, Option<String>)| {
         outcome(lua, || h.0.watch_upload_root(&root, partial_suffix.as_deref().unwrap_or("")).map(|()| true))

@@ -37,6 +37,8 @@ impl Hosting {
     /// volume is not recounted: files are forgotten on deletion, so only the buckets know past
     /// uploads.
     pub fn audit_upload_ledger(&self, repair: bool) -> Result<Vec<LedgerDrift>> {
+        // Watches this handle still has queued first: their files are their slots' owners'.
+        self.write_upload_slot_watches()?;
         // Walked first: a file counted between the walk and the snapshot is then in both, and
         // the repair skips files counted meanwhile.
         let unknown = self.audit_unknown_files()?;

@@ -13,6 +13,8 @@ use super::decision::{
 use super::paths::plain_file_id;
 use super::policy::{user_overrides, EffectiveLimits, MAX_DOMAIN_STORAGE, MAX_UPLOAD_SIZE};
 use super::settings_cache::{domain_limits, global_limits};
+use super::slot_watches::Batch;
+use super::upkeep::failure_key;
 use super::username_of;
 use super::windows::{self, Scope, DAY};
 use crate::store::quotas as sql;
@@ -134,22 +136,23 @@ impl Hosting {
     /// A size of zero or less is `invalid-argument` (the servers answer `bad-request`; text from
     /// the wire goes through [`super::parse_upload_size`] first); an unknown domain `not-found`.
     pub fn authorize_upload(&self, domain: &str, username: &str, size: i64) -> Result<UploadDecision> {
-        self.authorize(domain, username, size, None, None)
+        self.authorize(self, domain, username, size, None, None)
     }
 
     /// [`Hosting::authorize_upload`] for a server's event loop: decided at once when nobody else
     /// holds the store's write lock (the usual case, at the usual cost), else on the core's
     /// worker, which waits for the lock (see [`Hosting::now_or_later`]). A slot request is thus
     /// never refused because another process wrote to the store for a moment, and the loop
-    /// never waits for it.
+    /// never waits for it. Either way the transaction also writes the slot watches queued on
+    /// this handle ([`Hosting::queue_upload_slot_watch`]).
     pub fn authorize_upload_now_or_later(
         &self,
         domain: &str,
         username: &str,
         size: i64,
     ) -> Result<NowOrLater<UploadDecision>> {
-        let (domain, username) = (domain.to_string(), username.to_string());
-        self.now_or_later(move |h| h.authorize_upload(&domain, &username, size))
+        let (domain, username, owner) = (domain.to_string(), username.to_string(), self.clone());
+        self.now_or_later(move |h| h.authorize(&owner, &domain, &username, size, None, None))
     }
 
     /// [`Hosting::authorize_upload`] for a server that names the slot only when the upload
@@ -166,11 +169,15 @@ impl Hosting {
         lifetime: Option<u64>,
     ) -> Result<UploadDecision> {
         check_key("slot key", slot_key)?;
-        self.authorize(domain, username, size, Some(slot_key), lifetime)
+        self.authorize(self, domain, username, size, Some(slot_key), lifetime)
     }
 
+    /// The decision, made in one transaction of this handle that also writes the slot watches
+    /// queued on `owner`'s (the server's handle, also when this is the worker's): a slot granted
+    /// on Prosody thus costs its loop one store write, not two (see slot_watches.rs).
     fn authorize(
         &self,
+        owner: &Hosting,
         domain: &str,
         username: &str,
         size: i64,
@@ -182,7 +189,8 @@ impl Hosting {
         // One transaction, the domain's and the provider's settings read in it too: each
         // transaction of its own cost the server's loop its locking round again. The settings
         // are read every time and parsed only when their text changed (settings_cache.rs).
-        self.store().write(|tx| {
+        let mut watches = Batch::take(owner);
+        let decision = self.store().write(|tx| {
             // The domain first: a request from a domain not hosted here is not ours to judge,
             // whatever it asks for.
             let d = domain_limits(tx, &parsed)?.ok_or_else(|| Error::not_found("domain", parsed.as_str()))?;
@@ -190,6 +198,9 @@ impl Hosting {
             let user = username_of(username)?;
             let global = global_limits(tx)?;
             let name = parsed.as_str();
+            // After the checks that refuse the request itself (a domain not hosted here rolls the
+            // transaction back, and the watches would only go back to the queue).
+            watches.write(tx)?;
             expire(tx, now, EXPIRE_PER_CALL)?;
             if owner_suspended(tx, name, d.owner.as_deref())? {
                 let limit = UploadLimit::DomainSuspended;
@@ -252,7 +263,9 @@ impl Hosting {
             add_totals(tx, name, &user, 0, size)?;
             let count_until = expires_at + KEEP_RELEASED;
             Ok(UploadDecision::Granted(Reservation { id, size: size_u, expires_at, count_until }))
-        })
+        });
+        watches.settle(failure_key(self), &decision);
+        decision
     }
 
     /// Records a completed upload of `bytes` as file `file_id` (the server's name for it, used

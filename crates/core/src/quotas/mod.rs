@@ -20,6 +20,7 @@ mod paths;
 mod policy;
 mod report;
 mod settings_cache;
+mod slot_watches;
 mod upkeep;
 mod windows;
 
@@ -35,6 +36,7 @@ pub use upkeep::UploadUpkeep;
 // For retention, which deletes recorded files by the same path rule and ledger update.
 pub(crate) use ledger::forget as forget_recorded_file;
 pub(crate) use paths::UploadRoot;
+pub(crate) use slot_watches::SlotWatchQueue;
 
 use crate::invites::normalize_username;
 use crate::{Error, Result};

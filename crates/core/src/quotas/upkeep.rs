@@ -119,12 +119,12 @@ impl UploadUpkeep {
 type WatchFailures = BTreeMap<Option<PathBuf>, (usize, Option<String>)>;
 static WATCH_FAILURES: Mutex<WatchFailures> = Mutex::new(BTreeMap::new());
 
-fn failure_key(h: &Hosting) -> Option<PathBuf> {
+pub(super) fn failure_key(h: &Hosting) -> Option<PathBuf> {
     h.reopen_options().map(|(path, _)| path.clone())
 }
 
 /// Counts a deferred watch's failure for the next report of the store at `key`.
-fn count_watch_failure(key: Option<PathBuf>, outcome: Result<()>) {
+pub(super) fn count_watch_failure(key: Option<PathBuf>, outcome: Result<()>) {
     if let Err(e) = outcome {
         let mut failures = locked(&WATCH_FAILURES);
         let entry = failures.entry(key).or_default();
@@ -135,7 +135,7 @@ fn count_watch_failure(key: Option<PathBuf>, outcome: Result<()>) {
 
 /// A path the core stats and records: absolute, valid UTF-8 (it is a `str`), no NUL, no `.` or
 /// `..` components, and short enough to index.
-fn check_path(what: &str, path: &str) -> Result<()> {
+pub(super) fn check_path(what: &str, path: &str) -> Result<()> {
     let p = Path::new(path);
     let strict = p.is_absolute()
         && !path.contains('\0')
@@ -149,6 +149,11 @@ fn check_path(what: &str, path: &str) -> Result<()> {
             "{what} {path:?} must be an absolute path of at most 1024 bytes without '.' or '..' parts"
         )))
     }
+}
+
+/// Until when a slot the server says is usable for `usable_for` seconds from `now` is.
+pub(super) fn usable_until(now: Timestamp, usable_for: u64) -> Timestamp {
+    now.saturating_add(usable_for.min(MAX_USABLE_FOR) as i64)
 }
 
 /// The id range of every path below `root`: `[root/, root0)` ('0' is the byte after '/').
@@ -361,13 +366,12 @@ impl Hosting {
         self.store().write(|tx| {
             let (domain, username, _, _) = sql::reservation(tx, reservation)?
                 .ok_or_else(|| Error::not_found("upload reservation", reservation.to_string()))?;
-            let usable_until = now.saturating_add(usable_for.min(MAX_USABLE_FOR) as i64);
             let slot = SlotRow {
                 file_path: file_path.to_string(),
                 domain,
                 username,
                 reservation: Some(reservation),
-                usable_until,
+                usable_until: usable_until(now, usable_for),
                 arriving_bytes: None,
             };
             sql::insert_slot(tx, &slot, now).map(|_| ())
@@ -658,6 +662,14 @@ impl Hosting {
     /// One look at the slots of every watched root (or of `roots` only, when given): what a
     /// server runs every few seconds so that a finished upload is counted soon.
     pub fn upload_slot_check(&self, roots: &[String]) -> Result<UploadUpkeep> {
+        self.upload_slot_check_of(self, roots)
+    }
+
+    /// [`Hosting::upload_slot_check`] made on this handle (the worker's) for the server's handle
+    /// `owner`: the watches queued there are written first (see slot_watches.rs), so that no
+    /// slot's file is looked at before its watch is in the store.
+    fn upload_slot_check_of(&self, owner: &Hosting, roots: &[String]) -> Result<UploadUpkeep> {
+        self.write_slot_watches_of(owner)?;
         let mut done = UploadUpkeep::default();
         for (root, suffix) in self.watched_roots()? {
             if roots.is_empty() || roots.iter().any(|r| r.trim_end_matches('/') == root) {
@@ -671,6 +683,13 @@ impl Hosting {
     /// and every watched one; watched roots also get their slots looked at and their unknown
     /// files counted.
     pub fn upload_upkeep(&self, roots: &[String]) -> Result<UploadUpkeep> {
+        self.upload_upkeep_of(self, roots)
+    }
+
+    /// [`Hosting::upload_upkeep`] on this handle for the server's handle `owner`, whose queued
+    /// watches are written first: a slot's finished file is then its owner's, not found unknown.
+    fn upload_upkeep_of(&self, owner: &Hosting, roots: &[String]) -> Result<UploadUpkeep> {
+        self.write_slot_watches_of(owner)?;
         let mut upkeep = UploadUpkeep::default();
         for _ in 0..PURGE_ROUNDS {
             match self.purge_upload_ledger()? {
@@ -702,12 +721,14 @@ impl Hosting {
 
     /// [`Hosting::upload_upkeep`] on the worker, for a server whose timer runs on its event loop.
     pub fn start_upload_upkeep(&self, roots: Vec<String>) -> Result<Pending<Result<UploadUpkeep>>> {
-        self.later(move |h| h.upload_upkeep(&roots))
+        let owner = self.clone();
+        self.later(move |h| h.upload_upkeep_of(&owner, &roots))
     }
 
     /// [`Hosting::upload_slot_check`] on the worker.
     pub fn start_upload_slot_check(&self, roots: Vec<String>) -> Result<Pending<Result<UploadUpkeep>>> {
-        self.later(move |h| h.upload_slot_check(&roots))
+        let owner = self.clone();
+        self.later(move |h| h.upload_slot_check_of(&owner, &roots))
     }
 }
 

@@ -175,6 +175,79 @@ def test_an_upload_finished_while_the_lock_is_held_is_counted_once_it_is_free(ej
     assert (usage["stored"], usage["reserved"]) == (11, 0), usage
 
 
+def http_get(ej, url: str) -> tuple[int, bytes]:
+    """GETs an uploaded file through loopback (mod_http_upload reads it from disk: OTP's file I/O,
+    which runs on the dirty I/O schedulers)."""
+    import http.client
+    from urllib.parse import urlsplit
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection("127.0.0.1", ej.http_port, timeout=30)
+    try:
+        conn.request("GET", u.path, headers={"Host": u.netloc})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_calls_somebody_waits_for_hold_no_scheduler_while_the_lock_is_held_and_get_their_answers(ej):
+    """Commands (ejabberd's command through mod_http_api: each request is a process of its own),
+    more of them at once than the node has dirty I/O schedulers, while another process holds the
+    store's write lock: the node's own file I/O (a GET of an uploaded file) and pings are served
+    meanwhile, no call is answered while the lock is held (none gave up after a 2 s wait), and once
+    it is free every one gets its own right answer. Before, each waited up to 2 s on a dirty I/O
+    scheduler: with more calls than schedulers every one was taken, so the GET waited behind them,
+    and every call failed ("database is locked")."""
+    import threading
+    schedulers = int(ej.eval("erlang:system_info(dirty_io_schedulers)."))
+    calls = 2 * schedulers
+    domains = [f"busy{n}.lock-ej.example" for n in range(calls)]
+    [slot] = request_slots(ej.c2s_port, f"pinger@{HOST}", PASSWORD, f"upload.{HOST}",
+                           [{"filename": "read-me.txt", "size": 12, "content-type": "text/plain"}])
+    assert slot.ok, slot.error
+    assert http_put(ej.http_port, slot.put_url, slot.headers, b"read me back") == 201
+    assert http_get(ej, slot.put_url) == (200, b"read me back")
+    assert ej.api("xmpp_hosting_domain_list", {})[0] == 200  # the API's account, registered before the lock
+    client = logged_in(ej, "pinger")
+    answers: dict[str, tuple] = {}
+    done = threading.Lock()
+
+    def command(domain):
+        answer = ej.api("xmpp_hosting_domain_add", {"domain": domain})
+        with done:
+            answers[domain] = answer
+
+    holder = lock_holder(ej)
+    threads = [threading.Thread(target=command, args=(d,)) for d in domains]
+    try:
+        for t in threads:
+            t.start()
+        # The calls reach the node; the node's file I/O and sessions are served meanwhile, and no
+        # call has had an answer (with the lock held it can only be a failure).
+        time.sleep(0.5)
+        assert http_get(ej, slot.put_url) == (200, b"read me back")
+        with done:
+            assert answers == {}, answers
+        pings_answered(client, "busy-ping")
+        # Held past a wait on a dirty scheduler (2 s), after which the old calls failed.
+        time.sleep(2.5)
+        assert http_get(ej, slot.put_url) == (200, b"read me back")
+        with done:
+            assert answers == {}, answers
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    for t in threads:
+        t.join(timeout=60)
+    for domain in domains:
+        assert answers[domain] == (200, f"Added domain {domain}"), (domain, answers[domain])
+    with closing(sqlite3.connect(ej.database, timeout=30)) as db:
+        stored = {name for (name,) in db.execute("SELECT name FROM domains WHERE name LIKE 'busy%'")}
+    assert stored == set(domains), stored
+    pings_answered(client, "after-ping")
+    client.close()
+
+
 def test_a_host_is_added_once_a_held_lock_is_free(ej):
     """The invite module's start adds its host to the store (ensure_hosted): behind another
     process's lock the core's worker adds it once the lock is free. Last in this file: it removes

@@ -17,8 +17,19 @@
 //! longer than any wait worth making, and the admin expects the write once the lock is free: the
 //! worker tries again after a pause that doubles each time ([`BACKGROUND_RETRY`]), and only after
 //! its last try does the caller get the error, which says how long it was tried.
+//!
+//! A call whose caller waits for its answer with a deadline (ejabberd's: the calling Erlang
+//! process waits in `receive`, never on a scheduler) goes through [`Hosting::now_or_answer`]: as
+//! `now_or_later`, except that the worker makes the call only while its caller still waits. It
+//! waits for the lock at most as long as its caller allows from the request (the worker's own
+//! wait, or the server's busy timeout for a caller that serves others meanwhile), and a call that
+//! gets the worker's connection later than that is not made at all: the caller, who stops
+//! waiting a grace later ([`Hosting::answer_within`]), is never told "failed" for a change made
+//! after all. Calls queued behind a held lock therefore cost the worker (and DNS checks,
+//! housekeeping behind them) at most that long, not one full wait each.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::clock::ManualClock;
@@ -36,6 +47,9 @@ struct Tracking {
     /// Whether a store call found the handle's connection in use by another thread of this
     /// process (and gave up at once: see [`connection_in_use`]).
     connection_in_use: bool,
+    /// When the call's caller stops waiting ([`Hosting::now_or_answer`]): no store call waits for
+    /// a lock past it, and none starts after it.
+    until: Option<Instant>,
 }
 
 thread_local! {
@@ -50,6 +64,14 @@ thread_local! {
 /// timeout): not during a [`Hosting::now_or_later`] attempt.
 pub(crate) fn waits_for_locks() -> bool {
     ATTEMPT.with(|a| a.get().is_none_or(|t| t.waits))
+}
+
+/// How much longer a store call on this thread may wait for another connection's lock, when its
+/// caller waits with a deadline ([`Hosting::now_or_answer`]); `None`: no deadline of a caller,
+/// the handle's busy timeout applies. `Some(ZERO)`: the caller has stopped waiting, and the call
+/// must not start.
+pub(crate) fn wait_left() -> Option<Duration> {
+    ATTEMPT.with(|a| a.get().and_then(|t| t.until)).map(|until| until.saturating_duration_since(Instant::now()))
 }
 
 /// A transaction committed during a tracked call: the call's work is then partly done, and
@@ -81,7 +103,16 @@ struct AttemptScope(Option<Tracking>);
 impl AttemptScope {
     /// `waits`: whether the call may wait for another connection's lock.
     fn start(waits: bool) -> Self {
-        AttemptScope(ATTEMPT.with(|a| a.replace(Some(Tracking { waits, committed: false, connection_in_use: false }))))
+        Self::tracking(Tracking { waits, committed: false, connection_in_use: false, until: None })
+    }
+
+    /// A call on the worker whose caller waits for it until `until`.
+    fn until(until: Instant) -> Self {
+        Self::tracking(Tracking { waits: true, committed: false, connection_in_use: false, until: Some(until) })
+    }
+
+    fn tracking(tracking: Tracking) -> Self {
+        AttemptScope(ATTEMPT.with(|a| a.replace(Some(tracking))))
     }
 
     /// Whether a store call of the call found the handle's connection in use by another thread.
@@ -202,6 +233,43 @@ impl Drop for Waiting {
     }
 }
 
+/// The most a caller of [`Hosting::now_or_answer`] waits beyond the call's own wait for the lock
+/// (half that wait when shorter): room for the transaction that got the lock at the last moment
+/// to commit, and for the answer to reach the caller, on a loaded machine.
+const ANSWER_GRACE: Duration = Duration::from_secs(5);
+
+/// How many calls of [`Hosting::now_or_answer`] may be on the worker at once, in this process.
+/// Each holds a descriptor pair and, while it waits for the worker's connection, a thread of the
+/// worker's blocking pool; past this, a new one is refused at once with a store error (a lock
+/// stuck while thousands register must not exhaust the server's open files or the pool, which
+/// DNS checks and housekeeping need too).
+const MOST_ANSWERING: usize = 256;
+
+/// The calls of [`Hosting::now_or_answer`] on the worker now (see [`MOST_ANSWERING`]).
+static ANSWERING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a call of [`Hosting::now_or_answer`] as on the worker while it lives.
+struct Answering;
+
+impl Answering {
+    fn enter() -> Option<Answering> {
+        let counted =
+            ANSWERING.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < MOST_ANSWERING).then_some(n + 1));
+        counted.ok().map(|_| Answering)
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        ANSWERING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A store busy error with `text` (code `store`, [`Error::is_busy`]).
+fn busy(text: String) -> Error {
+    Error::Store(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), Some(text)))
+}
+
 /// The longest wait for another process's lock an admin may set for the worker's store calls
 /// (`worker_busy_timeout`): an hour. A longer one would hold a call, and what waits for it,
 /// past anything a person would wait for.
@@ -303,6 +371,73 @@ impl Hosting {
             (Err(e), false, _) if e.is_busy() => self.later(call).map(NowOrLater::Later),
             (other, _, _) => other.map(NowOrLater::Now),
         }
+    }
+
+    /// [`Hosting::now_or_later`] for a caller that waits for the answer with a deadline,
+    /// [`Hosting::answer_within`]`(wait)` from now (ejabberd: the NIF answers at once, and the
+    /// calling process waits in `receive`). On the worker the call waits for another process's
+    /// lock at most `wait` from now, and is not made at all once that has passed (it answers the
+    /// busy error saying "not made"): whatever is queued behind a held lock, every answer is in
+    /// before the caller's deadline, and no change is made after its caller was told it failed.
+    /// `wait` is [`Hosting::worker_wait`] for a caller that may wait as long as the worker does,
+    /// [`Hosting::caller_wait`] for one that serves others meanwhile. At most [`MOST_ANSWERING`]
+    /// such calls are on the worker at once.
+    pub fn now_or_answer<T, F>(&self, call: F, wait: Duration) -> Result<NowOrLater<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Hosting) -> Result<T> + Clone + Send + 'static,
+    {
+        match self.attempt(call.clone()) {
+            (Err(e), false, _) if e.is_busy() => self.answer_later(call, wait).map(NowOrLater::Later),
+            (other, _, _) => other.map(NowOrLater::Now),
+        }
+    }
+
+    /// How long a caller of [`Hosting::now_or_answer`] waits for an answer handed to the worker
+    /// that may wait `wait` for the lock: that and a grace ([`ANSWER_GRACE`], or half of `wait`
+    /// when shorter).
+    pub fn answer_within(wait: Duration) -> Duration {
+        wait + (wait / 2).min(ANSWER_GRACE)
+    }
+
+    /// How long the worker's store calls wait for another process's lock (`worker_busy_timeout`).
+    pub fn worker_wait(&self) -> Duration {
+        self.reopen_options().map_or(crate::OpenOptions::default().worker_busy_timeout, |(_, o)| o.worker_busy_timeout)
+    }
+
+    /// How long a store call on the caller's own thread would wait for it (`busy_timeout`): for a
+    /// caller that serves others while it waits (ejabberd's mod_http_upload process decides
+    /// every slot of its host and serves its downloads), which must wait no longer than before.
+    pub fn caller_wait(&self) -> Duration {
+        self.reopen_options().map_or(crate::OpenOptions::default().busy_timeout, |(_, o)| o.busy_timeout)
+    }
+
+    /// The worker's part of [`Hosting::now_or_answer`].
+    fn answer_later<T, F>(&self, call: F, wait: Duration) -> Result<Pending<Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Hosting) -> Result<T> + Send + 'static,
+    {
+        let Some(answering) = Answering::enter() else {
+            return Err(busy(format!(
+                "the store's write lock is held elsewhere and {MOST_ANSWERING} calls already wait for it, so this \
+                 one is not made: check what holds the lock (the command line, the other server, a backup, a long \
+                 sweep) and try again"
+            )));
+        };
+        let worker = self.worker_handle()?;
+        let waited = wait.min(self.worker_wait());
+        let until = Instant::now() + waited;
+        Pending::spawn(async move {
+            let _answering = answering;
+            tokio::task::spawn_blocking(move || {
+                let _tracked = AttemptScope::until(until);
+                call(&worker).map_err(|e| gave_up(e, Some(waited), None))
+            })
+            .await
+            .unwrap_or_else(|e| Err(Error::Internal(format!("a store call on the worker failed: {e}"))))
+        })
+        .map_err(|e| Error::Internal(format!("cannot start work on the worker: {e}")))
     }
 
     /// `call` on this thread without waiting for any lock, whether one of its transactions
@@ -942,6 +1077,82 @@ mod tests {
         }
         assert_eq!(super::busy_timeout_setting(0.25).unwrap(), Duration::from_millis(250));
         assert_eq!(super::busy_timeout_setting(60.0).unwrap(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn calls_a_caller_waits_for_behind_a_held_lock_are_made_once_it_is_free() {
+        let store = TestStore::new("now-or-answer-free");
+        let options =
+            OpenOptions { busy_timeout: Duration::from_secs(30), worker_busy_timeout: Duration::from_secs(30) };
+        let h = Hosting::open_with(&store.path, &options).unwrap();
+        assert_eq!(Hosting::answer_within(h.worker_wait()), Duration::from_secs(30) + super::ANSWER_GRACE);
+        assert_eq!(Hosting::answer_within(Duration::from_secs(2)), Duration::from_secs(3));
+        let other = lock_holder(&store.path);
+        let pending: Vec<_> = (0..4)
+            .map(|i| match h.now_or_answer(move |w| w.add_domain(&format!("d{i}.example")), h.worker_wait()).unwrap() {
+                NowOrLater::Later(pending) => pending,
+                NowOrLater::Now(_) => panic!("made through another connection's write lock"),
+            })
+            .collect();
+        other.execute_batch("COMMIT").unwrap();
+        for (i, p) in pending.into_iter().enumerate() {
+            assert_eq!(p.wait().unwrap().name.as_str(), format!("d{i}.example"));
+        }
+        // Errors are answers too.
+        let NowOrLater::Now(Err(e)) =
+            h.now_or_answer(|w| Ok(w.add_domain("d0.example")), h.worker_wait()).map_err(|e| e.to_string()).unwrap()
+        else {
+            panic!("not answered at once")
+        };
+        assert_eq!(e.code(), "already-exists");
+    }
+
+    #[test]
+    fn a_call_that_gets_the_workers_connection_after_its_callers_deadline_is_not_made() {
+        use std::sync::mpsc;
+        // The worker's connection is busy with something else (a housekeeping pass waiting out
+        // the lock, say) until past the deadline of a call queued behind it: the call must not
+        // be made then, since its caller has stopped waiting and was told it failed. Before,
+        // each queued call waited a full worker wait of its own, and was made whenever it got
+        // the connection.
+        let store = TestStore::new("now-or-answer-deadline");
+        let options =
+            OpenOptions { busy_timeout: Duration::from_millis(10), worker_busy_timeout: Duration::from_millis(200) };
+        let h = Hosting::open_with(&store.path, &options).unwrap();
+        let (inside, entered) = mpsc::channel::<()>();
+        let (go, gate) = mpsc::channel::<()>();
+        let gate = Arc::new(std::sync::Mutex::new(gate));
+        let holding = h
+            .later(move |w| {
+                w.store().read(|_| {
+                    inside.send(()).unwrap();
+                    gate.lock().unwrap().recv().unwrap();
+                    Ok(())
+                })
+            })
+            .unwrap();
+        entered.recv().unwrap();
+        let other = lock_holder(&store.path);
+        let NowOrLater::Later(late) = h.now_or_answer(|w| w.add_domain("late.example"), h.worker_wait()).unwrap()
+        else {
+            panic!("made through another connection's write lock")
+        };
+        // Past the call's deadline (its worker wait from the request) before anything is free.
+        std::thread::sleep(Duration::from_millis(400));
+        other.execute_batch("COMMIT").unwrap();
+        go.send(()).unwrap();
+        holding.wait().unwrap();
+        let err = late.wait().unwrap_err();
+        assert!(err.is_busy() && err.to_string().contains("not made"), "{err}");
+        assert!(h.domain("late.example").unwrap().is_none(), "made after its caller stopped waiting");
+        // A call made in time is made, on the same connection.
+        let other = lock_holder(&store.path);
+        let NowOrLater::Later(in_time) = h.now_or_answer(|w| w.add_domain("in-time.example"), h.worker_wait()).unwrap()
+        else {
+            panic!("made through another connection's write lock")
+        };
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(in_time.wait().unwrap().name.as_str(), "in-time.example");
     }
 
     #[test]

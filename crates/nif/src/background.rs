@@ -8,7 +8,11 @@
 //!   (`{ok, #{domain, added, log}}`);
 //! - `{commit_keyed_upload, SlotKey, Bytes, FileId}`: a finished upload counted (`{ok, null}`);
 //! - `{release_keyed_upload, SlotKey, Bytes}`: a failed upload's reservation given back
-//!   (`{ok, Released}`).
+//!   (`{ok, Released}`);
+//! - `{register_archive_store, Domain, Kind, ServerHost, Backend, Location | undefined, Store}`:
+//!   where ejabberd keeps a hosted domain's archive of a kind, so the core's housekeeping reports
+//!   its sweeps (`{ok, ArchiveStore}`; retried at every housekeeping pass until it is made, each
+//!   try of which waited up to the 2 s busy timeout before).
 //!
 //! The write is tried at once without waiting for any lock, and answered `{ok, Result}` or
 //! `{error, {Code, Message}}` as the plain calls are. When another process (the CLI, Prosody on
@@ -28,7 +32,7 @@ use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, Term};
 use serde_json::Value;
 use xmpp_hosting_core::{Error, Hosting, LaterBecause, NowOrLaterBecause};
 
-use crate::args::text;
+use crate::args::{optional_text, text};
 use crate::error::error_term;
 use crate::handle::Handle;
 use crate::json::to_term;
@@ -44,24 +48,47 @@ rustler::atoms! {
 /// One write of [`background`], owned so that the worker can make it again.
 #[derive(Clone)]
 enum Write {
-    AccountRemoved { domain: String, user: String },
-    RecordActivity { domain: String, user: String },
-    EnsureHosted { domain: String },
-    CommitKeyedUpload { key: String, bytes: i64, file: String },
-    ReleaseKeyedUpload { key: String, bytes: i64 },
+    AccountRemoved {
+        domain: String,
+        user: String,
+    },
+    RecordActivity {
+        domain: String,
+        user: String,
+    },
+    EnsureHosted {
+        domain: String,
+    },
+    CommitKeyedUpload {
+        key: String,
+        bytes: i64,
+        file: String,
+    },
+    ReleaseKeyedUpload {
+        key: String,
+        bytes: i64,
+    },
+    RegisterArchiveStore {
+        domain: String,
+        kind: String,
+        server_host: String,
+        backend: String,
+        location: Option<String>,
+        store: String,
+    },
 }
 
 impl Write {
-    /// The write from its Erlang tuple; another shape is the caller's bug (`badarg`).
-    fn decode(term: Term<'_>) -> NifResult<Write> {
+    /// The write from its Erlang tuple, and the atom it begins with (which the reporter's
+    /// message carries back: the one spelling of each write's atom is its arm below); another
+    /// shape is the caller's bug (`badarg`).
+    fn decode(term: Term<'_>) -> NifResult<(Write, Atom)> {
         let fields = rustler::types::tuple::get_tuple(term)?;
-        let owned = |i: usize| -> NifResult<String> {
-            let bin: Binary<'_> = fields.get(i).ok_or(rustler::Error::BadArg)?.decode()?;
-            text(&bin).map(str::to_owned)
-        };
-        let number = |i: usize| -> NifResult<i64> { fields.get(i).ok_or(rustler::Error::BadArg)?.decode() };
-        let kind = fields.first().ok_or(rustler::Error::BadArg)?.atom_to_string()?;
-        let write = match (kind.as_str(), fields.len()) {
+        let field = |i: usize| fields.get(i).copied().ok_or(rustler::Error::BadArg);
+        let owned = |i: usize| -> NifResult<String> { text(&field(i)?.decode::<Binary<'_>>()?).map(str::to_owned) };
+        let number = |i: usize| -> NifResult<i64> { field(i)?.decode() };
+        let kind: Atom = field(0)?.decode()?;
+        let write = match (kind.to_term(term.get_env()).atom_to_string()?.as_str(), fields.len()) {
             ("account_removed", 3) => Write::AccountRemoved { domain: owned(1)?, user: owned(2)? },
             ("record_activity", 3) => Write::RecordActivity { domain: owned(1)?, user: owned(2)? },
             ("ensure_hosted", 2) => Write::EnsureHosted { domain: owned(1)? },
@@ -69,20 +96,17 @@ impl Write {
                 Write::CommitKeyedUpload { key: owned(1)?, bytes: number(2)?, file: owned(3)? }
             }
             ("release_keyed_upload", 3) => Write::ReleaseKeyedUpload { key: owned(1)?, bytes: number(2)? },
+            ("register_archive_store", 7) => Write::RegisterArchiveStore {
+                domain: owned(1)?,
+                kind: owned(2)?,
+                server_host: owned(3)?,
+                backend: owned(4)?,
+                location: optional_text(field(5)?)?.map(str::to_owned),
+                store: owned(6)?,
+            },
             _ => return Err(rustler::Error::BadArg),
         };
-        Ok(write)
-    }
-
-    /// The atom the write's tuple begins with.
-    fn kind(&self) -> &'static str {
-        match self {
-            Write::AccountRemoved { .. } => "account_removed",
-            Write::RecordActivity { .. } => "record_activity",
-            Write::EnsureHosted { .. } => "ensure_hosted",
-            Write::CommitKeyedUpload { .. } => "commit_keyed_upload",
-            Write::ReleaseKeyedUpload { .. } => "release_keyed_upload",
-        }
+        Ok((write, kind))
     }
 
     /// Makes the write on `h`; the result as the plain call's.
@@ -96,6 +120,10 @@ impl Write {
             Write::EnsureHosted { domain } => value(h.ensure_hosted(domain)?),
             Write::CommitKeyedUpload { key, bytes, file } => value(h.commit_keyed_upload(key, *bytes, file)?),
             Write::ReleaseKeyedUpload { key, bytes } => value(h.release_keyed_upload(key, *bytes)?),
+            Write::RegisterArchiveStore { domain, kind, server_host, backend, location, store } => {
+                let kind = xmpp_hosting_core::retention::Kind::parse(kind)?;
+                value(h.register_archive_store(domain, kind, server_host, backend, location.as_deref(), store)?)
+            }
         }
     }
 }
@@ -111,8 +139,7 @@ fn background<'a>(
     reporter: LocalPid,
     what: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    let write = Write::decode(write)?;
-    let kind = write.kind();
+    let (write, kind) = Write::decode(write)?;
     let what = String::from_utf8_lossy(what.as_slice()).into_owned();
     match handle.hosting.now_or_in_background_saying_why(move |w| write.make(w)) {
         Ok(NowOrLaterBecause::Now(value)) => Ok((rustler::types::atom::ok(), to_term(env, &value)?).encode(env)),
@@ -122,7 +149,6 @@ fn background<'a>(
                 LaterBecause::ConnectionInUse => connection_in_use(),
             };
             send_when_done(reporter, pending, Ok, move |env, body| {
-                let kind = Atom::from_str(env, kind).map(|k| k.encode(env)).unwrap_or_else(|_| kind.encode(env));
                 (xmpp_hosting_background(), kind, what.as_str(), why, body).encode(env)
             });
             Ok((later(), why).encode(env))

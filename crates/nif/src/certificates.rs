@@ -69,13 +69,20 @@ fn cert_show<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>) -> NifResult<
     reply(env, handle.hosting.certificate(text(&domain)?).map(|i| described(&i)), serialized)
 }
 
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "cert_import_nif")]
 fn cert_import<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, pem: Binary<'a>) -> NifResult<Term<'a>> {
-    let domain = text(&domain)?;
-    let pem = std::str::from_utf8(pem.as_slice())
-        .map_err(|_| Error::InvalidArgument("the certificate file is not text (PEM)".into()));
-    let imported = pem.and_then(|pem| handle.hosting.import_certificate(domain, pem));
-    reply(env, imported.map(|i| described(&i)), serialized)
+    let domain = text(&domain)?.to_owned();
+    let pem = match std::str::from_utf8(pem.as_slice()) {
+        Ok(pem) => pem.to_owned(),
+        Err(_) => {
+            return crate::error::error_term(
+                env,
+                &Error::InvalidArgument("the certificate file is not text (PEM)".into()),
+            )
+        }
+    };
+    let import = move |h: &xmpp_hosting_core::Hosting| h.import_certificate(&domain, &pem).map(|i| described(&i));
+    crate::later::answered(env, &handle.hosting, import, serialized)
 }
 
 #[rustler::nif(schedule = "DirtyIo")]

@@ -11,11 +11,12 @@ use crate::args::text;
 use crate::atoms;
 use crate::error::{reply, reply_unit};
 use crate::handle::Handle;
+use crate::later::{answered, answered_unit};
 
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "add_domain_nif")]
 fn add_domain<'a>(env: Env<'a>, handle: Handle, name: Binary<'a>) -> NifResult<Term<'a>> {
-    let name = text(&name)?;
-    reply(env, handle.hosting.add_domain(name), domain_term)
+    let name = text(&name)?.to_owned();
+    answered(env, &handle.hosting, move |h| h.add_domain(&name), domain_term)
 }
 
 /// `{ok, Domain}`, or `{ok, undefined}` when the name is valid but not hosted.
@@ -35,10 +36,10 @@ fn domains(env: Env<'_>, handle: Handle) -> NifResult<Term<'_>> {
     })
 }
 
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "remove_domain_nif")]
 fn remove_domain<'a>(env: Env<'a>, handle: Handle, name: Binary<'a>) -> NifResult<Term<'a>> {
-    let name = text(&name)?;
-    reply_unit(env, handle.hosting.remove_domain(name))
+    let name = text(&name)?.to_owned();
+    answered_unit(env, &handle.hosting, move |h| h.remove_domain(&name))
 }
 
 /// Moves the store's write-ahead log into the database; mod_xmpp_hosting runs it on a timer so

@@ -12,17 +12,21 @@ use xmpp_hosting_core::Error;
 
 use crate::args::{optional_text, text};
 use crate::atoms;
-use crate::error::{reply, reply_unit};
+use crate::error::{error_term, reply};
 use crate::handle::Handle;
 use crate::json::{from_term, serialized};
+use crate::later::{answered, answered_unit};
 
 /// `create_invite(H, #{domain => <<"example.org">>, uses => 3, expiry => 86400 | never, ...})`.
 /// `uses` and `expiry` may also be digits in a binary: ejabberdctl's commands pass what the admin
 /// typed that way, so a 20-digit number is refused in words instead of failing as a bignum.
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "create_invite_nif")]
 fn create_invite<'a>(env: Env<'a>, handle: Handle, spec: Term<'a>) -> NifResult<Term<'a>> {
-    let spec = serde_json::from_value::<NewInvite>(from_term(spec)?).map_err(|e| Error::InvalidArgument(e.to_string()));
-    reply(env, spec.and_then(|spec| handle.hosting.create_invite(&spec)), serialized)
+    let spec = match serde_json::from_value::<NewInvite>(from_term(spec)?) {
+        Ok(spec) => spec,
+        Err(e) => return error_term(env, &Error::InvalidArgument(e.to_string())),
+    };
+    answered(env, &handle.hosting, move |h| h.create_invite(&spec), serialized)
 }
 
 /// `{ok, Invite}` when the token can be used now, `{ok, undefined}` for any other token.
@@ -48,20 +52,24 @@ fn invites<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>) -> NifResult<Te
 
 /// `revoke_invite(H, Domain, Id)`, Id an integer or its digits in a binary; an id no invite can
 /// have (`1.5`, a bignum) is the core's invalid_argument, in words, not badarg.
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "revoke_invite_nif")]
 fn revoke_invite<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, id: Term<'a>) -> NifResult<Term<'a>> {
     let id = match (id.decode::<i64>(), id.decode::<Binary<'a>>()) {
         (Ok(id), _) => parse_invite_id(&id.to_string()),
         (_, Ok(digits)) => parse_invite_id(text(&digits)?),
         _ => parse_invite_id(&format!("{id:?}")),
     };
-    let domain = text(&domain)?;
-    reply(env, id.and_then(|id| handle.hosting.revoke_invite(domain, id, &Creator::Admin)), serialized)
+    let domain = text(&domain)?.to_owned();
+    let id = match id {
+        Ok(id) => id,
+        Err(e) => return error_term(env, &e),
+    };
+    answered(env, &handle.hosting, move |h| h.revoke_invite(&domain, id, &Creator::Admin), serialized)
 }
 
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "purge_invites_nif")]
 fn purge_invites(env: Env<'_>, handle: Handle) -> NifResult<Term<'_>> {
-    reply(env, handle.hosting.purge_invites(), serialized)
+    answered(env, &handle.hosting, |h| h.purge_invites(), serialized)
 }
 
 /// `{ok, [#{id, domain, username}]}`: registrations whose outcome never came, for the node to
@@ -72,11 +80,11 @@ fn stale_registrations(env: Env<'_>, handle: Handle, limit: u32) -> NifResult<Te
 }
 
 /// `settle_stale_registrations(H, [#{id => Id, account_exists => Bool}])` -> `{ok, Settled}`.
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "settle_stale_registrations_nif")]
 fn settle_stale_registrations<'a>(env: Env<'a>, handle: Handle, outcomes: Term<'a>) -> NifResult<Term<'a>> {
     let outcomes =
         serde_json::from_value::<Vec<AccountOutcome>>(from_term(outcomes)?).map_err(|_| rustler::Error::BadArg)?;
-    reply(env, handle.hosting.settle_stale_registrations(&outcomes), serialized)
+    answered(env, &handle.hosting, move |h| h.settle_stale_registrations(&outcomes), serialized)
 }
 
 /// `ensure_hosted(H, Domain)` -> `{ok, #{domain, added, log}}`: a host that loads the invite
@@ -94,10 +102,25 @@ fn invite_audit<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, limit: u32
 /// `begin_registration(H, #{domain => D, username => U, ip => Ip, token => T})`, the same fields
 /// as the Lua binding's table; `ip` and `token` may be missing or `undefined`. A map with another
 /// key or a non-binary value is a caller bug: `badarg`.
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "begin_registration_nif")]
 fn begin_registration<'a>(env: Env<'a>, handle: Handle, spec: Term<'a>) -> NifResult<Term<'a>> {
-    let request = registration_request(spec)?;
-    reply(env, handle.hosting.begin_registration(&request), serialized)
+    let RegistrationRequest { domain, username, ip, token } = registration_request(spec)?;
+    let (domain, username) = (domain.to_owned(), username.to_owned());
+    let (ip, token) = (ip.map(str::to_owned), token.map(str::to_owned));
+    answered(
+        env,
+        &handle.hosting,
+        move |h| {
+            let request = RegistrationRequest {
+                domain: &domain,
+                username: &username,
+                ip: ip.as_deref(),
+                token: token.as_deref(),
+            };
+            h.begin_registration(&request)
+        },
+        serialized,
+    )
 }
 
 const REGISTRATION_FIELDS: [&str; 4] = ["domain", "username", "ip", "token"];
@@ -119,14 +142,14 @@ fn registration_request(spec: Term<'_>) -> NifResult<RegistrationRequest<'_>> {
 }
 
 /// `finish_registration(H, Ticket, Created)`: `ok`; a failure gives the invite's use back.
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "finish_registration_nif")]
 fn finish_registration(env: Env<'_>, handle: Handle, ticket: i64, created: bool) -> NifResult<Term<'_>> {
-    reply_unit(env, handle.hosting.finish_registration(ticket, created))
+    answered_unit(env, &handle.hosting, move |h| h.finish_registration(ticket, created))
 }
 
 /// `preauthorize_subscription(H, Inviter, Contact, Token)`, both bare JIDs: `{ok, #{decision :=
 /// <<"approved">>, invite_id}}` (the use is spent) or `{ok, #{decision := <<"ignored">>, reason}}`.
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "preauthorize_subscription_nif")]
 fn preauthorize_subscription<'a>(
     env: Env<'a>,
     handle: Handle,
@@ -134,12 +157,13 @@ fn preauthorize_subscription<'a>(
     contact: Binary<'a>,
     token: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    let token = std::str::from_utf8(token.as_slice()).unwrap_or_default();
-    reply(env, handle.hosting.preauthorize_subscription(text(&inviter)?, text(&contact)?, token), serialized)
+    let token = std::str::from_utf8(token.as_slice()).unwrap_or_default().to_owned();
+    let (inviter, contact) = (text(&inviter)?.to_owned(), text(&contact)?.to_owned());
+    answered(env, &handle.hosting, move |h| h.preauthorize_subscription(&inviter, &contact, &token), serialized)
 }
 
 /// `set_domain_setting(H, Domain, <<"registration.policy">>, <<"open">>)` -> `{ok, Domain}`.
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "set_domain_setting_nif")]
 fn set_domain_setting<'a>(
     env: Env<'a>,
     handle: Handle,
@@ -147,9 +171,6 @@ fn set_domain_setting<'a>(
     path: Binary<'a>,
     value: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    reply(
-        env,
-        handle.hosting.set_domain_setting(text(&domain)?, text(&path)?, text(&value)?),
-        crate::domains::domain_term,
-    )
+    let (domain, path, value) = (text(&domain)?.to_owned(), text(&path)?.to_owned(), text(&value)?.to_owned());
+    answered(env, &handle.hosting, move |h| h.set_domain_setting(&domain, &path, &value), crate::domains::domain_term)
 }

@@ -2,14 +2,20 @@
 //! once and the calling process later receives `{xmpp_hosting_result, Tag, {ok, Result} |
 //! {error, {Code, Message}}}`, so no scheduler ever waits for it. `Tag` is any integer the caller
 //! picks to match the answer.
+//!
+//! Store calls somebody waits for go through [`answered`] / [`answered_unit`]: made at once when
+//! nobody else holds the store's write lock, else answered the same way by message.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use rustler::env::OwnedEnv;
 use rustler::{Encoder, Env, LocalPid, NifResult, Term};
 use serde::Serialize;
-use xmpp_hosting_core::{Error, Pending};
+use xmpp_hosting_core::{Error, Hosting, NowOrLater, Pending};
 
 use crate::atoms;
-use crate::error::error_term;
+use crate::error::{error_term, reply, reply_unit};
 use crate::json::to_term;
 
 /// Sends the pending result to `pid` as `{xmpp_hosting_result, Tag, Result}` when it is in, the
@@ -31,21 +37,36 @@ pub(crate) fn send_when_done<T: Send + 'static>(
     view: impl FnOnce(T) -> Result<serde_json::Value, serde_json::Error> + Send + 'static,
     message: impl for<'e> FnOnce(Env<'e>, Term<'e>) -> Term<'e> + Send + 'static,
 ) {
+    send_result(pid, pending, move |env, result| {
+        let body = match result {
+            Ok(value) => match view(value).map_err(|_| ()).and_then(|v| to_term(env, &v).map_err(|_| ())) {
+                Ok(term) => (atoms::ok(), term).encode(env),
+                Err(()) => unencodable(env),
+            },
+            Err(e) => error_term(env, &e).unwrap_or_else(|_| atoms::error().encode(env)),
+        };
+        message(env, body)
+    });
+}
+
+/// `{error, {internal, _}}`, for a result that could not be encoded.
+fn unencodable(env: Env<'_>) -> Term<'_> {
+    error_term(env, &Error::Internal("a result could not be encoded".into()))
+        .unwrap_or_else(|_| atoms::error().encode(env))
+}
+
+/// Sends `message` of the pending result to `pid` when it is in: the one place that sends from
+/// the core's worker.
+fn send_result<T: Send + 'static>(
+    pid: LocalPid,
+    pending: Pending<Result<T, Error>>,
+    message: impl for<'e> FnOnce(Env<'e>, Result<T, Error>) -> Term<'e> + Send + 'static,
+) {
     pending.on_done(move |result| {
         let send = move || {
             let mut env = OwnedEnv::new();
             // A process that has exited cannot be told; nothing else is waiting for the answer.
-            let _ = env.send_and_clear(&pid, |env| {
-                let body = match result {
-                    Ok(value) => match view(value).map_err(|_| ()).and_then(|v| to_term(env, &v).map_err(|_| ())) {
-                        Ok(term) => (atoms::ok(), term).encode(env),
-                        Err(()) => error_term(env, &Error::Internal("a result could not be encoded".into()))
-                            .unwrap_or_else(|_| atoms::error().encode(env)),
-                    },
-                    Err(e) => error_term(env, &e).unwrap_or_else(|_| atoms::error().encode(env)),
-                };
-                message(env, body)
-            });
+            let _ = env.send_and_clear(&pid, |env| message(env, result));
         };
         // A result already in when the callback is registered arrives here at once, on the NIF's
         // own (scheduler) thread, where rustler refuses to send from an owned environment: a
@@ -56,6 +77,80 @@ pub(crate) fn send_when_done<T: Send + 'static>(
             send();
         }
     });
+}
+
+rustler::atoms! {
+    xmpp_hosting_later,
+    xmpp_hosting_answer,
+}
+
+/// Tags of the answers [`answer`] sends, unique in the node while the library is loaded (the
+/// caller's own `{xmpp_hosting_result, Tag, _}` tags are its own, and another message name keeps
+/// them apart).
+static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
+
+/// A store call somebody waits for (an ejabberdctl command, a registration, a slot decision),
+/// made without any scheduler waiting for another process's lock: `call` is tried at once
+/// without waiting ([`Hosting::now_or_answer`]), and its answer (`whole`: `{ok, V}`, `ok` or the
+/// error term) returned; when another process (the CLI, Prosody, a backup) holds the store's
+/// write lock, the core's worker makes it once the lock is free, and the NIF returns
+/// `{xmpp_hosting_later, Tag, Ms}` at once: the calling process then receives
+/// `{xmpp_hosting_answer, Tag, Answer}`, the same answer, within `Ms` milliseconds
+/// (`xmpp_hosting_nif:answer/1` waits for it in `receive`). Before, such calls waited up to the
+/// 2 s busy timeout on a dirty I/O scheduler, and a few dozen at once occupied every one (OTP's
+/// file I/O runs there too), stalling the node.
+/// `wait`: how long the worker may wait for the lock (see [`answered_briefly`]).
+fn answer<'a, T, F, W>(env: Env<'a>, hosting: &Hosting, call: F, whole: W, wait: Duration) -> NifResult<Term<'a>>
+where
+    T: Send + 'static,
+    F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
+    W: for<'e> FnOnce(Env<'e>, Result<T, Error>) -> NifResult<Term<'e>> + Send + 'static,
+{
+    match hosting.now_or_answer(call, wait) {
+        Ok(NowOrLater::Now(value)) => whole(env, Ok(value)),
+        Ok(NowOrLater::Later(pending)) => {
+            let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
+            let within = u64::try_from(Hosting::answer_within(wait).as_millis()).unwrap_or(u64::MAX);
+            send_result(env.pid(), pending, move |env, result| {
+                let answer = whole(env, result).unwrap_or_else(|_| unencodable(env));
+                (xmpp_hosting_answer(), tag, answer).encode(env)
+            });
+            Ok((xmpp_hosting_later(), tag, within).encode(env))
+        }
+        Err(e) => whole(env, Err(e)),
+    }
+}
+
+/// [`answer`] for a call answered `{ok, V}`, `V` from `encode`, whose caller may wait as long as
+/// the core's worker waits for the lock (a command's process, a client's own session).
+pub fn answered<'a, T, F, E>(env: Env<'a>, hosting: &Hosting, call: F, encode: E) -> NifResult<Term<'a>>
+where
+    T: Send + 'static,
+    F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
+    E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Send + 'static,
+{
+    answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.worker_wait())
+}
+
+/// [`answered`] for a caller that serves others while it waits: mod_http_upload's one process
+/// per host decides every slot there and serves its downloads and uploads (which give up on it
+/// after 5 s), so it waits no longer than a call on its own thread did before (the busy timeout,
+/// 2 s), and a grace.
+pub fn answered_briefly<'a, T, F, E>(env: Env<'a>, hosting: &Hosting, call: F, encode: E) -> NifResult<Term<'a>>
+where
+    T: Send + 'static,
+    F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
+    E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Send + 'static,
+{
+    answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.caller_wait())
+}
+
+/// [`answered`] for a call answered bare `ok`.
+pub fn answered_unit<'a, F>(env: Env<'a>, hosting: &Hosting, call: F) -> NifResult<Term<'a>>
+where
+    F: FnOnce(&Hosting) -> Result<(), Error> + Clone + Send + 'static,
+{
+    answer(env, hosting, call, reply_unit, hosting.worker_wait())
 }
 
 /// `ok` once the work is on the worker (the answer follows as a message), or the error that

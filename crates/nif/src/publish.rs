@@ -26,7 +26,7 @@ fn publication<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>) -> NifResul
 
 /// `set_publication(H, Domain, Field, Value)` -> `{ok, Json}` after the change; a value that
 /// cannot be published is `{error, {invalid_argument, Why}}`.
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "set_publication_nif")]
 fn set_publication<'a>(
     env: Env<'a>,
     handle: Handle,
@@ -34,8 +34,9 @@ fn set_publication<'a>(
     field: Binary<'a>,
     value: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    let result = handle.hosting.set_publication(text(&domain)?, text(&field)?, text(&value)?);
-    reply(env, result, |env, p| Ok(json(&p).encode(env)))
+    let (domain, field, value) = (text(&domain)?.to_owned(), text(&field)?.to_owned(), text(&value)?.to_owned());
+    let set = move |h: &xmpp_hosting_core::Hosting| h.set_publication(&domain, &field, &value);
+    crate::later::answered(env, &handle.hosting, set, |env, p| Ok(json(&p).encode(env)))
 }
 
 /// `describe_publication(H, Domain)` -> `{ok, Text}`: the publication in the core's words.

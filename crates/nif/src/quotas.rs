@@ -9,13 +9,13 @@
 //! by the core, so the Erlang side only builds it.
 
 use rustler::{Binary, Encoder, Env, NifResult, Term};
-use xmpp_hosting_core::Error;
+use xmpp_hosting_core::{Error, Hosting};
 
 use crate::args::{optional_text, text};
-use crate::error::{reply, reply_unit};
+use crate::error::{error_term, reply, reply_unit};
 use crate::handle::Handle;
 use crate::json::serialized;
-use crate::later::started;
+use crate::later::{answered, answered_briefly, answered_unit, started};
 
 /// A size as the request carried it: an integer that fits 64 bits (ejabberd has parsed the
 /// attribute, but not bounded it), else the core's `invalid-argument`.
@@ -29,7 +29,7 @@ fn size_of(size: Term<'_>) -> NifResult<Result<i64, Error>> {
 /// `authorize_upload(H, Domain, User, Size, SlotKey | undefined, Lifetime | undefined)` ->
 /// `{ok, Decision}`; with a slot key, the grant holds its bytes for `Lifetime` seconds (the
 /// server's slot life) or, when `undefined`, the domain's `slot_lifetime`.
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "authorize_upload_nif")]
 fn authorize_upload<'a>(
     env: Env<'a>,
     handle: Handle,
@@ -39,17 +39,22 @@ fn authorize_upload<'a>(
     slot_key: Term<'a>,
     lifetime: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let (domain, user, key) = (text(&domain)?, text(&user)?, optional_text(slot_key)?);
+    let (domain, user) = (text(&domain)?.to_owned(), text(&user)?.to_owned());
+    let key = optional_text(slot_key)?.map(str::to_owned);
     let lifetime = match lifetime.decode::<u64>() {
         Ok(seconds) => Some(seconds),
         Err(_) if lifetime.atom_to_string().is_ok_and(|a| a == "undefined") => None,
         Err(_) => return Err(rustler::Error::BadArg),
     };
-    let decision = size_of(size)?.and_then(|size| match key {
-        Some(key) => handle.hosting.authorize_keyed_upload(domain, user, size, key, lifetime),
-        None => handle.hosting.authorize_upload(domain, user, size),
-    });
-    reply(env, decision, serialized)
+    let size = match size_of(size)? {
+        Ok(size) => size,
+        Err(e) => return error_term(env, &e),
+    };
+    let decide = move |h: &Hosting| match &key {
+        Some(key) => h.authorize_keyed_upload(&domain, &user, size, key, lifetime),
+        None => h.authorize_upload(&domain, &user, size),
+    };
+    answered_briefly(env, &handle.hosting, decide, serialized)
 }
 
 /// `commit_upload(H, Reservation, Bytes, FileId)` -> `ok`.
@@ -121,7 +126,7 @@ fn upload_upkeep<'a>(env: Env<'a>, handle: Handle, roots: Vec<Binary<'a>>, tag: 
 
 /// `set_upload_limit(H, Domain, User | undefined, Limit, Value)` -> `{ok, Report}`: one limit by
 /// the name an admin types (see the core), for the domain or one user.
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "set_upload_limit_nif")]
 fn set_upload_limit<'a>(
     env: Env<'a>,
     handle: Handle,
@@ -130,32 +135,36 @@ fn set_upload_limit<'a>(
     limit: Binary<'a>,
     value: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    let report = handle.hosting.set_upload_limit(text(&domain)?, optional_text(user)?, text(&limit)?, text(&value)?);
-    reply(env, report, serialized)
+    let (domain, user) = (text(&domain)?.to_owned(), optional_text(user)?.map(str::to_owned));
+    let (limit, value) = (text(&limit)?.to_owned(), text(&value)?.to_owned());
+    answered(env, &handle.hosting, move |h| h.set_upload_limit(&domain, user.as_deref(), &limit, &value), serialized)
 }
 
 /// `clear_user_upload_limits(H, Domain, User)` -> `ok`: the user is back on the domain's limits.
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "clear_user_upload_limits_nif")]
 fn clear_user_upload_limits<'a>(
     env: Env<'a>,
     handle: Handle,
     domain: Binary<'a>,
     user: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    reply_unit(env, handle.hosting.set_user_upload_limits(text(&domain)?, text(&user)?, None))
+    let (domain, user) = (text(&domain)?.to_owned(), text(&user)?.to_owned());
+    answered_unit(env, &handle.hosting, move |h| h.set_user_upload_limits(&domain, &user, None))
 }
 
 /// `audit_upload_ledger(H, Repair)` -> `{ok, [Drift]}`. Recounts every file: a maintenance call.
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "audit_upload_ledger_nif")]
 fn audit_upload_ledger(env: Env<'_>, handle: Handle, repair: bool) -> NifResult<Term<'_>> {
     // Each drift with the core's line for it (`text`), which the commands print as it is.
-    let drifts = handle.hosting.audit_upload_ledger(repair).map(|ds| {
-        ds.into_iter()
-            .map(|d| {
-                let text = d.describe();
-                xmpp_hosting_core::texts::Described::new(d, text)
-            })
-            .collect::<Vec<_>>()
-    });
-    reply(env, drifts, serialized)
+    let audit = move |h: &Hosting| {
+        h.audit_upload_ledger(repair).map(|ds| {
+            ds.into_iter()
+                .map(|d| {
+                    let text = d.describe();
+                    xmpp_hosting_core::texts::Described::new(d, text)
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    answered(env, &handle.hosting, audit, serialized)
 }

@@ -26,15 +26,17 @@ fn described(claim: Claim) -> Described<Claim> {
 }
 
 /// `{ok, #{claim => Claim, instructions => #{name, txt, cname}, text => Sentence}}`.
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "claim_domain_nif")]
 fn claim_domain<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>, account: Binary<'a>) -> NifResult<Term<'a>> {
-    let (domain, account) = (text(&domain)?, text(&account)?);
-    let result = handle.hosting.claim_domain(domain, account).and_then(|claim| {
-        let instructions = handle.hosting.verification_instructions(&claim.domain, account)?;
-        let text = claim.describe_with(&instructions);
-        Ok(json!({ "claim": claim, "instructions": instructions, "text": text }))
-    });
-    reply(env, result, serialized)
+    let (domain, account) = (text(&domain)?.to_owned(), text(&account)?.to_owned());
+    let claim = move |h: &xmpp_hosting_core::Hosting| {
+        h.claim_domain(&domain, &account).and_then(|claim| {
+            let instructions = h.verification_instructions(&claim.domain, &account)?;
+            let text = claim.describe_with(&instructions);
+            Ok(json!({ "claim": claim, "instructions": instructions, "text": text }))
+        })
+    };
+    crate::later::answered(env, &handle.hosting, claim, serialized)
 }
 
 /// `{ok, [Claim]}` for one domain, or for all with `undefined`.

@@ -214,6 +214,9 @@ report(_Kind, What, lock_held_elsewhere, {ok, _}) ->
     ?INFO_MSG("xmpp_hosting: done once the store's write lock was free: ~ts", [What]);
 report(_Kind, What, _Why, {ok, _}) ->
     ?DEBUG("xmpp_hosting: done on the core's worker: ~ts", [What]);
+report(register_archive_store, What, _Why, {error, {not_found, _}}) ->
+    %% Not a hosted domain: nothing to keep a promise about.
+    ?DEBUG("xmpp_hosting: not registered, not hosted: ~ts", [What]);
 report(commit_keyed_upload, What, _Why, {error, {not_found, _}}) ->
     %% A slot granted before this module was loaded, or for a domain it does not host.
     ?DEBUG("xmpp_hosting: not counted, no reservation: ~ts", [What]);

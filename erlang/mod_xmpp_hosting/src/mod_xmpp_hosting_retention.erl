@@ -123,7 +123,12 @@ register_stores(Host) ->
         {{ok, H}, {ok, #{backend := B}}} ->
             Backend = <<"ejabberd_", B/binary>>,
             Muc = [M || gen_mod:is_loaded(Host, mod_muc), M <- gen_mod:get_module_opt_hosts(Host, mod_muc)],
-            Results = [xmpp_hosting_nif:register_archive_store(H, Host, Kind, ServerHost, Backend, undefined, <<"archive">>)
+            %% A write nobody waits for (mod_xmpp_hosting:background/3): behind another process's
+            %% write lock the core's worker makes it once the lock is free (`later`, done as far as
+            %% this pass is concerned) instead of a wait on a dirty scheduler at every pass.
+            Results = [mod_xmpp_hosting:background(
+                         H, {register_archive_store, Host, Kind, ServerHost, Backend, undefined, <<"archive">>},
+                         <<"the ", Kind/binary, " archive of ", ServerHost/binary, " is registered for sweeps">>)
                        || {Kind, ServerHost} <- [{<<"archive">>, Host} | [{<<"muc">>, M} || M <- Muc]]],
             case [E || {error, E} <- Results] of
                 [] -> persistent_term:put({?MODULE, registered, Host}, true);

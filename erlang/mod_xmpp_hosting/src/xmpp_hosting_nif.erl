@@ -14,6 +14,9 @@
 %%% domain() is #{name, unicode_name, settings, created_at, updated_at} (atom keys).
 %%% Codes come from the core: invalid_domain, invalid_argument, not_found, already_exists,
 %%% not_allowed, store, corrupt.
+%%% Store writes somebody waits for (commands, registrations, slot decisions) never wait for
+%%% another process's lock on a scheduler: their NIF (Name_nif) is wrapped by answer/1, which
+%%% waits for the core's worker in receive when the lock is held elsewhere (see answer/1).
 -module(xmpp_hosting_nif).
 
 -export([version/0, open/1, add_domain/2, domain/2, domains/1, remove_domain/2,
@@ -38,7 +41,7 @@
 -export([panel_open/2, panel_handle/9, panel_finish_login/4, panel_finish_account/7]).
 -export([cert_generate/5, cert_acme/3, cert_show/2, cert_import/3, cert_pem/2, cert_csr/2, cert_posh/3,
          cert_posh_check/3, cert_check/1, cert_install/3, housekeeping_install_certificates/3]).
--export([so_path/0]).
+-export([so_path/0, answer/1]).
 
 -on_load(load/0).
 
@@ -95,7 +98,8 @@ cert_generate(_H, _Domain, _Key, _Days, _Tag) -> not_loaded(?LINE).
 %% cert_acme/3 answers later the same way (the exchange with the CA runs on the core's worker).
 cert_acme(_H, _Domain, _Tag) -> not_loaded(?LINE).
 cert_show(_H, _Domain) -> not_loaded(?LINE).
-cert_import(_H, _Domain, _Pem) -> not_loaded(?LINE).
+cert_import(H, Domain, Pem) -> answer(cert_import_nif(H, Domain, Pem)).
+cert_import_nif(_H, _Domain, _Pem) -> not_loaded(?LINE).
 cert_pem(_H, _Domain) -> not_loaded(?LINE).
 cert_csr(_H, _Domain) -> not_loaded(?LINE).
 cert_posh(_H, _Domain, _Service) -> not_loaded(?LINE).
@@ -105,7 +109,8 @@ cert_install(_H, _Dir, _Layout) -> not_loaded(?LINE).
 housekeeping_install_certificates(_HK, _Dir, _Layout) -> not_loaded(?LINE).
 
 -spec add_domain(handle(), binary()) -> {ok, domain()} | error().
-add_domain(_H, _Name) -> not_loaded(?LINE).
+add_domain(H, Name) -> answer(add_domain_nif(H, Name)).
+add_domain_nif(_H, _Name) -> not_loaded(?LINE).
 
 -spec domain(handle(), binary()) -> {ok, domain() | undefined} | error().
 domain(_H, _Name) -> not_loaded(?LINE).
@@ -114,12 +119,14 @@ domain(_H, _Name) -> not_loaded(?LINE).
 domains(_H) -> not_loaded(?LINE).
 
 -spec remove_domain(handle(), binary()) -> ok | error().
-remove_domain(_H, _Name) -> not_loaded(?LINE).
+remove_domain(H, Name) -> answer(remove_domain_nif(H, Name)).
+remove_domain_nif(_H, _Name) -> not_loaded(?LINE).
 
 %% Changes one setting by its dotted path: set_domain_setting(H, <<"example.org">>,
 %% <<"registration.policy">>, <<"open">>). The value is JSON or a plain string.
 -spec set_domain_setting(handle(), binary(), binary(), binary()) -> {ok, domain()} | error().
-set_domain_setting(_H, _Name, _Path, _Value) -> not_loaded(?LINE).
+set_domain_setting(H, Name, Path, Value) -> answer(set_domain_setting_nif(H, Name, Path, Value)).
+set_domain_setting_nif(_H, _Name, _Path, _Value) -> not_loaded(?LINE).
 
 %% Moves the write-ahead log into the database file (mod_xmpp_hosting's timer calls it).
 -spec checkpoint(handle()) -> ok | error().
@@ -129,7 +136,8 @@ checkpoint(_H) -> not_loaded(?LINE).
 %% and recheck_due/3 return ok at once, and the calling process later receives
 %% {xmpp_hosting_result, Tag, {ok, Result} | error()}.
 -spec claim_domain(handle(), binary(), binary()) -> {ok, map()} | error().
-claim_domain(_H, _Domain, _Account) -> not_loaded(?LINE).
+claim_domain(H, Domain, Account) -> answer(claim_domain_nif(H, Domain, Account)).
+claim_domain_nif(_H, _Domain, _Account) -> not_loaded(?LINE).
 
 -spec claims(handle(), binary() | undefined) -> {ok, [map()]} | error().
 claims(_H, _Domain) -> not_loaded(?LINE).
@@ -146,7 +154,8 @@ recheck_due(_H, _Limit, _Tag) -> not_loaded(?LINE).
 %% Invites. Specs and results are the core's shapes as maps with atom keys; a spec needs only
 %% `domain` (kind, username, inviter, uses, expiry, note, created_by are optional).
 -spec create_invite(handle(), map()) -> {ok, map()} | error().
-create_invite(_H, _Spec) -> not_loaded(?LINE).
+create_invite(H, Spec) -> answer(create_invite_nif(H, Spec)).
+create_invite_nif(_H, _Spec) -> not_loaded(?LINE).
 
 -spec check_invite(handle(), binary(), binary()) -> {ok, map() | undefined} | error().
 check_invite(_H, _Domain, _Token) -> not_loaded(?LINE).
@@ -156,7 +165,8 @@ invites(_H, _Domain) -> not_loaded(?LINE).
 
 %% Id: an integer or its digits in a binary (as an admin typed it).
 -spec revoke_invite(handle(), binary(), integer() | binary()) -> {ok, map()} | error().
-revoke_invite(_H, _Domain, _Id) -> not_loaded(?LINE).
+revoke_invite(H, Domain, Id) -> answer(revoke_invite_nif(H, Domain, Id)).
+revoke_invite_nif(_H, _Domain, _Id) -> not_loaded(?LINE).
 
 %% Registrations whose outcome never came: {ok, [#{id, domain, username}]}, at most Limit.
 -spec stale_registrations(handle(), non_neg_integer()) -> {ok, [map()]} | error().
@@ -164,14 +174,16 @@ stale_registrations(_H, _Limit) -> not_loaded(?LINE).
 
 %% The node's word on them: [#{id => Id, account_exists => boolean()}] -> {ok, Settled}.
 -spec settle_stale_registrations(handle(), [map()]) -> {ok, non_neg_integer()} | error().
-settle_stale_registrations(_H, _Outcomes) -> not_loaded(?LINE).
+settle_stale_registrations(H, Outcomes) -> answer(settle_stale_registrations_nif(H, Outcomes)).
+settle_stale_registrations_nif(_H, _Outcomes) -> not_loaded(?LINE).
 
 %% A host that loads mod_xmpp_hosting_invites is hosted: {ok, #{domain, added, log}}.
 -spec ensure_hosted(handle(), binary()) -> {ok, map()} | error().
 ensure_hosted(_H, _Domain) -> not_loaded(?LINE).
 
 -spec purge_invites(handle()) -> {ok, map()} | error().
-purge_invites(_H) -> not_loaded(?LINE).
+purge_invites(H) -> answer(purge_invites_nif(H)).
+purge_invites_nif(_H) -> not_loaded(?LINE).
 
 -spec invite_audit(handle(), binary(), non_neg_integer()) -> {ok, [map()]} | error().
 invite_audit(_H, _Domain, _Limit) -> not_loaded(?LINE).
@@ -183,16 +195,20 @@ invite_audit(_H, _Domain, _Limit) -> not_loaded(?LINE).
 -spec begin_registration(handle(), #{domain := binary(), username := binary(),
                                      ip => binary() | undefined, token => binary() | undefined}) ->
           {ok, map()} | error().
-begin_registration(_H, _Spec) -> not_loaded(?LINE).
+begin_registration(H, Spec) -> answer(begin_registration_nif(H, Spec)).
+begin_registration_nif(_H, _Spec) -> not_loaded(?LINE).
 
 -spec finish_registration(handle(), integer(), boolean()) -> ok | error().
-finish_registration(_H, _Ticket, _Created) -> not_loaded(?LINE).
+finish_registration(H, Ticket, Created) -> answer(finish_registration_nif(H, Ticket, Created)).
+finish_registration_nif(_H, _Ticket, _Created) -> not_loaded(?LINE).
 
 %% XEP-0379: a subscription request from Contact to the local user Inviter (bare JIDs) carried
 %% Token. {ok, #{decision := <<"approved">>, invite_id}} (approve it; the use is spent) or
 %% {ok, #{decision := <<"ignored">>, reason}} (the inviter decides, as for any request).
 -spec preauthorize_subscription(handle(), binary(), binary(), binary()) -> {ok, map()} | error().
-preauthorize_subscription(_H, _Inviter, _Contact, _Token) -> not_loaded(?LINE).
+preauthorize_subscription(H, Inviter, Contact, Token) ->
+    answer(preauthorize_subscription_nif(H, Inviter, Contact, Token)).
+preauthorize_subscription_nif(_H, _Inviter, _Contact, _Token) -> not_loaded(?LINE).
 
 %% The node removed an account: its invites are revoked and its upload exceptions dropped.
 %% {ok, #{invites_revoked, upload_limits_cleared}}; nothing to do for a domain not hosted.
@@ -201,7 +217,8 @@ account_removed(_H, _Domain, _User) -> not_loaded(?LINE).
 
 %% A write nobody waits for, Write one of {account_removed, Domain, User},
 %% {record_activity, Domain, User}, {ensure_hosted, Domain}, {commit_keyed_upload, SlotKey,
-%% Bytes, FileId}, {release_keyed_upload, SlotKey, Bytes}: made at once ({ok, Result} as the
+%% Bytes, FileId}, {release_keyed_upload, SlotKey, Bytes}, {register_archive_store, Domain, Kind,
+%% ServerHost, Backend, Location | undefined, Store} (as register_archive_store/7): made at once ({ok, Result} as the
 %% plain call's, or its error) unless another process holds the store's write lock; then
 %% {later, lock_held_elsewhere}, and the core's worker makes it once the lock is free (retried
 %% for minutes, as of this call's time); {later, connection_in_use} when another call of this
@@ -236,7 +253,9 @@ settings_changes(_H, _Since) -> not_loaded(?LINE).
 %% holds its bytes for Lifetime seconds (the server's slot life; undefined: the domain's).
 -spec authorize_upload(handle(), binary(), binary(), integer(), binary() | undefined,
                        non_neg_integer() | undefined) -> {ok, map()} | error().
-authorize_upload(_H, _Domain, _User, _Size, _SlotKey, _Lifetime) -> not_loaded(?LINE).
+authorize_upload(H, Domain, User, Size, SlotKey, Lifetime) ->
+    answer(authorize_upload_nif(H, Domain, User, Size, SlotKey, Lifetime)).
+authorize_upload_nif(_H, _Domain, _User, _Size, _SlotKey, _Lifetime) -> not_loaded(?LINE).
 
 -spec commit_upload(handle(), integer(), non_neg_integer(), binary()) -> ok | error().
 commit_upload(_H, _Reservation, _Bytes, _FileId) -> not_loaded(?LINE).
@@ -272,16 +291,20 @@ describe_upload_quota(_H, _Domain, _User) -> not_loaded(?LINE).
 upload_upkeep(_H, _Roots, _Tag) -> not_loaded(?LINE).
 
 -spec audit_upload_ledger(handle(), boolean()) -> {ok, [map()]} | error().
-audit_upload_ledger(_H, _Repair) -> not_loaded(?LINE).
+audit_upload_ledger(H, Repair) -> answer(audit_upload_ledger_nif(H, Repair)).
+audit_upload_ledger_nif(_H, _Repair) -> not_loaded(?LINE).
 
 %% One limit by the name an admin types: a domain's (user_daily, domain_storage, ...) when User is
 %% undefined, else the user's exception (max_file_size, storage, daily, weekly, monthly). Value
 %% is bytes or <<"null">> to remove it. {ok, Report} of the scope as it now stands.
 -spec set_upload_limit(handle(), binary(), binary() | undefined, binary(), binary()) -> {ok, map()} | error().
-set_upload_limit(_H, _Domain, _User, _Limit, _Value) -> not_loaded(?LINE).
+set_upload_limit(H, Domain, User, Limit, Value) ->
+    answer(set_upload_limit_nif(H, Domain, User, Limit, Value)).
+set_upload_limit_nif(_H, _Domain, _User, _Limit, _Value) -> not_loaded(?LINE).
 
 -spec clear_user_upload_limits(handle(), binary(), binary()) -> ok | error().
-clear_user_upload_limits(_H, _Domain, _User) -> not_loaded(?LINE).
+clear_user_upload_limits(H, Domain, User) -> answer(clear_user_upload_limits_nif(H, Domain, User)).
+clear_user_upload_limits_nif(_H, _Domain, _User) -> not_loaded(?LINE).
 
 %% Publication (issue 15): the description and enforced values as JSON text ({ok, Json}), the
 %% provider file v2 as JSON text, the disco#info forms [#{form_type, fields => [#{var, values}]}],
@@ -290,7 +313,8 @@ clear_user_upload_limits(_H, _Domain, _User) -> not_loaded(?LINE).
 -spec publication(handle(), binary()) -> {ok, binary()} | error().
 publication(_H, _Domain) -> not_loaded(?LINE).
 -spec set_publication(handle(), binary(), binary(), binary()) -> {ok, binary()} | error().
-set_publication(_H, _Domain, _Field, _Value) -> not_loaded(?LINE).
+set_publication(H, Domain, Field, Value) -> answer(set_publication_nif(H, Domain, Field, Value)).
+set_publication_nif(_H, _Domain, _Field, _Value) -> not_loaded(?LINE).
 -spec describe_publication(handle(), binary()) -> {ok, binary()} | error().
 describe_publication(_H, _Domain) -> not_loaded(?LINE).
 -spec provider_file(handle(), binary()) -> {ok, binary()} | error().
@@ -397,6 +421,28 @@ panel_finish_login(_P, _Ticket, _Ok, _Admin) -> not_loaded(?LINE).
 -spec panel_finish_account(reference(), binary(), boolean(), boolean(), boolean(), binary(), [binary()]) ->
           {respond, pos_integer(), binary(), [{binary(), binary()}], binary()}.
 panel_finish_account(_P, _Ticket, _NotServed, _Existed, _Done, _Error, _Users) -> not_loaded(?LINE).
+
+%% The answer of a store call somebody waits for (every function above that calls answer/1).
+%% The NIF tries the call at once without waiting for any lock; when another process (the
+%% command line, Prosody on the same store, a backup) holds the store's write lock, it hands the
+%% call to the core's worker and returns {xmpp_hosting_later, Tag, Ms} at once, and this process
+%% waits here for the answer, which comes as {xmpp_hosting_answer, Tag, Answer} once the lock is
+%% free. Waiting in receive holds no scheduler (before, such calls waited up to 2 s on a dirty
+%% I/O scheduler, and a few dozen at once occupied all of them: OTP's file I/O runs there too).
+%% The worker makes the call only within Ms of the request and answers before; after Ms, which
+%% only a stalled machine reaches, the caller is told the store did not answer.
+-spec answer(term()) -> term().
+answer({xmpp_hosting_later, Tag, Ms}) ->
+    receive
+        {xmpp_hosting_answer, Tag, Answer} -> Answer
+    after Ms ->
+            {error, {store, iolist_to_binary(
+                              io_lib:format("the store's write lock was held elsewhere (the command line, the other "
+                                            "server, a backup, a long sweep) and no answer came within ~B s: check, "
+                                            "and try it again once the lock is free", [Ms div 1000]))}}
+    end;
+answer(Answer) ->
+    Answer.
 
 not_loaded(Line) ->
     erlang:nif_error({not_loaded, [{module, ?MODULE}, {line, Line}, {library, so_path()}]}).

@@ -182,11 +182,23 @@ impl Store {
                 }
             }
         };
+        // A call whose caller waits with a deadline (`Hosting::now_or_answer`) waits for another
+        // connection's lock only until then, and once it has passed makes nothing: its caller has
+        // been told it failed.
+        let left = crate::off_loop::wait_left();
+        if left.is_some_and(|left| left.is_zero()) {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some("the store's write lock was held elsewhere until the caller stopped waiting".into()),
+            )
+            .into());
+        }
         // During a `Hosting::now_or_later` attempt another connection's lock fails the call at
         // once (SQLITE_BUSY) instead of being waited for; the timeout is back when the call ends.
         // Setting it is a field write in SQLite, no system call.
-        let restore = (!waits && !self.busy_timeout.is_zero()).then(|| {
-            let _ = conn.busy_timeout(Duration::ZERO);
+        let wait = if waits { left } else { Some(Duration::ZERO) };
+        let restore = wait.filter(|wait| *wait < self.busy_timeout).map(|wait| {
+            let _ = conn.busy_timeout(wait);
             self.busy_timeout
         });
         Ok(Held { conn, restore })

@@ -117,23 +117,32 @@ pub(crate) fn revoke(c: &Connection, id: i64, now: Timestamp, by: &str) -> Resul
 }
 
 /// Usable invites that act for the account `jid` (`username` on `domain`): contact invites into
-/// its roster, invites it created, and password resets for it, that existed at `now` (a removal
-/// made late, as of when it happened, leaves a later account of the same name its invites).
+/// its roster, invites it created, and password resets for it, that existed at `now` and have an
+/// id up to `last_id` (a removal made late, as of when it was asked, leaves a later account of the
+/// same name its invites: `last_id`, the newest invite then, tells them apart also within one
+/// second; see [`last_invite_id`]).
 pub(crate) fn invites_acting_for(
     c: &Connection,
     domain: &str,
     jid: &str,
     username: &str,
     now: Timestamp,
+    last_id: i64,
 ) -> Result<Vec<i64>> {
     let mut stmt = c.prepare(
         "SELECT id FROM invites
          WHERE domain = ?1 AND revoked_at IS NULL AND uses_left > 0 AND (expires_at IS NULL OR expires_at > ?4)
-           AND created_at <= ?4
+           AND created_at <= ?4 AND id <= ?5
            AND ((kind = 'roster' AND inviter = ?2) OR created_by = ?2 OR (kind = 'reset' AND username = ?3))",
     )?;
-    let rows = stmt.query_map(params![domain, jid, username, now], |r| r.get(0))?;
+    let rows = stmt.query_map(params![domain, jid, username, now, last_id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The id of the newest invite: every invite created from now on has a higher one (ids are
+/// AUTOINCREMENT since migration 0006, never given again).
+pub(crate) fn last_invite_id(c: &Connection) -> Result<i64> {
+    Ok(c.prepare_cached("SELECT coalesce(max(id), 0) FROM invites")?.query_row([], |r| r.get(0))?)
 }
 
 /// Whether an active invite holds `username` on `domain` for its invitee.

@@ -51,6 +51,7 @@ static MIGRATIONS: Lazy<Migrations<'static>> = Lazy::new(|| {
         M::up(include_str!("../../migrations/0027_settings_revision_counter.sql")),
         M::up(include_str!("../../migrations/0032_user_limits_set_at.sql")),
         M::up(include_str!("../../migrations/0031_domain_removals.sql")),
+        M::up(include_str!("../../migrations/0033_user_limits_set_seq.sql")),
     ])
 });
 

@@ -242,12 +242,17 @@ pub(crate) fn set_user_limits(
     now: i64,
 ) -> Result<()> {
     match limits {
-        Some(json) => c
-            .prepare_cached(
-                "INSERT INTO upload_user_limits (domain, username, limits, set_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (domain, username) DO UPDATE SET limits = excluded.limits, set_at = excluded.set_at",
+        Some(json) => {
+            let seq: i64 = c
+                .prepare_cached("UPDATE upload_user_limits_counter SET last = last + 1 WHERE id = 1 RETURNING last")?
+                .query_row([], |r| r.get(0))?;
+            c.prepare_cached(
+                "INSERT INTO upload_user_limits (domain, username, limits, set_at, set_seq) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (domain, username) DO UPDATE
+                 SET limits = excluded.limits, set_at = excluded.set_at, set_seq = excluded.set_seq",
             )?
-            .execute(params![domain, username, json, now])?,
+            .execute(params![domain, username, json, now, seq])?
+        }
         None => c
             .prepare_cached("DELETE FROM upload_user_limits WHERE domain = ?1 AND username = ?2")?
             .execute(params![domain, username])?,
@@ -255,12 +260,27 @@ pub(crate) fn set_user_limits(
     Ok(())
 }
 
-/// Drops the user's exceptions set at or before `at` (an account removed then); returns whether
-/// there were any. Exceptions set later belong to a new account of the same name.
-pub(crate) fn drop_user_limits_set_by(c: &Connection, domain: &str, username: &str, at: i64) -> Result<bool> {
-    Ok(c.prepare_cached("DELETE FROM upload_user_limits WHERE domain = ?1 AND username = ?2 AND set_at <= ?3")?
-        .execute(params![domain, username, at])?
+/// Drops the user's exceptions set at or before `at` and numbered at most `last_seq` (an account
+/// removed then, when `last_seq` was the newest number: see [`last_user_limits_seq`]); returns
+/// whether there were any. Exceptions set later belong to a new account of the same name.
+pub(crate) fn drop_user_limits_set_by(
+    c: &Connection,
+    domain: &str,
+    username: &str,
+    at: i64,
+    last_seq: i64,
+) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "DELETE FROM upload_user_limits WHERE domain = ?1 AND username = ?2 AND set_at <= ?3 AND set_seq <= ?4",
+    )?
+    .execute(params![domain, username, at, last_seq])?
         > 0)
+}
+
+/// The number the newest user exception was set with: every exception set from now on has a
+/// higher one.
+pub(crate) fn last_user_limits_seq(c: &Connection) -> Result<i64> {
+    Ok(c.prepare_cached("SELECT last FROM upload_user_limits_counter WHERE id = 1")?.query_row([], |r| r.get(0))?)
 }
 
 /// Totals recomputed from the files and open reservations, per scope: (scope, domain, username,

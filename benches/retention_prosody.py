@@ -6,6 +6,7 @@ housekeeping, through the Lua module a Prosody loads) against Prosody's own clea
 transaction) on a copy of the same data.
 
     python3 benches/retention_prosody.py [ROWS] [--lib PATH]   (default 1,000,000 rows)
+    python3 benches/retention_prosody.py --data /tmp/1m.sqlite --lib NEW.so --compare OLD.so --repeat 2
 
 The Lua module is target/lua/xmpp_hosting.so (`PROFILE=release scripts/build`), or the library
 given with --lib (e.g. a release build kept apart from the debug one other work uses:
@@ -20,7 +21,13 @@ left the database in (WAL, see the README), the length of its log file (`-wal`) 
 while a connection stays open as Prosody's does (SQLite removes the file only when the last
 connection closes), and the machine's load (uptime) beside each figure. The profile line gives
 each phase's total and spread (p50, p90, p99, max): "held" is a step's DELETE and commit, the
-time Prosody's writes would wait.
+time Prosody's writes would wait; "held restarting the log" the commits of the sweep's own that
+start the log afresh (their new header's sync), "log file emptying rounds" the slices the end of
+the sweep frees the log file in.
+
+--compare OTHER.so runs the sweep with each library in turn on a fresh copy of the same data
+(--repeat N times, alternating, so a load that changes meanwhile falls on both), and ends with
+one line a run: rows/s, the longest step, the held spread, the load.
 """
 
 import argparse
@@ -91,6 +98,9 @@ def main():
                          "(filling a million rows takes minutes)")
     ap.add_argument("--no-statement", action="store_true",
                     help="skip Prosody's own statement (when comparing settings of our sweep alone)")
+    ap.add_argument("--compare", type=Path, metavar="OTHER_LIB",
+                    help="also sweep with this library (an older build), in turn with --lib on the same data")
+    ap.add_argument("--repeat", type=int, default=1, help="sweeps per library (alternating with --compare)")
     ap.add_argument("--no-gate", action="store_true",
                     help="sweep as from another process than Prosody's (the command line): no gate, a gap "
                          "after each step for Prosody's writes")
@@ -114,7 +124,22 @@ def main():
     # Prosody's own cleanup: its one statement in one transaction.
     if not args.no_statement:
         statement(work, src, now)
-    sweep(work, src, now, args.lib, not args.no_gate)
+    libs = [args.lib] + ([args.compare] if args.compare else [])
+    runs = []
+    for _ in range(args.repeat):
+        for lib in libs:
+            # Each sweep on a fresh copy of the same data.
+            copy = work / "run.sqlite"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{copy}{suffix}").unlink(missing_ok=True)
+            shutil.copy(src, copy)
+            runs.append((lib, sweep(work, copy, now, lib, not args.no_gate)))
+    if len(runs) > 1:
+        print("\nback to back (same data, each on a fresh copy):")
+        for lib, r in runs:
+            print(f"  {lib.name}: {r['rate']:,.0f} rows/s, longest step {r['longest_ms']:.2f} ms, "
+                  f"held p50/p90/p99/max {r['held']}, log file after {r['wal']}; load {r['load']}")
+    shutil.rmtree(work)
 
 
 def statement(work: Path, src: Path, now: int):
@@ -133,12 +158,18 @@ def statement(work: Path, src: Path, now: int):
     theirs.unlink()
 
 
-def sweep(work: Path, src: Path, now: int, lib: Path, gate: bool = True):
+def sweep(work: Path, src: Path, now: int, lib: Path, gate: bool = True) -> dict:
     # Ours, through the Lua module Prosody loads (the core's worker does the sweep).
     # Lua finds the module as xmpp_hosting.so in a directory of LUA_CPATH.
+    shutil.rmtree(work / "lua", ignore_errors=True)
     (work / "lua").mkdir()
     (work / "lua/xmpp_hosting.so").symlink_to(lib.resolve())
-    env = dict(os.environ, LUA_CPATH_5_4=f"{work}/lua/?.so;;", XH_RETENTION_PROFILE="1")
+    (work / "store.sqlite").unlink(missing_ok=True)
+    trace = work / "trace.txt"
+    trace.unlink(missing_ok=True)
+    env = dict(os.environ, LUA_CPATH_5_4=f"{work}/lua/?.so;;", XH_RETENTION_PROFILE="1",
+               XH_RETENTION_TRACE=str(trace))
+    print(f"\n== our sweep with {lib} (load {os.getloadavg()})")
     # As a script: `lua5.4 -e` would take the first argument for a script's name and shift the
     # rest (the store would be opened on Prosody's database).
     script = work / "sweep.lua"
@@ -154,15 +185,22 @@ def sweep(work: Path, src: Path, now: int, lib: Path, gate: bool = True):
     if r.returncode != 0:
         sys.exit(f"the sweep failed: {r.stdout}{r.stderr}")
     print("our sweep:", r.stdout.strip())
+    held = "?"
     for line in r.stderr.splitlines():
         if line.startswith("profile:"):
             print("our sweep's", line)
+            for part in line.split("; "):
+                if part.startswith("held (delete and commit)"):
+                    held = part.split(", ", 1)[1].replace("p50 ", "").replace(" p90 ", "/").replace(
+                        " p99 ", "/").replace(" max ", "/")
     line = r.stdout.split("deleted ")[-1].split()
     deleted, in_steps, longest = int(line[0]), int(line[4]), int(line[6])
     wall = float(r.stdout.split("wall ")[1].split()[0])
     print(f"our sweep: {deleted / wall:,.0f} rows/s over its wall time ({wall:.1f} s), "
           f"{deleted / (in_steps / 1e6):,.0f} rows/s counting time in steps, longest step (database held) "
           f"{longest / 1000:.2f} ms; load {os.getloadavg()}")
+    if trace.exists():
+        print(trace_summary(trace.read_text()))
     wal = Path(f"{src}-wal")
     wal_bytes = wal.stat().st_size if wal.exists() else None
     c = prosody
@@ -173,7 +211,42 @@ def sweep(work: Path, src: Path, now: int, lib: Path, gate: bool = True):
           f"{'none' if wal_bytes is None else f'{wal_bytes:,} bytes'}")
     c.close()
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    shutil.rmtree(work)
+    return {"rate": deleted / wall, "longest_ms": longest / 1000, "held": held,
+            "wal": "none" if wal_bytes is None else f"{wal_bytes:,} bytes",
+            "load": ", ".join(f"{x:.2f}" for x in os.getloadavg())}
+
+
+def trace_summary(text: str) -> str:
+    """What the steps that held the lock over 5 ms had in common, from the core's per-step trace
+    (XH_RETENTION_TRACE, builds that write it): a checkpoint round beside them, a commit that
+    restarted the log, a batch bigger than the step before's."""
+    steps = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) == 9:
+            steps.append(dict(at=float(f[0]), batch=int(f[1]), rows=int(f[2]), pages=int(f[3]),
+                              held=int(f[4]) / 1000, delete=int(f[5]) / 1000, commit=int(f[6]) / 1000,
+                              beside=f[7] == "1", restarted=f[8] == "1"))
+    if not steps:
+        return "trace: none written (a build without XH_RETENTION_TRACE)"
+    for prev, s in zip(steps, steps[1:]):
+        s["grew"] = s["batch"] > prev["batch"]
+    long = [s for s in steps if s["held"] > 5]
+    per_row = sorted(s["held"] / s["rows"] * 1000 for s in steps if s["rows"])
+    out = [f"trace: {len(steps)} steps, {len(long)} held over 5 ms; held per row p50 "
+           f"{per_row[len(per_row) // 2]:.1f} us"]
+    if long:
+        out.append(f"  of those over 5 ms: {sum(s['beside'] for s in long)} beside a checkpoint round "
+                   f"(of all steps {sum(s['beside'] for s in steps)}), {sum(s['restarted'] for s in long)} "
+                   f"restarting the log (of all {sum(s['restarted'] for s in steps)}), "
+                   f"{sum(s.get('grew', False) for s in long)} with a bigger batch than the step before; "
+                   f"held per row {sorted(s['held'] / max(s['rows'], 1) * 1000 for s in long)[len(long) // 2]:.1f} us "
+                   f"(median of them)")
+        for s in sorted(long, key=lambda s: -s["held"])[:8]:
+            out.append(f"  at {s['at'] - steps[0]['at']:.2f} s: held {s['held']:.2f} ms (delete {s['delete']:.2f}, commit "
+                       f"{s['commit']:.2f}), batch {s['batch']}, rows {s['rows']}, pages {s['pages']}"
+                       f"{', beside a round' if s['beside'] else ''}{', restarted the log' if s['restarted'] else ''}")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ round trips, the sweep's rows/s, steps and longest step, the length of Prosody's
 ROWS defaults to 100,000 (plus 1,000 newer ones that must stay). The Lua module is
 target/lua/xmpp_hosting.so (scripts/build), or the library given with --lib (a release build
 kept apart, see benches/retention_prosody.py). The Prosody generation is the tests' (XH_SERVERS).
+
+Prosody runs with XH_RETENTION_PROFILE set: each part of the sweep (one a housekeeping pass)
+prints where its time went to Prosody's stdout; the bench sums them up: the steps, and for each
+time the write lock was held (a step's delete and commit, a commit restarting the log, the rounds
+emptying the log file) how many, the longest, and how many took over 5 ms.
 """
 
 import argparse
@@ -38,6 +43,8 @@ def main():
     args = ap.parse_args()
     if args.servers:
         os.environ["XH_SERVERS"] = args.servers
+    # The core's profile of each part of the sweep, to Prosody's stdout (see profile_summary).
+    os.environ["XH_RETENTION_PROFILE"] = "1"
     work = Path(tempfile.mkdtemp(prefix="xh-retention-pings-"))
     import harness.prosody
     if args.lib:
@@ -111,6 +118,9 @@ def main():
         wal = Path(f"{db}-wal")
         wal_bytes = wal.stat().st_size if wal.exists() else None
         server.stop()
+        stdout = server.dir / "stdout.log"
+        profiles = [line for line in stdout.read_text(errors="replace").splitlines()
+                    if line.startswith("profile:")] if stdout.exists() else []
     assert done, t.sweeps(server, "archive")
     [rec] = done
     left_new = t.archive_rows(db, t.HOST, newer_than=now - t.DAY)
@@ -123,6 +133,7 @@ def main():
           f"the housekeeping pass's 1 s interval and the 2 s budget a pass included)")
     print(f"rows newer than the cutoff: {newer} before, {left_new} after (the messages of the run archived); "
           f"older rows left: {t.archive_rows(db, t.HOST) - left_new}")
+    print(profile_summary(profiles))
     print("log file (-wal) after the sweep, Prosody running: "
           + ("none" if wal_bytes is None else f"{wal_bytes:,} bytes"))
     print(ping_summary(rtts) + (f"; pinger error: {pinger.error}" if pinger.error else ""))
@@ -134,6 +145,32 @@ def main():
               f"max {ls[-1] * 1000:.1f} ms")
     print(f"load {os.getloadavg()}; " + subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+def profile_summary(lines: list) -> str:
+    """The parts' profile lines summed up: counts added, and for each phase that holds the write
+    lock (its name says "held") how many, the longest and how many took over 5 ms."""
+    if not lines:
+        return "profile: none printed (was the sweep run by this Prosody?)"
+    counts, held = {}, {}
+    for line in lines:
+        for part in line[len("profile: "):].split("; "):
+            words = part.split()
+            if " total " not in part:
+                if words and words[0].isdigit():
+                    name = part.split(" ", 1)[1]
+                    counts[name] = counts.get(name, 0) + int(words[0])
+            elif "held" in part:
+                name, n = part.split(" total ")[0].rsplit(" ", 1)
+                h = held.setdefault(name, [0, 0.0, 0])
+                h[0] += int(n)
+                h[1] = max(h[1], float(part.split(" max ")[1].split()[0]))
+                if " over 5 ms" in part:
+                    h[2] += int(part.split(", ")[-1].split()[0])
+    out = [f"profile of {len(lines)} part(s): " + ", ".join(f"{v} {k}" for k, v in counts.items())]
+    for name, (n, mx, over) in held.items():
+        out.append(f"  {name}: {n}, longest {mx:.2f} ms, {over} over 5 ms")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

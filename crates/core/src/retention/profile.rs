@@ -5,11 +5,15 @@
 //!
 //! A profile is counts (steps, rows, pages, checkpoints: whatever the target counts) and timed
 //! phases, each phase's every sample kept so the line can give its spread (p50, p90, p99, max:
-//! a step's longest time matters as much as the total), plus "engine": the time between the
+//! a step's longest time matters as much as the total) and how many samples took over 5 ms (the
+//! most a step may hold a server, issue 13), plus "engine": the time between the
 //! end of one step and the start of the next, which is the engine's own work (policy re-read,
 //! record) as the target sees it.
 
 use std::time::{Duration, Instant};
+
+/// Each phase's line also counts its samples over this: no step is to hold a server longer.
+const OVER: Duration = Duration::from_millis(5);
 
 /// See the module's doc.
 #[derive(Debug, Default)]
@@ -66,8 +70,10 @@ impl Profile {
             v.sort();
             let at = |q: f64| v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
             let total: Duration = v.iter().sum();
+            // The issue's bound on a step: how many went past it.
+            let over = v.iter().filter(|d| **d > OVER).count();
             parts.push(format!(
-                "{name} {} total {:.0} ms, p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} ms",
+                "{name} {} total {:.0} ms, p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} ms, {over} over 5 ms",
                 v.len(),
                 ms(total),
                 ms(at(0.5)),
@@ -104,7 +110,7 @@ mod tests {
         let line = p.line();
         assert!(line.starts_with("profile: 2 steps; 200 rows; held 100 total 5050 ms, p50 "), "{line}");
         // The 100 samples 1..=100 ms: the median is about 50 ms, the 99th percentile 99, max 100.
-        assert!(line.contains("p50 51.00 p90 90.00 p99 99.00 max 100.00 ms"), "{line}");
+        assert!(line.contains("p50 51.00 p90 90.00 p99 99.00 max 100.00 ms, 95 over 5 ms"), "{line}");
         assert!(line.contains("checkpoint 1 total 40 ms, p50 40.00"), "{line}");
         assert!(line.ends_with("engine between steps 0 ms"), "{line}");
         p.print_and_reset();

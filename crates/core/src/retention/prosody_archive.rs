@@ -213,6 +213,12 @@ pub(crate) struct ProsodySql {
     /// Where the time went (`XH_RETENTION_PROFILE` set: benches), in the shared form
     /// ([`Profile`]): each phase of a step with its spread, the rows, pages and checkpoints.
     profile: Option<Profile>,
+    /// Every step, for a bench that asks (`XH_RETENTION_TRACE` names a file, appended to when
+    /// the part ends; with `XH_RETENTION_PROFILE`): what a long hold had in common (its batch,
+    /// a checkpoint round beside it, a restart) is not in the profile's spreads, and the wall
+    /// clock time of each hold lets a system-wide trace (`perf record -k CLOCK_REALTIME`) show
+    /// what the thread waited on while it held the lock.
+    trace: Option<(PathBuf, Vec<String>)>,
 }
 
 impl Drop for ProsodySql {
@@ -227,6 +233,17 @@ impl Drop for ProsodySql {
                 }
             }
             p.print_and_reset();
+        }
+        if let Some((path, lines)) = self.trace.take() {
+            use std::io::Write;
+            let written = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(lines.concat().as_bytes()));
+            if let Err(e) = written {
+                eprintln!("XH_RETENTION_TRACE {}: {e}", path.display());
+            }
         }
     }
 }
@@ -253,6 +270,12 @@ struct Db {
     copied: i32,
     /// The most pages the log held after a commit of the sweep's.
     most: i32,
+    /// Logs restarted by a commit of their own ([`ProsodySql::restart_log`]), and by a step's
+    /// commit (the log was all copied when the step began: its commit synced the new header).
+    restarts_alone: u64,
+    restarts_by_steps: u64,
+    /// The rounds of [`ProsodySql::shrink_log`]: bytes freed, write lock held.
+    shrunk: Vec<(u64, Duration)>,
 }
 
 /// Without a [`LoopGate`] (the sweep runs outside the Prosody that writes in the database: the
@@ -436,8 +459,36 @@ fn log_file_len(path: &str) -> u64 {
 }
 
 /// How long the TRUNCATE checkpoint at the end of a sweep waits for another connection's reads
-/// or writes to end before it leaves the log file as it is ([`ProsodySql::truncate_log`]).
+/// or writes to end before it leaves the log file as it is ([`ProsodySql::shrink_log`]).
 const TRUNCATE_BUSY: Duration = Duration::from_millis(2);
+
+/// The bytes of the log file the first round of [`ProsodySql::shrink_log`] frees; each
+/// round's hold then halves the next round's slice (held over [`SHRINK_AIM`]) or doubles it
+/// (held under half of it), within [`SHRINK_MIN`]..[`SHRINK_MAX`].
+const SHRINK_FIRST: u64 = 1 << 20;
+const SHRINK_MIN: u64 = 128 << 10;
+const SHRINK_MAX: u64 = 8 << 20;
+
+/// What a round of [`ProsodySql::shrink_log`] aims to hold the write lock for.
+const SHRINK_AIM: Duration = Duration::from_millis(2);
+
+/// The longest [`ProsodySql::shrink_log`] goes on with one file, and how many rounds that do
+/// not restart the log it tries: what is left waits for the end of the next sweep.
+const SHRINK_BUDGET: Duration = Duration::from_secs(2);
+const SHRINK_TRIES: u32 = 8;
+
+/// A log file this short (the last round leaves the header and a frame) is emptied by SQLite's
+/// own TRUNCATE checkpoint at the end of [`ProsodySql::shrink_log`]: it frees a page or so.
+const SHRUNK: u64 = 64 << 10;
+
+/// What [`ProsodySql::shrink_log`] did.
+#[derive(Debug, Default)]
+struct Shrunk {
+    /// Each round: the bytes it freed, and how long it held the write lock.
+    rounds: Vec<(u64, Duration)>,
+    /// The file was emptied.
+    emptied: bool,
+}
 
 /// How long a transaction of Prosody's loop waits at most for a step under way to end (a step
 /// holds the database a few milliseconds; past this, SQLite's busy handler takes over).
@@ -595,6 +646,7 @@ impl ProsodySql {
             last_commit: None,
             last_pages: 0,
             profile: Profile::from_env(),
+            trace: std::env::var_os("XH_RETENTION_TRACE").map(|p| (PathBuf::from(p), Vec::new())),
         }
     }
 
@@ -623,6 +675,9 @@ impl ProsodySql {
                     log: 0,
                     copied: 0,
                     most: 0,
+                    restarts_alone: 0,
+                    restarts_by_steps: 0,
+                    shrunk: Vec::new(),
                 });
                 self.conns.len() - 1
             }
@@ -688,7 +743,14 @@ impl ProsodySql {
     /// writes go on meanwhile. Returns how many checkpoints this thread ran.
     /// `log`: the log's pages after this step's commit (the WAL hook's count), `None` when
     /// the step committed nothing.
-    fn keep_log_short(db: &mut Db, log: Option<i32>, step_pages: i32, end: bool) -> Result<u64> {
+    ///
+    /// When this thread copied the whole log (mid-sweep, not at a store's end), it starts the
+    /// log afresh at once with a commit of its own ([`ProsodySql::restart_log`]): the commit
+    /// that restarts a log syncs the log file's new header to disk, and the next step's commit
+    /// would otherwise do it while holding the write lock with its rows (measured, load 9: 80
+    /// such syncs in a million-row sweep, p50 7.3 ms, max 76 ms). Returns how many checkpoints
+    /// this thread ran, and how long the restart held the lock, if it ran.
+    fn keep_log_short(db: &mut Db, log: Option<i32>, step_pages: i32, end: bool) -> Result<(u64, Option<Duration>)> {
         let log = log.unwrap_or(db.log);
         if log < db.log {
             // The commit started the log afresh: none of it is in the file yet.
@@ -697,7 +759,7 @@ impl ProsodySql {
         db.log = log;
         db.most = db.most.max(log);
         if log <= 0 {
-            return Ok(0);
+            return Ok((0, None));
         }
         let ended = db.checkpointer.as_ref().and_then(Checkpointer::take_ended);
         if let Some((then, copied)) = ended {
@@ -721,7 +783,7 @@ impl ProsodySql {
             }
         };
         if !ours {
-            return Ok(0);
+            return Ok((0, None));
         }
         if let Some(ck) = &db.checkpointer {
             ck.wait();
@@ -735,47 +797,138 @@ impl ProsodySql {
             // The round waited for is counted in this one.
             ck.take_ended();
         }
-        Ok(1)
+        let mut restart = None;
+        if !end && then > 0 && copied == then {
+            // A restart that fails (Prosody's lock held past the busy timeout) leaves it to the
+            // next commit, as SQLite would: not a reason to pause the sweep.
+            if let Ok((restarted, held)) = Self::restart_log(db) {
+                db.restarts_alone += u64::from(restarted);
+                restart = Some(held);
+            }
+        }
+        Ok((1, restart))
     }
 
-    /// At the end of a store's sweep, empties the database's log file.
-    ///
-    /// SQLite never shrinks a log file by itself: it starts the log again at its beginning
-    /// once all of it is in the database, and the file keeps the greatest length it reached
-    /// (about [`CHECKPOINT_PAGES`] pages, 40 MB, after a long sweep) for as long as a
-    /// connection is open, Prosody's for weeks. The log is first copied without any lock
-    /// (PASSIVE, as between steps), then a TRUNCATE checkpoint, which keeps writers out while it
-    /// runs, copies what Prosody wrote meanwhile and empties the file: taken as a step at the
-    /// gate (Prosody's loop waits for it as for a step), with a busy timeout of
-    /// [`TRUNCATE_BUSY`] (another process reading or writing: the file is left as it is, and
-    /// emptied at the end of the next sweep). Freeing the file's blocks is the file system's
-    /// work, and it is not short (measured on this machine's ext4 at load 8: 48 ms for the
-    /// 40 MB a million-row sweep leaves); done once a sweep, not at the end of every part
-    /// (a part of a long sweep is followed by the next a second later, which would grow the
-    /// file again). Errors are ignored: the log is only long. Returns whether the file was
-    /// emptied, and how long writers were kept out.
-    fn truncate_log(db: &mut Db) -> (bool, Duration) {
-        // A running checkpoint makes a TRUNCATE fail at once.
-        if let Some(ck) = &db.checkpointer {
-            ck.wait();
-            ck.take_ended();
-        }
-        let _ = db.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    /// Starts the log afresh, when all of it is in the database and nobody reads it, with a
+    /// commit that changes nothing: `PRAGMA user_version` written back as it is (page 1 of the
+    /// database, byte for byte the same, one frame of the log). SQLite restarts a log only in
+    /// a commit (the first writer to find it all copied begins again at its start, writes the
+    /// new header and syncs it); this commit carries nothing else, so the sync is all it holds
+    /// the lock for. Taken at the gate like a step. Returns whether the log was restarted (one
+    /// page in it after the commit) and how long the write lock was held.
+    fn restart_log(db: &mut Db) -> Result<(bool, Duration)> {
         let gate = locked(&GATES).get(&db.gate_key).cloned();
         let turn = gate.as_deref().map(|g| {
             g.begin_step(PROSODY_BUSY);
             Turn(g)
         });
         let started = Instant::now();
-        let _ = db.conn.busy_timeout(TRUNCATE_BUSY);
-        // (busy, log, copied): 0 when the file was emptied, 1 when another connection was busy.
-        let done = db.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
-        let _ = db.conn.busy_timeout(PROSODY_BUSY);
+        let tx = rusqlite::Transaction::new_unchecked(&db.conn, rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+        tx.commit()?;
         let held = started.elapsed();
         drop(turn);
+        let log = WAL_PAGES.with(|p| p.get());
+        let restarted = log == 1;
+        if log < db.log || restarted {
+            db.copied = 0;
+        }
+        db.log = log;
+        Ok((restarted, held))
+    }
+
+    /// At the end of a store's sweep, empties the database's log file, a slice at a time.
+    ///
+    /// SQLite never shrinks a log file by itself: it starts the log again at its beginning
+    /// once all of it is in the database, and the file keeps the greatest length it reached
+    /// (about [`CHECKPOINT_PAGES`] pages, 40 MB, after a long sweep) for as long as a
+    /// connection is open, Prosody's for weeks. Its TRUNCATE checkpoint empties the file in one
+    /// go while it keeps every writer out, and the time that takes is the file system's freeing
+    /// the file's blocks: measured with strace on a million-row sweep (load 9), the whole of
+    /// that checkpoint's 36.7 ms hold was its `ftruncate`, nothing copied nor synced; on this
+    /// machine's ext4 (mounted `discard`) a file's freed blocks are trimmed before the call
+    /// returns, 10-23 ms for 40 MB even with its pages dropped from the cache first, 1.5-4 ms
+    /// for 4 MB.
+    ///
+    /// So the file is cut a slice at a time, by SQLite itself: a commit that restarts the log
+    /// cuts the file to the connection's `journal_size_limit` (never below what that commit
+    /// wrote). Each round copies the log into the database (PASSIVE, no lock held), sets the
+    /// limit a slice below the file's length and makes a commit that changes nothing
+    /// ([`ProsodySql::restart_log`]), taken at the gate like a step; the slice follows the
+    /// rounds' held time ([`SHRINK_AIM`]). Once one frame is left, the TRUNCATE checkpoint, with
+    /// nothing to copy and a page to free, empties the file, waiting at most [`TRUNCATE_BUSY`]
+    /// for another connection's reads. A round that does not restart the log (a reader still on
+    /// it, a write of Prosody's between the copy and the commit) is tried again a few times; what
+    /// is left past [`SHRINK_BUDGET`] or those tries stays for the end of the next sweep.
+    /// Done once a sweep, not at the end of every part (a part of a long sweep is followed by
+    /// the next a second later, which would grow the file again). Errors end it: the log is only
+    /// long. The connection's limit is put back (none) before it returns.
+    fn shrink_log(db: &mut Db) -> Shrunk {
+        let mut out = Shrunk::default();
+        // A running checkpoint makes a TRUNCATE fail at once.
+        if let Some(ck) = &db.checkpointer {
+            ck.wait();
+            ck.take_ended();
+        }
+        let started = Instant::now();
+        let mut slice = SHRINK_FIRST;
+        let mut size = log_file_len(&db.path);
+        let mut misses = 0;
+        while size > SHRUNK && started.elapsed() < SHRINK_BUDGET && misses < SHRINK_TRIES {
+            let copied = db
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
+            match copied {
+                Ok((log, copied)) if copied >= log => {}
+                // A reader keeps part of the log from the file: no commit would restart it.
+                _ => {
+                    misses += 1;
+                    continue;
+                }
+            }
+            let limit = size.saturating_sub(slice);
+            if db.conn.pragma_update(None, "journal_size_limit", limit as i64).is_err() {
+                break;
+            }
+            let Ok((restarted, held)) = Self::restart_log(db) else { break };
+            let now = log_file_len(&db.path);
+            out.rounds.push((size.saturating_sub(now), held));
+            if !restarted {
+                misses += 1;
+                continue;
+            }
+            size = now;
+            slice = if held > SHRINK_AIM {
+                (slice / 2).max(SHRINK_MIN)
+            } else if held < SHRINK_AIM / 2 {
+                (slice * 2).min(SHRINK_MAX)
+            } else {
+                slice
+            };
+        }
+        let _ = db.conn.pragma_update(None, "journal_size_limit", -1);
+        if size <= SHRUNK {
+            let _ = db.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            let gate = locked(&GATES).get(&db.gate_key).cloned();
+            let turn = gate.as_deref().map(|g| {
+                g.begin_step(PROSODY_BUSY);
+                Turn(g)
+            });
+            let started = Instant::now();
+            let _ = db.conn.busy_timeout(TRUNCATE_BUSY);
+            // (busy, log, copied): 0 when the file was emptied, 1 when another connection was busy.
+            let done = db.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+            let _ = db.conn.busy_timeout(PROSODY_BUSY);
+            let held = started.elapsed();
+            drop(turn);
+            out.rounds.push((size.saturating_sub(log_file_len(&db.path)), held));
+            out.emptied = matches!(done, Ok(0));
+        }
         db.log = 0;
         db.copied = 0;
-        (matches!(done, Ok(0)), held)
+        db.shrunk.extend(out.rounds.iter().copied());
+        out
     }
 
     /// The least time between the last step's commit and the next step's lock.
@@ -906,6 +1059,7 @@ impl Target for ProsodySql {
             p.step_begins();
         }
         let profiling = self.profile.is_some();
+        let tracing = self.trace.is_some();
         // Phases of this step, for the profile (the names below), those the step went through.
         let mut phases: [Option<Duration>; 7] = [None; 7];
         let mut mark = Instant::now();
@@ -961,7 +1115,12 @@ impl Target for ProsodySql {
         let mut pages = 0;
         let mut checkpoints = 0;
         let mut beside = false;
-        let mut truncated = None;
+        // Holds of the write lock besides the step's own: a log restarted by a commit of its
+        // own, the rounds emptying the log file at a store's end (the profile names them).
+        let mut other_holds: Vec<(&'static str, Duration)> = Vec::new();
+        let mut shrunk = None;
+        let mut restarted = false;
+        let mut held_at = None;
         if !picked.is_empty() {
             let ids = serde_json::to_string(&picked.iter().map(|(_, id)| id).collect::<Vec<_>>())
                 .expect("integers serialise");
@@ -984,6 +1143,9 @@ impl Target for ProsodySql {
             // Whether a checkpoint round runs beside this step (the profile: do steps slow down?).
             beside = profiling && db.checkpointer.as_ref().is_some_and(Checkpointer::busy);
             let before = WAL_PAGES.with(|p| p.get());
+            if tracing {
+                held_at = Some(std::time::SystemTime::now());
+            }
             let started = Instant::now();
             // A DEFERRED transaction whose DELETE takes the write lock at once, waiting at most
             // PROSODY_BUSY for Prosody's; the lock ends with the commit.
@@ -1003,7 +1165,11 @@ impl Target for ProsodySql {
             let log = WAL_PAGES.with(|p| p.get());
             // A log started afresh by this commit holds only its pages.
             pages = if log >= before { log - before } else { log };
-            checkpoints += Self::keep_log_short(db, Some(log), pages.max(last_pages), false)?;
+            restarted = db.wal && log < before;
+            db.restarts_by_steps += u64::from(restarted);
+            let (n, restart) = Self::keep_log_short(db, Some(log), pages.max(last_pages), false)?;
+            checkpoints += n;
+            other_holds.extend(restart.map(|t| ("held restarting the log (no rows)", t)));
             lap(6);
         }
         done.next = if picked.len() >= limit {
@@ -1011,15 +1177,18 @@ impl Target for ProsodySql {
         } else {
             // The end of this store: the log copied now, so Prosody finds it short, and its
             // file emptied.
-            checkpoints += Self::keep_log_short(db, None, 0, true)?;
+            checkpoints += Self::keep_log_short(db, None, 0, true)?.0;
             lap(6);
             if db.wal && log_file_len(&db.path) > TRUNCATE_FROM {
-                truncated = Some(Self::truncate_log(db));
+                let s = Self::shrink_log(db);
+                other_holds.extend(s.rounds.iter().map(|(_, t)| ("log file emptying rounds (held)", *t)));
+                shrunk = Some(s);
             }
             next_store
         };
-        if let Some((_, t)) = truncated {
-            // Writers were kept out for the TRUNCATE too: the step's hold is the longer.
+        let step_held = held;
+        if let Some(t) = other_holds.iter().map(|(_, t)| *t).max() {
+            // Writers were kept out for those too: the step's hold is the longest.
             held = Some(held.map_or(t, |h| h.max(t)));
         }
         if held.is_some() {
@@ -1046,13 +1215,35 @@ impl Target for ProsodySql {
                     p.time(name, took);
                 }
             }
-            if let Some((emptied, held)) = truncated {
-                p.count("log files emptied", i64::from(emptied));
-                p.time("log file emptied (held)", held);
+            if let Some(s) = &shrunk {
+                p.count("log files emptied", i64::from(s.emptied));
+                p.count("log file bytes freed", s.rounds.iter().map(|(b, _)| *b as i64).sum());
             }
-            if let Some(held) = held {
+            for (name, took) in other_holds {
+                p.time(name, took);
+            }
+            if let (Some(held), Some((_, lines))) = (step_held, &mut self.trace) {
+                // When the hold began (unix seconds), batch, rows, log pages, then µs: held,
+                // delete, commit; a checkpoint round beside it; the commit restarted the log.
+                let us = |i: usize| phases[i].unwrap_or_default().as_micros();
+                let at = held_at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
+                lines.push(format!(
+                    "{:.6} {limit} {} {pages} {} {} {} {} {}\n",
+                    at.as_secs_f64(),
+                    done.deleted,
+                    held.as_micros(),
+                    us(4),
+                    us(5),
+                    u8::from(beside),
+                    u8::from(restarted)
+                ));
+            }
+            if let Some(held) = step_held {
                 p.time("held (delete and commit)", held);
                 p.time(if beside { "held beside a checkpoint round" } else { "held alone" }, held);
+                if restarted {
+                    p.time("held, the commit restarting the log", held);
+                }
             }
             p.step_ends();
         }
@@ -1238,8 +1429,19 @@ pub(crate) mod tests {
         let rounds = target.conns[0].checkpointer.as_ref().expect("a checkpointer in WAL mode").round_times();
         assert!(!rounds.is_empty(), "the checkpointer copied the log");
         // The log never passed CHECKPOINT_PAGES...
-        let most = target.conns[0].most;
+        let db = &target.conns[0];
+        let most = db.most;
         assert!(most > BACKGROUND_PAGES && most <= CHECKPOINT_PAGES + 2_000, "{most}");
+        // Each time the steps' thread copied the whole log, a commit of its own restarted it:
+        // no step's commit synced a new log header while holding the lock with its rows.
+        assert_eq!(db.restarts_by_steps, 0, "a step's commit restarted the log");
+        assert!(db.restarts_alone > 0, "the log was restarted");
+        // The file was emptied in slices, none freeing more than SHRINK_MAX while writers waited
+        // (SQLite's TRUNCATE would free all of it in one hold).
+        let freed: Vec<u64> = db.shrunk.iter().map(|(b, _)| *b).collect();
+        assert!(freed.len() > 2, "{freed:?}");
+        assert!(freed.iter().all(|b| *b <= SHRINK_MAX), "{freed:?}");
+        assert!(freed.iter().sum::<u64>() > TRUNCATE_FROM, "{freed:?}");
         drop(target);
         let wal = std::fs::metadata(format!("{p}-wal")).map(|m| m.len()).unwrap_or(0);
         assert_eq!(wal, 0, "the log file emptied at the end");

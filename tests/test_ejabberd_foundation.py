@@ -228,7 +228,11 @@ def test_concurrent_calls_from_many_processes(ej):
 
 
 def test_store_waits_run_on_dirty_schedulers_and_fail_cleanly(ej):
-    """Another process holds the store's write lock: every call waits out the busy timeout.
+    """Another process holds the store's write lock: every plain call waits out the busy timeout.
+
+    A plain call is one nobody waits for the answer of in particular (ensure_hosted called directly here): calls
+    somebody waits for (commands, registrations, slot decisions) no longer wait on any scheduler
+    at all, see test_ejabberd_store_lock.py.
 
     More callers than there are normal schedulers wait at once. Checked by order, not by a clock:
     each caller says it is calling, then calls; once every caller has said so, the test's own
@@ -244,7 +248,7 @@ def test_store_waits_run_on_dirty_schedulers_and_fail_cleanly(ej):
         con.execute("BEGIN IMMEDIATE")
         out = ej.eval(
             H + "N = erlang:system_info(schedulers_online) + 2, Self = self(), "
-            "[spawn(fun() -> Self ! {calling, I}, Self ! {nif, xmpp_hosting_nif:add_domain(H, "
+            "[spawn(fun() -> Self ! {calling, I}, Self ! {nif, xmpp_hosting_nif:ensure_hosted(H, "
             "iolist_to_binary([\"locked\", integer_to_list(I), \".example\"]))} end) "
             "|| I <- lists:seq(1, N)], "
             "[receive {calling, I} -> ok after 20000 -> error({never_called, I}) end || I <- lists:seq(1, N)], "

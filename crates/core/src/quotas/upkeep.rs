@@ -390,10 +390,12 @@ impl Hosting {
         Ok(())
     }
 
-    /// [`Hosting::watch_upload_slot`] for a server answering a slot request on its event loop
-    /// (Prosody): made at once on the caller's connection when nobody else holds the store's
-    /// write lock, else by the worker once it is free (see [`Hosting::now_or_later`]); it never
-    /// waits. Made at once, the row costs the loop one small transaction (45 µs p50, release
+    /// [`Hosting::watch_upload_slot`] for a server answering a slot request on its event loop,
+    /// in a transaction of its own. Prosody's slot hook used this until the watch was queued
+    /// and written with the next decision instead ([`Hosting::queue_upload_slot_watch`]: one
+    /// store write a slot instead of two). Made at once on the caller's connection when nobody
+    /// else holds the store's write lock, else by the worker once it is free (see
+    /// [`Hosting::now_or_later`]); it never waits. Made at once, the row costs the loop one small transaction (45 µs p50, release
     /// build); handed to the worker every time, as [`Hosting::watch_upload_slot_later`] does,
     /// the hand-off alone cost the loop 120-130 µs, the machine about 0.2 ms more CPU a slot
     /// (thread wake-ups, a second connection's transaction), and that transaction held the write

@@ -514,7 +514,9 @@ impl Housekeeping {
                     report.invites = Some(purged);
                     Ok(())
                 }),
-                Step::UploadUpkeep => h.upload_upkeep(upload_roots).map(|done| {
+                // The watches Prosody's slot hook queued are on the server's handle, not on the
+                // worker's `h`: written first, their finished files are their owners', not unknown.
+                Step::UploadUpkeep => h.upload_upkeep_of(&self.hosting, upload_roots).map(|done| {
                     if done.files_forgotten > 0 || done.purged > 0 {
                         report.log.push(info(format!(
                             "Upload upkeep: {} of {} files gone, {} ledger rows purged",
@@ -822,5 +824,37 @@ mod tests {
         assert_eq!(first.ran, Step::ALL.to_vec());
         assert_eq!(first.next_in, 5);
         assert!(hk.due().is_empty());
+    }
+
+    /// Prosody's pass runs on the core's worker, whose handle is not the server's: the upkeep
+    /// must write the slot watches queued on the server's handle before it looks at the files,
+    /// or a finished upload whose watch is still queued is counted as an unknown file (global
+    /// storage) instead of its owner's.
+    #[test]
+    fn the_pass_on_the_worker_writes_the_server_handles_queued_slot_watches_first() {
+        use crate::quotas::{UploadDecision, UploadLimits};
+        let store = crate::test_store::TestStore::new("housekeeping-slot-watches");
+        let h = store.open().with_clock(ManualClock::new(1_700_000_000));
+        let limits = UploadLimits { slot_lifetime: 300, ..Default::default() };
+        h.add_domain_with("example.org", crate::DomainSettings { uploads: limits, ..Default::default() }).unwrap();
+        let root = std::env::temp_dir().join(format!("xh-housekeeping-slot-watches-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let root = root.to_str().unwrap().to_string();
+        h.watch_upload_root(&root, "~").unwrap();
+        let UploadDecision::Granted(slot) = h.authorize_upload("example.org", "alice", 1_000).unwrap() else {
+            panic!("denied")
+        };
+        let file = format!("{root}/a.bin");
+        h.queue_upload_slot_watch(slot.id, file.clone(), 300).unwrap();
+        std::fs::write(&file, vec![0u8; 900]).unwrap();
+
+        let hk = Housekeeping::new(h.clone(), Schedule::default());
+        let report = hk.start(vec![root.clone()], Vec::new()).unwrap().wait().unwrap();
+        let uploads = report.uploads.expect("the upload upkeep ran");
+        assert_eq!((uploads.slots_completed, uploads.files_unattributed), (1, 0), "{uploads:?}");
+        let usage = h.upload_usage("example.org", Some("alice")).unwrap();
+        assert_eq!((usage.stored, usage.reserved), (900, 0), "the file is alice's, not an unknown one");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

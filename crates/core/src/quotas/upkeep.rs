@@ -690,7 +690,9 @@ impl Hosting {
 
     /// [`Hosting::upload_upkeep`] on this handle for the server's handle `owner`, whose queued
     /// watches are written first: a slot's finished file is then its owner's, not found unknown.
-    fn upload_upkeep_of(&self, owner: &Hosting, roots: &[String]) -> Result<UploadUpkeep> {
+    /// Also what the housekeeping pass runs on the worker: the watches are queued on the
+    /// server's handle, never on the worker's.
+    pub(crate) fn upload_upkeep_of(&self, owner: &Hosting, roots: &[String]) -> Result<UploadUpkeep> {
         self.write_slot_watches_of(owner)?;
         let mut upkeep = UploadUpkeep::default();
         for _ in 0..PURGE_ROUNDS {

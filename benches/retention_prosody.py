@@ -165,7 +165,9 @@ def sweep(work: Path, src: Path, now: int, lib: Path, gate: bool = True) -> dict
     (work / "lua").mkdir()
     (work / "lua/xmpp_hosting.so").symlink_to(lib.resolve())
     (work / "store.sqlite").unlink(missing_ok=True)
-    trace = work / "trace.txt"
+    # The core's per-step trace; kept where XH_RETENTION_TRACE says, if the bench was given one
+    # (e.g. to line it up with `perf record -a -k realtime -e sched:sched_switch -g`).
+    trace = Path(os.environ.get("XH_RETENTION_TRACE") or work / "trace.txt")
     trace.unlink(missing_ok=True)
     env = dict(os.environ, LUA_CPATH_5_4=f"{work}/lua/?.so;;", XH_RETENTION_PROFILE="1",
                XH_RETENTION_TRACE=str(trace))

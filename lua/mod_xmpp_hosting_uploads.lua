@@ -26,8 +26,10 @@
 --     has committed, so the core queues that watch in memory and writes it in the next slot
 --     decision's transaction (or the next look at the slots, below, before it looks): a slot
 --     request costs the loop one store write, nothing that grows with the slots awaited. The
---     queue is written as Prosody stops; only a crash loses it (the few watches since the last
---     request or look: those slots' files then count in global storage only).
+--     queue is written as Prosody stops (waiting, at most the store's lock timeout, for another
+--     process's lock) or the module unloads. Lost are only the few watches since the last request
+--     or look when Prosody crashes, or when another process holds the lock past that wait as it
+--     stops: those slots' files then count in global storage only.
 --     Every xmpp_hosting_upload_check_interval seconds the core looks at the slots awaited: a
 --     file renamed into place is counted; a `<slot>.bin~` still growing (uploads over
 --     http_max_content_size stream into it, as slowly as the client likes) keeps the reservation
@@ -343,9 +345,10 @@ module:add_timer(check_interval, check_slots);
 -- periodic step: this component only names its directory (and its own sweep interval, if set).
 hosting_module.add_upload_root(files_root, module:get_option_number("xmpp_hosting_upload_sweep_interval"));
 
--- Watches still queued are written as Prosody stops or the module goes, so that slots still
--- usable after a restart keep their owner (at once, or by the core's worker, which tries until
--- another process's lock is free: the loop does not wait).
+-- Watches still queued are written as the module goes or Prosody stops, so that slots still
+-- usable after a restart keep their owner. The module unloading while Prosody runs on: at once,
+-- or by the core's worker, which tries until another process's lock is free (the loop does not
+-- wait).
 local function write_queued_watches()
 	local store = get_store();
 	if not store then return; end
@@ -355,7 +358,15 @@ local function write_queued_watches()
 	end);
 end
 
-module:hook_global("server-stopping", write_queued_watches);
+-- Prosody stopping: the process exits right after, and a write left to the worker would be lost
+-- with it, so this one waits for another process's lock (on the worker, at most the store's lock
+-- timeout); the loop serves nobody any more.
+module:hook_global("server-stopping", function()
+	local store = get_store();
+	if not store then return; end
+	local written, err = store:write_upload_slot_watches_waiting();
+	if not written then module:log("warn", "Cannot write the upload slots awaited: %s", err); end
+end);
 
 function module.unload()
 	write_queued_watches();

@@ -1004,7 +1004,10 @@ mod tests {
         };
         let watched = |h: &Hosting| h.store().read(|c| crate::store::quotas::slot(c, "/srv/up/a/file")).unwrap();
         let other = lock_holder(&store.path);
-        h.watch_upload_slot_now_or_later(grant.id, "/srv/up/a/file".into(), 300).unwrap();
+        // The write of the queued watches a module unload makes (the server runs on).
+        h.queue_upload_slot_watch(grant.id, "/srv/up/a/file".into(), 300).unwrap();
+        let written = h.write_upload_slot_watches_now_or_in_background().unwrap();
+        assert!(matches!(written, NowOrLater::Later(_)), "written although another connection held the lock");
         // Handed to the worker's background tries, not to one wait that would give up after 50 ms
         // and lose the watch (the slot's bytes would stay reserved, its file charged to no one).
         eventually("a background write waiting", || h.background_waiting().load(Ordering::SeqCst) == 1);

@@ -19,8 +19,11 @@
 //! next slot decision's transaction, or by the next slot check, whichever comes first (the core's
 //! quotas/slot_watches.rs), so a granted slot costs the loop one store write; a failure shows in
 //! the next check's `watch_failures`. `h:write_upload_slot_watches_or_later()` writes what is
-//! queued now (as the server stops): the count, or a pending result while another process holds
-//! the store's write lock. `h:watch_upload_root(root,
+//! queued now (as the module unloads and the server runs on): the count, or a pending result
+//! while another process holds the store's write lock. `h:write_upload_slot_watches_waiting()`
+//! is for Prosody stopping: it returns the count once written, waiting (on the worker, at most
+//! its lock timeout) for another process's lock; the loop serves nobody any more, and a write
+//! left to the worker would be lost as the process exits. `h:watch_upload_root(root,
 //! partial_suffix)` names the directory (once, at start; `h:watch_upload_root_or_later` on
 //! Prosody's loop: `true`, or a pending result while another process holds the store's lock),
 //! and `h:start_upload_slot_check({root})` has the worker look at the slots awaited there: files
@@ -157,6 +160,9 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
     });
     m.add_method("write_upload_slot_watches_or_later", |lua, h, ()| {
         outcome(lua, || h.0.write_upload_slot_watches_now_or_in_background().map(LuaNowOrLater))
+    });
+    m.add_method("write_upload_slot_watches_waiting", |lua, h, ()| {
+        outcome(lua, || h.0.write_upload_slot_watches_waiting())
     });
     m.add_method("watch_upload_root", |lua, h, (root, partial_suffix): (String, Option<String>)| {
         outcome(lua, || h.0.watch_upload_root(&root, partial_suffix.as_deref().unwrap_or("")).map(|()| true))

@@ -20,10 +20,14 @@
 //! finds before its watch is written is counted at once, in global storage, and charged to the
 //! slot's owner when the watch arrives (`finish_slot` in upkeep.rs). A batch whose transaction
 //! fails (another process's lock, a full disk) goes back to the queue and is written by the next
-//! one. Only a crash of the server loses what is queued (the watches asked for since the last
-//! decision or check, at most a few seconds' worth): those reservations then end with their
-//! slots' lifetime, and their files are counted in global storage only, as for a slot granted
-//! before the module was loaded.
+//! one. As the server stops, what is queued is written, waiting for another process's lock if
+//! need be ([`Hosting::write_upload_slot_watches_waiting`]: the server serves nobody any more,
+//! and a write handed to the worker would die with the process). What is still queued is lost
+//! when the server crashes, or when another process holds the store's lock for longer than that
+//! wait as it stops (a backup), and when the module is unloaded while the server runs on and its
+//! write then fails for good: the watches asked for since the last decision or check, at most a
+//! few seconds' worth. Those reservations end with their slots' lifetime, and their files are
+//! counted in global storage only, as for a slot granted before the module was loaded.
 
 use std::sync::Mutex;
 
@@ -170,12 +174,25 @@ impl Hosting {
         self.write_slot_watches_of(self)
     }
 
-    /// [`Hosting::write_upload_slot_watches`] for a server's event loop: at once when nobody
-    /// else holds the store's lock, else by the worker once it is free (its tries go on, see
-    /// [`Hosting::now_or_in_background`]).
+    /// [`Hosting::write_upload_slot_watches`] for a server's event loop that goes on serving (a
+    /// module unloaded): at once when nobody else holds the store's lock, else by the worker once
+    /// it is free (its tries go on, see [`Hosting::now_or_in_background`]).
     pub fn write_upload_slot_watches_now_or_in_background(&self) -> Result<NowOrLater<usize>> {
         let owner = self.clone();
         self.now_or_in_background(move |h| h.write_slot_watches_of(&owner))
+    }
+
+    /// [`Hosting::write_upload_slot_watches`] for a server that is stopping, and returns only once
+    /// they are written (or have failed): at once when nobody else holds the store's lock, else
+    /// on the worker, which waits `worker_busy_timeout` for it. The loop serves nobody any more,
+    /// so it may wait; a write left to the worker's background tries would be lost with the
+    /// process, which exits right after.
+    pub fn write_upload_slot_watches_waiting(&self) -> Result<usize> {
+        let owner = self.clone();
+        match self.now_or_later(move |h| h.write_slot_watches_of(&owner))? {
+            NowOrLater::Now(written) => Ok(written),
+            NowOrLater::Later(pending) => pending.wait(),
+        }
     }
 }
 
@@ -262,5 +279,37 @@ mod tests {
         assert_eq!(done.watch_failures, 1, "{done:?}");
         assert!(h.audit_upload_ledger(false).unwrap().is_empty());
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Prosody stopping: behind another process's lock the write waits (on the worker) and has
+    /// the watches in the store when it returns; the process exits right after, so a write left
+    /// to the worker's background tries (what the unload uses) would be lost with it.
+    #[test]
+    fn the_write_as_the_server_stops_returns_once_the_watches_are_in_the_store() {
+        let store = TestStore::new("slot-watch-stopping");
+        let h = store.open().with_clock(ManualClock::new(T0));
+        h.add_domain("example.org").unwrap();
+        // Nothing queued: nothing written, at once.
+        assert_eq!(h.write_upload_slot_watches_waiting().unwrap(), 0);
+        let first = granted(&h, "alice", 1_000);
+        h.queue_upload_slot_watch(first, "/srv/up/a.bin".into(), 300).unwrap();
+        let other = rusqlite::Connection::open(&store.path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let stopping = {
+            let h = h.clone();
+            std::thread::spawn(move || h.write_upload_slot_watches_waiting())
+        };
+        // The write has taken the watch (on the worker, or in the try before) and is still
+        // waiting for the lock: it has not returned.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while h.slot_watches().len() != 0 {
+            assert!(std::time::Instant::now() < deadline, "the watch was never taken");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!stopping.is_finished(), "returned while the lock was held");
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(stopping.join().unwrap().unwrap(), 1);
+        // In the store when the call returned, not later.
+        assert_eq!(watched(&h, "/srv/up/a.bin").and_then(|s| s.reservation), Some(first));
     }
 }

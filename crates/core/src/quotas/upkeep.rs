@@ -33,7 +33,7 @@ use super::windows::{self, DAY};
 use crate::locked::locked;
 use crate::store::quotas::{self as sql, SlotRow};
 use crate::worker::Pending;
-use crate::{Error, Hosting, NowOrLater, Result, Timestamp};
+use crate::{Error, Hosting, Result, Timestamp};
 
 /// File ids read (and looked for on disk) per transaction.
 const SWEEP_PAGE: i64 = 1000;
@@ -387,31 +387,6 @@ impl Hosting {
         let key = failure_key(self);
         self.later(move |h| h.watch_upload_slot(reservation, &file_path, usable_for))?
             .on_done(move |r| count_watch_failure(key, r));
-        Ok(())
-    }
-
-    /// [`Hosting::watch_upload_slot`] for a server answering a slot request on its event loop,
-    /// in a transaction of its own. Prosody's slot hook used this until the watch was queued
-    /// and written with the next decision instead ([`Hosting::queue_upload_slot_watch`]: one
-    /// store write a slot instead of two). Made at once on the caller's connection when nobody
-    /// else holds the store's write lock, else by the worker once it is free (see
-    /// [`Hosting::now_or_later`]); it never waits. Made at once, the row costs the loop one small transaction (45 µs p50, release
-    /// build); handed to the worker every time, as [`Hosting::watch_upload_slot_later`] does,
-    /// the hand-off alone cost the loop 120-130 µs, the machine about 0.2 ms more CPU a slot
-    /// (thread wake-ups, a second connection's transaction), and that transaction held the write
-    /// lock as the next slot request came, which then went to the worker too (30 to 45 in 2,000
-    /// requests 0.3 ms apart; none since). Behind a lock held past the worker's wait, the worker
-    /// tries again until it is free ([`Hosting::now_or_in_background`]): a watch lost leaves the
-    /// slot's bytes reserved and its file charged to global storage only. As there, a failure
-    /// (after the last try) is told by the next upkeep report.
-    pub fn watch_upload_slot_now_or_later(&self, reservation: i64, file_path: String, usable_for: u64) -> Result<()> {
-        check_path("an upload's file", &file_path)?;
-        let key = failure_key(self);
-        match self.now_or_in_background(move |h| h.watch_upload_slot(reservation, &file_path, usable_for)) {
-            Ok(NowOrLater::Later(pending)) => pending.on_done(move |r| count_watch_failure(key, r)),
-            Ok(NowOrLater::Now(())) => {}
-            Err(e) => count_watch_failure(key, Err(e)),
-        }
         Ok(())
     }
 
@@ -1008,52 +983,5 @@ mod tests {
         h.upload_slot_check(&[]).unwrap();
         let u = h.upload_usage("example.org", Some("alice")).unwrap();
         assert_eq!((u.stored, u.reserved), (10, 0));
-    }
-}
-
-/// Issue 11.4: the slot hook's watch is made on the caller's connection, not handed to the worker
-/// every time; behind another process's lock it still returns at once and is made later.
-#[cfg(test)]
-mod watch_now_or_later {
-    use std::time::Duration;
-
-    use crate::quotas::UploadDecision;
-    use crate::store::quotas as sql;
-    use crate::test_store::TestStore;
-    use crate::{Hosting, OpenOptions};
-
-    #[test]
-    fn a_watch_is_made_at_once_and_behind_a_held_lock_by_the_worker_once_it_is_free() {
-        let store = TestStore::new("watch-now-or-later");
-        let options =
-            OpenOptions { busy_timeout: Duration::from_millis(10), worker_busy_timeout: Duration::from_secs(10) };
-        let h = Hosting::open_with(&store.path, &options).unwrap();
-        h.add_domain("example.org").unwrap();
-        let grant = |h: &Hosting| match h.authorize_upload("example.org", "alice", 1000).unwrap() {
-            UploadDecision::Granted(r) => r.id,
-            other => panic!("not granted: {other:?}"),
-        };
-        let slot = |h: &Hosting, path: &str| h.store().read(|c| sql::slot(c, path)).unwrap();
-
-        // The usual case: the row is there when the call returns (no thread in between).
-        let first = grant(&h);
-        h.watch_upload_slot_now_or_later(first, "/srv/up/a/file".into(), 300).unwrap();
-        assert_eq!(slot(&h, "/srv/up/a/file").and_then(|s| s.reservation), Some(first));
-
-        // Another process holds the write lock: the call returns at once all the same, and the
-        // worker makes the row once the lock is free.
-        let second = grant(&h);
-        let other = rusqlite::Connection::open(&store.path).unwrap();
-        other.execute_batch("BEGIN IMMEDIATE").unwrap();
-        h.watch_upload_slot_now_or_later(second, "/srv/up/b/file".into(), 300).unwrap();
-        assert!(slot(&h, "/srv/up/b/file").is_none());
-        other.execute_batch("COMMIT").unwrap();
-        for _ in 0..500 {
-            if slot(&h, "/srv/up/b/file").is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(slot(&h, "/srv/up/b/file").and_then(|s| s.reservation), Some(second));
     }
 }

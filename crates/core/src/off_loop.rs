@@ -76,10 +76,15 @@ pub(crate) fn wait_left() -> Option<Duration> {
 
 /// A transaction committed during a tracked call: the call's work is then partly done, and
 /// starting it again would do that part twice.
+///
+/// Its caller's deadline ([`Hosting::now_or_answer`]) no longer applies either: it is there so
+/// that nothing is made after the caller stopped waiting, and once something is made the call
+/// must finish, not fail its next read or step (the admin who set an upload limit would be told
+/// nothing was done though the limit changed; a purge would stop after some of its steps).
 pub(crate) fn committed() {
     ATTEMPT.with(|a| {
         if let Some(t) = a.get() {
-            a.set(Some(Tracking { committed: true, ..t }));
+            a.set(Some(Tracking { committed: true, until: None, ..t }));
         }
     });
 }
@@ -571,7 +576,7 @@ impl Hosting {
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use rusqlite::Connection;
 
@@ -1156,6 +1161,27 @@ mod tests {
         };
         other.execute_batch("COMMIT").unwrap();
         assert_eq!(in_time.wait().unwrap().name.as_str(), "in-time.example");
+    }
+
+    #[test]
+    fn a_callers_deadline_stops_a_call_only_until_it_has_committed_something() {
+        // Past the deadline, a call that has made nothing still starts nothing.
+        let h = Hosting::open_in_memory().unwrap();
+        {
+            let _tracked = super::AttemptScope::until(Instant::now());
+            let err = h.domain("any.example").unwrap_err();
+            assert!(err.is_busy(), "{err}");
+            assert!(h.add_domain("late.example").is_err());
+        }
+        assert!(h.domain("late.example").unwrap().is_none(), "made after its caller stopped waiting");
+        // A call that committed before its deadline goes on after it: its read and its next
+        // write are made. Before, both failed with "held elsewhere until the caller stopped
+        // waiting" though the first change was in the store.
+        let _tracked = super::AttemptScope::until(Instant::now() + Duration::from_millis(50));
+        h.add_domain("first.example").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(h.domain("first.example").unwrap().unwrap().name.as_str(), "first.example");
+        h.add_domain("second.example").unwrap();
     }
 
     #[test]

@@ -185,7 +185,8 @@ impl Store {
         };
         // A call whose caller waits with a deadline (`Hosting::now_or_answer`) waits for another
         // connection's lock only until then, and once it has passed makes nothing: its caller has
-        // been told it failed.
+        // been told it failed. The deadline holds only until the call's first commit
+        // (`off_loop::committed` clears it): a call that has changed something finishes.
         let left = crate::off_loop::wait_left();
         if left.is_some_and(|left| left.is_zero()) {
             return Err(rusqlite::Error::SqliteFailure(

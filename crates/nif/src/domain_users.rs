@@ -18,18 +18,23 @@ use xmpp_hosting_core::domain_users::{UserCommand, SHARED_ROSTER_ID};
 use xmpp_hosting_core::Error;
 
 use crate::args::{optional_text, text};
-use crate::error::reply;
+use crate::error::{error_term, reply};
 use crate::handle::Handle;
 use crate::json::{from_term, serialized, to_term};
+use crate::later::answered;
 
 fn names(list: Vec<Binary<'_>>) -> NifResult<Vec<String>> {
     list.iter().map(|b| text(b).map(str::to_owned)).collect()
 }
 
-#[rustler::nif(schedule = "DirtyIo")]
+/// May write (the registration policy): answered through [`answered`], never waiting for another
+/// process's write lock on a scheduler.
+#[rustler::nif(schedule = "DirtyIo", name = "decide_user_command_nif")]
 fn decide_user_command<'a>(env: Env<'a>, handle: Handle, cmd: Term<'a>) -> NifResult<Term<'a>> {
-    let cmd = serde_json::from_value::<UserCommand>(from_term(cmd)?).map_err(|e| Error::InvalidArgument(e.to_string()));
-    reply(env, cmd.and_then(|cmd| handle.hosting.decide_user_command(&cmd)), serialized)
+    match serde_json::from_value::<UserCommand>(from_term(cmd)?) {
+        Ok(cmd) => answered(env, &handle.hosting, move |h| h.decide_user_command(&cmd), serialized),
+        Err(e) => error_term(env, &Error::InvalidArgument(e.to_string())),
+    }
 }
 
 #[rustler::nif(schedule = "DirtyIo")]

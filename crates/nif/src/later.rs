@@ -153,6 +153,18 @@ where
     answer(env, hosting, call, reply_unit, hosting.worker_wait())
 }
 
+/// [`answered`] for a call whose answer is its own term, errors included (the web panel's: every
+/// outcome is an HTTP response, a store that did not answer a 503 like any other failure), made
+/// by `whole` from the result.
+pub fn answered_whole<'a, T, F, W>(env: Env<'a>, hosting: &Hosting, call: F, whole: W) -> NifResult<Term<'a>>
+where
+    T: Send + 'static,
+    F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
+    W: for<'e> FnOnce(Env<'e>, Result<T, Error>) -> NifResult<Term<'e>> + Send + 'static,
+{
+    answer(env, hosting, call, whole, hosting.worker_wait())
+}
+
 /// `ok` once the work is on the worker (the answer follows as a message), or the error that
 /// kept it from starting.
 pub fn started<'a, T: Serialize + Send + 'static>(

@@ -1,5 +1,9 @@
 //! The customer's web panel for mod_xmpp_hosting_panel (ejabberd's request handler): the core's
-//! router, converted. Every function runs on a dirty I/O scheduler (store calls).
+//! router, converted. Every function runs on a dirty I/O scheduler (store calls). A request and a
+//! login's completion may write (a session touched or begun, a setting changed): they never wait
+//! for another process's write lock there but are answered through [`answered_whole`], which
+//! hands them to the core's worker while it is held, their wrappers in xmpp_hosting_nif.erl
+//! waiting for the answer in `receive`. An account change's completion only reads.
 //!
 //! - `panel_open(H, Base)` -> `{ok, Panel}`: one per node (it keeps the running jobs and the
 //!   logins waiting for ejabberd's password check);
@@ -16,12 +20,15 @@
 
 use rustler::{Binary, Encoder, Env, NifResult, ResourceArc, Term};
 use xmpp_hosting_core::panel::{AccountResult, Outcome, Panel, PanelOptions, Request, Response};
+use xmpp_hosting_core::Hosting;
 
 use crate::args::text;
 use crate::error::reply;
 use crate::handle::Handle;
+use crate::later::answered_whole;
 
-pub struct PanelResource(Panel);
+/// The panel and the store handle it was opened on, where its calls are tried at once.
+pub struct PanelResource(Panel, Hosting);
 
 #[rustler::resource_impl]
 impl rustler::Resource for PanelResource {}
@@ -53,11 +60,26 @@ fn optional(b: &Binary) -> Option<String> {
 fn panel_open<'a>(env: Env<'a>, handle: Handle, base: Binary<'a>) -> NifResult<Term<'a>> {
     let options = PanelOptions { base: text(&base)?.to_string(), ..PanelOptions::default() };
     let panel = Panel::new(handle.hosting.clone(), options);
-    reply(env, Ok(ResourceArc::new(PanelResource(panel))), |env, p| Ok(p.encode(env)))
+    reply(env, Ok(ResourceArc::new(PanelResource(panel, handle.hosting.clone()))), |env, p| Ok(p.encode(env)))
+}
+
+fn outcome<'a>(env: Env<'a>, outcome: Outcome) -> Term<'a> {
+    match outcome {
+        Outcome::Respond(r) => respond(env, r),
+        Outcome::CheckPassword { check_password: c } => {
+            (atoms::check_password(), c.ticket, c.username, c.host, c.password).encode(env)
+        }
+        Outcome::Account { account: t } => {
+            let or_none = |v: Option<String>| v.unwrap_or_default();
+            let fields = (t.ticket, t.action, t.host, or_none(t.username), or_none(t.password));
+            (atoms::account(), fields.0, fields.1, fields.2, fields.3, fields.4, t.require.unwrap_or_default())
+                .encode(env)
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "panel_handle_nif")]
 fn panel_handle<'a>(
     env: Env<'a>,
     panel: ResourceArc<PanelResource>,
@@ -81,21 +103,16 @@ fn panel_handle<'a>(
         address: text(&address)?.to_string(),
         tls,
     };
-    Ok(match panel.0.handle(&request) {
-        Outcome::Respond(r) => respond(env, r),
-        Outcome::CheckPassword { check_password: c } => {
-            (atoms::check_password(), c.ticket, c.username, c.host, c.password).encode(env)
-        }
-        Outcome::Account { account: t } => {
-            let or_none = |v: Option<String>| v.unwrap_or_default();
-            let fields = (t.ticket, t.action, t.host, or_none(t.username), or_none(t.password));
-            (atoms::account(), fields.0, fields.1, fields.2, fields.3, fields.4, t.require.unwrap_or_default())
-                .encode(env)
-        }
-    })
+    let (on, failed) = (panel.clone(), panel.clone());
+    answered_whole(
+        env,
+        &panel.1,
+        move |h| on.0.try_handle_on(h, &request),
+        move |env, answered| Ok(outcome(env, answered.unwrap_or_else(|e| Outcome::Respond(failed.0.failed(e))))),
+    )
 }
 
-#[rustler::nif(schedule = "DirtyIo")]
+#[rustler::nif(schedule = "DirtyIo", name = "panel_finish_login_nif")]
 fn panel_finish_login<'a>(
     env: Env<'a>,
     panel: ResourceArc<PanelResource>,
@@ -103,7 +120,12 @@ fn panel_finish_login<'a>(
     password_ok: bool,
     admin: bool,
 ) -> NifResult<Term<'a>> {
-    Ok(respond(env, panel.0.finish_login(text(&ticket)?, password_ok, admin)))
+    let ticket = text(&ticket)?.to_owned();
+    let (on, failed) = (panel.clone(), panel.clone());
+    let finish = move |h: &Hosting| on.0.try_finish_login_on(h, &ticket, password_ok, admin);
+    answered_whole(env, &panel.1, finish, move |env, answered| {
+        Ok(respond(env, answered.unwrap_or_else(|e| failed.0.failed(e))))
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

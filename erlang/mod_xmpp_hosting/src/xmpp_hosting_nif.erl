@@ -234,7 +234,8 @@ background(_H, _Write, _Reporter, _What) -> not_loaded(?LINE).
 %% password_verify, policy}) -> {ok, #{decision := <<"allowed">>, domain, as, username, jid,
 %% if_exists, if_missing, done}} | {ok, #{decision := <<"refused">>, type, condition, text}}.
 -spec decide_user_command(handle(), map()) -> {ok, map()} | error().
-decide_user_command(_H, _Command) -> not_loaded(?LINE).
+decide_user_command(H, Command) -> answer(decide_user_command_nif(H, Command)).
+decide_user_command_nif(_H, _Command) -> not_loaded(?LINE).
 %% {ok, #{jids, text}}: the accounts the node listed, as the manager is shown them.
 -spec domain_user_list(handle(), binary(), [binary()]) -> {ok, map()} | error().
 domain_user_list(_H, _Domain, _Usernames) -> not_loaded(?LINE).
@@ -411,10 +412,13 @@ panel_open(_H, _Base) -> not_loaded(?LINE).
           {respond, pos_integer(), binary(), [{binary(), binary()}], binary()} |
           {check_password, binary(), binary(), binary(), binary()} |
           {account, binary(), binary(), binary(), binary(), binary(), binary()}.
-panel_handle(_P, _Method, _Path, _Cookie, _Csrf, _ContentType, _Body, _Address, _Tls) -> not_loaded(?LINE).
+panel_handle(P, Method, Path, Cookie, Csrf, ContentType, Body, Address, Tls) ->
+    answer(panel_handle_nif(P, Method, Path, Cookie, Csrf, ContentType, Body, Address, Tls)).
+panel_handle_nif(_P, _Method, _Path, _Cookie, _Csrf, _ContentType, _Body, _Address, _Tls) -> not_loaded(?LINE).
 -spec panel_finish_login(reference(), binary(), boolean(), boolean()) ->
           {respond, pos_integer(), binary(), [{binary(), binary()}], binary()}.
-panel_finish_login(_P, _Ticket, _Ok, _Admin) -> not_loaded(?LINE).
+panel_finish_login(P, Ticket, Ok, Admin) -> answer(panel_finish_login_nif(P, Ticket, Ok, Admin)).
+panel_finish_login_nif(_P, _Ticket, _Ok, _Admin) -> not_loaded(?LINE).
 %% The users page: panel_handle/9 answers {account, Ticket, Action, Host, User, Password, Require}
 %% (<<>> for none), carried out with ejabberd_auth; panel_finish_account/7 (ticket, host not served,
 %% account existed, done, error or <<>>, the host's usernames for a list) gives the answer.

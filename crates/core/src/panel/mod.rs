@@ -278,6 +278,35 @@ impl Panel {
         self.or_unavailable(answered, |r| r)
     }
 
+    /// [`Panel::handle`] for a binding that hands the request to the core's worker itself and
+    /// waits for the answer its own way (ejabberd: [`Hosting::now_or_answer`], the calling process
+    /// then waits in `receive`): the request on `hosting` (the caller's handle, or the worker's),
+    /// and the store's error when it met another connection's lock during an attempt that does
+    /// not wait for it, before changing anything, for the worker to answer it again. A clone
+    /// answers on the worker ([`Panel::handle_now_or_later`]'s), sharing the logins waiting for
+    /// a password check and the running jobs.
+    pub fn try_handle_on(&self, hosting: &Hosting, request: &Request) -> crate::Result<Outcome> {
+        self.on(hosting).try_handle(request)
+    }
+
+    /// [`Panel::finish_login`] as [`Panel::try_handle_on`]: a try that met the lock keeps the
+    /// login's ticket for the worker's.
+    pub fn try_finish_login_on(
+        &self,
+        hosting: &Hosting,
+        ticket: &str,
+        password_ok: bool,
+        admin: bool,
+    ) -> crate::Result<Response> {
+        self.on(hosting).try_finish_login(ticket, password_ok, admin)
+    }
+
+    /// The answer to a request that could not be made: a busy store (its lock held past the
+    /// wait, or met after a part was done) is 503, try again, as [`Panel::handle`] answers it.
+    pub fn failed(&self, e: Error) -> Response {
+        self.failure(Failure::from(e))
+    }
+
     /// A request that met the lock after one of its transactions committed is not answered
     /// again (that part would be done twice): it is answered 503, try again, as on a busy store.
     fn or_unavailable<T>(

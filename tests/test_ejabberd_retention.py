@@ -64,6 +64,54 @@ def test_the_nif_sets_refuses_sweeps_on_the_worker_and_reads_the_log(ej):
         ej.eval(h + f'xmpp_hosting_nif:set_retention(H, D, <<"{what}">>, <<"never">>).')
 
 
+def waiting_in_answer(ej) -> int:
+    """How many of the node's processes wait in xmpp_hosting_nif:answer/1 for a call the core's
+    worker makes once another process's lock is free."""
+    return int(ej.eval("length([P || P <- processes(), process_info(P, current_function) =:= "
+                       "{current_function, {xmpp_hosting_nif, answer, 1}}])."))
+
+
+def test_policy_changes_behind_another_process_lock_are_made_once_it_is_free(ej):
+    """An admin's `retention set` (and a user's own shorter retention) while the CLI, Prosody or a
+    backup holds the store's write lock: the call waits in its own process, holding no
+    scheduler, and is made once the lock is free. Before, both waited on a dirty I/O scheduler
+    and failed after the 2 s busy timeout; they never reached answer/1, so this waits in vain."""
+    import store_lock
+    h = f'{{ok, H}} = mod_xmpp_hosting:store(<<"{uploads.HOST}">>), D = <<"{uploads.HOST}">>, '
+    calls = {
+        "policy": h + 'xmpp_hosting_nif:set_retention(H, D, <<"muc">>, <<"12d">>).',
+        "user": h + 'xmpp_hosting_nif:set_user_archive_retention(H, D, <<"alice">>, <<"2d">>).',
+    }
+    ej.eval(h + 'xmpp_hosting_nif:set_retention(H, D, <<"archive">>, <<"30d">>).')
+    answers: dict[str, str] = {}
+
+    def call(name: str):
+        answers[name] = ej.eval(calls[name])
+
+    threads = [threading.Thread(target=call, args=(name,)) for name in calls]
+    holder = store_lock.lock_holder(ej.database)
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while waiting_in_answer(ej) < len(calls):
+            assert time.monotonic() < deadline, f"the calls did not wait in answer/1: {answers}"
+            time.sleep(0.1)
+        assert answers == {}, answers
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    for t in threads:
+        t.join(timeout=60)
+    assert answers["policy"].startswith("{ok,#{") and 'muc => <<"12d">>' in answers["policy"], answers
+    assert answers["user"] == '{ok,<<"2d">>}', answers
+    assert 'muc => <<"12d">>' in ej.eval(h + "xmpp_hosting_nif:retention_policy(H, D).")
+    assert ej.eval(h + 'xmpp_hosting_nif:user_archive_retention(H, D, <<"alice">>).') == '{ok,<<"2d">>}'
+    for what in ("archive", "muc"):
+        ej.eval(h + f'xmpp_hosting_nif:set_retention(H, D, <<"{what}">>, <<"never">>).')
+    ej.eval(h + 'xmpp_hosting_nif:set_user_archive_retention(H, D, <<"alice">>, undefined).')
+
+
 # ---- message archives -------------------------------------------------------------------------
 
 MAM_HOST = "archive.example"

@@ -39,6 +39,7 @@ pub use domains::Domain;
 pub use error::{Error, Result};
 pub use hosting::{Hosting, OpenOptions};
 pub use housekeeping::{Housekeeping, HousekeepingReport, Schedule};
+pub use locked::locked;
 pub use off_loop::{
     busy_timeout_setting, lock_timeout_setting, LaterBecause, NowOrLater, NowOrLaterBecause, Retry, BACKGROUND_RETRY,
 };

@@ -9,7 +9,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 /// The guard of `mutex`, also after a holder panicked (see the module doc).
-pub(crate) fn locked<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn locked<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

@@ -30,6 +30,7 @@
 
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, Term};
 use serde_json::Value;
+use xmpp_hosting_core::accounts::AccountRemovalRequest;
 use xmpp_hosting_core::{Error, Hosting, LaterBecause, NowOrLaterBecause};
 
 use crate::args::{optional_text, text};
@@ -48,10 +49,11 @@ rustler::atoms! {
 /// One write of [`background`], owned so that the worker can make it again.
 #[derive(Clone)]
 enum Write {
-    AccountRemoved {
-        domain: String,
-        user: String,
-    },
+    /// One request for all of the write's tries, so that a retry removes only what the store
+    /// held at the first (a new account of the same name, made while another process's lock
+    /// held the removal back, keeps its invites and exceptions: see the core's
+    /// `AccountRemovalRequest`).
+    AccountRemoved(AccountRemovalRequest),
     RecordActivity {
         domain: String,
         user: String,
@@ -89,7 +91,7 @@ impl Write {
         let number = |i: usize| -> NifResult<i64> { field(i)?.decode() };
         let kind: Atom = field(0)?.decode()?;
         let write = match (kind.to_term(term.get_env()).atom_to_string()?.as_str(), fields.len()) {
-            ("account_removed", 3) => Write::AccountRemoved { domain: owned(1)?, user: owned(2)? },
+            ("account_removed", 3) => Write::AccountRemoved(AccountRemovalRequest::new(&owned(1)?, &owned(2)?)),
             ("record_activity", 3) => Write::RecordActivity { domain: owned(1)?, user: owned(2)? },
             ("ensure_hosted", 2) => Write::EnsureHosted { domain: owned(1)? },
             ("commit_keyed_upload", 4) => {
@@ -115,7 +117,7 @@ impl Write {
             serde_json::to_value(v).map_err(|e| Error::Internal(format!("a result could not be encoded: {e}")))
         }
         match self {
-            Write::AccountRemoved { domain, user } => value(h.account_removed(domain, user)?),
+            Write::AccountRemoved(request) => value(h.remove_account(request)?),
             Write::RecordActivity { domain, user } => value(h.record_activity(domain, user)?),
             Write::EnsureHosted { domain } => value(h.ensure_hosted(domain)?),
             Write::CommitKeyedUpload { key, bytes, file } => value(h.commit_keyed_upload(key, *bytes, file)?),

@@ -3,12 +3,13 @@
 
 use rustler::{Binary, Encoder, Env, NifResult, Term};
 use xmpp_hosting_core::retention::{Kind, SweepOptions};
+use xmpp_hosting_core::Hosting;
 
 use crate::args::{optional_text, text};
 use crate::error::reply;
 use crate::handle::Handle;
 use crate::json::serialized;
-use crate::later::{started, started_viewed};
+use crate::later::{answered, started, started_viewed};
 
 /// `retention_policy(H, Domain)` -> `{ok, #{archive, muc, uploads, backups}}` (periods as
 /// written, `<<"never">>` for no expiry).
@@ -18,8 +19,9 @@ fn retention_policy<'a>(env: Env<'a>, handle: Handle, domain: Binary<'a>) -> Nif
 }
 
 /// `set_retention(H, Domain, What, Value)` -> `{ok, Policy}`; a period that cannot be meant is
-/// `{error, {<<"invalid-argument">>, Why}}`.
-#[rustler::nif(schedule = "DirtyIo")]
+/// `{error, {<<"invalid-argument">>, Why}}`. Behind another process's lock it is answered by
+/// message (`xmpp_hosting_nif:answer/1`), as every call somebody waits for.
+#[rustler::nif(schedule = "DirtyIo", name = "set_retention_nif")]
 fn set_retention<'a>(
     env: Env<'a>,
     handle: Handle,
@@ -27,12 +29,13 @@ fn set_retention<'a>(
     what: Binary<'a>,
     value: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    reply(env, handle.hosting.set_retention(text(&domain)?, text(&what)?, text(&value)?), serialized)
+    let (domain, what, value) = (text(&domain)?.to_owned(), text(&what)?.to_owned(), text(&value)?.to_owned());
+    answered(env, &handle.hosting, move |h| h.set_retention(&domain, &what, &value), serialized)
 }
 
 /// `set_user_archive_retention(H, Domain, User, Value | undefined)` -> `{ok, Period}`: how long
-/// that user's archive is kept now.
-#[rustler::nif(schedule = "DirtyIo")]
+/// that user's archive is kept now (answered as [`set_retention`] is).
+#[rustler::nif(schedule = "DirtyIo", name = "set_user_archive_retention_nif")]
 fn set_user_archive_retention<'a>(
     env: Env<'a>,
     handle: Handle,
@@ -40,11 +43,13 @@ fn set_user_archive_retention<'a>(
     user: Binary<'a>,
     value: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let (domain, user, value) = (text(&domain)?, text(&user)?, optional_text(value)?);
-    let h = &handle.hosting;
-    let period =
-        h.set_user_archive_retention(domain, user, value).and_then(|()| h.user_archive_retention(domain, user));
-    reply(env, period.map(|p| p.to_string()), |env, p| Ok(p.encode(env)))
+    let (domain, user) = (text(&domain)?.to_owned(), text(&user)?.to_owned());
+    let value = optional_text(value)?.map(str::to_owned);
+    let set = move |h: &Hosting| {
+        h.set_user_archive_retention(&domain, &user, value.as_deref())?;
+        h.user_archive_retention(&domain, &user).map(|period| period.to_string())
+    };
+    answered(env, &handle.hosting, set, |env, period| Ok(period.encode(env)))
 }
 
 /// `retention_sweep(H, Domain, Kind, DryRun, [Root], Tag)` -> `ok`; the sweep's audit record
@@ -106,7 +111,7 @@ static WAITING: Mutex<BTreeMap<u64, SyncSender<serde_json::Value>>> = Mutex::new
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn waiting() -> std::sync::MutexGuard<'static, BTreeMap<u64, SyncSender<serde_json::Value>>> {
-    WAITING.lock().unwrap_or_else(|p| p.into_inner())
+    xmpp_hosting_core::locked(&WAITING)
 }
 
 /// The ejabberd process that serves a sweep's steps.

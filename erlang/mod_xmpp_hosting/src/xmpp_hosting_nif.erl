@@ -38,7 +38,7 @@
          describe_retention/2, describe_retention_log/3]).
 -export([housekeeping_new/2, housekeeping_stale_registrations/1, housekeeping_run/4,
          housekeeping_next_in/1]).
--export([panel_open/2, panel_handle/9, panel_finish_login/4, panel_finish_account/7]).
+-export([panel_open/2, panel_handle/9, panel_finish_login/4, panel_finish_account/7, panel_unanswered/2]).
 -export([cert_generate/5, cert_acme/3, cert_show/2, cert_import/3, cert_pem/2, cert_csr/2, cert_posh/3,
          cert_posh_check/3, cert_check/1, cert_install/3, housekeeping_install_certificates/3]).
 -export([so_path/0, answer/1]).
@@ -337,11 +337,15 @@ record_activity(_H, _Domain, _User) -> not_loaded(?LINE).
 retention_policy(_H, _Domain) -> not_loaded(?LINE).
 
 -spec set_retention(handle(), binary(), binary(), binary()) -> {ok, map()} | error().
-set_retention(_H, _Domain, _What, _Value) -> not_loaded(?LINE).
+set_retention(H, Domain, What, Value) ->
+    answer(set_retention_nif(H, Domain, What, Value)).
+set_retention_nif(_H, _Domain, _What, _Value) -> not_loaded(?LINE).
 
 %% Value undefined: back to the domain's period. {ok, Period} kept for that user's archive now.
 -spec set_user_archive_retention(handle(), binary(), binary(), binary() | undefined) -> {ok, binary()} | error().
-set_user_archive_retention(_H, _Domain, _User, _Value) -> not_loaded(?LINE).
+set_user_archive_retention(H, Domain, User, Value) ->
+    answer(set_user_archive_retention_nif(H, Domain, User, Value)).
+set_user_archive_retention_nif(_H, _Domain, _User, _Value) -> not_loaded(?LINE).
 
 %% Sweeps one kind (<<"archive">>, <<"muc">>, <<"uploads">>) of a domain on the core's worker: ok
 %% at once, then {xmpp_hosting_result, Tag, {ok, Record} | error()} with the sweep's audit record.
@@ -425,6 +429,10 @@ panel_finish_login_nif(_P, _Ticket, _Ok, _Admin) -> not_loaded(?LINE).
 -spec panel_finish_account(reference(), binary(), boolean(), boolean(), boolean(), binary(), [binary()]) ->
           {respond, pos_integer(), binary(), [{binary(), binary()}], binary()}.
 panel_finish_account(_P, _Ticket, _NotServed, _Existed, _Done, _Error, _Users) -> not_loaded(?LINE).
+%% The panel's answer (503, try again) to a request whose panel_handle/9 or panel_finish_login/4
+%% got no answer within its wait: answer/1's error message.
+-spec panel_unanswered(reference(), binary()) -> {respond, pos_integer(), binary(), [{binary(), binary()}], binary()}.
+panel_unanswered(_P, _Why) -> not_loaded(?LINE).
 
 %% The answer of a store call somebody waits for (every function above that calls answer/1).
 %% The NIF tries the call at once without waiting for any lock; when another process (the

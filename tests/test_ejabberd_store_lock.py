@@ -175,6 +175,31 @@ def test_an_upload_finished_while_the_lock_is_held_is_counted_once_it_is_free(ej
     assert (usage["stored"], usage["reserved"]) == (11, 0), usage
 
 
+# Erlang: the processes waiting in xmpp_hosting_nif:answer/1 for an answer of the core's worker.
+IN_ANSWER = ("[P || P <- erlang:processes(), "
+             "erlang:process_info(P, current_function) =:= {current_function, {xmpp_hosting_nif, answer, 1}}]")
+
+
+def processes_in_answer(ej, count: int, timeout: float = 20) -> int:
+    """How many of the node's processes wait in xmpp_hosting_nif:answer/1, once at least `count`
+    do (polled inside the node, so that one probe answers as soon as they are there), or how many
+    did after `timeout` seconds."""
+    polls = int(timeout * 100)
+    return int(ej.eval(
+        f"Count = fun() -> length({IN_ANSWER}) end, "
+        f"Poll = fun P(0) -> Count(); P(N) -> case Count() of C when C >= {count} -> C; "
+        f"_ -> timer:sleep(10), P(N - 1) end end, Poll({polls}).",
+        timeout=timeout + 60))
+
+
+
+def current_functions(ej) -> str:
+    """How many of the node's processes are in each function, for a test's failure."""
+    return ej.eval("lists:foldl(fun(P, M) -> case erlang:process_info(P, current_function) of "
+                   "{current_function, F} -> maps:update_with(F, fun(N) -> N + 1 end, 1, M); _ -> M end end, "
+                   "#{}, erlang:processes()).")
+
+
 def http_get(ej, url: str) -> tuple[int, bytes]:
     """GETs an uploaded file through loopback (mod_http_upload reads it from disk: OTP's file I/O,
     which runs on the dirty I/O schedulers)."""
@@ -222,9 +247,9 @@ def test_calls_somebody_waits_for_hold_no_scheduler_while_the_lock_is_held_and_g
     try:
         for t in threads:
             t.start()
-        # The calls reach the node; the node's file I/O and sessions are served meanwhile, and no
-        # call has had an answer (with the lock held it can only be a failure).
-        time.sleep(0.5)
+        # The calls reach the node and wait in receive; the node's file I/O and sessions are served
+        # meanwhile, and no call has had an answer (with the lock held it can only be a failure).
+        assert (waiting_calls := processes_in_answer(ej, calls)) >= calls, (waiting_calls, current_functions(ej))
         assert http_get(ej, slot.put_url) == (200, b"read me back")
         with done:
             assert answers == {}, answers
@@ -245,6 +270,106 @@ def test_calls_somebody_waits_for_hold_no_scheduler_while_the_lock_is_held_and_g
         stored = {name for (name,) in db.execute("SELECT name FROM domains WHERE name LIKE 'busy%'")}
     assert stored == set(domains), stored
     pings_answered(client, "after-ping")
+    client.close()
+
+
+# Erlang: mod_http_upload's process of the host (it runs the slot request hook and waits for the
+# slot decision in xmpp_hosting_nif:answer/1), by its initial call: its registered name is made
+# from the put_url.
+UPLOAD_PROCESS = ("hd([P || P <- erlang:processes(), "
+                  "proc_lib:translate_initial_call(P) =:= {mod_http_upload, init, 1}])")
+
+
+def reservations_made(ej) -> int:
+    """How many upload reservations the store has ever made (their AUTOINCREMENT ids: a released
+    reservation's row is deleted)."""
+    with closing(sqlite3.connect(ej.database, timeout=30)) as db:
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'upload_reservations'").fetchone()
+    return row[0] if row else 0
+
+
+def process_state(pid: int) -> str:
+    """The state letter of process `pid` in /proc (T: stopped)."""
+    stat = open(f"/proc/{pid}/stat").read()
+    return stat[stat.rindex(")") + 2]
+
+
+def test_a_slot_granted_after_the_caller_gave_up_is_given_back_and_not_sent(ej, tmp_path):
+    """A slot decision the core's worker makes behind another process's lock, on a machine stalled
+    past the caller's wait (the worker got the lock and granted the slot only after
+    mod_http_upload's process had stopped waiting and told the client it failed): the answer is
+    not sent, so the long-lived process gets no stray {xmpp_hosting_answer, ...} message, and the
+    grant's bytes are given back at once instead of staying reserved for the slot's life. The
+    stall is the node stopped (SIGSTOP) while the worker waits for the lock: SQLite counts its
+    busy wait in sleeps, not wall time, so once the node runs again the worker tries once more,
+    finds the lock free and grants, past the caller's deadline (answer_within(2 s) = 3 s)."""
+    import os
+    import signal
+    import threading
+    usage = lambda: json.loads(run_cli(ej.database, "--json", "quota", "show", HOST, "--user", "pinger").stdout)["usage"]
+    assert usage()["reserved"] == 0
+    made = reservations_made(ej)
+    offset = len(log_text(ej))
+    beam = int(ej.eval("os:getpid().").strip('"'))
+    # Logged in before the lock: a login counted behind it would hold the worker's connection,
+    # and the slot decision would wait for that instead of the lock.
+    client = logged_in(ej, "pinger")
+    ready = tmp_path / "watching"
+    # Inside the node: once mod_http_upload's process waits for the decision (and the worker
+    # for the lock), the node stops itself (kill runs in a shell of its own).
+    watcher: dict[str, str] = {}
+    watch = threading.Thread(target=lambda: watcher.update(answer=ej.eval(
+        f"Upload = {UPLOAD_PROCESS}, "
+        f'ok = file:write_file("{ready}", <<"ready">>), '
+        "Waiting = fun W(0) -> timeout; W(N) -> case erlang:process_info(Upload, current_function) of "
+        "{current_function, {xmpp_hosting_nif, answer, 1}} -> in_answer; _ -> timer:sleep(5), W(N - 1) end end, "
+        "case Waiting(4000) of in_answer -> timer:sleep(300), "
+        'os:cmd("kill -STOP " ++ os:getpid()), stopped; Other -> Other end.', timeout=120)))
+    holder = lock_holder(ej)
+    stopped = False
+    try:
+        watch.start()
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert time.monotonic() < deadline and watch.is_alive(), watcher
+            time.sleep(0.02)
+        client.send(f"<iq type='get' id='late-slot' to='upload.{HOST}'><request xmlns='urn:xmpp:http:upload:0' "
+                    "filename='too-late.bin' size='13' content-type='application/octet-stream'/></iq>".encode())
+        deadline = time.monotonic() + 60
+        while process_state(beam) != "T":
+            assert time.monotonic() < deadline and watch.is_alive(), watcher
+            time.sleep(0.005)
+        stopped = True
+        holder.execute("COMMIT")
+        # Stopped well past the caller's 3 s wait.
+        time.sleep(4)
+    finally:
+        if holder.in_transaction:
+            holder.execute("COMMIT")
+        holder.close()
+        if stopped:
+            os.kill(beam, signal.SIGCONT)
+    watch.join(timeout=120)
+    assert watcher.get("answer") == "stopped", watcher
+    reply = reply_to(client, "late-slot")
+    assert "type='error'" in reply or 'type="error"' in reply, f"the slot was granted after the caller's wait: {reply}"
+    # The worker granted the slot once the node ran again: the reservation is given back.
+    deadline = time.monotonic() + 30
+    while (now := usage())["reserved"] != 0:
+        assert time.monotonic() < deadline, f"the late grant is still reserved: {now}"
+        time.sleep(0.1)
+    # Long enough for an answer sent late to have arrived: neither in the process's mailbox nor
+    # taken out of it by its gen_server loop (mod_http_upload logs it as unexpected).
+    time.sleep(1)
+    stray = ej.eval(f"{{messages, Ms}} = erlang:process_info({UPLOAD_PROCESS}, messages), "
+                    "[M || {xmpp_hosting_answer, _, _} = M <- Ms].")
+    assert stray == "[]", stray
+    text = log_text(ej)[offset:]
+    assert "xmpp_hosting_answer" not in text, text
+    # The slot was granted after all (then given back: its row is gone, its id used), not refused
+    # for the lock, which would test nothing.
+    assert reservations_made(ej) == made + 1
+    pings_answered(client, "after-late-slot")
     client.close()
 
 

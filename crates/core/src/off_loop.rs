@@ -243,6 +243,10 @@ impl Drop for Waiting {
 /// to commit, and for the answer to reach the caller, on a loaded machine.
 const ANSWER_GRACE: Duration = Duration::from_secs(5);
 
+/// The most an answer of [`Hosting::now_or_answer`] is sent before its caller stops waiting
+/// ([`Hosting::answer_sent_by`]): room for the message to reach the caller first.
+const SEND_MARGIN: Duration = Duration::from_millis(200);
+
 /// How many calls of [`Hosting::now_or_answer`] may be on the worker at once, in this process.
 /// Each holds a descriptor pair and, while it waits for the worker's connection, a thread of the
 /// worker's blocking pool; past this, a new one is refused at once with a store error (a lock
@@ -403,6 +407,20 @@ impl Hosting {
     /// when shorter).
     pub fn answer_within(wait: Duration) -> Duration {
         wait + (wait / 2).min(ANSWER_GRACE)
+    }
+
+    /// The last moment to send the answer of a call of [`Hosting::now_or_answer`] made at
+    /// `requested` with `wait`: its caller stops waiting [`Hosting::answer_within`] after (a
+    /// little later, in fact: its timer starts once the call has returned), and an answer
+    /// arriving then is nobody's (ejabberd: a stray message in the process's mailbox). Less a
+    /// margin ([`SEND_MARGIN`], at most half the grace) so that one sent just before still
+    /// arrives in time; never before `wait` has passed, so every answer the worker gives within
+    /// its wait is sent. Only a call that committed and then ran on (a stalled machine) answers
+    /// later.
+    pub fn answer_sent_by(requested: Instant, wait: Duration) -> Instant {
+        let within = Self::answer_within(wait);
+        let margin = SEND_MARGIN.min((within - wait) / 2);
+        requested + (within - margin).max(wait)
     }
 
     /// How long the worker's store calls wait for another process's lock (`worker_busy_timeout`).
@@ -1085,6 +1103,24 @@ mod tests {
         }
         assert_eq!(super::busy_timeout_setting(0.25).unwrap(), Duration::from_millis(250));
         assert_eq!(super::busy_timeout_setting(60.0).unwrap(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn answers_are_sent_until_a_margin_before_their_caller_stops_waiting() {
+        let requested = Instant::now();
+        let by = |wait| Hosting::answer_sent_by(requested, wait);
+        // A slot decision: its caller waits 3 s; the answer goes until 200 ms before.
+        assert_eq!(by(Duration::from_secs(2)), requested + Duration::from_millis(2800));
+        // The worker's default wait (10 s and a 5 s grace).
+        assert_eq!(by(Duration::from_secs(10)), requested + Duration::from_millis(14_800));
+        // The shortest wait an admin may set: 150 ms in all, the margin half the 50 ms grace.
+        assert_eq!(by(Duration::from_millis(100)), requested + Duration::from_millis(125));
+        // Never before the wait itself has passed.
+        assert_eq!(by(Duration::ZERO), requested);
+        for ms in [1, 3, 100, 399, 400, 2000, 10_000, 3_600_000] {
+            let wait = Duration::from_millis(ms);
+            assert!(by(wait) >= requested + wait && by(wait) < requested + Hosting::answer_within(wait), "{ms}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! nobody else holds the store's write lock, else answered the same way by message.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustler::env::OwnedEnv;
 use rustler::{Encoder, Env, LocalPid, NifResult, Term};
@@ -62,21 +62,44 @@ fn send_result<T: Send + 'static>(
     pending: Pending<Result<T, Error>>,
     message: impl for<'e> FnOnce(Env<'e>, Result<T, Error>) -> Term<'e> + Send + 'static,
 ) {
+    deliver(pending, move |result| send(pid, message, result));
+}
+
+/// `message` of `result`, sent to `pid`.
+fn send<T>(pid: LocalPid, message: impl for<'e> FnOnce(Env<'e>, T) -> Term<'e>, result: T) {
+    let mut env = OwnedEnv::new();
+    // A process that has exited cannot be told; nothing else is waiting for the answer.
+    let _ = env.send_and_clear(&pid, |env| message(env, result));
+}
+
+/// Hands the pending result to `then` when it is in.
+fn deliver<T: Send + 'static>(
+    pending: Pending<Result<T, Error>>,
+    then: impl FnOnce(Result<T, Error>) + Send + 'static,
+) {
     pending.on_done(move |result| {
-        let send = move || {
-            let mut env = OwnedEnv::new();
-            // A process that has exited cannot be told; nothing else is waiting for the answer.
-            let _ = env.send_and_clear(&pid, |env| message(env, result));
-        };
         // A result already in when the callback is registered arrives here at once, on the NIF's
         // own (scheduler) thread, where rustler refuses to send from an owned environment: a
         // short-lived thread of our own sends it instead (a quick housekeeping pass, say).
         if rustler::thread::is_scheduler_thread() {
-            let _ = std::thread::Builder::new().name("xmpp-hosting-reply".into()).spawn(send);
+            let _ = std::thread::Builder::new().name("xmpp-hosting-reply".into()).spawn(move || then(result));
         } else {
-            send();
+            then(result);
         }
     });
+}
+
+/// The last moment an answer of [`answer`] is sent ([`Hosting::answer_sent_by`]): after it, its
+/// caller may have stopped waiting, and the message would be nobody's: a plain process keeps it
+/// in its mailbox for good, a gen_server (mod_http_upload's, which lives as long as the host)
+/// logs it as unexpected.
+#[derive(Clone, Copy)]
+struct Deadline(Instant);
+
+impl Deadline {
+    fn passed(self) -> bool {
+        Instant::now() >= self.0
+    }
 }
 
 rustler::atoms! {
@@ -96,24 +119,48 @@ static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
 /// write lock, the core's worker makes it once the lock is free, and the NIF returns
 /// `{xmpp_hosting_later, Tag, Ms}` at once: the calling process then receives
 /// `{xmpp_hosting_answer, Tag, Answer}`, the same answer, within `Ms` milliseconds
-/// (`xmpp_hosting_nif:answer/1` waits for it in `receive`). Before, such calls waited up to the
-/// 2 s busy timeout on a dirty I/O scheduler, and a few dozen at once occupied every one (OTP's
-/// file I/O runs there too), stalling the node.
-/// `wait`: how long the worker may wait for the lock (see [`answered_briefly`]).
-fn answer<'a, T, F, W>(env: Env<'a>, hosting: &Hosting, call: F, whole: W, wait: Duration) -> NifResult<Term<'a>>
+/// (`xmpp_hosting_nif:answer/1` waits for it in `receive`), or never: an answer that would come
+/// after its caller's [`Deadline`] is not sent, since nobody reads it then. Before, such calls
+/// waited up to the 2 s busy timeout on a dirty I/O scheduler, and a few dozen at once occupied
+/// every one (OTP's file I/O runs there too), stalling the node.
+/// `wait`: how long the worker may wait for the lock (see [`answered_briefly`]). `undo_late`:
+/// what gives back a successful call's effect when its answer came too late to be sent (the
+/// caller was told it failed), given the server's handle on the worker's thread: it must not
+/// wait for the lock there (see [`Hosting::now_or_in_background`]).
+fn answer<'a, T, F, W>(
+    env: Env<'a>,
+    hosting: &Hosting,
+    call: F,
+    whole: W,
+    wait: Duration,
+    undo_late: Option<fn(&Hosting, &T)>,
+) -> NifResult<Term<'a>>
 where
     T: Send + 'static,
     F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
     W: for<'e> FnOnce(Env<'e>, Result<T, Error>) -> NifResult<Term<'e>> + Send + 'static,
 {
+    let requested = Instant::now();
     match hosting.now_or_answer(call, wait) {
         Ok(NowOrLater::Now(value)) => whole(env, Ok(value)),
         Ok(NowOrLater::Later(pending)) => {
             let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
             let within = u64::try_from(Hosting::answer_within(wait).as_millis()).unwrap_or(u64::MAX);
-            send_result(env.pid(), pending, move |env, result| {
-                let answer = whole(env, result).unwrap_or_else(|_| unencodable(env));
-                (xmpp_hosting_answer(), tag, answer).encode(env)
+            let deadline = Deadline(Hosting::answer_sent_by(requested, wait));
+            let (pid, hosting) = (env.pid(), hosting.clone());
+            deliver(pending, move |result| {
+                if !deadline.passed() {
+                    send(
+                        pid,
+                        move |env, result| {
+                            let answer = whole(env, result).unwrap_or_else(|_| unencodable(env));
+                            (xmpp_hosting_answer(), tag, answer).encode(env)
+                        },
+                        result,
+                    );
+                } else if let (Some(undo), Ok(value)) = (undo_late, &result) {
+                    undo(&hosting, value);
+                }
             });
             Ok((xmpp_hosting_later(), tag, within).encode(env))
         }
@@ -129,20 +176,26 @@ where
     F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
     E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Send + 'static,
 {
-    answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.worker_wait())
+    answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.worker_wait(), None)
 }
 
 /// [`answered`] for a caller that serves others while it waits: mod_http_upload's one process
 /// per host decides every slot there and serves its downloads and uploads (which give up on it
 /// after 5 s), so it waits no longer than a call on its own thread did before (the busy timeout,
-/// 2 s), and a grace.
-pub fn answered_briefly<'a, T, F, E>(env: Env<'a>, hosting: &Hosting, call: F, encode: E) -> NifResult<Term<'a>>
+/// 2 s), and a grace. `undo_late` gives back what a call answered too late did (see [`answer`]).
+pub fn answered_briefly<'a, T, F, E>(
+    env: Env<'a>,
+    hosting: &Hosting,
+    call: F,
+    encode: E,
+    undo_late: Option<fn(&Hosting, &T)>,
+) -> NifResult<Term<'a>>
 where
     T: Send + 'static,
     F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
     E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Send + 'static,
 {
-    answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.caller_wait())
+    answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.caller_wait(), undo_late)
 }
 
 /// [`answered`] for a call answered bare `ok`.
@@ -150,7 +203,7 @@ pub fn answered_unit<'a, F>(env: Env<'a>, hosting: &Hosting, call: F) -> NifResu
 where
     F: FnOnce(&Hosting) -> Result<(), Error> + Clone + Send + 'static,
 {
-    answer(env, hosting, call, reply_unit, hosting.worker_wait())
+    answer(env, hosting, call, reply_unit, hosting.worker_wait(), None)
 }
 
 /// [`answered`] for a call whose answer is its own term, errors included (the web panel's: every
@@ -162,7 +215,7 @@ where
     F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
     W: for<'e> FnOnce(Env<'e>, Result<T, Error>) -> NifResult<Term<'e>> + Send + 'static,
 {
-    answer(env, hosting, call, whole, hosting.worker_wait())
+    answer(env, hosting, call, whole, hosting.worker_wait(), None)
 }
 
 /// `ok` once the work is on the worker (the answer follows as a message), or the error that

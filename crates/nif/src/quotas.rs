@@ -9,6 +9,7 @@
 //! by the core, so the Erlang side only builds it.
 
 use rustler::{Binary, Encoder, Env, NifResult, Term};
+use xmpp_hosting_core::quotas::UploadDecision;
 use xmpp_hosting_core::{Error, Hosting};
 
 use crate::args::{optional_text, text};
@@ -54,7 +55,19 @@ fn authorize_upload<'a>(
         Some(key) => h.authorize_keyed_upload(&domain, &user, size, key, lifetime),
         None => h.authorize_upload(&domain, &user, size),
     };
-    answered_briefly(env, &handle.hosting, decide, serialized)
+    answered_briefly(env, &handle.hosting, decide, serialized, Some(give_back_late_grant))
+}
+
+/// A slot granted on the worker whose answer came too late to be sent: mod_http_upload has told
+/// the client the request failed, so no upload will use the slot, and its bytes would otherwise
+/// stay reserved for the slot's life. Given back at once, or on the worker once another
+/// process's lock is free (nobody waits for it); should that fail for good, the slot's expiry
+/// still frees them.
+fn give_back_late_grant(hosting: &Hosting, decision: &UploadDecision) {
+    if let UploadDecision::Granted(slot) = decision {
+        let id = slot.id;
+        let _ = hosting.now_or_in_background(move |h| h.release_upload(id));
+    }
 }
 
 /// `commit_upload(H, Reservation, Bytes, FileId)` -> `ok`.

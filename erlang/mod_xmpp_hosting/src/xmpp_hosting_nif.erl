@@ -442,16 +442,25 @@ panel_unanswered(_P, _Why) -> not_loaded(?LINE).
 %% free. Waiting in receive holds no scheduler (before, such calls waited up to 2 s on a dirty
 %% I/O scheduler, and a few dozen at once occupied all of them: OTP's file I/O runs there too).
 %% The worker makes the call only within Ms of the request and answers before; after Ms, which
-%% only a stalled machine reaches, the caller is told the store did not answer.
+%% only a stalled machine reaches, the caller is told the store did not answer. No answer is sent
+%% past Ms (less a margin), but one sent at the last moment may arrive as the wait ends: it is
+%% taken as the answer rather than left in the mailbox (a long-lived caller such as
+%% mod_http_upload's process would get it as a stray message, and a slot it granted would stay
+%% reserved).
 -spec answer(term()) -> term().
 answer({xmpp_hosting_later, Tag, Ms}) ->
     receive
         {xmpp_hosting_answer, Tag, Answer} -> Answer
     after Ms ->
-            {error, {store, iolist_to_binary(
-                              io_lib:format("the store's write lock was held elsewhere (the command line, the other "
-                                            "server, a backup, a long sweep) and no answer came within ~B s: check, "
-                                            "and try it again once the lock is free", [Ms div 1000]))}}
+            receive
+                {xmpp_hosting_answer, Tag, Last} -> Last
+            after 0 ->
+                    {error, {store, iolist_to_binary(
+                                      io_lib:format("the store's write lock was held elsewhere (the command line, the "
+                                                    "other server, a backup, a long sweep) and no answer came within "
+                                                    "~B s: check, and try it again once the lock is free",
+                                                    [Ms div 1000]))}}
+            end
     end;
 answer(Answer) ->
     Answer.

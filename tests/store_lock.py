@@ -56,3 +56,27 @@ def logged_in(port: int, host: str, username: str, password: str) -> RawStream:
     stream.send(b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
     assert "result" in reply_to(stream, "bind")
     return stream
+
+
+# ejabberd: the processes waiting in xmpp_hosting_nif:answer/1 for an answer of the core's worker.
+IN_ANSWER = ("[P || P <- erlang:processes(), "
+             "erlang:process_info(P, current_function) =:= {current_function, {xmpp_hosting_nif, answer, 1}}]")
+
+
+def processes_in_answer(ej, count: int, timeout: float = 20) -> int:
+    """How many of the node's processes wait in xmpp_hosting_nif:answer/1, once at least `count`
+    do (polled inside the node, so that one probe answers as soon as they are there), or how many
+    did after `timeout` seconds."""
+    polls = int(timeout * 100)
+    return int(ej.eval(
+        f"Count = fun() -> length({IN_ANSWER}) end, "
+        f"Poll = fun P(0) -> Count(); P(N) -> case Count() of C when C >= {count} -> C; "
+        f"_ -> timer:sleep(10), P(N - 1) end end, Poll({polls}).",
+        timeout=timeout + 60))
+
+
+def current_functions(ej) -> str:
+    """How many of the node's processes are in each function, for a test's failure."""
+    return ej.eval("lists:foldl(fun(P, M) -> case erlang:process_info(P, current_function) of "
+                   "{current_function, F} -> maps:update_with(F, fun(N) -> N + 1 end, 1, M); _ -> M end end, "
+                   "#{}, erlang:processes()).")

@@ -28,11 +28,6 @@ MODULES = f"""  mod_disco: {{}}
         user: "admin@{HOST}"
 """
 
-# The node's processes waiting for a store call's answer.
-IN_ANSWER = ("length([P || P <- processes(), process_info(P, current_function) =:= "
-             "{current_function, {xmpp_hosting_nif, answer, 1}}]).")
-
-
 @pytest.fixture(scope="module")
 def ej(tmp_path_factory):
     with Ejabberd(tmp_path_factory.mktemp("ejabberd-panel-lock"), host=HOST, extra_hosts=[OTHER], install="config",
@@ -64,10 +59,8 @@ def in_background(call):
 
 
 def until_a_process_waits_in_answer(ej, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while (waiting := int(ej.eval(IN_ANSWER))) < 1:
-        assert time.monotonic() < deadline, f"no process of the node waits in xmpp_hosting_nif:answer/1 ({waiting})"
-        time.sleep(0.1)
+    waiting = store_lock.processes_in_answer(ej, 1, timeout)
+    assert waiting >= 1, f"no process of the node waits in xmpp_hosting_nif:answer/1: {store_lock.current_functions(ej)}"
 
 
 def answered_once_the_lock_is_free(ej, call):

@@ -22,7 +22,7 @@ from harness.client import RawStream, http_put, login, request_slots
 from harness.common import run_cli, wait_for_domain
 from harness.ejabberd import Ejabberd
 import store_lock
-from store_lock import reply_to
+from store_lock import current_functions, processes_in_answer, reply_to
 
 HOST = "locked-ej.example"
 PASSWORD = "pw-lock-123"
@@ -173,31 +173,6 @@ def test_an_upload_finished_while_the_lock_is_held_is_counted_once_it_is_free(ej
     assert "not done" not in text, text
     usage = json.loads(run_cli(ej.database, "--json", "quota", "show", HOST, "--user", "pinger").stdout)["usage"]
     assert (usage["stored"], usage["reserved"]) == (11, 0), usage
-
-
-# Erlang: the processes waiting in xmpp_hosting_nif:answer/1 for an answer of the core's worker.
-IN_ANSWER = ("[P || P <- erlang:processes(), "
-             "erlang:process_info(P, current_function) =:= {current_function, {xmpp_hosting_nif, answer, 1}}]")
-
-
-def processes_in_answer(ej, count: int, timeout: float = 20) -> int:
-    """How many of the node's processes wait in xmpp_hosting_nif:answer/1, once at least `count`
-    do (polled inside the node, so that one probe answers as soon as they are there), or how many
-    did after `timeout` seconds."""
-    polls = int(timeout * 100)
-    return int(ej.eval(
-        f"Count = fun() -> length({IN_ANSWER}) end, "
-        f"Poll = fun P(0) -> Count(); P(N) -> case Count() of C when C >= {count} -> C; "
-        f"_ -> timer:sleep(10), P(N - 1) end end, Poll({polls}).",
-        timeout=timeout + 60))
-
-
-
-def current_functions(ej) -> str:
-    """How many of the node's processes are in each function, for a test's failure."""
-    return ej.eval("lists:foldl(fun(P, M) -> case erlang:process_info(P, current_function) of "
-                   "{current_function, F} -> maps:update_with(F, fun(N) -> N + 1 end, 1, M); _ -> M end end, "
-                   "#{}, erlang:processes()).")
 
 
 def http_get(ej, url: str) -> tuple[int, bytes]:

@@ -48,8 +48,14 @@ struct Tracking {
     /// process (and gave up at once: see [`connection_in_use`]).
     connection_in_use: bool,
     /// When the call's caller stops waiting ([`Hosting::now_or_answer`]): no store call waits for
-    /// a lock past it, and none starts after it.
+    /// a lock past it, and none starts after it. After the call's first commit,
+    /// [`Tracking::answer_by`].
     until: Option<Instant>,
+    /// The last moment the answer can still reach the caller ([`Hosting::answer_sent_by`]): a
+    /// call that has committed part of its change goes on until then (its caller is told what
+    /// was made), never past it (it would hold the worker's connection, and every call queued
+    /// behind it, for an answer nobody gets).
+    answer_by: Option<Instant>,
 }
 
 thread_local! {
@@ -77,14 +83,16 @@ pub(crate) fn wait_left() -> Option<Duration> {
 /// A transaction committed during a tracked call: the call's work is then partly done, and
 /// starting it again would do that part twice.
 ///
-/// Its caller's deadline ([`Hosting::now_or_answer`]) no longer applies either: it is there so
-/// that nothing is made after the caller stopped waiting, and once something is made the call
-/// must finish, not fail its next read or step (the admin who set an upload limit would be told
-/// nothing was done though the limit changed; a purge would stop after some of its steps).
+/// Its caller's deadline for the lock ([`Hosting::now_or_answer`]) then moves to the last moment
+/// its answer can be sent: the deadline is there so that nothing is started after the caller
+/// stopped waiting, and once something is made the call should finish while its caller can still
+/// be told (the admin who set an upload limit would otherwise be told nothing was done though the
+/// limit changed). Past that moment the caller has been told the store did not answer, and to
+/// check: a step then fails like any other, and what is left is for the next call.
 pub(crate) fn committed() {
     ATTEMPT.with(|a| {
         if let Some(t) = a.get() {
-            a.set(Some(Tracking { committed: true, until: None, ..t }));
+            a.set(Some(Tracking { committed: true, until: t.answer_by, ..t }));
         }
     });
 }
@@ -108,12 +116,19 @@ struct AttemptScope(Option<Tracking>);
 impl AttemptScope {
     /// `waits`: whether the call may wait for another connection's lock.
     fn start(waits: bool) -> Self {
-        Self::tracking(Tracking { waits, committed: false, connection_in_use: false, until: None })
+        Self::tracking(Tracking { waits, committed: false, connection_in_use: false, until: None, answer_by: None })
     }
 
-    /// A call on the worker whose caller waits for it until `until`.
-    fn until(until: Instant) -> Self {
-        Self::tracking(Tracking { waits: true, committed: false, connection_in_use: false, until: Some(until) })
+    /// A call on the worker that may wait for the lock until `until`, whose answer reaches its
+    /// caller until `answer_by`.
+    fn until(until: Instant, answer_by: Instant) -> Self {
+        Self::tracking(Tracking {
+            waits: true,
+            committed: false,
+            connection_in_use: false,
+            until: Some(until),
+            answer_by: Some(answer_by),
+        })
     }
 
     fn tracking(tracking: Tracking) -> Self {
@@ -385,9 +400,12 @@ impl Hosting {
     /// [`Hosting::now_or_later`] for a caller that waits for the answer with a deadline,
     /// [`Hosting::answer_within`]`(wait)` from now (ejabberd: the NIF answers at once, and the
     /// calling process waits in `receive`). On the worker the call waits for another process's
-    /// lock at most `wait` from now, and is not made at all once that has passed (it answers the
-    /// busy error saying "not made"): whatever is queued behind a held lock, every answer is in
-    /// before the caller's deadline, and no change is made after its caller was told it failed.
+    /// lock at most `wait` from now, and is not started at all once that has passed (it answers
+    /// the busy error saying "not made"): whatever is queued behind a held lock, no call starts
+    /// after its caller stopped waiting. A call that has committed part of its change goes on
+    /// until its answer can no longer be sent ([`Hosting::answer_sent_by`]); only on a stalled
+    /// machine does it then end with its answer unsent, and its caller, told the store did not
+    /// answer in time, is asked to check what was made.
     /// `wait` is [`Hosting::worker_wait`] for a caller that may wait as long as the worker does,
     /// [`Hosting::caller_wait`] for one that serves others meanwhile. At most [`MOST_ANSWERING`]
     /// such calls are on the worker at once.
@@ -450,11 +468,12 @@ impl Hosting {
         };
         let worker = self.worker_handle()?;
         let waited = wait.min(self.worker_wait());
-        let until = Instant::now() + waited;
+        let requested = Instant::now();
+        let (until, answer_by) = (requested + waited, Hosting::answer_sent_by(requested, wait));
         Pending::spawn(async move {
             let _answering = answering;
             tokio::task::spawn_blocking(move || {
-                let _tracked = AttemptScope::until(until);
+                let _tracked = AttemptScope::until(until, answer_by);
                 call(&worker).map_err(|e| gave_up(e, Some(waited), None))
             })
             .await
@@ -1200,11 +1219,12 @@ mod tests {
     }
 
     #[test]
-    fn a_callers_deadline_stops_a_call_only_until_it_has_committed_something() {
+    fn a_callers_deadline_moves_to_the_answers_last_moment_once_the_call_has_committed() {
         // Past the deadline, a call that has made nothing still starts nothing.
         let h = Hosting::open_in_memory().unwrap();
         {
-            let _tracked = super::AttemptScope::until(Instant::now());
+            let now = Instant::now();
+            let _tracked = super::AttemptScope::until(now, now);
             let err = h.domain("any.example").unwrap_err();
             assert!(err.is_busy(), "{err}");
             assert!(h.add_domain("late.example").is_err());
@@ -1213,11 +1233,18 @@ mod tests {
         // A call that committed before its deadline goes on after it: its read and its next
         // write are made. Before, both failed with "held elsewhere until the caller stopped
         // waiting" though the first change was in the store.
-        let _tracked = super::AttemptScope::until(Instant::now() + Duration::from_millis(50));
+        // Until its answer can no longer be sent: past that it would hold the worker's connection
+        // for nobody.
+        let now = Instant::now();
+        let (until, answer_by) = (now + Duration::from_secs(1), now + Duration::from_millis(1500));
+        let _tracked = super::AttemptScope::until(until, answer_by);
         h.add_domain("first.example").unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(until.saturating_duration_since(Instant::now()) + Duration::from_millis(10));
         assert_eq!(h.domain("first.example").unwrap().unwrap().name.as_str(), "first.example");
         h.add_domain("second.example").unwrap();
+        std::thread::sleep(answer_by.saturating_duration_since(Instant::now()) + Duration::from_millis(10));
+        let err = h.add_domain("third.example").unwrap_err();
+        assert!(err.is_busy(), "{err}");
     }
 
     #[test]

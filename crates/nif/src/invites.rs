@@ -7,15 +7,17 @@
 
 use rustler::types::map::MapIterator;
 use rustler::{Binary, Encoder, Env, NifResult, Term};
-use xmpp_hosting_core::invites::{parse_invite_id, AccountOutcome, Creator, NewInvite, RegistrationRequest};
-use xmpp_hosting_core::Error;
+use xmpp_hosting_core::invites::{
+    parse_invite_id, AccountOutcome, Creator, NewInvite, RegistrationDecision, RegistrationRequest,
+};
+use xmpp_hosting_core::{Error, Hosting};
 
 use crate::args::{optional_text, text};
 use crate::atoms;
 use crate::error::{error_term, reply};
 use crate::handle::Handle;
 use crate::json::{from_term, serialized};
-use crate::later::{answered, answered_unit};
+use crate::later::{answered, answered_undone_when_late, answered_unit};
 
 /// `create_invite(H, #{domain => <<"example.org">>, uses => 3, expiry => 86400 | never, ...})`.
 /// `uses` and `expiry` may also be digits in a binary: ejabberdctl's commands pass what the admin
@@ -107,7 +109,7 @@ fn begin_registration<'a>(env: Env<'a>, handle: Handle, spec: Term<'a>) -> NifRe
     let RegistrationRequest { domain, username, ip, token } = registration_request(spec)?;
     let (domain, username) = (domain.to_owned(), username.to_owned());
     let (ip, token) = (ip.map(str::to_owned), token.map(str::to_owned));
-    answered(
+    answered_undone_when_late(
         env,
         &handle.hosting,
         move |h| {
@@ -120,7 +122,20 @@ fn begin_registration<'a>(env: Env<'a>, handle: Handle, spec: Term<'a>) -> NifRe
             h.begin_registration(&request)
         },
         serialized,
+        give_back_late_ticket,
     )
+}
+
+/// A registration allowed on the worker whose answer came too late to be sent: the module has
+/// told the client it failed and will not finish it, so the invite's use it holds is given back
+/// now (at once, or on the worker once another process's lock is free), not when the
+/// housekeeping settles it as abandoned ten minutes later, which a single-use invite's holder
+/// would have to wait for before trying again.
+fn give_back_late_ticket(hosting: &Hosting, decision: &RegistrationDecision) {
+    if let RegistrationDecision::Allowed(ticket) = decision {
+        let id = ticket.id;
+        let _ = hosting.now_or_in_background(move |h| h.finish_registration(id, false));
+    }
 }
 
 const REGISTRATION_FIELDS: [&str; 4] = ["domain", "username", "ip", "token"];

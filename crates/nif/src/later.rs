@@ -3,8 +3,9 @@
 //! {error, {Code, Message}}}`, so no scheduler ever waits for it. `Tag` is any integer the caller
 //! picks to match the answer.
 //!
-//! Store calls somebody waits for go through [`answered`] / [`answered_unit`]: made at once when
-//! nobody else holds the store's write lock, else answered the same way by message.
+//! Store calls somebody waits for go through [`answered`] (and its kin: [`answered_unit`],
+//! [`answered_briefly`], [`answered_whole`]): made at once when nobody else holds the store's
+//! write lock, else made by the core's worker and answered by message (see [`answer`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -177,6 +178,24 @@ where
     E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Send + 'static,
 {
     answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.worker_wait(), None)
+}
+
+/// [`answered`] for a call whose success holds something for its caller (an invite's use for a
+/// registration): `undo_late` gives it back when the answer came too late to be sent (see
+/// [`answer`]), since the caller, told the store did not answer, will not finish it.
+pub fn answered_undone_when_late<'a, T, F, E>(
+    env: Env<'a>,
+    hosting: &Hosting,
+    call: F,
+    encode: E,
+    undo_late: fn(&Hosting, &T),
+) -> NifResult<Term<'a>>
+where
+    T: Send + 'static,
+    F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
+    E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Send + 'static,
+{
+    answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.worker_wait(), Some(undo_late))
 }
 
 /// [`answered`] for a caller that serves others while it waits: mod_http_upload's one process

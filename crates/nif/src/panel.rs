@@ -1,5 +1,5 @@
 //! The customer's web panel for mod_xmpp_hosting_panel (ejabberd's request handler): the core's
-//! router, converted. Every function runs on a dirty I/O scheduler (store calls). A request and a
+//! router, converted. The functions that touch the store run on a dirty I/O scheduler. A request and a
 //! login's completion may write (a session touched or begun, a setting changed): they never wait
 //! for another process's write lock there but are answered through [`answered_whole`], which
 //! hands them to the core's worker while it is held, their wrappers in xmpp_hosting_nif.erl

@@ -410,17 +410,19 @@ housekeeping_next_in(_HK) -> not_loaded(?LINE).
 %% body, peer address, over TLS) answers {respond, Status, Reason, [{Name, Value}], Body} (names in
 %% lower case) or, for a login, {check_password, Ticket, User, Host, Password}, which ejabberd's
 %% authentication checks and panel_finish_login/4 (ticket, password ok, operator admin) completes.
+%% Both may answer error() when the store gave no answer in time (see answer/1): the request is
+%% then answered with panel_unanswered/2.
 -spec panel_open(handle(), binary()) -> {ok, reference()} | error().
 panel_open(_H, _Base) -> not_loaded(?LINE).
 -spec panel_handle(reference(), binary(), binary(), binary(), binary(), binary(), binary(), binary(), boolean()) ->
           {respond, pos_integer(), binary(), [{binary(), binary()}], binary()} |
           {check_password, binary(), binary(), binary(), binary()} |
-          {account, binary(), binary(), binary(), binary(), binary(), binary()}.
+          {account, binary(), binary(), binary(), binary(), binary(), binary()} | error().
 panel_handle(P, Method, Path, Cookie, Csrf, ContentType, Body, Address, Tls) ->
     answer(panel_handle_nif(P, Method, Path, Cookie, Csrf, ContentType, Body, Address, Tls)).
 panel_handle_nif(_P, _Method, _Path, _Cookie, _Csrf, _ContentType, _Body, _Address, _Tls) -> not_loaded(?LINE).
 -spec panel_finish_login(reference(), binary(), boolean(), boolean()) ->
-          {respond, pos_integer(), binary(), [{binary(), binary()}], binary()}.
+          {respond, pos_integer(), binary(), [{binary(), binary()}], binary()} | error().
 panel_finish_login(P, Ticket, Ok, Admin) -> answer(panel_finish_login_nif(P, Ticket, Ok, Admin)).
 panel_finish_login_nif(_P, _Ticket, _Ok, _Admin) -> not_loaded(?LINE).
 %% The users page: panel_handle/9 answers {account, Ticket, Action, Host, User, Password, Require}
@@ -441,8 +443,9 @@ panel_unanswered(_P, _Why) -> not_loaded(?LINE).
 %% waits here for the answer, which comes as {xmpp_hosting_answer, Tag, Answer} once the lock is
 %% free. Waiting in receive holds no scheduler (before, such calls waited up to 2 s on a dirty
 %% I/O scheduler, and a few dozen at once occupied all of them: OTP's file I/O runs there too).
-%% The worker makes the call only within Ms of the request and answers before; after Ms, which
-%% only a stalled machine reaches, the caller is told the store did not answer. No answer is sent
+%% The worker starts the call only within its wait (Ms less a grace); a call that has changed
+%% something goes on at most until just before Ms. After Ms, which only a stalled machine
+%% reaches, the caller is told the store did not answer, and to check. No answer is sent
 %% past Ms (less a margin), but one sent at the last moment may arrive as the wait ends: it is
 %% taken as the answer rather than left in the mailbox (a long-lived caller such as
 %% mod_http_upload's process would get it as a stray message, and a slot it granted would stay

@@ -185,8 +185,9 @@ impl Store {
         };
         // A call whose caller waits with a deadline (`Hosting::now_or_answer`) waits for another
         // connection's lock only until then, and once it has passed makes nothing: its caller has
-        // been told it failed. The deadline holds only until the call's first commit
-        // (`off_loop::committed` clears it): a call that has changed something finishes.
+        // been told it failed. After the call's first commit the deadline is the last moment its
+        // answer can be sent (`off_loop::committed`): a call that has changed something finishes
+        // while its caller can still be told.
         let left = crate::off_loop::wait_left();
         if left.is_some_and(|left| left.is_zero()) {
             return Err(rusqlite::Error::SqliteFailure(

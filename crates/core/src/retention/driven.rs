@@ -19,7 +19,7 @@ use once_cell::sync::Lazy;
 use serde::{Deserialize, Serialize};
 
 use super::prosody_archive::{cutoff_for_server, swept_by_core, ArchiveStore};
-use super::sweep::{count_step, next_batch, refresh_cutoff, StepDone, OWNER};
+use super::sweep::{count_step, next_batch, refresh_cutoff, StepDone, OWNER, STEP_TARGET};
 use super::{Kind, SweepRecord, SweepState};
 use crate::locked::locked;
 use crate::store::retention as sql;
@@ -123,7 +123,7 @@ impl Hosting {
             return Err(Error::NotAllowed(format!("dry run #{sweep} is not running in this process")));
         };
         let took = std::time::Duration::from_micros(done.took_us.max(0) as u64);
-        let batch = next_batch(done.batch.max(1), took, done.deleted, DRIVEN_MAX_BATCH);
+        let batch = next_batch(done.batch.max(1), took, done.deleted, DRIVEN_MAX_BATCH, STEP_TARGET);
         let cursor = done.next.clone();
         let step = StepDone { deleted: done.deleted.max(0), bytes: 0, failures: done.failures, next: done.next };
         count_step(&mut rec, step, took, took);
@@ -162,7 +162,7 @@ impl Hosting {
         }
         let mut rec = row.record;
         let took = std::time::Duration::from_micros(done.took_us.max(0) as u64);
-        let batch = next_batch(done.batch.max(1), took, done.deleted, DRIVEN_MAX_BATCH);
+        let batch = next_batch(done.batch.max(1), took, done.deleted, DRIVEN_MAX_BATCH, STEP_TARGET);
         let cursor = done.next.clone();
         let step =
             StepDone { deleted: done.deleted.max(0), bytes: 0, failures: done.failures, next: done.next.clone() };

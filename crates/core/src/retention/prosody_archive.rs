@@ -1021,9 +1021,25 @@ impl ProsodySql {
     }
 }
 
+/// A step's aim in Prosody's database: half the engine's [`STEP_TARGET`](super::sweep::STEP_TARGET).
+/// A step's hold is a DELETE and a commit whose time grows with its rows, and the few that meet
+/// the disk's other work (a checkpoint round beside it) take two to four times their usual time.
+/// benches/retention_prosody.py, 1,000,000 rows, back to back on one quiet machine: aimed at 4 ms,
+/// 19 to 78 of a sweep's ~1,900 steps held Prosody's database over 5 ms (5 runs), held p99
+/// 5.2-6.1 ms; aimed at 2 ms, 0 and 2 (2 runs), held p99 2.9 ms; the rows a second unchanged
+/// within the runs' spread (2.5 ms against 4 ms: 63-70k and 64-67k; 2 ms against 2.5 ms: 57-58k
+/// both). ejabberd's steps keep the engine's aim: each is a round trip through ejabberd's SQL
+/// connection, which smaller batches multiply (aimed at 2 ms its sweep fell to 0.67x the rows a
+/// second).
+const PROSODY_STEP_TARGET: Duration = Duration::from_millis(2);
+
 impl Target for ProsodySql {
     fn last_work(&self) -> Option<Duration> {
         self.last_work
+    }
+
+    fn step_target(&self) -> Duration {
+        PROSODY_STEP_TARGET
     }
 
     fn count(&mut self, h: &Hosting, domain: &str, cutoff: Timestamp) -> Result<(i64, i64)> {

@@ -235,6 +235,10 @@ pub(crate) trait Target {
     fn last_work(&self) -> Option<Duration> {
         None
     }
+    /// How long a step should hold the store it deletes in; batches adapt to it.
+    fn step_target(&self) -> Duration {
+        STEP_TARGET
+    }
     /// A pause after each step, so the server's own queries take the lock in between.
     fn pause(&self) -> Duration {
         Duration::ZERO
@@ -297,13 +301,14 @@ pub(super) fn refresh_cutoff(h: &Hosting, rec: &mut SweepRecord) -> bool {
 }
 
 /// The next step's batch: in proportion to how far the step's time was from three quarters of
-/// [`STEP_TARGET`] (the rest is the margin for a slower step), at most doubled or halved. A step
+/// `target` ([`STEP_TARGET`] or the target's own: the rest is the margin for a slower step), at
+/// most doubled or halved. A step
 /// that deleted under half its batch never grows it: walking past rows it keeps (ejabberd's
 /// group-chat rows among the one-to-one ones, or the other way round) costs far less than
 /// deleting them, so its time says little about a batch of deletions, and a batch grown over
 /// such a walk would make the first step that meets deletable rows hold far too long.
-pub(super) fn next_batch(batch: usize, took: Duration, deleted: i64, max: usize) -> usize {
-    let aim = (STEP_TARGET * 3 / 4).as_secs_f64();
+pub(super) fn next_batch(batch: usize, took: Duration, deleted: i64, max: usize, target: Duration) -> usize {
+    let aim = (target * 3 / 4).as_secs_f64();
     let ratio = (aim / took.as_secs_f64().max(1e-6)).clamp(0.5, 2.0);
     let next = ((batch as f64 * ratio) as usize).clamp(1, max);
     let mostly_kept = usize::try_from(deleted).map_or(true, |d| d.saturating_mul(2) < batch);
@@ -389,7 +394,7 @@ impl Hosting {
             spent += took;
             steps_here += 1;
             let held = target.last_work().unwrap_or(took);
-            batch = next_batch(batch, held, done.deleted, MAX_BATCH);
+            batch = next_batch(batch, held, done.deleted, MAX_BATCH, target.step_target());
             cursor = done.next.clone();
             count_step(&mut rec, done, took, held);
             if let Some(progress) = &options.progress {
@@ -572,11 +577,11 @@ pub(crate) mod tests {
     #[test]
     fn a_step_that_mostly_walked_past_kept_rows_does_not_grow_the_batch() {
         let quick = Duration::from_micros(100);
-        assert_eq!(next_batch(100, quick, 100, MAX_BATCH), 200, "a quick step of deletions doubles it");
-        assert_eq!(next_batch(100, quick, 50, MAX_BATCH), 200);
-        assert_eq!(next_batch(100, quick, 49, MAX_BATCH), 100, "a quick walk past kept rows keeps it");
-        assert_eq!(next_batch(100, quick, 0, MAX_BATCH), 100);
-        assert_eq!(next_batch(100, STEP_TARGET * 2, 0, MAX_BATCH), 50, "a slow step still halves it");
+        assert_eq!(next_batch(100, quick, 100, MAX_BATCH, STEP_TARGET), 200, "a quick step of deletions doubles it");
+        assert_eq!(next_batch(100, quick, 50, MAX_BATCH, STEP_TARGET), 200);
+        assert_eq!(next_batch(100, quick, 49, MAX_BATCH, STEP_TARGET), 100, "a quick walk past kept rows keeps it");
+        assert_eq!(next_batch(100, quick, 0, MAX_BATCH, STEP_TARGET), 100);
+        assert_eq!(next_batch(100, STEP_TARGET * 2, 0, MAX_BATCH, STEP_TARGET), 50, "a slow step still halves it");
     }
 
     #[test]

@@ -108,13 +108,3 @@ def test_the_owners_registration_command_waits_for_a_held_lock_and_then_succeeds
         assert domain_settings(server, HOST)["registration"]["policy"] == "closed"
     finally:
         cli(server, "domain", "set", HOST, "registration.policy", "invite")
-
-
-def test_a_request_the_store_never_answered_gets_the_panels_503(ej):
-    """When answer/1 gives up (another process held the lock past the worker's wait on a stalled
-    machine), mod_xmpp_hosting_panel answers with the core's busy answer: 503, try again, in the
-    panel's JSON, instead of the request crashing on an error tuple."""
-    out = ej.eval(f'{{ok, H}} = mod_xmpp_hosting:store(<<"{HOST}">>), {{ok, P}} = xmpp_hosting_nif:panel_open(H, '
-                  '<<"/panel">>), xmpp_hosting_nif:panel_unanswered(P, <<"no answer came within 15 s">>).')
-    assert out.startswith("{respond,503,"), out
-    assert '"retry-after"' in out and "no answer came within 15 s" in out, out

@@ -441,6 +441,17 @@ impl Hosting {
         requested + (within - margin).max(wait)
     }
 
+    /// What the caller of [`Hosting::now_or_answer`] is told when no answer came within
+    /// `within` ([`Hosting::answer_within`]), which only a stalled machine reaches: a busy store
+    /// (a panel answers it 503, try again), and the call may have been made, so check.
+    pub fn unanswered(within: Duration) -> Error {
+        busy(format!(
+            "the store's write lock was held elsewhere (the command line, the other server, a backup, a long sweep) \
+             and no answer came within {} s: check whether it was done, and try it again once the lock is free",
+            within.as_secs()
+        ))
+    }
+
     /// How long the worker's store calls wait for another process's lock (`worker_busy_timeout`).
     pub fn worker_wait(&self) -> Duration {
         self.reopen_options().map_or(crate::OpenOptions::default().worker_busy_timeout, |(_, o)| o.worker_busy_timeout)

@@ -7,13 +7,15 @@
 //! [`answered_briefly`], [`answered_whole`]): made at once when nobody else holds the store's
 //! write lock, else made by the core's worker and answered by message (see [`answer`]).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rustler::env::OwnedEnv;
 use rustler::{Encoder, Env, LocalPid, NifResult, Term};
 use serde::Serialize;
-use xmpp_hosting_core::{Error, Hosting, NowOrLater, Pending};
+use xmpp_hosting_core::{locked, Error, Hosting, NowOrLater, Pending};
 
 use crate::atoms;
 use crate::error::{error_term, reply, reply_unit};
@@ -91,9 +93,7 @@ fn deliver<T: Send + 'static>(
 }
 
 /// The last moment an answer of [`answer`] is sent ([`Hosting::answer_sent_by`]): after it, its
-/// caller may have stopped waiting, and the message would be nobody's: a plain process keeps it
-/// in its mailbox for good, a gen_server (mod_http_upload's, which lives as long as the host)
-/// logs it as unexpected.
+/// caller may have stopped waiting.
 #[derive(Clone, Copy)]
 struct Deadline(Instant);
 
@@ -103,9 +103,41 @@ impl Deadline {
     }
 }
 
+/// What became of an answer [`answer`] handed to the worker whose caller has not yet given up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Handed {
+    /// The caller waits; the worker has not answered.
+    Waiting,
+    /// The worker's answer came past its [`Deadline`] and was not sent (what it made undone).
+    Dropped,
+}
+
+/// The answers handed to the worker, by tag, until the worker sends one or its caller gives up
+/// (`answer_given_up/1`). Each side takes the tag out under this lock, so exactly one of them
+/// decides: the worker sends only an answer whose caller still waits, and a caller that gave up
+/// knows whether an answer is on its way (it then takes it, so that no message is left in the
+/// mailbox: a gen_server such as mod_http_upload's, which lives as long as its host, would log
+/// it as unexpected, and a slot it granted would stay reserved). A time check alone left a
+/// window: a send decided just before the deadline could arrive after the caller stopped waiting.
+static HANDED: Mutex<BTreeMap<u64, Handed>> = Mutex::new(BTreeMap::new());
+
 rustler::atoms! {
     xmpp_hosting_later,
     xmpp_hosting_answer,
+    gave_up,
+    sent,
+}
+
+/// `answer_given_up(Tag)` -> `gave_up` | `sent`: the caller of an answer by message stops
+/// waiting for it (`xmpp_hosting_nif:answer/1`, past its time): `gave_up` when no answer was sent
+/// (none will be: a success that comes later is undone), `sent` when it is on its way (the
+/// caller takes it after all). Quick: a lock and a map lookup.
+#[rustler::nif]
+fn answer_given_up(tag: u64) -> rustler::Atom {
+    match locked(&HANDED).remove(&tag) {
+        Some(_) => gave_up(),
+        None => sent(),
+    }
 }
 
 /// Tags of the answers [`answer`] sends, unique in the node while the library is loaded (the
@@ -118,10 +150,11 @@ static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
 /// without waiting ([`Hosting::now_or_answer`]), and its answer (`whole`: `{ok, V}`, `ok` or the
 /// error term) returned; when another process (the CLI, Prosody, a backup) holds the store's
 /// write lock, the core's worker makes it once the lock is free, and the NIF returns
-/// `{xmpp_hosting_later, Tag, Ms}` at once: the calling process then receives
+/// `{xmpp_hosting_later, Tag, Ms, Unanswered}` at once: the calling process then receives
 /// `{xmpp_hosting_answer, Tag, Answer}`, the same answer, within `Ms` milliseconds
 /// (`xmpp_hosting_nif:answer/1` waits for it in `receive`), or never: an answer that would come
-/// after its caller's [`Deadline`] is not sent, since nobody reads it then. Before, such calls
+/// after its caller's [`Deadline`], or after the caller gave up ([`HANDED`]), is not sent, and
+/// the caller answers `Unanswered`, the core's [`Hosting::unanswered`] through `whole`. Before, such calls
 /// waited up to the 2 s busy timeout on a dirty I/O scheduler, and a few dozen at once occupied
 /// every one (OTP's file I/O runs there too), stalling the node.
 /// `wait`: how long the worker may wait for the lock (see [`answered_briefly`]). `undo_late`:
@@ -139,18 +172,33 @@ fn answer<'a, T, F, W>(
 where
     T: Send + 'static,
     F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
-    W: for<'e> FnOnce(Env<'e>, Result<T, Error>) -> NifResult<Term<'e>> + Send + 'static,
+    W: for<'e> FnOnce(Env<'e>, Result<T, Error>) -> NifResult<Term<'e>> + Clone + Send + 'static,
 {
     let requested = Instant::now();
     match hosting.now_or_answer(call, wait) {
         Ok(NowOrLater::Now(value)) => whole(env, Ok(value)),
         Ok(NowOrLater::Later(pending)) => {
             let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
-            let within = u64::try_from(Hosting::answer_within(wait).as_millis()).unwrap_or(u64::MAX);
+            let within = Hosting::answer_within(wait);
+            let unanswered = whole.clone()(env, Err(Hosting::unanswered(within)))?;
             let deadline = Deadline(Hosting::answer_sent_by(requested, wait));
             let (pid, hosting) = (env.pid(), hosting.clone());
+            locked(&HANDED).insert(tag, Handed::Waiting);
             deliver(pending, move |result| {
-                if !deadline.passed() {
+                let send_it = {
+                    let mut handed = locked(&HANDED);
+                    match handed.remove(&tag) {
+                        Some(Handed::Waiting) if !deadline.passed() => true,
+                        // Past its time: the caller is about to give up, and takes the tag out.
+                        Some(_) => {
+                            handed.insert(tag, Handed::Dropped);
+                            false
+                        }
+                        // The caller gave up first.
+                        None => false,
+                    }
+                };
+                if send_it {
                     send(
                         pid,
                         move |env, result| {
@@ -163,7 +211,8 @@ where
                     undo(&hosting, value);
                 }
             });
-            Ok((xmpp_hosting_later(), tag, within).encode(env))
+            let ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+            Ok((xmpp_hosting_later(), tag, ms, unanswered).encode(env))
         }
         Err(e) => whole(env, Err(e)),
     }
@@ -175,7 +224,7 @@ pub fn answered<'a, T, F, E>(env: Env<'a>, hosting: &Hosting, call: F, encode: E
 where
     T: Send + 'static,
     F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
-    E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Send + 'static,
+    E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Clone + Send + 'static,
 {
     answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.worker_wait(), None)
 }
@@ -193,7 +242,7 @@ pub fn answered_undone_when_late<'a, T, F, E>(
 where
     T: Send + 'static,
     F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
-    E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Send + 'static,
+    E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Clone + Send + 'static,
 {
     answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.worker_wait(), Some(undo_late))
 }
@@ -212,7 +261,7 @@ pub fn answered_briefly<'a, T, F, E>(
 where
     T: Send + 'static,
     F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
-    E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Send + 'static,
+    E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Clone + Send + 'static,
 {
     answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.caller_wait(), undo_late)
 }
@@ -232,7 +281,7 @@ pub fn answered_whole<'a, T, F, W>(env: Env<'a>, hosting: &Hosting, call: F, who
 where
     T: Send + 'static,
     F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
-    W: for<'e> FnOnce(Env<'e>, Result<T, Error>) -> NifResult<Term<'e>> + Send + 'static,
+    W: for<'e> FnOnce(Env<'e>, Result<T, Error>) -> NifResult<Term<'e>> + Clone + Send + 'static,
 {
     answer(env, hosting, call, whole, hosting.worker_wait(), None)
 }

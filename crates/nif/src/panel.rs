@@ -128,13 +128,6 @@ fn panel_finish_login<'a>(
     })
 }
 
-/// `panel_unanswered(P, Why)` -> `{respond, ...}`: the panel's answer when a call of the two
-/// above got no answer within its wait (`xmpp_hosting_nif:answer/1` gave up: `Why` its words).
-#[rustler::nif]
-fn panel_unanswered<'a>(env: Env<'a>, panel: ResourceArc<PanelResource>, why: Binary<'a>) -> Term<'a> {
-    respond(env, panel.0.unanswered(&sent(&why)))
-}
-
 #[allow(clippy::too_many_arguments)]
 #[rustler::nif(schedule = "DirtyIo")]
 fn panel_finish_account<'a>(

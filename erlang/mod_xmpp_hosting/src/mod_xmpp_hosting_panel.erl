@@ -47,12 +47,12 @@ serve(P, Method, LocalPath, #request{headers = Headers, data = Body, ip = {IP, _
     case Answer of
         {check_password, Ticket, User, Server, Password} ->
             Ok = password_ok(User, Server, Password),
-            answered(P, xmpp_hosting_nif:panel_finish_login(P, Ticket, Ok, Ok andalso is_admin(User, Server)));
+            reply(xmpp_hosting_nif:panel_finish_login(P, Ticket, Ok, Ok andalso is_admin(User, Server)));
         {account, Ticket, Action, Host, User, Password, Require} ->
             {NotServed, Existed, Done, Error, Users} = carry_out(Action, Host, User, Password, Require),
             reply(xmpp_hosting_nif:panel_finish_account(P, Ticket, NotServed, Existed, Done, Error, Users));
         _ ->
-            answered(P, Answer)
+            reply(Answer)
     end.
 
 %% With the reason phrase: ejabberd_http has none of its own for some codes the core uses (429).
@@ -60,14 +60,6 @@ serve(P, Method, LocalPath, #request{headers = Headers, data = Body, ip = {IP, _
 %% unless it finds one spelt <<"Content-Type">>, so names go back in the usual capitalisation.
 reply({respond, Status, Reason, Headers, Body}) ->
     {Status, Reason, [{capitalise(Name), Value} || {Name, Value} <- Headers], Body}.
-
-%% A call that waited for another process's lock and got no answer within its wait (see
-%% xmpp_hosting_nif:answer/1, only on a stalled machine) is the core's 503, try again.
-answered(P, {error, {_Code, Why}}) ->
-    ?WARNING_MSG("A panel request got no answer from the store: ~ts", [Why]),
-    reply(xmpp_hosting_nif:panel_unanswered(P, Why));
-answered(_P, Answer) ->
-    reply(Answer).
 
 capitalise(Name) ->
     Parts = binary:split(Name, <<"-">>, [global]),

@@ -38,7 +38,7 @@
          describe_retention/2, describe_retention_log/3]).
 -export([housekeeping_new/2, housekeeping_stale_registrations/1, housekeeping_run/4,
          housekeeping_next_in/1]).
--export([panel_open/2, panel_handle/9, panel_finish_login/4, panel_finish_account/7, panel_unanswered/2]).
+-export([panel_open/2, panel_handle/9, panel_finish_login/4, panel_finish_account/7]).
 -export([cert_generate/5, cert_acme/3, cert_show/2, cert_import/3, cert_pem/2, cert_csr/2, cert_posh/3,
          cert_posh_check/3, cert_check/1, cert_install/3, housekeeping_install_certificates/3]).
 -export([so_path/0, answer/1]).
@@ -410,19 +410,18 @@ housekeeping_next_in(_HK) -> not_loaded(?LINE).
 %% body, peer address, over TLS) answers {respond, Status, Reason, [{Name, Value}], Body} (names in
 %% lower case) or, for a login, {check_password, Ticket, User, Host, Password}, which ejabberd's
 %% authentication checks and panel_finish_login/4 (ticket, password ok, operator admin) completes.
-%% Both may answer error() when the store gave no answer in time (see answer/1): the request is
-%% then answered with panel_unanswered/2.
+%% When the store gave no answer in time (see answer/1), both answer the core's 503, try again.
 -spec panel_open(handle(), binary()) -> {ok, reference()} | error().
 panel_open(_H, _Base) -> not_loaded(?LINE).
 -spec panel_handle(reference(), binary(), binary(), binary(), binary(), binary(), binary(), binary(), boolean()) ->
           {respond, pos_integer(), binary(), [{binary(), binary()}], binary()} |
           {check_password, binary(), binary(), binary(), binary()} |
-          {account, binary(), binary(), binary(), binary(), binary(), binary()} | error().
+          {account, binary(), binary(), binary(), binary(), binary(), binary()}.
 panel_handle(P, Method, Path, Cookie, Csrf, ContentType, Body, Address, Tls) ->
     answer(panel_handle_nif(P, Method, Path, Cookie, Csrf, ContentType, Body, Address, Tls)).
 panel_handle_nif(_P, _Method, _Path, _Cookie, _Csrf, _ContentType, _Body, _Address, _Tls) -> not_loaded(?LINE).
 -spec panel_finish_login(reference(), binary(), boolean(), boolean()) ->
-          {respond, pos_integer(), binary(), [{binary(), binary()}], binary()} | error().
+          {respond, pos_integer(), binary(), [{binary(), binary()}], binary()}.
 panel_finish_login(P, Ticket, Ok, Admin) -> answer(panel_finish_login_nif(P, Ticket, Ok, Admin)).
 panel_finish_login_nif(_P, _Ticket, _Ok, _Admin) -> not_loaded(?LINE).
 %% The users page: panel_handle/9 answers {account, Ticket, Action, Host, User, Password, Require}
@@ -431,42 +430,38 @@ panel_finish_login_nif(_P, _Ticket, _Ok, _Admin) -> not_loaded(?LINE).
 -spec panel_finish_account(reference(), binary(), boolean(), boolean(), boolean(), binary(), [binary()]) ->
           {respond, pos_integer(), binary(), [{binary(), binary()}], binary()}.
 panel_finish_account(_P, _Ticket, _NotServed, _Existed, _Done, _Error, _Users) -> not_loaded(?LINE).
-%% The panel's answer (503, try again) to a request whose panel_handle/9 or panel_finish_login/4
-%% got no answer within its wait: answer/1's error message.
--spec panel_unanswered(reference(), binary()) -> {respond, pos_integer(), binary(), [{binary(), binary()}], binary()}.
-panel_unanswered(_P, _Why) -> not_loaded(?LINE).
 
 %% The answer of a store call somebody waits for (every function above that calls answer/1).
 %% The NIF tries the call at once without waiting for any lock; when another process (the
 %% command line, Prosody on the same store, a backup) holds the store's write lock, it hands the
-%% call to the core's worker and returns {xmpp_hosting_later, Tag, Ms} at once, and this process
-%% waits here for the answer, which comes as {xmpp_hosting_answer, Tag, Answer} once the lock is
-%% free. Waiting in receive holds no scheduler (before, such calls waited up to 2 s on a dirty
-%% I/O scheduler, and a few dozen at once occupied all of them: OTP's file I/O runs there too).
-%% The worker starts the call only within its wait (Ms less a grace); a call that has changed
-%% something goes on at most until just before Ms. After Ms, which only a stalled machine
-%% reaches, the caller is told the store did not answer, and to check. No answer is sent
-%% past Ms (less a margin), but one sent at the last moment may arrive as the wait ends: it is
-%% taken as the answer rather than left in the mailbox (a long-lived caller such as
-%% mod_http_upload's process would get it as a stray message, and a slot it granted would stay
-%% reserved).
+%% call to the core's worker and returns {xmpp_hosting_later, Tag, Ms, Unanswered} at once, and
+%% this process waits here for the answer, which comes as {xmpp_hosting_answer, Tag, Answer} once
+%% the lock is free. Waiting in receive holds no scheduler (before, such calls waited up to 2 s on
+%% a dirty I/O scheduler, and a few dozen at once occupied all of them: OTP's file I/O runs there
+%% too). The worker starts the call only within its wait (Ms less a grace); a call that has
+%% changed something goes on at most until just before Ms. After Ms, which only a stalled machine
+%% reaches, this process gives the answer up (answer_given_up/1): when none was sent, none will
+%% be, and the answer is Unanswered, the core's (the store did not answer in time: check, and try
+%% again); when one was sent just before, it is taken, so that nothing is left in the mailbox
+%% (a long-lived caller such as mod_http_upload's gen_server would get it as unexpected).
 -spec answer(term()) -> term().
-answer({xmpp_hosting_later, Tag, Ms}) ->
+answer({xmpp_hosting_later, Tag, Ms, Unanswered}) ->
     receive
         {xmpp_hosting_answer, Tag, Answer} -> Answer
     after Ms ->
-            receive
-                {xmpp_hosting_answer, Tag, Last} -> Last
-            after 0 ->
-                    {error, {store, iolist_to_binary(
-                                      io_lib:format("the store's write lock was held elsewhere (the command line, the "
-                                                    "other server, a backup, a long sweep) and no answer came within "
-                                                    "~B s: check, and try it again once the lock is free",
-                                                    [Ms div 1000]))}}
+            case answer_given_up(Tag) of
+                gave_up -> Unanswered;
+                sent ->
+                    receive
+                        {xmpp_hosting_answer, Tag, Answer} -> Answer
+                    after 60000 -> Unanswered
+                    end
             end
     end;
 answer(Answer) ->
     Answer.
+
+answer_given_up(_Tag) -> not_loaded(?LINE).
 
 not_loaded(Line) ->
     erlang:nif_error({not_loaded, [{module, ?MODULE}, {line, Line}, {library, so_path()}]}).

@@ -307,12 +307,6 @@ impl Panel {
         self.failure(Failure::from(e))
     }
 
-    /// The answer to a request whose store call gave no answer in time (`why`, the binding's
-    /// words: ejabberd's caller stopped waiting in `receive`): 503, try again, as a busy store.
-    pub fn unanswered(&self, why: &str) -> Response {
-        self.failure(Failure { retry_after: Some(5), ..Failure::new(503, "store", why) })
-    }
-
     /// A request that met the lock after one of its transactions committed is not answered
     /// again (that part would be done twice): it is answered 503, try again, as on a busy store.
     fn or_unavailable<T>(

@@ -27,8 +27,7 @@ use crate::error::reply;
 use crate::handle::Handle;
 use crate::later::answered_whole;
 
-/// The panel and the store handle it was opened on, where its calls are tried at once.
-pub struct PanelResource(Panel, Hosting);
+pub struct PanelResource(Panel);
 
 #[rustler::resource_impl]
 impl rustler::Resource for PanelResource {}
@@ -60,7 +59,7 @@ fn optional(b: &Binary) -> Option<String> {
 fn panel_open<'a>(env: Env<'a>, handle: Handle, base: Binary<'a>) -> NifResult<Term<'a>> {
     let options = PanelOptions { base: text(&base)?.to_string(), ..PanelOptions::default() };
     let panel = Panel::new(handle.hosting.clone(), options);
-    reply(env, Ok(ResourceArc::new(PanelResource(panel, handle.hosting.clone()))), |env, p| Ok(p.encode(env)))
+    reply(env, Ok(ResourceArc::new(PanelResource(panel))), |env, p| Ok(p.encode(env)))
 }
 
 fn outcome<'a>(env: Env<'a>, outcome: Outcome) -> Term<'a> {
@@ -106,7 +105,7 @@ fn panel_handle<'a>(
     let (on, failed) = (panel.clone(), panel.clone());
     answered_whole(
         env,
-        &panel.1,
+        panel.0.hosting(),
         move |h| on.0.try_handle_on(h, &request),
         move |env, answered| Ok(outcome(env, answered.unwrap_or_else(|e| Outcome::Respond(failed.0.failed(e))))),
     )
@@ -123,7 +122,7 @@ fn panel_finish_login<'a>(
     let ticket = text(&ticket)?.to_owned();
     let (on, failed) = (panel.clone(), panel.clone());
     let finish = move |h: &Hosting| on.0.try_finish_login_on(h, &ticket, password_ok, admin);
-    answered_whole(env, &panel.1, finish, move |env, answered| {
+    answered_whole(env, panel.0.hosting(), finish, move |env, answered| {
         Ok(respond(env, answered.unwrap_or_else(|e| failed.0.failed(e))))
     })
 }

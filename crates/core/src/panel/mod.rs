@@ -237,6 +237,11 @@ impl Panel {
         Panel { hosting, options, jobs: Arc::default(), logins: Arc::default(), accounts: Arc::default() }
     }
 
+    /// The store handle the panel was opened on, where a binding tries its calls at once.
+    pub fn hosting(&self) -> &Hosting {
+        &self.hosting
+    }
+
     /// This panel (its logins, account changes and jobs) on another handle of the same store.
     fn on(&self, hosting: &Hosting) -> Panel {
         Panel { hosting: hosting.clone(), ..self.clone() }

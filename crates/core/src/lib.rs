@@ -41,7 +41,8 @@ pub use hosting::{Hosting, OpenOptions};
 pub use housekeeping::{Housekeeping, HousekeepingReport, Schedule};
 pub use locked::locked;
 pub use off_loop::{
-    busy_timeout_setting, lock_timeout_setting, LaterBecause, NowOrLater, NowOrLaterBecause, Retry, BACKGROUND_RETRY,
+    busy_timeout_setting, lock_timeout_setting, Answer, LaterBecause, NowOrAnswer, NowOrLater, NowOrLaterBecause,
+    Retry, BACKGROUND_RETRY,
 };
 pub use settings::{DomainSettings, ProviderSettings};
 pub use worker::{FromPanic, Pending};

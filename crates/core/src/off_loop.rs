@@ -330,6 +330,48 @@ pub enum NowOrLater<T> {
     Later(Pending<Result<T>>),
 }
 
+/// The outcome of [`Hosting::now_or_answer`]: the result, or the call handed to the worker with
+/// the times its caller must keep to.
+pub enum NowOrAnswer<T> {
+    Now(T),
+    Later(Answer<T>),
+}
+
+/// A call of [`Hosting::now_or_answer`] on the worker, and the deadlines the worker keeps to: a
+/// binding that sends the answer on (ejabberd's NIF, by message) sends it only until
+/// [`Answer::sent_by`], the same instant up to which a call that has committed runs on, so the
+/// two never disagree.
+pub struct Answer<T> {
+    /// The call's result, once the worker has made it (or given up).
+    pub pending: Pending<Result<T>>,
+    /// How long its caller waits for the answer ([`Hosting::answer_within`]).
+    pub within: Duration,
+    /// The last moment to send the answer ([`Hosting::answer_sent_by`]): after it, the caller may
+    /// have stopped waiting.
+    pub sent_by: Instant,
+}
+
+impl<T> Answer<T> {
+    /// What the caller is told when no answer came [`Answer::within`] (a stalled machine): a busy
+    /// store (a panel answers it 503, try again), and the call may have been made, so check.
+    pub fn unanswered(&self) -> Error {
+        busy(format!(
+            "the store's write lock was held elsewhere (the command line, the other server, a backup, a long sweep) \
+             and no answer came within {}: check whether it was done, and try it again once the lock is free",
+            seconds(self.within)
+        ))
+    }
+}
+
+/// `d` as an admin reads it: "3 s", "0.3 s".
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 /// Why a call tried at once went to the worker ([`Hosting::now_or_in_background_saying_why`]).
 /// The server logs the two differently: only the first is something an admin may have to look
 /// at (what holds the lock).
@@ -409,14 +451,14 @@ impl Hosting {
     /// `wait` is [`Hosting::worker_wait`] for a caller that may wait as long as the worker does,
     /// [`Hosting::caller_wait`] for one that serves others meanwhile. At most [`MOST_ANSWERING`]
     /// such calls are on the worker at once.
-    pub fn now_or_answer<T, F>(&self, call: F, wait: Duration) -> Result<NowOrLater<T>>
+    pub fn now_or_answer<T, F>(&self, call: F, wait: Duration) -> Result<NowOrAnswer<T>>
     where
         T: Send + 'static,
         F: FnOnce(&Hosting) -> Result<T> + Clone + Send + 'static,
     {
         match self.attempt(call.clone()) {
-            (Err(e), false, _) if e.is_busy() => self.answer_later(call, wait).map(NowOrLater::Later),
-            (other, _, _) => other.map(NowOrLater::Now),
+            (Err(e), false, _) if e.is_busy() => self.answer_later(call, wait).map(NowOrAnswer::Later),
+            (other, _, _) => other.map(NowOrAnswer::Now),
         }
     }
 
@@ -435,21 +477,10 @@ impl Hosting {
     /// arrives in time; never before `wait` has passed, so every answer the worker gives within
     /// its wait is sent. Only a call that committed and then ran on (a stalled machine) answers
     /// later.
-    pub fn answer_sent_by(requested: Instant, wait: Duration) -> Instant {
+    pub(crate) fn answer_sent_by(requested: Instant, wait: Duration) -> Instant {
         let within = Self::answer_within(wait);
         let margin = SEND_MARGIN.min((within - wait) / 2);
         requested + (within - margin).max(wait)
-    }
-
-    /// What the caller of [`Hosting::now_or_answer`] is told when no answer came within
-    /// `within` ([`Hosting::answer_within`]), which only a stalled machine reaches: a busy store
-    /// (a panel answers it 503, try again), and the call may have been made, so check.
-    pub fn unanswered(within: Duration) -> Error {
-        busy(format!(
-            "the store's write lock was held elsewhere (the command line, the other server, a backup, a long sweep) \
-             and no answer came within {} s: check whether it was done, and try it again once the lock is free",
-            within.as_secs()
-        ))
     }
 
     /// How long the worker's store calls wait for another process's lock (`worker_busy_timeout`).
@@ -465,7 +496,7 @@ impl Hosting {
     }
 
     /// The worker's part of [`Hosting::now_or_answer`].
-    fn answer_later<T, F>(&self, call: F, wait: Duration) -> Result<Pending<Result<T>>>
+    fn answer_later<T, F>(&self, call: F, wait: Duration) -> Result<Answer<T>>
     where
         T: Send + 'static,
         F: FnOnce(&Hosting) -> Result<T> + Send + 'static,
@@ -481,7 +512,7 @@ impl Hosting {
         let waited = wait.min(self.worker_wait());
         let requested = Instant::now();
         let (until, answer_by) = (requested + waited, Hosting::answer_sent_by(requested, wait));
-        Pending::spawn(async move {
+        let pending = Pending::spawn(async move {
             let _answering = answering;
             tokio::task::spawn_blocking(move || {
                 let _tracked = AttemptScope::until(until, answer_by);
@@ -490,7 +521,8 @@ impl Hosting {
             .await
             .unwrap_or_else(|e| Err(Error::Internal(format!("a store call on the worker failed: {e}"))))
         })
-        .map_err(|e| Error::Internal(format!("cannot start work on the worker: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot start work on the worker: {e}")))?;
+        Ok(Answer { pending, within: Hosting::answer_within(wait), sent_by: answer_by })
     }
 
     /// `call` on this thread without waiting for any lock, whether one of its transactions
@@ -628,7 +660,7 @@ mod tests {
 
     use rusqlite::Connection;
 
-    use super::{lock_timeout_setting, LaterBecause, NowOrLater, NowOrLaterBecause, Retry};
+    use super::{lock_timeout_setting, Answer, LaterBecause, NowOrAnswer, NowOrLater, NowOrLaterBecause, Retry};
     use crate::test_store::TestStore;
     use crate::{Hosting, ManualClock, OpenOptions};
 
@@ -1164,8 +1196,8 @@ mod tests {
         let other = lock_holder(&store.path);
         let pending: Vec<_> = (0..4)
             .map(|i| match h.now_or_answer(move |w| w.add_domain(&format!("d{i}.example")), h.worker_wait()).unwrap() {
-                NowOrLater::Later(pending) => pending,
-                NowOrLater::Now(_) => panic!("made through another connection's write lock"),
+                NowOrAnswer::Later(answer) => answer.pending,
+                NowOrAnswer::Now(_) => panic!("made through another connection's write lock"),
             })
             .collect();
         other.execute_batch("COMMIT").unwrap();
@@ -1173,7 +1205,7 @@ mod tests {
             assert_eq!(p.wait().unwrap().name.as_str(), format!("d{i}.example"));
         }
         // Errors are answers too.
-        let NowOrLater::Now(Err(e)) =
+        let NowOrAnswer::Now(Err(e)) =
             h.now_or_answer(|w| Ok(w.add_domain("d0.example")), h.worker_wait()).map_err(|e| e.to_string()).unwrap()
         else {
             panic!("not answered at once")
@@ -1207,10 +1239,18 @@ mod tests {
             .unwrap();
         entered.recv().unwrap();
         let other = lock_holder(&store.path);
-        let NowOrLater::Later(late) = h.now_or_answer(|w| w.add_domain("late.example"), h.worker_wait()).unwrap()
+        let requested = Instant::now();
+        let NowOrAnswer::Later(late) = h.now_or_answer(|w| w.add_domain("late.example"), h.worker_wait()).unwrap()
         else {
             panic!("made through another connection's write lock")
         };
+        // The deadlines the binding keeps to are the ones the worker keeps to.
+        assert_eq!(late.within, Hosting::answer_within(Duration::from_millis(200)));
+        let by = Hosting::answer_sent_by(requested, Duration::from_millis(200));
+        assert!(late.sent_by >= by && late.sent_by <= by + (Instant::now() - requested));
+        let unanswered = late.unanswered();
+        assert!(unanswered.is_busy() && unanswered.to_string().contains("no answer came within 0.3 s"), "{unanswered}");
+        let late = late.pending;
         // Past the call's deadline (its worker wait from the request) before anything is free.
         std::thread::sleep(Duration::from_millis(400));
         other.execute_batch("COMMIT").unwrap();
@@ -1221,7 +1261,8 @@ mod tests {
         assert!(h.domain("late.example").unwrap().is_none(), "made after its caller stopped waiting");
         // A call made in time is made, on the same connection.
         let other = lock_holder(&store.path);
-        let NowOrLater::Later(in_time) = h.now_or_answer(|w| w.add_domain("in-time.example"), h.worker_wait()).unwrap()
+        let NowOrAnswer::Later(Answer { pending: in_time, .. }) =
+            h.now_or_answer(|w| w.add_domain("in-time.example"), h.worker_wait()).unwrap()
         else {
             panic!("made through another connection's write lock")
         };

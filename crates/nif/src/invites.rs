@@ -17,7 +17,7 @@ use crate::atoms;
 use crate::error::{error_term, reply};
 use crate::handle::Handle;
 use crate::json::{from_term, serialized};
-use crate::later::{answered, answered_undone_when_late, answered_unit};
+use crate::later::{answered, answered_as, answered_unit, Waiter};
 
 /// `create_invite(H, #{domain => <<"example.org">>, uses => 3, expiry => 86400 | never, ...})`.
 /// `uses` and `expiry` may also be digits in a binary: ejabberdctl's commands pass what the admin
@@ -109,7 +109,7 @@ fn begin_registration<'a>(env: Env<'a>, handle: Handle, spec: Term<'a>) -> NifRe
     let RegistrationRequest { domain, username, ip, token } = registration_request(spec)?;
     let (domain, username) = (domain.to_owned(), username.to_owned());
     let (ip, token) = (ip.map(str::to_owned), token.map(str::to_owned));
-    answered_undone_when_late(
+    answered_as(
         env,
         &handle.hosting,
         move |h| {
@@ -122,7 +122,8 @@ fn begin_registration<'a>(env: Env<'a>, handle: Handle, spec: Term<'a>) -> NifRe
             h.begin_registration(&request)
         },
         serialized,
-        give_back_late_ticket,
+        Waiter::Patient,
+        Some(give_back_late_ticket),
     )
 }
 

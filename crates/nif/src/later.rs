@@ -4,7 +4,7 @@
 //! picks to match the answer.
 //!
 //! Store calls somebody waits for go through [`answered`] (and its kin: [`answered_unit`],
-//! [`answered_briefly`], [`answered_whole`]): made at once when nobody else holds the store's
+//! [`answered_as`], [`answered_whole`]): made at once when nobody else holds the store's
 //! write lock, else made by the core's worker and answered by message (see [`answer`]).
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rustler::env::OwnedEnv;
 use rustler::{Encoder, Env, LocalPid, NifResult, Term};
 use serde::Serialize;
-use xmpp_hosting_core::{locked, Error, Hosting, NowOrLater, Pending};
+use xmpp_hosting_core::{locked, Answer, Error, Hosting, NowOrAnswer, Pending};
 
 use crate::atoms;
 use crate::error::{error_term, reply, reply_unit};
@@ -92,8 +92,8 @@ fn deliver<T: Send + 'static>(
     });
 }
 
-/// The last moment an answer of [`answer`] is sent ([`Hosting::answer_sent_by`]): after it, its
-/// caller may have stopped waiting.
+/// The last moment an answer of [`answer`] is sent (the core's [`Answer::sent_by`]): after it,
+/// its caller may have stopped waiting.
 #[derive(Clone, Copy)]
 struct Deadline(Instant);
 
@@ -154,10 +154,10 @@ static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
 /// `{xmpp_hosting_answer, Tag, Answer}`, the same answer, within `Ms` milliseconds
 /// (`xmpp_hosting_nif:answer/1` waits for it in `receive`), or never: an answer that would come
 /// after its caller's [`Deadline`], or after the caller gave up ([`HANDED`]), is not sent, and
-/// the caller answers `Unanswered`, the core's [`Hosting::unanswered`] through `whole`. Before, such calls
+/// the caller answers `Unanswered`, the core's [`Answer::unanswered`] through `whole`. Before, such calls
 /// waited up to the 2 s busy timeout on a dirty I/O scheduler, and a few dozen at once occupied
 /// every one (OTP's file I/O runs there too), stalling the node.
-/// `wait`: how long the worker may wait for the lock (see [`answered_briefly`]). `undo_late`:
+/// `wait`: how long the worker may wait for the lock (see [`Waiter`]). `undo_late`:
 /// what gives back a successful call's effect when its answer came too late to be sent (the
 /// caller was told it failed), given the server's handle on the worker's thread: it must not
 /// wait for the lock there (see [`Hosting::now_or_in_background`]).
@@ -174,14 +174,13 @@ where
     F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
     W: for<'e> FnOnce(Env<'e>, Result<T, Error>) -> NifResult<Term<'e>> + Clone + Send + 'static,
 {
-    let requested = Instant::now();
     match hosting.now_or_answer(call, wait) {
-        Ok(NowOrLater::Now(value)) => whole(env, Ok(value)),
-        Ok(NowOrLater::Later(pending)) => {
+        Ok(NowOrAnswer::Now(value)) => whole(env, Ok(value)),
+        Ok(NowOrAnswer::Later(later)) => {
             let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
-            let within = Hosting::answer_within(wait);
-            let unanswered = whole.clone()(env, Err(Hosting::unanswered(within)))?;
-            let deadline = Deadline(Hosting::answer_sent_by(requested, wait));
+            let unanswered = whole.clone()(env, Err(later.unanswered()))?;
+            let Answer { pending, within, sent_by } = later;
+            let deadline = Deadline(sent_by);
             let (pid, hosting) = (env.pid(), hosting.clone());
             locked(&HANDED).insert(tag, Handed::Waiting);
             deliver(pending, move |result| {
@@ -226,36 +225,32 @@ where
     F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
     E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Clone + Send + 'static,
 {
-    answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.worker_wait(), None)
+    answered_as(env, hosting, call, encode, Waiter::Patient, None)
 }
 
-/// [`answered`] for a call whose success holds something for its caller (an invite's use for a
-/// registration): `undo_late` gives it back when the answer came too late to be sent (see
-/// [`answer`]), since the caller, told the store did not answer, will not finish it.
-pub fn answered_undone_when_late<'a, T, F, E>(
+/// How long the caller of [`answered_as`] waits for an answer handed to the worker.
+#[derive(Clone, Copy)]
+pub enum Waiter {
+    /// As long as the core's worker waits for the lock: a command's process, a client's own
+    /// session.
+    Patient,
+    /// A caller that serves others while it waits: mod_http_upload's one process per host decides
+    /// every slot there and serves its downloads and uploads (which give up on it after 5 s), so
+    /// it waits no longer than a call on its own thread did before (the busy timeout, 2 s), and a
+    /// grace.
+    Serving,
+}
+
+/// [`answered`] for a caller that waits as `waiter` says, and, for a call whose success holds
+/// something for its caller (an invite's use for a registration, a slot's reservation),
+/// `undo_late` to give it back when the answer came too late to be sent (see [`answer`]): the
+/// caller, told the store did not answer, will not finish it.
+pub fn answered_as<'a, T, F, E>(
     env: Env<'a>,
     hosting: &Hosting,
     call: F,
     encode: E,
-    undo_late: fn(&Hosting, &T),
-) -> NifResult<Term<'a>>
-where
-    T: Send + 'static,
-    F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
-    E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Clone + Send + 'static,
-{
-    answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.worker_wait(), Some(undo_late))
-}
-
-/// [`answered`] for a caller that serves others while it waits: mod_http_upload's one process
-/// per host decides every slot there and serves its downloads and uploads (which give up on it
-/// after 5 s), so it waits no longer than a call on its own thread did before (the busy timeout,
-/// 2 s), and a grace. `undo_late` gives back what a call answered too late did (see [`answer`]).
-pub fn answered_briefly<'a, T, F, E>(
-    env: Env<'a>,
-    hosting: &Hosting,
-    call: F,
-    encode: E,
+    waiter: Waiter,
     undo_late: Option<fn(&Hosting, &T)>,
 ) -> NifResult<Term<'a>>
 where
@@ -263,7 +258,11 @@ where
     F: FnOnce(&Hosting) -> Result<T, Error> + Clone + Send + 'static,
     E: for<'e> FnOnce(Env<'e>, T) -> NifResult<Term<'e>> + Clone + Send + 'static,
 {
-    answer(env, hosting, call, move |env, result| reply(env, result, encode), hosting.caller_wait(), undo_late)
+    let wait = match waiter {
+        Waiter::Patient => hosting.worker_wait(),
+        Waiter::Serving => hosting.caller_wait(),
+    };
+    answer(env, hosting, call, move |env, result| reply(env, result, encode), wait, undo_late)
 }
 
 /// [`answered`] for a call answered bare `ok`.

@@ -16,7 +16,7 @@ use crate::args::{optional_text, text};
 use crate::error::{error_term, reply, reply_unit};
 use crate::handle::Handle;
 use crate::json::serialized;
-use crate::later::{answered, answered_briefly, answered_unit, started};
+use crate::later::{answered, answered_as, answered_unit, started, Waiter};
 
 /// A size as the request carried it: an integer that fits 64 bits (ejabberd has parsed the
 /// attribute, but not bounded it), else the core's `invalid-argument`.
@@ -55,7 +55,7 @@ fn authorize_upload<'a>(
         Some(key) => h.authorize_keyed_upload(&domain, &user, size, key, lifetime),
         None => h.authorize_upload(&domain, &user, size),
     };
-    answered_briefly(env, &handle.hosting, decide, serialized, Some(give_back_late_grant))
+    answered_as(env, &handle.hosting, decide, serialized, Waiter::Serving, Some(give_back_late_grant))
 }
 
 /// A slot granted on the worker whose answer came too late to be sent: mod_http_upload has told

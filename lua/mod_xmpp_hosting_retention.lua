@@ -79,7 +79,8 @@ local busy_ms = module:get_option_number("xmpp_hosting_sql_busy_timeout", 2000);
 -- and a longer WAL before they checkpoint by themselves: the core's sweep checkpoints on its
 -- worker before the log reaches 10,000 pages (checkpoints every 1,000 pages were half its time),
 -- and Prosody's connection, at SQLite's default 1,000, would copy the sweep's pages on its loop
--- (the number is the core's PROSODY_AUTOCHECKPOINT, crates/core/src/retention/prosody_archive.rs).
+-- (the core's number, PROSODY_AUTOCHECKPOINT in crates/core/src/retention/prosody_archive.rs, given
+-- by the gate).
 -- Only the connection to the database the sweeps work in (`archive_file`) gets the longer WAL:
 -- the housekeeping pass checkpoints that file off the loop (Hosting::checkpoint_prosody_databases),
 -- no other.
@@ -98,7 +99,7 @@ local function give_busy_timeout(s, archive_file)
 			local function set_busy(e)
 				return e:transaction(function()
 					e:execute(("PRAGMA busy_timeout = %d"):format(busy_ms));
-					if swept then e:execute("PRAGMA wal_autocheckpoint = 12000"); end
+					if gate then e:execute(("PRAGMA wal_autocheckpoint = %d"):format(gate:autocheckpoint())); end
 					local row = e:select("PRAGMA wal_autocheckpoint")();
 					module:log("debug", "Prosody's SQLite connection %s: busy timeout %d ms, WAL checkpointed at %s pages",
 						e.url, busy_ms, row and tostring(row[1]));

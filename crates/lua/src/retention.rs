@@ -18,7 +18,8 @@
 //! to run through its storage API (a dry run's steps have `dry_run` set: count, delete nothing), `h:driven_step_done(sweep_id, {deleted, failures, next, took_us, batch})` ->
 //! `{record, next}` (`record.text` in the core's words; `next` nil once the sweep ended);
 //! `h:prosody_sql_gate(path)` -> a gate (`gate:enter()`, `gate:leave()`) Prosody's loop passes
-//! for each transaction on its database, so the core's sweep steps there take turns with it.
+//! for each transaction on its database, so the core's sweep steps there take turns with it;
+//! `gate:autocheckpoint()` -> the `wal_autocheckpoint` Prosody's connections to it are given.
 
 use mlua::prelude::*;
 use std::sync::Arc;
@@ -42,7 +43,8 @@ fn driven_outcome(out: DrivenOutcome) -> Result<serde_json::Value, xmpp_hosting_
 /// Prosody's loop's side of the core's `LoopGate` on one of its databases: `gate:enter()` before
 /// a transaction on it (waits for a sweep step under way to commit, a few milliseconds at most;
 /// returns the seconds waited), `gate:leave()` after it, whatever its outcome. While the loop is
-/// between the two, no sweep step begins in that database.
+/// between the two, no sweep step begins in that database. `gate:autocheckpoint()`: the log length
+/// at which Prosody's connections to it may checkpoint, above the sweep's own.
 struct LuaGate(Arc<LoopGate>);
 
 impl LuaUserData for LuaGate {
@@ -52,6 +54,7 @@ impl LuaUserData for LuaGate {
             g.0.leave();
             Ok(())
         });
+        m.add_method("autocheckpoint", |_, g, ()| Ok(g.0.prosody_autocheckpoint()));
     }
 }
 

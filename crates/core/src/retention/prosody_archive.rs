@@ -311,7 +311,7 @@ const CATCH_UP_PAGES: i32 = 500;
 
 /// Prosody's connection checkpoints by itself, on its loop, when it commits to a log of this
 /// many pages or more (`wal_autocheckpoint`, SQLite's default 1,000): mod_xmpp_hosting_retention
-/// raises it to this on Prosody's connections (the same number is in the Lua module), so that
+/// raises it to this on Prosody's connections ([`LoopGate::prosody_autocheckpoint`]), so that
 /// Prosody never copies the sweep's pages on its loop: the sweep checkpoints before the log
 /// reaches [`CHECKPOINT_PAGES`], below this. Outside sweeps, Prosody's own writes would then
 /// be copied on its loop at this length, rarer but each longer (measured, a message archived a
@@ -562,6 +562,12 @@ pub fn loop_gate(path: &str) -> Arc<LoopGate> {
 }
 
 impl LoopGate {
+    /// The `wal_autocheckpoint` Prosody's connections to the gate's database are given
+    /// ([`PROSODY_AUTOCHECKPOINT`]): the module sets it where it sets their busy timeout.
+    pub fn prosody_autocheckpoint(&self) -> i32 {
+        PROSODY_AUTOCHECKPOINT
+    }
+
     /// Prosody's loop begins a transaction on the database: it waits (at most [`LOOP_WAIT`])
     /// for a step under way to commit, and no step begins until [`LoopGate::leave`]. Returns how
     /// long it waited.
@@ -1721,17 +1727,6 @@ pub(crate) mod tests {
         assert_eq!((rest.id, rest.deleted, rest.state), (part.id, 120, SweepState::Done));
         assert_eq!((left_old("bob"), left_old("carol")), (0, 0));
         assert_eq!(rows(&c).len(), 120, "every newer row kept");
-    }
-
-    #[test]
-    fn prosodys_connection_is_given_an_autocheckpoint_above_the_sweeps_checkpoints() {
-        // The Lua module sets it on Prosody's connection; the sweep checkpoints below it (the
-        // const assertion beside PROSODY_AUTOCHECKPOINT).
-        let lua =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../lua/mod_xmpp_hosting_retention.lua"))
-                .unwrap();
-        let set = format!("PRAGMA wal_autocheckpoint = {PROSODY_AUTOCHECKPOINT}");
-        assert!(lua.contains(&set), "the Lua module must say {set:?}");
     }
 
     #[test]

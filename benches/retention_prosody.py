@@ -19,7 +19,10 @@ Prints rows/s over the sweep's wall time and over its time in steps, the longest
 longest the sweep held Prosody's database: a DELETE and its commit), the journal mode the sweep
 left the database in (WAL, see the README), the length of its log file (`-wal`) after the sweep
 while a connection stays open as Prosody's does (SQLite removes the file only when the last
-connection closes), and the machine's load (uptime) beside each figure. The profile line gives
+connection closes), the log pages a row costs ours and Prosody's statement (run again in WAL
+mode on another copy for that count: one transaction writes each page it changes once, steps a
+few milliseconds long write a page shared by many users' rows once per step that changes it),
+and the machine's load (uptime) beside each figure. The profile line gives
 each phase's total and spread (p50, p90, p99, max): "held" is a step's DELETE and commit, the
 time Prosody's writes would wait; "held restarting the log" the commits of the sweep's own that
 start the log afresh (their new header's sync), "log file emptying rounds" the slices the end of
@@ -156,6 +159,24 @@ def statement(work: Path, src: Path, now: int):
           f"one transaction holding the lock (and Prosody's loop) throughout; load {os.getloadavg()}")
     c.close()
     theirs.unlink()
+    # The same statement in WAL mode, nothing checkpointed: the log then holds each page it
+    # changed once (one transaction), what the sweep's steps write is in its profile ("log
+    # pages"): the pages a row costs each, beside each other.
+    shutil.copy(src, theirs)
+    c = sqlite3.connect(theirs, isolation_level=None)
+    c.execute("PRAGMA journal_mode = WAL")
+    c.execute("PRAGMA wal_autocheckpoint = 0")
+    c.execute("BEGIN")
+    n = c.execute('DELETE FROM "prosodyarchive" WHERE "host" = ? AND "store" = ? AND "when" < ?',
+                  (HOST, "archive", now - DAY)).rowcount
+    c.execute("COMMIT")
+    page = c.execute("PRAGMA page_size").fetchone()[0]
+    frames = (Path(f"{theirs}-wal").stat().st_size - 32) // (page + 24)
+    print(f"Prosody's cleanup statement writes {frames:,} log pages for {n} rows ({frames / n:.2f} a row) "
+          f"in WAL mode")
+    c.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{theirs}{suffix}").unlink(missing_ok=True)
 
 
 def sweep(work: Path, src: Path, now: int, lib: Path, gate: bool = True) -> dict:
@@ -201,6 +222,10 @@ def sweep(work: Path, src: Path, now: int, lib: Path, gate: bool = True) -> dict
     print(f"our sweep: {deleted / wall:,.0f} rows/s over its wall time ({wall:.1f} s), "
           f"{deleted / (in_steps / 1e6):,.0f} rows/s counting time in steps, longest step (database held) "
           f"{longest / 1000:.2f} ms; load {os.getloadavg()}")
+    pages = [p for p in r.stderr.split("; ") if p.endswith(" log pages")]
+    if pages and deleted:
+        n = int(pages[0].split()[-3])
+        print(f"our sweep wrote {n:,} log pages for {deleted} rows ({n / deleted:.2f} a row)")
     if trace.exists():
         print(trace_summary(trace.read_text()))
     wal = Path(f"{src}-wal")

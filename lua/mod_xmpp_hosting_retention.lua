@@ -77,7 +77,7 @@ local busy_ms = module:get_option_number("xmpp_hosting_sql_busy_timeout", 2000);
 
 -- Gives Prosody's SQLite connections a busy timeout (LuaDBI sets none), now and on reconnect,
 -- and a longer WAL before they checkpoint by themselves: the core's sweep checkpoints on its
--- worker before the log reaches 30,000 pages (checkpoints every 1,000 pages were half its time),
+-- worker before the log reaches 10,000 pages (checkpoints every 1,000 pages were half its time),
 -- and Prosody's connection, at SQLite's default 1,000, would copy the sweep's pages on its loop
 -- (the core's number, PROSODY_AUTOCHECKPOINT in crates/core/src/retention/prosody_archive.rs, given
 -- by the gate).

@@ -287,7 +287,7 @@ const PROSODY_MIN_GAP: Duration = Duration::from_millis(1);
 /// ... nor later than this.
 const PROSODY_MAX_GAP: Duration = Duration::from_millis(5);
 
-/// The log's length the sweep never lets its steps take it past (120 MB of 4 KB pages): before
+/// The log's length the sweep never lets its steps take it past (40 MB of 4 KB pages): before
 /// it could, the sweep waits for its [`Checkpointer`] and copies the rest itself (a checkpoint,
 /// holding no lock), so Prosody's own connection never reaches [`PROSODY_AUTOCHECKPOINT`].
 ///
@@ -295,16 +295,8 @@ const PROSODY_MAX_GAP: Duration = Duration::from_millis(5);
 /// (its table page is shared with other users' rows, not with the step's), each page is synced
 /// into the database by the next checkpoint, and a page that several steps change is copied
 /// once per checkpoint in between. Measured on a million rows, half deleted (load 7 on 2 shared
-/// cores, before the [`Checkpointer`]): checkpoints at 1,000 pages, 1,102 of them, 39.5 s of an
-/// 82 s sweep; at 4,000 pages 22.5 s of 61 s; at 10,000 pages 11.1 s of 44 s; at 20,000 pages
-/// 9.4 s of 45 s. With the checkpointer beside the steps, 30,000 pages and [`RESTART_FROM`]
-/// against 10,000 (alternating release-build runs, 2 December 2026): 60,606-69,061 rows/s
-/// against 55,617-57,208, the steps' thread checkpointing 1.0 s (33 times) instead of 2.1-2.3 s
-/// (78-79 times).
-#[cfg(not(test))]
-const CHECKPOINT_PAGES: i32 = 30_000;
-/// Tests sweep a few thousand rows: the log must pass the thresholds there too.
-#[cfg(test)]
+/// cores): checkpoints at 1,000 pages, 1,102 of them, 39.5 s of an 82 s sweep; at 4,000
+/// pages 22.5 s of 61 s; at 10,000 pages 11.1 s of 44 s; at 20,000 pages 9.4 s of 45 s.
 const CHECKPOINT_PAGES: i32 = 10_000;
 
 /// The sweep asks its [`Checkpointer`] for a round once this many pages of the log are not yet
@@ -317,22 +309,16 @@ const BACKGROUND_PAGES: i32 = 3_000;
 /// writing throughout, would let it grow for ever). More pages left: another round.
 const CATCH_UP_PAGES: i32 = 500;
 
-/// ... once the log is at least this long. Each start afresh costs the steps' thread a wait for
-/// the round and a copy of its own with two syncs (25-35 ms measured, no lock held but no step
-/// meanwhile); below this the rounds go on alone and the log grows towards [`CHECKPOINT_PAGES`].
-const RESTART_FROM: i32 = CHECKPOINT_PAGES / 2;
-
 /// Prosody's connection checkpoints by itself, on its loop, when it commits to a log of this
 /// many pages or more (`wal_autocheckpoint`, SQLite's default 1,000): mod_xmpp_hosting_retention
 /// raises it to this on Prosody's connections ([`LoopGate::prosody_autocheckpoint`]), so that
 /// Prosody never copies the sweep's pages on its loop: the sweep checkpoints before the log
 /// reaches [`CHECKPOINT_PAGES`], below this. Outside sweeps, Prosody's own writes would then
-/// be copied on its loop at this length, rarer but each longer (measured at 12,000 pages, a
-/// message archived a commit at load 6-7: 156.5 ms every ~1,470 messages instead of 37.2 ms
-/// every ~121); the housekeeping pass's checkpoint step copies them off its loop every few
-/// seconds instead ([`Hosting::checkpoint_prosody_databases`]), and says so in Prosody's log
-/// when it cannot.
-pub(crate) const PROSODY_AUTOCHECKPOINT: i32 = 32_000;
+/// be copied on its loop at this length, rarer but each longer (measured, a message archived a
+/// commit at load 6-7: 156.5 ms every ~1,470 messages instead of 37.2 ms every ~121); the
+/// housekeeping pass's checkpoint step copies them off its loop every few seconds instead
+/// ([`Hosting::checkpoint_prosody_databases`]).
+const PROSODY_AUTOCHECKPOINT: i32 = 12_000;
 
 // Room between the sweep's checkpoint point and Prosody's: a step checkpoints when the next
 // one, at twice its own pages, could reach CHECKPOINT_PAGES, so the log stays below Prosody's.
@@ -802,7 +788,7 @@ impl ProsodySql {
             None => must,
             Some(_) if must => true,
             Some(ck) if ck.busy() => false,
-            Some(_) if ended.is_some() && left <= CATCH_UP_PAGES && log >= RESTART_FROM => left > 0,
+            Some(_) if ended.is_some() && left <= CATCH_UP_PAGES => left > 0,
             Some(ck) => {
                 if left >= BACKGROUND_PAGES || (ended.is_some() && left > CATCH_UP_PAGES) {
                     ck.ask();
@@ -870,7 +856,7 @@ impl ProsodySql {
     ///
     /// SQLite never shrinks a log file by itself: it starts the log again at its beginning
     /// once all of it is in the database, and the file keeps the greatest length it reached
-    /// (about [`CHECKPOINT_PAGES`] pages, 120 MB, after a long sweep) for as long as a
+    /// (about [`CHECKPOINT_PAGES`] pages, 40 MB, after a long sweep) for as long as a
     /// connection is open, Prosody's for weeks. Its TRUNCATE checkpoint empties the file in one
     /// go while it keeps every writer out, and the time that takes is the file system's freeing
     /// the file's blocks: measured with strace on a million-row sweep (load 9), the whole of

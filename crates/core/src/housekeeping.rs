@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::invites::{AccountOutcome, PurgeReport, StaleRegistration};
 use crate::locked::locked;
 use crate::quotas::UploadUpkeep;
+use crate::retention::prosody_archive::PROSODY_AUTOCHECKPOINT;
 use crate::verification::{Claim, ClaimState};
 use crate::{Error, Hosting, Pending, Result, Timestamp};
 
@@ -354,7 +355,7 @@ impl Housekeeping {
                     level: LogLevel::Warn,
                     text: format!(
                         "Cannot checkpoint Prosody's database {path} ({e}): Prosody copies its log itself, on its \
-                         loop, once it is 12,000 pages long"
+                         loop, once it is {PROSODY_AUTOCHECKPOINT} pages long"
                     ),
                 });
             }

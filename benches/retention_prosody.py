@@ -171,9 +171,10 @@ def statement(work: Path, src: Path, now: int):
                   (HOST, "archive", now - DAY)).rowcount
     c.execute("COMMIT")
     page = c.execute("PRAGMA page_size").fetchone()[0]
-    frames = (Path(f"{theirs}-wal").stat().st_size - 32) // (page + 24)
-    print(f"Prosody's cleanup statement writes {frames:,} log pages for {n} rows ({frames / n:.2f} a row) "
-          f"in WAL mode")
+    wal = Path(f"{theirs}-wal")
+    frames = max(wal.stat().st_size - 32, 0) // (page + 24) if wal.exists() else 0
+    print(f"Prosody's cleanup statement writes {frames:,} log pages for {n} rows "
+          f"({frames / max(n, 1):.2f} a row) in WAL mode")
     c.close()
     for suffix in ("", "-wal", "-shm"):
         Path(f"{theirs}{suffix}").unlink(missing_ok=True)
@@ -222,9 +223,11 @@ def sweep(work: Path, src: Path, now: int, lib: Path, gate: bool = True) -> dict
     print(f"our sweep: {deleted / wall:,.0f} rows/s over its wall time ({wall:.1f} s), "
           f"{deleted / (in_steps / 1e6):,.0f} rows/s counting time in steps, longest step (database held) "
           f"{longest / 1000:.2f} ms; load {os.getloadavg()}")
-    pages = [p for p in r.stderr.split("; ") if p.endswith(" log pages")]
+    # One profile line a part of the sweep: their pages summed.
+    pages = [p for line in r.stderr.splitlines() if line.startswith("profile:")
+             for p in line.split("; ") if p.endswith(" log pages")]
     if pages and deleted:
-        n = int(pages[0].split()[-3])
+        n = sum(int(p.split()[-3]) for p in pages)
         print(f"our sweep wrote {n:,} log pages for {deleted} rows ({n / deleted:.2f} a row)")
     if trace.exists():
         print(trace_summary(trace.read_text()))

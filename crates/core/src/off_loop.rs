@@ -346,8 +346,8 @@ pub struct Answer<T> {
     pub pending: Pending<Result<T>>,
     /// How long its caller waits for the answer ([`Hosting::answer_within`]).
     pub within: Duration,
-    /// The last moment to send the answer ([`Hosting::answer_sent_by`]): after it, the caller may
-    /// have stopped waiting.
+    /// The last moment to send the answer: a margin before the caller stops waiting, never
+    /// before the call's own wait for the lock has passed.
     pub sent_by: Instant,
 }
 
@@ -363,12 +363,12 @@ impl<T> Answer<T> {
     }
 }
 
-/// `d` as an admin reads it: "3 s", "0.3 s".
+/// `d` as an admin reads it, never longer than it is: "3 s", "2.5 s", "300 ms".
 fn seconds(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
+    match (d.as_secs(), d.subsec_millis()) {
+        (0, ms) => format!("{ms} ms"),
+        (s, 0) => format!("{s} s"),
+        (s, ms) => format!("{s}.{} s", ms / 100),
     }
 }
 
@@ -445,7 +445,7 @@ impl Hosting {
     /// lock at most `wait` from now, and is not started at all once that has passed (it answers
     /// the busy error saying "not made"): whatever is queued behind a held lock, no call starts
     /// after its caller stopped waiting. A call that has committed part of its change goes on
-    /// until its answer can no longer be sent ([`Hosting::answer_sent_by`]); only on a stalled
+    /// until its answer can no longer be sent ([`Answer::sent_by`]); only on a stalled
     /// machine does it then end with its answer unsent, and its caller, told the store did not
     /// answer in time, is asked to check what was made.
     /// `wait` is [`Hosting::worker_wait`] for a caller that may wait as long as the worker does,
@@ -1186,6 +1186,13 @@ mod tests {
     }
 
     #[test]
+    fn the_wait_an_unanswered_caller_is_told_of_is_never_said_longer_than_it_was() {
+        let said = |ms| super::seconds(Duration::from_millis(ms));
+        assert_eq!([said(20), said(300), said(999)], ["20 ms", "300 ms", "999 ms"]);
+        assert_eq!([said(3000), said(2750), said(15_000)], ["3 s", "2.7 s", "15 s"]);
+    }
+
+    #[test]
     fn calls_a_caller_waits_for_behind_a_held_lock_are_made_once_it_is_free() {
         let store = TestStore::new("now-or-answer-free");
         let options =
@@ -1249,7 +1256,10 @@ mod tests {
         let by = Hosting::answer_sent_by(requested, Duration::from_millis(200));
         assert!(late.sent_by >= by && late.sent_by <= by + (Instant::now() - requested));
         let unanswered = late.unanswered();
-        assert!(unanswered.is_busy() && unanswered.to_string().contains("no answer came within 0.3 s"), "{unanswered}");
+        assert!(
+            unanswered.is_busy() && unanswered.to_string().contains("no answer came within 300 ms"),
+            "{unanswered}"
+        );
         let late = late.pending;
         // Past the call's deadline (its worker wait from the request) before anything is free.
         std::thread::sleep(Duration::from_millis(400));

@@ -178,7 +178,9 @@ where
         Ok(NowOrAnswer::Now(value)) => whole(env, Ok(value)),
         Ok(NowOrAnswer::Later(later)) => {
             let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
-            let unanswered = whole.clone()(env, Err(later.unanswered()))?;
+            // Never an early return here: the call is on the worker already, and its answer (or
+            // the undo of a late success) must still be settled through HANDED.
+            let unanswered = whole.clone()(env, Err(later.unanswered())).unwrap_or_else(|_| unencodable(env));
             let Answer { pending, within, sent_by } = later;
             let deadline = Deadline(sent_by);
             let (pid, hosting) = (env.pid(), hosting.clone());

@@ -322,6 +322,8 @@ const CATCH_UP_PAGES: i32 = 500;
 /// commit at load 6-7: 156.5 ms every ~1,470 messages instead of 37.2 ms every ~121); the
 /// housekeeping pass's checkpoint step copies them off its loop every few seconds instead
 /// ([`Hosting::checkpoint_prosody_databases`]), and says so in Prosody's log when it cannot.
+/// (tests/test_prosody_retention.py reads this number in Prosody's log: the end-to-end check that it
+/// reached Prosody's connection.)
 pub(crate) const PROSODY_AUTOCHECKPOINT: i32 = 12_000;
 
 // Room between the sweep's checkpoint point and Prosody's: a step checkpoints when the next

@@ -145,15 +145,21 @@ def main():
     shutil.rmtree(work)
 
 
+def cleanup(c: sqlite3.Connection, now: int) -> int:
+    """Prosody's own cleanup (mod_storage_sql's archive delete): one statement, one transaction."""
+    c.execute("BEGIN")
+    n = c.execute('DELETE FROM "prosodyarchive" WHERE "host" = ? AND "store" = ? AND "when" < ?',
+                  (HOST, "archive", now - DAY)).rowcount
+    c.execute("COMMIT")
+    return n
+
+
 def statement(work: Path, src: Path, now: int):
     theirs = work / "theirs.sqlite"
     shutil.copy(src, theirs)
     c = sqlite3.connect(theirs, isolation_level=None)
     t = time.monotonic()
-    c.execute("BEGIN")
-    n = c.execute('DELETE FROM "prosodyarchive" WHERE "host" = ? AND "store" = ? AND "when" < ?',
-                  (HOST, "archive", now - DAY)).rowcount
-    c.execute("COMMIT")
+    n = cleanup(c, now)
     took = time.monotonic() - t
     print(f"Prosody's cleanup statement: {n} rows in {took:.2f} s ({n / took:,.0f} rows/s), "
           f"one transaction holding the lock (and Prosody's loop) throughout; load {os.getloadavg()}")
@@ -166,10 +172,7 @@ def statement(work: Path, src: Path, now: int):
     c = sqlite3.connect(theirs, isolation_level=None)
     c.execute("PRAGMA journal_mode = WAL")
     c.execute("PRAGMA wal_autocheckpoint = 0")
-    c.execute("BEGIN")
-    n = c.execute('DELETE FROM "prosodyarchive" WHERE "host" = ? AND "store" = ? AND "when" < ?',
-                  (HOST, "archive", now - DAY)).rowcount
-    c.execute("COMMIT")
+    n = cleanup(c, now)
     page = c.execute("PRAGMA page_size").fetchone()[0]
     wal = Path(f"{theirs}-wal")
     frames = max(wal.stat().st_size - 32, 0) // (page + 24) if wal.exists() else 0

@@ -7,7 +7,7 @@
 //! [`answered_as`], [`answered_whole`]): made at once when nobody else holds the store's
 //! write lock, else made by the core's worker and answered by message (see [`answer`]).
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -103,23 +103,16 @@ impl Deadline {
     }
 }
 
-/// What became of an answer [`answer`] handed to the worker whose caller has not yet given up.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Handed {
-    /// The caller waits; the worker has not answered.
-    Waiting,
-    /// The worker's answer came past its [`Deadline`] and was not sent (what it made undone).
-    Dropped,
-}
-
-/// The answers handed to the worker, by tag, until the worker sends one or its caller gives up
-/// (`answer_given_up/1`). Each side takes the tag out under this lock, so exactly one of them
-/// decides: the worker sends only an answer whose caller still waits, and a caller that gave up
-/// knows whether an answer is on its way (it then takes it, so that no message is left in the
-/// mailbox: a gen_server such as mod_http_upload's, which lives as long as its host, would log
-/// it as unexpected, and a slot it granted would stay reserved). A time check alone left a
-/// window: a send decided just before the deadline could arrive after the caller stopped waiting.
-static HANDED: Mutex<BTreeMap<u64, Handed>> = Mutex::new(BTreeMap::new());
+/// The tags of the answers handed to the worker whose caller has not given up, until the worker
+/// sends one or its caller gives up (`answer_given_up/1`). The worker takes its tag out only to
+/// send (an answer past its [`Deadline`] leaves it, for the caller who is about to give up), and
+/// the caller takes it out to give up: under this lock exactly one of them decides, so the worker
+/// sends only an answer whose caller still waits, and a caller that gave up knows whether an
+/// answer is on its way (it then takes it, so that no message is left in the mailbox: a
+/// gen_server such as mod_http_upload's, which lives as long as its host, would log it as
+/// unexpected, and a slot it granted would stay reserved). A time check alone left a window: a
+/// send decided just before the deadline could arrive after the caller stopped waiting.
+static HANDED: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
 
 rustler::atoms! {
     xmpp_hosting_later,
@@ -134,9 +127,10 @@ rustler::atoms! {
 /// caller takes it after all). Quick: a lock and a map lookup.
 #[rustler::nif]
 fn answer_given_up(tag: u64) -> rustler::Atom {
-    match locked(&HANDED).remove(&tag) {
-        Some(_) => gave_up(),
-        None => sent(),
+    if locked(&HANDED).remove(&tag) {
+        gave_up()
+    } else {
+        sent()
     }
 }
 
@@ -184,20 +178,13 @@ where
             let Answer { pending, within, sent_by } = later;
             let deadline = Deadline(sent_by);
             let (pid, hosting) = (env.pid(), hosting.clone());
-            locked(&HANDED).insert(tag, Handed::Waiting);
+            locked(&HANDED).insert(tag);
             deliver(pending, move |result| {
+                // Past its time the tag stays: the caller is about to give up and takes it out.
+                // Not there: the caller gave up first.
                 let send_it = {
                     let mut handed = locked(&HANDED);
-                    match handed.remove(&tag) {
-                        Some(Handed::Waiting) if !deadline.passed() => true,
-                        // Past its time: the caller is about to give up, and takes the tag out.
-                        Some(_) => {
-                            handed.insert(tag, Handed::Dropped);
-                            false
-                        }
-                        // The caller gave up first.
-                        None => false,
-                    }
+                    !deadline.passed() && handed.remove(&tag)
                 };
                 if send_it {
                     send(

@@ -27,6 +27,8 @@ use crate::error::reply;
 use crate::handle::Handle;
 use crate::later::answered_whole;
 
+/// The panel, on the store handle it was opened with (`Panel::hosting`, where its calls are
+/// tried at once).
 pub struct PanelResource(Panel);
 
 #[rustler::resource_impl]

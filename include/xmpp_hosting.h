@@ -264,7 +264,7 @@ void xh_housekeeping_free(xh_housekeeping *hk);
 xh_status xh_housekeeping_stale_registrations(xh_housekeeping *hk, char **out_json);
 
 // Runs the steps due now (blocking) and writes the finished report: `ran`, each step's figures,
-// `failures`, `log` (`[{"level": "info"|"warn", "text"}]`), `notices` (`[{"to": "admins",
+// `failures`, `log` (`[{"level": "debug"|"info"|"warn", "text"}]`), `notices` (`[{"to": "admins",
 // "event", "domain", "account", "text"}]`) and `next_in` (seconds until the next call).
 // `upload_roots_json` is a JSON array of the directories uploads live in, `answers_json` a JSON
 // array of `{"id", "account_exists"}`; either may be NULL for none. A failing step is in the

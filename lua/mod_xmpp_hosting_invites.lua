@@ -108,8 +108,9 @@ local pending = {};
 local function finish(ticket_id, created)
 	if not pending[ticket_id] then return; end
 	pending[ticket_id] = nil;
-	local store = get_store();
-	local ok, err = store and call_off_loop(store, "finish_registration", ticket_id, created);
+	local store, err = get_store();
+	local ok;
+	if store then ok, err = call_off_loop(store, "finish_registration", ticket_id, created); end
 	if not ok then
 		module:log("error", "Cannot finish registration %d: %s", ticket_id, tostring(err));
 	end

@@ -109,7 +109,8 @@ if prosody.process_type == "prosody" and host ~= "*" then
 	local current, current_text = {}, nil;
 	local function refresh()
 		local store = get_store();
-		local forms, err = store and store:disco_forms(host);
+		local forms, err;
+		if store then forms, err = store:disco_forms(host); end
 		if not forms then
 			if store then module:log("error", "Cannot read what %s publishes: %s", host, tostring(err)); end
 			return;

@@ -166,8 +166,9 @@ end
 local revision, watching;
 
 local function look()
-	local store = get_store();
-	local changes, err = store and store:settings_changes(revision);
+	local store, err = get_store();
+	local changes;
+	if store then changes, err = store:settings_changes(revision); end
 	if not changes then
 		module:log("warn", "Cannot read which domains' settings changed: %s", tostring(err));
 		return 60;

@@ -35,6 +35,8 @@ class ServerUnderTest:
     # invite listing; both print text.
     purge_invites: Callable[[], str] | None = None
     list_invites: Callable[[], str] | None = None
+    # The server's log so far.
+    log_text: Callable[[], str] | None = None
 
     def jid(self, user: str) -> str:
         return f"{user}@{self.host}"
@@ -106,6 +108,10 @@ class InviteScenarios:
         stale, the purge asks the server's account store and keeps the use spent."""
         inv = self.invite(server)
         register_unreported(server.c2s_port, server.jid("reported"), "pw-123456", inv["token"], server.database)
+        # The admin reads why reporting failed, in the store's words (ejabberd prints the term
+        # {store, <<"...">>} over two lines).
+        why = r"(?i)cannot finish registration \d+: \W*(store\W+)?store error: injected failure"
+        assert re.search(why, server.log_text()), server.log_text()[-3000:]
         out = server.purge_invites()
         assert "settled 1 registration(s)" in out, out
         r = register(server.c2s_port, server.jid("second"), "pw-123456", token=inv["token"])

@@ -41,7 +41,8 @@ def ej(tmp_path_factory):
 def server(ej):
     return ServerUnderTest(ej.host, ej.c2s_port, ej.database, ej.register, ej.unregister, ej.is_running,
                            purge_invites=lambda: ej.ctl("xmpp_hosting_invite_purge").stdout,
-                           list_invites=lambda: ej.ctl("xmpp_hosting_invite_list", HOST).stdout)
+                           list_invites=lambda: ej.ctl("xmpp_hosting_invite_list", HOST).stdout,
+                           log_text=lambda: ej.log_file.read_text(errors="replace"))
 
 
 class TestEjabberdInvites(InviteScenarios):

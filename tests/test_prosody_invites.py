@@ -24,6 +24,9 @@ def prosody(tmp_path_factory):
     with Prosody(tmp_path_factory.mktemp("prosody-invites"), host=HOST, host_modules=["xmpp_hosting_invites"],
                  options={"admins": [f"admin@{HOST}"]}) as server:
         server.create_user("admin", "admin-pass")
+        # The first housekeeping pass (a second after start) purges invites and settles stale
+        # registrations too: the scenarios that age a registration must not race it.
+        server.wait_for_log("Housekeeping pass done")
         yield server
 
 
@@ -32,7 +35,8 @@ def server(prosody):
     return ServerUnderTest(prosody.host, prosody.c2s_port, prosody.database, prosody.create_user,
                            prosody.delete_user, prosody.running,
                            purge_invites=lambda: prosody.shell("xmpp_hosting:invite_purge()").stdout,
-                           list_invites=lambda: prosody.ctl("mod_xmpp_hosting", "invite", "list", HOST).stdout)
+                           list_invites=lambda: prosody.ctl("mod_xmpp_hosting", "invite", "list", HOST).stdout,
+                           log_text=prosody.log_text)
 
 
 class TestProsodyInvites(InviteScenarios):

@@ -32,8 +32,11 @@ pub fn run(h: &Hosting, out: &Output, cmd: HousekeepingCommand) -> Result<bool> 
                 let ran: Vec<&str> = r.ran.iter().map(|s| s.as_str()).collect();
                 println!("Ran: {}", ran.join(", "));
                 for line in &r.log {
-                    let level = if line.level == LogLevel::Warn { "warning: " } else { "" };
-                    println!("{level}{}", line.text);
+                    match line.level {
+                        LogLevel::Debug => {} // "Ran:" above says it
+                        LogLevel::Info => println!("{}", line.text),
+                        LogLevel::Warn => println!("warning: {}", line.text),
+                    }
                 }
                 // The admins' notices are among the warnings: here the admin is the one reading.
             });

@@ -227,6 +227,8 @@ pub struct Notice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
+    /// What an admin looks at only to follow the schedule (servers log it at debug level).
+    Debug,
     Info,
     Warn,
 }
@@ -453,21 +455,29 @@ impl Housekeeping {
         let begun = self.begin();
         self.hosting.later(move |worker| {
             let Some((steps, guard)) = begun else { return Ok(this.idle_report()) };
-            let mut report = this.run_steps(worker, &steps, &upload_roots, &outcomes);
-            drop(guard);
-            this.resume_soon(&report);
-            report.next_in = this.next_in().max(1);
-            Ok(report)
+            let report = this.run_steps(worker, &steps, &upload_roots, &outcomes);
+            Ok(this.ended(report, guard))
         })
     }
 
     /// Runs the steps due now on this thread (for the CLI and C callers that may block).
     pub fn run(&self, upload_roots: &[String], outcomes: &[AccountOutcome]) -> HousekeepingReport {
         let Some((steps, guard)) = self.begin() else { return self.idle_report() };
-        let mut report = self.run_steps(&self.hosting, &steps, upload_roots, outcomes);
+        let report = self.run_steps(&self.hosting, &steps, upload_roots, outcomes);
+        self.ended(report, guard)
+    }
+
+    /// Ends a pass: the next may begin, and the report says when it is due. Its last line (at
+    /// debug level) says the pass is over, for an admin following the schedule in the log.
+    fn ended(&self, mut report: HousekeepingReport, guard: RunningGuard) -> HousekeepingReport {
         drop(guard);
         self.resume_soon(&report);
         report.next_in = self.next_in().max(1);
+        let ran: Vec<&str> = report.ran.iter().map(|s| s.as_str()).collect();
+        report.log.push(LogLine {
+            level: LogLevel::Debug,
+            text: format!("Housekeeping pass done ({}); the next in {} s", ran.join(", "), report.next_in),
+        });
         report
     }
 
@@ -722,6 +732,21 @@ mod tests {
         assert_eq!(report.invites.map(|p| p.invites_removed), Some(1));
         assert!(report.log.iter().any(|l| l.text.starts_with("Purged 1 unusable invite(s)")), "{:?}", report.log);
         assert!(hk.hosting.invites("example.org").unwrap().iter().all(|i| i.id != old.id));
+    }
+
+    #[test]
+    fn each_pass_ends_with_a_debug_line_saying_what_ran_and_when_the_next_comes() {
+        let (hk, clock) = keeper(Schedule::default());
+        let first = hk.run(&[], &[]);
+        let last = first.log.last().expect("a line");
+        assert_eq!(last.level, LogLevel::Debug);
+        assert!(last.text.starts_with("Housekeeping pass done (checkpoint, domain_recheck, invite_purge,"), "{last:?}");
+        assert!(last.text.ends_with(&format!("; the next in {} s", first.next_in)), "{last:?}");
+        clock.advance(Schedule::default().checkpoint as i64);
+        let second = hk.run(&[], &[]);
+        let last = &second.log.last().expect("a line").text;
+        assert!(last.starts_with("Housekeeping pass done (checkpoint"), "{last}");
+        assert!(!last.contains("invite_purge"), "{last}");
     }
 
     #[test]

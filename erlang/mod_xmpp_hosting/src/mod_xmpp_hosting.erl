@@ -334,6 +334,7 @@ run_housekeeping(Host, HK) ->
             ?RETRY_S
     end.
 
+log_line(#{level := <<"debug">>, text := Text}) -> ?DEBUG("xmpp_hosting: ~ts", [Text]);
 log_line(#{level := <<"info">>, text := Text}) -> ?INFO_MSG("xmpp_hosting: ~ts", [Text]);
 log_line(#{text := Text}) -> ?WARNING_MSG("xmpp_hosting: ~ts", [Text]).
 

@@ -207,10 +207,16 @@ impl Store {
         Ok(Held { conn, restore })
     }
 
-    /// Runs `f` with the connection, outside any explicit transaction.
+    /// Runs `f` in one read transaction, so that a report made of several statements sees one
+    /// snapshot: read one by one, an upload committed between the usage and the day's volume
+    /// counted its bytes in both (reserved and uploaded today) and the report showed more than
+    /// the limit allows. In WAL mode a reader takes no lock and blocks no writer.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.lock()?;
-        f(&conn)
+        let tx = conn.unchecked_transaction()?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
     }
 
     /// Runs a long read (a recount) in one transaction, so that it sees one snapshot, on a
@@ -411,6 +417,28 @@ mod tests {
                 opener.join().unwrap().unwrap();
             }
         }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_read_sees_one_snapshot_whatever_another_handle_commits_meanwhile() {
+        let dir = std::env::temp_dir().join(format!("xh-snapshot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let reader = Store::open(&dir.join("t.db"), Duration::from_secs(1)).unwrap();
+        let writer = Store::open(&dir.join("t.db"), Duration::from_secs(1)).unwrap();
+        let count = |c: &Connection| c.query_row("SELECT count(*) FROM domains", [], |r| r.get::<_, i64>(0));
+        let (before, after) = reader
+            .read(|c| {
+                let before = count(c)?;
+                writer.write(|tx| {
+                    Ok(tx
+                        .execute("INSERT INTO domains (name, created_at, updated_at) VALUES ('a.example', 0, 0)", [])?)
+                })?;
+                Ok((before, count(c)?))
+            })
+            .unwrap();
+        assert_eq!((before, after), (0, 0), "the commit landed between the read's statements");
+        assert_eq!(reader.read(|c| Ok(count(c)?)).unwrap(), 1, "the next read sees it");
         std::fs::remove_dir_all(&dir).ok();
     }
 

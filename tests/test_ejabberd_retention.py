@@ -30,7 +30,7 @@ from harness.clock import ServerClock
 from harness.common import run_cli
 from harness.ejabberd import Ejabberd
 from retention_scenarios import RetentionScenarios
-from upload_scenarios import no_limits  # noqa: F401 (autouse: limits and the clock reset per test)
+from upload_scenarios import no_limits, wait_for  # noqa: F401 (autouse: limits and the clock reset per test)
 
 ej = uploads.ej
 server = uploads.server
@@ -101,6 +101,42 @@ def test_policy_changes_behind_another_process_lock_are_made_once_it_is_free(ej)
     for what in ("archive", "muc"):
         ej.eval(h + f'xmpp_hosting_nif:set_retention(H, D, <<"{what}">>, <<"never">>).')
     ej.eval(h + 'xmpp_hosting_nif:set_user_archive_retention(H, D, <<"alice">>, undefined).')
+
+
+def test_the_admins_uploads_sweep_by_ejabberdctl_deletes_expired_files_in_the_docroot(ej, server):
+    """`xmpp_hosting_retention_sweep DOMAIN uploads false` looks in mod_http_upload's docroot, as
+    the housekeeping pass does. Before, the command passed no upload directory and refused every
+    expired file ('not inside a watched upload directory'). The housekeeping pass must not sweep
+    the file first: a finished sweep of the domain (kept a year: nothing expired) makes the next
+    one due an hour later, and only then does the policy become an hour. The clock moves further
+    on than the other tests move it, so their sweeps are not put off by these records."""
+    sc = TestEjabberdRetention.uploads
+    offset = 6 * 3600
+    try:
+        before = sc.usage(server, "alice")["stored"]
+        old = sc.upload(server, "alice", "ctl-old.txt", b"c" * 30)
+        assert wait_for(lambda: sc.usage(server, "alice")["stored"] == before + 30)
+        old_file = server.file_of(old.put_url)
+        server.clock.set_offset(offset)
+        moved = server.clock.now() - 60
+        ej.ctl("xmpp_hosting_retention_set", uploads.HOST, "uploads", "1y")
+
+        def primed():
+            log = json.loads(run_cli(server.database, "--json", "retention", "log", uploads.HOST).stdout)
+            return [s for s in log if s["kind"] == "uploads" and not s["dry_run"] and s["state"] == "done"
+                    and s["started_at"] >= moved]
+
+        assert wait_for(primed, timeout=30), "the housekeeping pass did not sweep the domain"
+        ej.ctl("xmpp_hosting_retention_set", uploads.HOST, "uploads", "1h")
+        assert old_file.exists()
+        out = ctl_text(ej, "xmpp_hosting_retention_sweep", uploads.HOST, "uploads", "false")
+        assert not old_file.exists(), out
+        last = json.loads(run_cli(server.database, "--json", "retention", "log", uploads.HOST).stdout)[0]
+        assert last["kind"] == "uploads" and last["state"] == "done", last
+        assert last["failed"] == 0 and last["deleted"] >= 1, (last, out)
+        assert wait_for(lambda: sc.usage(server, "alice")["stored"] == before), "quota not freed"
+    finally:
+        ej.ctl("xmpp_hosting_retention_set", uploads.HOST, "uploads", "never")
 
 
 # ---- message archives -------------------------------------------------------------------------

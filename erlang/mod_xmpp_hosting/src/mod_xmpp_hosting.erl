@@ -27,6 +27,8 @@
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 %% For other modules (hooks added later) and tests.
 -export([store/1, remove_user/2, background/3]).
+%% For xmpp_hosting_retention_commands' uploads sweep.
+-export([upload_roots/0]).
 %% The reporter of background writes (a registered process; exported for code upgrades).
 -export([report_loop/0]).
 %% For the commands of other files (xmpp_hosting_invite_commands, xmpp_hosting_quota_commands).

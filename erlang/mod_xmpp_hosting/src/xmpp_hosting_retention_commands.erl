@@ -15,6 +15,10 @@
 
 -include("ejabberd_commands.hrl").
 
+%% A sweep runs to its end, in short steps (a large one takes minutes); past this the command
+%% stops waiting, and says so, rather than hang ejabberdctl.
+-define(SWEEP_WAIT_MS, 1800000).
+
 spec() ->
     [#ejabberd_commands{name = xmpp_hosting_retention_show, tags = [xmpp_hosting],
                         desc = "Show how long a domain keeps archives and uploads",
@@ -98,18 +102,26 @@ log(Domain, Limit) ->
 call(Call, Format) ->
     mod_xmpp_hosting:run_command(Call, Format).
 
-%% Uploads are swept by the core itself, inside the upload directories it watches.
+%% Uploads are swept by the core itself, inside the upload directories it watches: the
+%% hosts' docroots, as for the housekeeping pass (ejabberd registers none in the store).
 uploads_sweep(Domain, Kind, DryRun) ->
     case mod_xmpp_hosting:store(Domain) of
         {ok, H} ->
             Tag = erlang:unique_integer([positive]),
-            case xmpp_hosting_nif:retention_sweep(H, Domain, Kind, DryRun, [], Tag) of
+            case xmpp_hosting_nif:retention_sweep(H, Domain, Kind, DryRun, mod_xmpp_hosting:upload_roots(), Tag) of
                 ok ->
                     receive
                         {xmpp_hosting_result, Tag, {ok, Rec}} ->
-                            {ok, Lines} = xmpp_hosting_nif:describe_retention_log(H, Domain, 1),
-                            {ok, Rec#{text => hd(Lines ++ [<<>>])}};
+                            case xmpp_hosting_nif:describe_retention_log(H, Domain, 1) of
+                                {ok, Lines} -> {ok, Rec#{text => hd(Lines ++ [<<>>])}};
+                                {error, _} -> {ok, Rec}
+                            end;
                         {xmpp_hosting_result, Tag, Err} -> Err
+                    after ?SWEEP_WAIT_MS ->
+                            {error, {timeout, iolist_to_binary(
+                                                io_lib:format("no answer from the sweep after ~B s; it may still be "
+                                                              "running: see xmpp_hosting_retention_log",
+                                                              [?SWEEP_WAIT_MS div 1000]))}}
                     end;
                 Err -> Err
             end;

@@ -201,8 +201,12 @@ local function run_step(plan)
 	local started = time_now();
 	local done = { deleted = 0, batch = plan.batch };
 	local failures = {};
+	-- Where the step starts (the cursor: after this archive) and the last archive it looked at
+	-- (the next step's cursor) are kept apart: a store's first archive, when the store before
+	-- filled the batch, must name that store's last one as where to go on.
 	local at_host, at_user;
 	if plan.cursor then at_host, at_user = plan.cursor:match("^([^\t]*)\t(.*)$"); end
+	local last_host, last_user;
 	local count = 0;
 	for _, st in ipairs(plan.stores) do
 		if not at_host or st.server_host >= at_host then
@@ -212,8 +216,8 @@ local function run_step(plan)
 			table.sort(names);
 			for _, name in ipairs(names) do
 				if st.server_host ~= at_host or name > at_user then
-					if count >= plan.batch then
-						done.next = at_host .. "\t" .. at_user;
+					if count >= plan.batch and last_host then
+						done.next = last_host .. "\t" .. last_user;
 						break;
 					end
 					local cutoff = plan.users[name] or plan.cutoff;
@@ -241,11 +245,10 @@ local function run_step(plan)
 						end
 					end
 					count = count + 1;
-					at_host, at_user = st.server_host, name;
+					last_host, last_user = st.server_host, name;
 				end
 			end
 			if done.next then break; end
-			at_host, at_user = nil, nil;
 		end
 	end
 	if #failures > 0 then done.failures = failures; end
@@ -258,9 +261,13 @@ local function drive(s, plan)
 	running[slot] = plan.sweep;
 	module:add_timer(plan.pause, function()
 		local ok, done = pcall(run_step, plan);
-		if not ok then done = { failures = { tostring(done) }, batch = plan.batch, next = plan.cursor }; end
+		-- A failed step is recorded with the cursor it was given, so the sweep stays under way and
+		-- the next pass resumes it there: "\t" (before every store) when it failed at the start,
+		-- since no cursor would tell the core the sweep ended, done, and its later stores unswept.
+		-- A dry run is never resumed: it ends here, its failure in its record.
 		if not ok then
-			-- Recorded; the next pass resumes from the same place.
+			local resume = not plan.dry_run and (plan.cursor or "\t") or nil;
+			done = { failures = { tostring(done) }, batch = plan.batch, next = resume };
 			module:log("error", "Retention sweep step failed: %s", tostring(done.failures[1]));
 		end
 		-- Recorded without waiting on the loop for another process's lock on the store: while

@@ -81,13 +81,17 @@ DAY = 86_400
 MAM = "urn:xmpp:mam:2"
 
 
-def archive_server(work, storage: str, clock: ServerClock, **options) -> Prosody:
-    muc = "\n".join([
-        f'Component "{MUC}" "muc"',
+def muc_component(name: str) -> str:
+    return "\n".join([
+        f'Component "{name}" "muc"',
         '  modules_enabled = { "muc_mam", "xmpp_hosting_retention" }',
         "  muc_room_default_persistent = true",
         '  muc_log_expires_after = "never"',
     ]) + "\n"
+
+
+def archive_server(work, storage: str, clock: ServerClock, more_config: str = "", **options) -> Prosody:
+    muc = muc_component(MUC) + more_config
     opts = {
         "storage": storage,
         # Prosody's own expiry left off, as the README tells admins (its warning is tested below).
@@ -117,15 +121,15 @@ def chat(user: str, to: str, bodies: list[str]):
     asyncio.run(_session_of(user, send))
 
 
-def groupchat(user: str, bodies: list[str]):
+def groupchat(user: str, bodies: list[str], room: str = ROOM):
     """`user` joins the room (made on first join) and says `bodies` there."""
     async def say(c):
         c.register_plugin("xep_0045")
-        await c.plugin["xep_0045"].join_muc_wait(slixmpp.JID(ROOM), user, maxstanzas=0, timeout=10)
+        await c.plugin["xep_0045"].join_muc_wait(slixmpp.JID(room), user, maxstanzas=0, timeout=10)
         echoes = []
         c.add_event_handler("groupchat_message", lambda m: echoes.append(m["body"]))
         for b in bodies:
-            c.send_message(mto=ROOM, mbody=b, mtype="groupchat")
+            c.send_message(mto=room, mbody=b, mtype="groupchat")
         for _ in range(100):
             if all(b in echoes for b in bodies):
                 break
@@ -157,7 +161,7 @@ def mam_bodies(user: str, archive: str | None = None) -> list[str]:
         c.register_handler(Callback(f"mam-{qid}", MatchXPath(f"{{jabber:client}}message/{{{MAM}}}result"), on_message))
         if archive:
             c.register_plugin("xep_0045")
-            await c.plugin["xep_0045"].join_muc_wait(slixmpp.JID(ROOM), user, maxstanzas=0, timeout=10)
+            await c.plugin["xep_0045"].join_muc_wait(slixmpp.JID(archive), user, maxstanzas=0, timeout=10)
         iq = c.Iq()
         iq["type"] = "set"
         if archive:
@@ -304,6 +308,34 @@ def test_a_dry_run_in_the_admin_shell_counts_what_would_go_and_deletes_nothing(a
     assert dry["deleted"] == 4 and dry["failed"] == 0 and not dry["errors"], dry
     for user in ("alice", "bob"):
         assert {"dry-1", "dry-2"} <= set(mam_bodies(user)), user
+
+
+def test_a_group_chat_service_after_one_whose_rooms_fill_a_step_is_swept_too(tmp_path):
+    """Internal storage, two group chat services: the first (by name) has exactly as many rooms
+    as the first step takes (the core's DRIVEN_FIRST_BATCH, 4), so the second's first room comes
+    when the step is full. The step must name the first service's last room as where to go on
+    (it once built the cursor from nothing, failed, and the sweep was recorded as done there)."""
+    first = f"chat.{HOST}"
+    assert first < MUC
+    clock = ServerClock(tmp_path)
+    clock.set_offset(-2 * DAY)
+    server = archive_server(tmp_path, "internal", clock, more_config=muc_component(first))
+    rooms = [f"room{i}@{first}" for i in range(4)] + [ROOM]
+    with server:
+        SERVER["port"] = server.c2s_port
+        server.create_user("alice", PASSWORD)
+        for room in rooms:
+            groupchat("alice", [f"old in {room}"], room)
+        clock.set_offset(0)
+        groupchat("alice", ["new in the lounge"], ROOM)
+        run_cli(server.database, "retention", "set", HOST, "muc", "1d")
+        [done] = wait_until(lambda: [s for s in sweeps(server, "muc") if s["state"] == "done"])
+        for room in rooms:
+            bodies = mam_bodies("alice", room)
+            assert f"old in {room}" not in bodies, (room, bodies)
+        assert "new in the lounge" in mam_bodies("alice", ROOM)
+        assert done["deleted"] == 5 and done["failed"] == 0, done
+        assert "Retention sweep step failed" not in server.log_text()
 
 
 def fill_archive(db, host: str, rows: list[tuple[int, int]], users: int = 100):

@@ -145,6 +145,8 @@ MAM_HOST = "archive.example"
 # A second virtual host on the same SQLite file (new_sql_schema only: in the default schema rows
 # do not say their host, and such a shared table is not swept).
 MAM_HOST2 = "archive2.example"
+# A host of the Mnesia node that the store does not host (the operator removed it, say).
+UNHOSTED = "unhosted.example"
 MUC_HOST = f"conference.{MAM_HOST}"
 ROOM = "lobby"
 PASSWORD = "archive-secret"
@@ -184,7 +186,7 @@ def mam(request, tmp_path_factory):
     clock = ServerClock(work)
     sql, modules = mam_config(backend, work / "ejabberd.db")
     node = Ejabberd(work, host=MAM_HOST, install="config", server_env=clock.env, extra_config=sql,
-                    extra_modules=modules, extra_hosts=[MAM_HOST2] if backend == "sql_new" else [])
+                    extra_modules=modules, extra_hosts={"sql_new": [MAM_HOST2], "mnesia": [UNHOSTED]}.get(backend, []))
     node.clock = clock
     node.backend = backend
     node.sqlite = work / "ejabberd.db"
@@ -369,6 +371,34 @@ def test_a_user_keeps_their_own_archive_shorter_by_ad_hoc_command_and_the_admin_
     ctl_text(node, "xmpp_hosting_retention_sweep", MAM_HOST, "archive", "false")
     assert mam_bodies(node, "bob") == []
     ctl_text(node, "xmpp_hosting_retention_set", MAM_HOST, "user:bob", "domain")
+
+
+def test_the_ad_hoc_command_on_a_host_the_store_does_not_host_answers_an_error_note(clean_archive):
+    """The command is listed on every local host. On one the store does not host, reading the
+    policy failed a match: the user got no answer but an internal error, the log a crash."""
+    node = clean_archive
+    if node.backend != "mnesia":
+        pytest.skip("the Mnesia node has the host the store does not host")
+    node.register("dave", PASSWORD, UNHOSTED)
+    log_before = node.log_file.read_text(errors="replace") if node.log_file.exists() else ""
+
+    async def execute(client):
+        iq = client.Iq()
+        iq["type"], iq["to"] = "set", UNHOSTED
+        iq.append(ET.fromstring("<command xmlns='http://jabber.org/protocol/commands' "
+                                "node='urn:xmpp-hosting:retention' action='execute'/>"))
+        return (await iq.send(timeout=10)).xml
+
+    reply = asyncio.run(_session(node.c2s_port, f"dave@{UNHOSTED}", PASSWORD, execute, 30))
+    command = reply.find("{http://jabber.org/protocol/commands}command")
+    assert reply.get("type") == "result" and command is not None, ET.tostring(reply)
+    note = command.find("{http://jabber.org/protocol/commands}note")
+    assert command.get("status") == "completed" and note is not None and note.get("type") == "error", \
+        ET.tostring(reply)
+    assert UNHOSTED in (note.text or ""), note.text
+    time.sleep(1)  # the log is written by its own process
+    log = node.log_file.read_text(errors="replace")[len(log_before):]
+    assert "badmatch" not in log and "crash" not in log.lower(), log[-3000:]
 
 
 # ---- a large sweep (SQL): killed and resumed; run while people keep talking -----------------

@@ -433,22 +433,34 @@ adhoc_local_commands(_Acc, #jid{luser = User, lserver = Server}, #jid{lserver = 
 adhoc_local_commands(Acc, _From, _To, _Request) ->
     Acc.
 
+%% The command is offered on every local host; one the store does not host (removed by the
+%% operator, say) or a store not open answers the command with the reason, not a crash.
 form(Server, User, Lang) ->
-    {Domain, Own} = with_store(Server, fun(H) ->
-                                               {ok, #{archive := D}} = xmpp_hosting_nif:retention_policy(H, Server),
-                                               {ok, P} = xmpp_hosting_nif:user_archive_retention(H, Server, User),
-                                               {D, P}
-                                       end),
-    #adhoc_command{
-       status = executing, actions = #adhoc_actions{execute = complete, complete = true},
-       xdata = #xdata{type = form, title = translate:translate(Lang, ?T("Message archive retention")),
-                      instructions = [<<"How long your archived messages are kept. ", Server/binary,
-                                        " keeps them for ", Domain/binary,
-                                        " at most; leave empty to follow the server.">>],
-                      fields = [#xdata_field{var = <<"period">>, type = 'text-single',
-                                             label = translate:translate(Lang, ?T("Keep messages for")),
-                                             desc = <<"e.g. 1w, 30d, 1y">>,
-                                             values = [Own]}]}}.
+    Read = fun(H) ->
+                   case xmpp_hosting_nif:retention_policy(H, Server) of
+                       {ok, #{archive := D}} ->
+                           case xmpp_hosting_nif:user_archive_retention(H, Server, User) of
+                               {ok, P} -> {ok, {D, P}};
+                               Err -> Err
+                           end;
+                       Err -> Err
+                   end
+           end,
+    case with_store(Server, Read) of
+        {ok, {Domain, Own}} ->
+            #adhoc_command{
+               status = executing, actions = #adhoc_actions{execute = complete, complete = true},
+               xdata = #xdata{type = form, title = translate:translate(Lang, ?T("Message archive retention")),
+                              instructions = [<<"How long your archived messages are kept. ", Server/binary,
+                                                " keeps them for ", Domain/binary,
+                                                " at most; leave empty to follow the server.">>],
+                              fields = [#xdata_field{var = <<"period">>, type = 'text-single',
+                                                     label = translate:translate(Lang, ?T("Keep messages for")),
+                                                     desc = <<"e.g. 1w, 30d, 1y">>,
+                                                     values = [Own]}]}};
+        Err ->
+            failed(Server, Err, Lang)
+    end.
 
 submit(Server, User, #xdata{} = X, Lang) ->
     Value = case xmpp_util:get_xdata_values(<<"period">>, X) of
@@ -459,12 +471,17 @@ submit(Server, User, #xdata{} = X, Lang) ->
         {ok, Period} ->
             #adhoc_command{status = completed,
                            notes = [#adhoc_note{type = info, data = <<"Your archive is kept for ", Period/binary>>}]};
-        {error, {_Code, Msg}} ->
-            #adhoc_command{status = completed, notes = [#adhoc_note{type = error, data = Msg}]};
-        _ ->
-            #adhoc_command{status = completed,
-                           notes = [#adhoc_note{type = error, data = translate:translate(Lang, ?T("Internal error"))}]}
+        Err ->
+            failed(Server, Err, Lang)
     end.
+
+%% A completed command with the core's words, or, with no store open, ejabberd's own.
+failed(_Server, {error, {_Code, Msg}}, _Lang) when is_binary(Msg) ->
+    #adhoc_command{status = completed, notes = [#adhoc_note{type = error, data = Msg}]};
+failed(Server, Err, Lang) ->
+    ?WARNING_MSG("xmpp_hosting: archive retention command on ~ts: ~p", [Server, Err]),
+    #adhoc_command{status = completed,
+                   notes = [#adhoc_note{type = error, data = translate:translate(Lang, ?T("Internal error"))}]}.
 
 with_store(Server, Fun) ->
     case mod_xmpp_hosting:store(Server) of

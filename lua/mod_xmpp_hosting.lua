@@ -212,9 +212,34 @@ local function account_answers(hk)
 	return answers;
 end
 
--- One pass; the next is scheduled when its report is in, so passes never overlap.
-local function housekeep()
-	if housekeeping_stopped then return; end
+-- Runs `f(...)` and logs its error instead of passing it on: an error in one part of the
+-- report's handling (a module's event handler, a certificate reload, a notice) must neither stop
+-- the other parts nor the timer, or housekeeping would silently stop for good.
+local function guarded(what, f, ...)
+	local ok, err = pcall(f, ...);
+	if not ok then module:log("error", "Housekeeping: %s failed: %s", what, tostring(err)); end
+	return ok;
+end
+
+local function use_report(report)
+	for _, line in ipairs(report.log) do module:log(line.level, "%s", line.text); end
+	for _, notice in ipairs(report.notices) do guarded("delivering a notice", deliver, notice); end
+	local installed = report.certificates and report.certificates.installed;
+	if installed and (#installed.installed > 0 or #installed.removed > 0) then
+		guarded("reloading certificates", certs.reload, module);
+	end
+	-- Archives only the server may change (internal storage): mod_xmpp_hosting_retention runs them.
+	for _, due in ipairs(report.retention_due or {}) do
+		guarded(("the retention of %s %s"):format(tostring(due.domain), tostring(due.kind)),
+			module.fire_event, module, "xmpp-hosting/retention-due", due);
+	end
+end
+
+local housekeep;
+
+-- Starts one pass; returns when to try again when none was started (else the pass's report
+-- schedules the next, so passes never overlap).
+local function start_pass()
 	local s = get_store();
 	local hk = s and get_housekeeping(s);
 	if not hk then return 60; end
@@ -230,19 +255,31 @@ local function housekeep()
 		if not (watch and pending:ready()) then return; end
 		watch:close();
 		watch = nil;
-		local report, report_err = pending:result();
-		if report then
-			for _, line in ipairs(report.log) do module:log(line.level, "%s", line.text); end
-			for _, notice in ipairs(report.notices) do deliver(notice); end
-			local installed = report.certificates and report.certificates.installed;
-			if installed and (#installed.installed > 0 or #installed.removed > 0) then certs.reload(module); end
-			-- Archives only the server may change (internal storage): mod_xmpp_hosting_retention runs them.
-			for _, due in ipairs(report.retention_due or {}) do module:fire_event("xmpp-hosting/retention-due", due); end
-		else
-			module:log("warn", "Housekeeping failed: %s", report_err);
-		end
-		if not housekeeping_stopped then module:add_timer(report and report.next_in or 60, housekeep); end
+		local next_in = 60;
+		guarded("handling the pass's report", function()
+			local report, report_err = pending:result();
+			if not report then
+				module:log("warn", "Housekeeping failed: %s", report_err);
+				return;
+			end
+			-- The core's schedule stands even when a part of the handling fails: that part is logged.
+			next_in = report.next_in or 60;
+			use_report(report);
+		end);
+		if not housekeeping_stopped then module:add_timer(next_in, housekeep); end
 	end);
+	return nil;
+end
+
+-- One pass; a pass that cannot start (an error included) is tried again in a minute.
+housekeep = function()
+	if housekeeping_stopped then return; end
+	local ok, delay = pcall(start_pass);
+	if not ok then
+		module:log("error", "Housekeeping pass failed: %s", tostring(delay));
+		return 60;
+	end
+	return delay;
 end
 
 function module.load()

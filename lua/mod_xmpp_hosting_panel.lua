@@ -56,9 +56,11 @@ local function is_admin(jid)
 end
 
 -- The server's verdict on a login's password; an address on a host this server does not serve is
--- a wrong password like any other (and counted as one).
+-- a wrong password like any other (and counted as one). So is one on a component (an upload or
+-- group chat service): its host has no accounts, and no auth provider to ask.
 local function check_password(c)
-	if not prosody.hosts[c.host] then return false; end
+	local h = prosody.hosts[c.host];
+	if not (h and h.type == "local" and h.users) then return false; end
 	local ok = usermanager.test_password(c.username, c.host, c.password);
 	return ok == true;
 end

@@ -51,6 +51,16 @@ def test_login_is_checked_by_prosody_and_gives_a_strict_http_only_cookie(prosody
     assert op.get("api/domains/b.example/settings").status_code == 200
 
 
+def test_a_login_on_a_component_is_a_wrong_login_like_any_other(prosody):
+    """The upload service's host is served here but has no accounts (nor an auth provider, which
+    once made the password check fail with an error: HTTP 500, the login never finished)."""
+    c = Client(prosody)
+    r = c.login(f"alice@{SHARE}")
+    assert r.status_code == 401, (r.status_code, r.text)
+    assert "Traceback" not in prosody.log_text()
+    assert c.login("alice@a.example").status_code == 200
+
+
 def test_a_state_change_without_the_csrf_token_is_refused(prosody):
     scenarios.csrf_is_required(prosody)
 

@@ -210,22 +210,8 @@ local function approve_and_ask_back(username, contact)
 	end
 end
 
-module:hook("presence/bare", function(event)
-	local stanza = event.stanza;
-	if stanza.attr.type ~= "subscribe" then return; end
-	local preauth = stanza:get_child("preauth", "urn:xmpp:pars:0");
-	local token = preauth and preauth.attr.token;
-	local inviter, contact = jid_bare(stanza.attr.to), jid_bare(stanza.attr.from);
-	local username = inviter and jid_split(inviter);
-	if not (token and username and contact) or not usermanager.user_exists(username, host)
-		or rostermanager.is_contact_subscribed(username, host, contact) then
-		return;
-	end
-	local store, err = get_store();
-	local decision;
-	if store then
-		decision, err = store:preauthorize_subscription(inviter, contact, token);
-	end
+-- True when the request is approved (handled here), nil to leave it to the inviter.
+local function decided(username, inviter, contact, decision, err)
 	if not decision then
 		module:log("error", "Cannot check the subscription token from %s to %s: %s", contact, inviter, tostring(err));
 		return;
@@ -236,6 +222,50 @@ module:hook("presence/bare", function(event)
 	end
 	module:log("info", "Subscription of %s to %s pre-approved by invite %d", contact, inviter, decision.invite_id);
 	approve_and_ask_back(username, contact);
+	return true;
+end
+
+-- A request decided on the core's worker is fired again once the decision is in (approved here,
+-- or left to mod_presence as any other); in a runner, as stanza handlers run.
+local again = async.runner(function(event)
+	module:fire_event("presence/bare", event);
+end, {
+	error = function(_, err) module:log("error", "A subscription decided off the loop failed: %s", err); end;
+});
+
+module:hook("presence/bare", function(event)
+	local stanza = event.stanza;
+	if stanza.attr.type ~= "subscribe" then return; end
+	local inviter, contact = jid_bare(stanza.attr.to), jid_bare(stanza.attr.from);
+	local username = inviter and jid_split(inviter);
+	local late = event.xmpp_hosting_preauth;
+	if late then -- decided on the worker, fired again (see `again`)
+		event.xmpp_hosting_preauth = nil;
+		return decided(username, inviter, contact, late.decision, late.err);
+	end
+	local preauth = stanza:get_child("preauth", "urn:xmpp:pars:0");
+	local token = preauth and preauth.attr.token;
+	if not (token and username and contact) or not usermanager.user_exists(username, host)
+		or rostermanager.is_contact_subscribed(username, host, contact) then
+		return;
+	end
+	-- Anyone on the federation can send a token: the decision at once, or, while another process
+	-- holds the store's write lock, made by the core's worker once it is free, and the request
+	-- handled then; the loop serves every session meanwhile.
+	local store, err = get_store();
+	local decision;
+	if store then
+		decision, err = store:preauthorize_subscription_or_later(inviter, contact, token);
+	end
+	if type(decision) ~= "userdata" then
+		return decided(username, inviter, contact, decision, err);
+	end
+	module:log("debug", "The store is locked by another process: the subscription of %s to %s is decided once it is free",
+		contact, inviter);
+	xmpp_hosting.when_done(decision, nil, nil, function(done, done_err)
+		event.xmpp_hosting_preauth = { decision = done, err = done_err };
+		again:run(event);
+	end);
 	return true;
 end, 10);
 

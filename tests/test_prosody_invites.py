@@ -7,6 +7,7 @@ commands, prosodyctl and the admin shell) are here.
 import ctypes
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -15,8 +16,10 @@ from harness.client import RawStream, error_condition, preauth_element, register
 from harness.common import LUA_CPATH_DIR, run_cli
 from harness.prosody import Prosody
 from invite_scenarios import InviteScenarios, ServerUnderTest, invite_only  # noqa: F401 (autouse fixture)
+import store_lock
 
 HOST = "invites.example"
+PASSWORD = "pw-invites-123"
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +194,53 @@ def test_lua_invite_calls_take_bad_input_cleanly(tmp_path):
     assert lines["hosted"] == "true\tfalse"
     assert lines["hosted-bad"].endswith("invalid-domain")
     assert "survived" in r.stdout
+
+
+def presence_subscribe(to: str, token: str) -> bytes:
+    return f"<presence to='{to}' type='subscribe'>{preauth_element(token)}</presence>".encode()
+
+
+def ping_time(stream, iq_id: str) -> float:
+    """Seconds until Prosody answers a ping sent on `stream`."""
+    started = time.monotonic()
+    stream.send(f"<iq type='get' id='{iq_id}' to='{HOST}'><ping xmlns='urn:xmpp:ping'/></iq>".encode())
+    assert "result" in store_lock.reply_to(stream, iq_id)
+    return time.monotonic() - started
+
+
+def test_a_subscription_token_never_makes_the_loop_wait_for_another_process_lock(tmp_path):
+    """XEP-0379 tokens come from anyone on the federation. While another process (the CLI, a
+    backup) holds the store's write lock, a token that approves nothing is answered from a read,
+    and one that does is approved by the core's worker once the lock is free; the loop serves
+    the sender's ping meanwhile. (Before, every well-formed token waited on the loop for the
+    lock, here for the 3 s busy timeout, and a valid one then failed: the request was left to
+    the inviter.)"""
+    with Prosody(tmp_path / "prosody", host=HOST, host_modules=["xmpp_hosting_invites"],
+                 options={"xmpp_hosting_busy_timeout": 3}) as server:
+        server.wait_for_log("Housekeeping pass done")
+        for user in ("inviter", "sender"):
+            server.create_user(user, PASSWORD)
+        cli(server, "domain", "set", HOST, "registration.users_may_invite", "true")
+        inv = json.loads(cli(server, "--json", "invite", "create", HOST, "--kind", "roster",
+                             "--inviter", jid("inviter")).stdout)
+        sender = store_lock.logged_in(server.c2s_port, HOST, "sender", PASSWORD)
+        assert ping_time(sender, "warm") < 1.5
+        holder = store_lock.lock_holder(server.database)
+        try:
+            sender.send(presence_subscribe(jid("inviter"), "AAAAAAAAAAAAAAAA"))
+            took = ping_time(sender, "unknown")
+            assert took < 1.5, f"the ping after an unknown token waited {took:.2f} s"
+            sender.send(presence_subscribe(jid("inviter"), inv["token"]))
+            took = ping_time(sender, "valid")
+            assert took < 1.5, f"the ping after a valid token waited {took:.2f} s"
+            assert "Cannot check the subscription token" not in server.log_text()
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        deadline = time.monotonic() + 15
+        while (got := client.roster(server.c2s_port, jid("inviter"), PASSWORD)) != {jid("sender"): "from"}:
+            assert time.monotonic() < deadline, got
+            time.sleep(0.2)
+        listed = json.loads(cli(server, "--json", "invite", "list", HOST).stdout)
+        assert [i["uses_left"] for i in listed if i["id"] == inv["invite"]["id"]] == [0]
+        sender.close()

@@ -131,6 +131,18 @@ pub fn add_methods<M: LuaUserDataMethods<Handle>>(m: &mut M) {
         let token = token.to_str().map(|t| t.to_string()).unwrap_or_default();
         serialized(lua, || h.0.preauthorize_subscription(&inviter, &contact, &token))
     });
+    // The same for Prosody's loop, where anyone on the federation can send a token: the decision
+    // at once, or a pending result while another process holds the store's write lock (see
+    // pending.rs; only a token that approves something needs it).
+    m.add_method(
+        "preauthorize_subscription_or_later",
+        |lua, h, (inviter, contact, token): (String, String, LuaString)| {
+            let token = token.to_str().map(|t| t.to_string()).unwrap_or_default();
+            outcome(lua, || {
+                h.0.now_or_later(move |w| w.preauthorize_subscription(&inviter, &contact, &token)).map(LuaNowOrLater)
+            })
+        },
+    );
     m.add_method("finish_registration", |lua, h, (id, created): (i64, bool)| {
         serialized(lua, || h.0.finish_registration(id, created).map(|()| true))
     });

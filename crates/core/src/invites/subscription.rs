@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{audit, bare_jid_on, token, AuditAction, InviteKind, InviteStatus};
 use crate::store::invites as sql;
 use crate::verification::is_suspended;
-use crate::{DomainName, Error, Hosting, Result};
+use crate::{Domain, DomainName, Error, Hosting, Result, Timestamp};
 
 /// The longest JID RFC 7622 allows: three parts of at most 1023 bytes and two separators.
 const MAX_JID_LEN: usize = 3071;
@@ -61,26 +61,98 @@ impl Hosting {
             return ignored(IgnoredToken::InvalidInvite);
         }
         let now = self.now();
+        let hash = token::hash(token);
+        // Anyone on the federation can send a token: only one that could be approved is worth
+        // the write lock, which another process (the command line, a backup) may be holding.
+        if let Err(reason) = self.store().read(|c| usable_invite(c, &domain, &inviter, &hash, now))? {
+            return ignored(reason);
+        }
         self.store().write(|tx| {
-            if is_suspended(tx, &domain)? {
-                return ignored(IgnoredToken::DomainSuspended);
-            }
-            let invite = sql::invite_by_hash(tx, &domain.name, &token::hash(token))?;
-            let Some(invite) = invite.filter(|i| i.status(now) == InviteStatus::Active) else {
-                return ignored(IgnoredToken::InvalidInvite);
+            // Again: the use may have been spent, or the domain suspended, since the read.
+            let invite_id = match usable_invite(tx, &domain, &inviter, &hash, now)? {
+                Ok(id) => id,
+                Err(reason) => return ignored(reason),
             };
-            if invite.kind != InviteKind::Roster {
-                return ignored(IgnoredToken::NotARosterInvite);
-            }
-            if invite.inviter.as_deref() != Some(inviter.as_str()) {
-                return ignored(IgnoredToken::OtherInviter);
-            }
-            if !sql::claim_use(tx, invite.id, now)? {
+            if !sql::claim_use(tx, invite_id, now)? {
                 return ignored(IgnoredToken::InvalidInvite);
             }
             let detail = format!("subscription to {inviter} pre-approved");
-            audit(tx, now, domain.name.as_str(), invite.id, AuditAction::Redeemed, Some(&contact), Some(&detail))?;
-            Ok(SubscriptionDecision::Approved { invite_id: invite.id })
+            audit(tx, now, domain.name.as_str(), invite_id, AuditAction::Redeemed, Some(&contact), Some(&detail))?;
+            Ok(SubscriptionDecision::Approved { invite_id })
         })
+    }
+}
+
+/// The id of the active roster invite of `inviter` whose token hashes to `hash`, or why there is
+/// none that could approve a subscription.
+fn usable_invite(
+    c: &rusqlite::Connection,
+    domain: &Domain,
+    inviter: &str,
+    hash: &[u8; 32],
+    now: Timestamp,
+) -> Result<std::result::Result<i64, IgnoredToken>> {
+    if is_suspended(c, domain)? {
+        return Ok(Err(IgnoredToken::DomainSuspended));
+    }
+    let invite = sql::invite_by_hash(c, &domain.name, hash)?;
+    let Some(invite) = invite.filter(|i| i.status(now) == InviteStatus::Active) else {
+        return Ok(Err(IgnoredToken::InvalidInvite));
+    };
+    if invite.kind != InviteKind::Roster {
+        return Ok(Err(IgnoredToken::NotARosterInvite));
+    }
+    if invite.inviter.as_deref() != Some(inviter) {
+        return Ok(Err(IgnoredToken::OtherInviter));
+    }
+    Ok(Ok(invite.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::invites::{Creator, NewInvite};
+    use crate::test_store::TestStore;
+    use crate::{NowOrLater, OpenOptions};
+
+    #[test]
+    fn a_token_that_approves_nothing_never_waits_for_another_process_write_lock() {
+        let store = TestStore::new("preauth-lock");
+        let options = OpenOptions { busy_timeout: Duration::from_secs(2), ..OpenOptions::default() };
+        let h = Hosting::open_with(&store.path, &options).unwrap();
+        h.add_domain("example.org").unwrap();
+        h.set_domain_setting("example.org", "registration.users_may_invite", "true").unwrap();
+        let mut roster = NewInvite::account("example.org");
+        (roster.kind, roster.created_by) = (InviteKind::Roster, Creator::User("alice@example.org".into()));
+        let roster = h.create_invite(&roster).unwrap();
+        let account = h.create_invite(&NewInvite::account("example.org")).unwrap();
+
+        // Another process (the command line, a backup) holds the store's write lock.
+        let other = rusqlite::Connection::open(&store.path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let decide = |to: &str, token: &str| {
+            let started = Instant::now();
+            let decision = h.preauthorize_subscription(to, "mallory@elsewhere.example", token);
+            let took = started.elapsed();
+            assert!(took < Duration::from_millis(500), "{to} {token}: waited {took:?} for the lock");
+            decision.unwrap()
+        };
+        let ignored = |reason| SubscriptionDecision::Ignored { reason };
+        assert_eq!(decide("alice@example.org", "AAAAAAAAAAAAAAAA"), ignored(IgnoredToken::InvalidInvite));
+        assert_eq!(decide("alice@example.org", &account.token), ignored(IgnoredToken::NotARosterInvite));
+        assert_eq!(decide("carol@example.org", &roster.token), ignored(IgnoredToken::OtherInviter));
+
+        // The one token that approves something needs the lock: on the server's loop it goes to
+        // the worker, which approves it once the lock is free.
+        let (to, token) = ("alice@example.org".to_string(), roster.token.clone());
+        let approve = move |w: &Hosting| w.preauthorize_subscription(&to, "bob@elsewhere.example", &token);
+        let NowOrLater::Later(pending) = h.now_or_later(approve).unwrap() else {
+            panic!("approved while another process held the write lock");
+        };
+        other.execute_batch("COMMIT").unwrap();
+        let approved = pending.wait().unwrap();
+        assert_eq!(approved, SubscriptionDecision::Approved { invite_id: roster.invite.id });
     }
 }

@@ -187,8 +187,17 @@ module:provides("adhoc", new_adhoc("Registration policy", node .. "registration"
 module:provides("adhoc", new_adhoc("List users", node .. "list", function(_, data)
 	local _, refused = decide(data.from, "list");
 	if refused then return refuse(refused); end
+	-- Not every auth provider can list its accounts (usermanager.users returns nil then, or
+	-- fails): answered as such instead of a traceback and no answer. It is a generic for's
+	-- triple: the internal providers' iterator needs its state.
+	local ok, iter, state, control = pcall(usermanager.users, host);
+	if not (ok and iter) then
+		module:log("warn", "Cannot list the users of %s: %s", host, tostring(ok and state or iter));
+		return refuse({ type = "cancel", condition = "feature-not-implemented",
+			text = "This server's authentication cannot list its accounts" });
+	end
 	local usernames = {};
-	for username in usermanager.users(host) do usernames[#usernames + 1] = username; end
+	for username in iter, state, control do usernames[#usernames + 1] = username; end
 	local list, err = get_store():domain_user_list(host, usernames);
 	if not list then
 		module:log("error", "Cannot list the users of %s: %s", host, err);

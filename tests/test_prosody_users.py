@@ -3,8 +3,10 @@ shared roster and the owner's ad-hoc commands, driven by a real client (slixmpp)
 are shared with ejabberd (users_scenarios.py)."""
 
 import asyncio
+import xml.etree.ElementTree as ET
 
 import pytest
+from slixmpp.exceptions import IqError
 
 from harness import client
 
@@ -22,7 +24,7 @@ UNLISTED = "unlisted-users.example"
 @pytest.fixture(scope="module")
 def prosody(tmp_path_factory):
     other = f"\nVirtualHost {lua_string(OTHER)}\n  modules_enabled = {{ {', '.join(map(lua_string, MODULES))} }}\n"
-    other += (f"\nVirtualHost {lua_string(UNLISTED)}\n  modules_enabled = {{ \"xmpp_hosting_roster\" }}\n"
+    other += (f"\nVirtualHost {lua_string(UNLISTED)}\n  modules_enabled = {{ {', '.join(map(lua_string, MODULES))} }}\n"
               "  authentication = \"insecure\"\n"
               "  insecure_open_authentication = \"Yes please, I know what I'm doing!\"\n")
     with Prosody(tmp_path_factory.mktemp("prosody-users"), host=HOST, host_modules=MODULES,
@@ -103,5 +105,29 @@ def test_a_host_that_cannot_list_its_accounts_does_not_stop_the_watch(prosody, s
         assert (dave, "both") in asyncio.run(scenario())
         # Said in Prosody's log (the looks go in revision order: it came before carol's push).
         prosody.wait_for_log(f"Cannot bring online rosters of {UNLISTED}", 30)
+    finally:
+        run_cli(prosody.database, "domain", "remove", UNLISTED, check=False)
+
+
+def test_listing_the_users_of_a_host_that_cannot_list_its_accounts_is_refused(prosody, server):
+    """The owner's "List users" on a host whose auth provider has no users(): a stanza error that
+    says why (the command used to call nil: a traceback in the log, and the IQ never answered)."""
+    run_cli(prosody.database, "domain", "add", UNLISTED, check=False)
+
+    async def list_users(c):
+        iq = c.Iq()
+        iq["type"], iq["to"] = "set", UNLISTED
+        iq.append(ET.fromstring("<command xmlns='http://jabber.org/protocol/commands' "
+                                "node='urn:xmpp-hosting:users#list' action='execute'/>"))
+        try:
+            await iq.send(timeout=10)
+        except IqError as e:
+            return (e.iq["error"]["type"], e.iq["error"]["condition"], e.iq["error"]["text"])
+        return "answered without an error"
+
+    try:
+        said = asyncio.run(client._session(prosody.c2s_port, f"admin@{HOST}", PASSWORD, list_users, 30))
+        assert said == ("cancel", "feature-not-implemented", "This server's authentication cannot list its accounts"), said
+        assert "Traceback" not in prosody.log_text()
     finally:
         run_cli(prosody.database, "domain", "remove", UNLISTED, check=False)

@@ -640,8 +640,10 @@ impl Hosting {
     }
 
     /// The handle worker calls use: the same file on a connection of its own, seen through the
-    /// same clock. In memory there is only the one connection.
-    fn worker_handle(&self) -> Result<Hosting> {
+    /// same clock. In memory there is only the one connection. Work the core starts on the worker
+    /// by itself (DNS checks, ACME, purges) uses it too, so that its wait for another process's
+    /// lock never holds the connection the server's own thread calls through.
+    pub(crate) fn worker_handle(&self) -> Result<Hosting> {
         let Some((path, options)) = self.reopen_options() else { return Ok(self.clone()) };
         let opened = self.worker_slot().get_or_try_init(|| {
             let mut worker_options = options.clone();

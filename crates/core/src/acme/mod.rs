@@ -26,6 +26,7 @@ use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
     RetryPolicy,
 };
+use rusqlite::Connection;
 use serde::Serialize;
 
 pub use settings::AcmeSettings;
@@ -232,8 +233,10 @@ impl Hosting {
     pub fn acme_issue(&self, domain: &str) -> Result<Pending<Result<CertificateInfo>>> {
         let name = DomainName::parse(domain)?;
         self.require_domain(name.as_str())?;
-        let hosting = self.clone();
-        Pending::spawn(async move { hosting.acme_attempt(name.as_str()).await })
+        // The exchange's store calls wait for another process's lock on the worker's own
+        // connection, never on the one the server's thread calls through.
+        let worker = self.worker_handle()?;
+        Pending::spawn(async move { worker.acme_attempt(name.as_str()).await })
             .map_err(|e| Error::Internal(format!("cannot start the ACME worker: {e}")))
     }
 
@@ -282,55 +285,18 @@ impl Hosting {
         let started = self.now();
         let result = self.acme_obtain(domain).await;
         let now = self.now();
-        let renew_days = self.provider_settings().map(|p| p.acme.renew_days).unwrap_or(30);
-        self.store().write(|tx| {
-            let mut r = store::record(tx, domain)?.unwrap_or(AcmeRecord {
-                domain: domain.to_string(),
-                enabled_at: started,
-                issued_sha256: None,
-                issued_at: None,
-                last_attempt_at: None,
-                failures: 0,
-                next_attempt_at: None,
-                last_error: None,
-            });
-            r.last_attempt_at = Some(started);
-            match &result {
-                Ok(info) => {
-                    r.issued_sha256 = Some(info.fingerprint.sha256_hex.clone());
-                    r.issued_at = Some(now);
-                    r.failures = 0;
-                    r.next_attempt_at = None;
-                    r.last_error = None;
-                    // A CA whose certificates are shorter than the renewal window would make
-                    // every pass renew again: at most once a day then, and the admin is told.
-                    if info.not_after - now <= i64::from(renew_days) * 86_400 {
-                        r.next_attempt_at = Some(now + 86_400);
-                        r.last_error = Some(format!(
-                            "the CA's certificate is valid for {} day(s), within acme.renew_days ({renew_days}): \
-                             renewed at most daily; lower acme.renew_days",
-                            info.days_left
-                        ));
-                    }
-                }
-                Err(e) => {
-                    r.failures += 1;
-                    r.next_attempt_at = Some(now + backoff(r.failures));
-                    r.last_error = Some(e.to_string());
-                }
-            }
-            // A domain removed meanwhile has no row to keep.
-            match crate::store::domains::domain(tx, &DomainName::from_stored(domain.to_string()))? {
-                Some(_) => store::put(tx, &r),
-                None => Ok(()),
-            }
-        })?;
-        result
+        let domain = domain.to_string();
+        blocking(self, move |h| {
+            let renew_days = h.provider_settings().map(|p| p.acme.renew_days).unwrap_or(30);
+            h.store().write(|tx| record_attempt(tx, &domain, started, now, renew_days, &result))?;
+            result
+        })
+        .await
     }
 
     /// The ACME exchange itself: CNAME check, account, order, TXT, CA validation, CSR, import.
     async fn acme_obtain(&self, domain: &str) -> Result<CertificateInfo> {
-        let provider = self.provider_settings()?;
+        let provider = blocking(self, |h| h.provider_settings()).await?;
         let acme = provider.acme;
         let missing = acme.missing();
         if !missing.is_empty() {
@@ -339,21 +305,24 @@ impl Hosting {
         if let Some((path, why)) = acme.problems().into_iter().next() {
             return Err(AcmeError::Settings(format!("acme.{path}: {why}")).into());
         }
-        let names = self.certificate_names(domain)?;
+        let owned = domain.to_string();
+        let names = blocking(self, move |h| h.certificate_names(&owned)).await?;
         let zone = acme.zone.clone().unwrap_or_default();
         let cname = cname_for(names.domain.as_str(), &zone)?;
         check_cname(&provider.dns, &cname).await?;
 
         // The certificate is for the domain's own key: the one a self-signed certificate or an
         // import already uses, made now when the domain has none.
-        let stored = match self.stored_certificate(domain) {
-            Ok(s) => s,
+        let owned = domain.to_string();
+        let stored = blocking(self, move |h| match h.stored_certificate(&owned) {
+            Ok(s) => Ok(s),
             Err(Error::Certificate(CertificateError::NoCertificate { .. })) => {
-                self.generate_certificate(domain, GenerateOptions::default())?;
-                self.stored_certificate(domain)?
+                h.generate_certificate(&owned, GenerateOptions::default())?;
+                h.stored_certificate(&owned)
             }
-            Err(e) => return Err(e),
-        };
+            Err(e) => Err(e),
+        })
+        .await?;
         let key = stored.key.key_pair()?;
         let updater = dns_update::ZoneUpdater::new(&acme)?;
         let account = self.acme_account(&acme).await?;
@@ -366,7 +335,7 @@ impl Hosting {
                 // The CA forgot the account (a test CA restarted, an account deactivated): a
                 // new one, once.
                 let url = acme.directory_url.clone().unwrap_or_default();
-                self.store().write(|tx| store::forget_account(tx, &url))?;
+                blocking(self, move |h| h.store().write(|tx| store::forget_account(tx, &url))).await?;
                 self.acme_account(&acme).await?.new_order(&NewOrder::new(&identifiers)).await.map_err(ca)?
             }
             other => other.map_err(ca)?,
@@ -432,7 +401,7 @@ impl Hosting {
             params.serialize_request(&key).map_err(|e| CertificateError::Internal(format!("CSR signing: {e}")))?;
         order.finalize_csr(csr.der()).await.map_err(ca)?;
         let chain = order.poll_certificate(&retry()).await.map_err(ca)?;
-        self.import_certificate(&domain, &chain)
+        blocking(self, move |h| h.import_certificate(&domain, &chain)).await
     }
 
     /// The account for the configured directory: the stored one, or a new one stored now.
@@ -445,7 +414,8 @@ impl Hosting {
             }
             .map_err(|e| AcmeError::Settings(format!("https client for the CA: {e}")))
         };
-        if let Some(text) = self.store().read(|c| store::account(c, &url))? {
+        let reading = url.clone();
+        if let Some(text) = blocking(self, move |h| h.store().read(|c| store::account(c, &reading))).await? {
             let credentials: AccountCredentials = serde_json::from_str(&text)
                 .map_err(|e| Error::Corrupt(format!("stored ACME account credentials: {e}")))?;
             return Ok(builder()?.from_credentials(credentials).await.map_err(ca)?);
@@ -457,9 +427,73 @@ impl Hosting {
         let text = serde_json::to_string(&credentials)
             .map_err(|e| Error::Internal(format!("ACME account credentials: {e}")))?;
         let now = self.now();
-        self.store().write(|tx| store::put_account(tx, &url, account.id(), &text, now))?;
+        let id = account.id().to_string();
+        blocking(self, move |h| h.store().write(|tx| store::put_account(tx, &url, &id, &text, now))).await?;
         Ok(account)
     }
+}
+
+/// Writes what an attempt came to, for `cert show` and the backoff.
+fn record_attempt(
+    tx: &Connection,
+    domain: &str,
+    started: Timestamp,
+    now: Timestamp,
+    renew_days: u32,
+    result: &Result<CertificateInfo>,
+) -> Result<()> {
+    let mut r = store::record(tx, domain)?.unwrap_or(AcmeRecord {
+        domain: domain.to_string(),
+        enabled_at: started,
+        issued_sha256: None,
+        issued_at: None,
+        last_attempt_at: None,
+        failures: 0,
+        next_attempt_at: None,
+        last_error: None,
+    });
+    r.last_attempt_at = Some(started);
+    match result {
+        Ok(info) => {
+            r.issued_sha256 = Some(info.fingerprint.sha256_hex.clone());
+            r.issued_at = Some(now);
+            r.failures = 0;
+            r.next_attempt_at = None;
+            r.last_error = None;
+            // A CA whose certificates are shorter than the renewal window would make
+            // every pass renew again: at most once a day then, and the admin is told.
+            if info.not_after - now <= i64::from(renew_days) * 86_400 {
+                r.next_attempt_at = Some(now + 86_400);
+                r.last_error = Some(format!(
+                    "the CA's certificate is valid for {} day(s), within acme.renew_days ({renew_days}): \
+                         renewed at most daily; lower acme.renew_days",
+                    info.days_left
+                ));
+            }
+        }
+        Err(e) => {
+            r.failures += 1;
+            r.next_attempt_at = Some(now + backoff(r.failures));
+            r.last_error = Some(e.to_string());
+        }
+    }
+    // A domain removed meanwhile has no row to keep.
+    match crate::store::domains::domain(tx, &DomainName::from_stored(domain.to_string()))? {
+        Some(_) => store::put(tx, &r),
+        None => Ok(()),
+    }
+}
+
+/// Runs a store call of an ACME exchange on the blocking pool: a wait for another process's lock
+/// must not hold one of the two threads every DNS and ACME task shares.
+async fn blocking<T: Send + 'static>(
+    h: &Hosting,
+    call: impl FnOnce(&Hosting) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let h = h.clone();
+    tokio::task::spawn_blocking(move || call(&h))
+        .await
+        .map_err(|e| Error::Internal(format!("an ACME store call failed: {e}")))?
 }
 
 /// How long to poll the CA for an order's progress.
@@ -544,6 +578,29 @@ mod tests {
         let long = format!("{}.{}.org", vec!["a".repeat(63); 3].join("."), "d".repeat(40));
         assert!(DomainName::parse(&long).is_ok());
         assert!(matches!(cname_for(&long, "acme.provider.example"), Err(AcmeError::NameTooLong(_))));
+    }
+
+    #[test]
+    fn an_issue_started_for_a_server_records_its_outcome_on_the_workers_connection() {
+        // The server's own handle gives up after 10 ms, the worker's waits 10 s: the attempt's
+        // outcome (here: ACME not configured) is recorded once another process's write is done,
+        // and the caller gets that outcome, not "database is locked".
+        let store = crate::test_store::TestStore::new("acme-held-lock");
+        let options = crate::OpenOptions {
+            busy_timeout: Duration::from_millis(10),
+            worker_busy_timeout: Duration::from_secs(10),
+        };
+        let h = Hosting::open_with(&store.path, &options).unwrap();
+        h.add_domain("example.org").unwrap();
+        let other = rusqlite::Connection::open(&store.path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let pending = h.acme_issue("example.org").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(pending.try_take().is_none(), "the attempt finished while the lock was held");
+        other.execute_batch("COMMIT").unwrap();
+        let err = pending.wait().unwrap_err();
+        assert!(matches!(err, Error::Acme(AcmeError::NotConfigured(_))), "{err:?}");
+        assert_eq!(h.acme_status("example.org").unwrap().map(|s| s.failures), Some(1));
     }
 
     #[test]

@@ -704,14 +704,10 @@ impl Hosting {
 
     /// [`Hosting::purge_invites`] on the core's worker, for a server's timer or admin command:
     /// a purge of thousands of invites must not stall Prosody's event loop or a scheduler.
+    /// It runs on the worker's own connection: while another process holds the write lock, it
+    /// waits there (the longer worker timeout) and the server's calls are not queued behind it.
     pub fn start_purge_invites(&self) -> Result<Pending<Result<PurgeReport>>> {
-        let hosting = self.clone();
-        Pending::spawn(async move {
-            tokio::task::spawn_blocking(move || hosting.purge_invites())
-                .await
-                .map_err(|e| Error::Internal(format!("invite purge failed: {e}")))?
-        })
-        .map_err(|e| Error::Internal(format!("cannot start the worker: {e}")))
+        self.later(|w| w.purge_invites())
     }
 
     /// The newest `limit` lines of a domain's invite history.

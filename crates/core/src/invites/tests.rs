@@ -690,3 +690,25 @@ fn the_invite_table_rebuild_keeps_invites_and_links() {
     let fk_problems: i64 = c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
     assert_eq!(fk_problems, 0);
 }
+
+#[test]
+fn a_purge_started_for_a_server_waits_for_a_held_lock_on_the_workers_connection() {
+    // The server's own handle gives up after 10 ms; the worker's waits 10 s. A purge started
+    // from a server's admin command must wait as the worker does, not fail as the server would
+    // (and not hold the server's connection while it waits).
+    let store = crate::test_store::TestStore::new("purge-held-lock");
+    let options = crate::OpenOptions {
+        busy_timeout: std::time::Duration::from_millis(10),
+        worker_busy_timeout: std::time::Duration::from_secs(10),
+    };
+    let h = Hosting::open_with(&store.path, &options).unwrap();
+    h.add_domain("example.org").unwrap();
+    let other = rusqlite::Connection::open(&store.path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let pending = h.start_purge_invites().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(pending.try_take().is_none(), "the purge finished while the lock was held");
+    other.execute_batch("COMMIT").unwrap();
+    let report = pending.wait();
+    assert!(report.is_ok(), "{report:?}");
+}

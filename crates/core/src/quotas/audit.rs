@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::store::quotas as sql;
 use crate::worker::Pending;
-use crate::{Error, Hosting, Result};
+use crate::{Hosting, Result};
 
 /// One scope whose running totals differ from the recount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -107,13 +107,38 @@ impl Hosting {
     }
 
     /// [`Hosting::audit_upload_ledger`] on the worker, for an admin command inside a server.
+    /// On the worker's own connection, as [`Hosting::later`]: a held lock is waited for there,
+    /// never on the connection the server's thread uses.
     pub fn start_upload_audit(&self, repair: bool) -> Result<Pending<Result<Vec<LedgerDrift>>>> {
-        let hosting = self.clone();
-        Pending::spawn(async move {
-            tokio::task::spawn_blocking(move || hosting.audit_upload_ledger(repair))
-                .await
-                .map_err(|e| Error::Internal(format!("upload audit failed: {e}")))?
-        })
-        .map_err(|e| Error::Internal(format!("cannot start the worker: {e}")))
+        self.later(move |w| w.audit_upload_ledger(repair))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::test_store::TestStore;
+    use crate::{Hosting, OpenOptions};
+
+    #[test]
+    fn an_audit_started_for_a_server_waits_for_a_held_lock_on_the_workers_connection() {
+        // The server's own handle gives up after 10 ms, the worker's waits 10 s: an admin's
+        // repairing audit behind another process's write must wait as the worker does.
+        let store = TestStore::new("audit-held-lock");
+        let options =
+            OpenOptions { busy_timeout: Duration::from_millis(10), worker_busy_timeout: Duration::from_secs(10) };
+        let h = Hosting::open_with(&store.path, &options).unwrap();
+        // A total no file accounts for: the repair has something to write.
+        h.store().write(|tx| crate::store::quotas::add_usage(tx, "global", "", "", 100, 0)).unwrap();
+        let other = rusqlite::Connection::open(&store.path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let pending = h.start_upload_audit(true).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(pending.try_take().is_none(), "the audit finished while the lock was held");
+        other.execute_batch("COMMIT").unwrap();
+        let drifts = pending.wait().unwrap();
+        assert_eq!(drifts.len(), 1, "{drifts:?}");
+        assert!(h.audit_upload_ledger(false).unwrap().is_empty(), "the repair was not made");
     }
 }

@@ -162,11 +162,16 @@ impl Hosting {
     pub fn verify_domain(&self, domain: &str, account: &str) -> Result<Pending<Result<Claim>>> {
         let claim = self.require_claim(domain, account)?;
         let dns = self.provider_settings()?.dns;
-        let hosting = self.clone();
+        // The outcome is written on the worker's own connection and blocking pool: a lock held
+        // by another process is waited for there, never on the server's connection nor on one
+        // of the two threads every DNS task shares.
+        let worker = self.worker_handle()?;
         Pending::spawn(async move {
             let client = DnsClient::new(&dns)?;
             let seen = look(&client, &proof_name(&dns, &claim.domain)).await;
-            hosting.record_check(&claim.domain, &claim.account, seen, &dns)
+            tokio::task::spawn_blocking(move || worker.record_check(&claim.domain, &claim.account, seen, &dns))
+                .await
+                .map_err(|e| Error::Internal(format!("recording the check failed: {e}")))?
         })
         .map_err(|e| Error::Internal(format!("cannot start the DNS worker: {e}")))
     }
@@ -192,22 +197,37 @@ impl Hosting {
     /// transactions on a blocking thread, so the store never stalls the DNS tasks.
     fn check_claims(&self, claims: Vec<(String, String)>) -> Result<Pending<Result<Vec<Claim>>>> {
         let dns = std::sync::Arc::new(self.provider_settings()?.dns);
-        let hosting = self.clone();
+        // Store calls run on the worker's own connection and blocking pool (see verify_domain).
+        let worker = self.worker_handle()?;
         Pending::spawn(async move {
             let client = DnsClient::new(&dns)?;
-            let checks = claims.into_iter().map(|(domain, account)| {
-                let (client, dns, hosting) = (client.clone(), dns.clone(), hosting.clone());
+            let reader = worker.clone();
+            let claimed = tokio::task::spawn_blocking(move || {
+                reader.store().read(|c| {
+                    claims
+                        .into_iter()
+                        .map(|(domain, account)| {
+                            let found = sql::claim(c, &domain, &account)?.is_some();
+                            Ok((domain, account, found))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("reading the claims failed: {e}")))?;
+            let checks = claimed?.into_iter().map(|(domain, account, found)| {
+                let (client, dns) = (client.clone(), dns.clone());
                 async move {
-                    let seen = match hosting.store().read(|c| sql::claim(c, &domain, &account)) {
-                        Ok(Some(_)) => Ok(look(&client, &proof_name(&dns, &domain)).await),
-                        Ok(None) => Err(ErrorText("not-found", format!("{domain} for {account}"))),
-                        Err(e) => Err(ErrorText("internal", e.to_string())),
+                    let seen = if found {
+                        Ok(look(&client, &proof_name(&dns, &domain)).await)
+                    } else {
+                        Err(ErrorText("not-found", format!("{domain} for {account}")))
                     };
                     (domain, account, seen)
                 }
             });
             let outcomes = bounded(checks, dns.concurrency).await;
-            tokio::task::spawn_blocking(move || hosting.record_checks(outcomes, &dns).into_iter().collect())
+            tokio::task::spawn_blocking(move || worker.record_checks(outcomes, &dns).into_iter().collect())
                 .await
                 .map_err(|e| Error::Internal(format!("recording checks failed: {e}")))?
         })
@@ -541,6 +561,37 @@ impl Hosting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_started_for_a_server_wait_for_a_held_lock_on_the_workers_connection() {
+        // The server's own handle gives up after 10 ms, the worker's waits 10 s: a check's
+        // outcome is recorded as the worker waits, not lost as the server's handle would.
+        let store = crate::test_store::TestStore::new("verify-held-lock");
+        let options = crate::OpenOptions {
+            busy_timeout: std::time::Duration::from_millis(10),
+            worker_busy_timeout: std::time::Duration::from_secs(10),
+        };
+        let h = Hosting::open_with(&store.path, &options).unwrap();
+        // A nameserver nobody answers at: the lookup ends quickly with a problem, still an
+        // outcome to record.
+        h.set_provider_setting("dns.nameservers", r#"["127.0.0.1:9"]"#).unwrap();
+        h.set_provider_setting("dns.timeout_ms", "50").unwrap();
+        h.set_provider_setting("dns.attempts", "1").unwrap();
+        h.claim_domain("one.example", "alice").unwrap();
+        h.claim_domain("two.example", "alice").unwrap();
+        let other = rusqlite::Connection::open(&store.path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let one = h.verify_domain("one.example", "alice").unwrap();
+        let two = h.verify_domains(&[("two.example".into(), "alice".into())]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(one.try_take().is_none(), "the check finished while the lock was held");
+        assert!(two.try_take().is_none(), "the checks finished while the lock was held");
+        other.execute_batch("COMMIT").unwrap();
+        let one = one.wait().unwrap();
+        assert!(one.last_checked_at.is_some(), "{one:?}");
+        let two = two.wait().unwrap();
+        assert!(two[0].last_checked_at.is_some(), "{two:?}");
+    }
 
     #[test]
     fn public_suffixes_and_bad_names_cannot_be_claimed() {

@@ -88,8 +88,16 @@ module:hook("stanza/iq/urn:xmpp:pars:0:preauth", function(event)
 		origin.send(st.error_reply(stanza, "modify", "bad-request", "The preauth element needs a token"));
 		return true;
 	end
-	local store = get_store();
-	local invite = store and store:check_invite(host, token);
+	-- nil and no error: a token that is not usable, one answer for all of them; an error: the
+	-- store failed, and the invite may well be valid.
+	local store, err = get_store();
+	local invite;
+	if store then invite, err = store:check_invite(host, token); end
+	if not invite and err then
+		module:log("error", "Cannot check an invite token on %s: %s", host, tostring(err));
+		origin.send(st.error_reply(stanza, "wait", "internal-server-error", "Invites cannot be checked now, try again later"));
+		return true;
+	end
 	if not invite then
 		origin.send(st.error_reply(stanza, "cancel", "item-not-found", "The invite is not valid (unknown, expired or already used)"));
 		return true;

@@ -6,8 +6,10 @@ commands, prosodyctl and the admin shell) are here.
 
 import ctypes
 import json
+import sqlite3
 import subprocess
 import time
+from contextlib import closing
 
 import pytest
 
@@ -244,3 +246,27 @@ def test_a_subscription_token_never_makes_the_loop_wait_for_another_process_lock
         listed = json.loads(cli(server, "--json", "invite", "list", HOST).stdout)
         assert [i["uses_left"] for i in listed if i["id"] == inv["invite"]["id"]] == [0]
         sender.close()
+
+
+def test_a_store_failure_checking_a_token_is_a_server_error_and_logged(prosody):
+    """A valid invite met by a failing store is not 'unknown, expired or already used': the
+    client is told to try again later (wait/internal-server-error) and the log says why. The
+    failure: the invites table renamed away by another connection for a moment."""
+    token = json.loads(cli(prosody, "--json", "invite", "create", HOST).stdout)["token"]
+    offset = len(prosody.log_text())
+    with closing(sqlite3.connect(prosody.database, timeout=30, isolation_level=None)) as db:
+        db.execute("ALTER TABLE invites RENAME TO invites_away")
+        try:
+            s = RawStream(prosody.c2s_port, HOST)
+            try:
+                reply = s.iq("pa", preauth_element(token))
+            finally:
+                s.close()
+        finally:
+            db.execute("ALTER TABLE invites_away RENAME TO invites")
+    assert "type='wait'" in reply or 'type="wait"' in reply, reply
+    assert error_condition(reply) == "internal-server-error", reply
+    logged = prosody.log_text()[offset:]
+    assert "Cannot check an invite token on" in logged and "invites" in logged, logged[-2000:]
+    # The store back, the same token is good.
+    assert register(prosody.c2s_port, jid("afterfailure"), "pw-123456", token=token).ok

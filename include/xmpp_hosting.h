@@ -221,10 +221,13 @@ xh_status xh_domain_set(xh_hosting *h,
 xh_status xh_domain_remove(xh_hosting *h, const char *name);
 
 // The message of the last failed call on this thread ("" after a success). The string belongs
-// to the library and stays valid until the next call on this thread.
+// to the library and stays valid until the next call on this thread. On a thread that is ending
+// (from an atexit handler or a thread-local destructor) no last error is kept any more: calls
+// still return their status, and this says the last error is gone.
 const char *xh_last_error_message(void);
 
-// The status of the last call on this thread.
+// The status of the last call on this thread; `XH_ERR_INTERNAL` on a thread that is ending
+// (see `xh_last_error_message`).
 xh_status xh_last_error_code(void);
 
 // Opens (creating if needed) the store file at `path` and writes the handle to `*out`.

@@ -107,22 +107,32 @@ fn record(result: Result<(), Failure>) -> xh_status {
     };
     // Messages come from Display impls and never hold NUL; strip any to be safe.
     let message = CString::new(message.replace('\0', "")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = (status, message));
+    // A call made while the thread is ending (a C host's atexit handler calling xh_close: glibc
+    // destroys the main thread's thread-locals first) finds the last error gone. `with` would
+    // panic there, and a panic in an extern "C" function aborts the process: the outcome is then
+    // only returned.
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = (status, message));
     status
 }
 
 /// The message of the last failed call on this thread ("" after a success). The string belongs
-/// to the library and stays valid until the next call on this thread.
+/// to the library and stays valid until the next call on this thread. On a thread that is ending
+/// (from an atexit handler or a thread-local destructor) no last error is kept any more: calls
+/// still return their status, and this says the last error is gone.
 #[no_mangle]
 pub extern "C" fn xh_last_error_message() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().1.as_ptr())
+    LAST_ERROR.try_with(|e| e.borrow().1.as_ptr()).unwrap_or(GONE.as_ptr())
 }
 
-/// The status of the last call on this thread.
+/// The status of the last call on this thread; `XH_ERR_INTERNAL` on a thread that is ending
+/// (see `xh_last_error_message`).
 #[no_mangle]
 pub extern "C" fn xh_last_error_code() -> xh_status {
-    LAST_ERROR.with(|e| e.borrow().0)
+    LAST_ERROR.try_with(|e| e.borrow().0).unwrap_or(xh_status::XH_ERR_INTERNAL)
 }
+
+/// The message once the thread's last error is destroyed (see [`record`]).
+static GONE: &std::ffi::CStr = c"the last error is gone: the thread is ending";
 
 #[cfg(test)]
 mod tests {
@@ -159,6 +169,36 @@ mod tests {
             assert_eq!(guard(|| Err(error.into())), status);
             assert_eq!(last_message(), message);
         }
+    }
+
+    #[test]
+    fn calls_made_while_the_thread_ends_do_not_panic() {
+        // A thread-local destroyed after LAST_ERROR (destructors run last-registered first)
+        // calls in from its destructor, as a C host's atexit handler does on the main thread.
+        struct LateCaller(std::sync::mpsc::Sender<std::thread::Result<(xh_status, xh_status, String)>>);
+        impl Drop for LateCaller {
+            fn drop(&mut self) {
+                let outcome = catch_unwind(|| {
+                    let status = guard(|| Err(Error::Internal("late".into()).into()));
+                    (status, xh_last_error_code(), last_message())
+                });
+                let _ = self.0.send(outcome);
+            }
+        }
+        thread_local! {
+            static LATE: RefCell<Option<LateCaller>> = const { RefCell::new(None) };
+        }
+        let (send, outcomes) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            LATE.with(|l| *l.borrow_mut() = Some(LateCaller(send)));
+            guard(|| Ok(()));
+        })
+        .join()
+        .unwrap();
+        let (status, code, message) = outcomes.recv().unwrap().expect("a call at thread exit panicked");
+        assert_eq!(status, xh_status::XH_ERR_INTERNAL);
+        assert_eq!(code, xh_status::XH_ERR_INTERNAL);
+        assert!(message.contains("thread is ending"), "{message}");
     }
 
     #[test]

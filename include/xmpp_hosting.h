@@ -239,6 +239,10 @@ xh_status xh_open(const char *path, xh_hosting **out);
 // Closes a store handle. NULL is ignored. A failure while closing (reported by
 // `xh_last_error_code`) still frees the handle.
 //
+// Closing a handle does not stop the library's worker threads: they serve every handle and
+// live until the process exits. The library must therefore not be unloaded (`dlclose`) while
+// the process runs, even after every handle is closed: those threads would run unmapped code.
+//
 // # Safety
 // `h` is NULL or a handle from [`xh_open`] that has not been closed.
 void xh_close(xh_hosting *h);

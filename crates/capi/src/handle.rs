@@ -36,11 +36,17 @@ pub unsafe extern "C" fn xh_open(path: *const c_char, out: *mut *mut xh_hosting)
 /// Closes a store handle. NULL is ignored. A failure while closing (reported by
 /// `xh_last_error_code`) still frees the handle.
 ///
+/// Closing a handle does not stop the library's worker threads: they serve every handle and
+/// live until the process exits. The library must therefore not be unloaded (`dlclose`) while
+/// the process runs, even after every handle is closed: those threads would run unmapped code.
+///
 /// # Safety
 /// `h` is NULL or a handle from [`xh_open`] that has not been closed.
 #[no_mangle]
 pub unsafe extern "C" fn xh_close(h: *mut xh_hosting) {
-    // Dropping stops the core's worker and closes SQLite: guarded like every other entry point.
+    // Dropping closes the handle's SQLite connections (its worker connection too, once calls
+    // still running on the worker have let go of it); the worker's threads are the process's and
+    // go on. Guarded like every other entry point.
     guard(|| {
         if !h.is_null() {
             drop(Box::from_raw(h));

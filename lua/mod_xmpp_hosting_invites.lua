@@ -124,7 +124,11 @@ local function finish(ticket_id, created)
 	end
 end
 
+-- After the other modules' checks (mod_register_limits, mod_tombstones: priority 0, run in no
+-- fixed order among themselves): a registration one of them refused is theirs to answer, and
+-- beginning ours would hold an invite's use and count an attempt for nothing.
 module:hook("user-registering", function(event)
+	if event.allowed == false then return; end
 	local session = event.session;
 	local token = session and session.xmpp_hosting_token or nil;
 	local store, err = get_store();
@@ -151,7 +155,7 @@ module:hook("user-registering", function(event)
 	end
 	-- In a runner, so that giving the use back waits on the worker, not on the loop.
 	module:add_timer(0, function() async.runner(function() finish(decision.id, false); end):run(true); end);
-end);
+end, -1);
 
 -- Subscribes a and b to each other (both local users of this host), as if each had asked and
 -- the other approved.

@@ -270,3 +270,27 @@ def test_a_store_failure_checking_a_token_is_a_server_error_and_logged(prosody):
     assert "Cannot check an invite token on" in logged and "invites" in logged, logged[-2000:]
     # The store back, the same token is good.
     assert register(prosody.c2s_port, jid("afterfailure"), "pw-123456", token=token).ok
+
+
+def test_a_registration_another_module_refused_is_not_begun(tmp_path):
+    """mod_register_limits (loaded by mod_register_ibr) refuses 127.0.0.1 here: its answer reaches
+    the client, and the store begins no registration (no attempt counted, no invite use held and
+    given back). Before, ours ran in no fixed order beside it and began one either way."""
+    with Prosody(tmp_path / "prosody", host=HOST, host_modules=["xmpp_hosting_invites"],
+                 options={"registration_blocklist": ["127.0.0.1", "::1", "::ffff:127.0.0.1"]}) as server:
+        server.wait_for_log("Housekeeping pass done")
+        inv = json.loads(cli(server, "--json", "invite", "create", HOST).stdout)
+
+        def refused_by_the_blocklist(token):
+            r = register(server.c2s_port, jid("blocked"), "pw-123456", token=token)
+            assert not r.ok and r.error and r.error[1] == "forbidden", r
+            assert "blocklisted" in (r.error[2] or ""), r
+
+        refused_by_the_blocklist(inv["token"])
+        with closing(sqlite3.connect(server.database, timeout=30)) as db:
+            assert db.execute("SELECT count(*) FROM registrations").fetchone() == (0,)
+        audit = json.loads(cli(server, "--json", "invite", "audit", HOST).stdout)
+        assert [a["action"] for a in audit if a["invite_id"] == inv["invite"]["id"]] == ["created"], audit
+        # Without a token our refusal (an invite is needed) does not replace theirs.
+        refused_by_the_blocklist(None)
+        assert "Registration of blocked" not in server.log_text()

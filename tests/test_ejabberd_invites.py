@@ -213,3 +213,61 @@ def test_nif_stale_registration_and_hosting_calls(ej):
         out = ej.eval(H + f'xmpp_hosting_nif:revoke_invite(H, <<"{HOST}">>, {bad_id}).')
         assert out.startswith("{error,{invalid_argument,") and "an invite id is a whole number" in out, out
     assert ej.is_running()
+
+
+# ---- mod_register's captcha_protected, welcome_message and registration_watchers ---------------
+
+GUARDED = "guarded.example"
+WELCOME = "Welcome to guarded.example"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """A node whose mod_register wants a CAPTCHA and greets and reports new accounts; its
+    domain is open (anyone may register, as far as the store is concerned)."""
+    modules = f"""  mod_roster: {{}}
+  mod_offline: {{}}
+  mod_register:
+    allow_modules: [mod_xmpp_hosting_invites]
+    captcha_protected: true
+    welcome_message:
+      subject: "Hello"
+      body: "{WELCOME}"
+    registration_watchers:
+      - "watcher@{GUARDED}"
+  mod_xmpp_hosting_invites: {{}}
+"""
+    work = tmp_path_factory.mktemp("ejabberd-invites-captcha")
+    # mod_register makes a CAPTCHA for every registration form asked for: an image of sorts.
+    captcha = work / "captcha.sh"
+    captcha.write_text("#!/bin/sh\nprintf '\\211PNG\\r\\n\\032\\nnot really'\n")
+    captcha.chmod(0o755)
+    config = f'registration_timeout: infinity\ncaptcha_cmd: "{captcha}"\ncaptcha_url: "http://{GUARDED}/captcha"\n'
+    with Ejabberd(work, host=GUARDED, install="config", extra_modules=modules, extra_config=config) as node:
+        node.register("watcher", "watcher-pass")
+        run_cli(node.database, "domain", "set", GUARDED, "registration.policy", "open")
+        yield node
+
+
+def test_captcha_protected_refuses_a_plain_registration_without_an_invite(guarded):
+    """mod_register answers a plain username and password form with not-allowed when it wants a
+    CAPTCHA; this module answers first and created the account, so bots skipped the CAPTCHA."""
+    r = register(guarded.c2s_port, f"bot@{GUARDED}", "bot-pass-123456")
+    assert not r.ok and r.error and r.error[:2] == ("cancel", "not-allowed"), r
+    assert guarded.ctl("check_account", "bot", GUARDED, check=False).returncode != 0, "the account exists"
+    # An invite the store accepts stands for the CAPTCHA.
+    token = guarded.ctl("xmpp_hosting_invite_create", GUARDED, "1", "0", "").stdout.split(" token ")[1].split()[0]
+    assert register(guarded.c2s_port, f"human@{GUARDED}", "human-pass-123456", token=token).ok
+
+
+def test_new_accounts_get_the_welcome_message_and_the_watchers_are_told(guarded):
+    """What mod_register does after its own registrations (try_register/6) was skipped."""
+    token = guarded.ctl("xmpp_hosting_invite_create", GUARDED, "1", "0", "").stdout.split(" token ")[1].split()[0]
+    told = client.message_after(
+        guarded.c2s_port, f"watcher@{GUARDED}", "watcher-pass",
+        lambda: register(guarded.c2s_port, f"newbie@{GUARDED}", "newbie-pass-123456", token=token),
+        contains=f"newbie@{GUARDED}")
+    assert "was registered" in told, told
+    greeting = client.message_after(guarded.c2s_port, f"newbie@{GUARDED}", "newbie-pass-123456",
+                                    lambda: None, contains=WELCOME)
+    assert greeting == WELCOME

@@ -212,7 +212,19 @@ preauth(#{server := Server, lang := Lang} = State, IQ, Token) ->
             send(State, xmpp:make_error(IQ, xmpp:err_internal_server_error()))
     end.
 
-register(#{server := Server, lang := Lang, ip := {Address, _}} = State, IQ, User, Password) ->
+%% mod_register's captcha_protected refuses a registration without a solved CAPTCHA (a plain
+%% username and password form) with not-allowed, and this module answers before mod_register:
+%% it refuses them alike, unless the client presented an invite the store accepted, which
+%% stands for the CAPTCHA (a bot on an open domain has none). The CAPTCHA form itself goes to
+%% mod_register.
+register(#{server := Server} = State, IQ, User, Password) ->
+    Invited = maps:get(xmpp_hosting_token, State, undefined) /= undefined,
+    case not Invited andalso mod_register_opt:captcha_protected(Server) of
+        true -> send(State, xmpp:make_error(IQ, xmpp:err_not_allowed()));
+        false -> register_checked(State, IQ, User, Password)
+    end.
+
+register_checked(#{server := Server, lang := Lang, ip := {Address, _}} = State, IQ, User, Password) ->
     Token = maps:get(xmpp_hosting_token, State, undefined),
     Ip = ip_text(Address),
     Request = #{domain => Server, username => User, ip => Ip, token => Token},
@@ -303,7 +315,23 @@ create(#{reset := true}, User, Server, Password, _Address) ->
         {true, Err} -> Err
     end;
 create(_Ticket, User, Server, Password, Address) ->
-    mod_register:try_register(User, Server, Password, Address, ?MODULE).
+    case mod_register:try_register(User, Server, Password, Address, ?MODULE) of
+        ok ->
+            registered(jid:make(User, Server), Address),
+            ok;
+        Err -> Err
+    end.
+
+%% What mod_register does after its own registrations (in try_register/6, not exported): the
+%% welcome_message to the new account and the note to registration_watchers.
+registered(#jid{lserver = Server} = JID, Address) ->
+    case mod_register_opt:welcome_message(Server) of
+        {<<>>, <<>>} -> ok;
+        {Subject, Body} ->
+            ejabberd_router:route(#message{from = jid:make(Server), to = JID,
+                                           subject = xmpp:mk_text(Subject), body = xmpp:mk_text(Body)})
+    end,
+    mod_register:send_registration_notifications(?MODULE, JID, Address).
 
 %% The checks mod_register makes on a new account's password (its own are not exported), so
 %% that a reset cannot set a password a registration would refuse.

@@ -49,15 +49,20 @@ local jid = require "util.jid";
 local dm = require "util.datamanager";
 local datetime = require "util.datetime";
 local async = require "util.async";
+local base64_decode = require "util.encodings".base64.decode;
+local json = require "util.json";
 
 local hosting_module = module:depends("xmpp_hosting");
 local get_store = hosting_module.get_store;
 
 local namespace = "urn:xmpp:http:upload:0";
 local check_interval = module:get_option_number("xmpp_hosting_upload_check_interval", 5);
--- mod_http_file_share 0.12 signs each slot's upload token for 300 seconds (get_authz): no
--- upload for a slot can start later than that.
-local slot_usable_for = 300;
+-- No upload for a slot can start after its upload token expires: the core keeps the slot (and
+-- charges its file to the uploader) until then. How long that is, is mod_http_file_share's: 0.12
+-- signs the token for 300 s, 13.0 leaves it to util.jwt's default of 600 s. So it is read from
+-- the token itself (its `exp`); this is used for a token that cannot be read, and for the slots
+-- of earlier versions of this module, whose tokens are gone: no supported version signs longer.
+local longest_slot_life = 600;
 -- mod_http_file_share writes an upload still arriving to the file's name plus this.
 local partial_suffix = "~";
 
@@ -82,6 +87,23 @@ local function slot_of(reply)
 	local put = slot and slot:get_child("put");
 	local url = put and put.attr.url;
 	return url and url:match("/([^/]+)/[^/]*$");
+end
+
+-- Seconds until the upload token in mod_http_file_share's reply expires (its JWT's `exp`, read
+-- only: the signature is mod_http_file_share's to check).
+local b64url_to_b64 = { ["-"] = "+", ["_"] = "/" };
+local function slot_usable_for(reply)
+	local slot = reply:get_child("slot", namespace);
+	local put = slot and slot:get_child("put");
+	for header in (put and put:childtags("header")) or function() end do
+		local token = header.attr.name == "Authorization" and header:get_text():match("^Bearer [^.]+%.([^.]+)%.");
+		local decoded = token and base64_decode(token:gsub("[-_]", b64url_to_b64) .. "==");
+		local ok, claims = pcall(json.decode, decoded or "");
+		local exp = ok and type(claims) == "table" and tonumber(claims.exp);
+		if exp then return math.max(1, math.floor(exp - os.time())); end
+	end
+	module:log("warn", "The slot's upload token has no expiry to read: the slot is awaited for %d s", longest_slot_life);
+	return longest_slot_life;
 end
 
 local function quota_error(stanza, d)
@@ -120,7 +142,7 @@ local function issue(event, store, grant)
 			if slot then
 				-- Queued in the core, written with the next decision or look at the slots: no
 				-- store call here.
-				local ok, watch_err = store:watch_upload_slot(grant.id, file_of(slot), slot_usable_for);
+				local ok, watch_err = store:watch_upload_slot(grant.id, file_of(slot), slot_usable_for(reply));
 				if not ok then module:log("error", "Cannot watch upload slot %s: %s", slot, watch_err); end
 			else
 				release(store, grant.id);
@@ -281,7 +303,7 @@ local function adopt_old_slots(store)
 	if not old then return; end
 	for slot, w in pairs(old) do
 		if not w.committed and w.reservation then
-			store:watch_upload_slot(w.reservation, file_of(slot), slot_usable_for);
+			store:watch_upload_slot(w.reservation, file_of(slot), longest_slot_life);
 		end
 	end
 	old_slots:set(nil, nil);

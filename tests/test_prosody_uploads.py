@@ -2,6 +2,7 @@
 real HTTP uploads. The scenarios are those of ejabberd (upload_scenarios.py); what only Prosody
 does (slots awaited across a restart, disco#info) is tested here."""
 
+import base64
 import json
 import socket
 import time
@@ -244,3 +245,33 @@ def test_a_file_the_ledger_does_not_know_is_counted_and_audited(prosody, server)
     assert json.loads(run_cli(server.database, "--json", "quota", "audit").stdout) == []
     stray.unlink()
     assert wait_for(lambda: global_stored(server) == global_before)
+
+
+def token_life(slot) -> int:
+    """Seconds mod_http_file_share's upload token for `slot` is valid (its JWT: exp - iat)."""
+    payload = slot.headers["Authorization"].split()[1].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims["exp"] - claims["iat"]
+
+
+def test_an_upload_late_in_its_tokens_life_is_charged_to_its_uploader(prosody, server):
+    """Prosody 13.0's mod_http_file_share signs upload tokens for 600 s (0.12's for 300): the slot
+    must be awaited that long. It was awaited 300 s on both, so on 13.0 a PUT 5 to 10 minutes after
+    the slot was accepted by Prosody and the file counted in global storage only, not the user's."""
+    scenarios = UploadScenarios()
+    # The core looks at the slots only once the component's directory is there (its first file).
+    base = scenarios.usage(server, "heidi")["stored"]
+    scenarios.upload(server, "heidi", "first.txt", b"first")
+    assert wait_for(lambda: scenarios.usage(server, "heidi")["stored"] == base + 5)
+    before = scenarios.usage(server, "heidi")
+    [slot] = scenarios.slots(server, "heidi", {"filename": "late-in-life.bin", "size": 7})
+    assert slot.ok, slot
+    life = token_life(slot)
+    assert life == (600 if prosody.target.major >= (13,) else 300), life
+    # A minute before the token expires; the core looks at the slots every 0.2 s meanwhile.
+    prosody.clock.set_offset(life - 60)
+    time.sleep(2)
+    assert http_put(prosody.http_port, slot.put_url, slot.headers, b"1234567") == 201
+    assert wait_for(lambda: scenarios.usage(server, "heidi")["stored"] == before["stored"] + 7), \
+        scenarios.usage(server, "heidi")
+    assert "no expiry to read" not in prosody.log_text()

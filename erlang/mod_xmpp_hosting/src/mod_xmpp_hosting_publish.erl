@@ -210,7 +210,12 @@ bookmark(User, Server, Room, Name, Autojoin) ->
             El = #xmlel{name = <<"conference">>,
                         attrs = [{<<"xmlns">>, <<"urn:xmpp:bookmarks:1">>}, {<<"name">>, Name},
                                  {<<"autojoin">>, atom_to_binary(Autojoin, utf8)}]},
-            PubOpts = [{persist_items, true}, {access_model, whitelist}],
+            %% The node's configuration as XEP-0402 asks for and ejabberd's own mod_private makes
+            %% it: pep's default max_items (1) would let the client's next bookmark replace this
+            %% one, and a client publishing with the XEP's publish-options would fail their
+            %% precondition.
+            PubOpts = [{persist_items, true}, {access_model, whitelist}, {max_items, max},
+                       {notify_retract, true}, {notify_delete, true}, {send_last_published_item, never}],
             case mod_pubsub:publish_item(jid:remove_resource(jid:tolower(JID)), Server, <<"urn:xmpp:bookmarks:1">>,
                                          JID, Room, [El], PubOpts, all) of
                 {result, _} -> ok;

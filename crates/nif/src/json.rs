@@ -1,9 +1,12 @@
 //! JSON-shaped data (domain settings) as Erlang terms.
 //!
 //! Settings are defined once, as serde types in the core; converting their JSON form keeps this
-//! binding free of a copy of every settings field. Objects become maps with atom keys (the keys
-//! are field names of the core's types, a fixed set, never user data), strings become binaries,
-//! `null` becomes the atom `null` so the map round-trips through jiffy/`json` encoders unchanged.
+//! binding free of a copy of every settings field. Objects become maps whose keys are atoms when
+//! they look like the core's field names (what Erlang matches on) and binaries otherwise: some
+//! keys are data an admin typed (the language tags of a domain's publication: `de-CH`, or a valid
+//! tag of 300 characters), and such a key as an atom would fill the never-collected atom table or
+//! fail past 255 characters (then no domain could be listed). Strings become binaries, `null`
+//! becomes the atom `null` so the map round-trips through jiffy/`json` encoders unchanged.
 //!
 //! The way back ([`from_term`]) lets Erlang hand the core a map where the core takes a serde
 //! type (a new invite, say): the core's own types check the fields, so no binding repeats them.
@@ -34,12 +37,21 @@ pub fn to_term<'a>(env: Env<'a>, value: &Value) -> NifResult<Term<'a>> {
             let mut keys = Vec::with_capacity(fields.len());
             let mut values = Vec::with_capacity(fields.len());
             for (k, v) in fields {
-                keys.push(Atom::from_str(env, k)?.encode(env));
+                keys.push(if is_field_name(k) { Atom::from_str(env, k)?.encode(env) } else { k.encode(env) });
                 values.push(to_term(env, v)?);
             }
             Term::map_from_term_arrays(env, &keys, &values)?
         }
     })
+}
+
+/// Whether an object key is shaped like a field name of the core's types (`snake_case`, at most
+/// 63 characters), and so becomes an atom.
+fn is_field_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    key.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Nesting deeper than this is refused: the inputs are small maps built by our Erlang code.

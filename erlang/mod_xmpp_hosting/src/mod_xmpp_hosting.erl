@@ -29,6 +29,8 @@
 -export([store/1, remove_user/2, background/3]).
 %% For xmpp_hosting_retention_commands' uploads sweep.
 -export([upload_roots/0]).
+%% For mod_xmpp_hosting_uploads' sweep_interval.
+-export([check_interval/4]).
 %% The reporter of background writes (a registered process; exported for code upgrades).
 -export([report_loop/0]).
 %% For the commands of other files (xmpp_hosting_invite_commands, xmpp_hosting_quota_commands).
@@ -91,23 +93,73 @@ start_store(Host, Opts) ->
     Path = database_path(gen_mod:get_opt(database, Opts)),
     case open_store(Path) of
         {ok, Handle} ->
-            stop_housekeeping(Host),
-            persistent_term:put(key(Host), {Path, Handle}),
-            %% One loop runs the core's housekeeping pass (checkpoints, re-checks of customers'
-            %% domains, the invite purge, the upload ledger's upkeep) on the core's worker.
-            start_housekeeping(Host),
-            warn_if_other_database(Host, Path),
-            ejabberd_hooks:add(remove_user, Host, ?MODULE, remove_user, 50),
-            %% Registering again when another host already did is harmless: the records are equal.
-            ejabberd_commands:register_commands(get_commands_spec()),
-            ?INFO_MSG("xmpp_hosting ~ts: store ~ts (core ~ts)",
-                      [Host, Path, xmpp_hosting_nif:version()]),
-            ok;
+            case check_intervals(Host, Handle, Opts) of
+                ok -> use_store(Host, Path, Handle);
+                {error, _} = Err -> Err
+            end;
         {error, Reason} ->
             ?ERROR_MSG("xmpp_hosting ~ts: cannot open store ~ts: ~ts",
                        [Host, Path, format_reason(Reason)]),
             {error, Reason}
     end.
+
+use_store(Host, Path, Handle) ->
+    stop_housekeeping(Host),
+    persistent_term:put(key(Host), {Path, Handle}),
+    %% One loop runs the core's housekeeping pass (checkpoints, re-checks of customers'
+    %% domains, the invite purge, the upload ledger's upkeep) on the core's worker.
+    start_housekeeping(Host),
+    warn_if_other_database(Host, Path),
+    ejabberd_hooks:add(remove_user, Host, ?MODULE, remove_user, 50),
+    %% Registering again when another host already did is harmless: the records are equal.
+    ejabberd_commands:register_commands(get_commands_spec()),
+    ?INFO_MSG("xmpp_hosting ~ts: store ~ts (core ~ts)",
+              [Host, Path, xmpp_hosting_nif:version()]),
+    ok.
+
+%% The interval options are judged by the core (econf's timeout takes '30 days', the core's
+%% schedule at most a week): one it refuses would make every housekeeping pass fail to start,
+%% all of housekeeping stopped, so the module does not start with it, as ejabberd refuses an
+%% invalid option, and says why in the core's words; at a reload it says so and housekeeping
+%% keeps its schedule.
+check_intervals(Host, Handle, Opts) ->
+    check_all([fun() -> check_interval(Host, Handle, Step, Opt, gen_mod:get_opt(Opt, Opts)) end
+               || {Step, Opt} <- interval_options()]).
+
+check_all([]) -> ok;
+check_all([Check | Rest]) ->
+    case Check() of
+        ok -> check_all(Rest);
+        Err -> Err
+    end.
+
+%% @doc Step's interval Ms (milliseconds; undefined: the core's default) checked by the core;
+%% {error, Text} logged as critical, naming Host and the option.
+-spec check_interval(binary(), atom(), atom(), undefined | non_neg_integer()) -> ok | {error, binary()}.
+check_interval(Host, Step, Opt, Ms) ->
+    case store(Host) of
+        {ok, Handle} -> check_interval(Host, Handle, Step, Opt, Ms);
+        {error, not_started} -> ok % mod_xmpp_hosting refused to start and said why
+    end.
+
+check_interval(_Host, _Handle, _Step, _Opt, undefined) ->
+    ok;
+check_interval(Host, Handle, Step, Opt, Ms) ->
+    case xmpp_hosting_nif:housekeeping_new(Handle, #{Step => Ms / 1000}) of
+        {ok, _} -> ok;
+        {error, Err} ->
+            Why = case Err of
+                      {_Code, Message} when is_binary(Message) -> Message;
+                      Other -> iolist_to_binary(io_lib:format("~p", [Other]))
+                  end,
+            Text = <<(atom_to_binary(Opt, utf8))/binary, ": ", Why/binary>>,
+            ?CRITICAL_MSG("xmpp_hosting ~ts: option ~ts", [Host, Text]),
+            {error, Text}
+    end.
+
+interval_options() ->
+    [{checkpoint, checkpoint_interval}, {domain_recheck, recheck_interval},
+     {invite_purge, purge_interval}, {certificates, certificates_interval}].
 
 stop(Host) ->
     case gen_mod:is_loaded_elsewhere(Host, ?MODULE) of
@@ -264,6 +316,14 @@ housekeep(Host, HK) ->
         [Host | _] ->
             case housekeeping(Host, HK) of
                 {ok, {_, Obj} = HK1} -> {HK1, run_housekeeping(Host, Obj)};
+                {error, Err} when HK =/= undefined ->
+                    %% Options the core refuses (the reload said so): the schedule stays.
+                    ?DEBUG("xmpp_hosting: housekeeping keeps its schedule: ~p", [Err]),
+                    {_, Obj} = HK,
+                    {HK, run_housekeeping(Host, Obj)};
+                {error, {_Code, Message}} when is_binary(Message) ->
+                    ?ERROR_MSG("xmpp_hosting: housekeeping cannot start: ~ts", [Message]),
+                    {undefined, ?RETRY_S};
                 {error, Err} ->
                     ?ERROR_MSG("xmpp_hosting: housekeeping cannot start: ~p", [Err]),
                     {undefined, ?RETRY_S}
@@ -274,9 +334,7 @@ housekeep(Host, HK) ->
 %% The core's schedule, changed by this module's options and mod_xmpp_hosting_uploads'
 %% sweep_interval (milliseconds here, seconds for the core); unset, the core's defaults apply.
 schedule_overrides(Host) ->
-    Own = [{Step, gen_mod:get_module_opt(Host, ?MODULE, Opt)}
-           || {Step, Opt} <- [{checkpoint, checkpoint_interval}, {domain_recheck, recheck_interval},
-                              {invite_purge, purge_interval}, {certificates, certificates_interval}]],
+    Own = [{Step, gen_mod:get_module_opt(Host, ?MODULE, Opt)} || {Step, Opt} <- interval_options()],
     Uploads = [{upload_upkeep, gen_mod:get_module_opt(H, mod_xmpp_hosting_uploads, sweep_interval)}
                || H <- ejabberd_option:hosts(), gen_mod:is_loaded(H, mod_xmpp_hosting_uploads)],
     Sweep = case [Ms || {_, Ms} <- Uploads, is_integer(Ms)] of
@@ -411,7 +469,11 @@ reload(Host, NewOpts, OldOpts) ->
     %% The housekeeping loop reads the other options at every pass.
     _ = OldOpts,
     case persistent_term:get(key(Host), undefined) of
-        {NewPath, _} -> ok;
+        {NewPath, Handle} ->
+            %% Refused, it is logged; the housekeeping loop keeps the schedule it has. (An error
+            %% returned here would abort the reload of the modules after this one.)
+            _ = check_intervals(Host, Handle, NewOpts),
+            ok;
         _ -> start(Host, NewOpts)
     end.
 

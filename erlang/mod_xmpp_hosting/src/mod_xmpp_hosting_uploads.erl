@@ -44,7 +44,18 @@
 %%% gen_mod
 %%%===================================================================
 
-start(Host, _Opts) ->
+start(Host, Opts) ->
+    case check_sweep_interval(Host, Opts) of
+        ok -> add_hooks(Host);
+        {error, _} = Err -> Err
+    end.
+
+%% The core judges sweep_interval (at most a week): a value it refuses would stop every
+%% housekeeping pass (see mod_xmpp_hosting:check_interval/4).
+check_sweep_interval(Host, Opts) ->
+    mod_xmpp_hosting:check_interval(Host, upload_upkeep, sweep_interval, gen_mod:get_opt(sweep_interval, Opts)).
+
+add_hooks(Host) ->
     ejabberd_hooks:add(http_upload_slot_request, Host, ?MODULE, http_upload_slot_request, 40),
     %% After mod_disco (100), whose server-info form replaces what came before it.
     ejabberd_hooks:add(disco_info, Host, ?MODULE, disco_info, 110),
@@ -60,7 +71,9 @@ stop(Host) ->
     ok.
 
 %% mod_xmpp_hosting's housekeeping reads sweep_interval at every pass.
-reload(_Host, _NewOpts, _OldOpts) ->
+reload(Host, NewOpts, _OldOpts) ->
+    %% Refused, it is logged and the housekeeping keeps its schedule (see mod_xmpp_hosting).
+    _ = check_sweep_interval(Host, NewOpts),
     ok.
 
 depends(_Host, _Opts) ->

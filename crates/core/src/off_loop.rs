@@ -688,9 +688,7 @@ mod tests {
     fn a_call_waits_on_the_worker_for_a_lock_the_callers_own_handle_would_give_up_on() {
         let store = TestStore::new("off-loop-lock");
         let path = store.path.clone();
-        let options =
-            OpenOptions { busy_timeout: Duration::from_millis(10), worker_busy_timeout: Duration::from_secs(10) };
-        let h = Hosting::open_with(&path, &options).unwrap();
+        let h = store.open_as_server();
 
         // Another process's write lock, held for a while.
         let other = lock_holder(&path);

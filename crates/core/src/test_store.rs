@@ -24,6 +24,32 @@ impl TestStore {
         Hosting::open_with(&self.path, &OpenOptions { busy_timeout: Duration::from_secs(30), ..OpenOptions::default() })
             .unwrap()
     }
+
+    /// A handle as a server's loop holds it: its own calls give up on another process's lock
+    /// after 10 ms, its worker waits 10 s (longer than any test holds the lock).
+    pub(crate) fn open_as_server(&self) -> Hosting {
+        let options =
+            OpenOptions { busy_timeout: Duration::from_millis(10), worker_busy_timeout: Duration::from_secs(10) };
+        Hosting::open_with(&self.path, &options).unwrap()
+    }
+
+    /// Another process's write lock on the store, held until [`release_after_waiting`].
+    pub(crate) fn hold_write_lock(&self) -> rusqlite::Connection {
+        let other = rusqlite::Connection::open(&self.path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        other
+    }
+}
+
+/// Checks that `pending` work is still waiting 300 ms into another process's write lock (`held`,
+/// from [`TestStore::hold_write_lock`]), then commits that write so the work can go on.
+pub(crate) fn release_after_waiting<T: crate::worker::FromPanic + Send + 'static>(
+    pending: &crate::Pending<T>,
+    held: rusqlite::Connection,
+) {
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pending.try_take().is_none(), "finished while another process held the lock");
+    held.execute_batch("COMMIT").unwrap();
 }
 
 impl Drop for TestStore {

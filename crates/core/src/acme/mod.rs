@@ -582,22 +582,14 @@ mod tests {
 
     #[test]
     fn an_issue_started_for_a_server_records_its_outcome_on_the_workers_connection() {
-        // The server's own handle gives up after 10 ms, the worker's waits 10 s: the attempt's
-        // outcome (here: ACME not configured) is recorded once another process's write is done,
-        // and the caller gets that outcome, not "database is locked".
+        // The attempt's outcome (here: ACME not configured) is recorded once another process's
+        // write is done, and the caller gets that outcome, not "database is locked".
         let store = crate::test_store::TestStore::new("acme-held-lock");
-        let options = crate::OpenOptions {
-            busy_timeout: Duration::from_millis(10),
-            worker_busy_timeout: Duration::from_secs(10),
-        };
-        let h = Hosting::open_with(&store.path, &options).unwrap();
+        let h = store.open_as_server();
         h.add_domain("example.org").unwrap();
-        let other = rusqlite::Connection::open(&store.path).unwrap();
-        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let held = store.hold_write_lock();
         let pending = h.acme_issue("example.org").unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        assert!(pending.try_take().is_none(), "the attempt finished while the lock was held");
-        other.execute_batch("COMMIT").unwrap();
+        crate::test_store::release_after_waiting(&pending, held);
         let err = pending.wait().unwrap_err();
         assert!(matches!(err, Error::Acme(AcmeError::NotConfigured(_))), "{err:?}");
         assert_eq!(h.acme_status("example.org").unwrap().map(|s| s.failures), Some(1));

@@ -487,9 +487,7 @@ fn a_held_lock_hands_a_login_and_a_logout_to_the_worker_and_both_complete() {
     use std::time::Duration;
 
     let store = crate::test_store::TestStore::new("panel-lock");
-    let options =
-        crate::OpenOptions { busy_timeout: Duration::from_millis(10), worker_busy_timeout: Duration::from_secs(10) };
-    let panel = Panel::new(Hosting::open_with(&store.path, &options).unwrap(), PanelOptions::default());
+    let panel = Panel::new(store.open_as_server(), PanelOptions::default());
     let request = |method: &str, path: &str, cookie: Option<String>, csrf: Option<String>, body: Value| Request {
         method: method.into(),
         path: path.into(),

@@ -564,14 +564,10 @@ mod tests {
 
     #[test]
     fn checks_started_for_a_server_wait_for_a_held_lock_on_the_workers_connection() {
-        // The server's own handle gives up after 10 ms, the worker's waits 10 s: a check's
-        // outcome is recorded as the worker waits, not lost as the server's handle would.
+        // A check's outcome is recorded as the worker waits, not lost as the server's handle
+        // would lose it.
         let store = crate::test_store::TestStore::new("verify-held-lock");
-        let options = crate::OpenOptions {
-            busy_timeout: std::time::Duration::from_millis(10),
-            worker_busy_timeout: std::time::Duration::from_secs(10),
-        };
-        let h = Hosting::open_with(&store.path, &options).unwrap();
+        let h = store.open_as_server();
         // A nameserver nobody answers at: the lookup ends quickly with a problem, still an
         // outcome to record.
         h.set_provider_setting("dns.nameservers", r#"["127.0.0.1:9"]"#).unwrap();
@@ -579,14 +575,11 @@ mod tests {
         h.set_provider_setting("dns.attempts", "1").unwrap();
         h.claim_domain("one.example", "alice").unwrap();
         h.claim_domain("two.example", "alice").unwrap();
-        let other = rusqlite::Connection::open(&store.path).unwrap();
-        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let held = store.hold_write_lock();
         let one = h.verify_domain("one.example", "alice").unwrap();
         let two = h.verify_domains(&[("two.example".into(), "alice".into())]).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        assert!(one.try_take().is_none(), "the check finished while the lock was held");
         assert!(two.try_take().is_none(), "the checks finished while the lock was held");
-        other.execute_batch("COMMIT").unwrap();
+        crate::test_store::release_after_waiting(&one, held);
         let one = one.wait().unwrap();
         assert!(one.last_checked_at.is_some(), "{one:?}");
         let two = two.wait().unwrap();

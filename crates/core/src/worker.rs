@@ -153,6 +153,20 @@ impl<T: FromPanic + Send + 'static> Pending<T> {
     }
 }
 
+/// Runs `call` with a clone of `h` on the runtime's blocking pool, from one of its tasks: a wait
+/// for another process's lock must not hold one of the two threads every DNS and ACME task
+/// shares. `what` names the call if it panicked.
+pub(crate) async fn blocking<T: Send + 'static>(
+    h: &crate::Hosting,
+    what: &str,
+    call: impl FnOnce(&crate::Hosting) -> crate::Result<T> + Send + 'static,
+) -> crate::Result<T> {
+    let h = h.clone();
+    tokio::task::spawn_blocking(move || call(&h))
+        .await
+        .map_err(|e| crate::Error::Internal(format!("{what} failed: {e}")))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -484,16 +484,12 @@ fn record_attempt(
     }
 }
 
-/// Runs a store call of an ACME exchange on the blocking pool: a wait for another process's lock
-/// must not hold one of the two threads every DNS and ACME task shares.
+/// A store call of an ACME exchange, on the blocking pool (see [`crate::worker::blocking`]).
 async fn blocking<T: Send + 'static>(
     h: &Hosting,
     call: impl FnOnce(&Hosting) -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    let h = h.clone();
-    tokio::task::spawn_blocking(move || call(&h))
-        .await
-        .map_err(|e| Error::Internal(format!("an ACME store call failed: {e}")))?
+    crate::worker::blocking(h, "an ACME store call", call).await
 }
 
 /// How long to poll the CA for an order's progress.

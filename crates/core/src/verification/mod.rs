@@ -169,9 +169,10 @@ impl Hosting {
         Pending::spawn(async move {
             let client = DnsClient::new(&dns)?;
             let seen = look(&client, &proof_name(&dns, &claim.domain)).await;
-            tokio::task::spawn_blocking(move || worker.record_check(&claim.domain, &claim.account, seen, &dns))
-                .await
-                .map_err(|e| Error::Internal(format!("recording the check failed: {e}")))?
+            crate::worker::blocking(&worker, "recording the check", move |w| {
+                w.record_check(&claim.domain, &claim.account, seen, &dns)
+            })
+            .await
         })
         .map_err(|e| Error::Internal(format!("cannot start the DNS worker: {e}")))
     }
@@ -201,9 +202,8 @@ impl Hosting {
         let worker = self.worker_handle()?;
         Pending::spawn(async move {
             let client = DnsClient::new(&dns)?;
-            let reader = worker.clone();
-            let claimed = tokio::task::spawn_blocking(move || {
-                reader.store().read(|c| {
+            let claimed = crate::worker::blocking(&worker, "reading the claims", move |w| {
+                w.store().read(|c| {
                     claims
                         .into_iter()
                         .map(|(domain, account)| {
@@ -213,9 +213,8 @@ impl Hosting {
                         .collect::<Result<Vec<_>>>()
                 })
             })
-            .await
-            .map_err(|e| Error::Internal(format!("reading the claims failed: {e}")))?;
-            let checks = claimed?.into_iter().map(|(domain, account, found)| {
+            .await?;
+            let checks = claimed.into_iter().map(|(domain, account, found)| {
                 let (client, dns) = (client.clone(), dns.clone());
                 async move {
                     let seen = if found {
@@ -227,9 +226,10 @@ impl Hosting {
                 }
             });
             let outcomes = bounded(checks, dns.concurrency).await;
-            tokio::task::spawn_blocking(move || worker.record_checks(outcomes, &dns).into_iter().collect())
-                .await
-                .map_err(|e| Error::Internal(format!("recording checks failed: {e}")))?
+            crate::worker::blocking(&worker, "recording checks", move |w| {
+                w.record_checks(outcomes, &dns).into_iter().collect()
+            })
+            .await
         })
         .map_err(|e| Error::Internal(format!("cannot start the DNS worker: {e}")))
     }
